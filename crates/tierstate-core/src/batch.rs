@@ -1,0 +1,304 @@
+//! What a caller asks a store to write: CAS writes, grouped in an all-or-nothing batch.
+
+use std::collections::HashSet;
+use std::num::NonZeroU32;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::{Checksum, DeploymentId, Error, MAX_STATE_BYTES, Result, canonical_json};
+
+/// What a write expects to find, like object_store's `PutMode`. There is no implicit rule:
+/// every write says which of the three it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutMode {
+    /// Create version 1; fails with `AlreadyExists` if the deployment exists.
+    Create,
+    /// Replace version `expected`; fails with `Conflict` if the stored version differs or the
+    /// deployment is absent.
+    Update {
+        /// The version the caller read and wants to replace.
+        expected: u64,
+    },
+    /// Write whatever is stored (or create it). Last writer wins; use only for repair tools.
+    Overwrite,
+}
+
+/// How many versions of each deployment a commit keeps (the newest is always kept).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retention {
+    /// Keep the newest `n` versions; older ones are pruned in the same transaction.
+    KeepLast(NonZeroU32),
+    /// Keep every version.
+    KeepAll,
+}
+
+impl Retention {
+    /// The default: the last 32 versions per deployment.
+    pub const DEFAULT: Retention = Retention::KeepLast(NonZeroU32::new(32).unwrap());
+
+    /// Versions strictly below the returned one are pruned after committing `new_version`.
+    pub fn prune_below(self, new_version: u64) -> Option<u64> {
+        match self {
+            Retention::KeepAll => None,
+            Retention::KeepLast(n) => {
+                let keep_from = new_version.saturating_sub(u64::from(n.get()) - 1);
+                (keep_from > 1).then_some(keep_from)
+            }
+        }
+    }
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// One compare-and-swap write of a deployment's state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StateWrite {
+    /// The deployment written.
+    pub deployment_id: DeploymentId,
+    /// The new state.
+    pub state: Map<String, Value>,
+    /// Payload schema version stored with it (default 1).
+    pub schema_version: u32,
+    /// What the write expects to find.
+    pub mode: PutMode,
+}
+
+impl StateWrite {
+    /// A write with an explicit mode.
+    pub fn new(deployment_id: DeploymentId, mode: PutMode, state: Map<String, Value>) -> Self {
+        Self { deployment_id, state, schema_version: 1, mode }
+    }
+
+    /// Create-only write of version 1.
+    pub fn create(deployment_id: DeploymentId, state: Map<String, Value>) -> Self {
+        Self::new(deployment_id, PutMode::Create, state)
+    }
+
+    /// Write that replaces exactly version `expected`.
+    pub fn update(deployment_id: DeploymentId, expected: u64, state: Map<String, Value>) -> Self {
+        Self::new(deployment_id, PutMode::Update { expected }, state)
+    }
+
+    /// Unconditional write.
+    pub fn overwrite(deployment_id: DeploymentId, state: Map<String, Value>) -> Self {
+        Self::new(deployment_id, PutMode::Overwrite, state)
+    }
+
+    /// A write from any JSON value.
+    ///
+    /// # Errors
+    /// `InvalidInput` if `state` is not a JSON object.
+    pub fn from_value(deployment_id: DeploymentId, mode: PutMode, state: Value) -> Result<Self> {
+        match state {
+            Value::Object(map) => Ok(Self::new(deployment_id, mode, map)),
+            other => Err(Error::invalid(
+                "state",
+                format!("must be a JSON object, got {}", json_kind(&other)),
+            )),
+        }
+    }
+
+    /// A write from a typed value that serializes to a JSON object.
+    ///
+    /// # Errors
+    /// `Serialization` if serde fails; `InvalidInput` if `T` does not serialize to an object.
+    pub fn typed<T: Serialize>(deployment_id: DeploymentId, mode: PutMode, state: &T) -> Result<Self> {
+        let value = serde_json::to_value(state).map_err(|source| Error::Serialization {
+            deployment_id: deployment_id.clone(),
+            source,
+        })?;
+        Self::from_value(deployment_id, mode, value)
+    }
+
+    /// Sets the payload schema version.
+    pub fn with_schema_version(mut self, schema_version: u32) -> Self {
+        self.schema_version = schema_version;
+        self
+    }
+}
+
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// One member of a [`WriteBatch`]. Later record kinds (orders, ledger entries, snapshots,
+/// events) join as new variants and commit in the same backend transaction.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum BatchOp {
+    /// A CAS write of a deployment's state.
+    Put(StateWrite),
+}
+
+/// Writes that commit all together or not at all, in one backend transaction.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WriteBatch {
+    ops: Vec<BatchOp>,
+    retention: Retention,
+}
+
+impl WriteBatch {
+    /// An empty batch with the default retention.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a state write.
+    pub fn put(mut self, write: StateWrite) -> Self {
+        self.ops.push(BatchOp::Put(write));
+        self
+    }
+
+    /// Adds a member.
+    pub fn push(&mut self, op: BatchOp) {
+        self.ops.push(op);
+    }
+
+    /// Sets how many versions per deployment the commit keeps.
+    pub fn with_retention(mut self, retention: Retention) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    /// The retention this batch commits with.
+    pub fn retention(&self) -> Retention {
+        self.retention
+    }
+
+    /// The members, in order.
+    pub fn ops(&self) -> &[BatchOp] {
+        &self.ops
+    }
+
+    /// Number of members.
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    /// True if the batch has no members.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// Validates every member and encodes it canonically, before any backend work.
+    ///
+    /// # Errors
+    /// `InvalidInput` if a state is larger than [`MAX_STATE_BYTES`], an update expects version
+    /// 0, or one deployment appears twice in the batch (its outcome would be ambiguous).
+    pub fn prepare(self) -> Result<PreparedBatch> {
+        let mut seen = HashSet::with_capacity(self.ops.len());
+        let mut writes = Vec::with_capacity(self.ops.len());
+        for op in self.ops {
+            let BatchOp::Put(w) = op;
+            if !seen.insert(w.deployment_id.clone()) {
+                return Err(Error::invalid(
+                    "batch",
+                    format!("deployment {} appears more than once", w.deployment_id),
+                ));
+            }
+            writes.push(PreparedWrite::new(w)?);
+        }
+        Ok(PreparedBatch { writes, retention: self.retention })
+    }
+}
+
+/// A validated batch, ready for a backend.
+#[derive(Debug, Clone)]
+pub struct PreparedBatch {
+    /// The state writes, in batch order.
+    pub writes: Vec<PreparedWrite>,
+    /// How many versions to keep per deployment.
+    pub retention: Retention,
+}
+
+/// A validated state write with its canonical body and checksum computed.
+#[derive(Debug, Clone)]
+pub struct PreparedWrite {
+    /// The deployment written.
+    pub deployment_id: DeploymentId,
+    /// What the write expects.
+    pub mode: PutMode,
+    /// Payload schema version.
+    pub schema_version: u32,
+    /// Canonical JSON bytes of the state.
+    pub body: Vec<u8>,
+    /// SHA-256 of `body`.
+    pub checksum: Checksum,
+}
+
+impl PreparedWrite {
+    /// Validates and encodes one write.
+    ///
+    /// # Errors
+    /// `InvalidInput` for an oversized state or an update that expects version 0.
+    pub fn new(w: StateWrite) -> Result<Self> {
+        if let PutMode::Update { expected: 0 } = w.mode {
+            return Err(Error::invalid(
+                "expected version",
+                "versions start at 1; use PutMode::Create for a new deployment",
+            ));
+        }
+        let body = canonical_json(&w.state);
+        if body.len() > MAX_STATE_BYTES {
+            return Err(Error::invalid(
+                "state",
+                format!("is {} bytes of JSON, the limit is {MAX_STATE_BYTES}", body.len()),
+            ));
+        }
+        let checksum = Checksum::of(&body);
+        Ok(Self { deployment_id: w.deployment_id, mode: w.mode, schema_version: w.schema_version, body, checksum })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn retention_prunes_below_the_window() {
+        let keep3 = Retention::KeepLast(NonZeroU32::new(3).unwrap());
+        assert_eq!(keep3.prune_below(1), None);
+        assert_eq!(keep3.prune_below(3), None);
+        assert_eq!(keep3.prune_below(4), Some(2));
+        assert_eq!(keep3.prune_below(10), Some(8));
+        let keep1 = Retention::KeepLast(NonZeroU32::new(1).unwrap());
+        assert_eq!(keep1.prune_below(5), Some(5));
+        assert_eq!(Retention::KeepAll.prune_below(1000), None);
+    }
+
+    #[test]
+    fn non_object_state_is_invalid_input() {
+        let id = DeploymentId::new("d").unwrap();
+        for v in [json!(null), json!(1), json!("s"), json!([1]), json!(true)] {
+            let err = StateWrite::from_value(id.clone(), PutMode::Create, v).unwrap_err();
+            assert!(matches!(err, Error::InvalidInput { field: "state", .. }));
+        }
+        #[derive(Serialize)]
+        struct NotAnObject(u32);
+        assert!(StateWrite::typed(id, PutMode::Create, &NotAnObject(1)).is_err());
+    }
+
+    #[test]
+    fn prepare_rejects_duplicates_and_version_zero() {
+        let id = DeploymentId::new("d").unwrap();
+        let dup = WriteBatch::new()
+            .put(StateWrite::create(id.clone(), Map::new()))
+            .put(StateWrite::overwrite(id.clone(), Map::new()));
+        assert!(matches!(dup.prepare(), Err(Error::InvalidInput { field: "batch", .. })));
+        let zero = WriteBatch::new().put(StateWrite::update(id, 0, Map::new()));
+        assert!(matches!(zero.prepare(), Err(Error::InvalidInput { .. })));
+    }
+}

@@ -1,0 +1,157 @@
+//! The one error type of tierstate.
+
+use crate::{DeploymentId, Tier};
+
+/// Shorthand for results whose error is [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What went wrong in a backend, to tell transient failures from permanent ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BackendErrorKind {
+    /// The database is locked or busy (another process holds the write lock past the timeout).
+    Busy,
+    /// The backend cannot be reached or its connection was lost.
+    Unavailable,
+    /// An operation exceeded its time limit.
+    Timeout,
+    /// The file or database cannot be opened or used (permissions, not a database, full disk).
+    Io,
+    /// The store has been closed (or its worker stopped) and takes no more work.
+    Closed,
+    /// Anything else; not retryable.
+    Other,
+}
+
+/// Every failure tierstate reports. Match on the variant; new variants may be added.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The caller passed something tierstate refuses; nothing was written.
+    #[error("invalid {field}: {reason}")]
+    InvalidInput {
+        /// Which argument or field was rejected.
+        field: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// The deployment (or the requested version of it) does not exist.
+    #[error("deployment {deployment_id} not found")]
+    NotFound {
+        /// The deployment looked up.
+        deployment_id: DeploymentId,
+    },
+    /// A create-only write found the deployment already present.
+    #[error("deployment {deployment_id} already exists at version {actual}")]
+    AlreadyExists {
+        /// The deployment written.
+        deployment_id: DeploymentId,
+        /// The version that is stored.
+        actual: u64,
+    },
+    /// A compare-and-swap write expected a version that is not the stored one.
+    /// Reload, re-apply the change and write again.
+    #[error("version conflict on {deployment_id}: expected {expected}, stored {}", fmt_actual(.actual))]
+    Conflict {
+        /// The deployment written.
+        deployment_id: DeploymentId,
+        /// The version the writer expected to replace.
+        expected: u64,
+        /// The version that is stored, `None` if the deployment does not exist.
+        actual: Option<u64>,
+    },
+    /// Stored bytes do not match their checksum: the record was damaged after it was written.
+    /// The record is never returned or cached; restore it from history or a backup.
+    #[error(
+        "integrity failure in {tier} tier for {deployment_id} v{version}: checksum expected {expected}, computed {actual}"
+    )]
+    Integrity {
+        /// The deployment whose record is damaged.
+        deployment_id: DeploymentId,
+        /// The tier that returned the damaged record.
+        tier: Tier,
+        /// The version of the damaged record.
+        version: u64,
+        /// The checksum stored with the record (hex), or a description if unreadable.
+        expected: String,
+        /// The checksum computed from the stored bytes (hex), or why they could not be decoded.
+        actual: String,
+    },
+    /// The database was written by a newer tierstate; this binary refuses to touch it.
+    #[error(
+        "{backend} database schema version {found} is newer than this build supports ({supported}); upgrade tierstate"
+    )]
+    SchemaTooNew {
+        /// Which backend.
+        backend: &'static str,
+        /// The schema version recorded in the database.
+        found: u32,
+        /// The newest schema version this build knows.
+        supported: u32,
+    },
+    /// The backend failed; [`Error::is_retryable`] says whether trying again may help.
+    #[error("{backend} backend error ({kind:?}): {message}")]
+    Backend {
+        /// Which backend.
+        backend: &'static str,
+        /// Transient or permanent.
+        kind: BackendErrorKind,
+        /// What the backend said.
+        message: String,
+        /// The underlying error, if any.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+    /// A typed state could not be converted to or from JSON.
+    #[error("state of {deployment_id} does not match the requested type: {source}")]
+    Serialization {
+        /// The deployment.
+        deployment_id: DeploymentId,
+        /// The serde error.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+fn fmt_actual(actual: &Option<u64>) -> String {
+    match actual {
+        Some(v) => format!("v{v}"),
+        None => "nothing (deployment absent)".to_owned(),
+    }
+}
+
+impl Error {
+    /// Builds an [`Error::InvalidInput`].
+    pub fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
+        Self::InvalidInput { field, reason: reason.into() }
+    }
+
+    /// Builds an [`Error::Backend`] with a source error.
+    pub fn backend(
+        backend: &'static str,
+        kind: BackendErrorKind,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self::Backend { backend, kind, message: source.to_string(), source: Some(Box::new(source)) }
+    }
+
+    /// True if the same call may succeed when simply tried again later: the backend was busy,
+    /// unreachable or timed out. A [`Error::Conflict`] is not retryable as-is: reload first
+    /// (see [`Error::is_conflict`]).
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            Self::Backend {
+                kind: BackendErrorKind::Busy
+                    | BackendErrorKind::Unavailable
+                    | BackendErrorKind::Timeout,
+                ..
+            }
+        )
+    }
+
+    /// True for a compare-and-swap conflict: reload the state, re-apply, write again.
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, Self::Conflict { .. })
+    }
+}

@@ -1,0 +1,129 @@
+//! The validated deployment identifier.
+
+use std::borrow::Borrow;
+use std::fmt;
+use std::sync::Arc;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::Error;
+
+/// Identifies one strategy deployment: 1..=128 bytes of UTF-8 with no control characters.
+///
+/// Cheap to clone (shared `Arc<str>`), so it can key caches and travel through batches.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DeploymentId(Arc<str>);
+
+impl DeploymentId {
+    /// Longest accepted id, in bytes.
+    pub const MAX_LEN: usize = 128;
+
+    /// Validates and wraps `id`.
+    ///
+    /// # Errors
+    /// `InvalidInput` if `id` is empty, longer than [`Self::MAX_LEN`] bytes, or contains a
+    /// control character (including NUL, newline and DEL).
+    pub fn new(id: impl AsRef<str>) -> Result<Self, Error> {
+        let id = id.as_ref();
+        if id.is_empty() {
+            return Err(Error::invalid("deployment_id", "must not be empty"));
+        }
+        if id.len() > Self::MAX_LEN {
+            return Err(Error::invalid(
+                "deployment_id",
+                format!("is {} bytes, the limit is {}", id.len(), Self::MAX_LEN),
+            ));
+        }
+        if let Some((at, c)) = id.char_indices().find(|(_, c)| c.is_control()) {
+            return Err(Error::invalid(
+                "deployment_id",
+                format!("contains control character U+{:04X} at byte {at}", c as u32),
+            ));
+        }
+        Ok(Self(Arc::from(id)))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for DeploymentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for DeploymentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl Borrow<str> for DeploymentId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for DeploymentId {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<&str> for DeploymentId {
+    type Error = Error;
+    fn try_from(value: &str) -> Result<Self, Error> {
+        Self::new(value)
+    }
+}
+
+impl TryFrom<String> for DeploymentId {
+    type Error = Error;
+    fn try_from(value: String) -> Result<Self, Error> {
+        Self::new(value)
+    }
+}
+
+impl Serialize for DeploymentId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for DeploymentId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Self::new(s).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_printable_and_unicode() {
+        assert_eq!(DeploymentId::new("btc-perp/alpha 1").unwrap().as_str(), "btc-perp/alpha 1");
+        assert!(DeploymentId::new("策略-ü").is_ok());
+        assert!(DeploymentId::new("x".repeat(128)).is_ok());
+    }
+
+    #[test]
+    fn rejects_bad_ids() {
+        for bad in ["", "a\nb", "nul\0", "tab\t", "del\u{7f}"] {
+            assert!(matches!(DeploymentId::new(bad), Err(Error::InvalidInput { .. })), "{bad:?}");
+        }
+        assert!(DeploymentId::new("x".repeat(129)).is_err());
+        // 43 three-byte chars = 129 bytes: the limit is bytes, not chars.
+        assert!(DeploymentId::new("策".repeat(43)).is_err());
+    }
+
+    #[test]
+    fn deserialize_validates() {
+        assert!(serde_json::from_str::<DeploymentId>("\"\"").is_err());
+        assert_eq!(serde_json::from_str::<DeploymentId>("\"a\"").unwrap().as_str(), "a");
+    }
+}

@@ -1,0 +1,27 @@
+//! Core types of tierstate: deployment ids, versioned state records, the error type, canonical
+//! JSON with its SHA-256 checksum, and the [`StateStore`] trait every WARM backend implements.
+//!
+//! Backends only move bytes: the semantics of a write (which version it gets, when it conflicts)
+//! live here, in [`cas`], so every backend behaves identically and the conformance suite in
+//! `tierstate-testkit` checks that they do.
+#![deny(missing_docs)]
+
+pub mod batch;
+pub mod canonical;
+pub mod cas;
+mod error;
+mod id;
+pub mod memory;
+mod state;
+mod store;
+
+pub use batch::{BatchOp, PreparedBatch, PreparedWrite, PutMode, Retention, StateWrite, WriteBatch};
+pub use canonical::{Checksum, canonical_json};
+pub use error::{BackendErrorKind, Error, Result};
+pub use id::DeploymentId;
+pub use memory::InMemoryStore;
+pub use state::{StateData, StoredRecord, Tier};
+pub use store::StateStore;
+
+/// Largest canonical state body a store accepts (64 MiB); larger writes are `InvalidInput`.
+pub const MAX_STATE_BYTES: usize = 64 * 1024 * 1024;

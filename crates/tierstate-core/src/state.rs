@@ -1,0 +1,192 @@
+//! The versioned state record and the raw form backends read it in.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+use serde::{Serialize, Serializer};
+use serde_json::{Map, Value};
+
+use crate::{Checksum, DeploymentId, Error, Result};
+
+/// Which tier served a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tier {
+    /// The in-process cache.
+    Hot,
+    /// The durable store (SQLite, redb, PostgreSQL, or the in-memory reference store).
+    Warm,
+}
+
+impl fmt::Display for Tier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Tier::Hot => "HOT",
+            Tier::Warm => "WARM",
+        })
+    }
+}
+
+/// One committed version of a deployment's state, verified against its checksum.
+///
+/// Only stores build it (from bytes whose checksum they verified), so a `StateData` in hand is
+/// always intact. Shared as `Arc<StateData>` by the HOT tier, never deep-copied.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct StateData {
+    /// The deployment this state belongs to.
+    pub deployment_id: DeploymentId,
+    /// Monotonic version, 1 for the first commit, +1 for every commit after.
+    pub version: u64,
+    /// The state: always a JSON object.
+    pub state: Map<String, Value>,
+    /// Schema version of the payload, for payload migrations.
+    pub schema_version: u32,
+    /// SHA-256 of the canonical JSON of `state`.
+    #[serde(serialize_with = "ser_checksum")]
+    pub checksum: Checksum,
+    /// When version 1 was committed.
+    pub created_at: DateTime<Utc>,
+    /// When this version was committed.
+    pub updated_at: DateTime<Utc>,
+    /// Which tier served this copy.
+    pub loaded_from: Tier,
+}
+
+fn ser_checksum<S: Serializer>(c: &Checksum, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(&c.to_hex())
+}
+
+impl StateData {
+    /// Decodes the state into a typed value.
+    ///
+    /// # Errors
+    /// `Serialization` if the state does not match `T`.
+    pub fn to_typed<T: DeserializeOwned>(&self) -> Result<T> {
+        T::deserialize(&Value::Object(self.state.clone())).map_err(|source| {
+            Error::Serialization { deployment_id: self.deployment_id.clone(), source }
+        })
+    }
+
+    /// The same record, marked as served by `tier`.
+    pub fn served_from(mut self, tier: Tier) -> Self {
+        self.loaded_from = tier;
+        self
+    }
+}
+
+/// A record exactly as a backend read it: canonical body bytes plus metadata.
+/// [`StoredRecord::verify`] is the only way from stored bytes to a [`StateData`].
+#[derive(Debug, Clone)]
+pub struct StoredRecord {
+    /// The deployment.
+    pub deployment_id: DeploymentId,
+    /// The version.
+    pub version: u64,
+    /// Payload schema version.
+    pub schema_version: u32,
+    /// Canonical JSON bytes as stored.
+    pub body: Vec<u8>,
+    /// The checksum stored beside the body (hex text).
+    pub checksum: String,
+    /// Commit time of version 1, microseconds since the Unix epoch (UTC).
+    pub created_at_us: i64,
+    /// Commit time of this version, microseconds since the Unix epoch (UTC).
+    pub updated_at_us: i64,
+}
+
+impl StoredRecord {
+    /// Verifies the body against the stored checksum and decodes it.
+    ///
+    /// # Errors
+    /// `Integrity` naming the deployment and `tier` if the checksum does not match, the body is
+    /// not a JSON object, or a timestamp is out of range. The damaged record is not returned.
+    pub fn verify(self, tier: Tier) -> Result<StateData> {
+        let integrity = |expected: String, actual: String| Error::Integrity {
+            deployment_id: self.deployment_id.clone(),
+            tier,
+            version: self.version,
+            expected,
+            actual,
+        };
+        let computed = Checksum::of(&self.body);
+        match Checksum::from_hex(&self.checksum) {
+            Some(stored) if stored == computed => {}
+            Some(_) => return Err(integrity(self.checksum.clone(), computed.to_hex())),
+            None => {
+                return Err(integrity(
+                    format!("unreadable stored checksum {:?}", self.checksum),
+                    computed.to_hex(),
+                ));
+            }
+        }
+        let state = match serde_json::from_slice::<Value>(&self.body) {
+            Ok(Value::Object(map)) => map,
+            Ok(_) => return Err(integrity(computed.to_hex(), "body is not a JSON object".into())),
+            Err(e) => return Err(integrity(computed.to_hex(), format!("body is not JSON: {e}"))),
+        };
+        let created_at = DateTime::from_timestamp_micros(self.created_at_us);
+        let updated_at = DateTime::from_timestamp_micros(self.updated_at_us);
+        let (Some(created_at), Some(updated_at)) = (created_at, updated_at) else {
+            return Err(integrity(computed.to_hex(), "timestamp out of range".into()));
+        };
+        Ok(StateData {
+            deployment_id: self.deployment_id,
+            version: self.version,
+            state,
+            schema_version: self.schema_version,
+            checksum: computed,
+            created_at,
+            updated_at,
+            loaded_from: tier,
+        })
+    }
+}
+
+/// Microseconds since the Unix epoch for `t`, as backends store timestamps.
+pub(crate) fn micros(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::canonical_json;
+
+    fn record(body: &[u8], checksum: String) -> StoredRecord {
+        StoredRecord {
+            deployment_id: DeploymentId::new("d").unwrap(),
+            version: 3,
+            schema_version: 1,
+            body: body.to_vec(),
+            checksum,
+            created_at_us: 1_700_000_000_000_000,
+            updated_at_us: 1_700_000_000_000_001,
+        }
+    }
+
+    #[test]
+    fn verify_accepts_intact_and_rejects_damaged() {
+        let map = serde_json::json!({"a": 1}).as_object().unwrap().clone();
+        let body = canonical_json(&map);
+        let sum = Checksum::of(&body).to_hex();
+        let ok = record(&body, sum.clone()).verify(Tier::Warm).unwrap();
+        assert_eq!(ok.state, map);
+        assert_eq!(ok.version, 3);
+
+        let mut damaged = body.clone();
+        damaged[5] ^= 0x01;
+        let err = record(&damaged, sum.clone()).verify(Tier::Warm).unwrap_err();
+        assert!(matches!(err, Error::Integrity { tier: Tier::Warm, version: 3, .. }), "{err}");
+        assert!(err.to_string().contains("WARM") && err.to_string().contains(" d "));
+
+        let err = record(&body, "nothex".into()).verify(Tier::Warm).unwrap_err();
+        assert!(matches!(err, Error::Integrity { .. }));
+
+        // Checksum matches but the body is not an object: still refused.
+        let arr = b"[1]";
+        let err = record(arr, Checksum::of(arr).to_hex()).verify(Tier::Warm).unwrap_err();
+        assert!(matches!(err, Error::Integrity { .. }));
+    }
+}
