@@ -6,7 +6,11 @@ use std::num::NonZeroU32;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::{Checksum, DeploymentId, Error, MAX_STATE_BYTES, Result, canonical_json};
+use chrono::{DateTime, Utc};
+
+use crate::{
+    Checksum, DeploymentId, Error, MAX_STATE_BYTES, Result, StateData, Tier, canonical_json,
+};
 
 /// What a write expects to find, like object_store's `PutMode`. There is no implicit rule:
 /// every write says which of the three it is.
@@ -71,7 +75,12 @@ pub struct StateWrite {
 impl StateWrite {
     /// A write with an explicit mode.
     pub fn new(deployment_id: DeploymentId, mode: PutMode, state: Map<String, Value>) -> Self {
-        Self { deployment_id, state, schema_version: 1, mode }
+        Self {
+            deployment_id,
+            state,
+            schema_version: 1,
+            mode,
+        }
     }
 
     /// Create-only write of version 1.
@@ -107,7 +116,11 @@ impl StateWrite {
     ///
     /// # Errors
     /// `Serialization` if serde fails; `InvalidInput` if `T` does not serialize to an object.
-    pub fn typed<T: Serialize>(deployment_id: DeploymentId, mode: PutMode, state: &T) -> Result<Self> {
+    pub fn typed<T: Serialize>(
+        deployment_id: DeploymentId,
+        mode: PutMode,
+        state: &T,
+    ) -> Result<Self> {
         let value = serde_json::to_value(state).map_err(|source| Error::Serialization {
             deployment_id: deployment_id.clone(),
             source,
@@ -210,7 +223,10 @@ impl WriteBatch {
             }
             writes.push(PreparedWrite::new(w)?);
         }
-        Ok(PreparedBatch { writes, retention: self.retention })
+        Ok(PreparedBatch {
+            writes,
+            retention: self.retention,
+        })
     }
 }
 
@@ -232,6 +248,8 @@ pub struct PreparedWrite {
     pub mode: PutMode,
     /// Payload schema version.
     pub schema_version: u32,
+    /// The state as given (kept so the committed record needs no re-parse).
+    pub state: Map<String, Value>,
     /// Canonical JSON bytes of the state.
     pub body: Vec<u8>,
     /// SHA-256 of `body`.
@@ -254,11 +272,41 @@ impl PreparedWrite {
         if body.len() > MAX_STATE_BYTES {
             return Err(Error::invalid(
                 "state",
-                format!("is {} bytes of JSON, the limit is {MAX_STATE_BYTES}", body.len()),
+                format!(
+                    "is {} bytes of JSON, the limit is {MAX_STATE_BYTES}",
+                    body.len()
+                ),
             ));
         }
         let checksum = Checksum::of(&body);
-        Ok(Self { deployment_id: w.deployment_id, mode: w.mode, schema_version: w.schema_version, body, checksum })
+        Ok(Self {
+            deployment_id: w.deployment_id,
+            mode: w.mode,
+            schema_version: w.schema_version,
+            state: w.state,
+            body,
+            checksum,
+        })
+    }
+
+    /// The record this write becomes once committed at `version`: built from the write itself,
+    /// in the committing transaction, with no second read.
+    pub fn committed(
+        &self,
+        version: u64,
+        created_at: DateTime<Utc>,
+        updated_at: DateTime<Utc>,
+    ) -> StateData {
+        StateData {
+            deployment_id: self.deployment_id.clone(),
+            version,
+            state: self.state.clone(),
+            schema_version: self.schema_version,
+            checksum: self.checksum,
+            created_at,
+            updated_at,
+            loaded_from: Tier::Warm,
+        }
     }
 }
 
@@ -297,7 +345,10 @@ mod tests {
         let dup = WriteBatch::new()
             .put(StateWrite::create(id.clone(), Map::new()))
             .put(StateWrite::overwrite(id.clone(), Map::new()));
-        assert!(matches!(dup.prepare(), Err(Error::InvalidInput { field: "batch", .. })));
+        assert!(matches!(
+            dup.prepare(),
+            Err(Error::InvalidInput { field: "batch", .. })
+        ));
         let zero = WriteBatch::new().put(StateWrite::update(id, 0, Map::new()));
         assert!(matches!(zero.prepare(), Err(Error::InvalidInput { .. })));
     }

@@ -89,7 +89,8 @@ impl Checksum {
 struct HexSink<'a>(&'a mut String);
 impl Write for HexSink<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.push_str(std::str::from_utf8(buf).map_err(std::io::Error::other)?);
+        self.0
+            .push_str(std::str::from_utf8(buf).map_err(std::io::Error::other)?);
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -135,14 +136,20 @@ mod tests {
         let mut m2 = Map::new();
         m2.insert("y".into(), json!(2.5));
         m2.insert("x".into(), json!(1));
-        assert_eq!(Checksum::of(&canonical_json(&m1)), Checksum::of(&canonical_json(&m2)));
+        assert_eq!(
+            Checksum::of(&canonical_json(&m1)),
+            Checksum::of(&canonical_json(&m2))
+        );
         assert_ne!(Checksum::of(b"{}"), Checksum::of(&canonical_json(&m1)));
     }
 
     #[test]
     fn sha256_known_vector_and_hex_round_trip() {
         let c = Checksum::of(b"abc");
-        assert_eq!(c.to_hex(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(
+            c.to_hex(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
         assert_eq!(Checksum::from_hex(&c.to_hex()), Some(c));
         assert_eq!(Checksum::from_hex("zz"), None);
         assert_eq!(Checksum::from_hex(&"g".repeat(64)), None);

@@ -11,13 +11,16 @@ use crate::{DeploymentId, Error, PutMode, Result};
 pub fn next_version(id: &DeploymentId, mode: PutMode, current: Option<u64>) -> Result<u64> {
     match (mode, current) {
         (PutMode::Create, None) => Ok(1),
-        (PutMode::Create, Some(actual)) => {
-            Err(Error::AlreadyExists { deployment_id: id.clone(), actual })
-        }
+        (PutMode::Create, Some(actual)) => Err(Error::AlreadyExists {
+            deployment_id: id.clone(),
+            actual,
+        }),
         (PutMode::Update { expected }, Some(actual)) if actual == expected => bump(id, actual),
-        (PutMode::Update { expected }, actual) => {
-            Err(Error::Conflict { deployment_id: id.clone(), expected, actual })
-        }
+        (PutMode::Update { expected }, actual) => Err(Error::Conflict {
+            deployment_id: id.clone(),
+            expected,
+            actual,
+        }),
         (PutMode::Overwrite, None) => Ok(1),
         (PutMode::Overwrite, Some(actual)) => bump(id, actual),
     }
@@ -26,7 +29,10 @@ pub fn next_version(id: &DeploymentId, mode: PutMode, current: Option<u64>) -> R
 fn bump(id: &DeploymentId, v: u64) -> Result<u64> {
     // Backends store versions as signed 64-bit integers.
     if v >= i64::MAX as u64 {
-        return Err(Error::invalid("version", format!("{id} has reached the largest version")));
+        return Err(Error::invalid(
+            "version",
+            format!("{id} has reached the largest version"),
+        ));
     }
     Ok(v + 1)
 }
@@ -43,14 +49,25 @@ mod tests {
             next_version(&id, PutMode::Create, Some(4)),
             Err(Error::AlreadyExists { actual: 4, .. })
         ));
-        assert_eq!(next_version(&id, PutMode::Update { expected: 4 }, Some(4)).unwrap(), 5);
+        assert_eq!(
+            next_version(&id, PutMode::Update { expected: 4 }, Some(4)).unwrap(),
+            5
+        );
         assert!(matches!(
             next_version(&id, PutMode::Update { expected: 3 }, Some(4)),
-            Err(Error::Conflict { expected: 3, actual: Some(4), .. })
+            Err(Error::Conflict {
+                expected: 3,
+                actual: Some(4),
+                ..
+            })
         ));
         assert!(matches!(
             next_version(&id, PutMode::Update { expected: 3 }, None),
-            Err(Error::Conflict { expected: 3, actual: None, .. })
+            Err(Error::Conflict {
+                expected: 3,
+                actual: None,
+                ..
+            })
         ));
         assert_eq!(next_version(&id, PutMode::Overwrite, None).unwrap(), 1);
         assert_eq!(next_version(&id, PutMode::Overwrite, Some(9)).unwrap(), 10);

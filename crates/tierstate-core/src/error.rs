@@ -123,7 +123,10 @@ fn fmt_actual(actual: &Option<u64>) -> String {
 impl Error {
     /// Builds an [`Error::InvalidInput`].
     pub fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
-        Self::InvalidInput { field, reason: reason.into() }
+        Self::InvalidInput {
+            field,
+            reason: reason.into(),
+        }
     }
 
     /// Builds an [`Error::Backend`] with a source error.
@@ -132,7 +135,12 @@ impl Error {
         kind: BackendErrorKind,
         source: impl std::error::Error + Send + Sync + 'static,
     ) -> Self {
-        Self::Backend { backend, kind, message: source.to_string(), source: Some(Box::new(source)) }
+        Self::Backend {
+            backend,
+            kind,
+            message: source.to_string(),
+            source: Some(Box::new(source)),
+        }
     }
 
     /// True if the same call may succeed when simply tried again later: the backend was busy,

@@ -106,7 +106,10 @@ mod tests {
 
     #[test]
     fn accepts_printable_and_unicode() {
-        assert_eq!(DeploymentId::new("btc-perp/alpha 1").unwrap().as_str(), "btc-perp/alpha 1");
+        assert_eq!(
+            DeploymentId::new("btc-perp/alpha 1").unwrap().as_str(),
+            "btc-perp/alpha 1"
+        );
         assert!(DeploymentId::new("策略-ü").is_ok());
         assert!(DeploymentId::new("x".repeat(128)).is_ok());
     }
@@ -114,7 +117,10 @@ mod tests {
     #[test]
     fn rejects_bad_ids() {
         for bad in ["", "a\nb", "nul\0", "tab\t", "del\u{7f}"] {
-            assert!(matches!(DeploymentId::new(bad), Err(Error::InvalidInput { .. })), "{bad:?}");
+            assert!(
+                matches!(DeploymentId::new(bad), Err(Error::InvalidInput { .. })),
+                "{bad:?}"
+            );
         }
         assert!(DeploymentId::new("x".repeat(129)).is_err());
         // 43 three-byte chars = 129 bytes: the limit is bytes, not chars.
@@ -124,6 +130,11 @@ mod tests {
     #[test]
     fn deserialize_validates() {
         assert!(serde_json::from_str::<DeploymentId>("\"\"").is_err());
-        assert_eq!(serde_json::from_str::<DeploymentId>("\"a\"").unwrap().as_str(), "a");
+        assert_eq!(
+            serde_json::from_str::<DeploymentId>("\"a\"")
+                .unwrap()
+                .as_str(),
+            "a"
+        );
     }
 }

@@ -15,12 +15,14 @@ pub mod memory;
 mod state;
 mod store;
 
-pub use batch::{BatchOp, PreparedBatch, PreparedWrite, PutMode, Retention, StateWrite, WriteBatch};
+pub use batch::{
+    BatchOp, PreparedBatch, PreparedWrite, PutMode, Retention, StateWrite, WriteBatch,
+};
 pub use canonical::{Checksum, canonical_json};
 pub use error::{BackendErrorKind, Error, Result};
 pub use id::DeploymentId;
 pub use memory::InMemoryStore;
-pub use state::{StateData, StoredRecord, Tier};
+pub use state::{StateData, StoredRecord, Tier, commit_time, micros};
 pub use store::StateStore;
 
 /// Largest canonical state body a store accepts (64 MiB); larger writes are `InvalidInput`.

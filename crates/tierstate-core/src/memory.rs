@@ -7,12 +7,12 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 
 use async_trait::async_trait;
-use chrono::Utc;
+use chrono::DateTime;
 use parking_lot::Mutex;
 
-use crate::state::micros;
 use crate::{
-    DeploymentId, Result, StateData, StateStore, StoredRecord, Tier, WriteBatch, cas,
+    DeploymentId, Result, StateData, StateStore, StoredRecord, Tier, WriteBatch, cas, commit_time,
+    micros,
 };
 
 /// A [`StateStore`] held in process memory; for tests and as the reference implementation.
@@ -32,7 +32,9 @@ impl InMemoryStore {
     /// Returns false if there is no such record.
     pub fn damage_stored_state(&self, id: &DeploymentId, version: Option<u64>) -> bool {
         let mut rows = self.rows.lock();
-        let Some(versions) = rows.get_mut(id) else { return false };
+        let Some(versions) = rows.get_mut(id) else {
+            return false;
+        };
         let row = match version {
             Some(v) => versions.iter_mut().find(|r| r.version == v),
             None => versions.last_mut(),
@@ -88,24 +90,25 @@ impl StateStore for InMemoryStore {
             let version = cas::next_version(&w.deployment_id, w.mode, current.map(|r| r.version))?;
             planned.push((version, current.map(|r| r.created_at_us)));
         }
-        let now = micros(Utc::now());
+        let now = commit_time();
         let mut committed = Vec::with_capacity(planned.len());
         for (w, (version, created)) in batch.writes.into_iter().zip(planned) {
-            let record = StoredRecord {
-                deployment_id: w.deployment_id.clone(),
+            let created_us = created.unwrap_or(micros(now));
+            let created_at = DateTime::from_timestamp_micros(created_us).unwrap_or(now);
+            committed.push(w.committed(version, created_at, now));
+            let versions = rows.entry(w.deployment_id.clone()).or_default();
+            versions.push(StoredRecord {
+                deployment_id: w.deployment_id,
                 version,
                 schema_version: w.schema_version,
                 body: w.body,
                 checksum: w.checksum.to_hex(),
-                created_at_us: created.unwrap_or(now),
-                updated_at_us: now,
-            };
-            let versions = rows.entry(w.deployment_id).or_default();
-            versions.push(record.clone());
+                created_at_us: created_us,
+                updated_at_us: micros(now),
+            });
             if let Some(below) = batch.retention.prune_below(version) {
                 versions.retain(|r| r.version >= below);
             }
-            committed.push(record.verify(Tier::Warm)?);
         }
         Ok(committed)
     }
@@ -116,7 +119,10 @@ impl StateStore for InMemoryStore {
 
     async fn list(&self, after: Option<&DeploymentId>, limit: usize) -> Result<Vec<DeploymentId>> {
         let rows = self.rows.lock();
-        Ok(range_after(&rows, after).take(limit).map(|(k, _)| k.clone()).collect())
+        Ok(range_after(&rows, after)
+            .take(limit)
+            .map(|(k, _)| k.clone())
+            .collect())
     }
 
     async fn scan(
@@ -126,7 +132,10 @@ impl StateStore for InMemoryStore {
     ) -> Result<Vec<Result<StateData>>> {
         let picked: Vec<StoredRecord> = {
             let rows = self.rows.lock();
-            range_after(&rows, after).take(limit).filter_map(|(_, v)| v.last().cloned()).collect()
+            range_after(&rows, after)
+                .take(limit)
+                .filter_map(|(_, v)| v.last().cloned())
+                .collect()
         };
         Ok(picked.into_iter().map(|r| r.verify(Tier::Warm)).collect())
     }

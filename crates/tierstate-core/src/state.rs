@@ -64,8 +64,9 @@ impl StateData {
     /// # Errors
     /// `Serialization` if the state does not match `T`.
     pub fn to_typed<T: DeserializeOwned>(&self) -> Result<T> {
-        T::deserialize(&Value::Object(self.state.clone())).map_err(|source| {
-            Error::Serialization { deployment_id: self.deployment_id.clone(), source }
+        T::deserialize(&Value::Object(self.state.clone())).map_err(|source| Error::Serialization {
+            deployment_id: self.deployment_id.clone(),
+            source,
         })
     }
 
@@ -123,13 +124,26 @@ impl StoredRecord {
         }
         let state = match serde_json::from_slice::<Value>(&self.body) {
             Ok(Value::Object(map)) => map,
-            Ok(_) => return Err(integrity(computed.to_hex(), "body is not a JSON object".into())),
-            Err(e) => return Err(integrity(computed.to_hex(), format!("body is not JSON: {e}"))),
+            Ok(_) => {
+                return Err(integrity(
+                    computed.to_hex(),
+                    "body is not a JSON object".into(),
+                ));
+            }
+            Err(e) => {
+                return Err(integrity(
+                    computed.to_hex(),
+                    format!("body is not JSON: {e}"),
+                ));
+            }
         };
         let created_at = DateTime::from_timestamp_micros(self.created_at_us);
         let updated_at = DateTime::from_timestamp_micros(self.updated_at_us);
         let (Some(created_at), Some(updated_at)) = (created_at, updated_at) else {
-            return Err(integrity(computed.to_hex(), "timestamp out of range".into()));
+            return Err(integrity(
+                computed.to_hex(),
+                "timestamp out of range".into(),
+            ));
         };
         Ok(StateData {
             deployment_id: self.deployment_id,
@@ -144,8 +158,15 @@ impl StoredRecord {
     }
 }
 
-/// Microseconds since the Unix epoch for `t`, as backends store timestamps.
-pub(crate) fn micros(t: DateTime<Utc>) -> i64 {
+/// The current time at the precision every backend stores (microseconds), so a committed
+/// record equals the same record loaded back.
+pub fn commit_time() -> DateTime<Utc> {
+    let now = Utc::now();
+    DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
+}
+
+/// Microseconds since the Unix epoch for `t`, the form every backend stores timestamps in.
+pub fn micros(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()
 }
 
@@ -177,16 +198,32 @@ mod tests {
 
         let mut damaged = body.clone();
         damaged[5] ^= 0x01;
-        let err = record(&damaged, sum.clone()).verify(Tier::Warm).unwrap_err();
-        assert!(matches!(err, Error::Integrity { tier: Tier::Warm, version: 3, .. }), "{err}");
+        let err = record(&damaged, sum.clone())
+            .verify(Tier::Warm)
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::Integrity {
+                    tier: Tier::Warm,
+                    version: 3,
+                    ..
+                }
+            ),
+            "{err}"
+        );
         assert!(err.to_string().contains("WARM") && err.to_string().contains(" d "));
 
-        let err = record(&body, "nothex".into()).verify(Tier::Warm).unwrap_err();
+        let err = record(&body, "nothex".into())
+            .verify(Tier::Warm)
+            .unwrap_err();
         assert!(matches!(err, Error::Integrity { .. }));
 
         // Checksum matches but the body is not an object: still refused.
         let arr = b"[1]";
-        let err = record(arr, Checksum::of(arr).to_hex()).verify(Tier::Warm).unwrap_err();
+        let err = record(arr, Checksum::of(arr).to_hex())
+            .verify(Tier::Warm)
+            .unwrap_err();
         assert!(matches!(err, Error::Integrity { .. }));
     }
 }

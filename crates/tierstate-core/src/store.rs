@@ -48,9 +48,12 @@ pub trait StateStore: Send + Sync + Debug + 'static {
     /// # Errors
     /// As [`StateStore::commit`].
     async fn put(&self, write: StateWrite, retention: Retention) -> Result<StateData> {
-        let mut committed =
-            self.commit(WriteBatch::new().put(write).with_retention(retention)).await?;
-        Ok(committed.pop().expect("a one-member batch commits one record"))
+        let mut committed = self
+            .commit(WriteBatch::new().put(write).with_retention(retention))
+            .await?;
+        Ok(committed
+            .pop()
+            .expect("a one-member batch commits one record"))
     }
 
     /// Deletes a deployment's state and all its history. Returns whether anything was there.

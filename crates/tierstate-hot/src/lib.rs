@@ -28,7 +28,10 @@ pub struct HotConfig {
 
 impl Default for HotConfig {
     fn default() -> Self {
-        Self { capacity: 10_000, ttl: None }
+        Self {
+            capacity: 10_000,
+            ttl: None,
+        }
     }
 }
 
@@ -75,7 +78,12 @@ impl HotCache {
     /// A cache with the given settings (capacity is raised to at least 1).
     pub fn new(config: HotConfig) -> Self {
         let capacity = config.capacity.max(1);
-        Self { cache: Cache::new(capacity), ttl: config.ttl, epoch: AtomicU64::new(0), capacity }
+        Self {
+            cache: Cache::new(capacity),
+            ttl: config.ttl,
+            epoch: AtomicU64::new(0),
+            capacity,
+        }
     }
 
     /// The cached record, if present and not expired.
@@ -93,7 +101,11 @@ impl HotCache {
 
     fn remove_if_expired(&self, id: &DeploymentId, ttl: Duration) {
         if let EntryResult::Vacant(guard) = self.cache.entry(id, None, |_, e| {
-            if e.inserted.elapsed() >= ttl { EntryAction::Remove } else { EntryAction::Retain(()) }
+            if e.inserted.elapsed() >= ttl {
+                EntryAction::Remove
+            } else {
+                EntryAction::Retain(())
+            }
         }) {
             drop(guard);
         }
@@ -111,7 +123,10 @@ impl HotCache {
         let epoch = &self.epoch;
         let now = Instant::now();
         let ttl = self.ttl;
-        let fresh = Entry { data: Arc::clone(&data), inserted: now };
+        let fresh = Entry {
+            data: Arc::clone(&data),
+            inserted: now,
+        };
         let result = self.cache.entry(&data.deployment_id, None, |_, current| {
             if epoch.load(Ordering::Acquire) != ticket.0 {
                 return EntryAction::Retain(InsertOutcome::Invalidated);

@@ -11,7 +11,9 @@ fn d() -> DeploymentId {
 }
 
 fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().build().unwrap()
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
 }
 
 /// Real records (verified by a store) at versions 1..=n of one deployment.
@@ -38,9 +40,18 @@ fn versions(id: &str, n: u64) -> Vec<Arc<StateData>> {
 fn never_replaces_newer_with_older() {
     let hot = HotCache::new(HotConfig::default());
     let v = versions("d", 3);
-    assert_eq!(hot.insert(v[2].clone(), hot.ticket()), InsertOutcome::Stored);
-    assert_eq!(hot.insert(v[0].clone(), hot.ticket()), InsertOutcome::KeptNewer);
-    assert_eq!(hot.insert(v[2].clone(), hot.ticket()), InsertOutcome::KeptNewer);
+    assert_eq!(
+        hot.insert(v[2].clone(), hot.ticket()),
+        InsertOutcome::Stored
+    );
+    assert_eq!(
+        hot.insert(v[0].clone(), hot.ticket()),
+        InsertOutcome::KeptNewer
+    );
+    assert_eq!(
+        hot.insert(v[2].clone(), hot.ticket()),
+        InsertOutcome::KeptNewer
+    );
     assert_eq!(hot.get(&d()).unwrap().version, 3);
     // Shared, not copied.
     assert!(Arc::ptr_eq(&hot.get(&d()).unwrap(), &v[2]));
@@ -60,24 +71,37 @@ fn invalidation_after_ticket_wins() {
     assert!(hot.get(&d()).is_some(), "same version is not older");
     hot.invalidate_older_than(&d(), 2);
     assert!(hot.get(&d()).is_none());
-    assert_eq!(hot.insert(v[1].clone(), ticket), InsertOutcome::Invalidated, "stale ticket");
+    assert_eq!(
+        hot.insert(v[1].clone(), ticket),
+        InsertOutcome::Invalidated,
+        "stale ticket"
+    );
 }
 
 #[test]
 fn ttl_expires_on_monotonic_clock() {
-    let hot = HotCache::new(HotConfig { capacity: 10, ttl: Some(Duration::from_millis(30)) });
+    let hot = HotCache::new(HotConfig {
+        capacity: 10,
+        ttl: Some(Duration::from_millis(30)),
+    });
     let v = versions("d", 2);
     hot.insert(v[0].clone(), hot.ticket());
     assert!(hot.get(&d()).is_some());
     std::thread::sleep(Duration::from_millis(40));
     assert!(hot.get(&d()).is_none(), "expired entry served");
     // An expired entry is replaced even by the same version.
-    assert_eq!(hot.insert(v[0].clone(), hot.ticket()), InsertOutcome::Stored);
+    assert_eq!(
+        hot.insert(v[0].clone(), hot.ticket()),
+        InsertOutcome::Stored
+    );
 }
 
 #[test]
 fn bounded_and_invalidate_all() {
-    let hot = HotCache::new(HotConfig { capacity: 100, ttl: None });
+    let hot = HotCache::new(HotConfig {
+        capacity: 100,
+        ttl: None,
+    });
     for i in 0..1000 {
         let v = versions(&format!("d{i}"), 1);
         hot.insert(v[0].clone(), hot.ticket());

@@ -1,1 +1,88 @@
-//! placeholder
+//! The tierstate conformance suite: every behaviour of [`StateStore`] specified once, run
+//! against every backend.
+//!
+//! A backend's test file provides an async factory returning a [`Harness`] and invokes
+//! [`conformance_tests!`], which generates one `#[tokio::test]` per check in [`checks`]:
+//!
+//! ```ignore
+//! async fn harness() -> tierstate_testkit::Harness { /* open a fresh store */ }
+//! tierstate_testkit::conformance_tests!(harness);
+//! ```
+#![deny(missing_docs)]
+
+use std::any::Any;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use tierstate_core::{DeploymentId, InMemoryStore, StateStore};
+
+pub mod checks;
+
+/// Damages the stored bytes of one version (the newest if `None`) without fixing the checksum.
+/// Resolves to false if there was no such record.
+pub type DamageFn = Arc<
+    dyn Fn(DeploymentId, Option<u64>) -> Pin<Box<dyn Future<Output = bool> + Send>> + Send + Sync,
+>;
+
+/// A fresh, empty store under test plus the hooks the suite needs.
+pub struct Harness {
+    /// The store, empty.
+    pub store: Arc<dyn StateStore>,
+    /// The backend's corruption hook (every backend must provide one).
+    pub damage: DamageFn,
+    /// Anything that must outlive the test (a temporary directory, a server handle).
+    pub guard: Box<dyn Any + Send>,
+}
+
+/// A harness over the in-memory reference store.
+pub async fn memory_harness() -> Harness {
+    let store = Arc::new(InMemoryStore::new());
+    let hook = store.clone();
+    Harness {
+        store,
+        damage: Arc::new(move |id, version| {
+            let hook = hook.clone();
+            Box::pin(async move { hook.damage_stored_state(&id, version) })
+        }),
+        guard: Box::new(()),
+    }
+}
+
+/// Generates one `#[tokio::test]` per conformance check, each on a fresh harness from
+/// `$factory` (an async fn returning [`Harness`]).
+#[macro_export]
+macro_rules! conformance_tests {
+    ($factory:path) => {
+        $crate::conformance_tests!(@each $factory;
+            create_then_load,
+            create_existing_fails,
+            update_bumps_version,
+            stale_update_conflicts,
+            missing_update_conflicts,
+            overwrite_creates_or_replaces,
+            delete_removes_state_and_history,
+            history_newest_first,
+            retention_prunes_in_the_same_commit,
+            batch_commits_all,
+            batch_failing_member_writes_nothing,
+            corruption_is_detected_never_returned,
+            scan_reports_damage_in_place,
+            concurrent_increments_are_exact,
+            ten_thousand_deployments_listed_and_scanned,
+            one_mib_state_round_trips,
+            unicode_keys_round_trip,
+            invalid_input_changes_nothing,
+            typed_state_round_trips,
+        );
+    };
+    (@each $factory:path; $($check:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $check() {
+                let harness = $factory().await;
+                $crate::checks::$check(&harness).await;
+            }
+        )*
+    };
+}

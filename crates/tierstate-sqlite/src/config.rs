@@ -1,0 +1,64 @@
+//! Settings of the SQLite backend.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How hard SQLite works to make each commit durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Synchronous {
+    /// `synchronous=FULL` (default): the WAL is fsynced on every commit. A save that returned
+    /// `Ok` survives a process crash and a power loss.
+    #[default]
+    Full,
+    /// `synchronous=NORMAL`: the WAL is fsynced only at checkpoints. Survives a process crash
+    /// (`kill -9`), but a power loss or OS crash can lose the most recent acknowledged commits
+    /// (never corrupts the file). Roughly the cost of a write() instead of an fsync per commit.
+    Normal,
+}
+
+/// How to open a [`crate::SqliteStore`].
+#[derive(Debug, Clone)]
+pub struct SqliteConfig {
+    /// Database file; created with mode 0600 if absent.
+    pub path: PathBuf,
+    /// Durability of each commit.
+    pub synchronous: Synchronous,
+    /// Reader connections kept open for reuse.
+    pub readers: usize,
+    /// How long a write waits for another process's write lock before failing with a
+    /// retryable `Busy` error.
+    pub busy_timeout: Duration,
+    /// Most queued writes committed together in one transaction.
+    pub max_group: usize,
+}
+
+impl SqliteConfig {
+    /// Durable defaults for the file at `path`.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            synchronous: Synchronous::Full,
+            readers: 4,
+            busy_timeout: Duration::from_secs(10),
+            max_group: 256,
+        }
+    }
+
+    /// Sets the durability mode; see [`Synchronous`] for what `Normal` risks.
+    pub fn synchronous(mut self, synchronous: Synchronous) -> Self {
+        self.synchronous = synchronous;
+        self
+    }
+
+    /// Sets the number of pooled reader connections (at least 1).
+    pub fn readers(mut self, readers: usize) -> Self {
+        self.readers = readers.max(1);
+        self
+    }
+
+    /// Sets the busy timeout for cross-process write locks.
+    pub fn busy_timeout(mut self, timeout: Duration) -> Self {
+        self.busy_timeout = timeout;
+        self
+    }
+}

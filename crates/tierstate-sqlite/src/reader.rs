@@ -1,0 +1,178 @@
+//! The reader pool and the read queries. Each read is one statement, so it sees one
+//! consistent snapshot; WAL lets it run while the writer commits.
+//!
+//! The pool is a few lines over a mutex-guarded stack instead of r2d2/deadpool: those pin
+//! their own rusqlite versions, and reads here are short, synchronous and already on tokio's
+//! blocking pool, so a waiting queue or health checks would add nothing.
+
+use parking_lot::Mutex;
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use tierstate_core::{DeploymentId, Result, StoredRecord};
+
+use crate::SqliteConfig;
+use crate::error::{bad_row, map};
+use crate::schema::open_reader;
+
+/// Reader connections, opened on demand and kept up to `config.readers`.
+pub(crate) struct Readers {
+    config: SqliteConfig,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl Readers {
+    pub(crate) fn new(config: SqliteConfig) -> Self {
+        Self {
+            config,
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Runs `f` on a pooled reader connection (blocking; call from a blocking thread).
+    pub(crate) fn with<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let pooled = self.idle.lock().pop();
+        let conn = match pooled {
+            Some(c) => c,
+            None => open_reader(&self.config)?,
+        };
+        let out = f(&conn);
+        self.give_back(conn);
+        out
+    }
+
+    /// Returns a connection to the pool (closed instead if the pool is full).
+    pub(crate) fn give_back(&self, conn: Connection) {
+        let mut idle = self.idle.lock();
+        if idle.len() < self.config.readers {
+            idle.push(conn);
+        }
+    }
+}
+
+const COLUMNS: &str = "h.deployment_id, v.version, v.schema_version, v.checksum, \
+                       h.created_at, v.updated_at, v.body";
+
+/// Raw columns of one stored version, in [`COLUMNS`] order.
+fn raw(row: &Row<'_>) -> rusqlite::Result<(String, i64, i64, String, i64, i64, Vec<u8>)> {
+    Ok((
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+        row.get(5)?,
+        row.get(6)?,
+    ))
+}
+
+/// Converts raw columns into a record for verification; impossible values are errors.
+fn record(
+    (id, version, schema_version, checksum, created, updated, body): (
+        String,
+        i64,
+        i64,
+        String,
+        i64,
+        i64,
+        Vec<u8>,
+    ),
+) -> Result<StoredRecord> {
+    Ok(StoredRecord {
+        deployment_id: DeploymentId::new(&id)
+            .map_err(|e| bad_row(format!("deployment id {id:?}: {e}")))?,
+        version: u64::try_from(version).map_err(|_| bad_row(format!("version {version}")))?,
+        schema_version: u32::try_from(schema_version)
+            .map_err(|_| bad_row(format!("schema_version {schema_version}")))?,
+        body,
+        checksum,
+        created_at_us: created,
+        updated_at_us: updated,
+    })
+}
+
+pub(crate) fn get(conn: &Connection, id: &str) -> Result<Option<StoredRecord>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM ts_head h JOIN ts_version v \
+         ON v.deployment_id = h.deployment_id AND v.version = h.version \
+         WHERE h.deployment_id = ?1"
+    );
+    let raw = conn
+        .prepare_cached(&sql)
+        .and_then(|mut s| s.query_row([id], raw).optional())
+        .map_err(map)?;
+    raw.map(record).transpose()
+}
+
+pub(crate) fn get_version(
+    conn: &Connection,
+    id: &str,
+    version: u64,
+) -> Result<Option<StoredRecord>> {
+    let Ok(version) = i64::try_from(version) else {
+        return Ok(None);
+    };
+    let sql = format!(
+        "SELECT {COLUMNS} FROM ts_head h JOIN ts_version v ON v.deployment_id = h.deployment_id \
+         WHERE h.deployment_id = ?1 AND v.version = ?2"
+    );
+    let raw = conn
+        .prepare_cached(&sql)
+        .and_then(|mut s| s.query_row(params![id, version], raw).optional())
+        .map_err(map)?;
+    raw.map(record).transpose()
+}
+
+pub(crate) fn history(conn: &Connection, id: &str, limit: usize) -> Result<Vec<StoredRecord>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM ts_head h JOIN ts_version v ON v.deployment_id = h.deployment_id \
+         WHERE h.deployment_id = ?1 ORDER BY v.version DESC LIMIT ?2"
+    );
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut stmt = conn.prepare_cached(&sql).map_err(map)?;
+    let rows = stmt.query_map(params![id, limit], raw).map_err(map)?;
+    rows.map(|r| r.map_err(map).and_then(record)).collect()
+}
+
+pub(crate) fn list(
+    conn: &Connection,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<Vec<DeploymentId>> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT deployment_id FROM ts_head WHERE ?1 IS NULL OR deployment_id > ?1 \
+             ORDER BY deployment_id LIMIT ?2",
+        )
+        .map_err(map)?;
+    let rows = stmt
+        .query_map(params![after, limit], |r| r.get::<_, String>(0))
+        .map_err(map)?;
+    rows.map(|r| {
+        let id = r.map_err(map)?;
+        DeploymentId::new(&id).map_err(|e| bad_row(format!("deployment id {id:?}: {e}")))
+    })
+    .collect()
+}
+
+/// Current records after `after`, in id order; each is verified by the caller.
+pub(crate) fn scan(
+    conn: &Connection,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<Vec<Result<StoredRecord>>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM ts_head h JOIN ts_version v \
+         ON v.deployment_id = h.deployment_id AND v.version = h.version \
+         WHERE ?1 IS NULL OR h.deployment_id > ?1 ORDER BY h.deployment_id LIMIT ?2"
+    );
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut stmt = conn.prepare_cached(&sql).map_err(map)?;
+    let rows = stmt.query_map(params![after, limit], raw).map_err(map)?;
+    let mut out = Vec::new();
+    for row in rows {
+        // A row that cannot even be read ends the scan; a readable but damaged one is
+        // reported in place.
+        out.push(record(row.map_err(map)?));
+    }
+    Ok(out)
+}

@@ -1,0 +1,167 @@
+//! The on-disk schema, its recorded version, and opening connections to it.
+//!
+//! A tierstate file is marked with `PRAGMA application_id` and records its schema version in
+//! `PRAGMA user_version`, both in the database header, so neither can drift from the tables.
+
+use std::fs::OpenOptions;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use rusqlite::{Connection, OpenFlags};
+use tierstate_core::{BackendErrorKind, Error, Result};
+
+use crate::SqliteConfig;
+use crate::config::Synchronous;
+use crate::error::{BACKEND, map};
+
+/// The schema version this build writes and the newest it can open.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// `PRAGMA application_id` of tierstate files: "tSt1".
+const APPLICATION_ID: i32 = 0x7453_7431;
+
+/// The DDL of [`SCHEMA_VERSION`].
+///
+/// `ts_head` holds one small row per deployment (the CAS point); `ts_version` holds every
+/// retained version's canonical JSON body and checksum.
+pub fn schema_sql() -> &'static str {
+    "CREATE TABLE ts_head (
+    deployment_id TEXT NOT NULL PRIMARY KEY,
+    version INTEGER NOT NULL CHECK (version >= 1),
+    created_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE ts_version (
+    deployment_id TEXT NOT NULL,
+    version INTEGER NOT NULL CHECK (version >= 1),
+    schema_version INTEGER NOT NULL,
+    checksum TEXT NOT NULL,
+    updated_at INTEGER NOT NULL,
+    body BLOB NOT NULL,
+    PRIMARY KEY (deployment_id, version)
+);"
+}
+
+/// Creates the file with mode 0600 if it does not exist yet (SQLite would use 0644). The WAL
+/// and shared-memory files SQLite creates later copy the database file's mode.
+fn create_private(path: &Path) -> Result<()> {
+    match OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(Error::Backend {
+            backend: BACKEND,
+            kind: BackendErrorKind::Io,
+            message: format!("cannot create {}: {e}", path.display()),
+            source: Some(Box::new(e)),
+        }),
+    }
+}
+
+fn open(path: &Path, config: &SqliteConfig) -> Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_URI;
+    let conn = Connection::open_with_flags(path, flags).map_err(|e| {
+        let mut err = map(e);
+        if let Error::Backend { message, .. } = &mut err {
+            *message = format!("cannot open {}: {message}", path.display());
+        }
+        err
+    })?;
+    conn.busy_timeout(config.busy_timeout).map_err(map)?;
+    conn.set_prepared_statement_cache_capacity(32);
+    Ok(conn)
+}
+
+/// Opens the writer connection: creates the file, switches to WAL, sets durability, and
+/// creates or checks the schema.
+pub(crate) fn open_writer(config: &SqliteConfig) -> Result<Connection> {
+    create_private(&config.path)?;
+    let conn = open(&config.path, config)?;
+    let mode: String = conn
+        .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+        .map_err(map)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(Error::Backend {
+            backend: BACKEND,
+            kind: BackendErrorKind::Io,
+            message: format!(
+                "cannot enable WAL on {} (got {mode})",
+                config.path.display()
+            ),
+            source: None,
+        });
+    }
+    let sync = match config.synchronous {
+        Synchronous::Full => "FULL",
+        Synchronous::Normal => "NORMAL",
+    };
+    conn.pragma_update(None, "synchronous", sync).map_err(map)?;
+    ensure_schema(&conn, &config.path)?;
+    Ok(conn)
+}
+
+/// Opens a reader connection; it refuses writes.
+pub(crate) fn open_reader(config: &SqliteConfig) -> Result<Connection> {
+    let conn = open(&config.path, config)?;
+    conn.pragma_update(None, "query_only", true).map_err(map)?;
+    Ok(conn)
+}
+
+/// Creates the schema in a new file, accepts the current one, refuses a newer or foreign one.
+/// Runs under `BEGIN IMMEDIATE` so two processes opening a new file at once cannot race.
+fn ensure_schema(conn: &Connection, path: &Path) -> Result<()> {
+    conn.execute_batch("BEGIN IMMEDIATE").map_err(map)?;
+    let outcome = check_or_create(conn, path);
+    let end = if outcome.is_ok() {
+        "COMMIT"
+    } else {
+        "ROLLBACK"
+    };
+    conn.execute_batch(end).map_err(map)?;
+    outcome
+}
+
+fn check_or_create(conn: &Connection, path: &Path) -> Result<()> {
+    let app_id: i32 = conn
+        .query_row("PRAGMA application_id", [], |r| r.get(0))
+        .map_err(map)?;
+    let version: u32 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(map)?;
+    let objects: i64 = conn
+        .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
+        .map_err(map)?;
+    if app_id == 0 && objects == 0 {
+        conn.execute_batch(schema_sql()).map_err(map)?;
+        conn.pragma_update(None, "application_id", APPLICATION_ID)
+            .map_err(map)?;
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION)
+            .map_err(map)?;
+        return Ok(());
+    }
+    if app_id != APPLICATION_ID {
+        return Err(Error::Backend {
+            backend: BACKEND,
+            kind: BackendErrorKind::Io,
+            message: format!(
+                "{} is a SQLite database that tierstate did not create (application_id {app_id:#x})",
+                path.display()
+            ),
+            source: None,
+        });
+    }
+    if version > SCHEMA_VERSION {
+        return Err(Error::SchemaTooNew {
+            backend: BACKEND,
+            found: version,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    // Version 1 is the only schema so far; upgrade steps from older versions go here.
+    Ok(())
+}

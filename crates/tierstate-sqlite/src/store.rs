@@ -1,0 +1,237 @@
+//! [`SqliteStore`]: the [`StateStore`] implementation.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use rusqlite::Connection;
+use tierstate_core::{DeploymentId, Result, StateData, StateStore, Tier, WriteBatch};
+use tokio::sync::oneshot;
+
+use crate::SqliteConfig;
+use crate::error::closed;
+use crate::reader::{self, Readers};
+use crate::schema::open_writer;
+use crate::writer::{Job, Writer};
+
+/// The SQLite WARM store. Clone it freely: clones share the writer thread and reader pool.
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: SqliteConfig,
+    writer: Writer,
+    readers: Readers,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The writer finishes what is queued (nobody waits for it any more) and exits.
+        self.writer.close();
+    }
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.inner.config.path)
+            .field("synchronous", &self.inner.config.synchronous)
+            .finish()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (or creates, mode 0600) the database and starts the writer thread.
+    ///
+    /// # Errors
+    /// `Backend` (`Io`) if the file cannot be created or opened or is not a tierstate database;
+    /// `SchemaTooNew` if a newer tierstate wrote it; `Busy` if another process holds the write
+    /// lock past the busy timeout.
+    pub async fn open(config: SqliteConfig) -> Result<Self> {
+        let cfg = config.clone();
+        let (writer_conn, reader_conn) = tokio::task::spawn_blocking(move || {
+            let w = open_writer(&cfg)?;
+            // Open one reader now so a file readers cannot open fails here, not on first load.
+            let r = crate::schema::open_reader(&cfg)?;
+            Ok::<_, tierstate_core::Error>((w, r))
+        })
+        .await
+        .map_err(|_| closed())??;
+        let writer = Writer::start(writer_conn, config.max_group)?;
+        let readers = Readers::new(config.clone());
+        readers.give_back(reader_conn);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                config,
+                writer,
+                readers,
+            }),
+        })
+    }
+
+    /// The configuration this store was opened with.
+    pub fn config(&self) -> &SqliteConfig {
+        &self.inner.config
+    }
+
+    /// Stops the writer after it has committed everything queued, and waits for it. Later
+    /// writes fail with a `Closed` error. Dropping the last clone does the same.
+    pub async fn close(&self) {
+        let inner = self.inner.clone();
+        let _ = tokio::task::spawn_blocking(move || inner.writer.close()).await;
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || inner.readers.with(f))
+            .await
+            .map_err(|_| closed())?
+    }
+
+    async fn write<T>(&self, job: impl FnOnce(oneshot::Sender<Result<T>>) -> Job) -> Result<T> {
+        let (tx, rx) = oneshot::channel();
+        self.inner.writer.send(job(tx))?;
+        rx.await.map_err(|_| closed())?
+    }
+
+    /// Test hook: damages the stored bytes of one version (the newest if `version` is `None`)
+    /// without updating its checksum. `offset` picks the byte of the body (wrapped to its
+    /// length), `mask` the bits flipped. Returns false if there is no such record.
+    ///
+    /// # Errors
+    /// `Backend` if the write fails.
+    #[cfg(feature = "test-hooks")]
+    pub async fn damage_stored_state(
+        &self,
+        id: &DeploymentId,
+        version: Option<u64>,
+        offset: usize,
+        mask: u8,
+    ) -> Result<bool> {
+        let target = Damage {
+            id: id.clone(),
+            version,
+            offset,
+            mask,
+        };
+        self.write(|reply| Job::Damage { target, reply }).await
+    }
+}
+
+#[async_trait]
+impl StateStore for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn get(&self, id: &DeploymentId) -> Result<Option<StateData>> {
+        let id = id.clone();
+        self.read(move |c| {
+            reader::get(c, id.as_str())?
+                .map(|r| r.verify(Tier::Warm))
+                .transpose()
+        })
+        .await
+    }
+
+    async fn get_version(&self, id: &DeploymentId, version: u64) -> Result<Option<StateData>> {
+        let id = id.clone();
+        self.read(move |c| {
+            reader::get_version(c, id.as_str(), version)?
+                .map(|r| r.verify(Tier::Warm))
+                .transpose()
+        })
+        .await
+    }
+
+    async fn history(&self, id: &DeploymentId, limit: usize) -> Result<Vec<StateData>> {
+        let id = id.clone();
+        self.read(move |c| {
+            reader::history(c, id.as_str(), limit)?
+                .into_iter()
+                .map(|r| r.verify(Tier::Warm))
+                .collect()
+        })
+        .await
+    }
+
+    async fn commit(&self, batch: WriteBatch) -> Result<Vec<StateData>> {
+        let batch = batch.prepare()?;
+        if batch.writes.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.write(|reply| Job::Commit { batch, reply }).await
+    }
+
+    async fn delete(&self, id: &DeploymentId) -> Result<bool> {
+        let id = id.clone();
+        self.write(|reply| Job::Delete { id, reply }).await
+    }
+
+    async fn list(&self, after: Option<&DeploymentId>, limit: usize) -> Result<Vec<DeploymentId>> {
+        let after = after.cloned();
+        self.read(move |c| reader::list(c, after.as_ref().map(|a| a.as_str()), limit))
+            .await
+    }
+
+    async fn scan(
+        &self,
+        after: Option<&DeploymentId>,
+        limit: usize,
+    ) -> Result<Vec<Result<StateData>>> {
+        let after = after.cloned();
+        self.read(move |c| {
+            let rows = reader::scan(c, after.as_ref().map(|a| a.as_str()), limit)?;
+            Ok(rows
+                .into_iter()
+                .map(|r| r.and_then(|r| r.verify(Tier::Warm)))
+                .collect())
+        })
+        .await
+    }
+}
+
+/// Which stored bytes the test hook damages.
+#[cfg(feature = "test-hooks")]
+pub(crate) struct Damage {
+    id: DeploymentId,
+    version: Option<u64>,
+    offset: usize,
+    mask: u8,
+}
+
+#[cfg(feature = "test-hooks")]
+impl Damage {
+    pub(crate) fn apply(self, conn: &Connection) -> Result<bool> {
+        use rusqlite::{OptionalExtension, params};
+
+        use crate::error::map;
+        let found: Option<(i64, Vec<u8>)> = conn
+            .query_row(
+                "SELECT rowid, body FROM ts_version WHERE deployment_id = ?1 AND version = \
+                 coalesce(?2, (SELECT version FROM ts_head WHERE deployment_id = ?1))",
+                params![self.id.as_str(), self.version.map(|v| v as i64)],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(map)?;
+        let Some((rowid, mut body)) = found else {
+            return Ok(false);
+        };
+        if body.is_empty() || self.mask == 0 {
+            return Ok(false);
+        }
+        let at = self.offset % body.len();
+        body[at] ^= self.mask;
+        conn.execute(
+            "UPDATE ts_version SET body = ?2 WHERE rowid = ?1",
+            params![rowid, body],
+        )
+        .map_err(map)?;
+        Ok(true)
+    }
+}

@@ -1,0 +1,259 @@
+//! The writer thread: owns the only write connection and commits queued writes in groups.
+//!
+//! Every write that arrives while a commit is in flight waits in the queue; the next
+//! transaction takes all of them (up to `max_group`), each inside its own SAVEPOINT so one
+//! member's conflict does not disturb the others, and ends with one COMMIT — one fsync for the
+//! whole group. No caller hears `Ok` before that COMMIT returned.
+
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::thread::JoinHandle;
+
+use chrono::{DateTime, Utc};
+use parking_lot::Mutex;
+use rusqlite::{Connection, OptionalExtension, params};
+use tierstate_core::{
+    BackendErrorKind, DeploymentId, Error, PreparedBatch, Result, StateData, cas, commit_time,
+    micros,
+};
+use tokio::sync::oneshot;
+
+use crate::error::{BACKEND, bad_row, closed, map};
+
+/// Work for the writer thread.
+pub(crate) enum Job {
+    Commit {
+        batch: PreparedBatch,
+        reply: oneshot::Sender<Result<Vec<StateData>>>,
+    },
+    Delete {
+        id: DeploymentId,
+        reply: oneshot::Sender<Result<bool>>,
+    },
+    #[cfg(feature = "test-hooks")]
+    Damage {
+        target: crate::store::Damage,
+        reply: oneshot::Sender<Result<bool>>,
+    },
+}
+
+/// What a job produced inside the transaction, delivered only after COMMIT.
+enum Done {
+    Commit(
+        oneshot::Sender<Result<Vec<StateData>>>,
+        Result<Vec<StateData>>,
+    ),
+    Flag(oneshot::Sender<Result<bool>>, Result<bool>),
+}
+
+impl Done {
+    fn is_ok(&self) -> bool {
+        match self {
+            Done::Commit(_, r) => r.is_ok(),
+            Done::Flag(_, r) => r.is_ok(),
+        }
+    }
+
+    /// Delivers the result, or `failure` instead if the group's COMMIT failed and this job had
+    /// succeeded inside it.
+    fn deliver(self, failure: Option<&Error>) {
+        match (self, failure) {
+            (Done::Commit(tx, Ok(_)), Some(e)) => drop(tx.send(Err(replicate(e)))),
+            (Done::Flag(tx, Ok(_)), Some(e)) => drop(tx.send(Err(replicate(e)))),
+            (Done::Commit(tx, r), _) => drop(tx.send(r)),
+            (Done::Flag(tx, r), _) => drop(tx.send(r)),
+        }
+    }
+}
+
+/// A copy of a group-wide error for each member of the group.
+fn replicate(e: &Error) -> Error {
+    let kind = match e {
+        Error::Backend { kind, .. } => *kind,
+        _ => BackendErrorKind::Other,
+    };
+    Error::Backend {
+        backend: BACKEND,
+        kind,
+        message: e.to_string(),
+        source: None,
+    }
+}
+
+/// Handle to the writer thread.
+pub(crate) struct Writer {
+    tx: Mutex<Option<Sender<Job>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Writer {
+    /// Starts the thread that owns `conn`.
+    pub(crate) fn start(conn: Connection, max_group: usize) -> Result<Self> {
+        let (tx, rx) = channel();
+        let thread = std::thread::Builder::new()
+            .name("tierstate-sqlite-writer".into())
+            .spawn(move || run(conn, rx, max_group.max(1)))
+            .map_err(|e| Error::backend(BACKEND, BackendErrorKind::Io, e))?;
+        Ok(Self {
+            tx: Mutex::new(Some(tx)),
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Queues a job; fails if the writer has stopped.
+    pub(crate) fn send(&self, job: Job) -> Result<()> {
+        match &*self.tx.lock() {
+            Some(tx) => tx.send(job).map_err(|_| closed()),
+            None => Err(closed()),
+        }
+    }
+
+    /// Stops taking jobs, lets the thread finish the queued ones, and waits for it.
+    pub(crate) fn close(&self) {
+        drop(self.tx.lock().take());
+        if let Some(thread) = self.thread.lock().take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn run(conn: Connection, rx: Receiver<Job>, max_group: usize) {
+    while let Ok(first) = rx.recv() {
+        let mut group = vec![first];
+        while group.len() < max_group {
+            match rx.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        commit_group(&conn, group);
+    }
+}
+
+fn commit_group(conn: &Connection, group: Vec<Job>) {
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE").map_err(map) {
+        for job in group {
+            fail(job, &e);
+        }
+        return;
+    }
+    let now = commit_time();
+    let mut done = Vec::with_capacity(group.len());
+    let mut broken = None;
+    for job in group {
+        if broken.is_some() {
+            fail(job, broken.as_ref().expect("checked"));
+            continue;
+        }
+        if let Err(e) = conn.execute_batch("SAVEPOINT job").map_err(map) {
+            fail(job, &e);
+            broken = Some(e);
+            continue;
+        }
+        let result = apply(conn, job, now);
+        let end = if result.is_ok() {
+            "RELEASE job"
+        } else {
+            "ROLLBACK TO job; RELEASE job"
+        };
+        if let Err(e) = conn.execute_batch(end).map_err(map) {
+            broken = Some(e);
+        }
+        done.push(result);
+    }
+    let failure = match broken {
+        Some(e) => Some(e),
+        None => conn.execute_batch("COMMIT").map_err(map).err(),
+    };
+    if failure.is_some() {
+        // COMMIT can fail and leave the transaction open (e.g. busy): end it for sure.
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    for d in done {
+        d.deliver(failure.as_ref());
+    }
+}
+
+fn fail(job: Job, e: &Error) {
+    match job {
+        Job::Commit { reply, .. } => drop(reply.send(Err(replicate(e)))),
+        Job::Delete { reply, .. } => drop(reply.send(Err(replicate(e)))),
+        #[cfg(feature = "test-hooks")]
+        Job::Damage { reply, .. } => drop(reply.send(Err(replicate(e)))),
+    }
+}
+
+/// Runs one job inside the open transaction.
+fn apply(conn: &Connection, job: Job, now: DateTime<Utc>) -> Done {
+    match job {
+        Job::Commit { batch, reply } => Done::Commit(reply, apply_batch(conn, batch, now)),
+        Job::Delete { id, reply } => Done::Flag(reply, delete(conn, &id)),
+        #[cfg(feature = "test-hooks")]
+        Job::Damage { target, reply } => Done::Flag(reply, target.apply(conn)),
+    }
+}
+
+fn apply_batch(
+    conn: &Connection,
+    batch: PreparedBatch,
+    now: DateTime<Utc>,
+) -> Result<Vec<StateData>> {
+    let now_us = micros(now);
+    let mut committed = Vec::with_capacity(batch.writes.len());
+    for w in &batch.writes {
+        let id = w.deployment_id.as_str();
+        let head: Option<(i64, i64)> = conn
+            .prepare_cached("SELECT version, created_at FROM ts_head WHERE deployment_id = ?1")
+            .and_then(|mut s| s.query_row([id], |r| Ok((r.get(0)?, r.get(1)?))).optional())
+            .map_err(map)?;
+        let current = match head {
+            Some((v, _)) => Some(u64::try_from(v).map_err(|_| bad_row(format!("version {v}")))?),
+            None => None,
+        };
+        let version = cas::next_version(&w.deployment_id, w.mode, current)?;
+        let v = version as i64; // next_version keeps versions below i64::MAX
+        let created_us = match head {
+            Some((_, created)) => {
+                conn.prepare_cached("UPDATE ts_head SET version = ?2 WHERE deployment_id = ?1")
+                    .and_then(|mut s| s.execute(params![id, v]))
+                    .map_err(map)?;
+                created
+            }
+            None => {
+                conn.prepare_cached(
+                    "INSERT INTO ts_head (deployment_id, version, created_at) VALUES (?1, ?2, ?3)",
+                )
+                .and_then(|mut s| s.execute(params![id, v, now_us]))
+                .map_err(map)?;
+                now_us
+            }
+        };
+        conn.prepare_cached(
+            "INSERT INTO ts_version (deployment_id, version, schema_version, checksum, updated_at, body)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )
+        .and_then(|mut s| {
+            s.execute(params![id, v, w.schema_version, w.checksum.to_hex(), now_us, w.body])
+        })
+        .map_err(map)?;
+        if let Some(below) = batch.retention.prune_below(version) {
+            conn.prepare_cached("DELETE FROM ts_version WHERE deployment_id = ?1 AND version < ?2")
+                .and_then(|mut s| s.execute(params![id, below as i64]))
+                .map_err(map)?;
+        }
+        let created_at = DateTime::from_timestamp_micros(created_us)
+            .ok_or_else(|| bad_row(format!("created_at {created_us}")))?;
+        committed.push(w.committed(version, created_at, now));
+    }
+    Ok(committed)
+}
+
+fn delete(conn: &Connection, id: &DeploymentId) -> Result<bool> {
+    conn.prepare_cached("DELETE FROM ts_version WHERE deployment_id = ?1")
+        .and_then(|mut s| s.execute([id.as_str()]))
+        .map_err(map)?;
+    let heads = conn
+        .prepare_cached("DELETE FROM ts_head WHERE deployment_id = ?1")
+        .and_then(|mut s| s.execute([id.as_str()]))
+        .map_err(map)?;
+    Ok(heads > 0)
+}

@@ -1,0 +1,28 @@
+//! The conformance suite against SQLite, on a fresh file per test.
+
+use std::sync::Arc;
+
+use tierstate_sqlite::{SqliteConfig, SqliteStore};
+use tierstate_testkit::Harness;
+
+async fn harness() -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(SqliteConfig::new(dir.path().join("state.db")))
+        .await
+        .unwrap();
+    let hook = store.clone();
+    Harness {
+        store: Arc::new(store),
+        damage: Arc::new(move |id, version| {
+            let hook = hook.clone();
+            Box::pin(async move {
+                hook.damage_stored_state(&id, version, usize::MAX / 2, 0x20)
+                    .await
+                    .unwrap()
+            })
+        }),
+        guard: Box::new(dir),
+    }
+}
+
+tierstate_testkit::conformance_tests!(harness);

@@ -1,0 +1,236 @@
+//! SQLite-specific behaviour: file format, permissions, schema versioning, sharing a file.
+
+use std::os::unix::fs::PermissionsExt;
+use std::sync::Arc;
+
+use rusqlite::Connection;
+use serde_json::json;
+use tierstate_core::{DeploymentId, Error, Retention, StateStore, StateWrite};
+use tierstate_sqlite::{SCHEMA_VERSION, SqliteConfig, SqliteStore, Synchronous};
+
+fn id(s: &str) -> DeploymentId {
+    DeploymentId::new(s).unwrap()
+}
+
+fn obj(v: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+    v.as_object().unwrap().clone()
+}
+
+#[tokio::test]
+async fn schema_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    let store = SqliteStore::open(SqliteConfig::new(&path)).await.unwrap();
+    store.close().await;
+    let conn = Connection::open(&path).unwrap();
+    let mut stmt = conn
+        .prepare(
+            "SELECT type, name, tbl_name, coalesce(sql, '') FROM sqlite_master ORDER BY type, name",
+        )
+        .unwrap();
+    let mut out = String::new();
+    let rows = stmt
+        .query_map([], |r| {
+            Ok(format!(
+                "-- {} {} on {}\n{}\n",
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?
+            ))
+        })
+        .unwrap();
+    for r in rows {
+        out.push_str(&r.unwrap());
+    }
+    let user_version: u32 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    let app_id: i32 = conn
+        .query_row("PRAGMA application_id", [], |r| r.get(0))
+        .unwrap();
+    let journal: String = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    out.push_str(&format!(
+        "-- user_version {user_version}, application_id {app_id:#x}, journal_mode {journal}\n"
+    ));
+    assert_eq!(user_version, SCHEMA_VERSION);
+    insta::assert_snapshot!("sqlite_schema_v1", out);
+}
+
+#[tokio::test]
+async fn new_files_are_private() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.db");
+    let store = SqliteStore::open(SqliteConfig::new(&path)).await.unwrap();
+    store
+        .put(
+            StateWrite::create(id("a"), obj(json!({}))),
+            Retention::DEFAULT,
+        )
+        .await
+        .unwrap();
+    for f in ["p.db", "p.db-wal", "p.db-shm"] {
+        let p = dir.path().join(f);
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{f} has mode {mode:o}");
+    }
+}
+
+#[tokio::test]
+async fn reopen_resumes_from_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.db");
+    {
+        let store = SqliteStore::open(SqliteConfig::new(&path)).await.unwrap();
+        store
+            .put(
+                StateWrite::create(id("a"), obj(json!({"n": 1}))),
+                Retention::DEFAULT,
+            )
+            .await
+            .unwrap();
+        store
+            .put(
+                StateWrite::update(id("a"), 1, obj(json!({"n": 2}))),
+                Retention::DEFAULT,
+            )
+            .await
+            .unwrap();
+        store.close().await;
+    }
+    let store = SqliteStore::open(SqliteConfig::new(&path)).await.unwrap();
+    let d = store.get(&id("a")).await.unwrap().unwrap();
+    assert_eq!((d.version, d.state), (2, obj(json!({"n": 2}))));
+    assert_eq!(store.history(&id("a"), 10).await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn newer_schema_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("n.db");
+    SqliteStore::open(SqliteConfig::new(&path))
+        .await
+        .unwrap()
+        .close()
+        .await;
+    Connection::open(&path)
+        .unwrap()
+        .pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+        .unwrap();
+    let err = SqliteStore::open(SqliteConfig::new(&path))
+        .await
+        .unwrap_err();
+    match err {
+        Error::SchemaTooNew {
+            backend: "sqlite",
+            found,
+            supported,
+        } => {
+            assert_eq!((found, supported), (SCHEMA_VERSION + 1, SCHEMA_VERSION))
+        }
+        other => panic!("expected SchemaTooNew, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn foreign_files_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let other_db = dir.path().join("other.db");
+    Connection::open(&other_db)
+        .unwrap()
+        .execute_batch("CREATE TABLE t(x)")
+        .unwrap();
+    let err = SqliteStore::open(SqliteConfig::new(&other_db))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("did not create"), "{err}");
+
+    let not_db = dir.path().join("notes.txt");
+    std::fs::write(&not_db, vec![b'x'; 8192]).unwrap();
+    let err = SqliteStore::open(SqliteConfig::new(&not_db))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Backend { .. }), "{err:?}");
+
+    let missing_dir = dir.path().join("no/such/dir/x.db");
+    let err = SqliteStore::open(SqliteConfig::new(&missing_dir))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("cannot create"), "{err}");
+}
+
+/// Two stores (two writer connections, as two processes would have) on one file keep CAS exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_stores_on_one_file_keep_cas_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shared.db");
+    let a = Arc::new(SqliteStore::open(SqliteConfig::new(&path)).await.unwrap());
+    let b = Arc::new(
+        SqliteStore::open(SqliteConfig::new(&path).synchronous(Synchronous::Normal))
+            .await
+            .unwrap(),
+    );
+    a.put(
+        StateWrite::create(id("c"), obj(json!({"n": 0}))),
+        Retention::KeepAll,
+    )
+    .await
+    .unwrap();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..4 {
+        let s: Arc<SqliteStore> = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.spawn(async move {
+            for _ in 0..50 {
+                loop {
+                    let cur = s.get(&id("c")).await.unwrap().unwrap();
+                    let n = cur.state["n"].as_u64().unwrap();
+                    match s
+                        .put(
+                            StateWrite::update(id("c"), cur.version, obj(json!({"n": n + 1}))),
+                            Retention::KeepAll,
+                        )
+                        .await
+                    {
+                        Ok(_) => break,
+                        Err(Error::Conflict { .. }) => continue,
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            }
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.unwrap();
+    }
+    let fin = a.get(&id("c")).await.unwrap().unwrap();
+    assert_eq!(fin.state["n"], json!(200));
+    assert_eq!(fin.version, 201);
+}
+
+#[tokio::test]
+async fn closed_store_refuses_writes_with_typed_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(SqliteConfig::new(dir.path().join("c.db")))
+        .await
+        .unwrap();
+    store.close().await;
+    let err = store
+        .put(
+            StateWrite::create(id("a"), obj(json!({}))),
+            Retention::DEFAULT,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Backend {
+                kind: tierstate_core::BackendErrorKind::Closed,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}

@@ -1,0 +1,687 @@
+//! The checks. Each takes a fresh [`Harness`] and panics with a precise message on a violation.
+
+use std::collections::BTreeSet;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use tierstate_core::{
+    DeploymentId, Error, MAX_STATE_BYTES, PutMode, Retention, StateStore, StateWrite, Tier,
+    WriteBatch,
+};
+
+use crate::Harness;
+
+fn id(s: &str) -> DeploymentId {
+    DeploymentId::new(s).expect("valid test id")
+}
+
+fn obj(v: Value) -> Map<String, Value> {
+    v.as_object().expect("test state is an object").clone()
+}
+
+const KEEP_ALL: Retention = Retention::KeepAll;
+
+fn keep(n: u32) -> Retention {
+    Retention::KeepLast(NonZeroU32::new(n).expect("n > 0"))
+}
+
+/// Create returns version 1 and the stored record loads back identical.
+pub async fn create_then_load(h: &Harness) {
+    let s = &h.store;
+    assert!(
+        s.get(&id("a")).await.unwrap().is_none(),
+        "absent deployment must load as None"
+    );
+    let state = obj(json!({"position": 1.5, "orders": ["x", "y"], "nested": {"b": 2, "a": 1}}));
+    let w = StateWrite::create(id("a"), state.clone()).with_schema_version(3);
+    let created = s.put(w, KEEP_ALL).await.unwrap();
+    assert_eq!(created.version, 1);
+    assert_eq!(created.state, state);
+    assert_eq!(created.schema_version, 3);
+    assert_eq!(created.created_at, created.updated_at);
+    let loaded = s.get(&id("a")).await.unwrap().expect("created state loads");
+    assert_eq!(
+        loaded, created,
+        "loaded record differs from the committed one"
+    );
+    assert_eq!(loaded.loaded_from, Tier::Warm);
+    assert_eq!(
+        loaded.checksum,
+        tierstate_core::Checksum::of(&tierstate_core::canonical_json(&state))
+    );
+}
+
+/// A create over an existing deployment fails with `AlreadyExists` and changes nothing.
+pub async fn create_existing_fails(h: &Harness) {
+    let s = &h.store;
+    s.put(StateWrite::create(id("a"), obj(json!({"n": 1}))), KEEP_ALL)
+        .await
+        .unwrap();
+    let err = s
+        .put(StateWrite::create(id("a"), obj(json!({"n": 2}))), KEEP_ALL)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::AlreadyExists { actual: 1, .. }),
+        "got {err:?}"
+    );
+    let now = s.get(&id("a")).await.unwrap().unwrap();
+    assert_eq!((now.version, now.state), (1, obj(json!({"n": 1}))));
+}
+
+/// An update of the stored version bumps it by one and keeps `created_at`.
+pub async fn update_bumps_version(h: &Harness) {
+    let s = &h.store;
+    let v1 = s
+        .put(StateWrite::create(id("a"), obj(json!({"n": 1}))), KEEP_ALL)
+        .await
+        .unwrap();
+    let v2 = s
+        .put(
+            StateWrite::update(id("a"), 1, obj(json!({"n": 2}))),
+            KEEP_ALL,
+        )
+        .await
+        .unwrap();
+    assert_eq!(v2.version, 2);
+    assert_eq!(
+        v2.created_at, v1.created_at,
+        "created_at must survive updates"
+    );
+    assert!(v2.updated_at >= v1.updated_at);
+    let loaded = s.get(&id("a")).await.unwrap().unwrap();
+    assert_eq!(loaded, v2);
+}
+
+/// An update with a stale expected version is a `Conflict` carrying both versions.
+pub async fn stale_update_conflicts(h: &Harness) {
+    let s = &h.store;
+    s.put(StateWrite::create(id("a"), obj(json!({"n": 1}))), KEEP_ALL)
+        .await
+        .unwrap();
+    s.put(
+        StateWrite::update(id("a"), 1, obj(json!({"n": 2}))),
+        KEEP_ALL,
+    )
+    .await
+    .unwrap();
+    let err = s
+        .put(
+            StateWrite::update(id("a"), 1, obj(json!({"n": 99}))),
+            KEEP_ALL,
+        )
+        .await
+        .unwrap_err();
+    match &err {
+        Error::Conflict {
+            deployment_id,
+            expected: 1,
+            actual: Some(2),
+        } => {
+            assert_eq!(deployment_id.as_str(), "a")
+        }
+        other => panic!("expected Conflict 1 vs 2, got {other:?}"),
+    }
+    assert!(err.is_conflict() && !err.is_retryable());
+    let now = s.get(&id("a")).await.unwrap().unwrap();
+    assert_eq!((now.version, now.state), (2, obj(json!({"n": 2}))));
+}
+
+/// An update of a missing deployment is a `Conflict` with no actual version; nothing created.
+pub async fn missing_update_conflicts(h: &Harness) {
+    let s = &h.store;
+    let err = s
+        .put(StateWrite::update(id("a"), 4, obj(json!({}))), KEEP_ALL)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Conflict {
+                expected: 4,
+                actual: None,
+                ..
+            }
+        ),
+        "got {err:?}"
+    );
+    assert!(s.get(&id("a")).await.unwrap().is_none());
+    assert!(s.list(None, 10).await.unwrap().is_empty());
+}
+
+/// Overwrite creates version 1 or replaces whatever is stored.
+pub async fn overwrite_creates_or_replaces(h: &Harness) {
+    let s = &h.store;
+    let v1 = s
+        .put(
+            StateWrite::overwrite(id("a"), obj(json!({"n": 1}))),
+            KEEP_ALL,
+        )
+        .await
+        .unwrap();
+    assert_eq!(v1.version, 1);
+    s.put(
+        StateWrite::update(id("a"), 1, obj(json!({"n": 2}))),
+        KEEP_ALL,
+    )
+    .await
+    .unwrap();
+    let v3 = s
+        .put(
+            StateWrite::overwrite(id("a"), obj(json!({"n": 3}))),
+            KEEP_ALL,
+        )
+        .await
+        .unwrap();
+    assert_eq!(v3.version, 3);
+    assert_eq!(
+        s.get(&id("a")).await.unwrap().unwrap().state,
+        obj(json!({"n": 3}))
+    );
+}
+
+/// Delete removes the state and its whole history and says whether anything was there.
+pub async fn delete_removes_state_and_history(h: &Harness) {
+    let s = &h.store;
+    s.put(StateWrite::create(id("a"), obj(json!({"n": 1}))), KEEP_ALL)
+        .await
+        .unwrap();
+    s.put(
+        StateWrite::update(id("a"), 1, obj(json!({"n": 2}))),
+        KEEP_ALL,
+    )
+    .await
+    .unwrap();
+    s.put(StateWrite::create(id("b"), obj(json!({"n": 1}))), KEEP_ALL)
+        .await
+        .unwrap();
+    assert!(
+        s.delete(&id("a")).await.unwrap(),
+        "delete of a present deployment returns true"
+    );
+    assert!(s.get(&id("a")).await.unwrap().is_none());
+    assert!(s.history(&id("a"), 10).await.unwrap().is_empty());
+    assert!(s.get_version(&id("a"), 1).await.unwrap().is_none());
+    assert!(
+        !s.delete(&id("a")).await.unwrap(),
+        "second delete returns false"
+    );
+    assert!(
+        s.get(&id("b")).await.unwrap().is_some(),
+        "delete touched another deployment"
+    );
+    let again = s
+        .put(StateWrite::create(id("a"), obj(json!({"n": 7}))), KEEP_ALL)
+        .await
+        .unwrap();
+    assert_eq!(
+        again.version, 1,
+        "a deleted deployment starts again at version 1"
+    );
+}
+
+/// History is newest first, limited, and each retained version loads by number.
+pub async fn history_newest_first(h: &Harness) {
+    let s = &h.store;
+    s.put(StateWrite::create(id("a"), obj(json!({"n": 1}))), KEEP_ALL)
+        .await
+        .unwrap();
+    for v in 1..5u64 {
+        s.put(
+            StateWrite::update(id("a"), v, obj(json!({"n": v + 1}))),
+            KEEP_ALL,
+        )
+        .await
+        .unwrap();
+    }
+    let all: Vec<u64> = s
+        .history(&id("a"), 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|d| d.version)
+        .collect();
+    assert_eq!(all, vec![5, 4, 3, 2, 1]);
+    let two = s.history(&id("a"), 2).await.unwrap();
+    assert_eq!(
+        two.iter().map(|d| d.version).collect::<Vec<_>>(),
+        vec![5, 4]
+    );
+    assert_eq!(two[1].state, obj(json!({"n": 4})));
+    let v3 = s
+        .get_version(&id("a"), 3)
+        .await
+        .unwrap()
+        .expect("v3 retained");
+    assert_eq!(v3.state, obj(json!({"n": 3})));
+    assert!(s.get_version(&id("a"), 99).await.unwrap().is_none());
+    assert!(s.get_version(&id("a"), 0).await.unwrap().is_none());
+    assert!(s.history(&id("nobody"), 10).await.unwrap().is_empty());
+}
+
+/// Retention keeps the newest N versions, pruned by the commit itself.
+pub async fn retention_prunes_in_the_same_commit(h: &Harness) {
+    let s = &h.store;
+    s.put(StateWrite::create(id("a"), obj(json!({"n": 1}))), keep(3))
+        .await
+        .unwrap();
+    for v in 1..6u64 {
+        s.put(
+            StateWrite::update(id("a"), v, obj(json!({"n": v + 1}))),
+            keep(3),
+        )
+        .await
+        .unwrap();
+    }
+    let kept: Vec<u64> = s
+        .history(&id("a"), 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|d| d.version)
+        .collect();
+    assert_eq!(kept, vec![6, 5, 4]);
+    assert!(
+        s.get_version(&id("a"), 3).await.unwrap().is_none(),
+        "v3 must be pruned"
+    );
+    // Keep-last-1 still keeps the current version.
+    s.put(
+        StateWrite::update(id("a"), 6, obj(json!({"n": 7}))),
+        keep(1),
+    )
+    .await
+    .unwrap();
+    let kept: Vec<u64> = s
+        .history(&id("a"), 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|d| d.version)
+        .collect();
+    assert_eq!(kept, vec![7]);
+    assert_eq!(s.get(&id("a")).await.unwrap().unwrap().version, 7);
+}
+
+/// Every member of a batch commits, and the results come back in batch order.
+pub async fn batch_commits_all(h: &Harness) {
+    let s = &h.store;
+    s.put(StateWrite::create(id("b"), obj(json!({"n": 1}))), KEEP_ALL)
+        .await
+        .unwrap();
+    let batch = WriteBatch::new()
+        .put(StateWrite::create(id("a"), obj(json!({"n": 10}))))
+        .put(StateWrite::update(id("b"), 1, obj(json!({"n": 20}))))
+        .put(StateWrite::overwrite(id("c"), obj(json!({"n": 30}))))
+        .with_retention(KEEP_ALL);
+    let out = s.commit(batch).await.unwrap();
+    let got: Vec<(&str, u64)> = out
+        .iter()
+        .map(|d| (d.deployment_id.as_str(), d.version))
+        .collect();
+    assert_eq!(got, vec![("a", 1), ("b", 2), ("c", 1)]);
+    for (name, n) in [("a", 10), ("b", 20), ("c", 30)] {
+        assert_eq!(
+            s.get(&id(name)).await.unwrap().unwrap().state,
+            obj(json!({"n": n}))
+        );
+    }
+    assert!(
+        s.commit(WriteBatch::new()).await.unwrap().is_empty(),
+        "empty batch commits nothing"
+    );
+}
+
+/// One failing member leaves nothing of the batch written.
+pub async fn batch_failing_member_writes_nothing(h: &Harness) {
+    let s = &h.store;
+    s.put(StateWrite::create(id("b"), obj(json!({"n": 1}))), KEEP_ALL)
+        .await
+        .unwrap();
+    s.put(
+        StateWrite::update(id("b"), 1, obj(json!({"n": 2}))),
+        KEEP_ALL,
+    )
+    .await
+    .unwrap();
+    let batch = WriteBatch::new()
+        .put(StateWrite::create(id("a"), obj(json!({"n": 10}))))
+        .put(StateWrite::update(id("b"), 1, obj(json!({"n": 20}))))
+        .put(StateWrite::create(id("c"), obj(json!({"n": 30}))));
+    let err = s.commit(batch).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Conflict {
+                expected: 1,
+                actual: Some(2),
+                ..
+            }
+        ),
+        "got {err:?}"
+    );
+    assert!(
+        s.get(&id("a")).await.unwrap().is_none(),
+        "member before the failure was written"
+    );
+    assert!(
+        s.get(&id("c")).await.unwrap().is_none(),
+        "member after the failure was written"
+    );
+    let b = s.get(&id("b")).await.unwrap().unwrap();
+    assert_eq!((b.version, b.state), (2, obj(json!({"n": 2}))));
+    assert_eq!(s.history(&id("b"), 10).await.unwrap().len(), 2);
+    // A create that collides fails the batch the same way.
+    let batch = WriteBatch::new()
+        .put(StateWrite::create(id("d"), obj(json!({}))))
+        .put(StateWrite::create(id("b"), obj(json!({}))));
+    assert!(matches!(
+        s.commit(batch).await.unwrap_err(),
+        Error::AlreadyExists { .. }
+    ));
+    assert!(s.get(&id("d")).await.unwrap().is_none());
+}
+
+/// Damaged stored bytes are an `Integrity` error naming the deployment and the WARM tier,
+/// from every read path; intact versions still load.
+pub async fn corruption_is_detected_never_returned(h: &Harness) {
+    let s = &h.store;
+    s.put(
+        StateWrite::create(id("a"), obj(json!({"cash": "1000.25", "n": 1}))),
+        KEEP_ALL,
+    )
+    .await
+    .unwrap();
+    s.put(
+        StateWrite::update(id("a"), 1, obj(json!({"cash": "999.75", "n": 2}))),
+        KEEP_ALL,
+    )
+    .await
+    .unwrap();
+    assert!(
+        (h.damage)(id("a"), None).await,
+        "damage hook found no record"
+    );
+    let err = s.get(&id("a")).await.unwrap_err();
+    match &err {
+        Error::Integrity {
+            deployment_id,
+            tier: Tier::Warm,
+            version: 2,
+            expected,
+            actual,
+        } => {
+            assert_eq!(deployment_id.as_str(), "a");
+            assert_ne!(expected, actual);
+        }
+        other => panic!("expected Integrity for a v2 in WARM, got {other:?}"),
+    }
+    assert!(
+        err.to_string().contains("WARM"),
+        "message names the tier: {err}"
+    );
+    assert!(matches!(
+        s.get_version(&id("a"), 2).await,
+        Err(Error::Integrity { .. })
+    ));
+    assert!(matches!(
+        s.history(&id("a"), 10).await,
+        Err(Error::Integrity { .. })
+    ));
+    // The intact older version is still readable, so an operator can restore from it.
+    let v1 = s.get_version(&id("a"), 1).await.unwrap().unwrap();
+    assert_eq!(v1.state, obj(json!({"cash": "1000.25", "n": 1})));
+    // A CAS write over the damaged head still works and heals the current version.
+    let v3 = s
+        .put(StateWrite::update(id("a"), 2, v1.state.clone()), KEEP_ALL)
+        .await
+        .unwrap();
+    assert_eq!(s.get(&id("a")).await.unwrap().unwrap(), v3);
+}
+
+/// A bulk scan reports a damaged record as an error in its place and returns the others.
+pub async fn scan_reports_damage_in_place(h: &Harness) {
+    let s = &h.store;
+    for name in ["a", "b", "c"] {
+        s.put(
+            StateWrite::create(id(name), obj(json!({"name": name}))),
+            KEEP_ALL,
+        )
+        .await
+        .unwrap();
+    }
+    assert!((h.damage)(id("b"), None).await);
+    let scanned = s.scan(None, 10).await.unwrap();
+    assert_eq!(scanned.len(), 3);
+    assert_eq!(scanned[0].as_ref().unwrap().deployment_id.as_str(), "a");
+    assert!(
+        matches!(&scanned[1], Err(Error::Integrity { deployment_id, .. }) if deployment_id.as_str() == "b")
+    );
+    assert_eq!(scanned[2].as_ref().unwrap().deployment_id.as_str(), "c");
+}
+
+/// 8 tasks × 200 read-modify-CAS increments on one deployment, each retry re-reading from the
+/// store: the counter ends at exactly 1600 and the versions are contiguous.
+pub async fn concurrent_increments_are_exact(h: &Harness) {
+    const TASKS: u64 = 8;
+    const EACH: u64 = 200;
+    let s = h.store.clone();
+    s.put(
+        StateWrite::create(id("ctr"), obj(json!({"count": 0}))),
+        KEEP_ALL,
+    )
+    .await
+    .unwrap();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..TASKS {
+        let s: Arc<dyn StateStore> = s.clone();
+        tasks.spawn(async move {
+            let mut conflicts = 0u64;
+            for _ in 0..EACH {
+                loop {
+                    let cur = s.get(&id("ctr")).await.unwrap().unwrap();
+                    let n = cur.state["count"].as_u64().unwrap();
+                    let next = obj(json!({"count": n + 1}));
+                    match s
+                        .put(StateWrite::update(id("ctr"), cur.version, next), KEEP_ALL)
+                        .await
+                    {
+                        Ok(done) => {
+                            assert_eq!(done.version, cur.version + 1);
+                            break;
+                        }
+                        Err(Error::Conflict { .. }) => conflicts += 1,
+                        Err(e) => panic!("unexpected error during increments: {e}"),
+                    }
+                }
+            }
+            conflicts
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.unwrap();
+    }
+    let fin = s.get(&id("ctr")).await.unwrap().unwrap();
+    assert_eq!(
+        fin.state["count"],
+        json!(TASKS * EACH),
+        "lost or doubled increments"
+    );
+    assert_eq!(fin.version, TASKS * EACH + 1);
+    let hist = s.history(&id("ctr"), usize::MAX).await.unwrap();
+    assert_eq!(
+        hist.len() as u64,
+        TASKS * EACH + 1,
+        "history must hold every version"
+    );
+    for (i, d) in hist.iter().enumerate() {
+        let v = TASKS * EACH + 1 - i as u64;
+        assert_eq!(d.version, v, "versions not contiguous");
+        assert_eq!(
+            d.state["count"],
+            json!(v - 1),
+            "version {v} holds the wrong count"
+        );
+    }
+}
+
+/// 10,000 deployments are listed in id order and scanned in pages, all verified.
+pub async fn ten_thousand_deployments_listed_and_scanned(h: &Harness) {
+    const N: usize = 10_000;
+    let s = &h.store;
+    let names: Vec<String> = (0..N)
+        .map(|i| format!("dep-{:05}", (i * 7919) % N))
+        .collect();
+    for chunk in names.chunks(1000) {
+        let mut batch = WriteBatch::new();
+        for n in chunk {
+            batch = batch.put(StateWrite::create(id(n), obj(json!({"id": n}))));
+        }
+        s.commit(batch).await.unwrap();
+    }
+    let mut listed = Vec::new();
+    let mut after: Option<DeploymentId> = None;
+    loop {
+        let page = s.list(after.as_ref(), 777).await.unwrap();
+        let Some(last) = page.last().cloned() else {
+            break;
+        };
+        listed.extend(page);
+        after = Some(last);
+    }
+    let expected: Vec<String> = names
+        .iter()
+        .cloned()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    assert_eq!(
+        listed.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
+        expected
+    );
+    let mut scanned = 0;
+    let mut after: Option<DeploymentId> = None;
+    loop {
+        let page = s.scan(after.as_ref(), 4096).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        for r in &page {
+            let d = r.as_ref().expect("scan of intact records");
+            assert_eq!(d.state["id"], json!(d.deployment_id.as_str()));
+        }
+        scanned += page.len();
+        after = Some(page.last().unwrap().as_ref().unwrap().deployment_id.clone());
+    }
+    assert_eq!(scanned, N);
+}
+
+/// A 1 MiB state round-trips exactly.
+pub async fn one_mib_state_round_trips(h: &Harness) {
+    let s = &h.store;
+    let blob: String = (0..1024 * 1024)
+        .map(|i| (b'a' + (i % 26) as u8) as char)
+        .collect();
+    let state = obj(json!({"blob": blob, "tail": [1, 2, 3]}));
+    let done = s
+        .put(StateWrite::create(id("big"), state.clone()), KEEP_ALL)
+        .await
+        .unwrap();
+    assert_eq!(done.state, state);
+    assert_eq!(s.get(&id("big")).await.unwrap().unwrap().state, state);
+}
+
+/// Keys and values in any script, with escapes, round-trip and keep their checksum.
+pub async fn unicode_keys_round_trip(h: &Harness) {
+    let s = &h.store;
+    let state = obj(json!({
+        "价格": "42", "ключ": {"ü": 1, "é": 2}, "🚀": [1, "\u{1F600}"],
+        "quote\"and\\slash": "tab\t", "z": null, "A": true, "\u{0001}ctl": 0
+    }));
+    let ident = id("ünï-策略-🚀");
+    let done = s
+        .put(StateWrite::create(ident.clone(), state.clone()), KEEP_ALL)
+        .await
+        .unwrap();
+    let loaded = s.get(&ident).await.unwrap().unwrap();
+    assert_eq!(loaded.state, state);
+    assert_eq!(loaded.checksum, done.checksum);
+    assert_eq!(s.list(None, 10).await.unwrap(), vec![ident]);
+}
+
+/// Every kind of bad input is rejected with `InvalidInput` and writes nothing.
+pub async fn invalid_input_changes_nothing(h: &Harness) {
+    let s = &h.store;
+    for bad in ["", "line\nbreak", "nul\0", &"x".repeat(129)] {
+        assert!(
+            matches!(DeploymentId::new(bad), Err(Error::InvalidInput { .. })),
+            "{bad:?}"
+        );
+    }
+    for v in [json!(null), json!(3), json!("text"), json!([1, 2])] {
+        let err = StateWrite::from_value(id("a"), PutMode::Create, v).unwrap_err();
+        assert!(matches!(err, Error::InvalidInput { field: "state", .. }));
+    }
+    let zero = s
+        .put(StateWrite::update(id("a"), 0, obj(json!({}))), KEEP_ALL)
+        .await
+        .unwrap_err();
+    assert!(matches!(zero, Error::InvalidInput { .. }), "got {zero:?}");
+    let dup = WriteBatch::new()
+        .put(StateWrite::create(id("a"), obj(json!({}))))
+        .put(StateWrite::create(id("a"), obj(json!({}))));
+    assert!(matches!(
+        s.commit(dup).await.unwrap_err(),
+        Error::InvalidInput { .. }
+    ));
+    let huge = obj(json!({"blob": "x".repeat(MAX_STATE_BYTES)}));
+    let err = s
+        .put(StateWrite::create(id("a"), huge), KEEP_ALL)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::InvalidInput { field: "state", .. }),
+        "got {err:?}"
+    );
+    assert!(
+        s.list(None, 10).await.unwrap().is_empty(),
+        "rejected input wrote something"
+    );
+}
+
+/// A typed struct saves and loads through serde.
+pub async fn typed_state_round_trips(h: &Harness) {
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Strategy {
+        symbol: String,
+        qty: String,
+        open_orders: Vec<u64>,
+        paused: bool,
+    }
+    let s = &h.store;
+    let st = Strategy {
+        symbol: "BTC-PERP".into(),
+        qty: "0.125".into(),
+        open_orders: vec![7, 9],
+        paused: false,
+    };
+    let w = StateWrite::typed(id("t"), PutMode::Create, &st).unwrap();
+    s.put(w, KEEP_ALL).await.unwrap();
+    let back: Strategy = s.get(&id("t")).await.unwrap().unwrap().to_typed().unwrap();
+    assert_eq!(back, st);
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct Wrong {
+        symbol: u64,
+    }
+    let err = s
+        .get(&id("t"))
+        .await
+        .unwrap()
+        .unwrap()
+        .to_typed::<Wrong>()
+        .unwrap_err();
+    assert!(matches!(err, Error::Serialization { .. }));
+}
