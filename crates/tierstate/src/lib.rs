@@ -1,1 +1,37 @@
-//! placeholder
+//! tierstate keeps the state of automated trading strategies safe: versioned per deployment,
+//! compare-and-swap on every write, SHA-256 verified on every durable read, cached in process.
+//!
+//! * **HOT** (feature `hot`): a bounded in-process cache of `Arc`-shared records.
+//! * **WARM**: a durable [`StateStore`]; SQLite (feature `sqlite`) is the embedded default, or
+//!   inject any store with [`StateManagerBuilder::warm`].
+//!
+//! ```no_run
+//! # async fn demo() -> tierstate::Result<()> {
+//! use tierstate::{DeploymentId, StateManager};
+//! use serde_json::json;
+//!
+//! let manager = StateManager::builder().sqlite("strategies.db").build().await?;
+//! let id = DeploymentId::new("btc-momentum")?;
+//! let v1 = manager.create(&id, json!({"position": "0"}).as_object().unwrap().clone()).await?;
+//! let v2 = manager.update(&id, v1.version, json!({"position": "0.5"}).as_object().unwrap().clone()).await?;
+//! assert_eq!(v2.version, 2);
+//! # Ok(()) }
+//! ```
+#![deny(missing_docs)]
+
+mod builder;
+mod hot;
+mod manager;
+pub mod metrics;
+
+pub use builder::StateManagerBuilder;
+#[cfg(feature = "hot")]
+pub use hot::HotConfig;
+pub use manager::{StateManager, Versioned};
+pub use metrics::{Metrics, Op, OpRecord, Outcome, TierSummary};
+pub use tierstate_core::{
+    BackendErrorKind, BatchOp, Checksum, DeploymentId, Error, InMemoryStore, PutMode, Result,
+    Retention, StateData, StateStore, StateWrite, Tier, WriteBatch,
+};
+#[cfg(feature = "sqlite")]
+pub use tierstate_sqlite::{SqliteConfig, SqliteStore, Synchronous};

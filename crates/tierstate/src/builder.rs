@@ -1,0 +1,142 @@
+//! Configuring and opening a [`StateManager`].
+
+use std::sync::Arc;
+
+use tierstate_core::{Error, Result, Retention, StateStore};
+
+#[cfg(feature = "hot")]
+use crate::HotConfig;
+use crate::StateManager;
+use crate::hot::Hot;
+use crate::metrics::{Metrics, MetricsCallback};
+
+/// Builds a [`StateManager`]. A WARM tier is required; HOT is on by default (feature `hot`).
+#[must_use]
+pub struct StateManagerBuilder {
+    warm: Option<WarmChoice>,
+    #[cfg(feature = "hot")]
+    hot: Option<HotConfig>,
+    retention: Retention,
+    warm_up: bool,
+    metrics_capacity: usize,
+    callback: Option<MetricsCallback>,
+}
+
+enum WarmChoice {
+    Store(Arc<dyn StateStore>),
+    #[cfg(feature = "sqlite")]
+    Sqlite(tierstate_sqlite::SqliteConfig),
+}
+
+impl Default for StateManagerBuilder {
+    fn default() -> Self {
+        Self {
+            warm: None,
+            #[cfg(feature = "hot")]
+            hot: Some(HotConfig::default()),
+            retention: Retention::DEFAULT,
+            warm_up: true,
+            metrics_capacity: 4096,
+            callback: None,
+        }
+    }
+}
+
+impl StateManagerBuilder {
+    /// Uses the SQLite file at `path` (created if absent) with durable defaults.
+    #[cfg(feature = "sqlite")]
+    pub fn sqlite(self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.sqlite_config(tierstate_sqlite::SqliteConfig::new(path))
+    }
+
+    /// Uses SQLite with explicit settings.
+    #[cfg(feature = "sqlite")]
+    pub fn sqlite_config(mut self, config: tierstate_sqlite::SqliteConfig) -> Self {
+        self.warm = Some(WarmChoice::Sqlite(config));
+        self
+    }
+
+    /// Uses an already opened store as the WARM tier (any backend, or the in-memory one).
+    pub fn warm(mut self, store: Arc<dyn StateStore>) -> Self {
+        self.warm = Some(WarmChoice::Store(store));
+        self
+    }
+
+    /// Sets the HOT tier's capacity and TTL.
+    #[cfg(feature = "hot")]
+    pub fn hot(mut self, config: HotConfig) -> Self {
+        self.hot = Some(config);
+        self
+    }
+
+    /// Turns the HOT tier off: every load reads WARM.
+    pub fn without_hot(mut self) -> Self {
+        #[cfg(feature = "hot")]
+        {
+            self.hot = None;
+        }
+        self
+    }
+
+    /// How many versions per deployment every commit keeps (default: the last 32).
+    pub fn retention(mut self, retention: Retention) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    /// Whether `build` loads existing states into HOT, in bulk (default true).
+    pub fn warm_up(mut self, enabled: bool) -> Self {
+        self.warm_up = enabled;
+        self
+    }
+
+    /// How many operation records the metrics ring buffer keeps (default 4096).
+    pub fn metrics_capacity(mut self, capacity: usize) -> Self {
+        self.metrics_capacity = capacity;
+        self
+    }
+
+    /// Calls `callback` with every operation record.
+    pub fn on_metric(
+        mut self,
+        callback: impl Fn(&crate::OpRecord) + Send + Sync + 'static,
+    ) -> Self {
+        self.callback = Some(Arc::new(callback));
+        self
+    }
+
+    /// Opens the WARM tier and, if enabled, warms HOT from it.
+    ///
+    /// # Errors
+    /// `InvalidInput` if no WARM tier was configured; any error opening it (it never falls back
+    /// to a HOT-only mode); `Backend` if the warm-up read fails.
+    pub async fn build(self) -> Result<StateManager> {
+        let warm: Arc<dyn StateStore> = match self.warm {
+            Some(WarmChoice::Store(s)) => s,
+            #[cfg(feature = "sqlite")]
+            Some(WarmChoice::Sqlite(cfg)) => {
+                Arc::new(tierstate_sqlite::SqliteStore::open(cfg).await?)
+            }
+            None => {
+                return Err(Error::invalid(
+                    "warm tier",
+                    "none configured: call .sqlite(path) or .warm(store)",
+                ));
+            }
+        };
+        #[cfg(feature = "hot")]
+        let hot = Hot::new(self.hot);
+        #[cfg(not(feature = "hot"))]
+        let hot = Hot::new();
+        let manager = StateManager::from_parts(
+            warm,
+            hot,
+            self.retention,
+            Metrics::new(self.metrics_capacity, self.callback),
+        );
+        if self.warm_up && manager.hot_enabled() {
+            manager.warm_up().await?;
+        }
+        Ok(manager)
+    }
+}

@@ -1,0 +1,449 @@
+//! [`StateManager`]: HOT over WARM, write-through, with metrics and tracing on every operation.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+use tierstate_core::{
+    DeploymentId, Error, PutMode, Result, Retention, StateData, StateStore, StateWrite, Tier,
+    WriteBatch,
+};
+use tracing::{Instrument, debug_span, warn};
+
+use crate::StateManagerBuilder;
+use crate::hot::Hot;
+use crate::metrics::{Metrics, Op, Outcome};
+
+/// A typed state with the version it was stored at (pass that version to the next update).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Versioned<T> {
+    /// The decoded state.
+    pub value: T,
+    /// Its version.
+    pub version: u64,
+    /// Its payload schema version.
+    pub schema_version: u32,
+}
+
+/// Versioned state of many deployments in two tiers: HOT (in-process cache) over WARM
+/// (durable store). Clone it freely; clones share everything.
+///
+/// Loads go HOT → WARM → fill HOT. Writes go WARM first and reach HOT only after WARM
+/// committed; a conflict, delete or integrity failure evicts the HOT entry.
+#[derive(Clone)]
+pub struct StateManager {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    warm: Arc<dyn StateStore>,
+    hot: Hot,
+    retention: Retention,
+    metrics: Metrics,
+}
+
+impl std::fmt::Debug for StateManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateManager")
+            .field("warm", &self.inner.warm)
+            .field("hot_entries", &self.inner.hot.len())
+            .field("retention", &self.inner.retention)
+            .finish()
+    }
+}
+
+fn outcome_of(e: &Error) -> Outcome {
+    match e {
+        Error::Conflict { .. } | Error::AlreadyExists { .. } => Outcome::Conflict,
+        _ => Outcome::Error,
+    }
+}
+
+impl StateManager {
+    /// Starts configuring a manager.
+    pub fn builder() -> StateManagerBuilder {
+        StateManagerBuilder::default()
+    }
+
+    pub(crate) fn from_parts(
+        warm: Arc<dyn StateStore>,
+        hot: Hot,
+        retention: Retention,
+        metrics: Metrics,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                warm,
+                hot,
+                retention,
+                metrics,
+            }),
+        }
+    }
+
+    pub(crate) fn hot_enabled(&self) -> bool {
+        self.inner.hot.enabled()
+    }
+
+    /// The WARM store, for operations the manager does not wrap.
+    pub fn warm(&self) -> &Arc<dyn StateStore> {
+        &self.inner.warm
+    }
+
+    /// The metrics of this manager.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// Entries currently in HOT.
+    pub fn hot_len(&self) -> usize {
+        self.inner.hot.len()
+    }
+
+    fn record(&self, tier: Tier, op: Op, start: Instant, outcome: Outcome) {
+        self.inner
+            .metrics
+            .record(tier, op, start.elapsed(), outcome);
+    }
+
+    /// The current state: from HOT if cached, else from WARM (verified), which then fills HOT.
+    ///
+    /// # Errors
+    /// `Integrity` if the WARM record is damaged (HOT is evicted, nothing cached); `Backend` if
+    /// WARM fails.
+    pub async fn load(&self, id: &DeploymentId) -> Result<Option<Arc<StateData>>> {
+        if self.inner.hot.enabled() {
+            let start = Instant::now();
+            if let Some(hit) = self.inner.hot.get(id) {
+                self.record(Tier::Hot, Op::Load, start, Outcome::Hit);
+                return Ok(Some(hit));
+            }
+            self.record(Tier::Hot, Op::Load, start, Outcome::Miss);
+        }
+        self.load_warm(id).await
+    }
+
+    /// The current state read from WARM, bypassing HOT (then filling it). Use it to re-read
+    /// after a conflict.
+    ///
+    /// # Errors
+    /// As [`StateManager::load`].
+    pub async fn load_warm(&self, id: &DeploymentId) -> Result<Option<Arc<StateData>>> {
+        let span = debug_span!("tierstate.load_warm", deployment = %id);
+        async {
+            let ticket = self.inner.hot.ticket();
+            let start = Instant::now();
+            match self.inner.warm.get(id).await {
+                Ok(Some(data)) => {
+                    self.record(Tier::Warm, Op::Load, start, Outcome::Ok);
+                    self.inner.hot.insert(&data, ticket);
+                    Ok(Some(Arc::new(data)))
+                }
+                Ok(None) => {
+                    self.record(Tier::Warm, Op::Load, start, Outcome::NotFound);
+                    Ok(None)
+                }
+                Err(e) => {
+                    self.record(Tier::Warm, Op::Load, start, Outcome::Error);
+                    if matches!(e, Error::Integrity { .. }) {
+                        self.inner.hot.invalidate(id);
+                    }
+                    Err(e)
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Loads and decodes the state as `T`.
+    ///
+    /// # Errors
+    /// As [`StateManager::load`], plus `Serialization` if the state does not match `T`.
+    pub async fn load_as<T: DeserializeOwned>(
+        &self,
+        id: &DeploymentId,
+    ) -> Result<Option<Versioned<T>>> {
+        let Some(data) = self.load(id).await? else {
+            return Ok(None);
+        };
+        Ok(Some(Versioned {
+            value: data.to_typed()?,
+            version: data.version,
+            schema_version: data.schema_version,
+        }))
+    }
+
+    /// Commits one write to WARM, then caches the committed record in HOT.
+    ///
+    /// # Errors
+    /// `AlreadyExists`/`Conflict` (HOT entry evicted), `InvalidInput`, or `Backend` (HOT entry
+    /// evicted: the outcome may be unknown, so the next load reads WARM).
+    pub async fn save(&self, write: StateWrite) -> Result<Arc<StateData>> {
+        let span = debug_span!("tierstate.save", deployment = %write.deployment_id);
+        async {
+            let id = write.deployment_id.clone();
+            let ticket = self.inner.hot.ticket();
+            let start = Instant::now();
+            match self.inner.warm.put(write, self.inner.retention).await {
+                Ok(data) => {
+                    self.record(Tier::Warm, Op::Save, start, Outcome::Ok);
+                    self.inner.hot.insert(&data, ticket);
+                    Ok(Arc::new(data))
+                }
+                Err(e) => {
+                    self.record(Tier::Warm, Op::Save, start, outcome_of(&e));
+                    if !matches!(e, Error::InvalidInput { .. }) {
+                        self.inner.hot.invalidate(&id);
+                    }
+                    Err(e)
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Creates a deployment at version 1.
+    ///
+    /// # Errors
+    /// As [`StateManager::save`]; `AlreadyExists` if it exists.
+    pub async fn create(
+        &self,
+        id: &DeploymentId,
+        state: Map<String, Value>,
+    ) -> Result<Arc<StateData>> {
+        self.save(StateWrite::create(id.clone(), state)).await
+    }
+
+    /// Replaces exactly version `expected`.
+    ///
+    /// # Errors
+    /// As [`StateManager::save`]; `Conflict` if `expected` is not the stored version.
+    pub async fn update(
+        &self,
+        id: &DeploymentId,
+        expected: u64,
+        state: Map<String, Value>,
+    ) -> Result<Arc<StateData>> {
+        self.save(StateWrite::update(id.clone(), expected, state))
+            .await
+    }
+
+    /// Saves a typed state with the given mode.
+    ///
+    /// # Errors
+    /// As [`StateManager::save`], plus `Serialization`/`InvalidInput` if `T` is not an object.
+    pub async fn save_as<T: Serialize>(
+        &self,
+        id: &DeploymentId,
+        mode: PutMode,
+        state: &T,
+    ) -> Result<Arc<StateData>> {
+        self.save(StateWrite::typed(id.clone(), mode, state)?).await
+    }
+
+    /// Read-modify-CAS with retries: applies `change` to the current state and writes it as the
+    /// next version; on a conflict re-reads from WARM and applies `change` again, up to
+    /// `max_attempts` times. `change` must be a pure function of the state it is given.
+    ///
+    /// # Errors
+    /// `NotFound` if the deployment does not exist; the last `Conflict` after `max_attempts`;
+    /// any error from `change` or the store.
+    pub async fn update_with<F>(
+        &self,
+        id: &DeploymentId,
+        max_attempts: u32,
+        mut change: F,
+    ) -> Result<Arc<StateData>>
+    where
+        F: FnMut(&Map<String, Value>) -> Result<Map<String, Value>>,
+    {
+        let mut current = self.load(id).await?;
+        let mut attempt = 1;
+        loop {
+            let Some(cur) = current else {
+                return Err(Error::NotFound {
+                    deployment_id: id.clone(),
+                });
+            };
+            let next = change(&cur.state)?;
+            let write = StateWrite::update(id.clone(), cur.version, next)
+                .with_schema_version(cur.schema_version);
+            match self.save(write).await {
+                Err(e) if e.is_conflict() && attempt < max_attempts => {
+                    attempt += 1;
+                    current = self.load_warm(id).await?;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Commits every write of `batch` in one WARM transaction, or none; then caches them.
+    /// The manager's retention applies.
+    ///
+    /// # Errors
+    /// As [`tierstate_core::StateStore::commit`]; on failure the HOT entries of every member are
+    /// evicted.
+    pub async fn commit(&self, batch: WriteBatch) -> Result<Vec<Arc<StateData>>> {
+        let ids: Vec<DeploymentId> = batch
+            .ops()
+            .iter()
+            .filter_map(|op| match op {
+                tierstate_core::BatchOp::Put(w) => Some(w.deployment_id.clone()),
+                _ => None,
+            })
+            .collect();
+        let span = debug_span!("tierstate.commit", members = ids.len());
+        async {
+            let ticket = self.inner.hot.ticket();
+            let start = Instant::now();
+            match self
+                .inner
+                .warm
+                .commit(batch.with_retention(self.inner.retention))
+                .await
+            {
+                Ok(done) => {
+                    self.record(Tier::Warm, Op::Commit, start, Outcome::Ok);
+                    Ok(done
+                        .into_iter()
+                        .map(|d| {
+                            self.inner.hot.insert(&d, ticket);
+                            Arc::new(d)
+                        })
+                        .collect())
+                }
+                Err(e) => {
+                    self.record(Tier::Warm, Op::Commit, start, outcome_of(&e));
+                    if !matches!(e, Error::InvalidInput { .. }) {
+                        ids.iter().for_each(|id| self.inner.hot.invalidate(id));
+                    }
+                    Err(e)
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Deletes the state and history from WARM, then evicts HOT (also when WARM failed, since
+    /// the outcome is then unknown). Returns whether anything was there.
+    ///
+    /// # Errors
+    /// `Backend` if WARM fails; never a HOT-only delete.
+    pub async fn delete(&self, id: &DeploymentId) -> Result<bool> {
+        let start = Instant::now();
+        let result = self
+            .inner
+            .warm
+            .delete(id)
+            .instrument(debug_span!("tierstate.delete", deployment = %id))
+            .await;
+        self.inner.hot.invalidate(id);
+        let outcome = match &result {
+            Ok(true) => Outcome::Ok,
+            Ok(false) => Outcome::NotFound,
+            Err(_) => Outcome::Error,
+        };
+        self.record(Tier::Warm, Op::Delete, start, outcome);
+        result
+    }
+
+    /// Up to `limit` retained versions from WARM, newest first.
+    ///
+    /// # Errors
+    /// `Integrity` if a version is damaged; `Backend` if WARM fails.
+    pub async fn history(&self, id: &DeploymentId, limit: usize) -> Result<Vec<StateData>> {
+        let start = Instant::now();
+        let result = self.inner.warm.history(id, limit).await;
+        let outcome = if result.is_ok() {
+            Outcome::Ok
+        } else {
+            Outcome::Error
+        };
+        self.record(Tier::Warm, Op::History, start, outcome);
+        result
+    }
+
+    /// One retained version from WARM.
+    ///
+    /// # Errors
+    /// As [`StateManager::history`].
+    pub async fn load_version(&self, id: &DeploymentId, version: u64) -> Result<Option<StateData>> {
+        let start = Instant::now();
+        let result = self.inner.warm.get_version(id, version).await;
+        let outcome = match &result {
+            Ok(Some(_)) => Outcome::Ok,
+            Ok(None) => Outcome::NotFound,
+            Err(_) => Outcome::Error,
+        };
+        self.record(Tier::Warm, Op::LoadVersion, start, outcome);
+        result
+    }
+
+    /// Evicts one deployment from HOT.
+    pub fn invalidate(&self, id: &DeploymentId) {
+        self.inner.hot.invalidate(id);
+    }
+
+    /// Evicts everything from HOT.
+    pub fn invalidate_all(&self) {
+        self.inner.hot.invalidate_all();
+    }
+
+    /// Loads current states from WARM into HOT in bulk reads (pages of 1000, one query each),
+    /// up to HOT's capacity. Damaged records are logged, counted and not cached. Returns how
+    /// many records were cached.
+    ///
+    /// # Errors
+    /// `Backend` if a WARM read fails.
+    pub async fn warm_up(&self) -> Result<usize> {
+        let capacity = self.inner.hot.capacity();
+        let span = debug_span!("tierstate.warm_up", capacity);
+        async {
+            let start = Instant::now();
+            let ticket = self.inner.hot.ticket();
+            let (mut cached, mut damaged) = (0usize, 0usize);
+            let mut after: Option<DeploymentId> = None;
+            while cached < capacity {
+                let page = (capacity - cached).min(1000);
+                let rows = match self.inner.warm.scan(after.as_ref(), page).await {
+                    Ok(rows) => rows,
+                    Err(e) => {
+                        self.record(Tier::Warm, Op::WarmUp, start, Outcome::Error);
+                        return Err(e);
+                    }
+                };
+                let len = rows.len();
+                for row in rows {
+                    match row {
+                        Ok(data) => {
+                            after = Some(data.deployment_id.clone());
+                            self.inner.hot.insert(&data, ticket);
+                            cached += 1;
+                        }
+                        Err(e) => {
+                            if let Error::Integrity { deployment_id, .. } = &e {
+                                after = Some(deployment_id.clone());
+                            }
+                            damaged += 1;
+                            warn!(error = %e, "warm-up skipped a damaged record");
+                        }
+                    }
+                }
+                if len < page || after.is_none() {
+                    break;
+                }
+            }
+            self.record(Tier::Warm, Op::WarmUp, start, Outcome::Ok);
+            tracing::info!(cached, damaged, "warm-up done");
+            Ok(cached)
+        }
+        .instrument(span)
+        .await
+    }
+}

@@ -1,0 +1,299 @@
+//! Per-operation metrics: a bounded ring buffer of records plus per-tier counters.
+//!
+//! Counters are atomics (never lost, never unbounded); the ring keeps the latest records for
+//! latency percentiles. A cache miss is not a success or a failure: hit rate and success rate
+//! are reported separately.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tierstate_core::Tier;
+
+/// What was done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Op {
+    /// Load of the current state.
+    Load,
+    /// Single write.
+    Save,
+    /// Multi-member batch.
+    Commit,
+    /// Delete.
+    Delete,
+    /// History listing.
+    History,
+    /// Load of one historical version.
+    LoadVersion,
+    /// Startup bulk load into HOT.
+    WarmUp,
+}
+
+/// How it ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// HOT had the record.
+    Hit,
+    /// HOT did not have it (the load went on to WARM).
+    Miss,
+    /// Done.
+    Ok,
+    /// CAS conflict or create over an existing deployment.
+    Conflict,
+    /// Nothing stored under that id (or version).
+    NotFound,
+    /// Failed.
+    Error,
+}
+
+const OUTCOMES: [Outcome; 6] = [
+    Outcome::Hit,
+    Outcome::Miss,
+    Outcome::Ok,
+    Outcome::Conflict,
+    Outcome::NotFound,
+    Outcome::Error,
+];
+
+/// One operation on one tier.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OpRecord {
+    /// Which tier did the work.
+    pub tier: Tier,
+    /// What was done.
+    pub op: Op,
+    /// How long the tier took.
+    pub latency: Duration,
+    /// How it ended.
+    pub outcome: Outcome,
+}
+
+/// Called with every record; must be cheap (it runs on the operation's path).
+pub type MetricsCallback = Arc<dyn Fn(&OpRecord) + Send + Sync>;
+
+/// Totals for one tier.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TierSummary {
+    /// The tier.
+    pub tier: Tier,
+    /// Operations counted since start.
+    pub total: u64,
+    /// Count per outcome since start.
+    pub hits: u64,
+    /// Misses (HOT only).
+    pub misses: u64,
+    /// Completed operations.
+    pub ok: u64,
+    /// Conflicts.
+    pub conflicts: u64,
+    /// Not found.
+    pub not_found: u64,
+    /// Errors.
+    pub errors: u64,
+    /// hits / (hits + misses); `None` before the first lookup.
+    pub hit_rate: Option<f64>,
+    /// 1 − errors / total; conflicts and misses are not failures. `None` before the first op.
+    pub success_rate: Option<f64>,
+    /// Median latency over the records still in the ring buffer.
+    pub p50: Option<Duration>,
+    /// 99th percentile latency over the records still in the ring buffer.
+    pub p99: Option<Duration>,
+}
+
+impl fmt::Display for TierSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let pct = |r: Option<f64>| r.map_or("-".to_owned(), |r| format!("{:.1}%", r * 100.0));
+        let dur = |d: Option<Duration>| d.map_or("-".to_owned(), |d| format!("{d:.1?}"));
+        write!(
+            f,
+            "{:<4} ops {:>7}  hit {:>6}  success {:>6}  conflicts {:>4}  errors {:>4}  p50 {:>9}  p99 {:>9}",
+            self.tier.to_string(),
+            self.total,
+            pct(self.hit_rate),
+            pct(self.success_rate),
+            self.conflicts,
+            self.errors,
+            dur(self.p50),
+            dur(self.p99)
+        )
+    }
+}
+
+/// The metrics of one [`crate::StateManager`].
+pub struct Metrics {
+    ring: Mutex<VecDeque<OpRecord>>,
+    capacity: usize,
+    counts: [[AtomicU64; 6]; 2],
+    callback: Option<MetricsCallback>,
+}
+
+impl fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Metrics")
+            .field("capacity", &self.capacity)
+            .finish_non_exhaustive()
+    }
+}
+
+fn tier_index(t: Tier) -> usize {
+    match t {
+        Tier::Hot => 0,
+        Tier::Warm => 1,
+    }
+}
+
+fn outcome_index(o: Outcome) -> usize {
+    OUTCOMES
+        .iter()
+        .position(|x| *x == o)
+        .expect("every outcome is listed")
+}
+
+impl Metrics {
+    /// Metrics keeping the last `capacity` records (0 keeps counters only).
+    pub fn new(capacity: usize, callback: Option<MetricsCallback>) -> Self {
+        Self {
+            ring: Mutex::new(VecDeque::with_capacity(capacity.min(1 << 16))),
+            capacity,
+            counts: Default::default(),
+            callback,
+        }
+    }
+
+    /// Records one operation.
+    pub fn record(&self, tier: Tier, op: Op, latency: Duration, outcome: Outcome) {
+        self.counts[tier_index(tier)][outcome_index(outcome)].fetch_add(1, Ordering::Relaxed);
+        let rec = OpRecord {
+            tier,
+            op,
+            latency,
+            outcome,
+        };
+        if self.capacity > 0 {
+            let mut ring = self.ring.lock();
+            if ring.len() == self.capacity {
+                ring.pop_front();
+            }
+            ring.push_back(rec);
+        }
+        if let Some(cb) = &self.callback {
+            cb(&rec);
+        }
+    }
+
+    /// The records still in the ring buffer, oldest first.
+    pub fn recent(&self) -> Vec<OpRecord> {
+        self.ring.lock().iter().copied().collect()
+    }
+
+    /// Totals and latency percentiles for one tier.
+    pub fn tier(&self, tier: Tier) -> TierSummary {
+        let c =
+            |o: Outcome| self.counts[tier_index(tier)][outcome_index(o)].load(Ordering::Relaxed);
+        let (hits, misses, ok, conflicts, not_found, errors) = (
+            c(Outcome::Hit),
+            c(Outcome::Miss),
+            c(Outcome::Ok),
+            c(Outcome::Conflict),
+            c(Outcome::NotFound),
+            c(Outcome::Error),
+        );
+        let total = hits + misses + ok + conflicts + not_found + errors;
+        let mut lat: Vec<Duration> = self
+            .ring
+            .lock()
+            .iter()
+            .filter(|r| r.tier == tier)
+            .map(|r| r.latency)
+            .collect();
+        lat.sort_unstable();
+        let pick =
+            |q: f64| (!lat.is_empty()).then(|| lat[((lat.len() - 1) as f64 * q).round() as usize]);
+        TierSummary {
+            tier,
+            total,
+            hits,
+            misses,
+            ok,
+            conflicts,
+            not_found,
+            errors,
+            hit_rate: (hits + misses > 0).then(|| hits as f64 / (hits + misses) as f64),
+            success_rate: (total > 0).then(|| 1.0 - errors as f64 / total as f64),
+            p50: pick(0.50),
+            p99: pick(0.99),
+        }
+    }
+
+    /// Summaries of both tiers, HOT first.
+    pub fn summary(&self) -> [TierSummary; 2] {
+        [self.tier(Tier::Hot), self.tier(Tier::Warm)]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ring_is_bounded_and_counters_are_not() {
+        let m = Metrics::new(3, None);
+        for i in 0..10 {
+            m.record(Tier::Warm, Op::Save, Duration::from_micros(i), Outcome::Ok);
+        }
+        assert_eq!(m.recent().len(), 3);
+        assert_eq!(m.recent()[0].latency, Duration::from_micros(7));
+        assert_eq!(m.tier(Tier::Warm).total, 10);
+    }
+
+    #[test]
+    fn hit_rate_is_separate_from_success_rate() {
+        let m = Metrics::new(100, None);
+        m.record(Tier::Hot, Op::Load, Duration::ZERO, Outcome::Hit);
+        m.record(Tier::Hot, Op::Load, Duration::ZERO, Outcome::Miss);
+        m.record(Tier::Hot, Op::Load, Duration::ZERO, Outcome::Miss);
+        m.record(Tier::Hot, Op::Load, Duration::ZERO, Outcome::Hit);
+        let hot = m.tier(Tier::Hot);
+        assert_eq!(hot.hit_rate, Some(0.5));
+        assert_eq!(hot.success_rate, Some(1.0), "a miss is not a failure");
+        m.record(Tier::Warm, Op::Save, Duration::from_millis(1), Outcome::Ok);
+        m.record(
+            Tier::Warm,
+            Op::Save,
+            Duration::from_millis(3),
+            Outcome::Error,
+        );
+        m.record(
+            Tier::Warm,
+            Op::Save,
+            Duration::from_millis(2),
+            Outcome::Conflict,
+        );
+        m.record(Tier::Warm, Op::Save, Duration::from_millis(2), Outcome::Ok);
+        let warm = m.tier(Tier::Warm);
+        assert_eq!(warm.hit_rate, None);
+        assert_eq!(warm.success_rate, Some(0.75));
+        assert_eq!(warm.p50, Some(Duration::from_millis(2)));
+        assert_eq!(warm.p99, Some(Duration::from_millis(3)));
+    }
+
+    #[test]
+    fn callback_sees_every_record() {
+        let seen = Arc::new(AtomicU64::new(0));
+        let s = seen.clone();
+        let m = Metrics::new(
+            0,
+            Some(Arc::new(move |_r| {
+                s.fetch_add(1, Ordering::Relaxed);
+            })),
+        );
+        for _ in 0..5 {
+            m.record(Tier::Hot, Op::Load, Duration::ZERO, Outcome::Hit);
+        }
+        assert_eq!(seen.load(Ordering::Relaxed), 5);
+        assert!(m.recent().is_empty());
+    }
+}
