@@ -1,1 +1,126 @@
-fn main() {}
+//! Project automation. `cargo xtask test` runs the whole suite; `cargo xtask bench` prints the
+//! benchmark table; `cargo xtask crash` runs the kill -9 harness for as many cycles as asked.
+
+use std::process::{Command, ExitCode};
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "tierstate project tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Runs the whole test suite (unit, conformance, manager, crash and contention tests).
+    Test {
+        /// Kill -9 cycles per backend for the crash harness.
+        #[arg(long, default_value_t = 50)]
+        crash_cycles: u32,
+    },
+    /// Runs the benchmarks and prints one table (ops/s, p50, p99 beside their baselines).
+    Bench {
+        /// Also write the table as JSON to this file.
+        #[arg(long)]
+        json: Option<String>,
+        /// Fewer iterations (for a quick look; figures are noisier).
+        #[arg(long)]
+        quick: bool,
+    },
+    /// Runs the kill -9 crash harness for N cycles per backend.
+    Crash {
+        /// Cycles per backend.
+        #[arg(long, default_value_t = 200)]
+        cycles: u32,
+        /// Seed for the kill timing (random if absent; always printed).
+        #[arg(long)]
+        seed: Option<u64>,
+    },
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+fn run(cmd: &mut Command) -> Result<(), String> {
+    eprintln!("xtask: running {cmd:?}");
+    let status = cmd
+        .status()
+        .map_err(|e| format!("cannot start {cmd:?}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{cmd:?} failed: {status}"))
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.task {
+        Task::Test { crash_cycles } => test(crash_cycles),
+        Task::Bench { json, quick } => bench(json, quick),
+        Task::Crash { cycles, seed } => crash(cycles, seed),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn test(crash_cycles: u32) -> Result<(), String> {
+    // The facade must build with only the features a consumer names.
+    run(cargo().args([
+        "check",
+        "-p",
+        "tierstate",
+        "--no-default-features",
+        "--features",
+        "sqlite",
+    ]))?;
+    run(cargo()
+        .args(["test", "--workspace"])
+        .env("TIERSTATE_CRASH_CYCLES", crash_cycles.to_string()))
+}
+
+fn bench(json: Option<String>, quick: bool) -> Result<(), String> {
+    let mut cmd = cargo();
+    cmd.args([
+        "run",
+        "--release",
+        "-p",
+        "tierstate-benches",
+        "--bin",
+        "bench-table",
+        "--",
+    ]);
+    if let Some(path) = json {
+        cmd.args(["--json", &path]);
+    }
+    if quick {
+        cmd.arg("--quick");
+    }
+    run(&mut cmd)
+}
+
+fn crash(cycles: u32, seed: Option<u64>) -> Result<(), String> {
+    let mut cmd = cargo();
+    cmd.args([
+        "test",
+        "-p",
+        "tierstate-tests",
+        "--test",
+        "crash",
+        "--",
+        "--nocapture",
+    ])
+    .env("TIERSTATE_CRASH_CYCLES", cycles.to_string());
+    if let Some(seed) = seed {
+        cmd.env("TIERSTATE_CRASH_SEED", seed.to_string());
+    }
+    run(&mut cmd)
+}

@@ -76,10 +76,15 @@ impl std::fmt::Debug for HotCache {
 
 impl HotCache {
     /// A cache with the given settings (capacity is raised to at least 1).
+    ///
+    /// The underlying cache splits its capacity across shards and starts evicting in a full
+    /// shard before the total is reached, so it is sized with 1/4 headroom: `capacity` entries
+    /// always fit, and the bound is at most about 1.25 × `capacity`.
     pub fn new(config: HotConfig) -> Self {
         let capacity = config.capacity.max(1);
+        let sized = capacity + capacity / 4 + 32;
         Self {
-            cache: Cache::new(capacity),
+            cache: Cache::new(sized),
             ttl: config.ttl,
             epoch: AtomicU64::new(0),
             capacity,

@@ -106,10 +106,39 @@ fn bounded_and_invalidate_all() {
         let v = versions(&format!("d{i}"), 1);
         hot.insert(v[0].clone(), hot.ticket());
     }
-    assert!(hot.len() <= 110, "cache grew past its bound: {}", hot.len());
-    assert!(hot.len() >= 50, "cache kept too little: {}", hot.len());
+    // Bound: capacity + 1/4 + 32, each shard rounded up (at most 8 shards here).
+    assert!(hot.len() <= 165, "cache grew past its bound: {}", hot.len());
+    assert!(hot.len() >= 90, "cache kept too little: {}", hot.len());
     hot.invalidate_all();
     assert!(hot.is_empty());
+}
+
+#[test]
+fn capacity_entries_always_fit() {
+    let hot = HotCache::new(HotConfig {
+        capacity: 5000,
+        ttl: None,
+    });
+    let store = InMemoryStore::new();
+    let recs: Vec<Arc<StateData>> = rt().block_on(async {
+        let mut out = Vec::new();
+        for i in 0..5000 {
+            let w = StateWrite::create(
+                DeploymentId::new(format!("k{i}")).unwrap(),
+                Default::default(),
+            );
+            out.push(Arc::new(store.put(w, Default::default()).await.unwrap()));
+        }
+        out
+    });
+    for r in &recs {
+        assert_eq!(hot.insert(r.clone(), hot.ticket()), InsertOutcome::Stored);
+    }
+    let present = recs
+        .iter()
+        .filter(|r| hot.get(&r.deployment_id).is_some())
+        .count();
+    assert_eq!(present, 5000, "a full-capacity fill lost entries");
 }
 
 #[test]
