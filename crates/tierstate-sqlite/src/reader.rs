@@ -52,12 +52,17 @@ const COLUMNS: &str = "h.deployment_id, v.version, v.schema_version, v.checksum,
                        h.created_at, v.updated_at, v.body";
 
 /// Raw columns of one stored version, in [`COLUMNS`] order.
-fn raw(row: &Row<'_>) -> rusqlite::Result<(String, i64, i64, String, i64, i64, Vec<u8>)> {
+type RawRow = (String, i64, i64, String, i64, i64, Vec<u8>);
+
+fn raw(row: &Row<'_>) -> rusqlite::Result<RawRow> {
+    // The checksum is read as bytes: damaged text may not be UTF-8, and that must surface as an
+    // integrity failure at verification, not as a decoding error here.
+    let checksum = String::from_utf8_lossy(row.get_ref(3)?.as_bytes()?).into_owned();
     Ok((
         row.get(0)?,
         row.get(1)?,
         row.get(2)?,
-        row.get(3)?,
+        checksum,
         row.get(4)?,
         row.get(5)?,
         row.get(6)?,
@@ -66,15 +71,7 @@ fn raw(row: &Row<'_>) -> rusqlite::Result<(String, i64, i64, String, i64, i64, V
 
 /// Converts raw columns into a record for verification; impossible values are errors.
 fn record(
-    (id, version, schema_version, checksum, created, updated, body): (
-        String,
-        i64,
-        i64,
-        String,
-        i64,
-        i64,
-        Vec<u8>,
-    ),
+    (id, version, schema_version, checksum, created, updated, body): RawRow,
 ) -> Result<StoredRecord> {
     Ok(StoredRecord {
         deployment_id: DeploymentId::new(&id)

@@ -98,9 +98,9 @@ impl SqliteStore {
         rx.await.map_err(|_| closed())?
     }
 
-    /// Test hook: damages the stored bytes of one version (the newest if `version` is `None`)
-    /// without updating its checksum. `offset` picks the byte of the body (wrapped to its
-    /// length), `mask` the bits flipped. Returns false if there is no such record.
+    /// Test hook: damages the stored bytes of one version (the newest if `version` is `None`).
+    /// `offset` picks a byte of the body followed by the stored checksum text (wrapped to their
+    /// combined length), `mask` the bits flipped. Returns false if there is no such record.
     ///
     /// # Errors
     /// `Backend` if the write fails.
@@ -210,27 +210,37 @@ impl Damage {
         use rusqlite::{OptionalExtension, params};
 
         use crate::error::map;
-        let found: Option<(i64, Vec<u8>)> = conn
+        let found: Option<(i64, Vec<u8>, Vec<u8>)> = conn
             .query_row(
-                "SELECT rowid, body FROM ts_version WHERE deployment_id = ?1 AND version = \
-                 coalesce(?2, (SELECT version FROM ts_head WHERE deployment_id = ?1))",
+                "SELECT rowid, body, CAST(checksum AS BLOB) FROM ts_version WHERE deployment_id = ?1 \
+                 AND version = coalesce(?2, (SELECT version FROM ts_head WHERE deployment_id = ?1))",
                 params![self.id.as_str(), self.version.map(|v| v as i64)],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .optional()
             .map_err(map)?;
-        let Some((rowid, mut body)) = found else {
+        let Some((rowid, mut body, mut checksum)) = found else {
             return Ok(false);
         };
-        if body.is_empty() || self.mask == 0 {
+        let span = body.len() + checksum.len();
+        if span == 0 || self.mask == 0 {
             return Ok(false);
         }
-        let at = self.offset % body.len();
-        body[at] ^= self.mask;
-        conn.execute(
-            "UPDATE ts_version SET body = ?2 WHERE rowid = ?1",
-            params![rowid, body],
-        )
+        let at = self.offset % span;
+        if at < body.len() {
+            body[at] ^= self.mask;
+            conn.execute(
+                "UPDATE ts_version SET body = ?2 WHERE rowid = ?1",
+                params![rowid, body],
+            )
+        } else {
+            checksum[at - body.len()] ^= self.mask;
+            // Stored back as TEXT bytes, valid UTF-8 or not, as a damaged disk page would be.
+            conn.execute(
+                "UPDATE ts_version SET checksum = CAST(?2 AS TEXT) WHERE rowid = ?1",
+                params![rowid, checksum],
+            )
+        }
         .map_err(map)?;
         Ok(true)
     }

@@ -140,8 +140,8 @@ fn commit_group(conn: &Connection, group: Vec<Job>) {
     let mut done = Vec::with_capacity(group.len());
     let mut broken = None;
     for job in group {
-        if broken.is_some() {
-            fail(job, broken.as_ref().expect("checked"));
+        if let Some(e) = &broken {
+            fail(job, e);
             continue;
         }
         if let Err(e) = conn.execute_batch("SAVEPOINT job").map_err(map) {

@@ -16,7 +16,7 @@ async fn harness() -> Harness {
         damage: Arc::new(move |id, version| {
             let hook = hook.clone();
             Box::pin(async move {
-                hook.damage_stored_state(&id, version, usize::MAX / 2, 0x20)
+                hook.damage_stored_state(&id, version, 0, 0x20)
                     .await
                     .unwrap()
             })
