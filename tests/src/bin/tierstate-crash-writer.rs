@@ -1,0 +1,119 @@
+//! The process the crash harness kills. It writes and, after each acknowledged commit, prints
+//! what was acknowledged and flushes, so the harness knows exactly what must survive.
+//!
+//! Usage: `tierstate-crash-writer BACKEND PATH MODE N`
+//! - `counter N`: forever, CAS-increment deployments c0..cN round-robin; prints `ack cI VERSION`.
+//! - `batch N`: forever, increment b0..bN together in one WriteBatch; prints `batch VERSION`.
+//! - `contend N`: N increments of deployment `shared` with retry on conflict, then exits;
+//!   prints `done CONFLICTS`.
+
+use std::io::Write;
+
+use tierstate_core::{Error, Retention, StateWrite, WriteBatch};
+use tierstate_tests::{Backend, CRASH_RETENTION, count_of, counter, dep};
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.len() != 5 {
+        eprintln!("usage: tierstate-crash-writer BACKEND PATH counter|batch|contend N");
+        std::process::exit(2);
+    }
+    let backend = Backend::parse(&args[1]).unwrap_or_else(|| {
+        eprintln!("unknown backend {}", args[1]);
+        std::process::exit(2)
+    });
+    let n: u64 = args[4].parse().expect("N is a number");
+    let store = backend
+        .open(std::path::Path::new(&args[2]))
+        .await
+        .expect("open store");
+    let mut out = std::io::stdout().lock();
+    match args[3].as_str() {
+        "counter" => {
+            let ids: Vec<_> = (0..n).map(|i| dep(&format!("c{i}"))).collect();
+            for id in &ids {
+                match store
+                    .put(StateWrite::create(id.clone(), counter(0)), CRASH_RETENTION)
+                    .await
+                {
+                    Ok(_) | Err(Error::AlreadyExists { .. }) => {}
+                    Err(e) => panic!("create {id}: {e}"),
+                }
+            }
+            writeln!(out, "ready").unwrap();
+            out.flush().unwrap();
+            for i in 0.. {
+                let id = &ids[i % ids.len()];
+                let cur = store.get(id).await.expect("get").expect("present");
+                let next = StateWrite::update(id.clone(), cur.version, counter(count_of(&cur) + 1));
+                let done = store
+                    .put(next, CRASH_RETENTION)
+                    .await
+                    .expect("sole writer never conflicts");
+                writeln!(out, "ack {id} {}", done.version).unwrap();
+                out.flush().unwrap();
+            }
+        }
+        "batch" => {
+            let ids: Vec<_> = (0..n).map(|i| dep(&format!("b{i}"))).collect();
+            if store.get(&ids[0]).await.expect("get").is_none() {
+                let mut b = WriteBatch::new().with_retention(CRASH_RETENTION);
+                for id in &ids {
+                    b = b.put(StateWrite::create(id.clone(), counter(0)));
+                }
+                store.commit(b).await.expect("create batch");
+            }
+            writeln!(out, "ready").unwrap();
+            out.flush().unwrap();
+            loop {
+                let mut b = WriteBatch::new().with_retention(CRASH_RETENTION);
+                for id in &ids {
+                    let cur = store.get(id).await.expect("get").expect("present");
+                    b = b.put(StateWrite::update(
+                        id.clone(),
+                        cur.version,
+                        counter(count_of(&cur) + 1),
+                    ));
+                }
+                let done = store.commit(b).await.expect("sole writer never conflicts");
+                writeln!(out, "batch {}", done[0].version).unwrap();
+                out.flush().unwrap();
+            }
+        }
+        "contend" => {
+            let id = dep("shared");
+            match store
+                .put(
+                    StateWrite::create(id.clone(), counter(0)),
+                    Retention::KeepAll,
+                )
+                .await
+            {
+                Ok(_) | Err(Error::AlreadyExists { .. }) => {}
+                Err(e) => panic!("create: {e}"),
+            }
+            writeln!(out, "ready").unwrap();
+            out.flush().unwrap();
+            let mut conflicts = 0u64;
+            for _ in 0..n {
+                loop {
+                    let cur = store.get(&id).await.expect("get").expect("present");
+                    let next =
+                        StateWrite::update(id.clone(), cur.version, counter(count_of(&cur) + 1));
+                    match store.put(next, Retention::KeepAll).await {
+                        Ok(_) => break,
+                        Err(e) if e.is_conflict() => conflicts += 1,
+                        Err(e) => panic!("increment: {e}"),
+                    }
+                }
+            }
+            writeln!(out, "done {conflicts}").unwrap();
+            out.flush().unwrap();
+        }
+        other => {
+            eprintln!("unknown mode {other}");
+            std::process::exit(2);
+        }
+    }
+}
