@@ -9,13 +9,18 @@ const WRITER: &str = env!("CARGO_BIN_EXE_tierstate-crash-writer");
 fn contend(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("contend.db");
+    let go = dir.path().join("go");
     let children: Vec<_> = (0..4)
         .map(|_| {
             Command::new(WRITER)
                 .args([backend.name(), path.to_str().unwrap(), "contend", "250"])
+                .env("TIERSTATE_GO_FILE", &go)
                 .output_async()
         })
         .collect();
+    // Let every process open the store and reach the start line, then release them together.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    std::fs::write(&go, b"go").unwrap();
     let mut conflicts = 0u64;
     for child in children {
         let out = child.wait_with_output().unwrap();

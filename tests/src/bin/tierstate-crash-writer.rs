@@ -5,7 +5,7 @@
 //! - `counter N`: forever, CAS-increment deployments c0..cN round-robin; prints `ack cI VERSION`.
 //! - `batch N`: forever, increment b0..bN together in one WriteBatch; prints `batch VERSION`.
 //! - `contend N`: N increments of deployment `shared` with retry on conflict, then exits;
-//!   prints `done CONFLICTS`.
+//!   prints `done CONFLICTS`. With `TIERSTATE_GO_FILE` set, waits for that file to exist first.
 
 use std::io::Write;
 
@@ -95,6 +95,12 @@ async fn main() {
             }
             writeln!(out, "ready").unwrap();
             out.flush().unwrap();
+            // Start line: all contenders begin together once the harness creates this file.
+            if let Some(go) = std::env::var_os("TIERSTATE_GO_FILE") {
+                while !std::path::Path::new(&go).exists() {
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+            }
             let mut conflicts = 0u64;
             for _ in 0..n {
                 loop {
