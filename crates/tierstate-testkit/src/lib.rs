@@ -4,7 +4,7 @@
 //! A backend's test file provides an async factory returning a [`Harness`] and invokes
 //! [`conformance_tests!`], which generates one `#[tokio::test]` per check in [`checks`]:
 //!
-//! ```ignore
+//! ```text
 //! async fn harness() -> tierstate_testkit::Harness { /* open a fresh store */ }
 //! tierstate_testkit::conformance_tests!(harness);
 //! ```
