@@ -114,15 +114,20 @@ impl StateManager {
     /// `Integrity` if the WARM record is damaged (HOT is evicted, nothing cached); `Backend` if
     /// WARM fails.
     pub async fn load(&self, id: &DeploymentId) -> Result<Option<Arc<StateData>>> {
-        if self.inner.hot.enabled() {
-            let start = Instant::now();
-            if let Some(hit) = self.inner.hot.get(id) {
-                self.record(Tier::Hot, Op::Load, start, Outcome::Hit);
-                return Ok(Some(hit));
+        let span = debug_span!("tierstate.load", deployment = %id);
+        async {
+            if self.inner.hot.enabled() {
+                let start = Instant::now();
+                if let Some(hit) = self.inner.hot.get(id) {
+                    self.record(Tier::Hot, Op::Load, start, Outcome::Hit);
+                    return Ok(Some(hit));
+                }
+                self.record(Tier::Hot, Op::Load, start, Outcome::Miss);
             }
-            self.record(Tier::Hot, Op::Load, start, Outcome::Miss);
+            self.load_warm(id).await
         }
-        self.load_warm(id).await
+        .instrument(span)
+        .await
     }
 
     /// The current state read from WARM, bypassing HOT (then filling it). Use it to re-read
@@ -359,7 +364,8 @@ impl StateManager {
     /// `Integrity` if a version is damaged; `Backend` if WARM fails.
     pub async fn history(&self, id: &DeploymentId, limit: usize) -> Result<Vec<StateData>> {
         let start = Instant::now();
-        let result = self.inner.warm.history(id, limit).await;
+        let span = debug_span!("tierstate.history", deployment = %id, limit);
+        let result = self.inner.warm.history(id, limit).instrument(span).await;
         let outcome = if result.is_ok() {
             Outcome::Ok
         } else {
@@ -375,7 +381,13 @@ impl StateManager {
     /// As [`StateManager::history`].
     pub async fn load_version(&self, id: &DeploymentId, version: u64) -> Result<Option<StateData>> {
         let start = Instant::now();
-        let result = self.inner.warm.get_version(id, version).await;
+        let span = debug_span!("tierstate.load_version", deployment = %id, version);
+        let result = self
+            .inner
+            .warm
+            .get_version(id, version)
+            .instrument(span)
+            .await;
         let outcome = match &result {
             Ok(Some(_)) => Outcome::Ok,
             Ok(None) => Outcome::NotFound,

@@ -378,3 +378,18 @@ async fn failed_batch_leaves_hot_consistent() {
         Tier::Hot
     );
 }
+
+/// Every public future is `Send`, so the manager works from `tokio::spawn` (compile-time check).
+#[allow(dead_code)]
+fn futures_are_send(m: StateManager, d: DeploymentId, batch: WriteBatch) {
+    fn send<T: Send>(_: T) {}
+    send(m.load(&d));
+    send(m.load_warm(&d));
+    send(m.save(StateWrite::create(d.clone(), Map::new())));
+    send(m.update_with(&d, 3, |s| Ok(s.clone())));
+    send(m.commit(batch));
+    send(m.delete(&d));
+    send(m.history(&d, 1));
+    send(m.load_version(&d, 1));
+    send(m.warm_up());
+}
