@@ -82,9 +82,60 @@ fn test(crash_cycles: u32) -> Result<(), String> {
         "--features",
         "sqlite",
     ]))?;
-    run(cargo()
-        .args(["test", "--workspace"])
-        .env("TIERSTATE_CRASH_CYCLES", crash_cycles.to_string()))
+    let mut cmd = cargo();
+    cmd.args(["test", "--workspace"])
+        .env("TIERSTATE_CRASH_CYCLES", crash_cycles.to_string());
+    let totals = run_counting(&mut cmd)?;
+    // One closing line with the totals of every test binary, so the last line of the run is
+    // the whole suite's result rather than the last (possibly empty) doc-test block.
+    println!(
+        "xtask: {} passed, {} failed, {} skipped",
+        totals.0, totals.1, totals.2
+    );
+    if totals.0 == 0 {
+        return Err("no test ran".into());
+    }
+    Ok(())
+}
+
+/// Runs `cmd`, echoing its stdout, and adds up the `test result:` lines of libtest.
+fn run_counting(cmd: &mut Command) -> Result<(u64, u64, u64), String> {
+    use std::io::{BufRead, BufReader};
+    eprintln!("xtask: running {cmd:?}");
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start {cmd:?}: {e}"))?;
+    let mut totals = (0, 0, 0);
+    let stdout = child.stdout.take().expect("piped stdout");
+    for line in BufReader::new(stdout).lines() {
+        let line = line.map_err(|e| format!("reading test output: {e}"))?;
+        println!("{line}");
+        if let Some(rest) = line.strip_prefix("test result: ") {
+            let count = |word: &str| -> u64 {
+                rest.split(['.', ';'])
+                    .map(str::trim)
+                    .find_map(|part| part.strip_suffix(word).and_then(|n| n.trim().parse().ok()))
+                    .unwrap_or(0)
+            };
+            totals.0 += count("passed");
+            totals.1 += count("failed");
+            totals.2 += count("ignored");
+        }
+    }
+    let status = child
+        .wait()
+        .map_err(|e| format!("waiting for {cmd:?}: {e}"))?;
+    if !status.success() {
+        println!(
+            "xtask: {} passed, {} failed, {} skipped",
+            totals.0,
+            totals.1.max(1),
+            totals.2
+        );
+        return Err(format!("{cmd:?} failed: {status}"));
+    }
+    Ok(totals)
 }
 
 fn bench(json: Option<String>, quick: bool) -> Result<(), String> {
