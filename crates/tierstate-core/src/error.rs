@@ -19,6 +19,8 @@ pub enum BackendErrorKind {
     Io,
     /// The store has been closed (or its worker stopped) and takes no more work.
     Closed,
+    /// Another process holds the file exclusively (redb allows one process per file).
+    Locked,
     /// Anything else; not retryable.
     Other,
 }

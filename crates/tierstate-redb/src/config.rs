@@ -1,0 +1,43 @@
+//! Settings of the redb backend.
+
+use std::path::PathBuf;
+
+/// How each commit reaches the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RedbDurability {
+    /// `Durability::Immediate` (default): fsynced before the commit returns `Ok`.
+    #[default]
+    Immediate,
+    /// `Durability::None`: the commit is visible at once but reaches the disk only with a later
+    /// immediate commit. A crash loses every commit since the last immediate one (the file stays
+    /// consistent). Use only for rebuildable data or bulk loads followed by an immediate commit.
+    None,
+}
+
+/// How to open a [`crate::RedbStore`].
+#[derive(Debug, Clone)]
+pub struct RedbConfig {
+    /// Database file; created with mode 0600 if absent.
+    pub path: PathBuf,
+    /// Durability of each commit.
+    pub durability: RedbDurability,
+    /// Most queued writes committed together in one transaction.
+    pub max_group: usize,
+}
+
+impl RedbConfig {
+    /// Durable defaults for the file at `path`.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            durability: RedbDurability::Immediate,
+            max_group: 256,
+        }
+    }
+
+    /// Sets the durability; see [`RedbDurability::None`] for its risk.
+    pub fn durability(mut self, durability: RedbDurability) -> Self {
+        self.durability = durability;
+        self
+    }
+}

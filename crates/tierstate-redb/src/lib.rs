@@ -1,0 +1,24 @@
+//! redb WARM backend for tierstate: pure Rust, no C toolchain, no SQL, one file.
+//!
+//! Commits use `Durability::Immediate` by default (fsync before `Ok`). One writer thread takes
+//! every queued write into one transaction (group commit); reads run in MVCC snapshots on
+//! tokio's blocking pool. redb allows one process per file: a second process gets a typed
+//! `Locked` error instead of blocking.
+//!
+//! ```no_run
+//! # async fn demo() -> tierstate_core::Result<()> {
+//! use tierstate_redb::{RedbConfig, RedbStore};
+//! let store = RedbStore::open(RedbConfig::new("strategies.redb")).await?;
+//! # Ok(()) }
+//! ```
+#![deny(missing_docs)]
+
+mod config;
+mod error;
+mod store;
+mod tables;
+mod writer;
+
+pub use config::{RedbConfig, RedbDurability};
+pub use store::RedbStore;
+pub use tables::FORMAT_VERSION;

@@ -1,0 +1,367 @@
+//! [`RedbStore`]: the [`StateStore`] implementation.
+
+use std::fs::OpenOptions;
+use std::os::unix::fs::OpenOptionsExt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable};
+use tierstate_core::{
+    BackendErrorKind, DeploymentId, Error, Result, StateData, StateStore, StoredRecord, Tier,
+    WriteBatch,
+};
+use tokio::sync::oneshot;
+
+use crate::RedbConfig;
+use crate::error::{BACKEND, closed, map};
+use crate::tables::{HEAD, VERSIONS, ensure_format};
+use crate::writer::{Job, Writer};
+
+/// The redb WARM store. Clone it freely: clones share the database and the writer thread.
+#[derive(Clone)]
+pub struct RedbStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: RedbConfig,
+    db: Arc<Database>,
+    writer: Writer,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.writer.close();
+    }
+}
+
+impl std::fmt::Debug for RedbStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedbStore")
+            .field("path", &self.inner.config.path)
+            .field("durability", &self.inner.config.durability)
+            .finish()
+    }
+}
+
+fn open_db(config: &RedbConfig) -> Result<Database> {
+    // Create the file 0600 first; redb would use the process umask.
+    match OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&config.path)
+    {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => {
+            return Err(Error::Backend {
+                backend: BACKEND,
+                kind: BackendErrorKind::Io,
+                message: format!("cannot create {}: {e}", config.path.display()),
+                source: Some(Box::new(e)),
+            });
+        }
+    }
+    let db = Database::create(&config.path).map_err(|e| {
+        let mut err = map(e);
+        if let Error::Backend { message, .. } = &mut err {
+            *message = format!("cannot open {}: {message}", config.path.display());
+        }
+        err
+    })?;
+    let txn = db.begin_write().map_err(map)?;
+    ensure_format(&txn)?;
+    txn.commit().map_err(map)?;
+    Ok(db)
+}
+
+impl RedbStore {
+    /// Opens (or creates, mode 0600) the file and starts the writer thread.
+    ///
+    /// # Errors
+    /// `Backend` with kind `Locked` if another process has the file open; `Io` if it cannot be
+    /// created or is not a redb file; `SchemaTooNew` if a newer tierstate wrote it.
+    pub async fn open(config: RedbConfig) -> Result<Self> {
+        let cfg = config.clone();
+        let db = tokio::task::spawn_blocking(move || open_db(&cfg))
+            .await
+            .map_err(|_| closed())??;
+        let db = Arc::new(db);
+        let writer = Writer::start(db.clone(), config.durability, config.max_group)?;
+        Ok(Self {
+            inner: Arc::new(Inner { config, db, writer }),
+        })
+    }
+
+    /// The configuration this store was opened with.
+    pub fn config(&self) -> &RedbConfig {
+        &self.inner.config
+    }
+
+    /// Stops the writer after it committed everything queued and waits for it. The file stays
+    /// locked until the last clone is dropped.
+    pub async fn close(&self) {
+        let inner = self.inner.clone();
+        let _ = tokio::task::spawn_blocking(move || inner.writer.close()).await;
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&ReadTransaction) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let db = self.inner.db.clone();
+        tokio::task::spawn_blocking(move || {
+            let txn = db.begin_read().map_err(map)?;
+            f(&txn)
+        })
+        .await
+        .map_err(|_| closed())?
+    }
+
+    async fn write<T>(&self, job: impl FnOnce(oneshot::Sender<Result<T>>) -> Job) -> Result<T> {
+        let (tx, rx) = oneshot::channel();
+        self.inner.writer.send(job(tx))?;
+        rx.await.map_err(|_| closed())?
+    }
+
+    /// Test hook: flips bits (`mask`) of one byte of the stored body followed by the checksum
+    /// (`offset` wraps over both) of one version, the newest if `version` is `None`. Returns
+    /// false if there is no such record.
+    ///
+    /// # Errors
+    /// `Backend` if the write fails.
+    #[cfg(feature = "test-hooks")]
+    pub async fn damage_stored_state(
+        &self,
+        id: &DeploymentId,
+        version: Option<u64>,
+        offset: usize,
+        mask: u8,
+    ) -> Result<bool> {
+        let target = Damage {
+            id: id.clone(),
+            version,
+            offset,
+            mask,
+        };
+        self.write(|reply| Job::Damage { target, reply }).await
+    }
+}
+
+fn record(
+    id: &str,
+    version: u64,
+    created: i64,
+    value: (u32, i64, &[u8], &[u8]),
+) -> Result<StoredRecord> {
+    let (schema_version, updated, checksum, body) = value;
+    Ok(StoredRecord {
+        deployment_id: DeploymentId::new(id).map_err(|e| Error::Backend {
+            backend: BACKEND,
+            kind: BackendErrorKind::Other,
+            message: format!("unexpected stored deployment id {id:?}: {e}"),
+            source: None,
+        })?,
+        version,
+        schema_version,
+        body: body.to_vec(),
+        checksum: String::from_utf8_lossy(checksum).into_owned(),
+        created_at_us: created,
+        updated_at_us: updated,
+    })
+}
+
+fn get_version_in(
+    txn: &ReadTransaction,
+    id: &str,
+    version: Option<u64>,
+) -> Result<Option<StoredRecord>> {
+    let head = txn.open_table(HEAD).map_err(map)?;
+    let Some((current, created)) = head.get(id).map_err(map)?.map(|g| g.value()) else {
+        return Ok(None);
+    };
+    let versions = txn.open_table(VERSIONS).map_err(map)?;
+    let v = version.unwrap_or(current);
+    let Some(row) = versions.get((id, v)).map_err(map)? else {
+        return Ok(None);
+    };
+    record(id, v, created, row.value()).map(Some)
+}
+
+#[async_trait]
+impl StateStore for RedbStore {
+    fn backend(&self) -> &'static str {
+        BACKEND
+    }
+
+    async fn get(&self, id: &DeploymentId) -> Result<Option<StateData>> {
+        let id = id.clone();
+        self.read(move |t| {
+            get_version_in(t, id.as_str(), None)?
+                .map(|r| r.verify(Tier::Warm))
+                .transpose()
+        })
+        .await
+    }
+
+    async fn get_version(&self, id: &DeploymentId, version: u64) -> Result<Option<StateData>> {
+        let id = id.clone();
+        self.read(move |t| {
+            get_version_in(t, id.as_str(), Some(version))?
+                .map(|r| r.verify(Tier::Warm))
+                .transpose()
+        })
+        .await
+    }
+
+    async fn history(&self, id: &DeploymentId, limit: usize) -> Result<Vec<StateData>> {
+        let id = id.clone();
+        self.read(move |t| {
+            let head = t.open_table(HEAD).map_err(map)?;
+            let Some((_, created)) = head.get(id.as_str()).map_err(map)?.map(|g| g.value()) else {
+                return Ok(Vec::new());
+            };
+            let versions = t.open_table(VERSIONS).map_err(map)?;
+            let mut out = Vec::new();
+            for row in versions
+                .range((id.as_str(), 0)..=(id.as_str(), u64::MAX))
+                .map_err(map)?
+                .rev()
+                .take(limit)
+            {
+                let (k, v) = row.map_err(map)?;
+                out.push(record(id.as_str(), k.value().1, created, v.value())?.verify(Tier::Warm)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn commit(&self, batch: WriteBatch) -> Result<Vec<StateData>> {
+        let batch = batch.prepare()?;
+        if batch.writes.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.write(|reply| Job::Commit { batch, reply }).await
+    }
+
+    async fn delete(&self, id: &DeploymentId) -> Result<bool> {
+        let id = id.clone();
+        self.write(|reply| Job::Delete { id, reply }).await
+    }
+
+    async fn list(&self, after: Option<&DeploymentId>, limit: usize) -> Result<Vec<DeploymentId>> {
+        let after = after.cloned();
+        self.read(move |t| {
+            let head = t.open_table(HEAD).map_err(map)?;
+            let iter = match &after {
+                Some(a) => head.range::<&str>((
+                    std::ops::Bound::Excluded(a.as_str()),
+                    std::ops::Bound::Unbounded,
+                )),
+                None => head.range::<&str>(..),
+            }
+            .map_err(map)?;
+            let mut out = Vec::new();
+            for row in iter.take(limit) {
+                let (k, _) = row.map_err(map)?;
+                out.push(DeploymentId::new(k.value()).map_err(|e| Error::Backend {
+                    backend: BACKEND,
+                    kind: BackendErrorKind::Other,
+                    message: format!("unexpected stored deployment id: {e}"),
+                    source: None,
+                })?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn scan(
+        &self,
+        after: Option<&DeploymentId>,
+        limit: usize,
+    ) -> Result<Vec<Result<StateData>>> {
+        let after = after.cloned();
+        self.read(move |t| {
+            let head = t.open_table(HEAD).map_err(map)?;
+            let versions = t.open_table(VERSIONS).map_err(map)?;
+            let iter = match &after {
+                Some(a) => head.range::<&str>((
+                    std::ops::Bound::Excluded(a.as_str()),
+                    std::ops::Bound::Unbounded,
+                )),
+                None => head.range::<&str>(..),
+            }
+            .map_err(map)?;
+            let mut out = Vec::new();
+            for row in iter.take(limit) {
+                let (k, v) = row.map_err(map)?;
+                let id = k.value();
+                let (version, created) = v.value();
+                let Some(body) = versions.get((id, version)).map_err(map)? else {
+                    continue;
+                };
+                out.push(
+                    record(id, version, created, body.value()).and_then(|r| r.verify(Tier::Warm)),
+                );
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
+
+/// Which stored bytes the test hook damages.
+#[cfg(feature = "test-hooks")]
+pub(crate) struct Damage {
+    id: DeploymentId,
+    version: Option<u64>,
+    offset: usize,
+    mask: u8,
+}
+
+#[cfg(feature = "test-hooks")]
+impl Damage {
+    pub(crate) fn apply(
+        self,
+        versions: &mut redb::Table<
+            '_,
+            (&'static str, u64),
+            (u32, i64, &'static [u8], &'static [u8]),
+        >,
+        head: &mut redb::Table<'_, &'static str, (u64, i64)>,
+    ) -> Result<bool, crate::writer::Stop> {
+        use crate::writer::Stop;
+        let id = self.id.as_str();
+        let Some((current, _)) = head.get(id).map_err(|e| Stop(map(e)))?.map(|g| g.value()) else {
+            return Ok(false);
+        };
+        let v = self.version.unwrap_or(current);
+        let Some(row) = versions.get((id, v)).map_err(|e| Stop(map(e)))?.map(|g| {
+            let (s, u, c, b) = g.value();
+            (s, u, c.to_vec(), b.to_vec())
+        }) else {
+            return Ok(false);
+        };
+        let (schema, updated, mut checksum, mut body) = row;
+        let span = body.len() + checksum.len();
+        if span == 0 || self.mask == 0 {
+            return Ok(false);
+        }
+        let at = self.offset % span;
+        if at < body.len() {
+            body[at] ^= self.mask;
+        } else {
+            checksum[at - body.len()] ^= self.mask;
+        }
+        versions
+            .insert(
+                (id, v),
+                (schema, updated, checksum.as_slice(), body.as_slice()),
+            )
+            .map_err(|e| Stop(map(e)))?;
+        Ok(true)
+    }
+}

@@ -1,0 +1,45 @@
+//! Table layout and the format version.
+//!
+//! `head`: deployment id → (current version, created_at µs) — the CAS point.
+//! `versions`: (deployment id, version) → (schema_version, updated_at µs, checksum hex bytes,
+//! canonical JSON body). The checksum is kept as bytes, not `&str`: redb decodes `&str` values
+//! with a panic on invalid UTF-8, and a damaged record must be an integrity error, not a panic.
+
+use redb::{ReadableTable, TableDefinition, WriteTransaction};
+use tierstate_core::{Error, Result};
+
+use crate::error::{BACKEND, map};
+
+/// The format this build writes and the newest it opens.
+pub const FORMAT_VERSION: u32 = 1;
+
+pub(crate) const META: TableDefinition<&str, u32> = TableDefinition::new("tierstate_meta");
+pub(crate) const HEAD: TableDefinition<&str, (u64, i64)> = TableDefinition::new("ts_head");
+pub(crate) const VERSIONS: TableDefinition<(&str, u64), (u32, i64, &[u8], &[u8])> =
+    TableDefinition::new("ts_version");
+
+const FORMAT_KEY: &str = "format_version";
+
+/// Creates the tables of a new file and records the format; refuses a newer format.
+pub(crate) fn ensure_format(txn: &WriteTransaction) -> Result<()> {
+    let mut meta = txn.open_table(META).map_err(map)?;
+    let found = meta.get(FORMAT_KEY).map_err(map)?.map(|v| v.value());
+    match found {
+        None => {
+            meta.insert(FORMAT_KEY, FORMAT_VERSION).map_err(map)?;
+        }
+        Some(v) if v > FORMAT_VERSION => {
+            return Err(Error::SchemaTooNew {
+                backend: BACKEND,
+                found: v,
+                supported: FORMAT_VERSION,
+            });
+        }
+        // Version 1 is the only format so far; copy-to-new-table upgrade steps go here.
+        Some(_) => {}
+    }
+    drop(meta);
+    txn.open_table(HEAD).map_err(map)?;
+    txn.open_table(VERSIONS).map_err(map)?;
+    Ok(())
+}

@@ -1,0 +1,292 @@
+//! The writer thread: one redb write transaction per group of queued jobs, one fsync.
+//!
+//! redb has no savepoints inside a dirty transaction, so each job first *plans* (reads heads and
+//! applies the CAS rule, writing nothing) and only then writes. A job whose plan fails leaves no
+//! trace; a storage error while writing aborts the whole group, and every member hears it.
+
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::thread::JoinHandle;
+
+use chrono::{DateTime, Utc};
+use parking_lot::Mutex;
+use redb::{Database, Durability, ReadableTable, Table};
+use tierstate_core::{
+    BackendErrorKind, DeploymentId, Error, PreparedBatch, Result, StateData, cas, commit_time,
+    micros,
+};
+use tokio::sync::oneshot;
+
+use crate::RedbDurability;
+use crate::error::{BACKEND, closed, map};
+use crate::tables::{HEAD, VERSIONS};
+
+type Head<'t> = Table<'t, &'static str, (u64, i64)>;
+type Versions<'t> = Table<'t, (&'static str, u64), (u32, i64, &'static [u8], &'static [u8])>;
+
+/// Work for the writer thread.
+pub(crate) enum Job {
+    Commit {
+        batch: PreparedBatch,
+        reply: oneshot::Sender<Result<Vec<StateData>>>,
+    },
+    Delete {
+        id: DeploymentId,
+        reply: oneshot::Sender<Result<bool>>,
+    },
+    #[cfg(feature = "test-hooks")]
+    Damage {
+        target: crate::store::Damage,
+        reply: oneshot::Sender<Result<bool>>,
+    },
+}
+
+enum Done {
+    Commit(
+        oneshot::Sender<Result<Vec<StateData>>>,
+        Result<Vec<StateData>>,
+    ),
+    Flag(oneshot::Sender<Result<bool>>, Result<bool>),
+}
+
+/// A job's outcome: `Err(Stop)` means a storage error left the transaction unusable.
+pub(crate) struct Stop(pub(crate) Error);
+
+fn replicate(e: &Error) -> Error {
+    let kind = match e {
+        Error::Backend { kind, .. } => *kind,
+        _ => BackendErrorKind::Other,
+    };
+    Error::Backend {
+        backend: BACKEND,
+        kind,
+        message: e.to_string(),
+        source: None,
+    }
+}
+
+impl Done {
+    fn deliver(self, failure: Option<&Error>) {
+        match (self, failure) {
+            (Done::Commit(tx, Ok(_)), Some(e)) => drop(tx.send(Err(replicate(e)))),
+            (Done::Flag(tx, Ok(_)), Some(e)) => drop(tx.send(Err(replicate(e)))),
+            (Done::Commit(tx, r), _) => drop(tx.send(r)),
+            (Done::Flag(tx, r), _) => drop(tx.send(r)),
+        }
+    }
+}
+
+fn fail(job: Job, e: &Error) {
+    match job {
+        Job::Commit { reply, .. } => drop(reply.send(Err(replicate(e)))),
+        Job::Delete { reply, .. } => drop(reply.send(Err(replicate(e)))),
+        #[cfg(feature = "test-hooks")]
+        Job::Damage { reply, .. } => drop(reply.send(Err(replicate(e)))),
+    }
+}
+
+/// Handle to the writer thread.
+pub(crate) struct Writer {
+    tx: Mutex<Option<Sender<Job>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Writer {
+    pub(crate) fn start(
+        db: Arc<Database>,
+        durability: RedbDurability,
+        max_group: usize,
+    ) -> Result<Self> {
+        let (tx, rx) = channel();
+        let durability = match durability {
+            RedbDurability::Immediate => Durability::Immediate,
+            RedbDurability::None => Durability::None,
+        };
+        let thread = std::thread::Builder::new()
+            .name("tierstate-redb-writer".into())
+            .spawn(move || run(&db, durability, rx, max_group.max(1)))
+            .map_err(|e| Error::backend(BACKEND, BackendErrorKind::Io, e))?;
+        Ok(Self {
+            tx: Mutex::new(Some(tx)),
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    pub(crate) fn send(&self, job: Job) -> Result<()> {
+        match &*self.tx.lock() {
+            Some(tx) => tx.send(job).map_err(|_| closed()),
+            None => Err(closed()),
+        }
+    }
+
+    pub(crate) fn close(&self) {
+        drop(self.tx.lock().take());
+        if let Some(thread) = self.thread.lock().take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn run(db: &Database, durability: Durability, rx: Receiver<Job>, max_group: usize) {
+    while let Ok(first) = rx.recv() {
+        let mut group = vec![first];
+        while group.len() < max_group {
+            match rx.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        commit_group(db, durability, group);
+    }
+}
+
+fn commit_group(db: &Database, durability: Durability, group: Vec<Job>) {
+    let mut txn = match db.begin_write() {
+        Ok(t) => t,
+        Err(e) => {
+            let e = map(e);
+            group.into_iter().for_each(|j| fail(j, &e));
+            return;
+        }
+    };
+    if let Err(e) = txn.set_durability(durability) {
+        let e = Error::Backend {
+            backend: BACKEND,
+            kind: BackendErrorKind::Other,
+            message: format!("cannot set durability: {e}"),
+            source: None,
+        };
+        group.into_iter().for_each(|j| fail(j, &e));
+        return;
+    }
+    let now = commit_time();
+    let mut done = Vec::with_capacity(group.len());
+    let mut broken: Option<Error> = None;
+    {
+        let tables = txn
+            .open_table(HEAD)
+            .and_then(|h| Ok((h, txn.open_table(VERSIONS)?)));
+        let (mut head, mut versions) = match tables {
+            Ok(t) => t,
+            Err(e) => {
+                let e = map(e);
+                group.into_iter().for_each(|j| fail(j, &e));
+                return;
+            }
+        };
+        for job in group {
+            if let Some(e) = &broken {
+                fail(job, e);
+                continue;
+            }
+            let outcome = match job {
+                Job::Commit { batch, reply } => {
+                    match apply_batch(&mut head, &mut versions, batch, now) {
+                        Ok(r) => Ok(Done::Commit(reply, r)),
+                        Err(Stop(e)) => Err((e, Done::Commit(reply, Ok(Vec::new())))),
+                    }
+                }
+                Job::Delete { id, reply } => match delete(&mut head, &mut versions, &id) {
+                    Ok(r) => Ok(Done::Flag(reply, Ok(r))),
+                    Err(Stop(e)) => Err((e, Done::Flag(reply, Ok(false)))),
+                },
+                #[cfg(feature = "test-hooks")]
+                Job::Damage { target, reply } => match target.apply(&mut versions, &mut head) {
+                    Ok(r) => Ok(Done::Flag(reply, Ok(r))),
+                    Err(Stop(e)) => Err((e, Done::Flag(reply, Ok(false)))),
+                },
+            };
+            match outcome {
+                Ok(d) => done.push(d),
+                Err((e, d)) => {
+                    // The job half-wrote: the whole transaction must be abandoned.
+                    done.push(d);
+                    broken = Some(e);
+                }
+            }
+        }
+    }
+    let failure = match broken {
+        Some(e) => {
+            let _ = txn.abort();
+            Some(e)
+        }
+        None => txn.commit().map_err(map).err(),
+    };
+    for d in done {
+        d.deliver(failure.as_ref());
+    }
+}
+
+/// Plans every member (reads only), then writes them. `Ok(Err(..))` is a planning failure that
+/// wrote nothing; `Err(Stop)` a storage failure mid-write.
+fn apply_batch(
+    head: &mut Head<'_>,
+    versions: &mut Versions<'_>,
+    batch: PreparedBatch,
+    now: DateTime<Utc>,
+) -> Result<Result<Vec<StateData>>, Stop> {
+    let now_us = micros(now);
+    let mut plan = Vec::with_capacity(batch.writes.len());
+    for w in &batch.writes {
+        let current = head
+            .get(w.deployment_id.as_str())
+            .map_err(|e| Stop(map(e)))?
+            .map(|g| g.value());
+        match cas::next_version(&w.deployment_id, w.mode, current.map(|(v, _)| v)) {
+            Ok(v) => plan.push((v, current.map_or(now_us, |(_, created)| created))),
+            Err(e) => return Ok(Err(e)),
+        }
+    }
+    let mut committed = Vec::with_capacity(plan.len());
+    for (w, (version, created_us)) in batch.writes.iter().zip(plan) {
+        let id = w.deployment_id.as_str();
+        let checksum = w.checksum.to_hex();
+        head.insert(id, (version, created_us))
+            .map_err(|e| Stop(map(e)))?;
+        versions
+            .insert(
+                (id, version),
+                (
+                    w.schema_version,
+                    now_us,
+                    checksum.as_bytes(),
+                    w.body.as_slice(),
+                ),
+            )
+            .map_err(|e| Stop(map(e)))?;
+        if let Some(below) = batch.retention.prune_below(version) {
+            let old: Vec<u64> = versions
+                .range((id, 0)..(id, below))
+                .map_err(|e| Stop(map(e)))?
+                .map(|r| r.map(|(k, _)| k.value().1))
+                .collect::<Result<_, _>>()
+                .map_err(|e| Stop(map(e)))?;
+            for v in old {
+                versions.remove((id, v)).map_err(|e| Stop(map(e)))?;
+            }
+        }
+        let created_at = DateTime::from_timestamp_micros(created_us).unwrap_or(now);
+        committed.push(w.committed(version, created_at, now));
+    }
+    Ok(Ok(committed))
+}
+
+fn delete(
+    head: &mut Head<'_>,
+    versions: &mut Versions<'_>,
+    id: &DeploymentId,
+) -> Result<bool, Stop> {
+    let id = id.as_str();
+    let existed = head.remove(id).map_err(|e| Stop(map(e)))?.is_some();
+    let all: Vec<u64> = versions
+        .range((id, 0)..=(id, u64::MAX))
+        .map_err(|e| Stop(map(e)))?
+        .map(|r| r.map(|(k, _)| k.value().1))
+        .collect::<Result<_, _>>()
+        .map_err(|e| Stop(map(e)))?;
+    for v in all {
+        versions.remove((id, v)).map_err(|e| Stop(map(e)))?;
+    }
+    Ok(existed)
+}
