@@ -19,6 +19,8 @@ pub const CRASH_RETENTION: Retention = Retention::KeepLast(NonZeroU32::new(64).u
 pub enum Backend {
     /// `tierstate-sqlite`, durable defaults.
     Sqlite,
+    /// `tierstate-redb`, durable defaults.
+    Redb,
 }
 
 impl Backend {
@@ -26,6 +28,7 @@ impl Backend {
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "sqlite" => Some(Self::Sqlite),
+            "redb" => Some(Self::Redb),
             _ => None,
         }
     }
@@ -34,6 +37,7 @@ impl Backend {
     pub fn name(self) -> &'static str {
         match self {
             Self::Sqlite => "sqlite",
+            Self::Redb => "redb",
         }
     }
 
@@ -47,8 +51,74 @@ impl Backend {
                 tierstate_sqlite::SqliteStore::open(tierstate_sqlite::SqliteConfig::new(path))
                     .await?,
             )),
+            Self::Redb => Ok(Arc::new(
+                tierstate_redb::RedbStore::open(tierstate_redb::RedbConfig::new(path)).await?,
+            )),
         }
     }
+
+    /// Whether several processes may open one file at once (redb allows only one).
+    pub fn multi_process(self) -> bool {
+        match self {
+            Self::Sqlite => true,
+            Self::Redb => false,
+        }
+    }
+
+    /// Opens the store with its corruption test hook: the store, and a function that flips
+    /// `mask` bits of byte `offset` of the newest stored record of a deployment.
+    ///
+    /// # Errors
+    /// Whatever the backend's open returns.
+    pub async fn open_with_damage(self, path: &Path) -> Result<(Arc<dyn StateStore>, DamageHook)> {
+        match self {
+            Self::Sqlite => {
+                let s =
+                    tierstate_sqlite::SqliteStore::open(tierstate_sqlite::SqliteConfig::new(path))
+                        .await?;
+                let h = s.clone();
+                Ok((
+                    Arc::new(s),
+                    Box::new(move |id, offset, mask| {
+                        let h = h.clone();
+                        Box::pin(
+                            async move { h.damage_stored_state(&id, None, offset, mask).await },
+                        )
+                    }),
+                ))
+            }
+            Self::Redb => {
+                let s =
+                    tierstate_redb::RedbStore::open(tierstate_redb::RedbConfig::new(path)).await?;
+                let h = s.clone();
+                Ok((
+                    Arc::new(s),
+                    Box::new(move |id, offset, mask| {
+                        let h = h.clone();
+                        Box::pin(
+                            async move { h.damage_stored_state(&id, None, offset, mask).await },
+                        )
+                    }),
+                ))
+            }
+        }
+    }
+}
+
+/// Flips bits of one stored byte of a deployment's newest record; resolves to whether it did.
+pub type DamageHook = Box<
+    dyn Fn(
+            DeploymentId,
+            usize,
+            u8,
+        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<bool>> + Send>>
+        + Send
+        + Sync,
+>;
+
+impl Backend {
+    /// Every backend the harnesses run against.
+    pub const ALL: [Backend; 2] = [Backend::Sqlite, Backend::Redb];
 }
 
 /// The counter state at `count`.

@@ -76,3 +76,58 @@ impl SpawnPiped for Command {
 fn sqlite_four_processes_exact() {
     contend(Backend::Sqlite);
 }
+
+/// redb takes an exclusive lock per file, so several processes cannot share one: this test is
+/// skipped for it on purpose, and `redb_second_process_is_refused` checks the refusal instead.
+#[test]
+fn only_multi_process_backends_are_contended() {
+    let skipped: Vec<_> = Backend::ALL
+        .iter()
+        .filter(|b| !b.multi_process())
+        .map(|b| b.name())
+        .collect();
+    assert_eq!(skipped, vec!["redb"]);
+}
+
+/// While a writer process holds a redb file, opening it from another process fails at once
+/// with a typed `Locked` error (no panic, no hang).
+#[test]
+fn redb_second_process_is_refused() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("locked.redb");
+    let mut child = Command::new(WRITER)
+        .args(["redb", path.to_str().unwrap(), "counter", "1"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "ready");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let err = rt.block_on(Backend::Redb.open(&path)).unwrap_err();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        matches!(
+            err,
+            tierstate_core::Error::Backend {
+                kind: tierstate_core::BackendErrorKind::Locked,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "the refusal must not hang"
+    );
+    rt.block_on(Backend::Redb.open(&path))
+        .expect("opens after the holder died");
+}

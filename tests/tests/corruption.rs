@@ -1,23 +1,32 @@
-//! 1,000 seeded byte-flip trials on stored rows: every load is either the correct record or an
-//! `Integrity` error — never a wrong value, never a panic.
+//! 1,000 seeded byte-flip trials per backend on stored rows (body or checksum): every load is
+//! either the correct record or an `Integrity` error — never a wrong value, never a panic.
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
-use tierstate_core::{Error, Retention, StateStore, StateWrite, Tier};
-use tierstate_sqlite::{SqliteConfig, SqliteStore};
-use tierstate_tests::dep;
+use tierstate_core::{Error, Retention, StateWrite, Tier};
+use tierstate_tests::{Backend, dep};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_byte_flips_are_caught() {
+    trials(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redb_byte_flips_are_caught() {
+    trials(Backend::Redb).await;
+}
+
+async fn trials(backend: Backend) {
     let seed = std::env::var("TIERSTATE_CORRUPTION_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(0x7157_a7e5u64);
-    eprintln!("corruption trials: seed {seed}");
+    eprintln!("corruption trials ({}): seed {seed}", backend.name());
     let mut rng = StdRng::seed_from_u64(seed);
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(SqliteConfig::new(dir.path().join("flip.db")))
+    let (store, damage) = backend
+        .open_with_damage(&dir.path().join("flip.db"))
         .await
         .unwrap();
     let id = dep("victim");
@@ -38,10 +47,8 @@ async fn sqlite_byte_flips_are_caught() {
         let offset = rng.random_range(0..10_000usize);
         let mask = rng.random_range(1..=255u8);
         assert!(
-            store
-                .damage_stored_state(&id, None, offset, mask)
-                .await
-                .unwrap()
+            damage(id.clone(), offset, mask).await.unwrap(),
+            "trial {trial}: nothing damaged"
         );
         for result in [
             store.get(&id).await.map(|d| d.unwrap()),
@@ -76,7 +83,8 @@ async fn sqlite_byte_flips_are_caught() {
         }
     }
     eprintln!(
-        "corruption trials: {caught} loads refused with Integrity, {intact} equivalent flips loaded intact"
+        "corruption trials ({}): {caught} loads refused with Integrity, {intact} equivalent flips loaded intact",
+        backend.name()
     );
     assert!(caught >= 1800, "too few flips were detected: {caught}");
 }

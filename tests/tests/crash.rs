@@ -192,7 +192,8 @@ fn harness(backend: Backend) {
     }
     let total: u64 = seen.values().sum();
     eprintln!(
-        "crash harness: {cycles} kills survived; final versions {seen:?} (sum {total}); cycles with acks: counter {acked_counter}, batch {acked_batch}"
+        "crash harness ({}): {cycles} kills survived; final versions {seen:?} (sum {total}); cycles with acks: counter {acked_counter}, batch {acked_batch}",
+        backend.name()
     );
     assert!(
         total > 0,
@@ -203,4 +204,9 @@ fn harness(backend: Backend) {
 #[test]
 fn sqlite_survives_kill_9() {
     harness(Backend::Sqlite);
+}
+
+#[test]
+fn redb_survives_kill_9() {
+    harness(Backend::Redb);
 }

@@ -5,7 +5,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable};
+use redb::{Database, ReadTransaction, ReadableDatabase};
 use tierstate_core::{
     BackendErrorKind, DeploymentId, Error, Result, StateData, StateStore, StoredRecord, Tier,
     WriteBatch,
@@ -326,13 +326,11 @@ pub(crate) struct Damage {
 impl Damage {
     pub(crate) fn apply(
         self,
-        versions: &mut redb::Table<
-            '_,
-            (&'static str, u64),
-            (u32, i64, &'static [u8], &'static [u8]),
-        >,
-        head: &mut redb::Table<'_, &'static str, (u64, i64)>,
+        versions: &mut crate::writer::Versions<'_>,
+        head: &mut crate::writer::Head<'_>,
     ) -> Result<bool, crate::writer::Stop> {
+        use redb::ReadableTable;
+
         use crate::writer::Stop;
         let id = self.id.as_str();
         let Some((current, _)) = head.get(id).map_err(|e| Stop(map(e)))?.map(|g| g.value()) else {

@@ -15,7 +15,12 @@ pub const FORMAT_VERSION: u32 = 1;
 
 pub(crate) const META: TableDefinition<&str, u32> = TableDefinition::new("tierstate_meta");
 pub(crate) const HEAD: TableDefinition<&str, (u64, i64)> = TableDefinition::new("ts_head");
-pub(crate) const VERSIONS: TableDefinition<(&str, u64), (u32, i64, &[u8], &[u8])> =
+/// Key of one stored version: (deployment id, version).
+pub(crate) type VersionKey = (&'static str, u64);
+/// Value of one stored version: (schema_version, updated_at µs, checksum hex, body).
+pub(crate) type VersionValue = (u32, i64, &'static [u8], &'static [u8]);
+
+pub(crate) const VERSIONS: TableDefinition<VersionKey, VersionValue> =
     TableDefinition::new("ts_version");
 
 const FORMAT_KEY: &str = "format_version";

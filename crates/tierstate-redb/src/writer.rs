@@ -19,10 +19,10 @@ use tokio::sync::oneshot;
 
 use crate::RedbDurability;
 use crate::error::{BACKEND, closed, map};
-use crate::tables::{HEAD, VERSIONS};
+use crate::tables::{HEAD, VERSIONS, VersionKey, VersionValue};
 
-type Head<'t> = Table<'t, &'static str, (u64, i64)>;
-type Versions<'t> = Table<'t, (&'static str, u64), (u32, i64, &'static [u8], &'static [u8])>;
+pub(crate) type Head<'t> = Table<'t, &'static str, (u64, i64)>;
+pub(crate) type Versions<'t> = Table<'t, VersionKey, VersionValue>;
 
 /// Work for the writer thread.
 pub(crate) enum Job {

@@ -26,6 +26,8 @@ enum WarmChoice {
     Store(Arc<dyn StateStore>),
     #[cfg(feature = "sqlite")]
     Sqlite(tierstate_sqlite::SqliteConfig),
+    #[cfg(feature = "redb")]
+    Redb(tierstate_redb::RedbConfig),
 }
 
 impl Default for StateManagerBuilder {
@@ -56,6 +58,19 @@ impl StateManagerBuilder {
         self
     }
 
+    /// Uses the redb file at `path` (created if absent) with durable defaults.
+    #[cfg(feature = "redb")]
+    pub fn redb(self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.redb_config(tierstate_redb::RedbConfig::new(path))
+    }
+
+    /// Uses redb with explicit settings.
+    #[cfg(feature = "redb")]
+    pub fn redb_config(mut self, config: tierstate_redb::RedbConfig) -> Self {
+        self.warm = Some(WarmChoice::Redb(config));
+        self
+    }
+
     /// Uses an already opened store as the WARM tier (any backend, or the in-memory one).
     pub fn warm(mut self, store: Arc<dyn StateStore>) -> Self {
         self.warm = Some(WarmChoice::Store(store));
@@ -70,11 +85,10 @@ impl StateManagerBuilder {
     }
 
     /// Turns the HOT tier off: every load reads WARM.
-    pub fn without_hot(mut self) -> Self {
+    pub fn without_hot(self) -> Self {
         #[cfg(feature = "hot")]
-        {
-            self.hot = None;
-        }
+        return Self { hot: None, ..self };
+        #[cfg(not(feature = "hot"))]
         self
     }
 
@@ -117,10 +131,12 @@ impl StateManagerBuilder {
             Some(WarmChoice::Sqlite(cfg)) => {
                 Arc::new(tierstate_sqlite::SqliteStore::open(cfg).await?)
             }
+            #[cfg(feature = "redb")]
+            Some(WarmChoice::Redb(cfg)) => Arc::new(tierstate_redb::RedbStore::open(cfg).await?),
             None => {
                 return Err(Error::invalid(
                     "warm tier",
-                    "none configured: call .sqlite(path) or .warm(store)",
+                    "none configured: call .sqlite(path), .redb(path) or .warm(store)",
                 ));
             }
         };

@@ -2,8 +2,9 @@
 //! compare-and-swap on every write, SHA-256 verified on every durable read, cached in process.
 //!
 //! * **HOT** (feature `hot`): a bounded in-process cache of `Arc`-shared records.
-//! * **WARM**: a durable [`StateStore`]; SQLite (feature `sqlite`) is the embedded default, or
-//!   inject any store with [`StateManagerBuilder::warm`].
+//! * **WARM**: a durable [`StateStore`]; SQLite (feature `sqlite`) is the embedded default,
+//!   redb (feature `redb`) the pure-Rust one; or inject any store with
+//!   [`StateManagerBuilder::warm`].
 //!
 //! ```no_run
 //! # async fn demo() -> tierstate::Result<()> {
@@ -33,5 +34,7 @@ pub use tierstate_core::{
     BackendErrorKind, BatchOp, Checksum, DeploymentId, Error, InMemoryStore, PutMode, Result,
     Retention, StateData, StateStore, StateWrite, Tier, WriteBatch,
 };
+#[cfg(feature = "redb")]
+pub use tierstate_redb::{RedbConfig, RedbDurability, RedbStore};
 #[cfg(feature = "sqlite")]
 pub use tierstate_sqlite::{SqliteConfig, SqliteStore, Synchronous};
