@@ -29,7 +29,7 @@ struct Args {
 
 /// One line of the table. Latencies in microseconds, rates in ops/s, times in seconds.
 struct Row {
-    metric: &'static str,
+    metric: String,
     unit: &'static str,
     ours: f64,
     baseline_name: &'static str,
@@ -43,6 +43,26 @@ struct Row {
 impl Row {
     fn ratio(&self) -> f64 {
         self.ours / self.baseline
+    }
+}
+
+/// tierstate-redb's version table, opened directly for the raw-read baselines.
+type RedbVersions =
+    redb::TableDefinition<'static, (&'static str, u64), (u32, i64, &'static [u8], &'static [u8])>;
+
+/// The WARM backends that get rows.
+#[derive(Clone, Copy)]
+enum Warm {
+    Sqlite,
+    Redb,
+}
+
+impl Warm {
+    fn name(self) -> &'static str {
+        match self {
+            Warm::Sqlite => "SQLite",
+            Warm::Redb => "redb",
+        }
     }
 }
 
@@ -67,16 +87,16 @@ fn main() {
 
     rows.push(hot_get(&rt, scale));
     rows.push(manager_hot_load(&rt, scale));
-    rows.extend(rt.block_on(warm_load(dir.path(), 1024, scale)));
-    rows.extend(rt.block_on(durable_cas(dir.path(), 1024, scale)));
-    rows.push(rt.block_on(concurrent_writers(dir.path(), scale)));
-    rows.push(rt.block_on(contention(dir.path())));
-    rows.push(rt.block_on(warm_up(
-        dir.path(),
-        if args.quick { 20_000 } else { 100_000 },
-    )));
-    rows.extend(rt.block_on(warm_load(dir.path(), 64 * 1024, scale * 4)));
-    rows.extend(rt.block_on(durable_cas(dir.path(), 64 * 1024, scale * 4)));
+    let warm_up_n = if args.quick { 20_000 } else { 100_000 };
+    for b in [Warm::Sqlite, Warm::Redb] {
+        rows.push(rt.block_on(warm_load(dir.path(), b, 1024, scale)));
+        rows.push(rt.block_on(durable_cas(dir.path(), b, 1024, scale)));
+        rows.push(rt.block_on(concurrent_writers(dir.path(), b, scale)));
+        rows.push(rt.block_on(contention(dir.path(), b)));
+        rows.push(rt.block_on(warm_up(dir.path(), b, warm_up_n)));
+        rows.push(rt.block_on(warm_load(dir.path(), b, 64 * 1024, scale * 4)));
+        rows.push(rt.block_on(durable_cas(dir.path(), b, 64 * 1024, scale * 4)));
+    }
 
     print_table(&rows);
     if let Some(path) = args.json {
@@ -176,7 +196,7 @@ fn hot_get(rt: &tokio::runtime::Runtime, scale: usize) -> Row {
     }
     let ratio = best_ours / best_base;
     Row {
-        metric: "HOT get, 1 KiB state (p50 per get)",
+        metric: "HOT get, 1 KiB state (p50 per get)".into(),
         unit: "ns",
         ours: best_ours,
         baseline_name: "RwLock<HashMap<String,Arc>> get",
@@ -221,7 +241,7 @@ fn manager_hot_load(rt: &tokio::runtime::Runtime, scale: usize) -> Row {
             ops: (n * 1000) as u64,
         };
         Row {
-            metric: "StateManager::load, HOT hit (p50, with metrics)",
+            metric: "StateManager::load, HOT hit (p50, with metrics)".into(),
             unit: "ns",
             ours: ours.quantile(0.5).as_secs_f64() * 1e9,
             baseline_name: "RwLock<HashMap<String,Arc>> get",
@@ -233,36 +253,63 @@ fn manager_hot_load(rt: &tokio::runtime::Runtime, scale: usize) -> Row {
     })
 }
 
-async fn sqlite_manager(dir: &Path, name: &str, hot: bool) -> StateManager {
-    let b = StateManager::builder()
-        .sqlite_config(SqliteConfig::new(dir.join(name)))
-        .warm_up(false);
+async fn manager(dir: &Path, backend: Warm, name: &str, hot: bool) -> StateManager {
+    let path = dir.join(format!("{}-{name}", backend.name()));
+    let b = StateManager::builder().warm_up(false);
+    let b = match backend {
+        Warm::Sqlite => b.sqlite_config(SqliteConfig::new(path)),
+        Warm::Redb => b.redb(path),
+    };
     let b = if hot { b } else { b.without_hot() };
     b.build().await.unwrap()
 }
 
-async fn warm_load(dir: &Path, size: usize, scale: usize) -> Vec<Row> {
-    let name = format!("load-{size}.db");
-    let m = sqlite_manager(dir, &name, false).await;
-    let n_deps = 200;
-    for i in 0..n_deps {
-        m.create(&id(&format!("dep-{i:04}")), state_of_size(size, i))
-            .await
-            .unwrap();
+/// The same rows read back with the engine's plain read API: no checksum, no JSON, no tiers.
+/// `f` gets a reader that returns the body of version 1 of a deployment.
+fn raw_reads(dir: &Path, backend: Warm, name: &str, ids: &[DeploymentId], n: usize) -> Samples {
+    let path = dir.join(format!("{}-{name}", backend.name()));
+    match backend {
+        Warm::Sqlite => {
+            let conn = rusqlite::Connection::open(path).unwrap();
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT body FROM ts_version WHERE deployment_id = ?1 AND version = 1",
+                )
+                .unwrap();
+            Samples::each(n, |i| {
+                let body: Vec<u8> = stmt
+                    .query_row([ids[i % ids.len()].as_str()], |r| r.get(0))
+                    .unwrap();
+                std::hint::black_box(body);
+            })
+        }
+        Warm::Redb => {
+            use redb::ReadableDatabase;
+            let db = redb::Database::open(path).unwrap();
+            let table: RedbVersions = redb::TableDefinition::new("ts_version");
+            Samples::each(n, |i| {
+                let txn = db.begin_read().unwrap();
+                let t = txn.open_table(table).unwrap();
+                let row = t.get((ids[i % ids.len()].as_str(), 1)).unwrap().unwrap();
+                std::hint::black_box(row.value().3.to_vec());
+            })
+        }
     }
-    let ids: Vec<DeploymentId> = (0..n_deps).map(|i| id(&format!("dep-{i:04}"))).collect();
+}
+
+async fn warm_load(dir: &Path, backend: Warm, size: usize, scale: usize) -> Row {
+    let name = format!("load-{size}.db");
+    let ids: Vec<DeploymentId> = (0..200).map(|i| id(&format!("dep-{i:04}"))).collect();
+    {
+        let m = manager(dir, backend, &name, false).await;
+        for (i, d) in ids.iter().enumerate() {
+            m.create(d, state_of_size(size, i as u64)).await.unwrap();
+        }
+    }
     let n = 20_000 / scale;
-    // Baseline: the same row read by a plain rusqlite SELECT, no checksum, no JSON parse.
-    let conn = rusqlite::Connection::open(dir.join(&name)).unwrap();
-    let mut stmt = conn
-        .prepare_cached("SELECT body FROM ts_version WHERE deployment_id = ?1 AND version = 1")
-        .unwrap();
-    let base = Samples::each(n, |i| {
-        let body: Vec<u8> = stmt
-            .query_row([ids[i % ids.len()].as_str()], |r| r.get(0))
-            .unwrap();
-        std::hint::black_box(body);
-    });
+    // redb locks its file: take the baseline while no store is open, then open ours.
+    let base = raw_reads(dir, backend, &name, &ids, n);
+    let m = manager(dir, backend, &name, false).await;
     let mut lat = Vec::with_capacity(n);
     let start = Instant::now();
     for i in 0..n {
@@ -275,21 +322,21 @@ async fn warm_load(dir: &Path, size: usize, scale: usize) -> Vec<Row> {
         wall: start.elapsed(),
         ops: n as u64,
     };
-    let (metric, goal, pass) = if size == 1024 {
-        let p50 = us(ours.quantile(0.5));
-        (
-            "WARM load SQLite, 1 KiB, HOT off (p50)",
-            "p50 <= 25 µs",
-            Some(p50 <= 25.0),
-        )
+    let p50 = us(ours.quantile(0.5));
+    let (goal, pass) = if size == 1024 {
+        ("p50 <= 25 µs", Some(p50 <= 25.0))
     } else {
-        ("WARM load SQLite, 64 KiB, HOT off (p50)", "info", None)
+        ("info", None)
     };
-    vec![Row {
-        metric,
+    Row {
+        metric: format!(
+            "WARM load {}, {} KiB, HOT off (p50)",
+            backend.name(),
+            size / 1024
+        ),
         unit: "us",
-        ours: us(ours.quantile(0.5)),
-        baseline_name: "raw rusqlite SELECT of the row",
+        ours: p50,
+        baseline_name: "same row, engine's plain read",
         baseline: us(base.quantile(0.5)),
         goal,
         pass,
@@ -298,7 +345,7 @@ async fn warm_load(dir: &Path, size: usize, scale: usize) -> Vec<Row> {
             us(ours.quantile(0.99)),
             us(base.quantile(0.99))
         ),
-    }]
+    }
 }
 
 /// Appends `size` bytes and fdatasyncs, `n` times: the disk's own durable-write floor.
@@ -318,8 +365,8 @@ fn fsync_baseline(dir: &Path, size: usize, n: usize) -> Samples {
     s
 }
 
-async fn durable_cas(dir: &Path, size: usize, scale: usize) -> Vec<Row> {
-    let m = sqlite_manager(dir, &format!("cas-{size}.db"), true).await;
+async fn durable_cas(dir: &Path, backend: Warm, size: usize, scale: usize) -> Row {
+    let m = manager(dir, backend, &format!("cas-{size}.db"), true).await;
     let d = id("cas");
     let mut v = m.create(&d, state_of_size(size, 0)).await.unwrap().version;
     let n = 2000 / scale;
@@ -346,17 +393,17 @@ async fn durable_cas(dir: &Path, size: usize, scale: usize) -> Vec<Row> {
         ops: n as u64,
     };
     let ratio = us(ours.quantile(0.5)) / us(base.quantile(0.5));
-    let (metric, goal, pass) = if size == 1024 {
-        (
-            "Durable CAS update SQLite, 1 KiB (p50)",
-            "<= 1.5x",
-            Some(ratio <= 1.5),
-        )
+    let (goal, pass) = if size == 1024 {
+        ("<= 1.5x", Some(ratio <= 1.5))
     } else {
-        ("Durable CAS update SQLite, 64 KiB (p50)", "info", None)
+        ("info", None)
     };
-    vec![Row {
-        metric,
+    Row {
+        metric: format!(
+            "Durable CAS update {}, {} KiB (p50)",
+            backend.name(),
+            size / 1024
+        ),
         unit: "us",
         ours: us(ours.quantile(0.5)),
         baseline_name: "append+fdatasync, same dir",
@@ -370,13 +417,12 @@ async fn durable_cas(dir: &Path, size: usize, scale: usize) -> Vec<Row> {
             ours.ops_per_sec(),
             base.ops_per_sec()
         ),
-    }]
+    }
 }
 
-async fn concurrent_writers(dir: &Path, scale: usize) -> Row {
-    let m = sqlite_manager(dir, "writers.db", true).await;
+async fn concurrent_writers(dir: &Path, backend: Warm, scale: usize) -> Row {
+    let m = manager(dir, backend, "writers.db", true).await;
     let per = 200 / scale;
-    // Single writer, sequential.
     let single_n = 64 * per / 4;
     m.create(&id("solo"), state_of_size(1024, 0)).await.unwrap();
     let start = Instant::now();
@@ -386,7 +432,6 @@ async fn concurrent_writers(dir: &Path, scale: usize) -> Row {
             .unwrap();
     }
     let single = single_n as f64 / start.elapsed().as_secs_f64();
-    // 64 writers on distinct deployments.
     for w in 0..64 {
         m.create(&id(&format!("w{w}")), state_of_size(1024, 0))
             .await
@@ -410,7 +455,10 @@ async fn concurrent_writers(dir: &Path, scale: usize) -> Row {
     }
     let many = (64 * per) as f64 / start.elapsed().as_secs_f64();
     Row {
-        metric: "64 concurrent writers, distinct deployments",
+        metric: format!(
+            "64 concurrent writers {}, distinct deployments",
+            backend.name()
+        ),
         unit: "ops/s",
         ours: many,
         baseline_name: "1 writer, sequential, same file",
@@ -421,26 +469,24 @@ async fn concurrent_writers(dir: &Path, scale: usize) -> Row {
     }
 }
 
-async fn contention(dir: &Path) -> Row {
-    let m = sqlite_manager(dir, "contention.db", true).await;
+fn increment(
+    s: &serde_json::Map<String, serde_json::Value>,
+) -> tierstate::Result<serde_json::Map<String, serde_json::Value>> {
+    let mut s = s.clone();
+    let n = s["count"].as_u64().unwrap_or(0);
+    s.insert("count".into(), json!(n + 1));
+    Ok(s)
+}
+
+async fn contention(dir: &Path, backend: Warm) -> Row {
+    let m = manager(dir, backend, "contention.db", true).await;
     let d = id("ctr");
-    m.create(
-        &d,
-        serde_json::json!({"count": 0}).as_object().unwrap().clone(),
-    )
-    .await
-    .unwrap();
-    // Baseline: the same increments from one task (no conflicts).
-    let start = Instant::now();
-    for _ in 0..200 {
-        m.update_with(&d, 1, |s| {
-            let mut s = s.clone();
-            let n = s["count"].as_u64().unwrap();
-            s.insert("count".into(), json!(n + 1));
-            Ok(s)
-        })
+    m.create(&d, json!({"count": 0}).as_object().unwrap().clone())
         .await
         .unwrap();
+    let start = Instant::now();
+    for _ in 0..200 {
+        m.update_with(&d, 1, increment).await.unwrap();
     }
     let single = 200.0 / start.elapsed().as_secs_f64();
     let start = Instant::now();
@@ -450,14 +496,7 @@ async fn contention(dir: &Path) -> Row {
         let d = d.clone();
         tasks.spawn(async move {
             for _ in 0..200 {
-                m.update_with(&d, 10_000, |s| {
-                    let mut s = s.clone();
-                    let n = s["count"].as_u64().unwrap();
-                    s.insert("count".into(), json!(n + 1));
-                    Ok(s)
-                })
-                .await
-                .unwrap();
+                m.update_with(&d, 10_000, increment).await.unwrap();
             }
         });
     }
@@ -468,7 +507,10 @@ async fn contention(dir: &Path) -> Row {
     let fin = m.load_warm(&d).await.unwrap().unwrap();
     let exact = fin.state["count"] == json!(1800);
     Row {
-        metric: "Contention 8 tasks x 200 increments, 1 deployment",
+        metric: format!(
+            "Contention 8x200 increments {}, 1 deployment",
+            backend.name()
+        ),
         unit: "ops/s",
         ours: rate,
         baseline_name: "same increments from 1 task",
@@ -479,12 +521,10 @@ async fn contention(dir: &Path) -> Row {
     }
 }
 
-async fn warm_up(dir: &Path, n: usize) -> Row {
-    let path = dir.join("warmup.db");
+async fn warm_up(dir: &Path, backend: Warm, n: usize) -> Row {
+    let name = "warmup.db";
     {
-        let store = tierstate::SqliteStore::open(SqliteConfig::new(&path))
-            .await
-            .unwrap();
+        let m = manager(dir, backend, name, false).await;
         for chunk in 0..n / 1000 {
             let mut b = WriteBatch::new();
             for i in 0..1000 {
@@ -494,45 +534,62 @@ async fn warm_up(dir: &Path, n: usize) -> Row {
                     state_of_size(1024, k as u64),
                 ));
             }
-            store.commit(b).await.unwrap();
+            m.commit(b).await.unwrap();
         }
-        store.close().await;
     }
-    // Baseline: read every current body with one plain SELECT (no verify, no parse, no cache).
-    let conn = rusqlite::Connection::open(&path).unwrap();
+    // Baseline: every current body read once with the engine's plain API (no verify/parse/cache).
+    let path = dir.join(format!("{}-{name}", backend.name()));
     let t = Instant::now();
-    let mut stmt = conn
-        .prepare("SELECT h.deployment_id, v.body FROM ts_head h JOIN ts_version v ON v.deployment_id = h.deployment_id AND v.version = h.version")
-        .unwrap();
-    let mut count = 0usize;
-    let mut rows = stmt.query([]).unwrap();
-    while let Some(r) = rows.next().unwrap() {
-        let b: Vec<u8> = r.get(1).unwrap();
-        count += std::hint::black_box(b).len().min(1);
-    }
+    let count = match backend {
+        Warm::Sqlite => {
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            let mut stmt = conn
+                .prepare("SELECT v.body FROM ts_head h JOIN ts_version v ON v.deployment_id = h.deployment_id AND v.version = h.version")
+                .unwrap();
+            let mut rows = stmt.query([]).unwrap();
+            let mut c = 0usize;
+            while let Some(r) = rows.next().unwrap() {
+                c += std::hint::black_box(r.get::<_, Vec<u8>>(0).unwrap())
+                    .len()
+                    .min(1);
+            }
+            c
+        }
+        Warm::Redb => {
+            use redb::{ReadableDatabase, ReadableTable};
+            let db = redb::Database::open(&path).unwrap();
+            let txn = db.begin_read().unwrap();
+            let t: RedbVersions = redb::TableDefinition::new("ts_version");
+            let table = txn.open_table(t).unwrap();
+            let mut c = 0usize;
+            for r in table.iter().unwrap() {
+                let (_, v) = r.unwrap();
+                c += std::hint::black_box(v.value().3.to_vec()).len().min(1);
+            }
+            c
+        }
+    };
     let base = t.elapsed();
     assert_eq!(count, n);
     let t = Instant::now();
-    let m = StateManager::builder()
-        .sqlite(&path)
-        .hot(HotConfig {
-            capacity: n,
-            ttl: None,
-        })
-        .build()
-        .await
-        .unwrap();
+    let b = StateManager::builder().hot(HotConfig {
+        capacity: n,
+        ttl: None,
+    });
+    let m = match backend {
+        Warm::Sqlite => b.sqlite(&path),
+        Warm::Redb => b.redb(&path),
+    }
+    .build()
+    .await
+    .unwrap();
     let ours = t.elapsed();
     let cached = m.hot_len();
     Row {
-        metric: if n == 100_000 {
-            "Warm-up 100,000 x 1 KiB into HOT"
-        } else {
-            "Warm-up 20,000 x 1 KiB into HOT (quick)"
-        },
+        metric: format!("Warm-up {n} x 1 KiB into HOT, {}", backend.name()),
         unit: "s",
         ours: ours.as_secs_f64(),
-        baseline_name: "one raw SELECT of all bodies",
+        baseline_name: "one plain read of all bodies",
         baseline: base.as_secs_f64(),
         goal: "<= 1.5 s",
         pass: Some(ours.as_secs_f64() <= 1.5 && cached == n),
