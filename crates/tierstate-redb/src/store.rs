@@ -70,6 +70,11 @@ fn open_db(config: &RedbConfig) -> Result<Database> {
         }
         err
     })?;
+    init(db)
+}
+
+/// Creates the tables of a new database or checks the format of an existing one.
+fn init(db: Database) -> Result<Database> {
     let txn = db.begin_write().map_err(map)?;
     ensure_format(&txn)?;
     txn.commit().map_err(map)?;
@@ -87,6 +92,32 @@ impl RedbStore {
         let db = tokio::task::spawn_blocking(move || open_db(&cfg))
             .await
             .map_err(|_| closed())??;
+        Self::start(config, db)
+    }
+
+    /// Opens a store over a custom redb storage backend (fault injection in tests); `config.path`
+    /// is only used in messages.
+    ///
+    /// # Errors
+    /// As [`RedbStore::open`].
+    #[cfg(feature = "test-hooks")]
+    pub async fn open_with_backend(
+        config: RedbConfig,
+        backend: impl redb::StorageBackend,
+    ) -> Result<Self> {
+        let db = tokio::task::spawn_blocking(move || {
+            init(
+                Database::builder()
+                    .create_with_backend(backend)
+                    .map_err(map)?,
+            )
+        })
+        .await
+        .map_err(|_| closed())??;
+        Self::start(config, db)
+    }
+
+    fn start(config: RedbConfig, db: Database) -> Result<Self> {
         let db = Arc::new(db);
         let writer = Writer::start(db.clone(), config.durability, config.max_group)?;
         Ok(Self {
