@@ -73,15 +73,35 @@ fn main() -> ExitCode {
 }
 
 fn test(crash_cycles: u32) -> Result<(), String> {
-    // The facade must build with only the features a consumer names.
-    run(cargo().args([
-        "check",
-        "-p",
-        "tierstate",
-        "--no-default-features",
-        "--features",
-        "sqlite",
-    ]))?;
+    // The facade must build with only the features a consumer names; `redb` alone compiles no
+    // SQLite at all.
+    for features in ["sqlite", "redb", "hot,redb"] {
+        let args = [
+            "check",
+            "-p",
+            "tierstate",
+            "--no-default-features",
+            "--features",
+            features,
+        ];
+        run(cargo().args(args))?;
+    }
+    let tree = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args([
+            "tree",
+            "-p",
+            "tierstate",
+            "--no-default-features",
+            "--features",
+            "redb",
+        ])
+        .args(["-e", "normal", "--prefix", "none"])
+        .output()
+        .map_err(|e| format!("cargo tree: {e}"))?;
+    let tree = String::from_utf8_lossy(&tree.stdout);
+    if tree.lines().any(|l| l.contains("sqlite")) {
+        return Err("the redb-only facade build pulls in SQLite".into());
+    }
     let mut cmd = cargo();
     cmd.args(["test", "--workspace"])
         .env("TIERSTATE_CRASH_CYCLES", crash_cycles.to_string());
