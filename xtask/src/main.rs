@@ -5,6 +5,8 @@ use std::process::{Command, ExitCode};
 
 use clap::{Parser, Subcommand};
 
+mod pg;
+
 #[derive(Parser)]
 #[command(about = "tierstate project tasks")]
 struct Cli {
@@ -19,6 +21,9 @@ enum Task {
         /// Kill -9 cycles per backend for the crash harness.
         #[arg(long, default_value_t = 50)]
         crash_cycles: u32,
+        /// Fail instead of skipping the PostgreSQL tests when no server can be started.
+        #[arg(long)]
+        require_postgres: bool,
     },
     /// Runs the benchmarks and prints one table (ops/s, p50, p99 beside their baselines).
     Bench {
@@ -44,22 +49,35 @@ fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }
 
+/// The command line without its environment (which may hold a database password).
+fn shown(cmd: &Command) -> String {
+    let mut s = cmd.get_program().to_string_lossy().into_owned();
+    for a in cmd.get_args() {
+        s.push(' ');
+        s.push_str(&a.to_string_lossy());
+    }
+    s
+}
+
 fn run(cmd: &mut Command) -> Result<(), String> {
-    eprintln!("xtask: running {cmd:?}");
+    eprintln!("xtask: running {}", shown(cmd));
     let status = cmd
         .status()
-        .map_err(|e| format!("cannot start {cmd:?}: {e}"))?;
+        .map_err(|e| format!("cannot start {}: {e}", shown(cmd)))?;
     if status.success() {
         Ok(())
     } else {
-        Err(format!("{cmd:?} failed: {status}"))
+        Err(format!("{} failed: {status}", shown(cmd)))
     }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.task {
-        Task::Test { crash_cycles } => test(crash_cycles),
+        Task::Test {
+            crash_cycles,
+            require_postgres,
+        } => test(crash_cycles, require_postgres),
         Task::Bench { json, quick } => bench(json, quick),
         Task::Crash { cycles, seed } => crash(cycles, seed),
     };
@@ -72,7 +90,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn test(crash_cycles: u32) -> Result<(), String> {
+fn test(crash_cycles: u32, require_postgres: bool) -> Result<(), String> {
     // The facade must build with only the features a consumer names; `redb` alone compiles no
     // SQLite at all.
     for features in ["sqlite", "redb", "hot,redb"] {
@@ -105,6 +123,44 @@ fn test(crash_cycles: u32) -> Result<(), String> {
     let mut cmd = cargo();
     cmd.args(["test", "--workspace"])
         .env("TIERSTATE_CRASH_CYCLES", crash_cycles.to_string());
+    // PostgreSQL: TEST_DATABASE_URL wins; else a throwaway cluster from the installed binaries.
+    let _cluster = if std::env::var_os("TEST_DATABASE_URL").is_some() {
+        eprintln!("xtask: PostgreSQL tests use TEST_DATABASE_URL");
+        None
+    } else {
+        match pg::Cluster::start()? {
+            Some(c) => {
+                eprintln!(
+                    "xtask: started a throwaway PostgreSQL on 127.0.0.1:{}",
+                    c.port
+                );
+                cmd.env("TEST_DATABASE_URL", &c.url)
+                    .env("TIERSTATE_PG_BIN", c.bin())
+                    .env("TIERSTATE_PG_DATA", c.data_dir())
+                    .env("TIERSTATE_PG_OPTIONS", c.server_options())
+                    .env(
+                        "TIERSTATE_PG_AS_POSTGRES",
+                        if c.as_postgres() { "1" } else { "0" },
+                    );
+                Some(c)
+            }
+            None if require_postgres => {
+                return Err("--require-postgres: no PostgreSQL server binaries found \
+                            (/usr/lib/postgresql/*/bin); install the `postgresql` package"
+                    .into());
+            }
+            None => {
+                eprintln!("xtask: ************************************************************");
+                eprintln!("xtask: NO POSTGRESQL SERVER BINARIES FOUND: the PostgreSQL tests");
+                eprintln!("xtask: will be SKIPPED. Install `postgresql` or set TEST_DATABASE_URL.");
+                eprintln!("xtask: ************************************************************");
+                None
+            }
+        }
+    };
+    if require_postgres {
+        cmd.env("TIERSTATE_REQUIRE_POSTGRES", "1");
+    }
     let totals = run_counting(&mut cmd)?;
     // One closing line with the totals of every test binary, so the last line of the run is
     // the whole suite's result rather than the last (possibly empty) doc-test block.
@@ -121,11 +177,11 @@ fn test(crash_cycles: u32) -> Result<(), String> {
 /// Runs `cmd`, echoing its stdout, and adds up the `test result:` lines of libtest.
 fn run_counting(cmd: &mut Command) -> Result<(u64, u64, u64), String> {
     use std::io::{BufRead, BufReader};
-    eprintln!("xtask: running {cmd:?}");
+    eprintln!("xtask: running {}", shown(cmd));
     let mut child = cmd
         .stdout(std::process::Stdio::piped())
         .spawn()
-        .map_err(|e| format!("cannot start {cmd:?}: {e}"))?;
+        .map_err(|e| format!("cannot start {}: {e}", shown(cmd)))?;
     let mut totals = (0, 0, 0);
     let stdout = child.stdout.take().expect("piped stdout");
     for line in BufReader::new(stdout).lines() {
@@ -145,7 +201,7 @@ fn run_counting(cmd: &mut Command) -> Result<(u64, u64, u64), String> {
     }
     let status = child
         .wait()
-        .map_err(|e| format!("waiting for {cmd:?}: {e}"))?;
+        .map_err(|e| format!("waiting for {}: {e}", shown(cmd)))?;
     if !status.success() {
         println!(
             "xtask: {} passed, {} failed, {} skipped",
@@ -153,7 +209,7 @@ fn run_counting(cmd: &mut Command) -> Result<(u64, u64, u64), String> {
             totals.1.max(1),
             totals.2
         );
-        return Err(format!("{cmd:?} failed: {status}"));
+        return Err(format!("{} failed: {status}", shown(cmd)));
     }
     Ok(totals)
 }

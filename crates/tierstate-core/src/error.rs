@@ -11,7 +11,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum BackendErrorKind {
     /// The database is locked or busy (another process holds the write lock past the timeout).
     Busy,
-    /// The backend cannot be reached or its connection was lost.
+    /// The backend could not be reached before the operation began: nothing was applied.
     Unavailable,
     /// An operation exceeded its time limit.
     Timeout,
@@ -21,6 +21,9 @@ pub enum BackendErrorKind {
     Closed,
     /// Another process holds the file exclusively (redb allows one process per file).
     Locked,
+    /// The connection failed during a write: it may or may not have committed. Reload, then
+    /// retry.
+    ConnectionLost,
     /// Anything else; not retryable.
     Other,
 }
@@ -154,9 +157,25 @@ impl Error {
             Self::Backend {
                 kind: BackendErrorKind::Busy
                     | BackendErrorKind::Unavailable
-                    | BackendErrorKind::Timeout,
+                    | BackendErrorKind::Timeout
+                    | BackendErrorKind::ConnectionLost,
                 ..
             }
+        )
+    }
+
+    /// True if the failed operation certainly changed nothing: invalid input, a CAS conflict, or
+    /// a backend that was busy or unreachable before the write began.
+    pub fn is_not_applied(&self) -> bool {
+        matches!(
+            self,
+            Self::InvalidInput { .. }
+                | Self::Conflict { .. }
+                | Self::AlreadyExists { .. }
+                | Self::Backend {
+                    kind: BackendErrorKind::Busy | BackendErrorKind::Unavailable,
+                    ..
+                }
         )
     }
 

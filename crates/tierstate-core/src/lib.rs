@@ -10,6 +10,7 @@ pub mod batch;
 pub mod canonical;
 pub mod cas;
 mod error;
+mod feed;
 mod id;
 pub mod memory;
 mod state;
@@ -20,6 +21,7 @@ pub use batch::{
 };
 pub use canonical::{Checksum, canonical_json};
 pub use error::{BackendErrorKind, Error, Result};
+pub use feed::{Change, ChangeFeed};
 pub use id::DeploymentId;
 pub use memory::InMemoryStore;
 pub use state::{StateData, StoredRecord, Tier, commit_time, micros};

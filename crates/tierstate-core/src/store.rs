@@ -4,7 +4,7 @@ use std::fmt::Debug;
 
 use async_trait::async_trait;
 
-use crate::{DeploymentId, Result, Retention, StateData, StateWrite, WriteBatch};
+use crate::{ChangeFeed, DeploymentId, Result, Retention, StateData, StateWrite, WriteBatch};
 
 /// A durable, versioned state store. Object-safe: use it as `Arc<dyn StateStore>`.
 ///
@@ -15,6 +15,12 @@ use crate::{DeploymentId, Result, Retention, StateData, StateWrite, WriteBatch};
 pub trait StateStore: Send + Sync + Debug + 'static {
     /// Short backend name used in errors and metrics (`"sqlite"`, `"memory"`, ...).
     fn backend(&self) -> &'static str;
+
+    /// A feed of commits made by any process sharing this store, for HOT coherence; `None` for
+    /// stores that only one process writes (embedded files).
+    fn changes(&self) -> Option<ChangeFeed> {
+        None
+    }
 
     /// The current version of a deployment, or `None` if it does not exist.
     ///

@@ -1,0 +1,448 @@
+//! [`PostgresStore`]: the [`StateStore`] implementation.
+
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use chrono::DateTime;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Postgres, Row, Transaction};
+use tierstate_core::{
+    BackendErrorKind, ChangeFeed, DeploymentId, Error, PutMode, Result, StateData, StateStore,
+    StoredRecord, Tier, WriteBatch, commit_time, micros,
+};
+use tokio::sync::broadcast;
+
+use crate::PostgresConfig;
+use crate::error::{BACKEND, map};
+use crate::listener;
+
+/// The channel every commit is announced on: payload `"<version> <deployment id>"`.
+pub const NOTIFY_CHANNEL: &str = "tierstate_state";
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// The PostgreSQL WARM store. Clone it freely: clones share the pool and the listener.
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+    config: PostgresConfig,
+    feed: Option<broadcast::Sender<tierstate_core::Change>>,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+/// An error raised before the transaction began: nothing was applied.
+fn not_applied(e: sqlx::Error) -> Error {
+    match map(e) {
+        Error::Backend {
+            kind: BackendErrorKind::Timeout | BackendErrorKind::Unavailable,
+            message,
+            source,
+            ..
+        } => Error::Backend {
+            backend: BACKEND,
+            kind: BackendErrorKind::Unavailable,
+            message,
+            source,
+        },
+        other => other,
+    }
+}
+
+/// An error raised once a write transaction was under way: an I/O failure may have happened
+/// after the server committed, so the outcome is unknown.
+fn in_flight(e: sqlx::Error) -> Error {
+    match map(e) {
+        Error::Backend {
+            kind: BackendErrorKind::Unavailable,
+            message,
+            source,
+            ..
+        } => Error::Backend {
+            backend: BACKEND,
+            kind: BackendErrorKind::ConnectionLost,
+            message,
+            source,
+        },
+        other => other,
+    }
+}
+
+impl PostgresStore {
+    /// Connects, creates the schema if named, applies the embedded migrations under sqlx's
+    /// advisory lock, and starts the NOTIFY listener.
+    ///
+    /// # Errors
+    /// `Backend` if the server cannot be reached or a migration fails; `SchemaTooNew` if the
+    /// database was migrated by a newer tierstate.
+    pub async fn connect(config: PostgresConfig) -> Result<Self> {
+        let mut opts = PgConnectOptions::from_str(config.url()).map_err(|e| {
+            Error::invalid(
+                "url",
+                format!(
+                    "{} is not a PostgreSQL URL: {}",
+                    config.redacted_url(),
+                    crate::config::redact(&e.to_string())
+                ),
+            )
+        })?;
+        if let Some(schema) = &config.schema {
+            let admin = PgPoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(config.acquire_timeout)
+                .connect_with(opts.clone())
+                .await
+                .map_err(not_applied)?;
+            // The schema name was validated to [a-z_][a-z0-9_]* by PostgresConfig::schema.
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "CREATE SCHEMA IF NOT EXISTS \"{schema}\""
+            )))
+            .execute(&admin)
+            .await
+            .map_err(map)?;
+            admin.close().await;
+            opts = opts.options([("search_path", schema.as_str())]);
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(config.max_connections)
+            .acquire_timeout(config.acquire_timeout)
+            .connect_with(opts)
+            .await
+            .map_err(not_applied)?;
+        refuse_newer(&pool).await?;
+        MIGRATOR.run(&pool).await.map_err(|e| Error::Backend {
+            backend: BACKEND,
+            kind: BackendErrorKind::Other,
+            message: format!(
+                "migration failed: {}",
+                crate::config::redact(&e.to_string())
+            ),
+            source: Some(Box::new(e)),
+        })?;
+        let feed = if config.listen {
+            let (tx, _) = broadcast::channel(4096);
+            listener::spawn(pool.clone(), tx.clone());
+            Some(tx)
+        } else {
+            None
+        };
+        Ok(Self { pool, config, feed })
+    }
+
+    /// The newest schema migration this build knows.
+    pub fn schema_version() -> i64 {
+        MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)
+    }
+
+    /// The connection pool (for operators' queries and tests).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Closes the pool; later operations fail with a `Closed` error.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Refuses a database on which a newer tierstate applied migrations this build does not know.
+async fn refuse_newer(pool: &PgPool) -> Result<()> {
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+        .fetch_one(pool)
+        .await
+        .map_err(map)?;
+    if !exists {
+        return Ok(());
+    }
+    let found: Option<i64> = sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations")
+        .fetch_one(pool)
+        .await
+        .map_err(map)?;
+    let supported = PostgresStore::schema_version();
+    match found {
+        Some(f) if f > supported => Err(Error::SchemaTooNew {
+            backend: BACKEND,
+            found: u32::try_from(f).unwrap_or(u32::MAX),
+            supported: u32::try_from(supported).unwrap_or(u32::MAX),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// The columns of one stored version, in the order [`record`] reads them.
+macro_rules! columns {
+    () => {
+        "h.deployment_id, v.version, v.schema_version, v.checksum, h.created_at, v.updated_at, v.body"
+    };
+}
+
+fn record(row: &PgRow) -> Result<StoredRecord> {
+    let get = |e: sqlx::Error| map(e);
+    let id: String = row.try_get(0).map_err(get)?;
+    let version: i64 = row.try_get(1).map_err(get)?;
+    let schema: i32 = row.try_get(2).map_err(get)?;
+    let bad = |what: String| Error::Backend {
+        backend: BACKEND,
+        kind: BackendErrorKind::Other,
+        message: format!("unexpected stored value: {what}"),
+        source: None,
+    };
+    Ok(StoredRecord {
+        deployment_id: DeploymentId::new(&id).map_err(|e| bad(format!("id {id:?}: {e}")))?,
+        version: u64::try_from(version).map_err(|_| bad(format!("version {version}")))?,
+        schema_version: u32::try_from(schema)
+            .map_err(|_| bad(format!("schema_version {schema}")))?,
+        checksum: row.try_get(3).map_err(get)?,
+        created_at_us: row.try_get(4).map_err(get)?,
+        updated_at_us: row.try_get(5).map_err(get)?,
+        body: row.try_get(6).map_err(get)?,
+    })
+}
+
+fn i64_of(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// One CAS write as single statements; returns (version, created_at µs) or the CAS error.
+async fn cas_head(
+    tx: &mut Transaction<'_, Postgres>,
+    id: &str,
+    mode: PutMode,
+    now_us: i64,
+) -> Result<(i64, i64)> {
+    let row: Option<(i64, i64)> = match mode {
+        PutMode::Create => sqlx::query_as(
+            "INSERT INTO ts_head (deployment_id, version, created_at) VALUES ($1, 1, $2) \
+             ON CONFLICT (deployment_id) DO NOTHING RETURNING version, created_at",
+        )
+        .bind(id)
+        .bind(now_us)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(in_flight)?,
+        PutMode::Update { expected } => sqlx::query_as(
+            "UPDATE ts_head SET version = version + 1 WHERE deployment_id = $1 AND version = $2 \
+             RETURNING version, created_at",
+        )
+        .bind(id)
+        .bind(i64_of(expected))
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(in_flight)?,
+        PutMode::Overwrite => sqlx::query_as(
+            "INSERT INTO ts_head (deployment_id, version, created_at) VALUES ($1, 1, $2) \
+             ON CONFLICT (deployment_id) DO UPDATE SET version = ts_head.version + 1 \
+             RETURNING version, created_at",
+        )
+        .bind(id)
+        .bind(now_us)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(in_flight)?,
+    };
+    if let Some(r) = row {
+        return Ok(r);
+    }
+    // The statement matched nothing: read what is there to say why.
+    let actual: Option<i64> =
+        sqlx::query_scalar("SELECT version FROM ts_head WHERE deployment_id = $1")
+            .bind(id)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(in_flight)?;
+    let deployment_id = DeploymentId::new(id)?;
+    let actual = actual.map(|v| u64::try_from(v).unwrap_or(0));
+    Err(match (mode, actual) {
+        (PutMode::Create, Some(actual)) => Error::AlreadyExists {
+            deployment_id,
+            actual,
+        },
+        (PutMode::Update { expected }, actual) => Error::Conflict {
+            deployment_id,
+            expected,
+            actual,
+        },
+        _ => Error::Backend {
+            backend: BACKEND,
+            kind: BackendErrorKind::Other,
+            message: format!("CAS on {id} matched nothing and found {actual:?}"),
+            source: None,
+        },
+    })
+}
+
+#[async_trait]
+impl StateStore for PostgresStore {
+    fn backend(&self) -> &'static str {
+        BACKEND
+    }
+
+    fn changes(&self) -> Option<ChangeFeed> {
+        self.feed.as_ref().map(|tx| tx.subscribe())
+    }
+
+    async fn get(&self, id: &DeploymentId) -> Result<Option<StateData>> {
+        let sql = concat!(
+            "SELECT ",
+            columns!(),
+            " FROM ts_head h JOIN ts_version v \
+             ON v.deployment_id = h.deployment_id AND v.version = h.version WHERE h.deployment_id = $1"
+        );
+        let row = sqlx::query(sql)
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map)?;
+        row.map(|r| record(&r)?.verify(Tier::Warm)).transpose()
+    }
+
+    async fn get_version(&self, id: &DeploymentId, version: u64) -> Result<Option<StateData>> {
+        let Ok(v) = i64::try_from(version) else {
+            return Ok(None);
+        };
+        let sql = concat!(
+            "SELECT ",
+            columns!(),
+            " FROM ts_head h JOIN ts_version v ON v.deployment_id = h.deployment_id \
+             WHERE h.deployment_id = $1 AND v.version = $2"
+        );
+        let row = sqlx::query(sql)
+            .bind(id.as_str())
+            .bind(v)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map)?;
+        row.map(|r| record(&r)?.verify(Tier::Warm)).transpose()
+    }
+
+    async fn history(&self, id: &DeploymentId, limit: usize) -> Result<Vec<StateData>> {
+        let sql = concat!(
+            "SELECT ",
+            columns!(),
+            " FROM ts_head h JOIN ts_version v ON v.deployment_id = h.deployment_id \
+             WHERE h.deployment_id = $1 ORDER BY v.version DESC LIMIT $2"
+        );
+        let rows = sqlx::query(sql)
+            .bind(id.as_str())
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map)?;
+        rows.iter().map(|r| record(r)?.verify(Tier::Warm)).collect()
+    }
+
+    async fn commit(&self, batch: WriteBatch) -> Result<Vec<StateData>> {
+        let batch = batch.prepare()?;
+        if batch.writes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = commit_time();
+        let now_us = micros(now);
+        let mut tx = self.pool.begin().await.map_err(not_applied)?;
+        let mut committed = Vec::with_capacity(batch.writes.len());
+        for w in &batch.writes {
+            let id = w.deployment_id.as_str();
+            // On error the transaction is dropped and rolled back: nothing of the batch stays.
+            let (version, created_us) = cas_head(&mut tx, id, w.mode, now_us).await?;
+            sqlx::query(
+                "INSERT INTO ts_version (deployment_id, version, schema_version, checksum, updated_at, body) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(id)
+            .bind(version)
+            .bind(i32::try_from(w.schema_version).unwrap_or(i32::MAX))
+            .bind(w.checksum.to_hex())
+            .bind(now_us)
+            .bind(&w.body)
+            .execute(&mut *tx)
+            .await
+            .map_err(in_flight)?;
+            let version = u64::try_from(version).unwrap_or(0);
+            if let Some(below) = batch.retention.prune_below(version) {
+                sqlx::query("DELETE FROM ts_version WHERE deployment_id = $1 AND version < $2")
+                    .bind(id)
+                    .bind(i64_of(below))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(in_flight)?;
+            }
+            // Delivered to listeners only if and when the transaction commits.
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(NOTIFY_CHANNEL)
+                .bind(format!("{version} {id}"))
+                .execute(&mut *tx)
+                .await
+                .map_err(in_flight)?;
+            let created_at = DateTime::from_timestamp_micros(created_us).unwrap_or(now);
+            committed.push(w.committed(version, created_at, now));
+        }
+        tx.commit().await.map_err(in_flight)?;
+        Ok(committed)
+    }
+
+    async fn delete(&self, id: &DeploymentId) -> Result<bool> {
+        let mut tx = self.pool.begin().await.map_err(not_applied)?;
+        sqlx::query("DELETE FROM ts_version WHERE deployment_id = $1")
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(in_flight)?;
+        let gone = sqlx::query("DELETE FROM ts_head WHERE deployment_id = $1")
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(in_flight)?
+            .rows_affected();
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(NOTIFY_CHANNEL)
+            .bind(format!("0 {id}"))
+            .execute(&mut *tx)
+            .await
+            .map_err(in_flight)?;
+        tx.commit().await.map_err(in_flight)?;
+        Ok(gone > 0)
+    }
+
+    async fn list(&self, after: Option<&DeploymentId>, limit: usize) -> Result<Vec<DeploymentId>> {
+        let rows: Vec<String> = sqlx::query_scalar(
+            "SELECT deployment_id FROM ts_head WHERE $1::text IS NULL OR deployment_id > $1 \
+             ORDER BY deployment_id LIMIT $2",
+        )
+        .bind(after.map(|a| a.as_str()))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map)?;
+        rows.iter().map(DeploymentId::new).collect()
+    }
+
+    async fn scan(
+        &self,
+        after: Option<&DeploymentId>,
+        limit: usize,
+    ) -> Result<Vec<Result<StateData>>> {
+        let sql = concat!(
+            "SELECT ",
+            columns!(),
+            " FROM ts_head h JOIN ts_version v \
+             ON v.deployment_id = h.deployment_id AND v.version = h.version \
+             WHERE $1::text IS NULL OR h.deployment_id > $1 ORDER BY h.deployment_id LIMIT $2"
+        );
+        let rows = sqlx::query(sql)
+            .bind(after.map(|a| a.as_str()))
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map)?;
+        Ok(rows
+            .iter()
+            .map(|r| record(r).and_then(|r| r.verify(Tier::Warm)))
+            .collect())
+    }
+}
