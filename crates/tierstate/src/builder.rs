@@ -28,6 +28,8 @@ enum WarmChoice {
     Sqlite(tierstate_sqlite::SqliteConfig),
     #[cfg(feature = "redb")]
     Redb(tierstate_redb::RedbConfig),
+    #[cfg(feature = "postgres")]
+    Postgres(tierstate_postgres::PostgresConfig),
 }
 
 impl Default for StateManagerBuilder {
@@ -68,6 +70,13 @@ impl StateManagerBuilder {
     #[cfg(feature = "redb")]
     pub fn redb_config(mut self, config: tierstate_redb::RedbConfig) -> Self {
         self.warm = Some(WarmChoice::Redb(config));
+        self
+    }
+
+    /// Uses PostgreSQL with the given settings (URL, schema, pool).
+    #[cfg(feature = "postgres")]
+    pub fn postgres(mut self, config: tierstate_postgres::PostgresConfig) -> Self {
+        self.warm = Some(WarmChoice::Postgres(config));
         self
     }
 
@@ -133,6 +142,10 @@ impl StateManagerBuilder {
             }
             #[cfg(feature = "redb")]
             Some(WarmChoice::Redb(cfg)) => Arc::new(tierstate_redb::RedbStore::open(cfg).await?),
+            #[cfg(feature = "postgres")]
+            Some(WarmChoice::Postgres(cfg)) => {
+                Arc::new(tierstate_postgres::PostgresStore::connect(cfg).await?)
+            }
             None => {
                 return Err(Error::invalid(
                     "warm tier",
@@ -150,6 +163,7 @@ impl StateManagerBuilder {
             self.retention,
             Metrics::new(self.metrics_capacity, self.callback),
         );
+        manager.follow_changes();
         if self.warm_up && manager.hot_enabled() {
             manager.warm_up().await?;
         }

@@ -80,6 +80,13 @@ impl Hot {
         }
     }
 
+    pub(crate) fn invalidate_older_than(&self, _id: &DeploymentId, _version: u64) {
+        #[cfg(feature = "hot")]
+        if let Some(c) = &self.cache {
+            c.invalidate_older_than(_id, _version);
+        }
+    }
+
     pub(crate) fn invalidate_all(&self) {
         #[cfg(feature = "hot")]
         if let Some(c) = &self.cache {

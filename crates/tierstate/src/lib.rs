@@ -34,6 +34,8 @@ pub use tierstate_core::{
     BackendErrorKind, BatchOp, Checksum, DeploymentId, Error, InMemoryStore, PutMode, Result,
     Retention, StateData, StateStore, StateWrite, Tier, WriteBatch,
 };
+#[cfg(feature = "postgres")]
+pub use tierstate_postgres::{PostgresConfig, PostgresStore};
 #[cfg(feature = "redb")]
 pub use tierstate_redb::{RedbConfig, RedbDurability, RedbStore};
 #[cfg(feature = "sqlite")]

@@ -1,6 +1,7 @@
 //! [`StateManager`]: HOT over WARM, write-through, with metrics and tracing on every operation.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::Instant;
 
 use serde::Serialize;
@@ -42,6 +43,8 @@ struct Inner {
     hot: Hot,
     retention: Retention,
     metrics: Metrics,
+    /// False while the store's change feed may have missed commits: HOT is then not trusted.
+    coherent: AtomicBool,
 }
 
 impl std::fmt::Debug for StateManager {
@@ -52,6 +55,12 @@ impl std::fmt::Debug for StateManager {
             .field("retention", &self.inner.retention)
             .finish()
     }
+}
+
+/// Whether a failed write must evict the HOT entry: always for a CAS failure (HOT may be stale),
+/// and whenever the write may have been applied.
+fn evicts(e: &Error) -> bool {
+    e.is_conflict() || matches!(e, Error::AlreadyExists { .. }) || !e.is_not_applied()
 }
 
 fn outcome_of(e: &Error) -> Outcome {
@@ -73,12 +82,15 @@ impl StateManager {
         retention: Retention,
         metrics: Metrics,
     ) -> Self {
+        // A store with a change feed starts untrusted until its listener reports `Resumed`.
+        let coherent = AtomicBool::new(warm.changes().is_none());
         Self {
             inner: Arc::new(Inner {
                 warm,
                 hot,
                 retention,
                 metrics,
+                coherent,
             }),
         }
     }
@@ -117,6 +129,9 @@ impl StateManager {
         let span = debug_span!("tierstate.load", deployment = %id);
         async {
             if self.inner.hot.enabled() {
+                if !self.inner.coherent.load(Ordering::Acquire) {
+                    return self.load_untrusted_hot(id).await;
+                }
                 let start = Instant::now();
                 if let Some(hit) = self.inner.hot.get(id) {
                     self.record(Tier::Hot, Op::Load, start, Outcome::Hit);
@@ -128,6 +143,69 @@ impl StateManager {
         }
         .instrument(span)
         .await
+    }
+
+    /// While the change feed is down, HOT may be stale: read WARM. Only if WARM cannot be
+    /// reached at all is the cached copy served (nobody can commit through an unreachable store,
+    /// so it is as fresh as anything available), with a warning.
+    async fn load_untrusted_hot(&self, id: &DeploymentId) -> Result<Option<Arc<StateData>>> {
+        match self.load_warm(id).await {
+            Err(e) if e.is_retryable() => match self.inner.hot.get(id) {
+                Some(cached) => {
+                    warn!(deployment = %id, error = %e, "WARM unreachable; serving the HOT copy");
+                    self.record(Tier::Hot, Op::Load, Instant::now(), Outcome::Hit);
+                    Ok(Some(cached))
+                }
+                None => Err(e),
+            },
+            other => other,
+        }
+    }
+
+    /// Follows the WARM store's change feed (if it has one): evicts HOT entries that other
+    /// processes made stale, and stops trusting HOT while the feed may have missed commits.
+    pub(crate) fn follow_changes(&self) {
+        let Some(mut feed) = self.inner.warm.changes() else {
+            return;
+        };
+        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            use tokio::sync::broadcast::error::RecvError;
+            loop {
+                let event = feed.recv().await;
+                let Some(inner) = weak.upgrade() else { return };
+                match event {
+                    Ok(tierstate_core::Change::Committed {
+                        deployment_id,
+                        version: 0,
+                    }) => {
+                        inner.hot.invalidate(&deployment_id);
+                    }
+                    Ok(tierstate_core::Change::Committed {
+                        deployment_id,
+                        version,
+                    }) => {
+                        inner.hot.invalidate_older_than(&deployment_id, version);
+                    }
+                    Ok(tierstate_core::Change::Gap) => {
+                        // Keep the entries (outage fallback) but stop serving them as fresh.
+                        inner.coherent.store(false, Ordering::Release);
+                    }
+                    Ok(tierstate_core::Change::Resumed) => {
+                        // Whatever was missed during the gap: drop it all, then trust again.
+                        inner.hot.invalidate_all();
+                        inner.coherent.store(true, Ordering::Release);
+                    }
+                    Err(RecvError::Lagged(_)) => inner.hot.invalidate_all(),
+                    Err(RecvError::Closed) => return,
+                }
+            }
+        });
+    }
+
+    /// Whether HOT is currently trusted (false while a shared store's change feed is down).
+    pub fn hot_is_coherent(&self) -> bool {
+        self.inner.coherent.load(Ordering::Acquire)
     }
 
     /// The current state read from WARM, bypassing HOT (then filling it). Use it to re-read
@@ -200,7 +278,7 @@ impl StateManager {
                 }
                 Err(e) => {
                     self.record(Tier::Warm, Op::Save, start, outcome_of(&e));
-                    if !matches!(e, Error::InvalidInput { .. }) {
+                    if evicts(&e) {
                         self.inner.hot.invalidate(&id);
                     }
                     Err(e)
@@ -324,7 +402,7 @@ impl StateManager {
                 }
                 Err(e) => {
                     self.record(Tier::Warm, Op::Commit, start, outcome_of(&e));
-                    if !matches!(e, Error::InvalidInput { .. }) {
+                    if evicts(&e) {
                         ids.iter().for_each(|id| self.inner.hot.invalidate(id));
                     }
                     Err(e)
