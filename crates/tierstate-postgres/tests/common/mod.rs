@@ -1,4 +1,6 @@
 //! Where the PostgreSQL tests find their server, and a fresh schema per test.
+// Shared by several test binaries; each uses only some of these helpers.
+#![allow(dead_code)]
 
 use std::sync::atomic::{AtomicU32, Ordering};
 

@@ -1,0 +1,112 @@
+//! PostgreSQL-specific behaviour: schema snapshot, migration versions, secrets, error classes.
+
+mod common;
+
+use tierstate_core::{BackendErrorKind, DeploymentId, Error, Retention, StateStore, StateWrite};
+use tierstate_postgres::{PostgresConfig, PostgresStore};
+
+#[tokio::test]
+async fn schema_snapshot() {
+    let Some(url) = common::url() else { return };
+    let schema = common::fresh_schema("snap");
+    let store = PostgresStore::connect(PostgresConfig::new(&url).schema(&schema).unwrap()).await.unwrap();
+    let cols: Vec<(String, String, String, String, Option<String>)> = sqlx::query_as(
+        "SELECT table_name::text, column_name::text, data_type::text, is_nullable::text, collation_name::text \
+         FROM information_schema.columns WHERE table_schema = $1 AND table_name LIKE 'ts_%' \
+         ORDER BY table_name, ordinal_position",
+    )
+    .bind(&schema)
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    let idx: Vec<(String, String)> = sqlx::query_as(
+        "SELECT indexname::text, replace(indexdef, $1 || '.', '') FROM pg_indexes \
+         WHERE schemaname = $1 ORDER BY indexname",
+    )
+    .bind(&schema)
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    let checks: Vec<(String, String)> = sqlx::query_as(
+        "SELECT conrelid::regclass::text, pg_get_constraintdef(oid) FROM pg_constraint \
+         WHERE connamespace = $1::regnamespace AND contype = 'c' ORDER BY 1, 2",
+    )
+    .bind(&schema)
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    let mut out = String::new();
+    for (t, c, ty, null, coll) in cols {
+        out.push_str(&format!("{t}.{c} {ty} nullable={null} collation={}\n", coll.unwrap_or_default()));
+    }
+    for (name, def) in idx {
+        out.push_str(&format!("index {name}: {def}\n"));
+    }
+    for (table, def) in checks {
+        let table = table.rsplit('.').next().unwrap_or(&table).to_owned();
+        out.push_str(&format!("check {table}: {def}\n"));
+    }
+    out.push_str(&format!("migrations applied up to {}\n", PostgresStore::schema_version()));
+    insta::assert_snapshot!("postgres_schema_v1", out);
+}
+
+#[tokio::test]
+async fn newer_migrations_are_refused() {
+    let Some(url) = common::url() else { return };
+    let schema = common::fresh_schema("newer");
+    let cfg = PostgresConfig::new(&url).schema(&schema).unwrap();
+    let store = PostgresStore::connect(cfg.clone()).await.unwrap();
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (999999, 'from the future', true, '\\x00', 0)",
+    )
+    .execute(store.pool())
+    .await
+    .unwrap();
+    store.close().await;
+    let err = PostgresStore::connect(cfg).await.unwrap_err();
+    assert!(matches!(err, Error::SchemaTooNew { backend: "postgres", found: 999_999, .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn reconnect_reapplies_nothing_and_keeps_data() {
+    let Some(url) = common::url() else { return };
+    let schema = common::fresh_schema("again");
+    let cfg = PostgresConfig::new(&url).schema(&schema).unwrap();
+    let a = PostgresStore::connect(cfg.clone()).await.unwrap();
+    let id = DeploymentId::new("d").unwrap();
+    a.put(StateWrite::create(id.clone(), Default::default()), Retention::DEFAULT).await.unwrap();
+    a.close().await;
+    let b = PostgresStore::connect(cfg).await.unwrap();
+    assert_eq!(b.get(&id).await.unwrap().unwrap().version, 1);
+}
+
+#[tokio::test]
+async fn password_never_in_errors() {
+    let Some(url) = common::url() else { return };
+    let wrong = "Wr0ngPa55-n0t-in-logs";
+    let bad_url = match url.split_once('@') {
+        Some((head, tail)) => {
+            let user = head.rsplit_once(':').map_or(head, |(u, _)| u);
+            format!("{user}:{wrong}@{tail}")
+        }
+        None => return,
+    };
+    let cfg = PostgresConfig::new(&bad_url).acquire_timeout(std::time::Duration::from_secs(2));
+    assert!(!format!("{cfg:?}").contains(wrong));
+    let err = PostgresStore::connect(cfg).await.unwrap_err();
+    let shown = format!("{err} {err:?}");
+    assert!(!shown.contains(wrong), "the password leaked: {shown}");
+    assert!(matches!(err, Error::Backend { backend: "postgres", .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn unreachable_server_is_retryable_and_not_applied() {
+    // A port nothing listens on (bound, then released).
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let cfg = PostgresConfig::new(format!("postgres://u:p@127.0.0.1:{port}/db"))
+        .acquire_timeout(std::time::Duration::from_millis(500));
+    let err = PostgresStore::connect(cfg).await.unwrap_err();
+    assert!(err.is_retryable(), "{err:?}");
+    assert!(matches!(err, Error::Backend { kind: BackendErrorKind::Unavailable, .. }), "{err:?}");
+}
