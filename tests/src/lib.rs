@@ -21,6 +21,8 @@ pub enum Backend {
     Sqlite,
     /// `tierstate-redb`, durable defaults.
     Redb,
+    /// `tierstate-postgres` on `TEST_DATABASE_URL`; the "path" is the schema name.
+    Postgres,
 }
 
 impl Backend {
@@ -29,6 +31,7 @@ impl Backend {
         match s {
             "sqlite" => Some(Self::Sqlite),
             "redb" => Some(Self::Redb),
+            "postgres" => Some(Self::Postgres),
             _ => None,
         }
     }
@@ -38,6 +41,7 @@ impl Backend {
         match self {
             Self::Sqlite => "sqlite",
             Self::Redb => "redb",
+            Self::Postgres => "postgres",
         }
     }
 
@@ -54,13 +58,32 @@ impl Backend {
             Self::Redb => Ok(Arc::new(
                 tierstate_redb::RedbStore::open(tierstate_redb::RedbConfig::new(path)).await?,
             )),
+            Self::Postgres => {
+                let url = std::env::var("TEST_DATABASE_URL")
+                    .map_err(|_| tierstate_core::Error::invalid("TEST_DATABASE_URL", "not set"))?;
+                let schema = path.to_str().unwrap_or_default();
+                let cfg = tierstate_postgres::PostgresConfig::new(url)
+                    .schema(schema)?
+                    .listen(false);
+                Ok(Arc::new(
+                    tierstate_postgres::PostgresStore::connect(cfg).await?,
+                ))
+            }
+        }
+    }
+
+    /// Where a fresh store for this backend lives: a file in `dir`, or a new PostgreSQL schema.
+    pub fn fresh_location(self, dir: &Path, name: &str) -> std::path::PathBuf {
+        match self {
+            Self::Postgres => std::path::PathBuf::from(fresh_schema(name)),
+            _ => dir.join(format!("{name}.db")),
         }
     }
 
     /// Whether several processes may open one file at once (redb allows only one).
     pub fn multi_process(self) -> bool {
         match self {
-            Self::Sqlite => true,
+            Self::Sqlite | Self::Postgres => true,
             Self::Redb => false,
         }
     }
@@ -101,6 +124,10 @@ impl Backend {
                     }),
                 ))
             }
+            Self::Postgres => Err(tierstate_core::Error::invalid(
+                "backend",
+                "the PostgreSQL byte-flip check runs in its conformance suite",
+            )),
         }
     }
 }
@@ -118,7 +145,7 @@ pub type DamageHook = Box<
 
 impl Backend {
     /// Every backend the harnesses run against.
-    pub const ALL: [Backend; 2] = [Backend::Sqlite, Backend::Redb];
+    pub const ALL: [Backend; 3] = [Backend::Sqlite, Backend::Redb, Backend::Postgres];
 }
 
 /// The counter state at `count`.

@@ -8,7 +8,7 @@ const WRITER: &str = env!("CARGO_BIN_EXE_tierstate-crash-writer");
 
 fn contend(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("contend.db");
+    let path = backend.fresh_location(dir.path(), "contend");
     let go = dir.path().join("go");
     let children: Vec<_> = (0..4)
         .map(|_| {
@@ -77,6 +77,14 @@ fn sqlite_four_processes_exact() {
     contend(Backend::Sqlite);
 }
 
+#[test]
+fn postgres_four_processes_exact() {
+    if tierstate_tests::pg_url().is_none() {
+        return;
+    }
+    contend(Backend::Postgres);
+}
+
 /// redb takes an exclusive lock per file, so several processes cannot share one: this test is
 /// skipped for it on purpose, and `redb_second_process_is_refused` checks the refusal instead.
 #[test]
@@ -87,6 +95,7 @@ fn only_multi_process_backends_are_contended() {
         .map(|b| b.name())
         .collect();
     assert_eq!(skipped, vec!["redb"]);
+    assert!(Backend::ALL.iter().filter(|b| b.multi_process()).count() >= 2);
 }
 
 /// While a writer process holds a redb file, opening it from another process fails at once

@@ -176,7 +176,7 @@ fn harness(backend: Backend) {
     );
     let mut rng = StdRng::seed_from_u64(seed);
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("crash.db");
+    let path = backend.fresh_location(dir.path(), "crash");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -209,4 +209,13 @@ fn sqlite_survives_kill_9() {
 #[test]
 fn redb_survives_kill_9() {
     harness(Backend::Redb);
+}
+
+/// The client is killed; the server survives (and must hold every acknowledged commit).
+#[test]
+fn postgres_survives_kill_9_of_the_client() {
+    if tierstate_tests::pg_url().is_none() {
+        return;
+    }
+    harness(Backend::Postgres);
 }

@@ -9,7 +9,9 @@ use tierstate_postgres::{PostgresConfig, PostgresStore};
 async fn schema_snapshot() {
     let Some(url) = common::url() else { return };
     let schema = common::fresh_schema("snap");
-    let store = PostgresStore::connect(PostgresConfig::new(&url).schema(&schema).unwrap()).await.unwrap();
+    let store = PostgresStore::connect(PostgresConfig::new(&url).schema(&schema).unwrap())
+        .await
+        .unwrap();
     let cols: Vec<(String, String, String, String, Option<String>)> = sqlx::query_as(
         "SELECT table_name::text, column_name::text, data_type::text, is_nullable::text, collation_name::text \
          FROM information_schema.columns WHERE table_schema = $1 AND table_name LIKE 'ts_%' \
@@ -37,7 +39,10 @@ async fn schema_snapshot() {
     .unwrap();
     let mut out = String::new();
     for (t, c, ty, null, coll) in cols {
-        out.push_str(&format!("{t}.{c} {ty} nullable={null} collation={}\n", coll.unwrap_or_default()));
+        out.push_str(&format!(
+            "{t}.{c} {ty} nullable={null} collation={}\n",
+            coll.unwrap_or_default()
+        ));
     }
     for (name, def) in idx {
         out.push_str(&format!("index {name}: {def}\n"));
@@ -46,7 +51,10 @@ async fn schema_snapshot() {
         let table = table.rsplit('.').next().unwrap_or(&table).to_owned();
         out.push_str(&format!("check {table}: {def}\n"));
     }
-    out.push_str(&format!("migrations applied up to {}\n", PostgresStore::schema_version()));
+    out.push_str(&format!(
+        "migrations applied up to {}\n",
+        PostgresStore::schema_version()
+    ));
     insta::assert_snapshot!("postgres_schema_v1", out);
 }
 
@@ -65,7 +73,17 @@ async fn newer_migrations_are_refused() {
     .unwrap();
     store.close().await;
     let err = PostgresStore::connect(cfg).await.unwrap_err();
-    assert!(matches!(err, Error::SchemaTooNew { backend: "postgres", found: 999_999, .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            Error::SchemaTooNew {
+                backend: "postgres",
+                found: 999_999,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]
@@ -75,7 +93,12 @@ async fn reconnect_reapplies_nothing_and_keeps_data() {
     let cfg = PostgresConfig::new(&url).schema(&schema).unwrap();
     let a = PostgresStore::connect(cfg.clone()).await.unwrap();
     let id = DeploymentId::new("d").unwrap();
-    a.put(StateWrite::create(id.clone(), Default::default()), Retention::DEFAULT).await.unwrap();
+    a.put(
+        StateWrite::create(id.clone(), Default::default()),
+        Retention::DEFAULT,
+    )
+    .await
+    .unwrap();
     a.close().await;
     let b = PostgresStore::connect(cfg).await.unwrap();
     assert_eq!(b.get(&id).await.unwrap().unwrap().version, 1);
@@ -97,16 +120,38 @@ async fn password_never_in_errors() {
     let err = PostgresStore::connect(cfg).await.unwrap_err();
     let shown = format!("{err} {err:?}");
     assert!(!shown.contains(wrong), "the password leaked: {shown}");
-    assert!(matches!(err, Error::Backend { backend: "postgres", .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            Error::Backend {
+                backend: "postgres",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]
 async fn unreachable_server_is_retryable_and_not_applied() {
     // A port nothing listens on (bound, then released).
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let cfg = PostgresConfig::new(format!("postgres://u:p@127.0.0.1:{port}/db"))
         .acquire_timeout(std::time::Duration::from_millis(500));
     let err = PostgresStore::connect(cfg).await.unwrap_err();
     assert!(err.is_retryable(), "{err:?}");
-    assert!(matches!(err, Error::Backend { kind: BackendErrorKind::Unavailable, .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            Error::Backend {
+                kind: BackendErrorKind::Unavailable,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
 }
