@@ -16,9 +16,13 @@ fn n(v: u64) -> serde_json::Map<String, serde_json::Value> {
     json!({"n": v}).as_object().unwrap().clone()
 }
 
-async fn setup(url: &str) -> (StateManager, PostgresStore) {
+async fn setup(url: &str) -> (StateManager, PostgresStore, String) {
     let schema = fresh_schema("coh");
-    let cfg = PostgresConfig::new(url).schema(&schema).unwrap();
+    // Our own application_name, so a test can find this manager's connections and no others.
+    let cfg = PostgresConfig::new(url)
+        .schema(&schema)
+        .unwrap()
+        .application_name(&schema);
     let manager = StateManager::builder()
         .postgres(cfg.clone())
         .build()
@@ -31,7 +35,7 @@ async fn setup(url: &str) -> (StateManager, PostgresStore) {
         assert!(Instant::now() < deadline, "the listener never came up");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    (manager, other)
+    (manager, other, schema)
 }
 
 /// Polls `manager` until it serves `version`; returns how long that took.
@@ -54,7 +58,7 @@ async fn until_fresh(manager: &StateManager, version: u64) -> Duration {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn remote_commits_evict_stale_hot_entries() {
     let Some(url) = pg_url() else { return };
-    let (manager, other) = setup(&url).await;
+    let (manager, other, _) = setup(&url).await;
     manager.create(&dep("x"), n(0)).await.unwrap();
     let mut windows = Vec::new();
     for v in 1..=200u64 {
@@ -81,7 +85,7 @@ async fn remote_commits_evict_stale_hot_entries() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropped_listener_never_leaves_stale_hot() {
     let Some(url) = pg_url() else { return };
-    let (manager, other) = setup(&url).await;
+    let (manager, other, app) = setup(&url).await;
     manager.create(&dep("x"), n(0)).await.unwrap();
     assert_eq!(
         manager.load(&dep("x")).await.unwrap().unwrap().loaded_from,
@@ -90,8 +94,9 @@ async fn dropped_listener_never_leaves_stale_hot() {
     // Kill the manager's LISTEN connection, then commit while it is down: that NOTIFY is lost.
     let killed: Vec<bool> = sqlx::query_scalar(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-         WHERE query ILIKE 'LISTEN%' AND pid <> pg_backend_pid()",
+         WHERE query ILIKE 'LISTEN%' AND application_name = $1 AND pid <> pg_backend_pid()",
     )
+    .bind(&app)
     .fetch_all(other.pool())
     .await
     .unwrap();
@@ -112,4 +117,36 @@ async fn dropped_listener_never_leaves_stale_hot() {
     manager.load(&dep("x")).await.unwrap();
     let d = manager.load(&dep("x")).await.unwrap().unwrap();
     assert_eq!((d.version, d.loaded_from), (2, Tier::Hot));
+}
+
+/// Warm-up over a shared store waits for the change feed, so what it caches survives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warm_up_survives_the_feed_going_live() {
+    let Some(url) = pg_url() else { return };
+    let cfg = PostgresConfig::new(&url)
+        .schema(&fresh_schema("warm"))
+        .unwrap();
+    let writer = PostgresStore::connect(cfg.clone().listen(false))
+        .await
+        .unwrap();
+    for i in 0..50 {
+        writer
+            .put(
+                StateWrite::create(dep(&format!("d{i}")), n(0)),
+                Retention::DEFAULT,
+            )
+            .await
+            .unwrap();
+    }
+    let manager = StateManager::builder().postgres(cfg).build().await.unwrap();
+    assert!(manager.hot_is_coherent());
+    assert_eq!(
+        manager.hot_len(),
+        50,
+        "warm-up was wiped by the feed going live"
+    );
+    assert_eq!(
+        manager.load(&dep("d7")).await.unwrap().unwrap().loaded_from,
+        Tier::Hot
+    );
 }

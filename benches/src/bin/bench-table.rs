@@ -55,6 +55,8 @@ type RedbVersions =
 enum Warm {
     Sqlite,
     Redb,
+    /// On the server at `TEST_DATABASE_URL` (loopback), one fresh schema per row.
+    Postgres,
 }
 
 impl Warm {
@@ -62,6 +64,7 @@ impl Warm {
         match self {
             Warm::Sqlite => "SQLite",
             Warm::Redb => "redb",
+            Warm::Postgres => "PostgreSQL",
         }
     }
 }
@@ -88,7 +91,15 @@ fn main() {
     rows.push(hot_get(&rt, scale));
     rows.push(manager_hot_load(&rt, scale));
     let warm_up_n = if args.quick { 20_000 } else { 100_000 };
-    for b in [Warm::Sqlite, Warm::Redb] {
+    let mut backends = vec![Warm::Sqlite, Warm::Redb];
+    if std::env::var("TEST_DATABASE_URL").is_ok() {
+        backends.push(Warm::Postgres);
+    } else {
+        eprintln!(
+            "no TEST_DATABASE_URL: PostgreSQL rows skipped (cargo xtask bench starts a server)"
+        );
+    }
+    for b in backends {
         rows.push(rt.block_on(warm_load(dir.path(), b, 1024, scale)));
         rows.push(rt.block_on(durable_cas(dir.path(), b, 1024, scale)));
         rows.push(rt.block_on(concurrent_writers(dir.path(), b, scale)));
@@ -259,14 +270,39 @@ async fn manager(dir: &Path, backend: Warm, name: &str, hot: bool) -> StateManag
     let b = match backend {
         Warm::Sqlite => b.sqlite_config(SqliteConfig::new(path)),
         Warm::Redb => b.redb(path),
+        Warm::Postgres => b.postgres(pg_config(name)),
     };
     let b = if hot { b } else { b.without_hot() };
     b.build().await.unwrap()
 }
 
+/// The bench server's settings, with the schema derived from the row's name.
+fn pg_config(name: &str) -> tierstate::PostgresConfig {
+    let url = std::env::var("TEST_DATABASE_URL").expect("TEST_DATABASE_URL");
+    let schema: String = format!("bench_{name}")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    tierstate::PostgresConfig::new(url)
+        .schema(&schema)
+        .expect("valid schema")
+}
+
 /// The same rows read back with the engine's plain read API: no checksum, no JSON, no tiers.
 /// `f` gets a reader that returns the body of version 1 of a deployment.
-fn raw_reads(dir: &Path, backend: Warm, name: &str, ids: &[DeploymentId], n: usize) -> Samples {
+async fn raw_reads(
+    dir: &Path,
+    backend: Warm,
+    name: &str,
+    ids: &[DeploymentId],
+    n: usize,
+) -> Samples {
     let path = dir.join(format!("{}-{name}", backend.name()));
     match backend {
         Warm::Sqlite => {
@@ -282,6 +318,34 @@ fn raw_reads(dir: &Path, backend: Warm, name: &str, ids: &[DeploymentId], n: usi
                     .unwrap();
                 std::hint::black_box(body);
             })
+        }
+        Warm::Postgres => {
+            let pool = sqlx::PgPool::connect_with(
+                std::str::FromStr::from_str(&std::env::var("TEST_DATABASE_URL").unwrap()).unwrap(),
+            )
+            .await
+            .unwrap();
+            let schema = pg_config(name).schema.unwrap();
+            let sql = format!(
+                "SELECT body FROM {schema}.ts_version WHERE deployment_id = $1 AND version = 1"
+            );
+            let mut lat = Vec::with_capacity(n);
+            let start = Instant::now();
+            for i in 0..n {
+                let t = Instant::now();
+                let body: Vec<u8> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.as_str()))
+                    .bind(ids[i % ids.len()].as_str())
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap();
+                std::hint::black_box(body);
+                lat.push(t.elapsed());
+            }
+            Samples {
+                lat,
+                wall: start.elapsed(),
+                ops: n as u64,
+            }
         }
         Warm::Redb => {
             use redb::ReadableDatabase;
@@ -308,7 +372,7 @@ async fn warm_load(dir: &Path, backend: Warm, size: usize, scale: usize) -> Row 
     }
     let n = 20_000 / scale;
     // redb locks its file: take the baseline while no store is open, then open ours.
-    let base = raw_reads(dir, backend, &name, &ids, n);
+    let base = raw_reads(dir, backend, &name, &ids, n).await;
     let m = manager(dir, backend, &name, false).await;
     let mut lat = Vec::with_capacity(n);
     let start = Instant::now();
@@ -555,6 +619,23 @@ async fn warm_up(dir: &Path, backend: Warm, n: usize) -> Row {
             }
             c
         }
+        Warm::Postgres => {
+            let pool = sqlx::PgPool::connect(&std::env::var("TEST_DATABASE_URL").unwrap())
+                .await
+                .unwrap();
+            let schema = pg_config(name).schema.unwrap();
+            let sql = format!(
+                "SELECT v.body FROM {schema}.ts_head h JOIN {schema}.ts_version v \
+                 ON v.deployment_id = h.deployment_id AND v.version = h.version"
+            );
+            let rows: Vec<Vec<u8>> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+            rows.iter()
+                .filter(|b| !std::hint::black_box(b).is_empty())
+                .count()
+        }
         Warm::Redb => {
             use redb::{ReadableDatabase, ReadableTable};
             let db = redb::Database::open(&path).unwrap();
@@ -579,6 +660,7 @@ async fn warm_up(dir: &Path, backend: Warm, n: usize) -> Row {
     let m = match backend {
         Warm::Sqlite => b.sqlite(&path),
         Warm::Redb => b.redb(&path),
+        Warm::Postgres => b.postgres(pg_config(name)),
     }
     .build()
     .await

@@ -20,4 +20,13 @@ pub enum Change {
 }
 
 /// A subscription to a store's change feed.
-pub type ChangeFeed = tokio::sync::broadcast::Receiver<Change>;
+///
+/// `live` is the feed's state *after* `events` subscribed, so no transition is lost: a `Gap` or
+/// `Resumed` that happens later arrives in `events`.
+#[derive(Debug)]
+pub struct ChangeFeed {
+    /// Events from the moment of subscription on.
+    pub events: tokio::sync::broadcast::Receiver<Change>,
+    /// Whether the feed was delivering changes when the subscription was taken.
+    pub live: bool,
+}

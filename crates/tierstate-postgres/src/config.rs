@@ -17,6 +17,9 @@ pub struct PostgresConfig {
     pub acquire_timeout: Duration,
     /// Whether to LISTEN for other processes' commits (HOT coherence). Default true.
     pub listen: bool,
+    /// `application_name` of every connection (shows in `pg_stat_activity`). Default
+    /// `"tierstate"`.
+    pub application_name: String,
 }
 
 impl PostgresConfig {
@@ -28,7 +31,14 @@ impl PostgresConfig {
             max_connections: 10,
             acquire_timeout: Duration::from_secs(5),
             listen: true,
+            application_name: "tierstate".to_owned(),
         }
+    }
+
+    /// Sets the `application_name` the connections report to the server.
+    pub fn application_name(mut self, name: &str) -> Self {
+        self.application_name = name.to_owned();
+        self
     }
 
     /// Puts the tables in `schema` (created if absent).
@@ -109,6 +119,7 @@ impl fmt::Debug for PostgresConfig {
             .field("max_connections", &self.max_connections)
             .field("acquire_timeout", &self.acquire_timeout)
             .field("listen", &self.listen)
+            .field("application_name", &self.application_name)
             .finish()
     }
 }

@@ -3,6 +3,8 @@
 //! If its connection drops it sends [`Change::Gap`] (changes may have been missed) and keeps
 //! reconnecting with backoff; once listening again it sends [`Change::Resumed`].
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use sqlx::postgres::{PgListener, PgPool};
@@ -21,7 +23,7 @@ fn parse(payload: &str) -> Option<Change> {
 }
 
 /// Runs the listener until every receiver is gone.
-pub(crate) fn spawn(pool: PgPool, tx: broadcast::Sender<Change>) {
+pub(crate) fn spawn(pool: PgPool, tx: broadcast::Sender<Change>, live: Arc<AtomicBool>) {
     tokio::spawn(async move {
         let mut backoff = Duration::from_millis(50);
         loop {
@@ -29,7 +31,11 @@ pub(crate) fn spawn(pool: PgPool, tx: broadcast::Sender<Change>) {
                 Ok(l) => l,
                 Err(e) => {
                     tracing::warn!(error = %crate::config::redact(&e.to_string()), "tierstate listener cannot connect");
-                    if tx.send(Change::Gap).is_err() && tx.receiver_count() == 0 && pool.is_closed()
+                    if {
+                        live.store(false, Ordering::Release);
+                        tx.send(Change::Gap).is_err()
+                    } && tx.receiver_count() == 0
+                        && pool.is_closed()
                     {
                         return;
                     }
@@ -39,11 +45,13 @@ pub(crate) fn spawn(pool: PgPool, tx: broadcast::Sender<Change>) {
                 }
             };
             if listener.listen(NOTIFY_CHANNEL).await.is_err() {
+                live.store(false, Ordering::Release);
                 let _ = tx.send(Change::Gap);
                 tokio::time::sleep(backoff).await;
                 continue;
             }
             backoff = Duration::from_millis(50);
+            live.store(true, Ordering::Release);
             let _ = tx.send(Change::Resumed);
             loop {
                 match listener.try_recv().await {
@@ -54,6 +62,7 @@ pub(crate) fn spawn(pool: PgPool, tx: broadcast::Sender<Change>) {
                     }
                     // The connection was lost: notifications may have been missed.
                     Ok(None) | Err(_) => {
+                        live.store(false, Ordering::Release);
                         let _ = tx.send(Change::Gap);
                         break;
                     }

@@ -1,6 +1,8 @@
 //! [`PostgresStore`]: the [`StateStore`] implementation.
 
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use chrono::DateTime;
@@ -26,7 +28,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 pub struct PostgresStore {
     pool: PgPool,
     config: PostgresConfig,
-    feed: Option<broadcast::Sender<tierstate_core::Change>>,
+    feed: Option<(broadcast::Sender<tierstate_core::Change>, Arc<AtomicBool>)>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -92,6 +94,7 @@ impl PostgresStore {
                 ),
             )
         })?;
+        opts = opts.application_name(&config.application_name);
         if let Some(schema) = &config.schema {
             let admin = PgPoolOptions::new()
                 .max_connections(1)
@@ -127,8 +130,9 @@ impl PostgresStore {
         })?;
         let feed = if config.listen {
             let (tx, _) = broadcast::channel(4096);
-            listener::spawn(pool.clone(), tx.clone());
-            Some(tx)
+            let live = Arc::new(AtomicBool::new(false));
+            listener::spawn(pool.clone(), tx.clone(), live.clone());
+            Some((tx, live))
         } else {
             None
         };
@@ -284,7 +288,13 @@ impl StateStore for PostgresStore {
     }
 
     fn changes(&self) -> Option<ChangeFeed> {
-        self.feed.as_ref().map(|tx| tx.subscribe())
+        self.feed.as_ref().map(|(tx, live)| {
+            let events = tx.subscribe();
+            ChangeFeed {
+                events,
+                live: live.load(Ordering::Acquire),
+            }
+        })
     }
 
     async fn get(&self, id: &DeploymentId) -> Result<Option<StateData>> {

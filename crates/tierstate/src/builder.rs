@@ -164,7 +164,15 @@ impl StateManagerBuilder {
             Metrics::new(self.metrics_capacity, self.callback),
         );
         manager.follow_changes();
-        if self.warm_up && manager.hot_enabled() {
+        // With a change feed, warm up only once it is live: its first `Resumed` clears HOT, and
+        // commits made before it started listening could otherwise stay cached.
+        let live = manager
+            .wait_coherent(std::time::Duration::from_secs(10))
+            .await;
+        if !live {
+            tracing::warn!("change feed not live after 10 s: skipping warm-up; loads read WARM");
+        }
+        if self.warm_up && live && manager.hot_enabled() {
             manager.warm_up().await?;
         }
         Ok(manager)

@@ -82,8 +82,8 @@ impl StateManager {
         retention: Retention,
         metrics: Metrics,
     ) -> Self {
-        // A store with a change feed starts untrusted until its listener reports `Resumed`.
-        let coherent = AtomicBool::new(warm.changes().is_none());
+        // Trusted until `follow_changes` subscribes to a change feed and learns its state.
+        let coherent = AtomicBool::new(true);
         Self {
             inner: Arc::new(Inner {
                 warm,
@@ -165,9 +165,12 @@ impl StateManager {
     /// Follows the WARM store's change feed (if it has one): evicts HOT entries that other
     /// processes made stale, and stops trusting HOT while the feed may have missed commits.
     pub(crate) fn follow_changes(&self) {
-        let Some(mut feed) = self.inner.warm.changes() else {
+        let Some(feed) = self.inner.warm.changes() else {
             return;
         };
+        // Trust HOT only while the feed is live; later transitions arrive as events.
+        self.inner.coherent.store(feed.live, Ordering::Release);
+        let mut feed = feed.events;
         let weak: Weak<Inner> = Arc::downgrade(&self.inner);
         tokio::spawn(async move {
             use tokio::sync::broadcast::error::RecvError;
@@ -201,6 +204,18 @@ impl StateManager {
                 }
             }
         });
+    }
+
+    /// Waits up to `limit` for HOT to be trusted (the change feed live); returns whether it is.
+    pub async fn wait_coherent(&self, limit: std::time::Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while !self.hot_is_coherent() {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+        true
     }
 
     /// Whether HOT is currently trusted (false while a shared store's change feed is down).
