@@ -1,0 +1,283 @@
+//! Migration steps and their registry.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+/// The function of one step: the state at `version - 1` in, the state at `version` out.
+pub type MigrateFn =
+    Arc<dyn Fn(Map<String, Value>) -> Result<Map<String, Value>, String> + Send + Sync>;
+
+/// Why a migration could not be registered, planned or applied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MigrationError {
+    /// Two steps claim the same version.
+    #[error("a migration to version {0} is already registered")]
+    Duplicate(u32),
+    /// A step's version is not above the base version.
+    #[error("migration version {version} must be greater than the base version {base}")]
+    BelowBase {
+        /// The step's version.
+        version: u32,
+        /// The registry's base version.
+        base: u32,
+    },
+    /// A step's `rollback_safe_until` is above its own version.
+    #[error("migration {version}: rollback_safe_until {until} is above the step's own version")]
+    BadRollback {
+        /// The step's version.
+        version: u32,
+        /// The offending value.
+        until: u32,
+    },
+    /// No registered step leads to `missing` on the way from `from` to `to`.
+    #[error("no migration to version {missing} (needed on the way from {from} to {to})")]
+    Gap {
+        /// The version with no step.
+        missing: u32,
+        /// Start of the path.
+        from: u32,
+        /// End of the path.
+        to: u32,
+    },
+    /// The data is newer than this registry knows.
+    #[error("state is at schema version {found}, newer than this build's {current}")]
+    TooNew {
+        /// The state's schema version.
+        found: u32,
+        /// The registry's current version.
+        current: u32,
+    },
+    /// A step failed; the input state is untouched.
+    #[error("migration to version {version} ({description}) failed: {reason}")]
+    StepFailed {
+        /// The failing step.
+        version: u32,
+        /// Its description.
+        description: String,
+        /// What it said.
+        reason: String,
+    },
+}
+
+/// One step of a payload schema.
+#[derive(Clone)]
+pub struct StateMigration {
+    /// The schema version this step produces (from `version - 1`).
+    pub version: u32,
+    /// What it changes, for logs and operators.
+    pub description: String,
+    /// The transformation.
+    pub migrate: MigrateFn,
+    /// The oldest schema version whose binaries can still read data at `version` (e.g. a new
+    /// optional field: `version - 1`; a renamed or removed field: `version`).
+    pub rollback_safe_until: u32,
+}
+
+impl fmt::Debug for StateMigration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StateMigration")
+            .field("version", &self.version)
+            .field("description", &self.description)
+            .field("rollback_safe_until", &self.rollback_safe_until)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StateMigration {
+    /// A step on raw JSON objects.
+    pub fn new(
+        version: u32,
+        description: impl Into<String>,
+        rollback_safe_until: u32,
+        migrate: impl Fn(Map<String, Value>) -> Result<Map<String, Value>, String>
+        + Send
+        + Sync
+        + 'static,
+    ) -> Self {
+        Self {
+            version,
+            description: description.into(),
+            migrate: Arc::new(migrate),
+            rollback_safe_until,
+        }
+    }
+
+    /// A step written against serde types: decode `From`, convert, encode `To`.
+    pub fn typed<From, To>(
+        version: u32,
+        description: impl Into<String>,
+        rollback_safe_until: u32,
+        convert: impl Fn(From) -> Result<To, String> + Send + Sync + 'static,
+    ) -> Self
+    where
+        From: DeserializeOwned,
+        To: Serialize,
+    {
+        Self::new(version, description, rollback_safe_until, move |state| {
+            let old: From = serde_json::from_value(Value::Object(state))
+                .map_err(|e| format!("state does not match the step's input type: {e}"))?;
+            match serde_json::to_value(convert(old)?) {
+                Ok(Value::Object(map)) => Ok(map),
+                Ok(_) => Err("the step's output type is not a JSON object".into()),
+                Err(e) => Err(format!("cannot encode the step's output: {e}")),
+            }
+        })
+    }
+}
+
+/// Which binaries can read data at the registry's current version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RollbackInfo {
+    /// The registry's current version.
+    pub current: u32,
+    /// The oldest binary schema version that can still read data at `current`.
+    pub oldest_reader: u32,
+}
+
+/// The registered steps of one payload schema.
+#[derive(Debug, Clone)]
+pub struct MigrationRegistry {
+    base: u32,
+    steps: BTreeMap<u32, StateMigration>,
+}
+
+impl Default for MigrationRegistry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MigrationRegistry {
+    /// An empty registry whose states start at schema version 1.
+    pub fn new() -> Self {
+        Self::with_base(1)
+    }
+
+    /// An empty registry whose states start at `base`.
+    pub fn with_base(base: u32) -> Self {
+        Self {
+            base,
+            steps: BTreeMap::new(),
+        }
+    }
+
+    /// Adds a step.
+    ///
+    /// # Errors
+    /// `Duplicate` if its version is taken, `BelowBase` if it is not above the base version,
+    /// `BadRollback` if `rollback_safe_until` is above its version.
+    pub fn register(&mut self, step: StateMigration) -> Result<&mut Self, MigrationError> {
+        if step.version <= self.base {
+            return Err(MigrationError::BelowBase {
+                version: step.version,
+                base: self.base,
+            });
+        }
+        if step.rollback_safe_until > step.version {
+            return Err(MigrationError::BadRollback {
+                version: step.version,
+                until: step.rollback_safe_until,
+            });
+        }
+        if self.steps.contains_key(&step.version) {
+            return Err(MigrationError::Duplicate(step.version));
+        }
+        self.steps.insert(step.version, step);
+        Ok(self)
+    }
+
+    /// The version new states are written at: the highest registered step, or the base.
+    pub fn current_version(&self) -> u32 {
+        self.steps.keys().next_back().copied().unwrap_or(self.base)
+    }
+
+    /// The version states start at.
+    pub fn base_version(&self) -> u32 {
+        self.base
+    }
+
+    /// The registered steps, in version order.
+    pub fn steps(&self) -> impl Iterator<Item = &StateMigration> {
+        self.steps.values()
+    }
+
+    /// The steps from `from` to `to`, in order.
+    ///
+    /// # Errors
+    /// `Gap` naming the first version with no step; `TooNew` if `from` is above `to`.
+    pub fn path(&self, from: u32, to: u32) -> Result<Vec<&StateMigration>, MigrationError> {
+        if from > to {
+            return Err(MigrationError::TooNew {
+                found: from,
+                current: to,
+            });
+        }
+        ((from + 1)..=to)
+            .map(|v| {
+                self.steps.get(&v).ok_or(MigrationError::Gap {
+                    missing: v,
+                    from,
+                    to,
+                })
+            })
+            .collect()
+    }
+
+    /// Which older binaries can read data at the current version: the oldest `b` such that
+    /// every step above `b` allows readers at `b`.
+    pub fn rollback_info(&self) -> RollbackInfo {
+        let current = self.current_version();
+        let mut oldest = current;
+        while oldest > self.base {
+            let candidate = oldest - 1;
+            let ok = self
+                .steps
+                .range(candidate + 1..=current)
+                .all(|(_, s)| s.rollback_safe_until <= candidate);
+            if !ok {
+                break;
+            }
+            oldest = candidate;
+        }
+        RollbackInfo {
+            current,
+            oldest_reader: oldest,
+        }
+    }
+
+    /// Migrates `state` from schema `from` to the current version; returns it with its new
+    /// version. The input is consumed only on success in the sense that a failure returns no
+    /// partial state: the caller's stored copy is never touched.
+    ///
+    /// # Errors
+    /// `TooNew` if `from` is above the current version, `Gap` for a missing step,
+    /// `StepFailed` naming the failing step.
+    pub fn migrate(
+        &self,
+        state: Map<String, Value>,
+        from: u32,
+    ) -> Result<(Map<String, Value>, u32), MigrationError> {
+        let current = self.current_version();
+        if from > current {
+            return Err(MigrationError::TooNew {
+                found: from,
+                current,
+            });
+        }
+        let mut state = state;
+        for step in self.path(from, current)? {
+            state = (step.migrate)(state).map_err(|reason| MigrationError::StepFailed {
+                version: step.version,
+                description: step.description.clone(),
+                reason,
+            })?;
+        }
+        Ok((state, current))
+    }
+}
