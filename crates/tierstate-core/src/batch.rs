@@ -195,6 +195,11 @@ impl WriteBatch {
         &self.ops
     }
 
+    /// The members, mutable (a manager stamps payload schema versions on them).
+    pub fn ops_mut(&mut self) -> &mut [BatchOp] {
+        &mut self.ops
+    }
+
     /// Number of members.
     pub fn len(&self) -> usize {
         self.ops.len()

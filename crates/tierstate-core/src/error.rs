@@ -94,6 +94,42 @@ pub enum Error {
         /// The newest schema version this build knows.
         supported: u32,
     },
+    /// A state's payload schema is newer than this build's migrations know: it is refused,
+    /// never returned or rewritten by an older binary.
+    #[error(
+        "state of {deployment_id} is at payload schema {found}, newer than this build's {supported}; upgrade the binary"
+    )]
+    PayloadTooNew {
+        /// The deployment.
+        deployment_id: DeploymentId,
+        /// The stored state's schema version.
+        found: u32,
+        /// The newest schema this build's registry knows.
+        supported: u32,
+    },
+    /// This binary is older than the oldest one that can read the store's data: opening it
+    /// would risk misreading or overwriting newer states.
+    #[error(
+        "payload schema {data_version} has been written to this store and is readable only by binaries at schema {oldest_reader} or newer; this binary is at {binary_version} (rolled back below rollback_safe_until)"
+    )]
+    RollbackUnsafe {
+        /// The newest payload schema written to the store.
+        data_version: u32,
+        /// The oldest binary schema that can read it.
+        oldest_reader: u32,
+        /// This binary's schema version.
+        binary_version: u32,
+    },
+    /// A payload migration step failed; the stored state is untouched.
+    #[error("migrating {deployment_id} from payload schema {from} failed: {reason}")]
+    MigrationFailed {
+        /// The deployment.
+        deployment_id: DeploymentId,
+        /// The schema version it is stored at.
+        from: u32,
+        /// Which step failed and why.
+        reason: String,
+    },
     /// The backend failed; [`Error::is_retryable`] says whether trying again may help.
     #[error("{backend} backend error ({kind:?}): {message}")]
     Backend {

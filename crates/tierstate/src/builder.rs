@@ -20,6 +20,8 @@ pub struct StateManagerBuilder {
     warm_up: bool,
     metrics_capacity: usize,
     callback: Option<MetricsCallback>,
+    migrations: Option<tierstate_migrate::MigrationRegistry>,
+    write_back: bool,
 }
 
 enum WarmChoice {
@@ -42,6 +44,8 @@ impl Default for StateManagerBuilder {
             warm_up: true,
             metrics_capacity: 4096,
             callback: None,
+            migrations: None,
+            write_back: true,
         }
     }
 }
@@ -128,11 +132,27 @@ impl StateManagerBuilder {
         self
     }
 
+    /// Payload migrations: states below the registry's current schema are migrated on load,
+    /// newer ones refused, and every write is stamped with the current schema. Opening fails if
+    /// this binary is below the store's recorded `rollback_safe_until`.
+    pub fn migrations(mut self, registry: tierstate_migrate::MigrationRegistry) -> Self {
+        self.migrations = Some(registry);
+        self
+    }
+
+    /// Whether a migrated state is written back (by CAS, never clobbering a concurrent writer).
+    /// Default true; with false every load of an old state migrates it in memory again.
+    pub fn migration_write_back(mut self, write_back: bool) -> Self {
+        self.write_back = write_back;
+        self
+    }
+
     /// Opens the WARM tier and, if enabled, warms HOT from it.
     ///
     /// # Errors
     /// `InvalidInput` if no WARM tier was configured; any error opening it (it never falls back
-    /// to a HOT-only mode); `Backend` if the warm-up read fails.
+    /// to a HOT-only mode); `RollbackUnsafe` if this binary's payload schema is below what the
+    /// store's data needs; `Backend` if the warm-up read fails.
     pub async fn build(self) -> Result<StateManager> {
         let warm: Arc<dyn StateStore> = match self.warm {
             Some(WarmChoice::Store(s)) => s,
@@ -162,7 +182,13 @@ impl StateManagerBuilder {
             hot,
             self.retention,
             Metrics::new(self.metrics_capacity, self.callback),
+            self.migrations.map(|registry| crate::payload::Payload {
+                registry: Arc::new(registry),
+                write_back: self.write_back,
+                guard_newer: std::sync::atomic::AtomicBool::new(false),
+            }),
         );
+        manager.check_payload_marker().await?;
         manager.follow_changes();
         // With a change feed, warm up only once it is live: its first `Resumed` clears HOT, and
         // commits made before it started listening could otherwise stay cached.

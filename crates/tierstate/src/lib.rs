@@ -24,16 +24,19 @@ mod builder;
 mod hot;
 mod manager;
 pub mod metrics;
+mod payload;
 
 pub use builder::StateManagerBuilder;
 #[cfg(feature = "hot")]
 pub use hot::HotConfig;
 pub use manager::{StateManager, Versioned};
 pub use metrics::{Metrics, Op, OpRecord, Outcome, TierSummary};
+pub use payload::PAYLOAD_MARKER;
 pub use tierstate_core::{
     BackendErrorKind, BatchOp, Checksum, DeploymentId, Error, InMemoryStore, PutMode, Result,
     Retention, StateData, StateStore, StateWrite, Tier, WriteBatch,
 };
+pub use tierstate_migrate::{MigrationError, MigrationRegistry, RollbackInfo, StateMigration};
 #[cfg(feature = "postgres")]
 pub use tierstate_postgres::{PostgresConfig, PostgresStore};
 #[cfg(feature = "redb")]

@@ -16,6 +16,7 @@ use tracing::{Instrument, debug_span, warn};
 use crate::StateManagerBuilder;
 use crate::hot::Hot;
 use crate::metrics::{Metrics, Op, Outcome};
+use crate::payload::Payload;
 
 /// A typed state with the version it was stored at (pass that version to the next update).
 #[derive(Debug, Clone, PartialEq)]
@@ -45,6 +46,8 @@ struct Inner {
     metrics: Metrics,
     /// False while the store's change feed may have missed commits: HOT is then not trusted.
     coherent: AtomicBool,
+    /// Payload migrations, if configured.
+    payload: Option<Payload>,
 }
 
 impl std::fmt::Debug for StateManager {
@@ -81,6 +84,7 @@ impl StateManager {
         hot: Hot,
         retention: Retention,
         metrics: Metrics,
+        payload: Option<Payload>,
     ) -> Self {
         // Trusted until `follow_changes` subscribes to a change feed and learns its state.
         let coherent = AtomicBool::new(true);
@@ -91,6 +95,7 @@ impl StateManager {
                 retention,
                 metrics,
                 coherent,
+                payload,
             }),
         }
     }
@@ -143,6 +148,32 @@ impl StateManager {
         }
         .instrument(span)
         .await
+    }
+
+    /// After a rollback to an older (but rollback-safe) binary, refuses to overwrite a state a
+    /// newer binary wrote: that would silently drop what this binary does not understand.
+    async fn guard_newer(&self, p: &Payload, id: &DeploymentId) -> Result<()> {
+        if !p.guard_newer.load(std::sync::atomic::Ordering::Acquire) {
+            return Ok(());
+        }
+        if let Some(stored) = self.inner.warm.get(id).await?
+            && stored.schema_version > p.current()
+        {
+            return Err(Error::PayloadTooNew {
+                deployment_id: id.clone(),
+                found: stored.schema_version,
+                supported: p.current(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Checks (and records) this binary's payload schema against the store's marker.
+    pub(crate) async fn check_payload_marker(&self) -> Result<()> {
+        match &self.inner.payload {
+            Some(p) => p.check_marker(&self.inner.warm).await,
+            None => Ok(()),
+        }
     }
 
     /// While the change feed is down, HOT may be stale: read WARM. Only if WARM cannot be
@@ -236,6 +267,13 @@ impl StateManager {
             match self.inner.warm.get(id).await {
                 Ok(Some(data)) => {
                     self.record(Tier::Warm, Op::Load, start, Outcome::Ok);
+                    let data = match &self.inner.payload {
+                        Some(p) => {
+                            p.upgrade(&self.inner.warm, self.inner.retention, data)
+                                .await?
+                        }
+                        None => data,
+                    };
                     self.inner.hot.insert(&data, ticket);
                     Ok(Some(Arc::new(data)))
                 }
@@ -279,9 +317,13 @@ impl StateManager {
     /// # Errors
     /// `AlreadyExists`/`Conflict` (HOT entry evicted), `InvalidInput`, or `Backend` (HOT entry
     /// evicted: the outcome may be unknown, so the next load reads WARM).
-    pub async fn save(&self, write: StateWrite) -> Result<Arc<StateData>> {
+    pub async fn save(&self, mut write: StateWrite) -> Result<Arc<StateData>> {
         let span = debug_span!("tierstate.save", deployment = %write.deployment_id);
         async {
+            if let Some(p) = &self.inner.payload {
+                self.guard_newer(p, &write.deployment_id).await?;
+                write.schema_version = p.current();
+            }
             let id = write.deployment_id.clone();
             let ticket = self.inner.hot.ticket();
             let start = Instant::now();
@@ -386,7 +428,15 @@ impl StateManager {
     /// # Errors
     /// As [`tierstate_core::StateStore::commit`]; on failure the HOT entries of every member are
     /// evicted.
-    pub async fn commit(&self, batch: WriteBatch) -> Result<Vec<Arc<StateData>>> {
+    pub async fn commit(&self, mut batch: WriteBatch) -> Result<Vec<Arc<StateData>>> {
+        if let Some(p) = &self.inner.payload {
+            for op in batch.ops_mut() {
+                if let tierstate_core::BatchOp::Put(w) = op {
+                    self.guard_newer(p, &w.deployment_id).await?;
+                    w.schema_version = p.current();
+                }
+            }
+        }
         let ids: Vec<DeploymentId> = batch
             .ops()
             .iter()
@@ -528,8 +578,16 @@ impl StateManager {
                     match row {
                         Ok(data) => {
                             after = Some(data.deployment_id.clone());
-                            self.inner.hot.insert(&data, ticket);
-                            cached += 1;
+                            // Old payloads are migrated by their first load, not cached raw.
+                            let stale = self
+                                .inner
+                                .payload
+                                .as_ref()
+                                .is_some_and(|p| data.schema_version != p.current());
+                            if !stale {
+                                self.inner.hot.insert(&data, ticket);
+                                cached += 1;
+                            }
                         }
                         Err(e) => {
                             if let Error::Integrity { deployment_id, .. } = &e {
