@@ -21,12 +21,14 @@
 #![deny(missing_docs)]
 
 mod builder;
+mod bulk;
 mod hot;
 mod manager;
 pub mod metrics;
 mod payload;
 
 pub use builder::StateManagerBuilder;
+pub use bulk::{MigrationReport, migrate_states};
 #[cfg(feature = "hot")]
 pub use hot::HotConfig;
 pub use manager::{StateManager, Versioned};

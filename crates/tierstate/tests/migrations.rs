@@ -233,3 +233,46 @@ async fn rollback_below_rollback_safe_until_fails_to_open() {
         .await
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_migration_is_idempotent_resumable_and_counts() {
+    let store = Arc::new(InMemoryStore::new());
+    let warm: Arc<dyn StateStore> = store.clone();
+    for i in 0..1000 {
+        seed(
+            &store,
+            &format!("d{i:04}"),
+            json!({"qty": i.to_string()}),
+            1,
+        )
+        .await;
+    }
+    seed(&store, "already", json!({"size": "1", "venue": "v"}), 3).await;
+    seed(&store, "broken", json!({"nothing": 0}), 1).await;
+    let reg = registry(vec![rename_qty(), add_venue()]);
+    let mut pages = 0;
+    let report = tierstate::migrate_states(&warm, &reg, 128, Retention::DEFAULT, |_, _| pages += 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        (report.migrated, report.already_current, report.failed),
+        (1000, 1, 1)
+    );
+    assert_eq!(
+        report.failures[0].0.as_ref().map(|d| d.as_str()),
+        Some("broken")
+    );
+    assert!(pages >= 8);
+    let d = store.get(&id("d0042")).await.unwrap().unwrap();
+    assert_eq!((d.schema_version, d.version), (3, 2));
+    assert_eq!(d.state, obj(json!({"size": "42", "venue": "default"})));
+    // Running again (as after a crash) changes nothing and counts everything as current.
+    let again = tierstate::migrate_states(&warm, &reg, 128, Retention::DEFAULT, |_, _| {})
+        .await
+        .unwrap();
+    assert_eq!(
+        (again.migrated, again.already_current, again.failed),
+        (0, 1001, 1)
+    );
+    assert_eq!(store.get(&id("d0042")).await.unwrap().unwrap().version, 2);
+}
