@@ -23,5 +23,7 @@ mod store;
 mod writer;
 
 pub use config::{SqliteConfig, Synchronous};
-pub use schema::{SCHEMA_VERSION, schema_sql};
+pub use schema::{
+    SCHEMA_VERSION, STEPS, create_at_version, pending_steps, schema_sql, steps_after,
+};
 pub use store::SqliteStore;

@@ -15,17 +15,20 @@ use crate::config::Synchronous;
 use crate::error::{BACKEND, map};
 
 /// The schema version this build writes and the newest it can open.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// `PRAGMA application_id` of tierstate files: "tSt1".
 const APPLICATION_ID: i32 = 0x7453_7431;
 
-/// The DDL of [`SCHEMA_VERSION`].
+/// The DDL steps, in order: step `v` takes a database from version `v - 1` to `v`.
 ///
-/// `ts_head` holds one small row per deployment (the CAS point); `ts_version` holds every
+/// v1: `ts_head` holds one small row per deployment (the CAS point); `ts_version` holds every
 /// retained version's canonical JSON body and checksum.
-pub fn schema_sql() -> &'static str {
-    "CREATE TABLE ts_head (
+/// v2: an index on `ts_version(updated_at)`, for time-range history queries and audits.
+pub const STEPS: &[(u32, &str)] = &[
+    (
+        1,
+        "CREATE TABLE ts_head (
     deployment_id TEXT NOT NULL PRIMARY KEY,
     version INTEGER NOT NULL CHECK (version >= 1),
     created_at INTEGER NOT NULL
@@ -38,7 +41,68 @@ CREATE TABLE ts_version (
     updated_at INTEGER NOT NULL,
     body BLOB NOT NULL,
     PRIMARY KEY (deployment_id, version)
-);"
+);",
+    ),
+    (
+        2,
+        "CREATE INDEX ts_version_updated_at ON ts_version (updated_at);",
+    ),
+];
+
+/// The DDL of every step up to [`SCHEMA_VERSION`], concatenated.
+pub fn schema_sql() -> String {
+    STEPS
+        .iter()
+        .map(|(_, sql)| *sql)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The steps a database at `found` still needs.
+pub fn steps_after(found: u32) -> Vec<(u32, &'static str)> {
+    STEPS.iter().copied().filter(|(v, _)| *v > found).collect()
+}
+
+/// Test and tooling helper: creates a tierstate schema at exactly `version` in an empty
+/// database (to build fixtures of older versions).
+///
+/// # Errors
+/// `InvalidInput` for an unknown version; `Backend` if SQLite fails.
+pub fn create_at_version(conn: &Connection, version: u32) -> Result<()> {
+    if version == 0 || version > SCHEMA_VERSION {
+        return Err(Error::invalid(
+            "version",
+            format!("{version} is not a schema version of this build"),
+        ));
+    }
+    for (_, sql) in STEPS.iter().filter(|(v, _)| *v <= version) {
+        conn.execute_batch(sql).map_err(map)?;
+    }
+    conn.pragma_update(None, "application_id", APPLICATION_ID)
+        .map_err(map)?;
+    conn.pragma_update(None, "user_version", version)
+        .map_err(map)?;
+    Ok(())
+}
+
+/// The schema version recorded in the file at `path` and the steps opening it would apply,
+/// without changing anything (`cargo xtask migrate --dry-run`).
+///
+/// # Errors
+/// `Backend` if the file cannot be read; `SchemaTooNew` if a newer build wrote it.
+pub fn pending_steps(path: &Path) -> Result<(u32, Vec<(u32, &'static str)>)> {
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(map)?;
+    let found: u32 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(map)?;
+    if found > SCHEMA_VERSION {
+        return Err(Error::SchemaTooNew {
+            backend: BACKEND,
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    Ok((found, steps_after(found)))
 }
 
 /// Creates the file with mode 0600 if it does not exist yet (SQLite would use 0644). The WAL
@@ -137,12 +201,7 @@ fn check_or_create(conn: &Connection, path: &Path) -> Result<()> {
         .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
         .map_err(map)?;
     if app_id == 0 && objects == 0 {
-        conn.execute_batch(schema_sql()).map_err(map)?;
-        conn.pragma_update(None, "application_id", APPLICATION_ID)
-            .map_err(map)?;
-        conn.pragma_update(None, "user_version", SCHEMA_VERSION)
-            .map_err(map)?;
-        return Ok(());
+        return create_at_version(conn, SCHEMA_VERSION);
     }
     if app_id != APPLICATION_ID {
         return Err(Error::Backend {
@@ -162,6 +221,15 @@ fn check_or_create(conn: &Connection, path: &Path) -> Result<()> {
             supported: SCHEMA_VERSION,
         });
     }
-    // Version 1 is the only schema so far; upgrade steps from older versions go here.
+    if version == SCHEMA_VERSION {
+        return Ok(());
+    }
+    // Older file: apply the missing steps inside the caller's transaction (all or nothing).
+    for (v, sql) in steps_after(version) {
+        conn.execute_batch(sql).map_err(map)?;
+        tracing::info!(path = %path.display(), step = v, "upgraded tierstate SQLite schema");
+    }
+    conn.pragma_update(None, "user_version", SCHEMA_VERSION)
+        .map_err(map)?;
     Ok(())
 }
