@@ -139,6 +139,83 @@ impl PostgresStore {
         Ok(Self { pool, config, feed })
     }
 
+    /// Applies the embedded migrations up to `version` only, on a fresh schema: builds fixtures
+    /// of older versions for upgrade tests and tooling. Nothing else (no listener) is started.
+    ///
+    /// # Errors
+    /// As [`PostgresStore::connect`].
+    pub async fn create_at_version(config: &PostgresConfig, version: i64) -> Result<PgPool> {
+        let mut opts = PgConnectOptions::from_str(config.url())
+            .map_err(|e| Error::invalid("url", crate::config::redact(&e.to_string())))?;
+        if let Some(schema) = &config.schema {
+            opts = opts.options([("search_path", schema.as_str())]);
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(2)
+            .connect_with(opts)
+            .await
+            .map_err(not_applied)?;
+        if let Some(schema) = &config.schema {
+            // Validated to [a-z_][a-z0-9_]* by PostgresConfig::schema.
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "CREATE SCHEMA IF NOT EXISTS \"{schema}\""
+            )))
+            .execute(&pool)
+            .await
+            .map_err(map)?;
+        }
+        MIGRATOR
+            .run_to(version, &pool)
+            .await
+            .map_err(|e| Error::Backend {
+                backend: BACKEND,
+                kind: BackendErrorKind::Other,
+                message: format!(
+                    "migration failed: {}",
+                    crate::config::redact(&e.to_string())
+                ),
+                source: Some(Box::new(e)),
+            })?;
+        Ok(pool)
+    }
+
+    /// The migrations a database still needs, without applying anything (dry run):
+    /// (version, description) pairs.
+    ///
+    /// # Errors
+    /// `Backend` if the server cannot be reached; `SchemaTooNew` for a newer database.
+    pub async fn pending_migrations(config: &PostgresConfig) -> Result<Vec<(i64, String)>> {
+        let mut opts = PgConnectOptions::from_str(config.url())
+            .map_err(|e| Error::invalid("url", crate::config::redact(&e.to_string())))?;
+        if let Some(schema) = &config.schema {
+            opts = opts.options([("search_path", schema.as_str())]);
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .connect_with(opts)
+            .await
+            .map_err(not_applied)?;
+        refuse_newer(&pool).await?;
+        let exists: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+            .fetch_one(&pool)
+            .await
+            .map_err(map)?;
+        let applied: Vec<i64> = if exists {
+            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+                .fetch_all(&pool)
+                .await
+                .map_err(map)?
+        } else {
+            Vec::new()
+        };
+        pool.close().await;
+        Ok(MIGRATOR
+            .iter()
+            .filter(|m| !applied.contains(&m.version))
+            .map(|m| (m.version, m.description.to_string()))
+            .collect())
+    }
+
     /// The newest schema migration this build knows.
     pub fn schema_version() -> i64 {
         MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)

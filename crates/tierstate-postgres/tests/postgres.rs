@@ -5,38 +5,38 @@ mod common;
 use tierstate_core::{BackendErrorKind, DeploymentId, Error, Retention, StateStore, StateWrite};
 use tierstate_postgres::{PostgresConfig, PostgresStore};
 
-#[tokio::test]
-async fn schema_snapshot() {
-    let Some(url) = common::url() else { return };
-    let schema = common::fresh_schema("snap");
-    let store = PostgresStore::connect(PostgresConfig::new(&url).schema(&schema).unwrap())
-        .await
-        .unwrap();
+/// Columns, indexes and checks of tierstate's tables in `schema`, as text.
+async fn schema_dump(pool: &sqlx::PgPool, schema: &str) -> String {
     let cols: Vec<(String, String, String, String, Option<String>)> = sqlx::query_as(
         "SELECT table_name::text, column_name::text, data_type::text, is_nullable::text, collation_name::text \
          FROM information_schema.columns WHERE table_schema = $1 AND table_name LIKE 'ts_%' \
          ORDER BY table_name, ordinal_position",
     )
-    .bind(&schema)
-    .fetch_all(store.pool())
+    .bind(schema)
+    .fetch_all(pool)
     .await
     .unwrap();
     let idx: Vec<(String, String)> = sqlx::query_as(
         "SELECT indexname::text, replace(indexdef, $1 || '.', '') FROM pg_indexes \
          WHERE schemaname = $1 ORDER BY indexname",
     )
-    .bind(&schema)
-    .fetch_all(store.pool())
+    .bind(schema)
+    .fetch_all(pool)
     .await
     .unwrap();
     let checks: Vec<(String, String)> = sqlx::query_as(
         "SELECT conrelid::regclass::text, pg_get_constraintdef(oid) FROM pg_constraint \
          WHERE connamespace = $1::regnamespace AND contype = 'c' ORDER BY 1, 2",
     )
-    .bind(&schema)
-    .fetch_all(store.pool())
+    .bind(schema)
+    .fetch_all(pool)
     .await
     .unwrap();
+    let applied: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations ORDER BY version")
+            .fetch_all(pool)
+            .await
+            .unwrap();
     let mut out = String::new();
     for (t, c, ty, null, coll) in cols {
         out.push_str(&format!(
@@ -51,11 +51,85 @@ async fn schema_snapshot() {
         let table = table.rsplit('.').next().unwrap_or(&table).to_owned();
         out.push_str(&format!("check {table}: {def}\n"));
     }
-    out.push_str(&format!(
-        "migrations applied up to {}\n",
-        PostgresStore::schema_version()
-    ));
-    insta::assert_snapshot!("postgres_schema_v1", out);
+    out.push_str(&format!("migrations applied: {applied:?}\n"));
+    out
+}
+
+/// One snapshot per migration version; a store connected fresh equals the newest.
+#[tokio::test]
+async fn schema_snapshots_at_every_version() {
+    let Some(url) = common::url() else { return };
+    for v in 1..=PostgresStore::schema_version() {
+        let schema = common::fresh_schema("snap");
+        let cfg = PostgresConfig::new(&url).schema(&schema).unwrap();
+        let pool = PostgresStore::create_at_version(&cfg, v).await.unwrap();
+        insta::assert_snapshot!(
+            format!("postgres_schema_v{v}"),
+            schema_dump(&pool, &schema).await
+        );
+    }
+    let schema = common::fresh_schema("snap");
+    let store = PostgresStore::connect(PostgresConfig::new(&url).schema(&schema).unwrap())
+        .await
+        .unwrap();
+    let fixture_schema = common::fresh_schema("snap");
+    let cfg = PostgresConfig::new(&url).schema(&fixture_schema).unwrap();
+    let latest = PostgresStore::create_at_version(&cfg, PostgresStore::schema_version())
+        .await
+        .unwrap();
+    assert_eq!(
+        schema_dump(store.pool(), &schema).await,
+        schema_dump(&latest, &fixture_schema)
+            .await
+            .replace(&fixture_schema, &schema)
+    );
+}
+
+/// A database at migration 1 with data is upgraded on connect, data intact; the dry run lists
+/// the pending steps first and applies nothing.
+#[tokio::test]
+async fn v1_fixture_upgrades_with_data_intact() {
+    use tierstate_core::{Checksum, canonical_json};
+    let Some(url) = common::url() else { return };
+    let schema = common::fresh_schema("upg");
+    let cfg = PostgresConfig::new(&url).schema(&schema).unwrap();
+    let pool = PostgresStore::create_at_version(&cfg, 1).await.unwrap();
+    let state = serde_json::json!({"n": 7}).as_object().unwrap().clone();
+    let body = canonical_json(&state);
+    sqlx::query("INSERT INTO ts_head VALUES ('a', 1, 1700000000000000)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO ts_version VALUES ('a', 1, 1, $1, 1700000000000000, $2)")
+        .bind(Checksum::of(&body).to_hex())
+        .bind(&body)
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let pending = PostgresStore::pending_migrations(&cfg).await.unwrap();
+    assert_eq!(
+        pending.iter().map(|(v, _)| *v).collect::<Vec<_>>(),
+        (2..=PostgresStore::schema_version()).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        PostgresStore::pending_migrations(&cfg).await.unwrap().len(),
+        pending.len(),
+        "dry run applies nothing"
+    );
+    let store = PostgresStore::connect(cfg.clone()).await.unwrap();
+    let d = store
+        .get(&DeploymentId::new("a").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((d.version, d.state), (1, state));
+    assert!(
+        PostgresStore::pending_migrations(&cfg)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test]
