@@ -34,6 +34,32 @@ enum Task {
         #[arg(long)]
         quick: bool,
     },
+    /// Upgrades a database's own schema in place (`--dry-run` shows the steps).
+    Migrate {
+        /// sqlite, redb or postgres.
+        #[arg(long)]
+        backend: String,
+        /// File path or connection URL.
+        #[arg(long)]
+        url: String,
+        /// PostgreSQL schema.
+        #[arg(long)]
+        schema: Option<String>,
+        /// Show the steps, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Rewrites every state to the latest payload schema of the demo registry (see the
+    /// migrate_states example; a real deployment calls `tierstate::migrate_states` with its own
+    /// registry).
+    MigrateStates {
+        /// How many states to seed in a new file.
+        #[arg(long, default_value_t = 100_000)]
+        states: u64,
+        /// The SQLite file.
+        #[arg(long, default_value = "migrate-demo.db")]
+        path: String,
+    },
     /// Runs the kill -9 crash harness for N cycles per backend.
     Crash {
         /// Cycles per backend.
@@ -49,14 +75,28 @@ fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }
 
-/// The command line without its environment (which may hold a database password).
+/// The command line without its environment, and with URL passwords masked.
 fn shown(cmd: &Command) -> String {
     let mut s = cmd.get_program().to_string_lossy().into_owned();
     for a in cmd.get_args() {
         s.push(' ');
-        s.push_str(&a.to_string_lossy());
+        s.push_str(&redact(&a.to_string_lossy()));
     }
     s
+}
+
+/// `scheme://user:password@host` → `scheme://user:***@host`.
+fn redact(arg: &str) -> String {
+    let Some(start) = arg.find("://") else {
+        return arg.to_owned();
+    };
+    let rest = &arg[start + 3..];
+    match (rest.find(':'), rest.find('@')) {
+        (Some(colon), Some(at)) if colon < at => {
+            format!("{}{}:***{}", &arg[..start + 3], &rest[..colon], &rest[at..])
+        }
+        _ => arg.to_owned(),
+    }
 }
 
 fn run(cmd: &mut Command) -> Result<(), String> {
@@ -80,6 +120,50 @@ fn main() -> ExitCode {
         } => test(crash_cycles, require_postgres),
         Task::Bench { json, quick } => bench(json, quick),
         Task::Crash { cycles, seed } => crash(cycles, seed),
+        Task::Migrate {
+            backend,
+            url,
+            schema,
+            dry_run,
+        } => {
+            let mut cmd = cargo();
+            cmd.args([
+                "run",
+                "--quiet",
+                "-p",
+                "tierstate",
+                "--features",
+                "sqlite,redb,postgres",
+            ])
+            .args([
+                "--example",
+                "db_migrate",
+                "--",
+                "--backend",
+                &backend,
+                "--url",
+                &url,
+            ]);
+            if let Some(s) = &schema {
+                cmd.args(["--schema", s]);
+            }
+            if dry_run {
+                cmd.arg("--dry-run");
+            }
+            run(&mut cmd)
+        }
+        Task::MigrateStates { states, path } => run(cargo()
+            .args([
+                "run",
+                "--quiet",
+                "--release",
+                "-p",
+                "tierstate",
+                "--example",
+                "migrate_states",
+                "--",
+            ])
+            .args([states.to_string(), path])),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

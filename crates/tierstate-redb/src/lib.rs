@@ -21,4 +21,4 @@ mod writer;
 
 pub use config::{RedbConfig, RedbDurability};
 pub use store::RedbStore;
-pub use tables::FORMAT_VERSION;
+pub use tables::{FORMAT_VERSION, STEPS, Step, pending_steps};

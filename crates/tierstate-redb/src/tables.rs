@@ -25,6 +25,45 @@ pub(crate) const VERSIONS: TableDefinition<VersionKey, VersionValue> =
 
 const FORMAT_KEY: &str = "format_version";
 
+/// Upgrade steps: step `v` takes a file from format `v - 1` to `v` inside the opening write
+/// transaction (a copy into a new table, then a swap, when a layout changes). Format 1 is the
+/// only one so far, so there are none yet.
+pub const STEPS: &[Step] = &[];
+
+/// One upgrade step: the format it produces and what it does.
+pub type Step = (u32, &'static str);
+
+/// The format recorded in the file at `path` (`None` for a file with no tierstate tables) and
+/// the steps opening it would apply, without changing anything. Fails with `Locked` if another
+/// process has the file open.
+///
+/// # Errors
+/// `Backend` if the file cannot be opened; `SchemaTooNew` for a newer format.
+pub fn pending_steps(path: &std::path::Path) -> Result<(Option<u32>, Vec<Step>)> {
+    use redb::ReadableDatabase;
+    let db = redb::Database::open(path).map_err(map)?;
+    let txn = db.begin_read().map_err(map)?;
+    let found = match txn.open_table(META) {
+        Ok(meta) => meta.get(FORMAT_KEY).map_err(map)?.map(|v| v.value()),
+        Err(redb::TableError::TableDoesNotExist(_)) => None,
+        Err(e) => return Err(map(e)),
+    };
+    if let Some(v) = found
+        && v > FORMAT_VERSION
+    {
+        return Err(Error::SchemaTooNew {
+            backend: BACKEND,
+            found: v,
+            supported: FORMAT_VERSION,
+        });
+    }
+    let from = found.unwrap_or(0);
+    Ok((
+        found,
+        STEPS.iter().copied().filter(|(v, _)| *v > from).collect(),
+    ))
+}
+
 /// Creates the tables of a new file and records the format; refuses a newer format.
 pub(crate) fn ensure_format(txn: &WriteTransaction) -> Result<()> {
     let mut meta = txn.open_table(META).map_err(map)?;

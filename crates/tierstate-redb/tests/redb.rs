@@ -121,3 +121,29 @@ async fn fast_mode_still_reads_its_writes() {
     .unwrap();
     assert_eq!(s.get(&id("a")).await.unwrap().unwrap().version, 1);
 }
+
+/// The redb layout (tables, key and value types, format key) as a reviewed snapshot.
+#[tokio::test]
+async fn format_snapshot() {
+    use redb::{ReadableDatabase, TableHandle};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    drop(RedbStore::open(RedbConfig::new(&path)).await.unwrap());
+    let db = redb::Database::open(&path).unwrap();
+    let txn = db.begin_read().unwrap();
+    let mut names: Vec<String> = txn
+        .list_tables()
+        .unwrap()
+        .map(|t| t.name().to_owned())
+        .collect();
+    names.sort();
+    let meta = txn
+        .open_table(redb::TableDefinition::<&str, u32>::new("tierstate_meta"))
+        .unwrap();
+    let format = meta.get("format_version").unwrap().unwrap().value();
+    let out = format!(
+        "tables: {names:?}\nts_head: &str -> (u64 version, i64 created_at_us)\nts_version: (&str, u64) -> (u32 schema_version, i64 updated_at_us, &[u8] checksum_hex, &[u8] body)\nformat_version: {format}\n"
+    );
+    assert_eq!(format, FORMAT_VERSION);
+    insta::assert_snapshot!("redb_format_v1", out);
+}
