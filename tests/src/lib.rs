@@ -168,33 +168,4 @@ pub fn dep(name: &str) -> DeploymentId {
     DeploymentId::new(name).expect("valid id")
 }
 
-/// The PostgreSQL URL from `TEST_DATABASE_URL`; `None` (after saying so) skips the test, unless
-/// `TIERSTATE_REQUIRE_POSTGRES=1` (`cargo xtask test --require-postgres`), which fails it.
-pub fn pg_url() -> Option<String> {
-    match std::env::var("TEST_DATABASE_URL") {
-        Ok(u) if !u.is_empty() => Some(u),
-        _ => {
-            assert!(
-                std::env::var("TIERSTATE_REQUIRE_POSTGRES").as_deref() != Ok("1"),
-                "PostgreSQL is required but TEST_DATABASE_URL is not set"
-            );
-            eprintln!("SKIPPED: no PostgreSQL (set TEST_DATABASE_URL or run `cargo xtask test`)");
-            None
-        }
-    }
-}
-
-/// A PostgreSQL schema name no other test uses.
-pub fn fresh_schema(prefix: &str) -> String {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static N: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock after 1970")
-        .subsec_nanos();
-    format!(
-        "{prefix}_{}_{nanos}_{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
+pub use tierstate_testkit::{fresh_schema, pg_url};

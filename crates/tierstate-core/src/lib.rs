@@ -11,6 +11,7 @@ pub mod canonical;
 pub mod cas;
 mod error;
 mod feed;
+pub mod group;
 mod id;
 pub mod memory;
 mod state;

@@ -34,10 +34,5 @@ pub(crate) fn map(e: impl Into<redb::Error>) -> Error {
 
 /// The error a caller gets when the writer thread is gone.
 pub(crate) fn closed() -> Error {
-    Error::Backend {
-        backend: BACKEND,
-        kind: BackendErrorKind::Closed,
-        message: "the store is closed (its writer thread has stopped)".into(),
-        source: None,
-    }
+    tierstate_core::group::closed(BACKEND)
 }

@@ -15,7 +15,7 @@ use tokio::sync::oneshot;
 use crate::RedbConfig;
 use crate::error::{BACKEND, closed, map};
 use crate::tables::{HEAD, VERSIONS, ensure_format};
-use crate::writer::{Job, Writer};
+use crate::writer::{self, Job, Writer};
 
 /// The redb WARM store. Clone it freely: clones share the database and the writer thread.
 #[derive(Clone)]
@@ -119,7 +119,7 @@ impl RedbStore {
 
     fn start(config: RedbConfig, db: Database) -> Result<Self> {
         let db = Arc::new(db);
-        let writer = Writer::start(db.clone(), config.durability, config.max_group)?;
+        let writer = writer::start(db.clone(), config.durability, config.max_group)?;
         Ok(Self {
             inner: Arc::new(Inner { config, db, writer }),
         })

@@ -5,12 +5,10 @@
 //! trace; a storage error while writing aborts the whole group, and every member hears it.
 
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, Sender, channel};
-use std::thread::JoinHandle;
 
 use chrono::{DateTime, Utc};
-use parking_lot::Mutex;
 use redb::{Database, Durability, ReadableTable, Table};
+use tierstate_core::group::{self, GroupWriter};
 use tierstate_core::{
     BackendErrorKind, DeploymentId, Error, PreparedBatch, Result, StateData, cas, commit_time,
     micros,
@@ -18,7 +16,7 @@ use tierstate_core::{
 use tokio::sync::oneshot;
 
 use crate::RedbDurability;
-use crate::error::{BACKEND, closed, map};
+use crate::error::{BACKEND, map};
 use crate::tables::{HEAD, VERSIONS, VersionKey, VersionValue};
 
 pub(crate) type Head<'t> = Table<'t, &'static str, (u64, i64)>;
@@ -53,16 +51,7 @@ enum Done {
 pub(crate) struct Stop(pub(crate) Error);
 
 fn replicate(e: &Error) -> Error {
-    let kind = match e {
-        Error::Backend { kind, .. } => *kind,
-        _ => BackendErrorKind::Other,
-    };
-    Error::Backend {
-        backend: BACKEND,
-        kind,
-        message: e.to_string(),
-        source: None,
-    }
+    group::replicate(BACKEND, e)
 }
 
 impl Done {
@@ -85,59 +74,22 @@ fn fail(job: Job, e: &Error) {
     }
 }
 
-/// Handle to the writer thread.
-pub(crate) struct Writer {
-    tx: Mutex<Option<Sender<Job>>>,
-    thread: Mutex<Option<JoinHandle<()>>>,
-}
+/// The writer thread that owns the write transactions.
+pub(crate) type Writer = GroupWriter<Job>;
 
-impl Writer {
-    pub(crate) fn start(
-        db: Arc<Database>,
-        durability: RedbDurability,
-        max_group: usize,
-    ) -> Result<Self> {
-        let (tx, rx) = channel();
-        let durability = match durability {
-            RedbDurability::Immediate => Durability::Immediate,
-            RedbDurability::None => Durability::None,
-        };
-        let thread = std::thread::Builder::new()
-            .name("tierstate-redb-writer".into())
-            .spawn(move || run(&db, durability, rx, max_group.max(1)))
-            .map_err(|e| Error::backend(BACKEND, BackendErrorKind::Io, e))?;
-        Ok(Self {
-            tx: Mutex::new(Some(tx)),
-            thread: Mutex::new(Some(thread)),
-        })
-    }
-
-    pub(crate) fn send(&self, job: Job) -> Result<()> {
-        match &*self.tx.lock() {
-            Some(tx) => tx.send(job).map_err(|_| closed()),
-            None => Err(closed()),
-        }
-    }
-
-    pub(crate) fn close(&self) {
-        drop(self.tx.lock().take());
-        if let Some(thread) = self.thread.lock().take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-fn run(db: &Database, durability: Durability, rx: Receiver<Job>, max_group: usize) {
-    while let Ok(first) = rx.recv() {
-        let mut group = vec![first];
-        while group.len() < max_group {
-            match rx.try_recv() {
-                Ok(job) => group.push(job),
-                Err(_) => break,
-            }
-        }
-        commit_group(db, durability, group);
-    }
+/// Starts the writer thread over `db`.
+pub(crate) fn start(
+    db: Arc<Database>,
+    durability: RedbDurability,
+    max_group: usize,
+) -> Result<Writer> {
+    let durability = match durability {
+        RedbDurability::Immediate => Durability::Immediate,
+        RedbDurability::None => Durability::None,
+    };
+    GroupWriter::start(BACKEND, max_group, move |group| {
+        commit_group(&db, durability, group)
+    })
 }
 
 fn commit_group(db: &Database, durability: Durability, group: Vec<Job>) {

@@ -26,12 +26,7 @@ pub(crate) fn map(e: rusqlite::Error) -> Error {
 
 /// The error a caller gets when the writer thread or the reader pool is gone.
 pub(crate) fn closed() -> Error {
-    Error::Backend {
-        backend: BACKEND,
-        kind: BackendErrorKind::Closed,
-        message: "the store is closed (its writer thread has stopped)".into(),
-        source: None,
-    }
+    tierstate_core::group::closed(BACKEND)
 }
 
 /// A stored value that cannot be what tierstate wrote (negative version and the like).

@@ -11,7 +11,7 @@ use crate::SqliteConfig;
 use crate::error::closed;
 use crate::reader::{self, Readers};
 use crate::schema::open_writer;
-use crate::writer::{Job, Writer};
+use crate::writer::{self, Job, Writer};
 
 /// The SQLite WARM store. Clone it freely: clones share the writer thread and reader pool.
 #[derive(Clone)]
@@ -58,7 +58,7 @@ impl SqliteStore {
         })
         .await
         .map_err(|_| closed())??;
-        let writer = Writer::start(writer_conn, config.max_group)?;
+        let writer = writer::start(writer_conn, config.max_group)?;
         let readers = Readers::new(config.clone());
         readers.give_back(reader_conn);
         Ok(Self {

@@ -5,19 +5,15 @@
 //! member's conflict does not disturb the others, and ends with one COMMIT — one fsync for the
 //! whole group. No caller hears `Ok` before that COMMIT returned.
 
-use std::sync::mpsc::{Receiver, Sender, channel};
-use std::thread::JoinHandle;
-
 use chrono::{DateTime, Utc};
-use parking_lot::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};
+use tierstate_core::group::{self, GroupWriter};
 use tierstate_core::{
-    BackendErrorKind, DeploymentId, Error, PreparedBatch, Result, StateData, cas, commit_time,
-    micros,
+    DeploymentId, Error, PreparedBatch, Result, StateData, cas, commit_time, micros,
 };
 use tokio::sync::oneshot;
 
-use crate::error::{BACKEND, bad_row, closed, map};
+use crate::error::{BACKEND, bad_row, map};
 
 /// Work for the writer thread.
 pub(crate) enum Job {
@@ -65,68 +61,16 @@ impl Done {
     }
 }
 
-/// A copy of a group-wide error for each member of the group.
 fn replicate(e: &Error) -> Error {
-    let kind = match e {
-        Error::Backend { kind, .. } => *kind,
-        _ => BackendErrorKind::Other,
-    };
-    Error::Backend {
-        backend: BACKEND,
-        kind,
-        message: e.to_string(),
-        source: None,
-    }
+    group::replicate(BACKEND, e)
 }
 
-/// Handle to the writer thread.
-pub(crate) struct Writer {
-    tx: Mutex<Option<Sender<Job>>>,
-    thread: Mutex<Option<JoinHandle<()>>>,
-}
+/// The writer thread that owns the write connection.
+pub(crate) type Writer = GroupWriter<Job>;
 
-impl Writer {
-    /// Starts the thread that owns `conn`.
-    pub(crate) fn start(conn: Connection, max_group: usize) -> Result<Self> {
-        let (tx, rx) = channel();
-        let thread = std::thread::Builder::new()
-            .name("tierstate-sqlite-writer".into())
-            .spawn(move || run(conn, rx, max_group.max(1)))
-            .map_err(|e| Error::backend(BACKEND, BackendErrorKind::Io, e))?;
-        Ok(Self {
-            tx: Mutex::new(Some(tx)),
-            thread: Mutex::new(Some(thread)),
-        })
-    }
-
-    /// Queues a job; fails if the writer has stopped.
-    pub(crate) fn send(&self, job: Job) -> Result<()> {
-        match &*self.tx.lock() {
-            Some(tx) => tx.send(job).map_err(|_| closed()),
-            None => Err(closed()),
-        }
-    }
-
-    /// Stops taking jobs, lets the thread finish the queued ones, and waits for it.
-    pub(crate) fn close(&self) {
-        drop(self.tx.lock().take());
-        if let Some(thread) = self.thread.lock().take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-fn run(conn: Connection, rx: Receiver<Job>, max_group: usize) {
-    while let Ok(first) = rx.recv() {
-        let mut group = vec![first];
-        while group.len() < max_group {
-            match rx.try_recv() {
-                Ok(job) => group.push(job),
-                Err(_) => break,
-            }
-        }
-        commit_group(&conn, group);
-    }
+/// Starts the writer thread that owns `conn`.
+pub(crate) fn start(conn: Connection, max_group: usize) -> Result<Writer> {
+    GroupWriter::start(BACKEND, max_group, move |group| commit_group(&conn, group))
 }
 
 fn commit_group(conn: &Connection, group: Vec<Job>) {

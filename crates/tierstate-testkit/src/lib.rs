@@ -51,6 +51,44 @@ pub async fn memory_harness() -> Harness {
     }
 }
 
+/// The PostgreSQL server for tests, from `TEST_DATABASE_URL`. Without it the caller skips its
+/// test, after this says so loudly, unless `TIERSTATE_REQUIRE_POSTGRES=1` (what
+/// `cargo xtask test --require-postgres` sets), which makes it fail instead.
+///
+/// # Panics
+/// When PostgreSQL is required but not configured.
+pub fn pg_url() -> Option<String> {
+    match std::env::var("TEST_DATABASE_URL") {
+        Ok(u) if !u.is_empty() => Some(u),
+        _ => {
+            assert!(
+                std::env::var("TIERSTATE_REQUIRE_POSTGRES").as_deref() != Ok("1"),
+                "PostgreSQL is required but TEST_DATABASE_URL is not set"
+            );
+            eprintln!("SKIPPED: no PostgreSQL (set TEST_DATABASE_URL or run `cargo xtask test`)");
+            None
+        }
+    }
+}
+
+/// A PostgreSQL schema name no other test (in any process) uses.
+///
+/// # Panics
+/// If the system clock is before 1970.
+pub fn fresh_schema(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .subsec_nanos();
+    format!(
+        "{prefix}_{}_{nanos}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
 /// Generates one `#[tokio::test]` per conformance check, each on a fresh harness from
 /// `$factory` (an async fn returning [`Harness`], or `Option<Harness>` for a backend that may be
 /// unavailable, such as a server that is not configured).

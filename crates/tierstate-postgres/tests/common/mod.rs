@@ -2,40 +2,9 @@
 // Shared by several test binaries; each uses only some of these helpers.
 #![allow(dead_code)]
 
-use std::sync::atomic::{AtomicU32, Ordering};
-
 use tierstate_postgres::{PostgresConfig, PostgresStore};
 
-/// The server URL from `TEST_DATABASE_URL`. Without it the test is skipped, loudly, unless
-/// `TIERSTATE_REQUIRE_POSTGRES=1` (set by `cargo xtask test --require-postgres`), which fails it.
-pub fn url() -> Option<String> {
-    match std::env::var("TEST_DATABASE_URL") {
-        Ok(u) if !u.is_empty() => Some(u),
-        _ => {
-            assert!(
-                std::env::var("TIERSTATE_REQUIRE_POSTGRES").as_deref() != Ok("1"),
-                "PostgreSQL is required but TEST_DATABASE_URL is not set"
-            );
-            eprintln!("SKIPPED: no PostgreSQL (set TEST_DATABASE_URL or run `cargo xtask test`)");
-            None
-        }
-    }
-}
-
-/// A schema name no other test uses.
-pub fn fresh_schema(prefix: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!(
-        "{prefix}_{}_{}_{}",
-        std::process::id(),
-        nanos,
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
+pub use tierstate_testkit::{fresh_schema, pg_url as url};
 
 /// A store on a fresh schema.
 pub async fn fresh_store(url: &str) -> PostgresStore {
