@@ -7,7 +7,9 @@ use std::thread::JoinHandle;
 
 use parking_lot::Mutex;
 
-use crate::{BackendErrorKind, Error, Result};
+use tokio::sync::oneshot;
+
+use crate::{BackendErrorKind, Error, Result, StateData};
 
 /// A worker thread that receives jobs of type `J` and processes them in groups.
 pub struct GroupWriter<J> {
@@ -92,5 +94,38 @@ pub fn replicate(backend: &'static str, e: &Error) -> Error {
         kind,
         message: e.to_string(),
         source: None,
+    }
+}
+
+/// A job's answer, held until its group's commit is known: no caller hears `Ok` before the
+/// transaction that contains its write has committed.
+pub enum Reply {
+    /// The committed records of a batch.
+    Commit(
+        oneshot::Sender<Result<Vec<StateData>>>,
+        Result<Vec<StateData>>,
+    ),
+    /// A yes/no outcome (delete, test hooks).
+    Flag(oneshot::Sender<Result<bool>>, Result<bool>),
+}
+
+impl Reply {
+    /// Whether the job itself succeeded inside the transaction.
+    pub fn is_ok(&self) -> bool {
+        match self {
+            Reply::Commit(_, r) => r.is_ok(),
+            Reply::Flag(_, r) => r.is_ok(),
+        }
+    }
+
+    /// Sends the answer; a job that succeeded inside a group whose commit then failed gets
+    /// (a copy of) that failure instead.
+    pub fn deliver(self, backend: &'static str, failure: Option<&Error>) {
+        match (self, failure) {
+            (Reply::Commit(tx, Ok(_)), Some(e)) => drop(tx.send(Err(replicate(backend, e)))),
+            (Reply::Flag(tx, Ok(_)), Some(e)) => drop(tx.send(Err(replicate(backend, e)))),
+            (Reply::Commit(tx, r), _) => drop(tx.send(r)),
+            (Reply::Flag(tx, r), _) => drop(tx.send(r)),
+        }
     }
 }

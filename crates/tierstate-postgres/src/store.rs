@@ -76,6 +76,46 @@ fn in_flight(e: sqlx::Error) -> Error {
     }
 }
 
+/// Connection options for `config`: its URL, `application_name`, and `search_path` when a schema
+/// is set. Parse errors never echo the password.
+fn connect_options(config: &PostgresConfig) -> Result<PgConnectOptions> {
+    let opts = PgConnectOptions::from_str(config.url()).map_err(|e| {
+        Error::invalid(
+            "url",
+            format!(
+                "{} is not a PostgreSQL URL: {}",
+                config.redacted_url(),
+                crate::config::redact(&e.to_string())
+            ),
+        )
+    })?;
+    let opts = opts.application_name(&config.application_name);
+    Ok(match &config.schema {
+        Some(schema) => opts.options([("search_path", schema.as_str())]),
+        None => opts,
+    })
+}
+
+/// A small pool for setup work, with the configured schema created if absent.
+async fn setup_pool(config: &PostgresConfig, connections: u32) -> Result<PgPool> {
+    let pool = PgPoolOptions::new()
+        .max_connections(connections)
+        .acquire_timeout(config.acquire_timeout)
+        .connect_with(connect_options(config)?)
+        .await
+        .map_err(not_applied)?;
+    if let Some(schema) = &config.schema {
+        // The schema name was validated to [a-z_][a-z0-9_]* by PostgresConfig::schema.
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "CREATE SCHEMA IF NOT EXISTS \"{schema}\""
+        )))
+        .execute(&pool)
+        .await
+        .map_err(map)?;
+    }
+    Ok(pool)
+}
+
 impl PostgresStore {
     /// Connects, creates the schema if named, applies the embedded migrations under sqlx's
     /// advisory lock, and starts the NOTIFY listener.
@@ -84,33 +124,9 @@ impl PostgresStore {
     /// `Backend` if the server cannot be reached or a migration fails; `SchemaTooNew` if the
     /// database was migrated by a newer tierstate.
     pub async fn connect(config: PostgresConfig) -> Result<Self> {
-        let mut opts = PgConnectOptions::from_str(config.url()).map_err(|e| {
-            Error::invalid(
-                "url",
-                format!(
-                    "{} is not a PostgreSQL URL: {}",
-                    config.redacted_url(),
-                    crate::config::redact(&e.to_string())
-                ),
-            )
-        })?;
-        opts = opts.application_name(&config.application_name);
-        if let Some(schema) = &config.schema {
-            let admin = PgPoolOptions::new()
-                .max_connections(1)
-                .acquire_timeout(config.acquire_timeout)
-                .connect_with(opts.clone())
-                .await
-                .map_err(not_applied)?;
-            // The schema name was validated to [a-z_][a-z0-9_]* by PostgresConfig::schema.
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "CREATE SCHEMA IF NOT EXISTS \"{schema}\""
-            )))
-            .execute(&admin)
-            .await
-            .map_err(map)?;
-            admin.close().await;
-            opts = opts.options([("search_path", schema.as_str())]);
+        let opts = connect_options(&config)?;
+        if config.schema.is_some() {
+            setup_pool(&config, 1).await?.close().await;
         }
         let pool = PgPoolOptions::new()
             .max_connections(config.max_connections)
@@ -145,25 +161,7 @@ impl PostgresStore {
     /// # Errors
     /// As [`PostgresStore::connect`].
     pub async fn create_at_version(config: &PostgresConfig, version: i64) -> Result<PgPool> {
-        let mut opts = PgConnectOptions::from_str(config.url())
-            .map_err(|e| Error::invalid("url", crate::config::redact(&e.to_string())))?;
-        if let Some(schema) = &config.schema {
-            opts = opts.options([("search_path", schema.as_str())]);
-        }
-        let pool = PgPoolOptions::new()
-            .max_connections(2)
-            .connect_with(opts)
-            .await
-            .map_err(not_applied)?;
-        if let Some(schema) = &config.schema {
-            // Validated to [a-z_][a-z0-9_]* by PostgresConfig::schema.
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "CREATE SCHEMA IF NOT EXISTS \"{schema}\""
-            )))
-            .execute(&pool)
-            .await
-            .map_err(map)?;
-        }
+        let pool = setup_pool(config, 2).await?;
         MIGRATOR
             .run_to(version, &pool)
             .await
@@ -185,11 +183,7 @@ impl PostgresStore {
     /// # Errors
     /// `Backend` if the server cannot be reached; `SchemaTooNew` for a newer database.
     pub async fn pending_migrations(config: &PostgresConfig) -> Result<Vec<(i64, String)>> {
-        let mut opts = PgConnectOptions::from_str(config.url())
-            .map_err(|e| Error::invalid("url", crate::config::redact(&e.to_string())))?;
-        if let Some(schema) = &config.schema {
-            opts = opts.options([("search_path", schema.as_str())]);
-        }
+        let opts = connect_options(config)?;
         let pool = PgPoolOptions::new()
             .max_connections(1)
             .connect_with(opts)

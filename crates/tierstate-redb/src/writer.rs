@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use redb::{Database, Durability, ReadableTable, Table};
-use tierstate_core::group::{self, GroupWriter};
+use tierstate_core::group::{self, GroupWriter, Reply as Done};
 use tierstate_core::{
     BackendErrorKind, DeploymentId, Error, PreparedBatch, Result, StateData, cas, commit_time,
     micros,
@@ -39,30 +39,11 @@ pub(crate) enum Job {
     },
 }
 
-enum Done {
-    Commit(
-        oneshot::Sender<Result<Vec<StateData>>>,
-        Result<Vec<StateData>>,
-    ),
-    Flag(oneshot::Sender<Result<bool>>, Result<bool>),
-}
-
-/// A job's outcome: `Err(Stop)` means a storage error left the transaction unusable.
+/// A job's storage failure: the transaction is unusable and the whole group must abort.
 pub(crate) struct Stop(pub(crate) Error);
 
 fn replicate(e: &Error) -> Error {
     group::replicate(BACKEND, e)
-}
-
-impl Done {
-    fn deliver(self, failure: Option<&Error>) {
-        match (self, failure) {
-            (Done::Commit(tx, Ok(_)), Some(e)) => drop(tx.send(Err(replicate(e)))),
-            (Done::Flag(tx, Ok(_)), Some(e)) => drop(tx.send(Err(replicate(e)))),
-            (Done::Commit(tx, r), _) => drop(tx.send(r)),
-            (Done::Flag(tx, r), _) => drop(tx.send(r)),
-        }
-    }
 }
 
 fn fail(job: Job, e: &Error) {
@@ -166,7 +147,7 @@ fn commit_group(db: &Database, durability: Durability, group: Vec<Job>) {
         None => txn.commit().map_err(map).err(),
     };
     for d in done {
-        d.deliver(failure.as_ref());
+        d.deliver(BACKEND, failure.as_ref());
     }
 }
 

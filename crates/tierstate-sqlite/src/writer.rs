@@ -7,7 +7,7 @@
 
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
-use tierstate_core::group::{self, GroupWriter};
+use tierstate_core::group::{self, GroupWriter, Reply as Done};
 use tierstate_core::{
     DeploymentId, Error, PreparedBatch, Result, StateData, cas, commit_time, micros,
 };
@@ -30,35 +30,6 @@ pub(crate) enum Job {
         target: crate::store::Damage,
         reply: oneshot::Sender<Result<bool>>,
     },
-}
-
-/// What a job produced inside the transaction, delivered only after COMMIT.
-enum Done {
-    Commit(
-        oneshot::Sender<Result<Vec<StateData>>>,
-        Result<Vec<StateData>>,
-    ),
-    Flag(oneshot::Sender<Result<bool>>, Result<bool>),
-}
-
-impl Done {
-    fn is_ok(&self) -> bool {
-        match self {
-            Done::Commit(_, r) => r.is_ok(),
-            Done::Flag(_, r) => r.is_ok(),
-        }
-    }
-
-    /// Delivers the result, or `failure` instead if the group's COMMIT failed and this job had
-    /// succeeded inside it.
-    fn deliver(self, failure: Option<&Error>) {
-        match (self, failure) {
-            (Done::Commit(tx, Ok(_)), Some(e)) => drop(tx.send(Err(replicate(e)))),
-            (Done::Flag(tx, Ok(_)), Some(e)) => drop(tx.send(Err(replicate(e)))),
-            (Done::Commit(tx, r), _) => drop(tx.send(r)),
-            (Done::Flag(tx, r), _) => drop(tx.send(r)),
-        }
-    }
 }
 
 fn replicate(e: &Error) -> Error {
@@ -113,7 +84,7 @@ fn commit_group(conn: &Connection, group: Vec<Job>) {
         let _ = conn.execute_batch("ROLLBACK");
     }
     for d in done {
-        d.deliver(failure.as_ref());
+        d.deliver(BACKEND, failure.as_ref());
     }
 }
 
