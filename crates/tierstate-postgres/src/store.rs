@@ -76,6 +76,19 @@ fn in_flight(e: sqlx::Error) -> Error {
     }
 }
 
+/// A failed schema migration (the message never carries the password).
+fn migration_failed(e: sqlx::migrate::MigrateError) -> Error {
+    Error::Backend {
+        backend: BACKEND,
+        kind: BackendErrorKind::Other,
+        message: format!(
+            "migration failed: {}",
+            crate::config::redact(&e.to_string())
+        ),
+        source: Some(Box::new(e)),
+    }
+}
+
 /// Connection options for `config`: its URL, `application_name`, and `search_path` when a schema
 /// is set. Parse errors never echo the password.
 fn connect_options(config: &PostgresConfig) -> Result<PgConnectOptions> {
@@ -135,15 +148,7 @@ impl PostgresStore {
             .await
             .map_err(not_applied)?;
         refuse_newer(&pool).await?;
-        MIGRATOR.run(&pool).await.map_err(|e| Error::Backend {
-            backend: BACKEND,
-            kind: BackendErrorKind::Other,
-            message: format!(
-                "migration failed: {}",
-                crate::config::redact(&e.to_string())
-            ),
-            source: Some(Box::new(e)),
-        })?;
+        MIGRATOR.run(&pool).await.map_err(migration_failed)?;
         let feed = if config.listen {
             let (tx, _) = broadcast::channel(4096);
             let live = Arc::new(AtomicBool::new(false));
@@ -165,15 +170,7 @@ impl PostgresStore {
         MIGRATOR
             .run_to(version, &pool)
             .await
-            .map_err(|e| Error::Backend {
-                backend: BACKEND,
-                kind: BackendErrorKind::Other,
-                message: format!(
-                    "migration failed: {}",
-                    crate::config::redact(&e.to_string())
-                ),
-                source: Some(Box::new(e)),
-            })?;
+            .map_err(migration_failed)?;
         Ok(pool)
     }
 
@@ -282,6 +279,17 @@ fn record(row: &PgRow) -> Result<StoredRecord> {
 
 fn i64_of(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// Queues one NOTIFY per payload (`"<version> <id>"`, 0 for a delete) in the transaction.
+async fn notify(tx: &mut Transaction<'_, Postgres>, payloads: &[String]) -> Result<()> {
+    sqlx::query("SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p")
+        .bind(NOTIFY_CHANNEL)
+        .bind(payloads)
+        .execute(&mut **tx)
+        .await
+        .map_err(in_flight)?;
+    Ok(())
 }
 
 /// One CAS write as single statements; returns (version, created_at µs) or the CAS error.
@@ -453,16 +461,15 @@ impl StateStore for PostgresStore {
                     .await
                     .map_err(in_flight)?;
             }
-            // Delivered to listeners only if and when the transaction commits.
-            sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(NOTIFY_CHANNEL)
-                .bind(format!("{version} {id}"))
-                .execute(&mut *tx)
-                .await
-                .map_err(in_flight)?;
             let created_at = DateTime::from_timestamp_micros(created_us).unwrap_or(now);
             committed.push(w.committed(version, created_at, now));
         }
+        // One round trip for the whole batch; delivered only if and when the transaction commits.
+        let payloads: Vec<String> = committed
+            .iter()
+            .map(|d| format!("{} {}", d.version, d.deployment_id))
+            .collect();
+        notify(&mut tx, &payloads).await?;
         tx.commit().await.map_err(in_flight)?;
         Ok(committed)
     }
@@ -480,12 +487,7 @@ impl StateStore for PostgresStore {
             .await
             .map_err(in_flight)?
             .rows_affected();
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(NOTIFY_CHANNEL)
-            .bind(format!("0 {id}"))
-            .execute(&mut *tx)
-            .await
-            .map_err(in_flight)?;
+        notify(&mut tx, &[format!("0 {id}")]).await?;
         tx.commit().await.map_err(in_flight)?;
         Ok(gone > 0)
     }

@@ -180,6 +180,29 @@ impl RedbStore {
     }
 }
 
+/// An id in the file that tierstate could not have written.
+fn bad_id(id: &str, e: Error) -> Error {
+    Error::Backend {
+        backend: BACKEND,
+        kind: BackendErrorKind::Other,
+        message: format!("unexpected stored deployment id {id:?}: {e}"),
+        source: None,
+    }
+}
+
+/// The heads after `after` (all of them for `None`), in id order.
+fn heads_after<'t>(
+    head: &'t redb::ReadOnlyTable<&'static str, (u64, i64)>,
+    after: Option<&DeploymentId>,
+) -> Result<redb::Range<'t, &'static str, (u64, i64)>> {
+    use std::ops::Bound;
+    match after {
+        Some(a) => head.range::<&str>((Bound::Excluded(a.as_str()), Bound::Unbounded)),
+        None => head.range::<&str>(..),
+    }
+    .map_err(map)
+}
+
 fn record(
     id: &str,
     version: u64,
@@ -188,12 +211,7 @@ fn record(
 ) -> Result<StoredRecord> {
     let (schema_version, updated, checksum, body) = value;
     Ok(StoredRecord {
-        deployment_id: DeploymentId::new(id).map_err(|e| Error::Backend {
-            backend: BACKEND,
-            kind: BackendErrorKind::Other,
-            message: format!("unexpected stored deployment id {id:?}: {e}"),
-            source: None,
-        })?,
+        deployment_id: DeploymentId::new(id).map_err(|e| bad_id(id, e))?,
         version,
         schema_version,
         body: body.to_vec(),
@@ -286,23 +304,11 @@ impl StateStore for RedbStore {
         let after = after.cloned();
         self.read(move |t| {
             let head = t.open_table(HEAD).map_err(map)?;
-            let iter = match &after {
-                Some(a) => head.range::<&str>((
-                    std::ops::Bound::Excluded(a.as_str()),
-                    std::ops::Bound::Unbounded,
-                )),
-                None => head.range::<&str>(..),
-            }
-            .map_err(map)?;
+            let iter = heads_after(&head, after.as_ref())?;
             let mut out = Vec::new();
             for row in iter.take(limit) {
                 let (k, _) = row.map_err(map)?;
-                out.push(DeploymentId::new(k.value()).map_err(|e| Error::Backend {
-                    backend: BACKEND,
-                    kind: BackendErrorKind::Other,
-                    message: format!("unexpected stored deployment id: {e}"),
-                    source: None,
-                })?);
+                out.push(DeploymentId::new(k.value()).map_err(|e| bad_id(k.value(), e))?);
             }
             Ok(out)
         })
@@ -318,14 +324,7 @@ impl StateStore for RedbStore {
         self.read(move |t| {
             let head = t.open_table(HEAD).map_err(map)?;
             let versions = t.open_table(VERSIONS).map_err(map)?;
-            let iter = match &after {
-                Some(a) => head.range::<&str>((
-                    std::ops::Bound::Excluded(a.as_str()),
-                    std::ops::Bound::Unbounded,
-                )),
-                None => head.range::<&str>(..),
-            }
-            .map_err(map)?;
+            let iter = heads_after(&head, after.as_ref())?;
             let mut out = Vec::new();
             for row in iter.take(limit) {
                 let (k, v) = row.map_err(map)?;
