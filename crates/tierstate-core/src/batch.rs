@@ -9,7 +9,8 @@ use serde_json::{Map, Value};
 use chrono::{DateTime, Utc};
 
 use crate::{
-    Checksum, DeploymentId, Error, MAX_STATE_BYTES, Result, StateData, Tier, canonical_json,
+    Checksum, DeploymentId, Error, MAX_SCHEMA_VERSION, MAX_STATE_BYTES, Result, StateData, Tier,
+    canonical_json,
 };
 
 /// What a write expects to find, like object_store's `PutMode`. There is no implicit rule:
@@ -115,12 +116,15 @@ impl StateWrite {
     /// A write from a typed value that serializes to a JSON object.
     ///
     /// # Errors
-    /// `Serialization` if serde fails; `InvalidInput` if `T` does not serialize to an object.
+    /// `Serialization` if serde fails; `InvalidInput` if `T` does not serialize to an object,
+    /// holds a NaN or infinite number (JSON has none: serde_json would store `null`; the error
+    /// names the field path), or nests deeper than [`crate::MAX_STATE_DEPTH`].
     pub fn typed<T: Serialize>(
         deployment_id: DeploymentId,
         mode: PutMode,
         state: &T,
     ) -> Result<Self> {
+        crate::finite::check(state)?;
         let value = serde_json::to_value(state).map_err(|source| Error::Serialization {
             deployment_id: deployment_id.clone(),
             source,
@@ -265,7 +269,9 @@ impl PreparedWrite {
     /// Validates and encodes one write.
     ///
     /// # Errors
-    /// `InvalidInput` for an oversized state or an update that expects version 0.
+    /// `InvalidInput` for a state larger than [`MAX_STATE_BYTES`] or nested deeper than
+    /// [`crate::MAX_STATE_DEPTH`], a schema version above [`MAX_SCHEMA_VERSION`], or an update
+    /// that expects version 0.
     pub fn new(w: StateWrite) -> Result<Self> {
         if let PutMode::Update { expected: 0 } = w.mode {
             return Err(Error::invalid(
@@ -273,7 +279,22 @@ impl PreparedWrite {
                 "versions start at 1; use PutMode::Create for a new deployment",
             ));
         }
-        let body = canonical_json(&w.state);
+        if w.schema_version > MAX_SCHEMA_VERSION {
+            return Err(Error::invalid(
+                "schema_version",
+                format!(
+                    "{} is above the largest storable {MAX_SCHEMA_VERSION}",
+                    w.schema_version
+                ),
+            ));
+        }
+        let body = match canonical_json(&w.state) {
+            Ok(body) => body,
+            Err(e) => {
+                crate::canonical::dismantle(w.state);
+                return Err(e);
+            }
+        };
         if body.len() > MAX_STATE_BYTES {
             return Err(Error::invalid(
                 "state",
@@ -354,7 +375,27 @@ mod tests {
             dup.prepare(),
             Err(Error::InvalidInput { field: "batch", .. })
         ));
-        let zero = WriteBatch::new().put(StateWrite::update(id, 0, Map::new()));
+        let zero = WriteBatch::new().put(StateWrite::update(id.clone(), 0, Map::new()));
         assert!(matches!(zero.prepare(), Err(Error::InvalidInput { .. })));
+        let big = WriteBatch::new()
+            .put(StateWrite::create(id, Map::new()).with_schema_version(MAX_SCHEMA_VERSION + 1));
+        assert!(matches!(
+            big.prepare(),
+            Err(Error::InvalidInput {
+                field: "schema_version",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn typed_non_finite_is_refused_with_its_path() {
+        #[derive(Serialize)]
+        struct S {
+            pnl: f64,
+        }
+        let id = DeploymentId::new("d").unwrap();
+        let err = StateWrite::typed(id, PutMode::Create, &S { pnl: f64::NAN }).unwrap_err();
+        assert!(err.to_string().contains("$.pnl"), "{err}");
     }
 }

@@ -83,17 +83,40 @@ pub fn closed(backend: &'static str) -> Error {
     }
 }
 
-/// A copy of a group-wide failure for one member of the group (errors are not `Clone`).
+/// A copy of a group-wide failure for one member of the group (errors are not `Clone`). A
+/// backend error keeps its own message, so the copy reads exactly like the original.
 pub fn replicate(backend: &'static str, e: &Error) -> Error {
-    let kind = match e {
-        Error::Backend { kind, .. } => *kind,
-        _ => BackendErrorKind::Other,
+    let (kind, message) = match e {
+        Error::Backend { kind, message, .. } => (*kind, message.clone()),
+        other => (BackendErrorKind::Other, other.to_string()),
     };
     Error::Backend {
         backend,
         kind,
-        message: e.to_string(),
+        message,
         source: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_replicated_error_reads_like_the_original() {
+        let e = Error::Backend {
+            backend: "sqlite",
+            kind: BackendErrorKind::Busy,
+            message: "database is locked".into(),
+            source: None,
+        };
+        let copy = replicate("sqlite", &e);
+        assert_eq!(copy.to_string(), e.to_string());
+        assert_eq!(
+            copy.to_string(),
+            "sqlite backend error (Busy): database is locked"
+        );
+        assert!(copy.is_retryable());
     }
 }
 

@@ -10,6 +10,10 @@ use crate::Error;
 
 /// Identifies one strategy deployment: 1..=128 bytes of UTF-8 with no control characters.
 ///
+/// Ids starting with [`DeploymentId::RESERVED_PREFIX`] belong to tierstate's own records (such
+/// as the payload-schema marker): [`DeploymentId::new`] refuses them, so callers can neither
+/// read, write nor delete them, and `list`/`scan` never show them.
+///
 /// Cheap to clone (shared `Arc<str>`), so it can key caches and travel through batches.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct DeploymentId(Arc<str>);
@@ -18,12 +22,44 @@ impl DeploymentId {
     /// Longest accepted id, in bytes.
     pub const MAX_LEN: usize = 128;
 
-    /// Validates and wraps `id`.
+    /// Prefix of the ids of tierstate's own records.
+    pub const RESERVED_PREFIX: &'static str = "__tierstate/";
+
+    /// Validates and wraps a caller's id.
     ///
     /// # Errors
-    /// `InvalidInput` if `id` is empty, longer than [`Self::MAX_LEN`] bytes, or contains a
-    /// control character (including NUL, newline and DEL).
+    /// `InvalidInput` if `id` is empty, longer than [`Self::MAX_LEN`] bytes, contains a
+    /// control character (including NUL, newline and DEL), or starts with
+    /// [`Self::RESERVED_PREFIX`].
     pub fn new(id: impl AsRef<str>) -> Result<Self, Error> {
+        let id = id.as_ref();
+        if id.starts_with(Self::RESERVED_PREFIX) {
+            return Err(Error::invalid(
+                "deployment_id",
+                format!(
+                    "{id:?} starts with {:?}, which is reserved for tierstate's own records",
+                    Self::RESERVED_PREFIX
+                ),
+            ));
+        }
+        Self::from_stored(id)
+    }
+
+    /// The id of one of tierstate's own records: [`Self::RESERVED_PREFIX`] followed by `name`.
+    /// Not for strategies' data: such records are hidden from `list` and `scan`.
+    ///
+    /// # Errors
+    /// `InvalidInput` as for [`DeploymentId::new`] (length, control characters).
+    pub fn reserved(name: &str) -> Result<Self, Error> {
+        Self::from_stored(format!("{}{name}", Self::RESERVED_PREFIX))
+    }
+
+    /// Validates an id read back from storage, where tierstate's reserved ids may appear too.
+    /// For backends; callers use [`DeploymentId::new`].
+    ///
+    /// # Errors
+    /// `InvalidInput` if `id` is empty, too long or contains a control character.
+    pub fn from_stored(id: impl AsRef<str>) -> Result<Self, Error> {
         let id = id.as_ref();
         if id.is_empty() {
             return Err(Error::invalid("deployment_id", "must not be empty"));
@@ -46,6 +82,11 @@ impl DeploymentId {
     /// The id as text.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// Whether this is one of tierstate's own records.
+    pub fn is_reserved(&self) -> bool {
+        self.0.starts_with(Self::RESERVED_PREFIX)
     }
 }
 
@@ -125,6 +166,18 @@ mod tests {
         assert!(DeploymentId::new("x".repeat(129)).is_err());
         // 43 three-byte chars = 129 bytes: the limit is bytes, not chars.
         assert!(DeploymentId::new("策".repeat(43)).is_err());
+    }
+
+    #[test]
+    fn reserved_prefix_is_refused_to_callers() {
+        let err = DeploymentId::new("__tierstate/payload-schema").unwrap_err();
+        assert!(err.to_string().contains("reserved"), "{err}");
+        assert!(serde_json::from_str::<DeploymentId>("\"__tierstate/x\"").is_err());
+        let own = DeploymentId::reserved("payload-schema").unwrap();
+        assert_eq!(own.as_str(), "__tierstate/payload-schema");
+        assert!(own.is_reserved());
+        assert!(!DeploymentId::new("__tierstate").unwrap().is_reserved());
+        assert_eq!(DeploymentId::from_stored(own.as_str()).unwrap(), own);
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod canonical;
 pub mod cas;
 mod error;
 mod feed;
+mod finite;
 pub mod group;
 mod id;
 pub mod memory;
@@ -30,3 +31,12 @@ pub use store::StateStore;
 
 /// Largest canonical state body a store accepts (64 MiB); larger writes are `InvalidInput`.
 pub const MAX_STATE_BYTES: usize = 64 * 1024 * 1024;
+
+/// Deepest nesting of arrays and objects a state may have, counting the state object itself as
+/// level 1. Deeper writes are `InvalidInput` before anything is queued; the write path recurses
+/// no deeper, and serde_json (the read path, limit 128) parses everything it accepts.
+pub const MAX_STATE_DEPTH: usize = 100;
+
+/// Largest payload schema version a store accepts (every backend stores it as a signed 32-bit
+/// integer); larger values are `InvalidInput`, never clamped.
+pub const MAX_SCHEMA_VERSION: u32 = i32::MAX as u32;

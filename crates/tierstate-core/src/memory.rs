@@ -150,4 +150,5 @@ fn range_after<'a>(
         None => Bound::Unbounded,
     };
     rows.range((lower, Bound::Unbounded))
+        .filter(|(id, _)| !id.is_reserved())
 }

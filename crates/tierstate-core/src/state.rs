@@ -190,7 +190,7 @@ mod tests {
     #[test]
     fn verify_accepts_intact_and_rejects_damaged() {
         let map = serde_json::json!({"a": 1}).as_object().unwrap().clone();
-        let body = canonical_json(&map);
+        let body = canonical_json(&map).unwrap();
         let sum = Checksum::of(&body).to_hex();
         let ok = record(&body, sum.clone()).verify(Tier::Warm).unwrap();
         assert_eq!(ok.state, map);

@@ -17,7 +17,7 @@ use crate::store::NOTIFY_CHANNEL;
 fn parse(payload: &str) -> Option<Change> {
     let (version, id) = payload.split_once(' ')?;
     Some(Change::Committed {
-        deployment_id: DeploymentId::new(id).ok()?,
+        deployment_id: DeploymentId::from_stored(id).ok()?,
         version: version.parse().ok()?,
     })
 }

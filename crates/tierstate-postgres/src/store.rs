@@ -266,7 +266,8 @@ fn record(row: &PgRow) -> Result<StoredRecord> {
         source: None,
     };
     Ok(StoredRecord {
-        deployment_id: DeploymentId::new(&id).map_err(|e| bad(format!("id {id:?}: {e}")))?,
+        deployment_id: DeploymentId::from_stored(&id)
+            .map_err(|e| bad(format!("id {id:?}: {e}")))?,
         version: u64::try_from(version).map_err(|_| bad(format!("version {version}")))?,
         schema_version: u32::try_from(schema)
             .map_err(|_| bad(format!("schema_version {schema}")))?,
@@ -339,7 +340,7 @@ async fn cas_head(
             .fetch_optional(&mut **tx)
             .await
             .map_err(in_flight)?;
-    let deployment_id = DeploymentId::new(id)?;
+    let deployment_id = DeploymentId::from_stored(id)?;
     let actual = actual.map(|v| u64::try_from(v).unwrap_or(0));
     Err(match (mode, actual) {
         (PutMode::Create, Some(actual)) => Error::AlreadyExists {
@@ -494,7 +495,8 @@ impl StateStore for PostgresStore {
 
     async fn list(&self, after: Option<&DeploymentId>, limit: usize) -> Result<Vec<DeploymentId>> {
         let rows: Vec<String> = sqlx::query_scalar(
-            "SELECT deployment_id FROM ts_head WHERE $1::text IS NULL OR deployment_id > $1 \
+            "SELECT deployment_id FROM ts_head WHERE ($1::text IS NULL OR deployment_id > $1) \
+             AND NOT (deployment_id >= '__tierstate/' AND deployment_id < '__tierstate0') \
              ORDER BY deployment_id LIMIT $2",
         )
         .bind(after.map(|a| a.as_str()))
@@ -502,7 +504,7 @@ impl StateStore for PostgresStore {
         .fetch_all(&self.pool)
         .await
         .map_err(map)?;
-        rows.iter().map(DeploymentId::new).collect()
+        rows.iter().map(DeploymentId::from_stored).collect()
     }
 
     async fn scan(
@@ -515,7 +517,9 @@ impl StateStore for PostgresStore {
             columns!(),
             " FROM ts_head h JOIN ts_version v \
              ON v.deployment_id = h.deployment_id AND v.version = h.version \
-             WHERE $1::text IS NULL OR h.deployment_id > $1 ORDER BY h.deployment_id LIMIT $2"
+             WHERE ($1::text IS NULL OR h.deployment_id > $1) \
+             AND NOT (h.deployment_id >= '__tierstate/' AND h.deployment_id < '__tierstate0') \
+             ORDER BY h.deployment_id LIMIT $2"
         );
         let rows = sqlx::query(sql)
             .bind(after.map(|a| a.as_str()))

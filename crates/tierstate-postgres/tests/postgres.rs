@@ -95,7 +95,7 @@ async fn v1_fixture_upgrades_with_data_intact() {
     let cfg = PostgresConfig::new(&url).schema(&schema).unwrap();
     let pool = PostgresStore::create_at_version(&cfg, 1).await.unwrap();
     let state = serde_json::json!({"n": 7}).as_object().unwrap().clone();
-    let body = canonical_json(&state);
+    let body = canonical_json(&state).unwrap();
     sqlx::query("INSERT INTO ts_head VALUES ('a', 1, 1700000000000000)")
         .execute(&pool)
         .await

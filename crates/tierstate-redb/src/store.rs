@@ -190,17 +190,33 @@ fn bad_id(id: &str, e: Error) -> Error {
     }
 }
 
-/// The heads after `after` (all of them for `None`), in id order.
+/// The heads after `after` (all of them for `None`), in id order, without tierstate's reserved
+/// ids (those are not callers' deployments).
 fn heads_after<'t>(
     head: &'t redb::ReadOnlyTable<&'static str, (u64, i64)>,
     after: Option<&DeploymentId>,
-) -> Result<redb::Range<'t, &'static str, (u64, i64)>> {
+) -> Result<
+    impl Iterator<
+        Item = std::result::Result<
+            (
+                redb::AccessGuard<'t, &'static str>,
+                redb::AccessGuard<'t, (u64, i64)>,
+            ),
+            redb::StorageError,
+        >,
+    > + 't,
+> {
     use std::ops::Bound;
-    match after {
+    let range = match after {
         Some(a) => head.range::<&str>((Bound::Excluded(a.as_str()), Bound::Unbounded)),
         None => head.range::<&str>(..),
     }
-    .map_err(map)
+    .map_err(map)?;
+    Ok(range.filter(|row| {
+        row.as_ref().map_or(true, |(k, _)| {
+            !k.value().starts_with(DeploymentId::RESERVED_PREFIX)
+        })
+    }))
 }
 
 fn record(
@@ -211,7 +227,7 @@ fn record(
 ) -> Result<StoredRecord> {
     let (schema_version, updated, checksum, body) = value;
     Ok(StoredRecord {
-        deployment_id: DeploymentId::new(id).map_err(|e| bad_id(id, e))?,
+        deployment_id: DeploymentId::from_stored(id).map_err(|e| bad_id(id, e))?,
         version,
         schema_version,
         body: body.to_vec(),
@@ -308,7 +324,7 @@ impl StateStore for RedbStore {
             let mut out = Vec::new();
             for row in iter.take(limit) {
                 let (k, _) = row.map_err(map)?;
-                out.push(DeploymentId::new(k.value()).map_err(|e| bad_id(k.value(), e))?);
+                out.push(DeploymentId::from_stored(k.value()).map_err(|e| bad_id(k.value(), e))?);
             }
             Ok(out)
         })

@@ -48,6 +48,10 @@ impl Readers {
     }
 }
 
+/// The byte range of tierstate's reserved ids (`__tierstate/` ≤ id < `__tierstate0`), which
+/// `list` and `scan` leave out inside the query, so a page still holds `limit` callers' ids.
+pub(crate) const RESERVED: (&str, &str) = ("__tierstate/", "__tierstate0");
+
 const COLUMNS: &str = "h.deployment_id, v.version, v.schema_version, v.checksum, \
                        h.created_at, v.updated_at, v.body";
 
@@ -74,7 +78,7 @@ fn record(
     (id, version, schema_version, checksum, created, updated, body): RawRow,
 ) -> Result<StoredRecord> {
     Ok(StoredRecord {
-        deployment_id: DeploymentId::new(&id)
+        deployment_id: DeploymentId::from_stored(&id)
             .map_err(|e| bad_row(format!("deployment id {id:?}: {e}")))?,
         version: u64::try_from(version).map_err(|_| bad_row(format!("version {version}")))?,
         schema_version: u32::try_from(schema_version)
@@ -137,16 +141,19 @@ pub(crate) fn list(
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let mut stmt = conn
         .prepare_cached(
-            "SELECT deployment_id FROM ts_head WHERE ?1 IS NULL OR deployment_id > ?1 \
+            "SELECT deployment_id FROM ts_head WHERE (?1 IS NULL OR deployment_id > ?1) \
+             AND NOT (deployment_id >= ?3 AND deployment_id < ?4) \
              ORDER BY deployment_id LIMIT ?2",
         )
         .map_err(map)?;
     let rows = stmt
-        .query_map(params![after, limit], |r| r.get::<_, String>(0))
+        .query_map(params![after, limit, RESERVED.0, RESERVED.1], |r| {
+            r.get::<_, String>(0)
+        })
         .map_err(map)?;
     rows.map(|r| {
         let id = r.map_err(map)?;
-        DeploymentId::new(&id).map_err(|e| bad_row(format!("deployment id {id:?}: {e}")))
+        DeploymentId::from_stored(&id).map_err(|e| bad_row(format!("deployment id {id:?}: {e}")))
     })
     .collect()
 }
@@ -160,11 +167,15 @@ pub(crate) fn scan(
     let sql = format!(
         "SELECT {COLUMNS} FROM ts_head h JOIN ts_version v \
          ON v.deployment_id = h.deployment_id AND v.version = h.version \
-         WHERE ?1 IS NULL OR h.deployment_id > ?1 ORDER BY h.deployment_id LIMIT ?2"
+         WHERE (?1 IS NULL OR h.deployment_id > ?1) \
+         AND NOT (h.deployment_id >= ?3 AND h.deployment_id < ?4) \
+         ORDER BY h.deployment_id LIMIT ?2"
     );
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let mut stmt = conn.prepare_cached(&sql).map_err(map)?;
-    let rows = stmt.query_map(params![after, limit], raw).map_err(map)?;
+    let rows = stmt
+        .query_map(params![after, limit, RESERVED.0, RESERVED.1], raw)
+        .map_err(map)?;
     let mut out = Vec::new();
     for row in rows {
         // A row that cannot even be read ends the scan; a readable but damaged one is

@@ -86,7 +86,7 @@ async fn v1_fixture_upgrades_with_data_intact() {
         let conn = Connection::open(&path).unwrap();
         create_at_version(&conn, 1).unwrap();
         for (name, n) in [("a", 1), ("b", 2)] {
-            let body = canonical_json(&obj(json!({"n": n})));
+            let body = canonical_json(&obj(json!({"n": n}))).unwrap();
             let sum = Checksum::of(&body).to_hex();
             conn.execute(
                 "INSERT INTO ts_head VALUES (?1, 1, 1700000000000000)",

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use tierstate_core::{
-    DeploymentId, Error, MAX_STATE_BYTES, PutMode, Retention, StateStore, StateWrite, Tier,
-    WriteBatch,
+    Checksum, DeploymentId, Error, MAX_SCHEMA_VERSION, MAX_STATE_BYTES, MAX_STATE_DEPTH, PutMode,
+    Retention, StateStore, StateWrite, Tier, WriteBatch, canonical_json,
 };
 
 use crate::Harness;
@@ -49,7 +49,7 @@ pub async fn create_then_load(h: &Harness) {
     assert_eq!(loaded.loaded_from, Tier::Warm);
     assert_eq!(
         loaded.checksum,
-        tierstate_core::Checksum::of(&tierstate_core::canonical_json(&state))
+        tierstate_core::Checksum::of(&tierstate_core::canonical_json(&state).unwrap())
     );
 }
 
@@ -684,4 +684,184 @@ pub async fn typed_state_round_trips(h: &Harness) {
         .to_typed::<Wrong>()
         .unwrap_err();
     assert!(matches!(err, Error::Serialization { .. }));
+}
+
+/// A state `levels` deep (the state object is level 1), built without recursion.
+fn nested(levels: usize) -> Map<String, Value> {
+    let mut v = json!("leaf");
+    for i in 1..levels {
+        v = if i % 2 == 0 {
+            Value::Object(Map::from_iter([("k".to_owned(), v)]))
+        } else {
+            Value::Array(vec![v])
+        };
+    }
+    Map::from_iter([("root".to_owned(), v)])
+}
+
+/// A state nested exactly [`MAX_STATE_DEPTH`] levels saves and reads back from WARM; one level
+/// more (or thousands) is `InvalidInput` and writes nothing.
+pub async fn nesting_limit_is_one_rule_for_write_and_read(h: &Harness) {
+    let s = &h.store;
+    let deepest = nested(MAX_STATE_DEPTH);
+    s.put(StateWrite::create(id("deep"), deepest.clone()), KEEP_ALL)
+        .await
+        .expect("a state at the depth limit saves");
+    let back = s
+        .get(&id("deep"))
+        .await
+        .unwrap()
+        .expect("and loads from WARM");
+    assert_eq!(back.state, deepest);
+    assert_eq!(
+        s.scan(None, 10).await.unwrap().len(),
+        1,
+        "scan reads it too"
+    );
+    for levels in [MAX_STATE_DEPTH + 1, 3_000] {
+        let err = s
+            .put(StateWrite::create(id("deeper"), nested(levels)), KEEP_ALL)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidInput { field: "state", .. }),
+            "{levels} levels: {err:?}"
+        );
+    }
+    assert!(s.get(&id("deeper")).await.unwrap().is_none());
+}
+
+/// Finite `f64` values from random bit patterns come back bit-exactly from WARM, and the
+/// checksum of what was read equals the stored one.
+pub async fn floats_round_trip_bit_exactly(h: &Harness) {
+    let s = &h.store;
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    let mut floats = Vec::new();
+    while floats.len() < 4_000 {
+        // xorshift64*: cheap, seeded, reproducible.
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        let f = f64::from_bits(x.wrapping_mul(0x2545_F491_4F6C_DD1D));
+        if f.is_finite() {
+            floats.push(f);
+        }
+    }
+    floats.extend([
+        0.0,
+        -0.0,
+        f64::MIN_POSITIVE,
+        5e-324,
+        f64::MAX,
+        f64::MIN,
+        0.1,
+        1e21,
+    ]);
+    for (n, chunk) in floats.chunks(1_000).enumerate() {
+        let state = obj(json!({ "f": chunk }));
+        let dep = id(&format!("floats-{n}"));
+        let done = s
+            .put(StateWrite::create(dep.clone(), state), KEEP_ALL)
+            .await
+            .unwrap();
+        let back = s.get(&dep).await.unwrap().unwrap();
+        let got = back.state["f"].as_array().unwrap();
+        for (want, got) in chunk.iter().zip(got) {
+            let got = got.as_f64().unwrap();
+            assert_eq!(
+                got.to_bits(),
+                want.to_bits(),
+                "{want:e} came back as {got:e}"
+            );
+        }
+        assert_eq!(back.checksum, done.checksum);
+        assert_eq!(
+            Checksum::of(&canonical_json(&back.state).unwrap()),
+            back.checksum
+        );
+    }
+}
+
+/// A payload schema version a backend cannot store exactly is refused, never clamped.
+pub async fn schema_version_out_of_range_is_refused(h: &Harness) {
+    let s = &h.store;
+    let top = s
+        .put(
+            StateWrite::create(id("a"), obj(json!({}))).with_schema_version(MAX_SCHEMA_VERSION),
+            KEEP_ALL,
+        )
+        .await
+        .unwrap();
+    assert_eq!(top.schema_version, MAX_SCHEMA_VERSION);
+    assert_eq!(
+        s.get(&id("a")).await.unwrap().unwrap().schema_version,
+        MAX_SCHEMA_VERSION
+    );
+    for bad in [MAX_SCHEMA_VERSION + 1, u32::MAX] {
+        let err = s
+            .put(
+                StateWrite::update(id("a"), 1, obj(json!({"n": 1}))).with_schema_version(bad),
+                KEEP_ALL,
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::InvalidInput {
+                    field: "schema_version",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+    }
+    assert_eq!(s.get(&id("a")).await.unwrap().unwrap().version, 1);
+}
+
+/// tierstate's own records (reserved ids) are stored like any other but never listed or
+/// scanned, and a page of `list`/`scan` still holds `limit` callers' ids around them.
+pub async fn reserved_records_are_hidden_from_listing(h: &Harness) {
+    let s = &h.store;
+    let own = DeploymentId::reserved("probe").unwrap();
+    for name in ["_a", "__tierstate", "__tierstate0", "zz"] {
+        s.put(StateWrite::create(id(name), obj(json!({}))), KEEP_ALL)
+            .await
+            .unwrap();
+    }
+    s.put(
+        StateWrite::create(own.clone(), obj(json!({"internal": true}))),
+        KEEP_ALL,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.get(&own).await.unwrap().unwrap().state["internal"],
+        json!(true)
+    );
+    let listed: Vec<String> = s
+        .list(None, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|d| d.to_string())
+        .collect();
+    assert_eq!(listed, vec!["__tierstate", "__tierstate0", "_a", "zz"]);
+    let page = s.list(Some(&id("__tierstate")), 1).await.unwrap();
+    assert_eq!(
+        page,
+        vec![id("__tierstate0")],
+        "the page skips the reserved id"
+    );
+    let scanned: Vec<String> = s
+        .scan(None, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.unwrap().deployment_id.to_string())
+        .collect();
+    assert_eq!(scanned, listed);
+    let page = s.scan(Some(&id("__tierstate")), 1).await.unwrap();
+    assert_eq!(page.len(), 1);
+    assert_eq!(page[0].as_ref().unwrap().deployment_id, id("__tierstate0"));
 }

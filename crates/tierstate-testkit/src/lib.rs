@@ -115,6 +115,10 @@ macro_rules! conformance_tests {
             unicode_keys_round_trip,
             invalid_input_changes_nothing,
             typed_state_round_trips,
+            nesting_limit_is_one_rule_for_write_and_read,
+            floats_round_trip_bit_exactly,
+            schema_version_out_of_range_is_refused,
+            reserved_records_are_hidden_from_listing,
         );
     };
     (@each $factory:path; $($check:ident),* $(,)?) => {

@@ -12,8 +12,6 @@ use tierstate_core::{
 };
 use tierstate_migrate::MigrationRegistry;
 
-use crate::payload::PAYLOAD_MARKER;
-
 /// What a bulk migration did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MigrationReport {
@@ -76,7 +74,8 @@ pub async fn migrate_states(
                 }
             };
             after = Some(data.deployment_id.clone());
-            if data.deployment_id.as_str() == PAYLOAD_MARKER || data.schema_version == current {
+            // `scan` never returns tierstate's own records; the check guards the invariant.
+            if data.deployment_id.is_reserved() || data.schema_version == current {
                 report.already_current += 1;
                 continue;
             }

@@ -11,8 +11,9 @@ use tierstate_core::{
 };
 use tierstate_migrate::MigrationRegistry;
 
-/// The reserved deployment that records the newest payload schema written to a store and the
-/// oldest binary schema that can read it. Ids starting with `__tierstate/` are tierstate's.
+/// The reserved record that holds the newest payload schema written to a store and the oldest
+/// binary schema that can read it. Ids starting with `__tierstate/` are tierstate's: callers
+/// cannot build them, and `list`/`scan` leave them out.
 pub const PAYLOAD_MARKER: &str = "__tierstate/payload-schema";
 
 /// A manager's payload migration settings.
@@ -31,7 +32,7 @@ impl Payload {
     /// Records this binary's schema in the marker, or refuses to open if a newer binary wrote
     /// data this one must not read.
     pub(crate) async fn check_marker(&self, warm: &Arc<dyn StateStore>) -> Result<()> {
-        let id = DeploymentId::new(PAYLOAD_MARKER)?;
+        let id = DeploymentId::from_stored(PAYLOAD_MARKER)?;
         let info = self.registry.rollback_info();
         let mine = json!({"current": info.current, "oldest_reader": info.oldest_reader});
         let mine = mine.as_object().expect("object").clone();
@@ -106,7 +107,7 @@ impl Payload {
                     reason: e.to_string(),
                 })?;
             if !self.write_back {
-                data.checksum = Checksum::of(&canonical_json(&state));
+                data.checksum = Checksum::of(&canonical_json(&state)?);
                 data.state = state;
                 data.schema_version = version;
                 return Ok(data);
