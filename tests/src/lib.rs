@@ -17,7 +17,7 @@ pub const CRASH_RETENTION: Retention = Retention::KeepLast(NonZeroU32::new(64).u
 /// A backend the harness can drive. New backends join here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
-    /// `tierstate-sqlite`, durable defaults.
+    /// `tierstate-sqlite`, durable defaults, opened for sharing by several processes.
     Sqlite,
     /// `tierstate-redb`, durable defaults.
     Redb,
@@ -52,8 +52,7 @@ impl Backend {
     pub async fn open(self, path: &Path) -> Result<Arc<dyn StateStore>> {
         match self {
             Self::Sqlite => Ok(Arc::new(
-                tierstate_sqlite::SqliteStore::open(tierstate_sqlite::SqliteConfig::new(path))
-                    .await?,
+                tierstate_sqlite::SqliteStore::open(sqlite_shared(path)).await?,
             )),
             Self::Redb => Ok(Arc::new(
                 tierstate_redb::RedbStore::open(tierstate_redb::RedbConfig::new(path)).await?,
@@ -96,9 +95,7 @@ impl Backend {
     pub async fn open_with_damage(self, path: &Path) -> Result<(Arc<dyn StateStore>, DamageHook)> {
         match self {
             Self::Sqlite => {
-                let s =
-                    tierstate_sqlite::SqliteStore::open(tierstate_sqlite::SqliteConfig::new(path))
-                        .await?;
+                let s = tierstate_sqlite::SqliteStore::open(sqlite_shared(path)).await?;
                 let h = s.clone();
                 Ok((
                     Arc::new(s),
@@ -130,6 +127,11 @@ impl Backend {
             )),
         }
     }
+}
+
+/// SQLite settings for a file several processes of the harness open at once.
+pub fn sqlite_shared(path: &Path) -> tierstate_sqlite::SqliteConfig {
+    tierstate_sqlite::SqliteConfig::new(path).sharing(tierstate_sqlite::Sharing::Shared)
 }
 
 /// Flips bits of one stored byte of a deployment's newest record; resolves to whether it did.

@@ -187,7 +187,7 @@ fn hot_get(rt: &tokio::runtime::Runtime, scale: usize) -> Row {
     });
     let map: RwLock<HashMap<String, Arc<StateData>>> = RwLock::new(HashMap::new());
     for r in &recs {
-        hot.insert(r.clone(), hot.ticket());
+        hot.fill(hot.begin_read(&r.deployment_id), r);
         map.write()
             .unwrap()
             .insert(r.deployment_id.to_string(), r.clone());

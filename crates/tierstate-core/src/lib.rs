@@ -27,7 +27,7 @@ pub use feed::{Change, ChangeFeed};
 pub use id::DeploymentId;
 pub use memory::InMemoryStore;
 pub use state::{StateData, StoredRecord, Tier, commit_time, micros};
-pub use store::StateStore;
+pub use store::{CommitProbe, StateStore};
 
 /// Largest canonical state body a store accepts (64 MiB); larger writes are `InvalidInput`.
 pub const MAX_STATE_BYTES: usize = 64 * 1024 * 1024;

@@ -1,6 +1,7 @@
 //! The trait every WARM backend implements.
 
 use std::fmt::Debug;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 
@@ -19,6 +20,13 @@ pub trait StateStore: Send + Sync + Debug + 'static {
     /// A feed of commits made by any process sharing this store, for HOT coherence; `None` for
     /// stores that only one process writes (embedded files).
     fn changes(&self) -> Option<ChangeFeed> {
+        None
+    }
+
+    /// For stores that other processes write without a change feed (a shared SQLite file): a
+    /// check the manager makes before serving a HOT hit. `None` when no other process can
+    /// commit behind this one's back (the default), or when [`StateStore::changes`] covers it.
+    fn commit_probe(&self) -> Option<Arc<dyn CommitProbe>> {
         None
     }
 
@@ -85,4 +93,15 @@ pub trait StateStore: Send + Sync + Debug + 'static {
         after: Option<&DeploymentId>,
         limit: usize,
     ) -> Result<Vec<Result<StateData>>>;
+}
+
+/// Tells whether another process may have committed since the last look; see
+/// [`StateStore::commit_probe`].
+pub trait CommitProbe: Send + Sync + Debug {
+    /// A number that changes whenever another process may have committed since it was last
+    /// returned. Must be cheap: it runs on every HOT hit.
+    ///
+    /// # Errors
+    /// `Backend` if the check itself fails (the caller then reads WARM).
+    fn foreign_epoch(&self) -> Result<u64>;
 }

@@ -1,26 +1,43 @@
 //! The HOT tier: a bounded in-process cache of verified state records.
 //!
-//! Values are `Arc<StateData>`, shared and never deep-copied. An entry is only ever replaced by
-//! a newer version. Eviction is S3-FIFO by [`quick_cache`] (chosen by benchmark: its get costs
-//! about 1.5× a `RwLock<HashMap>` get, where `moka`'s costs about 10×). TTL, when set, runs on
-//! the monotonic clock.
+//! Values are `Arc<StateData>`, shared and never deep-copied. Eviction is S3-FIFO by
+//! [`quick_cache`] (chosen by benchmark: its get costs about a `RwLock<HashMap>` get, where
+//! `moka`'s costs about 10×), sized so it never holds more than [`HotConfig::capacity`]
+//! entries. TTL, when set, runs on the monotonic clock.
 //!
-//! Races with invalidation are closed by an epoch: a caller takes a [`FillTicket`] *before* it
-//! reads or writes the WARM tier and inserts with it; any invalidation in between makes that
-//! insert a no-op, so a deleted or conflicted deployment is never re-cached from a stale read.
+//! # What a HOT hit promises
+//! Within one process, a hit is never older than a version an operation of this process has
+//! already returned, nor older than WARM while a write of this process is in flight. The cache
+//! keeps that promise with a small book of the operations in flight per deployment:
+//!
+//! * Every WARM read or write first takes a [`Ticket`]; the ticket records the deployment's
+//!   epoch and generation at that moment and ends (on success, error or drop) the operation.
+//! * A write in flight removes the cached copy and refuses fills until it finishes, so nobody
+//!   is served the old version while WARM may already hold the new one — also when the caller
+//!   stopped waiting for the write (see the manager, which finishes writes it was not awaited
+//!   for).
+//! * Every version handed out raises the deployment's *floor*; a fill or write result below
+//!   the floor is refused, so reads never go backwards.
+//! * An invalidation (outcome unknown, damaged record) bumps the epoch and refuses fills read
+//!   before it; a delete or [`HotCache::invalidate_all`] bumps the generation and resets the
+//!   floor. When a deployment has no operation in flight its book entry is dropped: every later
+//!   operation then reads WARM after every earlier one returned, so none can go backwards.
 #![deny(missing_docs)]
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use quick_cache::sync::{Cache, EntryAction, EntryResult};
+use parking_lot::Mutex;
+use quick_cache::sync::Cache;
 use tierstate_core::{DeploymentId, StateData};
 
 /// Settings of the HOT tier.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HotConfig {
-    /// Most entries held; the least valuable are evicted beyond it.
+    /// Most entries held. The cache is split into shards that evict independently, so it may
+    /// start evicting before it is full; it never holds more.
     pub capacity: usize,
     /// Entries older than this (monotonic clock) are treated as absent. `None`: no expiry.
     pub ttl: Option<Duration>,
@@ -41,26 +58,82 @@ struct Entry {
     inserted: Instant,
 }
 
-/// Proof of the invalidation epoch a caller saw before touching the WARM tier.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FillTicket(u64);
+/// Bookkeeping of one deployment while operations on it are in flight.
+#[derive(Debug, Default)]
+struct Meta {
+    /// Operations (reads and writes) holding a ticket.
+    ops: u32,
+    /// Writes holding a ticket.
+    writes: u32,
+    /// The newest version handed out while this entry lived; nothing older is cached.
+    floor: u64,
+    /// Bumped when the cached copy may be stale in an unknown way.
+    epoch: u64,
+    /// Bumped when the deployment was deleted (versions restart).
+    generation: u64,
+}
 
-/// What [`HotCache::insert`] did.
+/// What [`HotCache::fill`] and [`HotCache::finish_write`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InsertOutcome {
     /// The record is now cached.
     Stored,
     /// The cache already holds this version or a newer one; nothing changed.
     KeptNewer,
-    /// An invalidation happened after the ticket was taken; nothing cached.
+    /// The record is older than a version already handed out; nothing cached.
+    BelowFloor,
+    /// A write is in flight, or an invalidation happened after the ticket was taken; nothing
+    /// cached.
     Invalidated,
+}
+
+/// One operation in flight on one deployment. Take it before touching WARM; hand it back with
+/// [`HotCache::fill`] or [`HotCache::finish_write`]. Dropping it ends the operation without
+/// caching anything (a dropped write ticket also invalidates: its outcome is unknown).
+#[must_use = "a ticket ends its operation when handed back or dropped"]
+pub struct Ticket<'a> {
+    cache: &'a HotCache,
+    id: DeploymentId,
+    global: u64,
+    epoch: u64,
+    generation: u64,
+    write: bool,
+    done: bool,
+}
+
+impl std::fmt::Debug for Ticket<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ticket")
+            .field("id", &self.id)
+            .field("write", &self.write)
+            .finish()
+    }
+}
+
+impl Drop for Ticket<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            // An abandoned write may still commit: whatever is cached can no longer be trusted.
+            let how = if self.write {
+                End::Unknown
+            } else {
+                End::Nothing
+            };
+            self.cache.end(self, how);
+        }
+    }
 }
 
 /// The HOT tier. Cheap to share behind an `Arc`; every method takes `&self`.
 pub struct HotCache {
     cache: Cache<DeploymentId, Entry>,
+    /// Deployments with operations in flight. Lock order: `book`, then the cache's shards.
+    book: Mutex<HashMap<DeploymentId, Meta>>,
+    /// Bumped by `invalidate_all`.
+    global: AtomicU64,
+    /// Bumped by everything that can make a bulk fill stale (writes, invalidations, deletes).
+    changes: AtomicU64,
     ttl: Option<Duration>,
-    epoch: AtomicU64,
     capacity: usize,
 }
 
@@ -76,17 +149,22 @@ impl std::fmt::Debug for HotCache {
 
 impl HotCache {
     /// A cache with the given settings (capacity is raised to at least 1).
-    ///
-    /// The underlying cache splits its capacity across shards and starts evicting in a full
-    /// shard before the total is reached, so it is sized with 1/4 headroom: `capacity` entries
-    /// always fit, and the bound is at most about 1.25 × `capacity`.
     pub fn new(config: HotConfig) -> Self {
         let capacity = config.capacity.max(1);
-        let sized = capacity + capacity / 4 + 32;
+        let cache = Cache::new(capacity);
+        // quick_cache rounds each shard's capacity up; round the total down to a multiple of
+        // the shard count instead, so the sum of the shards never exceeds `capacity`.
+        let shards = cache.num_shards() as u64;
+        let exact = (capacity as u64 / shards).max(1) * shards;
+        if cache.capacity() != exact {
+            cache.set_capacity(exact);
+        }
         Self {
-            cache: Cache::new(sized),
+            cache,
+            book: Mutex::new(HashMap::new()),
+            global: AtomicU64::new(0),
+            changes: AtomicU64::new(0),
             ttl: config.ttl,
-            epoch: AtomicU64::new(0),
             capacity,
         }
     }
@@ -98,105 +176,247 @@ impl HotCache {
         if let Some(ttl) = self.ttl
             && entry.inserted.elapsed() >= ttl
         {
-            self.remove_if_expired(id, ttl);
+            self.cache
+                .remove_if(id, |e: &Entry| e.inserted.elapsed() >= ttl);
             return None;
         }
         Some(entry.data)
     }
 
-    fn remove_if_expired(&self, id: &DeploymentId, ttl: Duration) {
-        if let EntryResult::Vacant(guard) = self.cache.entry(id, None, |_, e| {
-            if e.inserted.elapsed() >= ttl {
-                EntryAction::Remove
-            } else {
-                EntryAction::Retain(())
-            }
-        }) {
-            drop(guard);
+    fn begin(&self, id: &DeploymentId, write: bool) -> Ticket<'_> {
+        let global = self.global.load(Ordering::Acquire);
+        let mut book = self.book.lock();
+        let meta = book.entry(id.clone()).or_default();
+        meta.ops += 1;
+        if write {
+            self.changes.fetch_add(1, Ordering::AcqRel);
+            meta.writes += 1;
+            // WARM may hold the new version before this write returns: serve nobody the old.
+            self.cache.remove(id);
+        }
+        Ticket {
+            cache: self,
+            id: id.clone(),
+            global,
+            epoch: meta.epoch,
+            generation: meta.generation,
+            write,
+            done: false,
         }
     }
 
-    /// Takes a ticket for a later [`HotCache::insert`]; call it before the WARM read or write.
-    #[inline]
-    pub fn ticket(&self) -> FillTicket {
-        FillTicket(self.epoch.load(Ordering::Acquire))
+    /// Starts a WARM read of `id`; hand the ticket back to [`HotCache::fill`].
+    pub fn begin_read(&self, id: &DeploymentId) -> Ticket<'_> {
+        self.begin(id, false)
     }
 
-    /// Caches `data` unless a newer version is cached or an invalidation happened since
-    /// `ticket` was taken.
-    pub fn insert(&self, data: Arc<StateData>, ticket: FillTicket) -> InsertOutcome {
-        let epoch = &self.epoch;
-        let now = Instant::now();
-        let ttl = self.ttl;
-        let fresh = Entry {
-            data: Arc::clone(&data),
-            inserted: now,
+    /// Starts a WARM write of `id`: the cached copy is dropped and no fill is accepted until
+    /// the write finishes. Hand the ticket back to [`HotCache::finish_write`].
+    pub fn begin_write(&self, id: &DeploymentId) -> Ticket<'_> {
+        self.begin(id, true)
+    }
+
+    /// Offers what a WARM read returned. Raises the floor to its version and caches it unless
+    /// a write is in flight, something was invalidated since the ticket, or it is older than
+    /// what is cached or was handed out.
+    pub fn fill(&self, mut ticket: Ticket<'_>, data: &StateData) -> InsertOutcome {
+        ticket.done = true;
+        self.end(&ticket, End::Read(data))
+    }
+
+    /// Ends a write. `Written(data)` is its committed record (cached like a fill, but allowed
+    /// while it is the only write in flight); `NotApplied` a failure that certainly wrote
+    /// nothing; `Unknown` a failure whose outcome is unknown (the entry is invalidated).
+    pub fn finish_write(&self, mut ticket: Ticket<'_>, outcome: WriteOutcome<'_>) -> InsertOutcome {
+        ticket.done = true;
+        let how = match outcome {
+            WriteOutcome::Written(data) => End::Write(data),
+            WriteOutcome::NotApplied => End::Nothing,
+            WriteOutcome::Unknown => End::Unknown,
         };
-        let result = self.cache.entry(&data.deployment_id, None, |_, current| {
-            if epoch.load(Ordering::Acquire) != ticket.0 {
-                return EntryAction::Retain(InsertOutcome::Invalidated);
-            }
-            let expired = ttl.is_some_and(|t| current.inserted.elapsed() >= t);
-            if current.data.version >= data.version && !expired {
-                return EntryAction::Retain(InsertOutcome::KeptNewer);
-            }
-            *current = fresh.clone();
-            EntryAction::Retain(InsertOutcome::Stored)
-        });
-        match result {
-            EntryResult::Retained(outcome) => outcome,
-            EntryResult::Vacant(guard) => {
-                // The shard lock is released here, so re-check the epoch: an invalidation that
-                // slipped in must win. The guard makes concurrent inserts of this key wait.
-                if epoch.load(Ordering::Acquire) != ticket.0 {
-                    return InsertOutcome::Invalidated;
-                }
-                let _ = guard.insert(fresh);
-                if epoch.load(Ordering::Acquire) != ticket.0 {
-                    // Lost a race with invalidate(): undo, so the invalidation holds.
-                    self.cache.remove(&data.deployment_id);
-                    return InsertOutcome::Invalidated;
-                }
-                InsertOutcome::Stored
-            }
-            EntryResult::Removed(..) | EntryResult::Replaced(..) | EntryResult::Timeout => {
-                InsertOutcome::Invalidated
-            }
-        }
+        self.end(&ticket, how)
     }
 
-    /// Evicts one deployment (after a delete, a conflict or an integrity failure).
+    /// The one place an operation ends.
+    fn end(&self, t: &Ticket<'_>, how: End<'_>) -> InsertOutcome {
+        let mut book = self.book.lock();
+        let Some(meta) = book.get_mut(&t.id) else {
+            // Only `invalidate_all` empties the book while tickets are out: nothing to do.
+            return InsertOutcome::Invalidated;
+        };
+        let writes_before = meta.writes;
+        meta.ops = meta.ops.saturating_sub(1);
+        if t.write {
+            meta.writes = meta.writes.saturating_sub(1);
+        }
+        let current =
+            self.global.load(Ordering::Acquire) == t.global && meta.generation == t.generation;
+        let offered = match how {
+            End::Unknown => {
+                self.changes.fetch_add(1, Ordering::AcqRel);
+                meta.epoch += 1;
+                self.cache.remove(&t.id);
+                None
+            }
+            End::Nothing => None,
+            End::Read(data) => Some((data, writes_before == 0)),
+            // The write's own result may be cached while it is the only write in flight.
+            End::Write(data) => Some((data, writes_before == 1)),
+        };
+        let outcome = match offered {
+            None => InsertOutcome::Invalidated,
+            Some(_) if !current => InsertOutcome::Invalidated,
+            Some((data, alone)) => {
+                meta.floor = meta.floor.max(data.version);
+                if !alone || meta.epoch != t.epoch {
+                    InsertOutcome::Invalidated
+                } else if data.version < meta.floor {
+                    InsertOutcome::BelowFloor
+                } else {
+                    self.store(data)
+                }
+            }
+        };
+        if meta.ops == 0 {
+            book.remove(&t.id);
+        }
+        outcome
+    }
+
+    /// Caches `data` unless a newer version is cached. Called with the book locked.
+    fn store(&self, data: &StateData) -> InsertOutcome {
+        if let Some(cur) = self.cache.peek(&data.deployment_id)
+            && cur.data.version >= data.version
+            && !self.ttl.is_some_and(|t| cur.inserted.elapsed() >= t)
+        {
+            return InsertOutcome::KeptNewer;
+        }
+        self.cache.insert(
+            data.deployment_id.clone(),
+            Entry {
+                data: Arc::new(data.clone().served_from(tierstate_core::Tier::Hot)),
+                inserted: Instant::now(),
+            },
+        );
+        InsertOutcome::Stored
+    }
+
+    /// `version` of `id` is known to be committed (a conflict reported it, another process
+    /// announced it): drops an older cached copy and refuses older fills still in flight.
+    pub fn observe(&self, id: &DeploymentId, version: u64) {
+        let mut book = self.book.lock();
+        self.changes.fetch_add(1, Ordering::AcqRel);
+        if let Some(meta) = book.get_mut(id) {
+            meta.floor = meta.floor.max(version);
+        }
+        self.cache
+            .remove_if(id, |e: &Entry| e.data.version < version);
+        drop(book);
+    }
+
+    /// Drops the cached copy of `id` and refuses fills read before now (after a failure whose
+    /// outcome is unknown, or a damaged record).
     pub fn invalidate(&self, id: &DeploymentId) {
-        self.epoch.fetch_add(1, Ordering::AcqRel);
-        self.cache.remove(id);
-    }
-
-    /// Evicts one deployment if the cached version is older than `version` (a newer version was
-    /// committed elsewhere).
-    pub fn invalidate_older_than(&self, id: &DeploymentId, version: u64) {
-        if self.cache.get(id).is_some_and(|e| e.data.version < version) {
-            self.invalidate(id);
+        let mut book = self.book.lock();
+        self.changes.fetch_add(1, Ordering::AcqRel);
+        if let Some(meta) = book.get_mut(id) {
+            meta.epoch += 1;
         }
+        self.cache.remove(id);
+        drop(book);
     }
 
-    /// Evicts everything.
+    /// `id` was deleted (its versions restart at 1): drops it, resets its floor, and refuses
+    /// everything read or written before now.
+    pub fn forget(&self, id: &DeploymentId) {
+        let mut book = self.book.lock();
+        self.changes.fetch_add(1, Ordering::AcqRel);
+        if let Some(meta) = book.get_mut(id) {
+            meta.generation += 1;
+            meta.epoch += 1;
+            meta.floor = 0;
+        }
+        self.cache.remove(id);
+        drop(book);
+    }
+
+    /// Evicts everything and refuses every fill and write result in flight.
     pub fn invalidate_all(&self) {
-        self.epoch.fetch_add(1, Ordering::AcqRel);
+        let mut book = self.book.lock();
+        self.changes.fetch_add(1, Ordering::AcqRel);
+        self.global.fetch_add(1, Ordering::AcqRel);
+        for meta in book.values_mut() {
+            meta.floor = 0;
+        }
         self.cache.clear();
+        drop(book);
     }
 
-    /// Number of cached entries (expired ones included until touched).
+    /// Starts a bulk read (a warm-up page) whose ids are not known in advance; hand each record
+    /// to [`HotCache::fill_bulk`].
+    pub fn begin_bulk(&self) -> BulkTicket {
+        BulkTicket(self.changes.load(Ordering::Acquire))
+    }
+
+    /// Offers one record of a bulk read. Refused once anything that could make it stale (a
+    /// write, an invalidation, a delete, a remote commit) happened after the ticket was taken,
+    /// and while an operation on its deployment is in flight.
+    pub fn fill_bulk(&self, ticket: &BulkTicket, data: &StateData) -> InsertOutcome {
+        let book = self.book.lock();
+        if self.changes.load(Ordering::Acquire) != ticket.0
+            || book.contains_key(&data.deployment_id)
+        {
+            return InsertOutcome::Invalidated;
+        }
+        self.store(data)
+    }
+
+    /// Number of cached entries (expired ones included until touched); never above
+    /// [`HotCache::capacity`].
     pub fn len(&self) -> usize {
         self.cache.len()
     }
 
     /// True if nothing is cached.
     pub fn is_empty(&self) -> bool {
-        self.cache.len() == 0
+        self.cache.is_empty()
     }
 
-    /// The configured capacity in entries.
+    /// The configured capacity in entries: the most the cache ever holds.
     pub fn capacity(&self) -> usize {
         self.capacity
     }
+
+    /// Deployments with operations in flight (what the book holds).
+    pub fn in_flight(&self) -> usize {
+        self.book.lock().len()
+    }
+}
+
+/// Proof of the state of the cache when a bulk read began; see [`HotCache::begin_bulk`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BulkTicket(u64);
+
+/// How a write ended, for [`HotCache::finish_write`].
+#[derive(Debug, Clone, Copy)]
+pub enum WriteOutcome<'a> {
+    /// Committed as this record.
+    Written(&'a StateData),
+    /// Failed before anything was written (invalid input, busy before the write began).
+    NotApplied,
+    /// Failed in a way that may or may not have committed.
+    Unknown,
+}
+
+/// How an operation ended, inside the cache.
+#[derive(Clone, Copy)]
+enum End<'a> {
+    /// A read's result.
+    Read(&'a StateData),
+    /// A write's committed record.
+    Write(&'a StateData),
+    /// Nothing to offer, nothing learned (a read that failed, a write that wrote nothing).
+    Nothing,
+    /// A write that may or may not have committed.
+    Unknown,
 }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tierstate_core::{DeploymentId, InMemoryStore, StateData, StateStore, StateWrite};
-use tierstate_hot::{HotCache, HotConfig, InsertOutcome};
+use tierstate_hot::{HotCache, HotConfig, InsertOutcome, WriteOutcome};
 
 fn d() -> DeploymentId {
     DeploymentId::new("d").unwrap()
@@ -17,7 +17,7 @@ fn rt() -> tokio::runtime::Runtime {
 }
 
 /// Real records (verified by a store) at versions 1..=n of one deployment.
-fn versions(id: &str, n: u64) -> Vec<Arc<StateData>> {
+fn versions(id: &str, n: u64) -> Vec<StateData> {
     rt().block_on(async {
         let store = InMemoryStore::new();
         let id = DeploymentId::new(id).unwrap();
@@ -30,52 +30,134 @@ fn versions(id: &str, n: u64) -> Vec<Arc<StateData>> {
             } else {
                 StateWrite::update(id.clone(), v - 1, map)
             };
-            out.push(Arc::new(store.put(w, Default::default()).await.unwrap()));
+            out.push(store.put(w, Default::default()).await.unwrap());
         }
         out
     })
 }
 
-#[test]
-fn never_replaces_newer_with_older() {
-    let hot = HotCache::new(HotConfig::default());
-    let v = versions("d", 3);
-    assert_eq!(
-        hot.insert(v[2].clone(), hot.ticket()),
-        InsertOutcome::Stored
-    );
-    assert_eq!(
-        hot.insert(v[0].clone(), hot.ticket()),
-        InsertOutcome::KeptNewer
-    );
-    assert_eq!(
-        hot.insert(v[2].clone(), hot.ticket()),
-        InsertOutcome::KeptNewer
-    );
-    assert_eq!(hot.get(&d()).unwrap().version, 3);
-    // Shared, not copied.
-    assert!(Arc::ptr_eq(&hot.get(&d()).unwrap(), &v[2]));
+fn fill(hot: &HotCache, data: &StateData) -> InsertOutcome {
+    hot.fill(hot.begin_read(&data.deployment_id), data)
+}
+
+fn hot(capacity: usize) -> HotCache {
+    HotCache::new(HotConfig {
+        capacity,
+        ttl: None,
+    })
 }
 
 #[test]
-fn invalidation_after_ticket_wins() {
-    let hot = HotCache::new(HotConfig::default());
-    let v = versions("d", 2);
-    let ticket = hot.ticket();
-    hot.invalidate(&d());
-    assert_eq!(hot.insert(v[1].clone(), ticket), InsertOutcome::Invalidated);
-    assert!(hot.get(&d()).is_none());
-    let ticket = hot.ticket();
-    assert_eq!(hot.insert(v[0].clone(), ticket), InsertOutcome::Stored);
-    hot.invalidate_older_than(&d(), 1);
-    assert!(hot.get(&d()).is_some(), "same version is not older");
-    hot.invalidate_older_than(&d(), 2);
-    assert!(hot.get(&d()).is_none());
+fn never_replaces_newer_with_older() {
+    let hot = hot(10);
+    let v = versions("d", 3);
+    assert_eq!(fill(&hot, &v[2]), InsertOutcome::Stored);
+    assert_eq!(fill(&hot, &v[0]), InsertOutcome::KeptNewer);
+    assert_eq!(fill(&hot, &v[2]), InsertOutcome::KeptNewer);
+    let got = hot.get(&d()).unwrap();
+    assert_eq!(got.version, 3);
+    assert_eq!(got.loaded_from, tierstate_core::Tier::Hot);
+    // Shared, not copied, on every get.
+    assert!(Arc::ptr_eq(&got, &hot.get(&d()).unwrap()));
     assert_eq!(
-        hot.insert(v[1].clone(), ticket),
-        InsertOutcome::Invalidated,
-        "stale ticket"
+        hot.in_flight(),
+        0,
+        "finished operations leave no bookkeeping"
     );
+}
+
+#[test]
+fn invalidation_and_delete_refuse_fills_read_before_them() {
+    let hot = hot(10);
+    let v = versions("d", 2);
+    let t = hot.begin_read(&d());
+    hot.invalidate(&d());
+    assert_eq!(hot.fill(t, &v[1]), InsertOutcome::Invalidated);
+    assert!(hot.get(&d()).is_none());
+    let t = hot.begin_read(&d());
+    hot.forget(&d());
+    assert_eq!(hot.fill(t, &v[1]), InsertOutcome::Invalidated);
+    let t = hot.begin_read(&d());
+    hot.invalidate_all();
+    assert_eq!(hot.fill(t, &v[1]), InsertOutcome::Invalidated);
+    assert_eq!(fill(&hot, &v[0]), InsertOutcome::Stored);
+    hot.observe(&d(), 1);
+    assert!(hot.get(&d()).is_some(), "the same version is not older");
+    hot.observe(&d(), 2);
+    assert!(hot.get(&d()).is_none(), "an older copy is dropped");
+    assert_eq!(hot.in_flight(), 0);
+}
+
+#[test]
+fn a_write_in_flight_hides_the_old_copy_and_refuses_fills() {
+    let hot = hot(10);
+    let v = versions("d", 3);
+    fill(&hot, &v[0]);
+    let w = hot.begin_write(&d());
+    assert!(hot.get(&d()).is_none(), "old copy served during a write");
+    // A reader that saw WARM before or after the commit must not cache either version.
+    assert_eq!(fill(&hot, &v[0]), InsertOutcome::Invalidated);
+    assert_eq!(fill(&hot, &v[1]), InsertOutcome::Invalidated);
+    assert_eq!(
+        hot.finish_write(w, WriteOutcome::Written(&v[1])),
+        InsertOutcome::Stored
+    );
+    assert_eq!(hot.get(&d()).unwrap().version, 2);
+    // Two writes in flight: only the last one to finish may cache, and never below the floor.
+    let a = hot.begin_write(&d());
+    let b = hot.begin_write(&d());
+    assert_eq!(
+        hot.finish_write(b, WriteOutcome::Written(&v[2])),
+        InsertOutcome::Invalidated
+    );
+    assert_eq!(
+        hot.finish_write(a, WriteOutcome::Written(&v[1])),
+        InsertOutcome::BelowFloor
+    );
+    assert!(hot.get(&d()).is_none());
+    assert_eq!(hot.in_flight(), 0);
+}
+
+#[test]
+fn an_abandoned_write_invalidates() {
+    let hot = hot(10);
+    let v = versions("d", 2);
+    let r = hot.begin_read(&d());
+    let w = hot.begin_write(&d());
+    drop(w); // the caller stopped waiting; the write may still commit
+    assert_eq!(hot.fill(r, &v[0]), InsertOutcome::Invalidated);
+    let w = hot.begin_write(&d());
+    let r = hot.begin_read(&d());
+    assert_eq!(
+        hot.finish_write(w, WriteOutcome::Unknown),
+        InsertOutcome::Invalidated
+    );
+    assert_eq!(hot.fill(r, &v[0]), InsertOutcome::Invalidated);
+    assert!(hot.get(&d()).is_none());
+}
+
+/// The race behind "reads go backwards": a reader is handed v2 but its fill is refused by an
+/// invalidation; a write that committed v1 earlier finishes afterwards. v1 must not be cached.
+#[test]
+fn a_version_handed_out_is_a_floor_for_late_results() {
+    let hot = hot(10);
+    let v = versions("d", 2);
+    let r = hot.begin_read(&d());
+    hot.invalidate(&d());
+    let w = hot.begin_write(&d());
+    assert_eq!(hot.fill(r, &v[1]), InsertOutcome::Invalidated);
+    assert_eq!(
+        hot.finish_write(w, WriteOutcome::Written(&v[0])),
+        InsertOutcome::BelowFloor
+    );
+    assert!(hot.get(&d()).is_none());
+    // A read that finishes after a newer one was handed out is refused the same way.
+    let slow = hot.begin_read(&d());
+    let fast = hot.begin_read(&d());
+    assert_eq!(hot.fill(fast, &v[1]), InsertOutcome::Stored);
+    hot.invalidate(&d());
+    assert_eq!(hot.fill(slow, &v[0]), InsertOutcome::Invalidated);
+    assert!(hot.get(&d()).is_none());
 }
 
 #[test]
@@ -85,79 +167,71 @@ fn ttl_expires_on_monotonic_clock() {
         ttl: Some(Duration::from_millis(30)),
     });
     let v = versions("d", 2);
-    hot.insert(v[0].clone(), hot.ticket());
+    fill(&hot, &v[0]);
     assert!(hot.get(&d()).is_some());
     std::thread::sleep(Duration::from_millis(40));
     assert!(hot.get(&d()).is_none(), "expired entry served");
-    // An expired entry is replaced even by the same version.
-    assert_eq!(
-        hot.insert(v[0].clone(), hot.ticket()),
-        InsertOutcome::Stored
-    );
+    assert_eq!(hot.len(), 0, "expired entry removed when touched");
+    assert_eq!(fill(&hot, &v[0]), InsertOutcome::Stored);
 }
 
+/// `capacity` is the most entries the cache ever holds, for small and large capacities; small
+/// caches (one shard) hold all `capacity` entries.
 #[test]
-fn bounded_and_invalidate_all() {
-    let hot = HotCache::new(HotConfig {
-        capacity: 100,
-        ttl: None,
-    });
-    for i in 0..1000 {
-        let v = versions(&format!("d{i}"), 1);
-        hot.insert(v[0].clone(), hot.ticket());
-    }
-    // Bound: capacity + 1/4 + 32, each shard rounded up (at most 8 shards here).
-    assert!(hot.len() <= 165, "cache grew past its bound: {}", hot.len());
-    assert!(hot.len() >= 90, "cache kept too little: {}", hot.len());
-    hot.invalidate_all();
-    assert!(hot.is_empty());
-}
-
-#[test]
-fn capacity_entries_always_fit() {
-    let hot = HotCache::new(HotConfig {
-        capacity: 5000,
-        ttl: None,
-    });
-    let store = InMemoryStore::new();
-    let recs: Vec<Arc<StateData>> = rt().block_on(async {
-        let mut out = Vec::new();
-        for i in 0..5000 {
-            let w = StateWrite::create(
-                DeploymentId::new(format!("k{i}")).unwrap(),
-                Default::default(),
+fn never_holds_more_than_capacity() {
+    let recs = versions("r", 1);
+    for capacity in [1usize, 3, 10, 31, 100, 1000, 5000] {
+        let hot = hot(capacity);
+        for i in 0..capacity * 4 {
+            let mut r = recs[0].clone();
+            r.deployment_id = DeploymentId::new(format!("k{i}")).unwrap();
+            fill(&hot, &r);
+            assert!(
+                hot.len() <= capacity,
+                "capacity {capacity}: holds {} after {} inserts",
+                hot.len(),
+                i + 1
             );
-            out.push(Arc::new(store.put(w, Default::default()).await.unwrap()));
         }
-        out
-    });
-    for r in &recs {
-        assert_eq!(hot.insert(r.clone(), hot.ticket()), InsertOutcome::Stored);
+        assert!(
+            hot.len() >= capacity * 3 / 4,
+            "capacity {capacity}: keeps only {}",
+            hot.len()
+        );
+        if capacity < 64 {
+            let hot = self::hot(capacity);
+            for i in 0..capacity {
+                let mut r = recs[0].clone();
+                r.deployment_id = DeploymentId::new(format!("k{i}")).unwrap();
+                fill(&hot, &r);
+            }
+            assert_eq!(hot.len(), capacity, "a small cache holds its capacity");
+        }
+        hot.invalidate_all();
+        assert!(hot.is_empty());
     }
-    let present = recs
-        .iter()
-        .filter(|r| hot.get(&r.deployment_id).is_some())
-        .count();
-    assert_eq!(present, 5000, "a full-capacity fill lost entries");
 }
 
 #[test]
-fn concurrent_inserts_keep_the_newest() {
-    let hot = Arc::new(HotCache::new(HotConfig::default()));
-    let v = versions("d", 50);
+fn concurrent_fills_keep_the_newest_and_stay_bounded() {
+    let hot = Arc::new(hot(64));
+    let v = Arc::new(versions("d", 50));
     let threads: Vec<_> = (0..4)
         .map(|t| {
             let hot = hot.clone();
             let v = v.clone();
             std::thread::spawn(move || {
-                // Each thread inserts all versions in a different order.
                 let mut order: Vec<usize> = (0..v.len()).collect();
                 order.rotate_left(t * 13);
                 if t % 2 == 1 {
                     order.reverse();
                 }
                 for i in order {
-                    hot.insert(v[i].clone(), hot.ticket());
+                    fill(&hot, &v[i]);
+                    let mut other = v[i].clone();
+                    other.deployment_id = DeploymentId::new(format!("t{t}-{i}")).unwrap();
+                    fill(&hot, &other);
+                    assert!(hot.len() <= 64);
                 }
             })
         })
@@ -165,5 +239,25 @@ fn concurrent_inserts_keep_the_newest() {
     for t in threads {
         t.join().unwrap();
     }
-    assert_eq!(hot.get(&d()).unwrap().version, 50);
+    if let Some(cached) = hot.get(&d()) {
+        assert_eq!(cached.version, 50, "an older version replaced the newest");
+    }
+    assert_eq!(hot.in_flight(), 0);
+}
+
+#[test]
+fn bulk_fills_are_refused_after_any_change() {
+    let hot = hot(10);
+    let a = versions("a", 1);
+    let b = versions("b", 1);
+    let t = hot.begin_bulk();
+    assert_eq!(hot.fill_bulk(&t, &a[0]), InsertOutcome::Stored);
+    hot.forget(&DeploymentId::new("z").unwrap());
+    assert_eq!(hot.fill_bulk(&t, &b[0]), InsertOutcome::Invalidated);
+    let t = hot.begin_bulk();
+    let w = hot.begin_write(&DeploymentId::new("b").unwrap());
+    assert_eq!(hot.fill_bulk(&t, &b[0]), InsertOutcome::Invalidated);
+    drop(w);
+    let t = hot.begin_bulk();
+    assert_eq!(hot.fill_bulk(&t, &b[0]), InsertOutcome::Stored);
 }

@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::Sharing;
+
 /// How hard SQLite works to make each commit durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Synchronous {
@@ -30,6 +32,8 @@ pub struct SqliteConfig {
     pub busy_timeout: Duration,
     /// Most queued writes committed together in one transaction.
     pub max_group: usize,
+    /// Whether other processes may use the file too (default: no, and they are refused).
+    pub sharing: Sharing,
 }
 
 impl SqliteConfig {
@@ -41,7 +45,14 @@ impl SqliteConfig {
             readers: 4,
             busy_timeout: Duration::from_secs(10),
             max_group: 256,
+            sharing: Sharing::Exclusive,
         }
+    }
+
+    /// Sets who may use the file at once; see [`Sharing`] for what sharing costs.
+    pub fn sharing(mut self, sharing: Sharing) -> Self {
+        self.sharing = sharing;
+        self
     }
 
     /// Sets the durability mode; see [`Synchronous`] for what `Normal` risks.

@@ -4,8 +4,10 @@
 //! survived `kill -9` and power loss of the process. One writer thread owns the only write
 //! connection and commits concurrent writes together (group commit: one transaction, one fsync,
 //! each caller still gets its own result); reads run on a pool of reader connections on tokio's
-//! blocking pool. Several processes may share one file: `BEGIN IMMEDIATE` plus a busy timeout
-//! keep compare-and-swap exact across them.
+//! blocking pool. A file belongs to one process by default (a second one is refused with a
+//! typed `Locked` error); opened with [`Sharing::Shared`] in every process, several may share it:
+//! `BEGIN IMMEDIATE` plus a busy timeout keep compare-and-swap exact across them, and a commit
+//! probe keeps each process's HOT tier coherent with the others' commits.
 //!
 //! ```no_run
 //! # async fn demo() -> tierstate_core::Result<()> {
@@ -19,6 +21,7 @@ mod config;
 mod error;
 mod reader;
 mod schema;
+mod sharing;
 mod store;
 mod writer;
 
@@ -26,4 +29,5 @@ pub use config::{SqliteConfig, Synchronous};
 pub use schema::{
     SCHEMA_VERSION, STEPS, create_at_version, pending_steps, schema_sql, steps_after,
 };
+pub use sharing::Sharing;
 pub use store::SqliteStore;

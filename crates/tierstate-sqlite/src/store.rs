@@ -4,13 +4,14 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use rusqlite::Connection;
-use tierstate_core::{DeploymentId, Result, StateData, StateStore, Tier, WriteBatch};
+use tierstate_core::{CommitProbe, DeploymentId, Result, StateData, StateStore, Tier, WriteBatch};
 use tokio::sync::oneshot;
 
 use crate::SqliteConfig;
 use crate::error::closed;
 use crate::reader::{self, Readers};
 use crate::schema::open_writer;
+use crate::sharing::{LockFile, SharedProbe, Sharing};
 use crate::writer::{self, Job, Writer};
 
 /// The SQLite WARM store. Clone it freely: clones share the writer thread and reader pool.
@@ -23,6 +24,9 @@ struct Inner {
     config: SqliteConfig,
     writer: Writer,
     readers: Readers,
+    probe: Option<Arc<SharedProbe>>,
+    /// Held for the store's life: says who else may use the file.
+    _lock: LockFile,
 }
 
 impl Drop for Inner {
@@ -46,19 +50,27 @@ impl SqliteStore {
     ///
     /// # Errors
     /// `Backend` (`Io`) if the file cannot be created or opened or is not a tierstate database;
-    /// `SchemaTooNew` if a newer tierstate wrote it; `Busy` if another process holds the write
-    /// lock past the busy timeout.
+    /// `Locked` if another store uses the file and the two did not both ask for
+    /// [`Sharing::Shared`]; `SchemaTooNew` if a newer tierstate wrote it; `Busy` if another
+    /// process holds the write lock past the busy timeout.
     pub async fn open(config: SqliteConfig) -> Result<Self> {
         let cfg = config.clone();
-        let (writer_conn, reader_conn) = tokio::task::spawn_blocking(move || {
+        let (lock, writer_conn, reader_conn, probe) = tokio::task::spawn_blocking(move || {
+            let lock = LockFile::take(&cfg.path, cfg.sharing)?;
             let w = open_writer(&cfg)?;
             // Open one reader now so a file readers cannot open fails here, not on first load.
             let r = crate::schema::open_reader(&cfg)?;
-            Ok::<_, tierstate_core::Error>((w, r))
+            let probe = match cfg.sharing {
+                Sharing::Exclusive => None,
+                Sharing::Shared => Some(Arc::new(SharedProbe::new(crate::schema::open_reader(
+                    &cfg,
+                )?)?)),
+            };
+            Ok::<_, tierstate_core::Error>((lock, w, r, probe))
         })
         .await
         .map_err(|_| closed())??;
-        let writer = writer::start(writer_conn, config.max_group)?;
+        let writer = writer::start(writer_conn, config.max_group, probe.clone())?;
         let readers = Readers::new(config.clone());
         readers.give_back(reader_conn);
         Ok(Self {
@@ -66,6 +78,8 @@ impl SqliteStore {
                 config,
                 writer,
                 readers,
+                probe,
+                _lock: lock,
             }),
         })
     }
@@ -126,6 +140,10 @@ impl SqliteStore {
 impl StateStore for SqliteStore {
     fn backend(&self) -> &'static str {
         "sqlite"
+    }
+
+    fn commit_probe(&self) -> Option<Arc<dyn CommitProbe>> {
+        self.inner.probe.clone().map(|p| p as Arc<dyn CommitProbe>)
     }
 
     async fn get(&self, id: &DeploymentId) -> Result<Option<StateData>> {

@@ -13,7 +13,10 @@ use tierstate_core::{
 };
 use tokio::sync::oneshot;
 
+use std::sync::Arc;
+
 use crate::error::{BACKEND, bad_row, map};
+use crate::sharing::{SharedProbe, WriterWatch};
 
 /// Work for the writer thread.
 pub(crate) enum Job {
@@ -39,17 +42,36 @@ fn replicate(e: &Error) -> Error {
 /// The writer thread that owns the write connection.
 pub(crate) type Writer = GroupWriter<Job>;
 
-/// Starts the writer thread that owns `conn`.
-pub(crate) fn start(conn: Connection, max_group: usize) -> Result<Writer> {
-    GroupWriter::start(BACKEND, max_group, move |group| commit_group(&conn, group))
+/// Starts the writer thread that owns `conn`. With a probe (a shared file), the writer tells it
+/// which commits were its own and which were another process's.
+pub(crate) fn start(
+    conn: Connection,
+    max_group: usize,
+    probe: Option<Arc<SharedProbe>>,
+) -> Result<Writer> {
+    let mut shared = match probe {
+        Some(p) => Some((WriterWatch::new(&conn)?, p)),
+        None => None,
+    };
+    GroupWriter::start(BACKEND, max_group, move |group| {
+        commit_group(&conn, group, shared.as_mut())
+    })
 }
 
-fn commit_group(conn: &Connection, group: Vec<Job>) {
+fn commit_group(
+    conn: &Connection,
+    group: Vec<Job>,
+    mut shared: Option<&mut (WriterWatch, Arc<SharedProbe>)>,
+) {
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE").map_err(map) {
         for job in group {
             fail(job, &e);
         }
         return;
+    }
+    if let Some((watch, probe)) = shared.as_deref_mut() {
+        // The file's write lock is held: what the probe sees now is other processes' work.
+        watch.begin(conn, probe);
     }
     let now = commit_time();
     let mut done = Vec::with_capacity(group.len());
@@ -82,6 +104,12 @@ fn commit_group(conn: &Connection, group: Vec<Job>) {
     if failure.is_some() {
         // COMMIT can fail and leave the transaction open (e.g. busy): end it for sure.
         let _ = conn.execute_batch("ROLLBACK");
+    }
+    if let Some((watch, probe)) = shared {
+        // Before anyone hears of this commit: the probe's next change is our own, unless
+        // another process committed right after us, which the writer's counter shows.
+        probe.absorb_own();
+        watch.check(conn, probe);
     }
     for d in done {
         d.deliver(BACKEND, failure.as_ref());

@@ -198,6 +198,9 @@ impl StateManagerBuilder {
         if !live {
             tracing::warn!("change feed not live after 10 s: skipping warm-up; loads read WARM");
         }
+        // A shared file's probe is read before warm-up, so a commit another process makes
+        // while HOT fills is still noticed on the first hit.
+        manager.sync_probe();
         if self.warm_up && live && manager.hot_enabled() {
             manager.warm_up().await?;
         }

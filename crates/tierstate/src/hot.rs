@@ -7,11 +7,28 @@ use tierstate_core::{DeploymentId, StateData};
 #[cfg(feature = "hot")]
 pub use tierstate_hot::HotConfig;
 
-/// Ticket type the manager passes around (see `tierstate_hot::FillTicket`).
+/// One operation in flight (see `tierstate_hot::Ticket`); `None` when HOT is off.
 #[cfg(feature = "hot")]
-pub(crate) type Ticket = Option<tierstate_hot::FillTicket>;
+pub(crate) type Ticket<'a> = Option<tierstate_hot::Ticket<'a>>;
 #[cfg(not(feature = "hot"))]
-pub(crate) type Ticket = Option<()>;
+pub(crate) type Ticket<'a> = Option<std::marker::PhantomData<&'a ()>>;
+
+/// Proof of the cache's state when a warm-up page was read.
+#[cfg(feature = "hot")]
+pub(crate) type BulkTicket = Option<tierstate_hot::BulkTicket>;
+#[cfg(not(feature = "hot"))]
+pub(crate) type BulkTicket = Option<()>;
+
+/// How a write ended.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Written<'a> {
+    /// Committed as this record.
+    Ok(&'a StateData),
+    /// Certainly wrote nothing.
+    NotApplied,
+    /// May or may not have committed.
+    Unknown,
+}
 
 /// Optional HOT cache.
 #[derive(Debug, Default)]
@@ -55,21 +72,62 @@ impl Hot {
         None
     }
 
-    pub(crate) fn ticket(&self) -> Ticket {
+    pub(crate) fn begin_read(&self, _id: &DeploymentId) -> Ticket<'_> {
         #[cfg(feature = "hot")]
-        return self.cache.as_ref().map(|c| c.ticket());
+        return self.cache.as_ref().map(|c| c.begin_read(_id));
         #[cfg(not(feature = "hot"))]
         None
     }
 
-    /// Caches a WARM record, marked as HOT-served (one copy at insert time, none per get).
-    pub(crate) fn insert(&self, _data: &StateData, _ticket: Ticket) {
+    pub(crate) fn begin_write(&self, _id: &DeploymentId) -> Ticket<'_> {
+        #[cfg(feature = "hot")]
+        return self.cache.as_ref().map(|c| c.begin_write(_id));
+        #[cfg(not(feature = "hot"))]
+        None
+    }
+
+    /// Offers a WARM read's result (cached unless a rule of the HOT tier refuses it).
+    pub(crate) fn fill(&self, _ticket: Ticket<'_>, _data: &StateData) {
         #[cfg(feature = "hot")]
         if let (Some(c), Some(t)) = (&self.cache, _ticket) {
-            c.insert(
-                Arc::new(_data.clone().served_from(tierstate_core::Tier::Hot)),
-                t,
-            );
+            c.fill(t, _data);
+        }
+    }
+
+    /// Ends a write.
+    pub(crate) fn finish_write(&self, _ticket: Ticket<'_>, _how: Written<'_>) {
+        #[cfg(feature = "hot")]
+        if let (Some(c), Some(t)) = (&self.cache, _ticket) {
+            let how = match _how {
+                Written::Ok(d) => tierstate_hot::WriteOutcome::Written(d),
+                Written::NotApplied => tierstate_hot::WriteOutcome::NotApplied,
+                Written::Unknown => tierstate_hot::WriteOutcome::Unknown,
+            };
+            c.finish_write(t, how);
+        }
+    }
+
+    pub(crate) fn begin_bulk(&self) -> BulkTicket {
+        #[cfg(feature = "hot")]
+        return self.cache.as_ref().map(|c| c.begin_bulk());
+        #[cfg(not(feature = "hot"))]
+        None
+    }
+
+    /// Offers one warm-up record; true if it was cached.
+    pub(crate) fn fill_bulk(&self, _ticket: &BulkTicket, _data: &StateData) -> bool {
+        #[cfg(feature = "hot")]
+        if let (Some(c), Some(t)) = (&self.cache, _ticket) {
+            return c.fill_bulk(t, _data) == tierstate_hot::InsertOutcome::Stored;
+        }
+        false
+    }
+
+    /// `version` of `id` is known to be committed.
+    pub(crate) fn observe(&self, _id: &DeploymentId, _version: u64) {
+        #[cfg(feature = "hot")]
+        if let Some(c) = &self.cache {
+            c.observe(_id, _version);
         }
     }
 
@@ -80,10 +138,11 @@ impl Hot {
         }
     }
 
-    pub(crate) fn invalidate_older_than(&self, _id: &DeploymentId, _version: u64) {
+    /// `id` was deleted.
+    pub(crate) fn forget(&self, _id: &DeploymentId) {
         #[cfg(feature = "hot")]
         if let Some(c) = &self.cache {
-            c.invalidate_older_than(_id, _version);
+            c.forget(_id);
         }
     }
 

@@ -35,8 +35,9 @@ pub use manager::{StateManager, Versioned};
 pub use metrics::{Metrics, Op, OpRecord, Outcome, TierSummary};
 pub use payload::PAYLOAD_MARKER;
 pub use tierstate_core::{
-    BackendErrorKind, BatchOp, Checksum, DeploymentId, Error, InMemoryStore, PutMode, Result,
-    Retention, StateData, StateStore, StateWrite, Tier, WriteBatch,
+    BackendErrorKind, BatchOp, Checksum, CommitProbe, DeploymentId, Error, InMemoryStore,
+    MAX_SCHEMA_VERSION, MAX_STATE_BYTES, MAX_STATE_DEPTH, PutMode, Result, Retention, StateData,
+    StateStore, StateWrite, Tier, WriteBatch,
 };
 pub use tierstate_migrate::{MigrationError, MigrationRegistry, RollbackInfo, StateMigration};
 #[cfg(feature = "postgres")]
@@ -44,4 +45,4 @@ pub use tierstate_postgres::{PostgresConfig, PostgresStore};
 #[cfg(feature = "redb")]
 pub use tierstate_redb::{RedbConfig, RedbDurability, RedbStore};
 #[cfg(feature = "sqlite")]
-pub use tierstate_sqlite::{SqliteConfig, SqliteStore, Synchronous};
+pub use tierstate_sqlite::{Sharing, SqliteConfig, SqliteStore, Synchronous};

@@ -1,6 +1,7 @@
 //! [`StateManager`]: HOT over WARM, write-through, with metrics and tracing on every operation.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Instant;
 
@@ -8,13 +9,13 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use tierstate_core::{
-    DeploymentId, Error, PutMode, Result, Retention, StateData, StateStore, StateWrite, Tier,
-    WriteBatch,
+    BackendErrorKind, BatchOp, CommitProbe, DeploymentId, Error, PutMode, Result, Retention,
+    StateData, StateStore, StateWrite, Tier, WriteBatch,
 };
 use tracing::{Instrument, debug_span, warn};
 
 use crate::StateManagerBuilder;
-use crate::hot::Hot;
+use crate::hot::{Hot, Written};
 use crate::metrics::{Metrics, Op, Outcome};
 use crate::payload::Payload;
 
@@ -33,7 +34,12 @@ pub struct Versioned<T> {
 /// (durable store). Clone it freely; clones share everything.
 ///
 /// Loads go HOT → WARM → fill HOT. Writes go WARM first and reach HOT only after WARM
-/// committed; a conflict, delete or integrity failure evicts the HOT entry.
+/// committed; while a write is in flight its deployment is served from WARM.
+///
+/// Within one process, reads never go backwards: once a load or save returned version `v`,
+/// no later load returns an older one (a delete starts the count again). A write whose caller
+/// stopped waiting (a dropped future, a timeout) still runs to the end, so HOT is never left
+/// holding a version older than WARM's.
 #[derive(Clone)]
 pub struct StateManager {
     inner: Arc<Inner>,
@@ -48,6 +54,10 @@ struct Inner {
     coherent: AtomicBool,
     /// Payload migrations, if configured.
     payload: Option<Payload>,
+    /// For stores other processes write without a change feed: checked before every HOT hit.
+    probe: Option<Arc<dyn CommitProbe>>,
+    /// The probe's value when HOT was last known to be coherent with other processes.
+    probe_seen: AtomicU64,
 }
 
 impl std::fmt::Debug for StateManager {
@@ -60,10 +70,35 @@ impl std::fmt::Debug for StateManager {
     }
 }
 
-/// Whether a failed write must evict the HOT entry: always for a CAS failure (HOT may be stale),
-/// and whenever the write may have been applied.
-fn evicts(e: &Error) -> bool {
-    e.is_conflict() || matches!(e, Error::AlreadyExists { .. }) || !e.is_not_applied()
+/// Runs a write to completion on its own task, so a caller that stops waiting (a dropped
+/// future, a timeout) cannot leave it half-done: the WARM commit and the HOT bookkeeping after
+/// it always both happen.
+async fn detached<T: Send + 'static>(
+    write: impl Future<Output = Result<T>> + Send + 'static,
+) -> Result<T> {
+    match tokio::spawn(write).await {
+        Ok(result) => result,
+        Err(e) => Err(Error::Backend {
+            backend: "tierstate",
+            kind: BackendErrorKind::Other,
+            message: format!(
+                "the write task ended without an answer ({e}); reload to learn its outcome"
+            ),
+            source: None,
+        }),
+    }
+}
+
+/// The deployments a batch writes, in batch order.
+fn put_ids(batch: &WriteBatch) -> Vec<DeploymentId> {
+    batch
+        .ops()
+        .iter()
+        .filter_map(|op| match op {
+            BatchOp::Put(w) => Some(w.deployment_id.clone()),
+            _ => None,
+        })
+        .collect()
 }
 
 fn outcome_of(e: &Error) -> Outcome {
@@ -88,6 +123,11 @@ impl StateManager {
     ) -> Self {
         // Trusted until `follow_changes` subscribes to a change feed and learns its state.
         let coherent = AtomicBool::new(true);
+        let probe = if hot.enabled() {
+            warm.commit_probe()
+        } else {
+            None
+        };
         Self {
             inner: Arc::new(Inner {
                 warm,
@@ -96,7 +136,19 @@ impl StateManager {
                 metrics,
                 coherent,
                 payload,
+                probe,
+                probe_seen: AtomicU64::new(0),
             }),
+        }
+    }
+
+    /// Records the probe's current value as coherent (HOT is empty or freshly warmed from a
+    /// read that started after it).
+    pub(crate) fn sync_probe(&self) {
+        if let Some(p) = &self.inner.probe
+            && let Ok(e) = p.foreign_epoch()
+        {
+            self.inner.probe_seen.store(e, Ordering::Release);
         }
     }
 
@@ -120,9 +172,7 @@ impl StateManager {
     }
 
     fn record(&self, tier: Tier, op: Op, start: Instant, outcome: Outcome) {
-        self.inner
-            .metrics
-            .record(tier, op, start.elapsed(), outcome);
+        self.inner.record(tier, op, start, outcome);
     }
 
     /// The current state: from HOT if cached, else from WARM (verified), which then fills HOT.
@@ -138,7 +188,9 @@ impl StateManager {
                     return self.load_untrusted_hot(id).await;
                 }
                 let start = Instant::now();
-                if let Some(hit) = self.inner.hot.get(id) {
+                if !self.inner.other_process_committed()
+                    && let Some(hit) = self.inner.hot.get(id)
+                {
                     self.record(Tier::Hot, Op::Load, start, Outcome::Hit);
                     return Ok(Some(hit));
                 }
@@ -213,13 +265,13 @@ impl StateManager {
                         deployment_id,
                         version: 0,
                     }) => {
-                        inner.hot.invalidate(&deployment_id);
+                        inner.hot.forget(&deployment_id);
                     }
                     Ok(tierstate_core::Change::Committed {
                         deployment_id,
                         version,
                     }) => {
-                        inner.hot.invalidate_older_than(&deployment_id, version);
+                        inner.hot.observe(&deployment_id, version);
                     }
                     Ok(tierstate_core::Change::Gap) => {
                         // Keep the entries (outage fallback) but stop serving them as fresh.
@@ -262,7 +314,7 @@ impl StateManager {
     pub async fn load_warm(&self, id: &DeploymentId) -> Result<Option<Arc<StateData>>> {
         let span = debug_span!("tierstate.load_warm", deployment = %id);
         async {
-            let ticket = self.inner.hot.ticket();
+            let ticket = self.inner.hot.begin_read(id);
             let start = Instant::now();
             match self.inner.warm.get(id).await {
                 Ok(Some(data)) => {
@@ -274,7 +326,7 @@ impl StateManager {
                         }
                         None => data,
                     };
-                    self.inner.hot.insert(&data, ticket);
+                    self.inner.hot.fill(ticket, &data);
                     Ok(Some(Arc::new(data)))
                 }
                 Ok(None) => {
@@ -312,38 +364,34 @@ impl StateManager {
         }))
     }
 
-    /// Commits one write to WARM, then caches the committed record in HOT.
+    /// Commits one write to WARM, then caches the committed record in HOT. If the caller stops
+    /// waiting, the write still finishes (its outcome is then learned by loading).
     ///
     /// # Errors
-    /// `AlreadyExists`/`Conflict` (HOT entry evicted), `InvalidInput`, or `Backend` (HOT entry
-    /// evicted: the outcome may be unknown, so the next load reads WARM).
+    /// `AlreadyExists`/`Conflict` (HOT learns the stored version), `InvalidInput`, or `Backend`
+    /// (if the outcome is unknown, HOT is invalidated so the next load reads WARM).
     pub async fn save(&self, mut write: StateWrite) -> Result<Arc<StateData>> {
         let span = debug_span!("tierstate.save", deployment = %write.deployment_id);
-        async {
-            if let Some(p) = &self.inner.payload {
-                self.guard_newer(p, &write.deployment_id).await?;
-                write.schema_version = p.current();
-            }
-            let id = write.deployment_id.clone();
-            let ticket = self.inner.hot.ticket();
-            let start = Instant::now();
-            match self.inner.warm.put(write, self.inner.retention).await {
-                Ok(data) => {
-                    self.record(Tier::Warm, Op::Save, start, Outcome::Ok);
-                    self.inner.hot.insert(&data, ticket);
-                    Ok(Arc::new(data))
-                }
-                Err(e) => {
-                    self.record(Tier::Warm, Op::Save, start, outcome_of(&e));
-                    if evicts(&e) {
-                        self.inner.hot.invalidate(&id);
-                    }
-                    Err(e)
-                }
-            }
+        if let Some(p) = &self.inner.payload {
+            self.guard_newer(p, &write.deployment_id)
+                .instrument(span.clone())
+                .await?;
+            write.schema_version = p.current();
         }
-        .instrument(span)
-        .await
+        let inner = self.inner.clone();
+        let batch = WriteBatch::new().put(write);
+        let mut done =
+            detached(async move { inner.commit_through(batch, Op::Save).await }.instrument(span))
+                .await?;
+        match done.pop() {
+            Some(d) if done.is_empty() => Ok(Arc::new(d)),
+            _ => Err(Error::Backend {
+                backend: self.inner.warm.backend(),
+                kind: BackendErrorKind::Other,
+                message: "the store did not return exactly one record for one write".into(),
+                source: None,
+            }),
+        }
     }
 
     /// Creates a deployment at version 1.
@@ -423,82 +471,65 @@ impl StateManager {
     }
 
     /// Commits every write of `batch` in one WARM transaction, or none; then caches them.
-    /// The manager's retention applies.
+    /// The manager's retention applies. Like [`StateManager::save`], it finishes even if the
+    /// caller stops waiting.
     ///
     /// # Errors
-    /// As [`tierstate_core::StateStore::commit`]; on failure the HOT entries of every member are
-    /// evicted.
+    /// As [`tierstate_core::StateStore::commit`]; HOT learns from conflicts and is invalidated
+    /// for every member when the outcome is unknown.
     pub async fn commit(&self, mut batch: WriteBatch) -> Result<Vec<Arc<StateData>>> {
         if let Some(p) = &self.inner.payload {
             for op in batch.ops_mut() {
-                if let tierstate_core::BatchOp::Put(w) = op {
+                if let BatchOp::Put(w) = op {
                     self.guard_newer(p, &w.deployment_id).await?;
                     w.schema_version = p.current();
                 }
             }
         }
-        let ids: Vec<DeploymentId> = batch
-            .ops()
-            .iter()
-            .filter_map(|op| match op {
-                tierstate_core::BatchOp::Put(w) => Some(w.deployment_id.clone()),
-                _ => None,
-            })
-            .collect();
-        let span = debug_span!("tierstate.commit", members = ids.len());
-        async {
-            let ticket = self.inner.hot.ticket();
-            let start = Instant::now();
-            match self
-                .inner
-                .warm
-                .commit(batch.with_retention(self.inner.retention))
-                .await
-            {
-                Ok(done) => {
-                    self.record(Tier::Warm, Op::Commit, start, Outcome::Ok);
-                    Ok(done
-                        .into_iter()
-                        .map(|d| {
-                            self.inner.hot.insert(&d, ticket);
-                            Arc::new(d)
-                        })
-                        .collect())
-                }
-                Err(e) => {
-                    self.record(Tier::Warm, Op::Commit, start, outcome_of(&e));
-                    if evicts(&e) {
-                        ids.iter().for_each(|id| self.inner.hot.invalidate(id));
-                    }
-                    Err(e)
-                }
-            }
-        }
-        .instrument(span)
-        .await
+        let span = debug_span!("tierstate.commit", members = batch.len());
+        let inner = self.inner.clone();
+        let done =
+            detached(async move { inner.commit_through(batch, Op::Commit).await }.instrument(span))
+                .await?;
+        Ok(done.into_iter().map(Arc::new).collect())
     }
 
-    /// Deletes the state and history from WARM, then evicts HOT (also when WARM failed, since
-    /// the outcome is then unknown). Returns whether anything was there.
+    /// Deletes the state and history from WARM, then forgets it in HOT (invalidates it when the
+    /// outcome is unknown). Finishes even if the caller stops waiting. Returns whether anything
+    /// was there.
     ///
     /// # Errors
     /// `Backend` if WARM fails; never a HOT-only delete.
     pub async fn delete(&self, id: &DeploymentId) -> Result<bool> {
-        let start = Instant::now();
-        let result = self
-            .inner
-            .warm
-            .delete(id)
-            .instrument(debug_span!("tierstate.delete", deployment = %id))
-            .await;
-        self.inner.hot.invalidate(id);
-        let outcome = match &result {
-            Ok(true) => Outcome::Ok,
-            Ok(false) => Outcome::NotFound,
-            Err(_) => Outcome::Error,
-        };
-        self.record(Tier::Warm, Op::Delete, start, outcome);
-        result
+        let span = debug_span!("tierstate.delete", deployment = %id);
+        let inner = self.inner.clone();
+        let id = id.clone();
+        detached(
+            async move {
+                let ticket = inner.hot.begin_write(&id);
+                let start = Instant::now();
+                let result = inner.warm.delete(&id).await;
+                let outcome = match &result {
+                    Ok(gone) => {
+                        inner.hot.forget(&id);
+                        inner.hot.finish_write(ticket, Written::NotApplied);
+                        if *gone {
+                            Outcome::Ok
+                        } else {
+                            Outcome::NotFound
+                        }
+                    }
+                    Err(_) => {
+                        inner.hot.finish_write(ticket, Written::Unknown);
+                        Outcome::Error
+                    }
+                };
+                inner.record(Tier::Warm, Op::Delete, start, outcome);
+                result
+            }
+            .instrument(span),
+        )
+        .await
     }
 
     /// Up to `limit` retained versions from WARM, newest first.
@@ -561,11 +592,11 @@ impl StateManager {
         let span = debug_span!("tierstate.warm_up", capacity);
         async {
             let start = Instant::now();
-            let ticket = self.inner.hot.ticket();
             let (mut cached, mut damaged) = (0usize, 0usize);
             let mut after: Option<DeploymentId> = None;
             while cached < capacity {
                 let page = (capacity - cached).min(1000);
+                let ticket = self.inner.hot.begin_bulk();
                 let rows = match self.inner.warm.scan(after.as_ref(), page).await {
                     Ok(rows) => rows,
                     Err(e) => {
@@ -584,8 +615,7 @@ impl StateManager {
                                 .payload
                                 .as_ref()
                                 .is_some_and(|p| data.schema_version != p.current());
-                            if !stale {
-                                self.inner.hot.insert(&data, ticket);
+                            if !stale && self.inner.hot.fill_bulk(&ticket, &data) {
                                 cached += 1;
                             }
                         }
@@ -608,5 +638,82 @@ impl StateManager {
         }
         .instrument(span)
         .await
+    }
+}
+
+impl Inner {
+    fn record(&self, tier: Tier, op: Op, start: Instant, outcome: Outcome) {
+        self.metrics.record(tier, op, start.elapsed(), outcome);
+    }
+
+    /// True if another process may have committed since HOT was last known coherent with it
+    /// (stores with a commit probe only); HOT is then emptied, and the caller reads WARM.
+    fn other_process_committed(&self) -> bool {
+        let Some(probe) = &self.probe else {
+            return false;
+        };
+        match probe.foreign_epoch() {
+            Ok(e) if e == self.probe_seen.load(Ordering::Acquire) => false,
+            Ok(e) => {
+                self.hot.invalidate_all();
+                self.probe_seen.store(e, Ordering::Release);
+                true
+            }
+            Err(e) => {
+                warn!(error = %e, "commit probe failed; reading WARM");
+                true
+            }
+        }
+    }
+
+    /// Commits `batch` to WARM and ends every member's HOT write; see [`detached`].
+    async fn commit_through(self: Arc<Self>, batch: WriteBatch, op: Op) -> Result<Vec<StateData>> {
+        let ids = put_ids(&batch);
+        let tickets: Vec<_> = ids.iter().map(|id| self.hot.begin_write(id)).collect();
+        let start = Instant::now();
+        let result = self.warm.commit(batch.with_retention(self.retention)).await;
+        match &result {
+            Ok(done) => {
+                self.record(Tier::Warm, op, start, Outcome::Ok);
+                for (ticket, d) in tickets.into_iter().zip(done) {
+                    self.hot.finish_write(ticket, Written::Ok(d));
+                }
+            }
+            Err(e) => {
+                self.record(Tier::Warm, op, start, outcome_of(e));
+                let how = if e.is_not_applied() {
+                    Written::NotApplied
+                } else {
+                    Written::Unknown
+                };
+                for ticket in tickets {
+                    self.hot.finish_write(ticket, how);
+                }
+                self.learn(e);
+            }
+        }
+        result
+    }
+
+    /// What a failed write tells about the stored version.
+    fn learn(&self, e: &Error) {
+        match e {
+            Error::Conflict {
+                deployment_id,
+                actual: Some(actual),
+                ..
+            }
+            | Error::AlreadyExists {
+                deployment_id,
+                actual,
+            } => self.hot.observe(deployment_id, *actual),
+            Error::Conflict {
+                deployment_id,
+                actual: None,
+                ..
+            } => self.hot.forget(deployment_id),
+            Error::Integrity { deployment_id, .. } => self.hot.invalidate(deployment_id),
+            _ => {}
+        }
     }
 }
