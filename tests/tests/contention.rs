@@ -77,6 +77,48 @@ fn sqlite_four_processes_exact() {
     contend(Backend::Sqlite);
 }
 
+/// A fleet restarting together: 8 processes open one fresh schema at the same instant (schema
+/// creation and migrations race unless serialized), five times over. Every open succeeds and
+/// every process's write is there.
+#[test]
+fn postgres_eight_simultaneous_first_opens() {
+    if tierstate_tests::pg_url().is_none() {
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for round in 0..5 {
+        let dir = tempfile::tempdir().unwrap();
+        let schema = Backend::Postgres.fresh_location(dir.path(), "first_open");
+        let go = dir.path().join("go");
+        let children: Vec<_> = (0..8)
+            .map(|i| {
+                Command::new(WRITER)
+                    .args(["postgres", schema.to_str().unwrap(), "open", &i.to_string()])
+                    .env("TIERSTATE_GO_FILE", &go)
+                    .output_async()
+            })
+            .collect();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        std::fs::write(&go, b"go").unwrap();
+        for child in children {
+            let out = child.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "round {round}: a first open failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        rt.block_on(async {
+            let store = Backend::Postgres.open(&schema).await.unwrap();
+            let listed = store.list(None, 100).await.unwrap();
+            assert_eq!(listed.len(), 8, "round {round}: {listed:?}");
+        });
+    }
+}
+
 #[test]
 fn postgres_four_processes_exact() {
     if tierstate_tests::pg_url().is_none() {

@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use chrono::DateTime;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
-use sqlx::{Postgres, Row, Transaction};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Connection, Postgres, Row, Transaction};
 use tierstate_core::{
     BackendErrorKind, ChangeFeed, DeploymentId, Error, PutMode, Result, StateData, StateStore,
     StoredRecord, Tier, WriteBatch, commit_time, micros,
@@ -109,46 +109,125 @@ fn connect_options(config: &PostgresConfig) -> Result<PgConnectOptions> {
     })
 }
 
-/// A small pool for setup work, with the configured schema created if absent.
-async fn setup_pool(config: &PostgresConfig, connections: u32) -> Result<PgPool> {
-    let pool = PgPoolOptions::new()
-        .max_connections(connections)
-        .acquire_timeout(config.acquire_timeout)
-        .connect_with(connect_options(config)?)
-        .await
-        .map_err(not_applied)?;
-    if let Some(schema) = &config.schema {
-        // The schema name was validated to [a-z_][a-z0-9_]* by PostgresConfig::schema.
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "CREATE SCHEMA IF NOT EXISTS \"{schema}\""
-        )))
-        .execute(&pool)
+/// Key of the advisory lock that serializes schema creation and migrations across every
+/// process opening a database at once ("tSt1SETP").
+const SETUP_LOCK: i64 = 0x7453_7431_5345_5450;
+
+/// `host:port/database` of a connection, for messages (never the password).
+fn target(opts: &PgConnectOptions) -> String {
+    format!(
+        "{}:{}/{}",
+        opts.get_host(),
+        opts.get_port(),
+        opts.get_database().unwrap_or("postgres")
+    )
+}
+
+/// One direct connection: unlike a pool (which retries until its timeout and then reports only
+/// "pool timed out"), it fails with the real cause, and the message names the server.
+async fn connect_once(config: &PostgresConfig) -> Result<PgConnection> {
+    let opts = connect_options(config)?;
+    let at = target(&opts);
+    let unreachable =
+        |message: String, source: Option<Box<dyn std::error::Error + Send + Sync>>| {
+            Error::Backend {
+                backend: BACKEND,
+                kind: BackendErrorKind::Unavailable,
+                message,
+                source,
+            }
+        };
+    match tokio::time::timeout(config.acquire_timeout, PgConnection::connect_with(&opts)).await {
+        Ok(Ok(conn)) => Ok(conn),
+        Ok(Err(e)) => match not_applied(e) {
+            Error::Backend {
+                kind,
+                message,
+                source,
+                ..
+            } => Err(Error::Backend {
+                backend: BACKEND,
+                kind,
+                message: format!("cannot connect to PostgreSQL at {at}: {message}"),
+                source,
+            }),
+            other => Err(other),
+        },
+        Err(_) => Err(unreachable(
+            format!(
+                "cannot connect to PostgreSQL at {at}: no answer within {:?}",
+                config.acquire_timeout
+            ),
+            None,
+        )),
+    }
+}
+
+/// Creates the configured schema if absent and applies the embedded migrations (up to
+/// `version`, or all), holding [`SETUP_LOCK`] so any number of processes opening the same
+/// database at once take turns instead of racing in `CREATE SCHEMA` (SQLSTATE 23505).
+async fn prepare_database(
+    conn: &mut PgConnection,
+    config: &PostgresConfig,
+    version: Option<i64>,
+) -> Result<()> {
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(SETUP_LOCK)
+        .execute(&mut *conn)
         .await
         .map_err(map)?;
+    let outcome = async {
+        if let Some(schema) = &config.schema {
+            // The schema name was validated to [a-z_][a-z0-9_]* by PostgresConfig::schema.
+            let created = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "CREATE SCHEMA IF NOT EXISTS \"{schema}\""
+            )))
+            .execute(&mut *conn)
+            .await;
+            match created {
+                Ok(_) => {}
+                // Created meanwhile by something that does not take our lock: that is success.
+                Err(sqlx::Error::Database(db))
+                    if matches!(db.code().as_deref(), Some("23505" | "42P06")) => {}
+                Err(e) => return Err(map(e)),
+            }
+        }
+        refuse_newer(&mut *conn).await?;
+        match version {
+            None => MIGRATOR.run(&mut *conn).await,
+            Some(v) => MIGRATOR.run_to(v, &mut *conn).await,
+        }
+        .map_err(migration_failed)
     }
-    Ok(pool)
+    .await;
+    let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(SETUP_LOCK)
+        .execute(&mut *conn)
+        .await;
+    outcome?;
+    unlocked.map_err(map)?;
+    Ok(())
 }
 
 impl PostgresStore {
-    /// Connects, creates the schema if named, applies the embedded migrations under sqlx's
-    /// advisory lock, and starts the NOTIFY listener.
+    /// Connects, creates the schema if named and applies the embedded migrations (serialized
+    /// across processes by an advisory lock), then opens the pool and starts the NOTIFY
+    /// listener.
     ///
     /// # Errors
-    /// `Backend` if the server cannot be reached or a migration fails; `SchemaTooNew` if the
-    /// database was migrated by a newer tierstate.
+    /// `Backend` if the server cannot be reached (the message names the host and the cause) or
+    /// a migration fails; `SchemaTooNew` if the database was migrated by a newer tierstate.
     pub async fn connect(config: PostgresConfig) -> Result<Self> {
-        let opts = connect_options(&config)?;
-        if config.schema.is_some() {
-            setup_pool(&config, 1).await?.close().await;
-        }
+        let mut setup = connect_once(&config).await?;
+        let prepared = prepare_database(&mut setup, &config, None).await;
+        let _ = setup.close().await;
+        prepared?;
         let pool = PgPoolOptions::new()
             .max_connections(config.max_connections)
             .acquire_timeout(config.acquire_timeout)
-            .connect_with(opts)
+            .connect_with(connect_options(&config)?)
             .await
             .map_err(not_applied)?;
-        refuse_newer(&pool).await?;
-        MIGRATOR.run(&pool).await.map_err(migration_failed)?;
         let feed = if config.listen {
             let (tx, _) = broadcast::channel(4096);
             let live = Arc::new(AtomicBool::new(false));
@@ -166,12 +245,16 @@ impl PostgresStore {
     /// # Errors
     /// As [`PostgresStore::connect`].
     pub async fn create_at_version(config: &PostgresConfig, version: i64) -> Result<PgPool> {
-        let pool = setup_pool(config, 2).await?;
-        MIGRATOR
-            .run_to(version, &pool)
+        let mut setup = connect_once(config).await?;
+        let prepared = prepare_database(&mut setup, config, Some(version)).await;
+        let _ = setup.close().await;
+        prepared?;
+        PgPoolOptions::new()
+            .max_connections(2)
+            .acquire_timeout(config.acquire_timeout)
+            .connect_with(connect_options(config)?)
             .await
-            .map_err(migration_failed)?;
-        Ok(pool)
+            .map_err(not_applied)
     }
 
     /// The migrations a database still needs, without applying anything (dry run):
@@ -180,26 +263,21 @@ impl PostgresStore {
     /// # Errors
     /// `Backend` if the server cannot be reached; `SchemaTooNew` for a newer database.
     pub async fn pending_migrations(config: &PostgresConfig) -> Result<Vec<(i64, String)>> {
-        let opts = connect_options(config)?;
-        let pool = PgPoolOptions::new()
-            .max_connections(1)
-            .connect_with(opts)
-            .await
-            .map_err(not_applied)?;
-        refuse_newer(&pool).await?;
+        let mut conn = connect_once(config).await?;
+        refuse_newer(&mut conn).await?;
         let exists: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
-            .fetch_one(&pool)
+            .fetch_one(&mut conn)
             .await
             .map_err(map)?;
         let applied: Vec<i64> = if exists {
             sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
-                .fetch_all(&pool)
+                .fetch_all(&mut conn)
                 .await
                 .map_err(map)?
         } else {
             Vec::new()
         };
-        pool.close().await;
+        let _ = conn.close().await;
         Ok(MIGRATOR
             .iter()
             .filter(|m| !applied.contains(&m.version))
@@ -224,16 +302,16 @@ impl PostgresStore {
 }
 
 /// Refuses a database on which a newer tierstate applied migrations this build does not know.
-async fn refuse_newer(pool: &PgPool) -> Result<()> {
+async fn refuse_newer(conn: &mut PgConnection) -> Result<()> {
     let exists: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
-        .fetch_one(pool)
+        .fetch_one(&mut *conn)
         .await
         .map_err(map)?;
     if !exists {
         return Ok(());
     }
     let found: Option<i64> = sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations")
-        .fetch_one(pool)
+        .fetch_one(&mut *conn)
         .await
         .map_err(map)?;
     let supported = PostgresStore::schema_version();

@@ -218,6 +218,14 @@ async fn unreachable_server_is_retryable_and_not_applied() {
         .acquire_timeout(std::time::Duration::from_millis(500));
     let err = PostgresStore::connect(cfg).await.unwrap_err();
     assert!(err.is_retryable(), "{err:?}");
+    // The real cause and the server, not "pool timed out"; never the password.
+    let msg = err.to_string();
+    assert!(msg.contains(&format!("127.0.0.1:{port}")), "{msg}");
+    assert!(msg.to_lowercase().contains("refused"), "{msg}");
+    assert!(
+        !msg.contains("pool timed out") && !msg.contains(":p@"),
+        "{msg}"
+    );
     assert!(
         matches!(
             err,

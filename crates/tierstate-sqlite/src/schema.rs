@@ -91,10 +91,11 @@ pub fn create_at_version(conn: &Connection, version: u32) -> Result<()> {
 /// # Errors
 /// `Backend` if the file cannot be read; `SchemaTooNew` if a newer build wrote it.
 pub fn pending_steps(path: &Path) -> Result<(u32, Vec<(u32, &'static str)>)> {
-    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(map)?;
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|e| naming(path, map(e)))?;
     let found: u32 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(map)?;
+        .map_err(|e| naming(path, map(e)))?;
     if found > SCHEMA_VERSION {
         return Err(Error::SchemaTooNew {
             backend: BACKEND,
@@ -125,25 +126,42 @@ fn create_private(path: &Path) -> Result<()> {
     }
 }
 
+/// Names the file in a backend error from opening it ("file is not a database" alone does not
+/// say which file).
+fn naming(path: &Path, e: Error) -> Error {
+    match e {
+        Error::Backend {
+            backend,
+            kind,
+            message,
+            source,
+        } if !message.contains(&*path.to_string_lossy()) => Error::Backend {
+            backend,
+            kind,
+            message: format!("cannot open {}: {message}", path.display()),
+            source,
+        },
+        other => other,
+    }
+}
+
 fn open(path: &Path, config: &SqliteConfig) -> Result<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX
         | OpenFlags::SQLITE_OPEN_URI;
-    let conn = Connection::open_with_flags(path, flags).map_err(|e| {
-        let mut err = map(e);
-        if let Error::Backend { message, .. } = &mut err {
-            *message = format!("cannot open {}: {message}", path.display());
-        }
-        err
-    })?;
+    let conn = Connection::open_with_flags(path, flags).map_err(map)?;
     conn.busy_timeout(config.busy_timeout).map_err(map)?;
     conn.set_prepared_statement_cache_capacity(32);
     Ok(conn)
 }
 
 /// Opens the writer connection: creates the file, switches to WAL, sets durability, and
-/// creates or checks the schema.
+/// creates or checks the schema. Every failure names the file.
 pub(crate) fn open_writer(config: &SqliteConfig) -> Result<Connection> {
+    open_writer_unnamed(config).map_err(|e| naming(&config.path, e))
+}
+
+fn open_writer_unnamed(config: &SqliteConfig) -> Result<Connection> {
     create_private(&config.path)?;
     let conn = open(&config.path, config)?;
     let mode: String = conn
@@ -169,10 +187,11 @@ pub(crate) fn open_writer(config: &SqliteConfig) -> Result<Connection> {
     Ok(conn)
 }
 
-/// Opens a reader connection; it refuses writes.
+/// Opens a reader connection; it refuses writes. Every failure names the file.
 pub(crate) fn open_reader(config: &SqliteConfig) -> Result<Connection> {
-    let conn = open(&config.path, config)?;
-    conn.pragma_update(None, "query_only", true).map_err(map)?;
+    let conn = open(&config.path, config).map_err(|e| naming(&config.path, e))?;
+    conn.pragma_update(None, "query_only", true)
+        .map_err(|e| naming(&config.path, map(e)))?;
     Ok(conn)
 }
 

@@ -249,6 +249,14 @@ async fn foreign_files_are_refused() {
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Backend { .. }), "{err:?}");
+    // One line: the cause and the file, said once.
+    let msg = err.to_string();
+    assert!(
+        msg.contains("not a database") && msg.contains(&*not_db.to_string_lossy()),
+        "{msg}"
+    );
+    assert_eq!(msg.matches("sqlite backend error").count(), 1, "{msg}");
+    assert!(!msg.contains('\n'), "{msg}");
 
     let missing_dir = dir.path().join("no/such/dir/x.db");
     let err = SqliteStore::open(SqliteConfig::new(&missing_dir))

@@ -32,8 +32,26 @@ struct Args {
 }
 
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args = Args::parse();
+async fn main() -> std::process::ExitCode {
+    match run(Args::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // One line with the cause (Display, never a Debug dump; URLs come redacted).
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// What a redb file's recorded format reads as.
+fn format_name(found: Option<u32>) -> String {
+    found.map_or_else(
+        || "none (no tierstate tables yet)".to_owned(),
+        |v| v.to_string(),
+    )
+}
+
+async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     match args.backend {
         Backend::Sqlite => {
             let path = std::path::Path::new(&args.url);
@@ -58,8 +76,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let path = std::path::Path::new(&args.url);
             let (found, steps) = tierstate_redb::pending_steps(path)?;
             println!(
-                "redb {}: format {found:?}, latest {}",
+                "redb {}: format {}, latest {}",
                 path.display(),
+                format_name(found),
                 tierstate_redb::FORMAT_VERSION
             );
             for (v, what) in &steps {
@@ -67,7 +86,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             if !args.dry_run && (found.is_none() || !steps.is_empty()) {
                 drop(RedbStore::open(RedbConfig::new(path)).await?);
-                println!("upgraded to {:?}", tierstate_redb::pending_steps(path)?.0);
+                println!(
+                    "upgraded to {}",
+                    format_name(tierstate_redb::pending_steps(path)?.0)
+                );
             }
         }
         Backend::Postgres => {

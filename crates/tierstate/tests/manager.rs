@@ -200,6 +200,8 @@ async fn warm_up_loads_everything_in_bulk_bounded_by_capacity() {
         let d = m.load(&id(&format!("d7-{i:04}"))).await.unwrap().unwrap();
         assert_eq!(d.loaded_from, Tier::Hot);
     }
+    // A file belongs to one store at a time (Sharing::Exclusive): close the first one.
+    drop(m);
     let small = StateManager::builder()
         .sqlite(&path)
         .hot(HotConfig {

@@ -6,6 +6,8 @@
 //! - `batch N`: forever, increment b0..bN together in one WriteBatch; prints `batch VERSION`.
 //! - `contend N`: N increments of deployment `shared` with retry on conflict, then exits;
 //!   prints `done CONFLICTS`. With `TIERSTATE_GO_FILE` set, waits for that file to exist first.
+//! - `open N`: waits for `TIERSTATE_GO_FILE` (if set) *before* opening, opens the store, writes
+//!   deployment `opened-N`, prints `opened`, exits: many first opens of one fresh store at once.
 
 use std::io::Write;
 
@@ -24,6 +26,9 @@ async fn main() {
         std::process::exit(2)
     });
     let n: u64 = args[4].parse().expect("N is a number");
+    if args[3] == "open" {
+        wait_for_go();
+    }
     let store = backend
         .open(std::path::Path::new(&args[2]))
         .await
@@ -95,12 +100,7 @@ async fn main() {
             }
             writeln!(out, "ready").unwrap();
             out.flush().unwrap();
-            // Start line: all contenders begin together once the harness creates this file.
-            if let Some(go) = std::env::var_os("TIERSTATE_GO_FILE") {
-                while !std::path::Path::new(&go).exists() {
-                    std::thread::sleep(std::time::Duration::from_millis(1));
-                }
-            }
+            wait_for_go();
             let mut conflicts = 0u64;
             for _ in 0..n {
                 loop {
@@ -117,9 +117,29 @@ async fn main() {
             writeln!(out, "done {conflicts}").unwrap();
             out.flush().unwrap();
         }
+        "open" => {
+            store
+                .put(
+                    StateWrite::create(dep(&format!("opened-{n}")), counter(0)),
+                    Retention::KeepAll,
+                )
+                .await
+                .expect("write after open");
+            writeln!(out, "opened").unwrap();
+            out.flush().unwrap();
+        }
         other => {
             eprintln!("unknown mode {other}");
             std::process::exit(2);
+        }
+    }
+}
+
+/// Start line: every process begins together once the harness creates `TIERSTATE_GO_FILE`.
+fn wait_for_go() {
+    if let Some(go) = std::env::var_os("TIERSTATE_GO_FILE") {
+        while !std::path::Path::new(&go).exists() {
+            std::thread::sleep(std::time::Duration::from_millis(1));
         }
     }
 }
