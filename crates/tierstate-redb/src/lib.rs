@@ -3,7 +3,8 @@
 //! Commits use `Durability::Immediate` by default (fsync before `Ok`). One writer thread takes
 //! every queued write into one transaction (group commit); reads run in MVCC snapshots on
 //! tokio's blocking pool. redb allows one process per file: a second process gets a typed
-//! `Locked` error instead of blocking.
+//! `Locked` error instead of blocking. After an I/O error (a full disk) the store reopens the
+//! file by itself, with backoff, losing no acknowledged write.
 //!
 //! ```no_run
 //! # async fn demo() -> tierstate_core::Result<()> {
@@ -15,6 +16,7 @@
 
 mod config;
 mod error;
+mod handle;
 mod store;
 mod tables;
 mod writer;

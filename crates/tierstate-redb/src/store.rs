@@ -14,6 +14,7 @@ use tokio::sync::oneshot;
 
 use crate::RedbConfig;
 use crate::error::{BACKEND, closed, map};
+use crate::handle::Handle;
 use crate::tables::{HEAD, VERSIONS, ensure_format};
 use crate::writer::{self, Job, Writer};
 
@@ -25,7 +26,7 @@ pub struct RedbStore {
 
 struct Inner {
     config: RedbConfig,
-    db: Arc<Database>,
+    db: Arc<Handle>,
     writer: Writer,
 }
 
@@ -87,12 +88,17 @@ impl RedbStore {
     /// # Errors
     /// `Backend` with kind `Locked` if another process has the file open; `Io` if it cannot be
     /// created or is not a redb file; `SchemaTooNew` if a newer tierstate wrote it.
+    ///
+    /// After an I/O error (a full disk) the store reopens the file by itself, with backoff;
+    /// meanwhile calls fail with a retryable `Unavailable` error. No acknowledged write is lost:
+    /// redb recovers the file from its last durable commit.
     pub async fn open(config: RedbConfig) -> Result<Self> {
         let cfg = config.clone();
         let db = tokio::task::spawn_blocking(move || open_db(&cfg))
             .await
             .map_err(|_| closed())??;
-        Self::start(config, db)
+        let cfg = config.clone();
+        Self::start(config, db, Box::new(move || open_db(&cfg)))
     }
 
     /// Opens a store over a custom redb storage backend (fault injection in tests); `config.path`
@@ -103,22 +109,24 @@ impl RedbStore {
     #[cfg(feature = "test-hooks")]
     pub async fn open_with_backend(
         config: RedbConfig,
-        backend: impl redb::StorageBackend,
+        backend: impl redb::StorageBackend + Clone,
     ) -> Result<Self> {
-        let db = tokio::task::spawn_blocking(move || {
+        let open = move || {
             init(
                 Database::builder()
-                    .create_with_backend(backend)
+                    .create_with_backend(backend.clone())
                     .map_err(map)?,
             )
-        })
-        .await
-        .map_err(|_| closed())??;
-        Self::start(config, db)
+        };
+        let first = open.clone();
+        let db = tokio::task::spawn_blocking(first)
+            .await
+            .map_err(|_| closed())??;
+        Self::start(config, db, Box::new(open))
     }
 
-    fn start(config: RedbConfig, db: Database) -> Result<Self> {
-        let db = Arc::new(db);
+    fn start(config: RedbConfig, db: Database, reopen: crate::handle::Reopen) -> Result<Self> {
+        let db = Arc::new(Handle::new(db, reopen));
         let writer = writer::start(db.clone(), config.durability, config.max_group)?;
         Ok(Self {
             inner: Arc::new(Inner { config, db, writer }),
@@ -141,10 +149,15 @@ impl RedbStore {
         &self,
         f: impl FnOnce(&ReadTransaction) -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        let db = self.inner.db.clone();
+        let handle = self.inner.db.clone();
         tokio::task::spawn_blocking(move || {
-            let txn = db.begin_read().map_err(map)?;
-            f(&txn)
+            handle.recover()?;
+            let db = handle.current()?;
+            let out = db.begin_read().map_err(map).and_then(|txn| f(&txn));
+            if let Err(e) = &out {
+                handle.poisoned_by(e);
+            }
+            out
         })
         .await
         .map_err(|_| closed())?

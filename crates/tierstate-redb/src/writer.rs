@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use redb::{Database, Durability, ReadableTable, Table};
+use redb::{Durability, ReadableTable, Table};
 use tierstate_core::group::{self, GroupWriter, Reply as Done};
 use tierstate_core::{
     BackendErrorKind, DeploymentId, Error, PreparedBatch, Result, StateData, cas, commit_time,
@@ -17,6 +17,7 @@ use tokio::sync::oneshot;
 
 use crate::RedbDurability;
 use crate::error::{BACKEND, map};
+use crate::handle::Handle;
 use crate::tables::{HEAD, VERSIONS, VersionKey, VersionValue};
 
 pub(crate) type Head<'t> = Table<'t, &'static str, (u64, i64)>;
@@ -60,7 +61,7 @@ pub(crate) type Writer = GroupWriter<Job>;
 
 /// Starts the writer thread over `db`.
 pub(crate) fn start(
-    db: Arc<Database>,
+    db: Arc<Handle>,
     durability: RedbDurability,
     max_group: usize,
 ) -> Result<Writer> {
@@ -73,11 +74,21 @@ pub(crate) fn start(
     })
 }
 
-fn commit_group(db: &Database, durability: Durability, group: Vec<Job>) {
+fn commit_group(handle: &Handle, durability: Durability, group: Vec<Job>) {
+    // After an I/O error, reopen first (with backoff); until then every job hears a retryable
+    // error and nothing is written.
+    let db = match handle.recover().and_then(|()| handle.current()) {
+        Ok(db) => db,
+        Err(e) => {
+            group.into_iter().for_each(|j| fail(j, &e));
+            return;
+        }
+    };
     let mut txn = match db.begin_write() {
         Ok(t) => t,
         Err(e) => {
             let e = map(e);
+            handle.poisoned_by(&e);
             group.into_iter().for_each(|j| fail(j, &e));
             return;
         }
@@ -103,6 +114,7 @@ fn commit_group(db: &Database, durability: Durability, group: Vec<Job>) {
             Ok(t) => t,
             Err(e) => {
                 let e = map(e);
+                handle.poisoned_by(&e);
                 group.into_iter().for_each(|j| fail(j, &e));
                 return;
             }
@@ -146,6 +158,9 @@ fn commit_group(db: &Database, durability: Durability, group: Vec<Job>) {
         }
         None => txn.commit().map_err(map).err(),
     };
+    if let Some(e) = &failure {
+        handle.poisoned_by(e);
+    }
     for d in done {
         d.deliver(BACKEND, failure.as_ref());
     }

@@ -1,0 +1,163 @@
+//! The database handle, and reopening it after an I/O error.
+//!
+//! An I/O error (a full disk, a failing device) poisons a redb `Database`: every later call
+//! fails with `PreviousIo`. Recovery means dropping the handle and opening the file again (redb
+//! repairs it from its last durable commit, so no acknowledged write is lost). The writer does
+//! that by itself before its next group, with exponential backoff between attempts; until it
+//! succeeds, callers get a retryable `Unavailable` error that says what happened.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use parking_lot::{Mutex, RwLock};
+use redb::Database;
+use tierstate_core::{BackendErrorKind, Error, Result};
+
+use crate::error::BACKEND;
+
+/// Opens the database again (from its path, or over the same storage backend in tests).
+pub(crate) type Reopen = Box<dyn Fn() -> Result<Database> + Send + Sync>;
+
+/// The shared database handle. Lock order: `recovery`, then `db`.
+pub(crate) struct Handle {
+    db: RwLock<Option<Arc<Database>>>,
+    reopen: Reopen,
+    /// Mirrors `recovery.is_some()`, so the read path takes no mutex.
+    poisoned: AtomicBool,
+    recovery: Mutex<Option<Recovery>>,
+}
+
+/// Set while the handle is poisoned: why, and when to try reopening next.
+struct Recovery {
+    cause: String,
+    last_attempt: Option<String>,
+    next_try: Instant,
+    delays: backon::ExponentialBackoff,
+}
+
+impl Recovery {
+    fn describe(&self) -> String {
+        match &self.last_attempt {
+            Some(why) => format!("{}; last reopen attempt: {why}", self.cause),
+            None => self.cause.clone(),
+        }
+    }
+}
+
+fn backoff() -> backon::ExponentialBackoff {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(20))
+        .with_max_delay(Duration::from_secs(2))
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
+impl Handle {
+    pub(crate) fn new(db: Database, reopen: Reopen) -> Self {
+        Self {
+            db: RwLock::new(Some(Arc::new(db))),
+            reopen,
+            poisoned: AtomicBool::new(false),
+            recovery: Mutex::new(None),
+        }
+    }
+
+    fn unavailable(cause: &str) -> Error {
+        Error::Backend {
+            backend: BACKEND,
+            kind: BackendErrorKind::Unavailable,
+            message: format!(
+                "the database is being reopened after an I/O error ({cause}); nothing was written, try again"
+            ),
+            source: None,
+        }
+    }
+
+    /// The open database, or a retryable error while it is being recovered.
+    pub(crate) fn current(&self) -> Result<Arc<Database>> {
+        if self.poisoned.load(Ordering::Acquire) {
+            let cause = self.recovery.lock().as_ref().map(Recovery::describe);
+            if let Some(cause) = cause {
+                return Err(Self::unavailable(&cause));
+            }
+        }
+        let db = self.db.read().clone();
+        db.ok_or_else(|| Self::unavailable("the previous handle is still closing"))
+    }
+
+    /// Marks the handle poisoned after `e`, if it is an I/O failure; the writer recovers it.
+    pub(crate) fn poisoned_by(&self, e: &Error) {
+        if let Error::Backend {
+            kind: BackendErrorKind::Io,
+            message,
+            ..
+        } = e
+        {
+            let mut r = self.recovery.lock();
+            if r.is_none() {
+                tracing::warn!(error = %message, "redb I/O error: the store will reopen the file");
+                *r = Some(Recovery {
+                    cause: message.clone(),
+                    last_attempt: None,
+                    next_try: Instant::now(),
+                    delays: backoff(),
+                });
+                self.poisoned.store(true, Ordering::Release);
+            }
+        }
+    }
+
+    /// Called by the writer before each group: if poisoned and the backoff allows, drops the
+    /// handle and opens the file again. `Err` (retryable) while the database is not usable.
+    pub(crate) fn recover(&self) -> Result<()> {
+        let mut guard = self.recovery.lock();
+        let Some(r) = guard.as_mut() else {
+            return Ok(());
+        };
+        if Instant::now() < r.next_try {
+            return Err(Self::unavailable(&r.describe()));
+        }
+        // Readers finish quickly; wait (bounded) until the old handle is ours alone, so the
+        // file's lock is released when it drops.
+        let old = self.db.write().take();
+        if let Some(old) = old {
+            let deadline = Instant::now() + Duration::from_secs(1);
+            let mut old = old;
+            loop {
+                match Arc::try_unwrap(old) {
+                    Ok(db) => {
+                        drop(db);
+                        break;
+                    }
+                    Err(still_shared) if Instant::now() < deadline => {
+                        old = still_shared;
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    Err(still_shared) => {
+                        *self.db.write() = Some(still_shared);
+                        r.next_try = Instant::now() + Duration::from_millis(50);
+                        return Err(Self::unavailable(&r.describe()));
+                    }
+                }
+            }
+        }
+        match (self.reopen)() {
+            Ok(db) => {
+                tracing::info!(cause = %r.cause, "redb reopened after an I/O error");
+                *self.db.write() = Some(Arc::new(db));
+                *guard = None;
+                self.poisoned.store(false, Ordering::Release);
+                Ok(())
+            }
+            Err(e) => {
+                let delay = r.delays.next().unwrap_or(Duration::from_secs(2));
+                r.next_try = Instant::now() + delay;
+                r.last_attempt = Some(e.to_string());
+                Err(Self::unavailable(&r.describe()))
+            }
+        }
+    }
+}
