@@ -60,7 +60,8 @@ enum Task {
         #[arg(long, default_value = "migrate-demo.db")]
         path: String,
     },
-    /// Runs the kill -9 crash harness for N cycles per backend.
+    /// Runs the kill -9 crash harness for N cycles per backend (PostgreSQL on a throwaway
+    /// cluster, as `test` does) and prints each backend's kill count.
     Crash {
         /// Cycles per backend.
         #[arg(long, default_value_t = 200)]
@@ -68,6 +69,9 @@ enum Task {
         /// Seed for the kill timing (random if absent; always printed).
         #[arg(long)]
         seed: Option<u64>,
+        /// Fail instead of skipping PostgreSQL when no server can be started.
+        #[arg(long)]
+        require_postgres: bool,
     },
 }
 
@@ -119,7 +123,11 @@ fn main() -> ExitCode {
             require_postgres,
         } => test(crash_cycles, require_postgres),
         Task::Bench { json, quick } => bench(json, quick),
-        Task::Crash { cycles, seed } => crash(cycles, seed),
+        Task::Crash {
+            cycles,
+            seed,
+            require_postgres,
+        } => crash(cycles, seed, require_postgres),
         Task::Migrate {
             backend,
             url,
@@ -207,44 +215,7 @@ fn test(crash_cycles: u32, require_postgres: bool) -> Result<(), String> {
     let mut cmd = cargo();
     cmd.args(["test", "--workspace"])
         .env("TIERSTATE_CRASH_CYCLES", crash_cycles.to_string());
-    // PostgreSQL: TEST_DATABASE_URL wins; else a throwaway cluster from the installed binaries.
-    let _cluster = if std::env::var_os("TEST_DATABASE_URL").is_some() {
-        eprintln!("xtask: PostgreSQL tests use TEST_DATABASE_URL");
-        None
-    } else {
-        match pg::Cluster::start()? {
-            Some(c) => {
-                eprintln!(
-                    "xtask: started a throwaway PostgreSQL on 127.0.0.1:{}",
-                    c.port
-                );
-                cmd.env("TEST_DATABASE_URL", &c.url)
-                    .env("TIERSTATE_PG_BIN", c.bin())
-                    .env("TIERSTATE_PG_DATA", c.data_dir())
-                    .env("TIERSTATE_PG_OPTIONS", c.server_options())
-                    .env(
-                        "TIERSTATE_PG_AS_POSTGRES",
-                        if c.as_postgres() { "1" } else { "0" },
-                    );
-                Some(c)
-            }
-            None if require_postgres => {
-                return Err("--require-postgres: no PostgreSQL server binaries found \
-                            (/usr/lib/postgresql/*/bin); install the `postgresql` package"
-                    .into());
-            }
-            None => {
-                eprintln!("xtask: ************************************************************");
-                eprintln!("xtask: NO POSTGRESQL SERVER BINARIES FOUND: the PostgreSQL tests");
-                eprintln!("xtask: will be SKIPPED. Install `postgresql` or set TEST_DATABASE_URL.");
-                eprintln!("xtask: ************************************************************");
-                None
-            }
-        }
-    };
-    if require_postgres {
-        cmd.env("TIERSTATE_REQUIRE_POSTGRES", "1");
-    }
+    let _cluster = postgres_for(&mut cmd, require_postgres)?;
     let totals = run_counting(&mut cmd)?;
     // One closing line with the totals of every test binary, so the last line of the run is
     // the whole suite's result rather than the last (possibly empty) doc-test block.
@@ -256,6 +227,46 @@ fn test(crash_cycles: u32, require_postgres: bool) -> Result<(), String> {
         return Err("no test ran".into());
     }
     Ok(())
+}
+
+/// Points `cmd` at a PostgreSQL server for its tests: `TEST_DATABASE_URL` if set, else a
+/// throwaway cluster from the installed binaries (kept alive by the returned handle). Without
+/// one it fails under `require_postgres`, and otherwise says loudly that those tests skip.
+fn postgres_for(cmd: &mut Command, require_postgres: bool) -> Result<Option<pg::Cluster>, String> {
+    if require_postgres {
+        cmd.env("TIERSTATE_REQUIRE_POSTGRES", "1");
+    }
+    if std::env::var_os("TEST_DATABASE_URL").is_some() {
+        eprintln!("xtask: PostgreSQL tests use TEST_DATABASE_URL");
+        return Ok(None);
+    }
+    match pg::Cluster::start()? {
+        Some(c) => {
+            eprintln!(
+                "xtask: started a throwaway PostgreSQL on 127.0.0.1:{}",
+                c.port
+            );
+            cmd.env("TEST_DATABASE_URL", &c.url)
+                .env("TIERSTATE_PG_BIN", c.bin())
+                .env("TIERSTATE_PG_DATA", c.data_dir())
+                .env("TIERSTATE_PG_OPTIONS", c.server_options())
+                .env(
+                    "TIERSTATE_PG_AS_POSTGRES",
+                    if c.as_postgres() { "1" } else { "0" },
+                );
+            Ok(Some(c))
+        }
+        None if require_postgres => Err("--require-postgres: no PostgreSQL server binaries found \
+                    (/usr/lib/postgresql/*/bin); install the `postgresql` package"
+            .into()),
+        None => {
+            eprintln!("xtask: ************************************************************");
+            eprintln!("xtask: NO POSTGRESQL SERVER BINARIES FOUND: the PostgreSQL tests");
+            eprintln!("xtask: will be SKIPPED. Install `postgresql` or set TEST_DATABASE_URL.");
+            eprintln!("xtask: ************************************************************");
+            Ok(None)
+        }
+    }
 }
 
 /// Runs `cmd`, echoing its stdout, and adds up the `test result:` lines of libtest.
@@ -328,7 +339,8 @@ fn bench(json: Option<String>, quick: bool) -> Result<(), String> {
     run(&mut cmd)
 }
 
-fn crash(cycles: u32, seed: Option<u64>) -> Result<(), String> {
+fn crash(cycles: u32, seed: Option<u64>, require_postgres: bool) -> Result<(), String> {
+    use std::io::{BufRead, BufReader};
     let mut cmd = cargo();
     cmd.args([
         "test",
@@ -338,10 +350,57 @@ fn crash(cycles: u32, seed: Option<u64>) -> Result<(), String> {
         "crash",
         "--",
         "--nocapture",
+        "--test-threads",
+        "1",
     ])
     .env("TIERSTATE_CRASH_CYCLES", cycles.to_string());
     if let Some(seed) = seed {
         cmd.env("TIERSTATE_CRASH_SEED", seed.to_string());
     }
-    run(&mut cmd)
+    let _cluster = postgres_for(&mut cmd, require_postgres)?;
+    eprintln!("xtask: running {}", shown(&cmd));
+    let mut child = cmd
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", shown(&cmd)))?;
+    // The harness reports on stderr: "crash harness (NAME): N kills survived; …" per backend,
+    // "SKIPPED: …" for a backend it could not run.
+    let mut kills: Vec<(String, String)> = Vec::new();
+    let mut skipped = 0;
+    for line in BufReader::new(child.stderr.take().expect("piped stderr")).lines() {
+        let line = line.map_err(|e| format!("reading the harness output: {e}"))?;
+        eprintln!("{line}");
+        if let Some(rest) = line.strip_prefix("crash harness (")
+            && let Some((name, rest)) = rest.split_once("): ")
+            && let Some((n, _)) = rest.split_once(" kills survived")
+        {
+            kills.push((name.to_owned(), n.to_owned()));
+        }
+        if line.starts_with("SKIPPED") {
+            skipped += 1;
+        }
+    }
+    let status = child
+        .wait()
+        .map_err(|e| format!("waiting for the harness: {e}"))?;
+    println!("xtask crash summary:");
+    for backend in ["sqlite", "redb", "postgres"] {
+        match kills.iter().find(|(n, _)| n == backend) {
+            Some((_, n)) => println!("  {backend:<9} {n} kill -9 cycles survived"),
+            None => println!("  {backend:<9} SKIPPED: not run (0 kills)"),
+        }
+    }
+    if !status.success() {
+        return Err(format!("the crash harness failed: {status}"));
+    }
+    if kills.len() < 3 {
+        let why = format!("{} of 3 backends ran ({skipped} skipped)", kills.len());
+        return if require_postgres {
+            Err(why)
+        } else {
+            eprintln!("xtask: WARNING: {why}; a skipped backend is not a pass");
+            Ok(())
+        };
+    }
+    Ok(())
 }
