@@ -706,8 +706,10 @@ async fn warm_up(dir: &Path, backend: Warm, n: usize) -> Row {
     let base = t.elapsed();
     assert_eq!(count, n);
     let t = Instant::now();
+    // `capacity` is a hard ceiling and the cache's shards evict independently, so a working
+    // set of n gets the usual headroom (1/8) to fit whole.
     let b = StateManager::builder().hot(HotConfig {
-        capacity: n,
+        capacity: n + n / 8,
         ttl: None,
     });
     let m = match backend {

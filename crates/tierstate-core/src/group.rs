@@ -98,28 +98,6 @@ pub fn replicate(backend: &'static str, e: &Error) -> Error {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_replicated_error_reads_like_the_original() {
-        let e = Error::Backend {
-            backend: "sqlite",
-            kind: BackendErrorKind::Busy,
-            message: "database is locked".into(),
-            source: None,
-        };
-        let copy = replicate("sqlite", &e);
-        assert_eq!(copy.to_string(), e.to_string());
-        assert_eq!(
-            copy.to_string(),
-            "sqlite backend error (Busy): database is locked"
-        );
-        assert!(copy.is_retryable());
-    }
-}
-
 /// A job's answer, held until its group's commit is known: no caller hears `Ok` before the
 /// transaction that contains its write has committed.
 pub enum Reply {
@@ -150,5 +128,27 @@ impl Reply {
             (Reply::Commit(tx, r), _) => drop(tx.send(r)),
             (Reply::Flag(tx, r), _) => drop(tx.send(r)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_replicated_error_reads_like_the_original() {
+        let e = Error::Backend {
+            backend: "sqlite",
+            kind: BackendErrorKind::Busy,
+            message: "database is locked".into(),
+            source: None,
+        };
+        let copy = replicate("sqlite", &e);
+        assert_eq!(copy.to_string(), e.to_string());
+        assert_eq!(
+            copy.to_string(),
+            "sqlite backend error (Busy): database is locked"
+        );
+        assert!(copy.is_retryable());
     }
 }

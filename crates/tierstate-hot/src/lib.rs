@@ -287,7 +287,7 @@ impl HotCache {
     fn store(&self, data: &StateData) -> InsertOutcome {
         if let Some(cur) = self.cache.peek(&data.deployment_id)
             && cur.data.version >= data.version
-            && !self.ttl.is_some_and(|t| cur.inserted.elapsed() >= t)
+            && self.ttl.is_none_or(|t| cur.inserted.elapsed() < t)
         {
             return InsertOutcome::KeptNewer;
         }

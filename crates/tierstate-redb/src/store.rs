@@ -203,22 +203,21 @@ fn bad_id(id: &str, e: Error) -> Error {
     }
 }
 
+/// One row of the head table as a range yields it.
+type HeadRow<'t> = std::result::Result<
+    (
+        redb::AccessGuard<'t, &'static str>,
+        redb::AccessGuard<'t, (u64, i64)>,
+    ),
+    redb::StorageError,
+>;
+
 /// The heads after `after` (all of them for `None`), in id order, without tierstate's reserved
 /// ids (those are not callers' deployments).
 fn heads_after<'t>(
     head: &'t redb::ReadOnlyTable<&'static str, (u64, i64)>,
     after: Option<&DeploymentId>,
-) -> Result<
-    impl Iterator<
-        Item = std::result::Result<
-            (
-                redb::AccessGuard<'t, &'static str>,
-                redb::AccessGuard<'t, (u64, i64)>,
-            ),
-            redb::StorageError,
-        >,
-    > + 't,
-> {
+) -> Result<impl Iterator<Item = HeadRow<'t>> + 't> {
     use std::ops::Bound;
     let range = match after {
         Some(a) => head.range::<&str>((Bound::Excluded(a.as_str()), Bound::Unbounded)),
