@@ -266,13 +266,16 @@ async fn foreign_files_are_refused() {
 }
 
 /// Two stores (two writer connections, as two processes would have) on one file keep CAS exact.
+/// Both ask for sharing; without it the second is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_stores_on_one_file_keep_cas_exact() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("shared.db");
-    let a = Arc::new(SqliteStore::open(SqliteConfig::new(&path)).await.unwrap());
+    let shared =
+        |p: &std::path::Path| SqliteConfig::new(p).sharing(tierstate_sqlite::Sharing::Shared);
+    let a = Arc::new(SqliteStore::open(shared(&path)).await.unwrap());
     let b = Arc::new(
-        SqliteStore::open(SqliteConfig::new(&path).synchronous(Synchronous::Normal))
+        SqliteStore::open(shared(&path).synchronous(Synchronous::Normal))
             .await
             .unwrap(),
     );
