@@ -3,27 +3,71 @@
 //! If its connection drops it sends [`Change::Gap`] (changes may have been missed) and keeps
 //! reconnecting with backoff; once listening again it sends [`Change::Resumed`].
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sqlx::postgres::{PgListener, PgPool};
-use tierstate_core::{Change, DeploymentId};
+use tierstate_core::{Change, ChangeFeed, DeploymentId};
 use tokio::sync::broadcast;
+
+/// The feed's sender and its liveness. Changing liveness (and announcing it) and subscribing
+/// (and reading it) each happen under one lock, so a subscriber sees either the old state and
+/// then the event, or the new state and not the event — never the new state *and* the event
+/// (a `Resumed` that would then clear a freshly warmed HOT), nor neither.
+#[derive(Debug)]
+pub(crate) struct Feed {
+    tx: broadcast::Sender<Change>,
+    live: Mutex<bool>,
+}
+
+impl Feed {
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::new(Self {
+            tx: broadcast::channel(4096).0,
+            live: Mutex::new(false),
+        })
+    }
+
+    /// A subscription with the liveness that holds from its first event on.
+    pub(crate) fn subscribe(&self) -> ChangeFeed {
+        let live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        ChangeFeed {
+            events: self.tx.subscribe(),
+            live: *live,
+        }
+    }
+
+    /// Sets the liveness and announces it (`Resumed` or `Gap`) atomically.
+    fn set_live(&self, now: bool) {
+        let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        *live = now;
+        let _ = self
+            .tx
+            .send(if now { Change::Resumed } else { Change::Gap });
+    }
+
+    fn send(&self, change: Change) {
+        let _ = self.tx.send(change);
+    }
+}
 
 use crate::store::NOTIFY_CHANNEL;
 
-/// Parses `"<version> <deployment id>"`.
-fn parse(payload: &str) -> Option<Change> {
-    let (version, id) = payload.split_once(' ')?;
+/// Parses `"<schema> <version> <deployment id>"`; `None` for another schema's commits.
+fn parse(payload: &str, schema: &str) -> Option<Change> {
+    let (from, rest) = payload.split_once(' ')?;
+    if from != schema {
+        return None;
+    }
+    let (version, id) = rest.split_once(' ')?;
     Some(Change::Committed {
         deployment_id: DeploymentId::from_stored(id).ok()?,
         version: version.parse().ok()?,
     })
 }
 
-/// Runs the listener until every receiver is gone.
-pub(crate) fn spawn(pool: PgPool, tx: broadcast::Sender<Change>, live: Arc<AtomicBool>) {
+/// Runs the listener until the pool is closed.
+pub(crate) fn spawn(pool: PgPool, feed: Arc<Feed>, schema: String) {
     tokio::spawn(async move {
         let mut backoff = Duration::from_millis(50);
         loop {
@@ -31,12 +75,8 @@ pub(crate) fn spawn(pool: PgPool, tx: broadcast::Sender<Change>, live: Arc<Atomi
                 Ok(l) => l,
                 Err(e) => {
                     tracing::warn!(error = %crate::config::redact(&e.to_string()), "tierstate listener cannot connect");
-                    if {
-                        live.store(false, Ordering::Release);
-                        tx.send(Change::Gap).is_err()
-                    } && tx.receiver_count() == 0
-                        && pool.is_closed()
-                    {
+                    feed.set_live(false);
+                    if feed.tx.receiver_count() == 0 && pool.is_closed() {
                         return;
                     }
                     tokio::time::sleep(backoff).await;
@@ -45,25 +85,22 @@ pub(crate) fn spawn(pool: PgPool, tx: broadcast::Sender<Change>, live: Arc<Atomi
                 }
             };
             if listener.listen(NOTIFY_CHANNEL).await.is_err() {
-                live.store(false, Ordering::Release);
-                let _ = tx.send(Change::Gap);
+                feed.set_live(false);
                 tokio::time::sleep(backoff).await;
                 continue;
             }
             backoff = Duration::from_millis(50);
-            live.store(true, Ordering::Release);
-            let _ = tx.send(Change::Resumed);
+            feed.set_live(true);
             loop {
                 match listener.try_recv().await {
                     Ok(Some(n)) => {
-                        if let Some(change) = parse(n.payload()) {
-                            let _ = tx.send(change);
+                        if let Some(change) = parse(n.payload(), &schema) {
+                            feed.send(change);
                         }
                     }
                     // The connection was lost: notifications may have been missed.
                     Ok(None) | Err(_) => {
-                        live.store(false, Ordering::Release);
-                        let _ = tx.send(Change::Gap);
+                        feed.set_live(false);
                         break;
                     }
                 }
@@ -82,13 +119,14 @@ mod tests {
     #[test]
     fn payloads() {
         assert_eq!(
-            parse("12 btc perp"),
+            parse("prod 12 btc perp", "prod"),
             Some(Change::Committed {
                 deployment_id: DeploymentId::new("btc perp").unwrap(),
                 version: 12
             })
         );
-        assert_eq!(parse("x y"), None);
-        assert_eq!(parse("nospace"), None);
+        assert_eq!(parse("staging 12 btc perp", "prod"), None, "another schema");
+        assert_eq!(parse("prod x y", "prod"), None);
+        assert_eq!(parse("prod nospace", "prod"), None);
     }
 }

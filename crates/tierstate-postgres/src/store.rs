@@ -2,7 +2,6 @@
 
 use std::str::FromStr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use chrono::DateTime;
@@ -12,13 +11,12 @@ use tierstate_core::{
     BackendErrorKind, ChangeFeed, DeploymentId, Error, PutMode, Result, StateData, StateStore,
     StoredRecord, Tier, WriteBatch, commit_time, micros,
 };
-use tokio::sync::broadcast;
 
 use crate::PostgresConfig;
 use crate::error::{BACKEND, map};
 use crate::listener;
 
-/// The channel every commit is announced on: payload `"<version> <deployment id>"`.
+/// The channel every commit is announced on: payload `"<schema> <version> <deployment id>"`.
 pub const NOTIFY_CHANNEL: &str = "tierstate_state";
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -28,7 +26,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 pub struct PostgresStore {
     pool: PgPool,
     config: PostgresConfig,
-    feed: Option<(broadcast::Sender<tierstate_core::Change>, Arc<AtomicBool>)>,
+    feed: Option<Arc<listener::Feed>>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -229,10 +227,13 @@ impl PostgresStore {
             .await
             .map_err(not_applied)?;
         let feed = if config.listen {
-            let (tx, _) = broadcast::channel(4096);
-            let live = Arc::new(AtomicBool::new(false));
-            listener::spawn(pool.clone(), tx.clone(), live.clone());
-            Some((tx, live))
+            let schema: String = sqlx::query_scalar("SELECT current_schema()")
+                .fetch_one(&pool)
+                .await
+                .map_err(map)?;
+            let feed = listener::Feed::new();
+            listener::spawn(pool.clone(), feed.clone(), schema);
+            Some(feed)
         } else {
             None
         };
@@ -362,7 +363,9 @@ fn i64_of(v: u64) -> i64 {
 
 /// Queues one NOTIFY per payload (`"<version> <id>"`, 0 for a delete) in the transaction.
 async fn notify(tx: &mut Transaction<'_, Postgres>, payloads: &[String]) -> Result<()> {
-    sqlx::query("SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p")
+    // Prefixed with the schema: managers on other schemas of the same database hear the
+    // channel too, and must not evict their own entries of the same id.
+    sqlx::query("SELECT pg_notify($1, current_schema() || ' ' || p) FROM unnest($2::text[]) AS p")
         .bind(NOTIFY_CHANNEL)
         .bind(payloads)
         .execute(&mut **tx)
@@ -446,13 +449,7 @@ impl StateStore for PostgresStore {
     }
 
     fn changes(&self) -> Option<ChangeFeed> {
-        self.feed.as_ref().map(|(tx, live)| {
-            let events = tx.subscribe();
-            ChangeFeed {
-                events,
-                live: live.load(Ordering::Acquire),
-            }
-        })
+        self.feed.as_ref().map(|f| f.subscribe())
     }
 
     async fn get(&self, id: &DeploymentId) -> Result<Option<StateData>> {
