@@ -59,7 +59,7 @@ struct Entry {
 }
 
 /// Bookkeeping of one deployment while operations on it are in flight.
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct Meta {
     /// Operations (reads and writes) holding a ticket.
     ops: u32,
@@ -71,6 +71,8 @@ struct Meta {
     epoch: u64,
     /// Bumped when the deployment was deleted (versions restart).
     generation: u64,
+    /// The copy a write hid when it began, put back if the write certainly wrote nothing.
+    hidden: Option<Entry>,
 }
 
 /// What [`HotCache::fill`] and [`HotCache::finish_write`] did.
@@ -192,7 +194,9 @@ impl HotCache {
             self.changes.fetch_add(1, Ordering::AcqRel);
             meta.writes += 1;
             // WARM may hold the new version before this write returns: serve nobody the old.
-            self.cache.remove(id);
+            if let Some((_, e)) = self.cache.remove(id) {
+                meta.hidden = Some(e);
+            }
         }
         Ticket {
             cache: self,
@@ -253,12 +257,26 @@ impl HotCache {
             self.global.load(Ordering::Acquire) == t.global && meta.generation == t.generation;
         let offered = match how {
             End::Unknown => {
+                meta.hidden = None;
                 self.changes.fetch_add(1, Ordering::AcqRel);
                 meta.epoch += 1;
                 self.cache.remove(&t.id);
                 None
             }
-            End::Nothing => None,
+            End::Nothing => {
+                // A write that wrote nothing: the copy it hid is still current if it is the
+                // only write, nothing was invalidated, and nothing newer was seen.
+                if let Some(e) = meta.hidden.take()
+                    && t.write
+                    && writes_before == 1
+                    && current
+                    && meta.epoch == t.epoch
+                    && e.data.version >= meta.floor
+                {
+                    self.cache.insert(t.id.clone(), e);
+                }
+                None
+            }
             End::Read(data) => Some((data, writes_before == 0)),
             // The write's own result may be cached while it is the only write in flight.
             End::Write(data) => Some((data, writes_before == 1)),
