@@ -18,6 +18,7 @@
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use rusqlite::Connection;
@@ -50,8 +51,15 @@ fn lock_path(db: &Path) -> PathBuf {
     PathBuf::from(p)
 }
 
+/// How long a conflicting lock may be held before the open is refused. A process that forks
+/// (any `std::process::Command`, in this process or a library it uses) gives the child a copy of
+/// every open file description, this lock's included, until the child execs: a store closed in
+/// that window is still "held" for a moment. A real second owner holds it for good.
+const TRANSIENT_HOLDER: Duration = Duration::from_millis(500);
+
 impl LockFile {
-    /// Takes the lock `sharing` asks for, or fails at once with `Locked`.
+    /// Takes the lock `sharing` asks for, or fails with `Locked` once another holder kept it for
+    /// [`TRANSIENT_HOLDER`].
     pub(crate) fn take(db: &Path, sharing: Sharing) -> Result<Self> {
         let path = lock_path(db);
         let io = |what: &str, e: std::io::Error| Error::Backend {
@@ -68,9 +76,18 @@ impl LockFile {
             .mode(0o600)
             .open(&path)
             .map_err(|e| io("create", e))?;
-        let taken = match sharing {
-            Sharing::Exclusive => file.try_lock(),
-            Sharing::Shared => file.try_lock_shared(),
+        let deadline = Instant::now() + TRANSIENT_HOLDER;
+        let taken = loop {
+            let taken = match sharing {
+                Sharing::Exclusive => file.try_lock(),
+                Sharing::Shared => file.try_lock_shared(),
+            };
+            match taken {
+                Err(std::fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                other => break other,
+            }
         };
         match taken {
             Ok(()) => Ok(Self { _file: file }),

@@ -341,3 +341,45 @@ async fn closed_store_refuses_writes_with_typed_error() {
         "{err:?}"
     );
 }
+
+/// A process that forks holds a copy of the store's lock until its child execs; an open in
+/// that window waits for it instead of failing. A holder that does not let go is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transient_lock_holder_is_waited_for_a_real_one_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let lock_path = dir.path().join("t.db-lock");
+    let holder = std::fs::File::create(&lock_path).unwrap();
+    holder.lock().unwrap();
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        drop(holder);
+    });
+    SqliteStore::open(SqliteConfig::new(&path))
+        .await
+        .expect("opens once the transient holder lets go")
+        .close()
+        .await;
+    release.join().unwrap();
+
+    let holder = std::fs::File::open(&lock_path).unwrap();
+    holder.lock().unwrap();
+    let started = std::time::Instant::now();
+    let err = SqliteStore::open(SqliteConfig::new(&path))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Backend {
+                kind: tierstate_core::BackendErrorKind::Locked,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "the refusal must not hang"
+    );
+}
