@@ -6,30 +6,60 @@ use tierstate_tests::{Backend, count_of, dep};
 
 const WRITER: &str = env!("CARGO_BIN_EXE_tierstate-crash-writer");
 
-fn contend(backend: Backend) {
+/// Starts `n` writer processes (`args(i)` for the i-th) that wait at a start line, gives them
+/// `settle` to get there, releases them together and returns the stdout of each, asserting that
+/// every one succeeded (`what` names them in the failure).
+fn at_start_line(
+    n: usize,
+    settle: std::time::Duration,
+    what: &str,
+    args: impl Fn(usize) -> Vec<String>,
+) -> Vec<String> {
     let dir = tempfile::tempdir().unwrap();
-    let path = backend.fresh_location(dir.path(), "contend");
     let go = dir.path().join("go");
-    let children: Vec<_> = (0..4)
-        .map(|_| {
+    let children: Vec<_> = (0..n)
+        .map(|i| {
             Command::new(WRITER)
-                .args([backend.name(), path.to_str().unwrap(), "contend", "250"])
+                .args(args(i))
                 .env("TIERSTATE_GO_FILE", &go)
                 .output_async()
         })
         .collect();
-    // Let every process open the store and reach the start line, then release them together.
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    std::thread::sleep(settle);
     std::fs::write(&go, b"go").unwrap();
+    children
+        .into_iter()
+        .map(|child| {
+            let out = child.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "{what} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8(out.stdout).unwrap()
+        })
+        .collect()
+}
+
+fn contend(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = backend.fresh_location(dir.path(), "contend");
+    // Let every process open the store and reach the start line, then release them together.
+    let outputs = at_start_line(
+        4,
+        std::time::Duration::from_millis(500),
+        "a contender",
+        |_| {
+            vec![
+                backend.name().into(),
+                path.to_str().unwrap().into(),
+                "contend".into(),
+                "250".into(),
+            ]
+        },
+    );
     let mut conflicts = 0u64;
-    for child in children {
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "a contender failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let stdout = String::from_utf8(out.stdout).unwrap();
+    for stdout in outputs {
         let done = stdout
             .lines()
             .find_map(|l| l.strip_prefix("done "))
@@ -92,25 +122,20 @@ fn postgres_eight_simultaneous_first_opens() {
     for round in 0..5 {
         let dir = tempfile::tempdir().unwrap();
         let schema = Backend::Postgres.fresh_location(dir.path(), "first_open");
-        let go = dir.path().join("go");
-        let children: Vec<_> = (0..8)
-            .map(|i| {
-                Command::new(WRITER)
-                    .args(["postgres", schema.to_str().unwrap(), "open", &i.to_string()])
-                    .env("TIERSTATE_GO_FILE", &go)
-                    .output_async()
-            })
-            .collect();
-        std::thread::sleep(std::time::Duration::from_millis(300));
-        std::fs::write(&go, b"go").unwrap();
-        for child in children {
-            let out = child.wait_with_output().unwrap();
-            assert!(
-                out.status.success(),
-                "round {round}: a first open failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
+        // The processes wait *before* opening: every first open races the others.
+        at_start_line(
+            8,
+            std::time::Duration::from_millis(300),
+            &format!("round {round}: a first open"),
+            |i| {
+                vec![
+                    "postgres".into(),
+                    schema.to_str().unwrap().into(),
+                    "open".into(),
+                    i.to_string(),
+                ]
+            },
+        );
         rt.block_on(async {
             let store = Backend::Postgres.open(&schema).await.unwrap();
             let listed = store.list(None, 100).await.unwrap();

@@ -238,20 +238,7 @@ fn manager_hot_load(rt: &tokio::runtime::Runtime, scale: usize) -> Row {
         let base = Samples::batched(n, 1000, |i| {
             std::hint::black_box(map.read().unwrap().get(&keys[i % 1000]).cloned());
         });
-        let mut lat = Vec::with_capacity(n);
-        let start = Instant::now();
-        for b in 0..n {
-            let t = Instant::now();
-            for i in 0..1000 {
-                std::hint::black_box(m.load(&ids[(b * 1000 + i) % 1000]).await.unwrap());
-            }
-            lat.push(t.elapsed() / 1000);
-        }
-        let ours = Samples {
-            lat,
-            wall: start.elapsed(),
-            ops: (n * 1000) as u64,
-        };
+        let ours = hot_hits(&m, &ids, n).await;
         Row {
             metric: "StateManager::load, HOT hit (p50, with metrics)".into(),
             unit: "ns",

@@ -264,38 +264,27 @@ impl ser::Serializer for Visitor {
     }
 }
 
-impl ser::SerializeSeq for Walk {
-    type Ok = ();
-    type Error = Refusal;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Refusal> {
-        self.element(value)
-    }
-    fn end(self) -> Result<(), Refusal> {
-        Ok(())
-    }
+/// Sequences, tuples and tuple structs: elements by index.
+macro_rules! elements {
+    ($($trait:ident :: $method:ident),*) => {$(
+        impl ser::$trait for Walk {
+            type Ok = ();
+            type Error = Refusal;
+            fn $method<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Refusal> {
+                self.element(value)
+            }
+            fn end(self) -> Result<(), Refusal> {
+                Ok(())
+            }
+        }
+    )*};
 }
 
-impl ser::SerializeTuple for Walk {
-    type Ok = ();
-    type Error = Refusal;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Refusal> {
-        self.element(value)
-    }
-    fn end(self) -> Result<(), Refusal> {
-        Ok(())
-    }
-}
-
-impl ser::SerializeTupleStruct for Walk {
-    type Ok = ();
-    type Error = Refusal;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Refusal> {
-        self.element(value)
-    }
-    fn end(self) -> Result<(), Refusal> {
-        Ok(())
-    }
-}
+elements!(
+    SerializeSeq::serialize_element,
+    SerializeTuple::serialize_element,
+    SerializeTupleStruct::serialize_field
+);
 
 impl ser::SerializeTupleVariant for Walk {
     type Ok = ();

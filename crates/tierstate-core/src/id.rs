@@ -25,6 +25,10 @@ impl DeploymentId {
     /// Prefix of the ids of tierstate's own records.
     pub const RESERVED_PREFIX: &'static str = "__tierstate/";
 
+    /// The reserved ids as a byte range, `RESERVED_RANGE.0 <= id < RESERVED_RANGE.1` (the
+    /// prefix with its last byte plus one), for stores that leave them out inside a query.
+    pub const RESERVED_RANGE: (&'static str, &'static str) = ("__tierstate/", "__tierstate0");
+
     /// Validates and wraps a caller's id.
     ///
     /// # Errors
@@ -178,6 +182,12 @@ mod tests {
         assert!(own.is_reserved());
         assert!(!DeploymentId::new("__tierstate").unwrap().is_reserved());
         assert_eq!(DeploymentId::from_stored(own.as_str()).unwrap(), own);
+        // The range is exactly the prefix: its end is the prefix with the last byte + 1.
+        let (start, end) = DeploymentId::RESERVED_RANGE;
+        assert_eq!(start, DeploymentId::RESERVED_PREFIX);
+        let mut next = start.as_bytes().to_vec();
+        *next.last_mut().unwrap() += 1;
+        assert_eq!(end.as_bytes(), next.as_slice());
     }
 
     #[test]

@@ -229,12 +229,14 @@ impl HotCache {
     }
 
     /// Ends a write. `Written(data)` is its committed record (cached like a fill, but allowed
-    /// while it is the only write in flight); `NotApplied` a failure that certainly wrote
-    /// nothing; `Unknown` a failure whose outcome is unknown (the entry is invalidated).
+    /// while it is the only write in flight); `Deleted` a committed delete (as
+    /// [`HotCache::forget`]); `NotApplied` a failure that certainly wrote nothing; `Unknown` a
+    /// failure whose outcome is unknown (the entry is invalidated).
     pub fn finish_write(&self, mut ticket: Ticket<'_>, outcome: WriteOutcome<'_>) -> InsertOutcome {
         ticket.done = true;
         let how = match outcome {
             WriteOutcome::Written(data) => End::Write(data),
+            WriteOutcome::Deleted => End::Deleted,
             WriteOutcome::NotApplied => End::Nothing,
             WriteOutcome::Unknown => End::Unknown,
         };
@@ -256,11 +258,13 @@ impl HotCache {
         let current =
             self.global.load(Ordering::Acquire) == t.global && meta.generation == t.generation;
         let offered = match how {
-            End::Unknown => {
+            End::Unknown | End::Deleted => {
                 meta.hidden = None;
-                self.changes.fetch_add(1, Ordering::AcqRel);
-                meta.epoch += 1;
-                self.cache.remove(&t.id);
+                let event = match how {
+                    End::Deleted => Event::Deleted,
+                    _ => Event::Invalidated,
+                };
+                self.apply(Some(&mut *meta), &t.id, event);
                 None
             }
             End::Nothing => {
@@ -319,43 +323,56 @@ impl HotCache {
         InsertOutcome::Stored
     }
 
+    /// What `event` means for one deployment's book entry (if it has one) and cached copy.
+    /// Called with the book locked.
+    fn apply(&self, meta: Option<&mut Meta>, id: &DeploymentId, event: Event) {
+        self.changes.fetch_add(1, Ordering::AcqRel);
+        match event {
+            Event::Committed(version) => {
+                if let Some(meta) = meta {
+                    meta.floor = meta.floor.max(version);
+                }
+                self.cache
+                    .remove_if(id, |e: &Entry| e.data.version < version);
+            }
+            Event::Invalidated => {
+                if let Some(meta) = meta {
+                    meta.epoch += 1;
+                }
+                self.cache.remove(id);
+            }
+            Event::Deleted => {
+                if let Some(meta) = meta {
+                    meta.generation += 1;
+                    meta.epoch += 1;
+                    meta.floor = 0;
+                }
+                self.cache.remove(id);
+            }
+        }
+    }
+
+    fn apply_locked(&self, id: &DeploymentId, event: Event) {
+        let mut book = self.book.lock();
+        self.apply(book.get_mut(id), id, event);
+    }
+
     /// `version` of `id` is known to be committed (a conflict reported it, another process
     /// announced it): drops an older cached copy and refuses older fills still in flight.
     pub fn observe(&self, id: &DeploymentId, version: u64) {
-        let mut book = self.book.lock();
-        self.changes.fetch_add(1, Ordering::AcqRel);
-        if let Some(meta) = book.get_mut(id) {
-            meta.floor = meta.floor.max(version);
-        }
-        self.cache
-            .remove_if(id, |e: &Entry| e.data.version < version);
-        drop(book);
+        self.apply_locked(id, Event::Committed(version));
     }
 
     /// Drops the cached copy of `id` and refuses fills read before now (after a failure whose
     /// outcome is unknown, or a damaged record).
     pub fn invalidate(&self, id: &DeploymentId) {
-        let mut book = self.book.lock();
-        self.changes.fetch_add(1, Ordering::AcqRel);
-        if let Some(meta) = book.get_mut(id) {
-            meta.epoch += 1;
-        }
-        self.cache.remove(id);
-        drop(book);
+        self.apply_locked(id, Event::Invalidated);
     }
 
     /// `id` was deleted (its versions restart at 1): drops it, resets its floor, and refuses
     /// everything read or written before now.
     pub fn forget(&self, id: &DeploymentId) {
-        let mut book = self.book.lock();
-        self.changes.fetch_add(1, Ordering::AcqRel);
-        if let Some(meta) = book.get_mut(id) {
-            meta.generation += 1;
-            meta.epoch += 1;
-            meta.floor = 0;
-        }
-        self.cache.remove(id);
-        drop(book);
+        self.apply_locked(id, Event::Deleted);
     }
 
     /// Evicts everything and refuses every fill and write result in flight.
@@ -420,6 +437,8 @@ pub struct BulkTicket(u64);
 pub enum WriteOutcome<'a> {
     /// Committed as this record.
     Written(&'a StateData),
+    /// A delete that committed.
+    Deleted,
     /// Failed before anything was written (invalid input, busy before the write began).
     NotApplied,
     /// Failed in a way that may or may not have committed.
@@ -437,4 +456,17 @@ enum End<'a> {
     Nothing,
     /// A write that may or may not have committed.
     Unknown,
+    /// A delete that committed.
+    Deleted,
+}
+
+/// Something learned about one deployment outside the operation that is ending.
+#[derive(Clone, Copy)]
+enum Event {
+    /// This version is committed.
+    Committed(u64),
+    /// The cached copy may be stale in an unknown way.
+    Invalidated,
+    /// Deleted: versions restart.
+    Deleted,
 }

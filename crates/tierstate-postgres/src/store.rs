@@ -571,11 +571,13 @@ impl StateStore for PostgresStore {
     async fn list(&self, after: Option<&DeploymentId>, limit: usize) -> Result<Vec<DeploymentId>> {
         let rows: Vec<String> = sqlx::query_scalar(
             "SELECT deployment_id FROM ts_head WHERE ($1::text IS NULL OR deployment_id > $1) \
-             AND NOT (deployment_id >= '__tierstate/' AND deployment_id < '__tierstate0') \
+             AND NOT (deployment_id >= $3 AND deployment_id < $4) \
              ORDER BY deployment_id LIMIT $2",
         )
         .bind(after.map(|a| a.as_str()))
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .bind(DeploymentId::RESERVED_RANGE.0)
+        .bind(DeploymentId::RESERVED_RANGE.1)
         .fetch_all(&self.pool)
         .await
         .map_err(map)?;
@@ -593,12 +595,14 @@ impl StateStore for PostgresStore {
             " FROM ts_head h JOIN ts_version v \
              ON v.deployment_id = h.deployment_id AND v.version = h.version \
              WHERE ($1::text IS NULL OR h.deployment_id > $1) \
-             AND NOT (h.deployment_id >= '__tierstate/' AND h.deployment_id < '__tierstate0') \
+             AND NOT (h.deployment_id >= $3 AND h.deployment_id < $4) \
              ORDER BY h.deployment_id LIMIT $2"
         );
         let rows = sqlx::query(sql)
             .bind(after.map(|a| a.as_str()))
             .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .bind(DeploymentId::RESERVED_RANGE.0)
+            .bind(DeploymentId::RESERVED_RANGE.1)
             .fetch_all(&self.pool)
             .await
             .map_err(map)?;

@@ -113,6 +113,9 @@ impl Handle {
     /// Called by the writer before each group: if poisoned and the backoff allows, drops the
     /// handle and opens the file again. `Err` (retryable) while the database is not usable.
     pub(crate) fn recover(&self) -> Result<()> {
+        if !self.poisoned.load(Ordering::Acquire) {
+            return Ok(());
+        }
         let mut guard = self.recovery.lock();
         let Some(r) = guard.as_mut() else {
             return Ok(());

@@ -48,9 +48,9 @@ impl Readers {
     }
 }
 
-/// The byte range of tierstate's reserved ids (`__tierstate/` ≤ id < `__tierstate0`), which
-/// `list` and `scan` leave out inside the query, so a page still holds `limit` callers' ids.
-pub(crate) const RESERVED: (&str, &str) = ("__tierstate/", "__tierstate0");
+/// tierstate's reserved ids, which `list` and `scan` leave out inside the query, so a page
+/// still holds `limit` callers' ids.
+const RESERVED: (&str, &str) = DeploymentId::RESERVED_RANGE;
 
 const COLUMNS: &str = "h.deployment_id, v.version, v.schema_version, v.checksum, \
                        h.created_at, v.updated_at, v.body";

@@ -24,6 +24,8 @@ pub(crate) type BulkTicket = Option<()>;
 pub(crate) enum Written<'a> {
     /// Committed as this record.
     Ok(&'a StateData),
+    /// A delete that committed.
+    Deleted,
     /// Certainly wrote nothing.
     NotApplied,
     /// May or may not have committed.
@@ -100,6 +102,7 @@ impl Hot {
         if let (Some(c), Some(t)) = (&self.cache, _ticket) {
             let how = match _how {
                 Written::Ok(d) => tierstate_hot::WriteOutcome::Written(d),
+                Written::Deleted => tierstate_hot::WriteOutcome::Deleted,
                 Written::NotApplied => tierstate_hot::WriteOutcome::NotApplied,
                 Written::Unknown => tierstate_hot::WriteOutcome::Unknown,
             };

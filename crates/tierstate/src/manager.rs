@@ -511,8 +511,7 @@ impl StateManager {
                 let result = inner.warm.delete(&id).await;
                 let outcome = match &result {
                     Ok(gone) => {
-                        inner.hot.forget(&id);
-                        inner.hot.finish_write(ticket, Written::NotApplied);
+                        inner.hot.finish_write(ticket, Written::Deleted);
                         if *gone {
                             Outcome::Ok
                         } else {

@@ -169,31 +169,21 @@ async fn reads_never_go_backwards_in_one_process() {
 /// Item 12: HOT never holds more than its capacity, through saves, loads and warm-up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hot_never_exceeds_its_capacity() {
+    let ten = |store: Arc<dyn StateStore>| {
+        StateManager::builder().warm(store).hot(HotConfig {
+            capacity: 10,
+            ttl: None,
+        })
+    };
     for (name, store, _guard) in stores().await {
-        let m = StateManager::builder()
-            .warm(store.clone())
-            .hot(HotConfig {
-                capacity: 10,
-                ttl: None,
-            })
-            .build()
-            .await
-            .unwrap();
+        let m = ten(store.clone()).build().await.unwrap();
         for i in 0..30 {
             let d = id(&format!("d{i}"));
             m.create(&d, obj(json!({"i": i}))).await.unwrap();
             m.load(&d).await.unwrap();
             assert!(m.hot_len() <= 10, "{name}: HOT holds {}", m.hot_len());
         }
-        let again = StateManager::builder()
-            .warm(store)
-            .hot(HotConfig {
-                capacity: 10,
-                ttl: None,
-            })
-            .build()
-            .await
-            .unwrap();
+        let again = ten(store).build().await.unwrap();
         assert_eq!(
             again.hot_len(),
             10,
