@@ -150,3 +150,63 @@ async fn warm_up_survives_the_feed_going_live() {
         Tier::Hot
     );
 }
+
+/// Warm-up while the fleet keeps committing: other deployments' commits (heard on the change
+/// feed during the scan) do not spoil a page, so every state that nobody touched is cached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warm_up_during_a_busy_fleet_caches_what_nobody_touched() {
+    let Some(url) = pg_url() else { return };
+    let cfg = PostgresConfig::new(&url)
+        .schema(&fresh_schema("busy"))
+        .unwrap();
+    let writer = PostgresStore::connect(cfg.clone().listen(false))
+        .await
+        .unwrap();
+    for chunk in 0..3 {
+        let mut b = tierstate::WriteBatch::new();
+        for i in 0..1000 {
+            b = b.put(StateWrite::create(dep(&format!("d{chunk}-{i:04}")), n(0)));
+        }
+        writer.commit(b).await.unwrap();
+    }
+    // Another process commits to its own deployments for the whole warm-up.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let busy = {
+        let (writer, stop) = (writer.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut commits = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let d = dep(&format!("zz-busy-{}", commits % 20));
+                writer
+                    .put(StateWrite::overwrite(d, n(commits)), Retention::DEFAULT)
+                    .await
+                    .unwrap();
+                commits += 1;
+            }
+            commits
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let manager = StateManager::builder().postgres(cfg).build().await.unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let commits = busy.await.unwrap();
+    assert!(
+        commits > 10,
+        "the other process barely committed ({commits})"
+    );
+    let mut from_hot = 0;
+    for chunk in 0..3 {
+        for i in (0..1000).step_by(50) {
+            let d = manager
+                .load(&dep(&format!("d{chunk}-{i:04}")))
+                .await
+                .unwrap()
+                .unwrap();
+            from_hot += usize::from(d.loaded_from == Tier::Hot);
+        }
+    }
+    assert_eq!(
+        from_hot, 60,
+        "untouched states were left out of the warm-up"
+    );
+}

@@ -24,7 +24,7 @@
 //!   operation then reads WARM after every earlier one returned, so none can go backwards.
 #![deny(missing_docs)]
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -133,8 +133,10 @@ pub struct HotCache {
     book: Mutex<HashMap<DeploymentId, Meta>>,
     /// Bumped by `invalidate_all`.
     global: AtomicU64,
-    /// Bumped by everything that can make a bulk fill stale (writes, invalidations, deletes).
-    changes: AtomicU64,
+    /// While bulk reads run: the deployments that changed since the oldest began (writes,
+    /// remote commits, invalidations, deletes), whose bulk results are refused. Lock order:
+    /// `book`, then this.
+    touched: Mutex<Touched>,
     ttl: Option<Duration>,
     capacity: usize,
 }
@@ -165,7 +167,7 @@ impl HotCache {
             cache,
             book: Mutex::new(HashMap::new()),
             global: AtomicU64::new(0),
-            changes: AtomicU64::new(0),
+            touched: Mutex::new(Touched::default()),
             ttl: config.ttl,
             capacity,
         }
@@ -191,7 +193,7 @@ impl HotCache {
         let meta = book.entry(id.clone()).or_default();
         meta.ops += 1;
         if write {
-            self.changes.fetch_add(1, Ordering::AcqRel);
+            self.mark(id);
             meta.writes += 1;
             // WARM may hold the new version before this write returns: serve nobody the old.
             if let Some((_, e)) = self.cache.remove(id) {
@@ -326,7 +328,7 @@ impl HotCache {
     /// What `event` means for one deployment's book entry (if it has one) and cached copy.
     /// Called with the book locked.
     fn apply(&self, meta: Option<&mut Meta>, id: &DeploymentId, event: Event) {
-        self.changes.fetch_add(1, Ordering::AcqRel);
+        self.mark(id);
         match event {
             Event::Committed(version) => {
                 if let Some(meta) = meta {
@@ -378,7 +380,6 @@ impl HotCache {
     /// Evicts everything and refuses every fill and write result in flight.
     pub fn invalidate_all(&self) {
         let mut book = self.book.lock();
-        self.changes.fetch_add(1, Ordering::AcqRel);
         self.global.fetch_add(1, Ordering::AcqRel);
         for meta in book.values_mut() {
             meta.floor = 0;
@@ -387,19 +388,32 @@ impl HotCache {
         drop(book);
     }
 
-    /// Starts a bulk read (a warm-up page) whose ids are not known in advance; hand each record
-    /// to [`HotCache::fill_bulk`].
-    pub fn begin_bulk(&self) -> BulkTicket {
-        BulkTicket(self.changes.load(Ordering::Acquire))
+    /// Notes that `id` changed, for the bulk reads running now.
+    fn mark(&self, id: &DeploymentId) {
+        let mut t = self.touched.lock();
+        if t.readers > 0 {
+            t.ids.insert(id.clone());
+        }
     }
 
-    /// Offers one record of a bulk read. Refused once anything that could make it stale (a
-    /// write, an invalidation, a delete, a remote commit) happened after the ticket was taken,
-    /// and while an operation on its deployment is in flight.
-    pub fn fill_bulk(&self, ticket: &BulkTicket, data: &StateData) -> InsertOutcome {
+    /// Starts a bulk read (a warm-up page) whose ids are not known in advance; hand each record
+    /// to [`HotCache::fill_bulk`] while the ticket lives.
+    pub fn begin_bulk(&self) -> BulkTicket<'_> {
+        self.touched.lock().readers += 1;
+        BulkTicket {
+            cache: self,
+            global: self.global.load(Ordering::Acquire),
+        }
+    }
+
+    /// Offers one record of a bulk read. Refused if its deployment changed after the ticket was
+    /// taken (a write, an invalidation, a delete, a remote commit) or has an operation in
+    /// flight, and after [`HotCache::invalidate_all`]; other deployments' changes do not matter.
+    pub fn fill_bulk(&self, ticket: &BulkTicket<'_>, data: &StateData) -> InsertOutcome {
         let book = self.book.lock();
-        if self.changes.load(Ordering::Acquire) != ticket.0
+        if self.global.load(Ordering::Acquire) != ticket.global
             || book.contains_key(&data.deployment_id)
+            || self.touched.lock().ids.contains(&data.deployment_id)
         {
             return InsertOutcome::Invalidated;
         }
@@ -428,9 +442,36 @@ impl HotCache {
     }
 }
 
-/// Proof of the state of the cache when a bulk read began; see [`HotCache::begin_bulk`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BulkTicket(u64);
+/// A bulk read in progress; see [`HotCache::begin_bulk`]. While one lives, the cache notes
+/// which deployments change.
+#[must_use = "changes are tracked only while the ticket lives"]
+pub struct BulkTicket<'a> {
+    cache: &'a HotCache,
+    global: u64,
+}
+
+impl std::fmt::Debug for BulkTicket<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BulkTicket").finish_non_exhaustive()
+    }
+}
+
+impl Drop for BulkTicket<'_> {
+    fn drop(&mut self) {
+        let mut t = self.cache.touched.lock();
+        t.readers -= 1;
+        if t.readers == 0 {
+            t.ids.clear();
+        }
+    }
+}
+
+/// Deployments changed while bulk reads run.
+#[derive(Default)]
+struct Touched {
+    readers: usize,
+    ids: HashSet<DeploymentId>,
+}
 
 /// How a write ended, for [`HotCache::finish_write`].
 #[derive(Debug, Clone, Copy)]

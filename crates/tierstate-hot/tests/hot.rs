@@ -246,18 +246,40 @@ fn concurrent_fills_keep_the_newest_and_stay_bounded() {
 }
 
 #[test]
-fn bulk_fills_are_refused_after_any_change() {
+fn bulk_fills_are_refused_for_what_changed_during_them() {
     let hot = hot(10);
     let a = versions("a", 1);
     let b = versions("b", 1);
+    let c = versions("c", 1);
     let t = hot.begin_bulk();
     assert_eq!(hot.fill_bulk(&t, &a[0]), InsertOutcome::Stored);
+    // Another deployment's change does not spoil the page...
     hot.forget(&DeploymentId::new("z").unwrap());
-    assert_eq!(hot.fill_bulk(&t, &b[0]), InsertOutcome::Invalidated);
+    hot.observe(&DeploymentId::new("y").unwrap(), 3);
+    assert_eq!(hot.fill_bulk(&t, &b[0]), InsertOutcome::Stored);
+    // ...but its own does, whatever the kind, and so does a write in flight.
+    hot.observe(&DeploymentId::new("c").unwrap(), 2);
+    assert_eq!(hot.fill_bulk(&t, &c[0]), InsertOutcome::Invalidated);
+    drop(t);
+    hot.invalidate_all();
     let t = hot.begin_bulk();
     let w = hot.begin_write(&DeploymentId::new("b").unwrap());
     assert_eq!(hot.fill_bulk(&t, &b[0]), InsertOutcome::Invalidated);
     drop(w);
+    assert_eq!(
+        hot.fill_bulk(&t, &b[0]),
+        InsertOutcome::Invalidated,
+        "b changed during the read"
+    );
+    assert_eq!(hot.fill_bulk(&t, &c[0]), InsertOutcome::Stored);
+    hot.invalidate_all();
+    assert_eq!(
+        hot.fill_bulk(&t, &a[0]),
+        InsertOutcome::Invalidated,
+        "everything was dropped"
+    );
+    drop(t);
+    // A later bulk read starts clean.
     let t = hot.begin_bulk();
     assert_eq!(hot.fill_bulk(&t, &b[0]), InsertOutcome::Stored);
 }

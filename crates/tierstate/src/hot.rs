@@ -13,11 +13,11 @@ pub(crate) type Ticket<'a> = Option<tierstate_hot::Ticket<'a>>;
 #[cfg(not(feature = "hot"))]
 pub(crate) type Ticket<'a> = Option<std::marker::PhantomData<&'a ()>>;
 
-/// Proof of the cache's state when a warm-up page was read.
+/// A warm-up page in progress (see `tierstate_hot::BulkTicket`); `None` when HOT is off.
 #[cfg(feature = "hot")]
-pub(crate) type BulkTicket = Option<tierstate_hot::BulkTicket>;
+pub(crate) type BulkTicket<'a> = Option<tierstate_hot::BulkTicket<'a>>;
 #[cfg(not(feature = "hot"))]
-pub(crate) type BulkTicket = Option<()>;
+pub(crate) type BulkTicket<'a> = Option<std::marker::PhantomData<&'a ()>>;
 
 /// How a write ended.
 #[derive(Debug, Clone, Copy)]
@@ -110,7 +110,7 @@ impl Hot {
         }
     }
 
-    pub(crate) fn begin_bulk(&self) -> BulkTicket {
+    pub(crate) fn begin_bulk(&self) -> BulkTicket<'_> {
         #[cfg(feature = "hot")]
         return self.cache.as_ref().map(|c| c.begin_bulk());
         #[cfg(not(feature = "hot"))]
@@ -118,7 +118,7 @@ impl Hot {
     }
 
     /// Offers one warm-up record; true if it was cached.
-    pub(crate) fn fill_bulk(&self, _ticket: &BulkTicket, _data: &StateData) -> bool {
+    pub(crate) fn fill_bulk(&self, _ticket: &BulkTicket<'_>, _data: &StateData) -> bool {
         #[cfg(feature = "hot")]
         if let (Some(c), Some(t)) = (&self.cache, _ticket) {
             return c.fill_bulk(t, _data) == tierstate_hot::InsertOutcome::Stored;
