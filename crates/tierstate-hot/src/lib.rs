@@ -22,6 +22,8 @@
 //!   before it; a delete or [`HotCache::invalidate_all`] bumps the generation and resets the
 //!   floor. When a deployment has no operation in flight its book entry is dropped: every later
 //!   operation then reads WARM after every earlier one returned, so none can go backwards.
+//! * A bulk read (warm-up) whose ids are not known in advance takes a [`BulkTicket`]; while it
+//!   lives the cache notes which deployments change, and refuses only their bulk results.
 #![deny(missing_docs)]
 
 use std::collections::{HashMap, HashSet};
