@@ -9,8 +9,8 @@ use serde_json::{Map, Value};
 use chrono::{DateTime, Utc};
 
 use crate::{
-    Checksum, DeploymentId, Error, MAX_SCHEMA_VERSION, MAX_STATE_BYTES, Result, StateData, Tier,
-    canonical_json,
+    Append, Checksum, DeploymentId, DocAddr, DocWrite, Error, MAX_SCHEMA_VERSION, MAX_STATE_BYTES,
+    Result, StateData, Tier, canonical_json,
 };
 
 /// What a write expects to find, like object_store's `PutMode`. There is no implicit rule:
@@ -150,13 +150,23 @@ fn json_kind(v: &Value) -> &'static str {
     }
 }
 
-/// One member of a [`WriteBatch`]. Later record kinds (orders, ledger entries, snapshots,
-/// events) join as new variants and commit in the same backend transaction.
+/// One member of a [`WriteBatch`]: every record kind commits in the same backend transaction.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum BatchOp {
     /// A CAS write of a deployment's state.
     Put(StateWrite),
+    /// A CAS write of a document.
+    Document(DocWrite),
+    /// Removes a document and its history; with `expected`, only if that version is stored.
+    DeleteDocument {
+        /// The document.
+        address: DocAddr,
+        /// The version the caller expects to remove (`None`: whatever is there).
+        expected: Option<u64>,
+    },
+    /// An append to a journal.
+    Append(Append),
 }
 
 /// Writes that commit all together or not at all, in one backend transaction.
@@ -175,6 +185,24 @@ impl WriteBatch {
     /// Adds a state write.
     pub fn put(mut self, write: StateWrite) -> Self {
         self.ops.push(BatchOp::Put(write));
+        self
+    }
+
+    /// Adds a document write.
+    pub fn document(mut self, write: DocWrite) -> Self {
+        self.ops.push(BatchOp::Document(write));
+        self
+    }
+
+    /// Adds a document removal.
+    pub fn delete_document(mut self, address: DocAddr, expected: Option<u64>) -> Self {
+        self.ops.push(BatchOp::DeleteDocument { address, expected });
+        self
+    }
+
+    /// Adds a journal append.
+    pub fn append(mut self, append: Append) -> Self {
+        self.ops.push(BatchOp::Append(append));
         self
     }
 
@@ -221,22 +249,92 @@ impl WriteBatch {
     /// 0, or one deployment appears twice in the batch (its outcome would be ambiguous).
     pub fn prepare(self) -> Result<PreparedBatch> {
         let mut seen = HashSet::with_capacity(self.ops.len());
-        let mut writes = Vec::with_capacity(self.ops.len());
-        for op in self.ops {
-            let BatchOp::Put(w) = op;
-            if !seen.insert(w.deployment_id.clone()) {
-                return Err(Error::invalid(
-                    "batch",
-                    format!("deployment {} appears more than once", w.deployment_id),
-                ));
-            }
-            writes.push(PreparedWrite::new(w)?);
-        }
-        Ok(PreparedBatch {
-            writes,
+        let mut seen_docs = HashSet::new();
+        let mut out = PreparedBatch {
+            writes: Vec::new(),
+            documents: Vec::new(),
+            removals: Vec::new(),
+            appends: Vec::new(),
             retention: self.retention,
-        })
+        };
+        for op in self.ops {
+            match op {
+                BatchOp::Put(w) => {
+                    if !seen.insert(w.deployment_id.clone()) {
+                        return Err(Error::invalid(
+                            "batch",
+                            format!("deployment {} appears more than once", w.deployment_id),
+                        ));
+                    }
+                    out.writes.push(PreparedWrite::new(w)?);
+                }
+                BatchOp::Document(d) => {
+                    once(&mut seen_docs, &d.address)?;
+                    if let PutMode::Update { expected: 0 } = d.mode {
+                        return Err(Error::invalid("expected version", "versions start at 1"));
+                    }
+                    let (body, checksum) = match encode(&d.value, "document") {
+                        Ok(x) => x,
+                        Err(e) => {
+                            crate::canonical::dismantle(d.value);
+                            return Err(e);
+                        }
+                    };
+                    out.documents.push(PreparedDoc {
+                        write: d,
+                        body,
+                        checksum,
+                    });
+                }
+                BatchOp::DeleteDocument { address, expected } => {
+                    once(&mut seen_docs, &address)?;
+                    out.removals.push((address, expected));
+                }
+                BatchOp::Append(a) => {
+                    let (body, checksum) = match encode(&a.value, "entry") {
+                        Ok(x) => x,
+                        Err(e) => {
+                            crate::canonical::dismantle(a.value);
+                            return Err(e);
+                        }
+                    };
+                    out.appends.push(PreparedAppend {
+                        append: a,
+                        body,
+                        checksum,
+                    });
+                }
+            }
+        }
+        Ok(out)
     }
+}
+
+fn once(seen: &mut HashSet<DocAddr>, address: &DocAddr) -> Result<()> {
+    if seen.insert(address.clone()) {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "batch",
+            format!("document {address} appears more than once"),
+        ))
+    }
+}
+
+/// Canonical bytes and checksum of a record body, within the size and depth limits.
+fn encode(value: &Map<String, Value>, field: &'static str) -> Result<(Vec<u8>, Checksum)> {
+    let body = canonical_json(value)?;
+    if body.len() > MAX_STATE_BYTES {
+        return Err(Error::invalid(
+            field,
+            format!(
+                "is {} bytes of JSON, the limit is {MAX_STATE_BYTES}",
+                body.len()
+            ),
+        ));
+    }
+    let checksum = Checksum::of(&body);
+    Ok((body, checksum))
 }
 
 /// A validated batch, ready for a backend.
@@ -244,8 +342,46 @@ impl WriteBatch {
 pub struct PreparedBatch {
     /// The state writes, in batch order.
     pub writes: Vec<PreparedWrite>,
-    /// How many versions to keep per deployment.
+    /// The document writes, in batch order.
+    pub documents: Vec<PreparedDoc>,
+    /// The document removals, in batch order, with the version each expects.
+    pub removals: Vec<(DocAddr, Option<u64>)>,
+    /// The journal appends, in batch order.
+    pub appends: Vec<PreparedAppend>,
+    /// How many versions to keep per deployment and per document.
     pub retention: Retention,
+}
+
+impl PreparedBatch {
+    /// True if the batch has no members.
+    pub fn is_empty(&self) -> bool {
+        self.writes.is_empty()
+            && self.documents.is_empty()
+            && self.removals.is_empty()
+            && self.appends.is_empty()
+    }
+}
+
+/// A validated document write with its canonical body and checksum.
+#[derive(Debug, Clone)]
+pub struct PreparedDoc {
+    /// The write as given.
+    pub write: DocWrite,
+    /// Canonical JSON bytes.
+    pub body: Vec<u8>,
+    /// SHA-256 of `body`.
+    pub checksum: Checksum,
+}
+
+/// A validated journal append with its canonical body and checksum.
+#[derive(Debug, Clone)]
+pub struct PreparedAppend {
+    /// The append as given.
+    pub append: Append,
+    /// Canonical JSON bytes.
+    pub body: Vec<u8>,
+    /// SHA-256 of `body`.
+    pub checksum: Checksum,
 }
 
 /// A validated state write with its canonical body and checksum computed.
@@ -288,23 +424,25 @@ impl PreparedWrite {
                 ),
             ));
         }
-        let body = match canonical_json(&w.state) {
-            Ok(body) => body,
+        let (body, checksum) = match canonical_json(&w.state) {
+            Ok(body) if body.len() > MAX_STATE_BYTES => {
+                return Err(Error::invalid(
+                    "state",
+                    format!(
+                        "is {} bytes of JSON, the limit is {MAX_STATE_BYTES}",
+                        body.len()
+                    ),
+                ));
+            }
+            Ok(body) => {
+                let sum = Checksum::of(&body);
+                (body, sum)
+            }
             Err(e) => {
                 crate::canonical::dismantle(w.state);
                 return Err(e);
             }
         };
-        if body.len() > MAX_STATE_BYTES {
-            return Err(Error::invalid(
-                "state",
-                format!(
-                    "is {} bytes of JSON, the limit is {MAX_STATE_BYTES}",
-                    body.len()
-                ),
-            ));
-        }
-        let checksum = Checksum::of(&body);
         Ok(Self {
             deployment_id: w.deployment_id,
             mode: w.mode,

@@ -1,6 +1,6 @@
 //! The compare-and-swap rule, in one place for every backend.
 
-use crate::{DeploymentId, Error, PutMode, Result};
+use crate::{DeploymentId, Error, PutMode, Result, Target};
 
 /// The version a write in `mode` gets when `current` is stored, or the error it fails with.
 ///
@@ -9,15 +9,30 @@ use crate::{DeploymentId, Error, PutMode, Result};
 /// expected version is not the stored one (or nothing is stored); `InvalidInput` if the version
 /// counter would overflow.
 pub fn next_version(id: &DeploymentId, mode: PutMode, current: Option<u64>) -> Result<u64> {
+    next_version_of(id, &Target::State, mode, current)
+}
+
+/// [`next_version`] for any record of a deployment; errors name `target`.
+///
+/// # Errors
+/// As [`next_version`].
+pub fn next_version_of(
+    id: &DeploymentId,
+    target: &Target,
+    mode: PutMode,
+    current: Option<u64>,
+) -> Result<u64> {
     match (mode, current) {
         (PutMode::Create, None) => Ok(1),
         (PutMode::Create, Some(actual)) => Err(Error::AlreadyExists {
             deployment_id: id.clone(),
+            target: target.clone(),
             actual,
         }),
         (PutMode::Update { expected }, Some(actual)) if actual == expected => bump(id, actual),
         (PutMode::Update { expected }, actual) => Err(Error::Conflict {
             deployment_id: id.clone(),
+            target: target.clone(),
             expected,
             actual,
         }),

@@ -1,6 +1,8 @@
 //! The one error type of tierstate.
 
-use crate::{DeploymentId, Tier};
+use chrono::{DateTime, Utc};
+
+use crate::{Checksum, DeploymentId, Name, Target, Tier};
 
 /// Shorthand for results whose error is [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -46,36 +48,44 @@ pub enum Error {
         /// The deployment looked up.
         deployment_id: DeploymentId,
     },
-    /// A create-only write found the deployment already present.
-    #[error("deployment {deployment_id} already exists at version {actual}")]
+    /// A create-only write found the record already present.
+    #[error("{deployment_id}{target} already exists at version {actual}")]
     AlreadyExists {
         /// The deployment written.
         deployment_id: DeploymentId,
+        /// Which of its records: the state, a document or a journal.
+        target: Target,
         /// The version that is stored.
         actual: u64,
     },
-    /// A compare-and-swap write expected a version that is not the stored one.
-    /// Reload, re-apply the change and write again.
-    #[error("version conflict on {deployment_id}: expected {expected}, stored {}", fmt_actual(.actual))]
+    /// A compare-and-swap write expected a version that is not the stored one (for a journal:
+    /// an optimistic append expected another last sequence number). Reload, re-apply the
+    /// change and write again.
+    #[error("version conflict on {deployment_id}{target}: expected {expected}, stored {}", fmt_actual(.actual))]
     Conflict {
         /// The deployment written.
         deployment_id: DeploymentId,
-        /// The version the writer expected to replace.
+        /// Which of its records: the state, a document or a journal.
+        target: Target,
+        /// The version the writer expected to replace (a journal: the last sequence number).
         expected: u64,
-        /// The version that is stored, `None` if the deployment does not exist.
+        /// The version that is stored, `None` if the record does not exist (a journal: the
+        /// last sequence number, 0 when empty).
         actual: Option<u64>,
     },
     /// Stored bytes do not match their checksum: the record was damaged after it was written.
     /// The record is never returned or cached; restore it from history or a backup.
     #[error(
-        "integrity failure in {tier} tier for {deployment_id} v{version}: checksum expected {expected}, computed {actual}"
+        "integrity failure in {tier} tier for {deployment_id}{target} v{version}: checksum expected {expected}, computed {actual}"
     )]
     Integrity {
         /// The deployment whose record is damaged.
         deployment_id: DeploymentId,
+        /// Which of its records: the state, a document or a journal.
+        target: Target,
         /// The tier that returned the damaged record.
         tier: Tier,
-        /// The version of the damaged record.
+        /// The version of the damaged record (a journal: the sequence number).
         version: u64,
         /// The checksum stored with the record (hex), or a description if unreadable.
         expected: String,
@@ -129,6 +139,35 @@ pub enum Error {
         from: u32,
         /// Which step failed and why.
         reason: String,
+    },
+    /// An append reused an idempotency key of its stream with a different body: it is not a
+    /// retry of the stored entry but a different event. Nothing was written.
+    #[error(
+        "idempotency key {key:?} of journal {deployment_id}/{stream} is already used by entry {seq} with checksum {stored}; this append's checksum is {given}"
+    )]
+    KeyReused {
+        /// The deployment.
+        deployment_id: DeploymentId,
+        /// The journal stream.
+        stream: Name,
+        /// The idempotency key.
+        key: Name,
+        /// The sequence number of the stored entry holding the key.
+        seq: u64,
+        /// Checksum of the stored entry's body.
+        stored: Checksum,
+        /// Checksum of the refused append's body.
+        given: Checksum,
+    },
+    /// A read as of a time reaches further back than retention kept.
+    #[error("{deployment_id}{target} is not retained as of {at}: retention pruned it")]
+    NotRetained {
+        /// The deployment.
+        deployment_id: DeploymentId,
+        /// Which of its records.
+        target: Target,
+        /// The time asked for.
+        at: DateTime<Utc>,
     },
     /// The backend failed; [`Error::is_retryable`] says whether trying again may help.
     #[error("{backend} backend error ({kind:?}): {message}")]
@@ -207,6 +246,7 @@ impl Error {
             self,
             Self::InvalidInput { .. }
                 | Self::Conflict { .. }
+                | Self::KeyReused { .. }
                 | Self::AlreadyExists { .. }
                 | Self::Backend {
                     kind: BackendErrorKind::Busy | BackendErrorKind::Unavailable,

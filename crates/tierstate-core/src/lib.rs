@@ -1,5 +1,6 @@
-//! Core types of tierstate: deployment ids, versioned state records, the error type, canonical
-//! JSON with its SHA-256 checksum, and the [`StateStore`] trait every WARM backend implements.
+//! Core types of tierstate: deployment ids, versioned state, documents and hash-chained
+//! journals, the error type, canonical JSON with its SHA-256 checksum, batch planning, and the
+//! [`StateStore`] trait every WARM backend implements.
 //!
 //! Backends only move bytes: the semantics of a write (which version it gets, when it conflicts)
 //! live here, in [`cas`], so every backend behaves identically and the conformance suite in
@@ -9,25 +10,41 @@
 pub mod batch;
 pub mod canonical;
 pub mod cas;
+mod document;
 mod error;
 mod feed;
 mod finite;
 pub mod group;
 mod id;
+pub mod journal;
 pub mod memory;
+mod names;
+pub mod plan;
+mod signal;
 mod state;
 mod store;
+mod tail;
 
 pub use batch::{
-    BatchOp, PreparedBatch, PreparedWrite, PutMode, Retention, StateWrite, WriteBatch,
+    BatchOp, PreparedAppend, PreparedBatch, PreparedDoc, PreparedWrite, PutMode, Retention,
+    StateWrite, WriteBatch,
 };
 pub use canonical::{Checksum, canonical_json};
+pub use document::{DocWrite, Document, StoredDoc};
 pub use error::{BackendErrorKind, Error, Result};
 pub use feed::{Change, ChangeFeed};
 pub use id::DeploymentId;
+pub use journal::{
+    Append, Appended, JournalEntry, JournalInfo, JournalPage, JournalQuery, StoredEntry,
+    TruncateBefore,
+};
 pub use memory::InMemoryStore;
+pub use names::{DocAddr, Name, StreamAddr, Target};
+pub use plan::Committed;
+pub use signal::Signal;
 pub use state::{StateData, StoredRecord, Tier, commit_time, micros};
 pub use store::{CommitProbe, StateStore};
+pub use tail::JournalTail;
 
 /// Largest canonical state body a store accepts (64 MiB); larger writes are `InvalidInput`.
 pub const MAX_STATE_BYTES: usize = 64 * 1024 * 1024;

@@ -7,19 +7,35 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 
 use async_trait::async_trait;
-use chrono::DateTime;
+use chrono::{DateTime, Utc};
 use parking_lot::Mutex;
+use tokio::sync::watch;
 
+use crate::journal::{
+    EntryDamage, Fetch, JournalHead, JournalInfo, JournalPage, JournalQuery, StoredEntry,
+    TruncateBefore, flip, truncated_head,
+};
+use crate::plan::{Snapshot, plan};
 use crate::{
-    DeploymentId, Result, StateData, StateStore, StoredRecord, Tier, WriteBatch, cas, commit_time,
-    micros,
+    Committed, DeploymentId, DocAddr, Document, Name, Result, Signal, StateData, StateStore,
+    StoredDoc, StoredRecord, StreamAddr, Target, Tier, WriteBatch, commit_time,
 };
 
 /// A [`StateStore`] held in process memory; for tests and as the reference implementation.
 #[derive(Debug, Default)]
 pub struct InMemoryStore {
+    data: Mutex<Data>,
+    signal: Signal,
+}
+
+#[derive(Debug, Default)]
+struct Data {
     /// Per deployment, its retained versions in ascending order.
-    rows: Mutex<BTreeMap<DeploymentId, Vec<StoredRecord>>>,
+    rows: BTreeMap<DeploymentId, Vec<StoredRecord>>,
+    /// Per document, its retained versions in ascending order.
+    docs: BTreeMap<DocAddr, Vec<StoredDoc>>,
+    /// Per journal, its head and retained entries.
+    journals: BTreeMap<StreamAddr, (JournalHead, BTreeMap<u64, StoredEntry>)>,
 }
 
 impl InMemoryStore {
@@ -31,8 +47,8 @@ impl InMemoryStore {
     /// Test hook: flips one bit of the stored body of `version` (or the newest version).
     /// Returns false if there is no such record.
     pub fn damage_stored_state(&self, id: &DeploymentId, version: Option<u64>) -> bool {
-        let mut rows = self.rows.lock();
-        let Some(versions) = rows.get_mut(id) else {
+        let mut data = self.data.lock();
+        let Some(versions) = data.rows.get_mut(id) else {
             return false;
         };
         let row = match version {
@@ -48,6 +64,87 @@ impl InMemoryStore {
             _ => false,
         }
     }
+
+    /// Test hook: flips one bit of a document's current body. Returns false if it is absent.
+    pub fn damage_document(&self, address: &DocAddr) -> bool {
+        let mut data = self.data.lock();
+        match data.docs.get_mut(address).and_then(|v| v.last_mut()) {
+            Some(d) => {
+                flip(&mut d.body);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Test hook: damages one stored journal entry. Returns false if there is no such entry.
+    pub fn damage_entry(&self, stream: &StreamAddr, seq: u64, damage: EntryDamage) -> bool {
+        let mut data = self.data.lock();
+        let Some((_, entries)) = data.journals.get_mut(stream) else {
+            return false;
+        };
+        if damage == EntryDamage::Delete {
+            return entries.remove(&seq).is_some();
+        }
+        let Some(e) = entries.get_mut(&seq) else {
+            return false;
+        };
+        let mut hash = std::mem::take(&mut e.hash).into_bytes();
+        let mut sum = std::mem::take(&mut e.checksum).into_bytes();
+        match damage {
+            EntryDamage::Body => flip(&mut e.body),
+            EntryDamage::Checksum => flip(&mut sum),
+            EntryDamage::Hash => flip(&mut hash),
+            EntryDamage::Delete => {}
+        }
+        e.hash = String::from_utf8_lossy(&hash).into_owned();
+        e.checksum = String::from_utf8_lossy(&sum).into_owned();
+        true
+    }
+
+    fn snapshot(data: &Data, batch: &crate::PreparedBatch) -> Snapshot {
+        let reads = batch.reads();
+        let mut snap = Snapshot::default();
+        for id in reads.states {
+            if let Some(last) = data.rows.get(&id).and_then(|v| v.last()) {
+                snap.states.insert(id, (last.version, last.created_at_us));
+            }
+        }
+        for a in reads.documents {
+            if let Some(last) = data.docs.get(&a).and_then(|v| v.last()) {
+                snap.documents.insert(a, (last.version, last.created_at_us));
+            }
+        }
+        for s in reads.streams {
+            if let Some((h, _)) = data.journals.get(&s) {
+                snap.heads.insert(s, *h);
+            }
+        }
+        for (s, k) in reads.keys {
+            let hit = data.journals.get(&s).and_then(|(_, e)| {
+                e.values()
+                    .find(|e| e.key.as_deref() == Some(k.as_str()))
+                    .cloned()
+            });
+            if let Some(row) = hit {
+                snap.keyed.insert((s, k), row);
+            }
+        }
+        snap
+    }
+}
+
+/// The newest row at or before `at_us` and the oldest retained version.
+fn pick_as_of<T: Clone>(
+    rows: Option<&Vec<T>>,
+    at_us: i64,
+    meta: impl Fn(&T) -> (u64, i64),
+) -> (Option<T>, Option<u64>) {
+    let Some(rows) = rows else {
+        return (None, None);
+    };
+    let found = rows.iter().rev().find(|r| meta(r).1 <= at_us).cloned();
+    (found, rows.first().map(|r| meta(r).0))
 }
 
 #[async_trait]
@@ -57,14 +154,20 @@ impl StateStore for InMemoryStore {
     }
 
     async fn get(&self, id: &DeploymentId) -> Result<Option<StateData>> {
-        let row = self.rows.lock().get(id).and_then(|v| v.last().cloned());
+        let row = self
+            .data
+            .lock()
+            .rows
+            .get(id)
+            .and_then(|v| v.last().cloned());
         row.map(|r| r.verify(Tier::Warm)).transpose()
     }
 
     async fn get_version(&self, id: &DeploymentId, version: u64) -> Result<Option<StateData>> {
         let row = self
-            .rows
+            .data
             .lock()
+            .rows
             .get(id)
             .and_then(|v| v.iter().find(|r| r.version == version).cloned());
         row.map(|r| r.verify(Tier::Warm)).transpose()
@@ -72,54 +175,230 @@ impl StateStore for InMemoryStore {
 
     async fn history(&self, id: &DeploymentId, limit: usize) -> Result<Vec<StateData>> {
         let rows: Vec<StoredRecord> = self
-            .rows
+            .data
             .lock()
+            .rows
             .get(id)
             .map(|v| v.iter().rev().take(limit).cloned().collect())
             .unwrap_or_default();
         rows.into_iter().map(|r| r.verify(Tier::Warm)).collect()
     }
 
-    async fn commit(&self, batch: WriteBatch) -> Result<Vec<StateData>> {
+    async fn write(&self, batch: WriteBatch) -> Result<Committed> {
         let batch = batch.prepare()?;
-        let mut rows = self.rows.lock();
-        // Decide every member first, so a failing member leaves nothing written.
-        let mut planned = Vec::with_capacity(batch.writes.len());
-        for w in &batch.writes {
-            let current = rows.get(&w.deployment_id).and_then(|v| v.last());
-            let version = cas::next_version(&w.deployment_id, w.mode, current.map(|r| r.version))?;
-            planned.push((version, current.map(|r| r.created_at_us)));
-        }
-        let now = commit_time();
-        let mut committed = Vec::with_capacity(planned.len());
-        for (w, (version, created)) in batch.writes.into_iter().zip(planned) {
-            let created_us = created.unwrap_or(micros(now));
-            let created_at = DateTime::from_timestamp_micros(created_us).unwrap_or(now);
-            committed.push(w.committed(version, created_at, now));
-            let versions = rows.entry(w.deployment_id.clone()).or_default();
+        let mut data = self.data.lock();
+        let snap = Self::snapshot(&data, &batch);
+        // The plan decides every member first, so a failing member leaves nothing written.
+        let plan = plan(batch, &snap, commit_time())?;
+        for w in plan.states {
+            let versions = data.rows.entry(w.address.clone()).or_default();
             versions.push(StoredRecord {
-                deployment_id: w.deployment_id,
-                version,
+                deployment_id: w.address,
+                version: w.version,
                 schema_version: w.schema_version,
                 body: w.body,
-                checksum: w.checksum.to_hex(),
-                created_at_us: created_us,
-                updated_at_us: micros(now),
+                checksum: w.checksum,
+                created_at_us: w.created_us,
+                updated_at_us: w.updated_us,
             });
-            if let Some(below) = batch.retention.prune_below(version) {
+            if let Some(below) = w.prune_below {
                 versions.retain(|r| r.version >= below);
             }
         }
-        Ok(committed)
+        for w in plan.documents {
+            let versions = data.docs.entry(w.address.clone()).or_default();
+            versions.push(StoredDoc {
+                address: w.address,
+                version: w.version,
+                body: w.body,
+                checksum: w.checksum,
+                created_at_us: w.created_us,
+                updated_at_us: w.updated_us,
+            });
+            if let Some(below) = w.prune_below {
+                versions.retain(|r| r.version >= below);
+            }
+        }
+        for a in plan.removals {
+            data.docs.remove(&a);
+        }
+        let appended = !plan.entries.is_empty();
+        for e in plan.entries {
+            let slot = data
+                .journals
+                .entry(e.stream.clone())
+                .or_insert_with(|| (JournalHead::empty(&e.stream), BTreeMap::new()));
+            slot.1.insert(e.seq, e);
+        }
+        for (s, h, _) in plan.heads {
+            if let Some(slot) = data.journals.get_mut(&s) {
+                slot.0 = h;
+            }
+        }
+        drop(data);
+        if appended {
+            self.signal.bump();
+        }
+        Ok(plan.committed)
+    }
+
+    async fn get_as_of(&self, id: &DeploymentId, at: DateTime<Utc>) -> Result<Option<StateData>> {
+        let (found, oldest) =
+            pick_as_of(self.data.lock().rows.get(id), at.timestamp_micros(), |r| {
+                (r.version, r.updated_at_us)
+            });
+        let found = found.map(|r| r.verify(Tier::Warm)).transpose()?;
+        crate::plan::as_of(id, Target::State, at, found, oldest)
+    }
+
+    async fn get_document(&self, address: &DocAddr) -> Result<Option<Document>> {
+        let row = self
+            .data
+            .lock()
+            .docs
+            .get(address)
+            .and_then(|v| v.last().cloned());
+        row.map(|r| r.verify(Tier::Warm)).transpose()
+    }
+
+    async fn document_history(&self, address: &DocAddr, limit: usize) -> Result<Vec<Document>> {
+        let rows: Vec<StoredDoc> = self
+            .data
+            .lock()
+            .docs
+            .get(address)
+            .map(|v| v.iter().rev().take(limit).cloned().collect())
+            .unwrap_or_default();
+        rows.into_iter().map(|r| r.verify(Tier::Warm)).collect()
+    }
+
+    async fn document_as_of(
+        &self,
+        address: &DocAddr,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Document>> {
+        let (found, oldest) = pick_as_of(
+            self.data.lock().docs.get(address),
+            at.timestamp_micros(),
+            |r| (r.version, r.updated_at_us),
+        );
+        let found = found.map(|r| r.verify(Tier::Warm)).transpose()?;
+        crate::plan::as_of(
+            &address.deployment_id,
+            Target::document(address),
+            at,
+            found,
+            oldest,
+        )
+    }
+
+    async fn list_documents(
+        &self,
+        id: &DeploymentId,
+        collection: &Name,
+        after: Option<&Name>,
+        limit: usize,
+    ) -> Result<Vec<Result<Document>>> {
+        let picked: Vec<StoredDoc> = {
+            let data = self.data.lock();
+            data.docs
+                .iter()
+                .filter(|(a, _)| &a.deployment_id == id && &a.collection == collection)
+                .filter(|(a, _)| after.is_none_or(|k| &a.key > k))
+                .take(limit)
+                .filter_map(|(_, v)| v.last().cloned())
+                .collect()
+        };
+        Ok(picked.into_iter().map(|r| r.verify(Tier::Warm)).collect())
+    }
+
+    async fn journal_info(&self, stream: &StreamAddr) -> Result<Option<JournalInfo>> {
+        Ok(self
+            .data
+            .lock()
+            .journals
+            .get(stream)
+            .map(|(h, _)| JournalInfo::from(*h)))
+    }
+
+    async fn read_journal(&self, stream: &StreamAddr, query: JournalQuery) -> Result<JournalPage> {
+        let data = self.data.lock();
+        let slot = data.journals.get(stream);
+        let resolved = query.resolve(slot.map(|s| s.0), stream)?;
+        let empty = BTreeMap::new();
+        let entries = slot.map_or(&empty, |s| &s.1);
+        let rows: Vec<StoredEntry> = match &resolved.fetch {
+            Fetch::Nothing => Vec::new(),
+            Fetch::Seq { lo, hi } => entries.range(lo..=hi).map(|(_, e)| e.clone()).collect(),
+            Fetch::Window {
+                from_us,
+                to_us,
+                after,
+                limit,
+            } => {
+                let mut hits: Vec<&StoredEntry> = entries
+                    .values()
+                    .filter(|e| e.event_us >= *from_us && e.event_us < *to_us)
+                    .filter(|e| after.is_none_or(|a| (e.event_us, e.seq) > a))
+                    .collect();
+                hits.sort_by_key(|e| (e.event_us, e.seq));
+                hits.into_iter().take(*limit).cloned().collect()
+            }
+            Fetch::AtOrBefore { at_us } => entries
+                .values()
+                .filter(|e| e.event_us <= *at_us)
+                .max_by_key(|e| (e.event_us, e.seq))
+                .cloned()
+                .into_iter()
+                .collect(),
+            Fetch::Key(k) => entries
+                .values()
+                .find(|e| e.key.as_deref() == Some(k.as_str()))
+                .cloned()
+                .into_iter()
+                .collect(),
+        };
+        drop(data);
+        resolved.finish(stream, rows, Tier::Warm)
+    }
+
+    async fn truncate_journal(&self, stream: &StreamAddr, before: TruncateBefore) -> Result<u64> {
+        let mut data = self.data.lock();
+        let Some((head, entries)) = data.journals.get_mut(stream) else {
+            return Ok(0);
+        };
+        let first_kept = match before {
+            TruncateBefore::Seq(s) => s,
+            TruncateBefore::EventTime(t) => {
+                let t = t.timestamp_micros();
+                entries
+                    .values()
+                    .find(|e| e.event_us >= t)
+                    .map_or(head.last_seq + 1, |e| e.seq)
+            }
+        };
+        let anchor_seq = first_kept.saturating_sub(1);
+        let anchor = entries.get(&anchor_seq).map(|e| e.hash.clone());
+        let new_head = truncated_head(stream, *head, first_kept, anchor.as_deref())?;
+        let removed = new_head.base_seq - head.base_seq;
+        entries.retain(|s, _| *s > new_head.base_seq);
+        *head = new_head;
+        drop(data);
+        self.signal.bump();
+        Ok(removed)
+    }
+
+    fn journal_signal(&self) -> watch::Receiver<u64> {
+        self.signal.subscribe()
     }
 
     async fn delete(&self, id: &DeploymentId) -> Result<bool> {
-        Ok(self.rows.lock().remove(id).is_some())
+        Ok(self.data.lock().rows.remove(id).is_some())
     }
 
     async fn list(&self, after: Option<&DeploymentId>, limit: usize) -> Result<Vec<DeploymentId>> {
-        let rows = self.rows.lock();
-        Ok(range_after(&rows, after)
+        let data = self.data.lock();
+        Ok(range_after(&data.rows, after)
             .take(limit)
             .map(|(k, _)| k.clone())
             .collect())
@@ -131,8 +410,8 @@ impl StateStore for InMemoryStore {
         limit: usize,
     ) -> Result<Vec<Result<StateData>>> {
         let picked: Vec<StoredRecord> = {
-            let rows = self.rows.lock();
-            range_after(&rows, after)
+            let data = self.data.lock();
+            range_after(&data.rows, after)
                 .take(limit)
                 .filter_map(|(_, v)| v.last().cloned())
                 .collect()

@@ -54,7 +54,10 @@ pub struct StateData {
     pub loaded_from: Tier,
 }
 
-fn ser_checksum<S: Serializer>(c: &Checksum, s: S) -> std::result::Result<S::Ok, S::Error> {
+pub(crate) fn ser_checksum<S: Serializer>(
+    c: &Checksum,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
     s.serialize_str(&c.to_hex())
 }
 
@@ -106,37 +109,14 @@ impl StoredRecord {
     pub fn verify(self, tier: Tier) -> Result<StateData> {
         let integrity = |expected: String, actual: String| Error::Integrity {
             deployment_id: self.deployment_id.clone(),
+            target: crate::Target::State,
             tier,
             version: self.version,
             expected,
             actual,
         };
-        let computed = Checksum::of(&self.body);
-        match Checksum::from_hex(&self.checksum) {
-            Some(stored) if stored == computed => {}
-            Some(_) => return Err(integrity(self.checksum.clone(), computed.to_hex())),
-            None => {
-                return Err(integrity(
-                    format!("unreadable stored checksum {:?}", self.checksum),
-                    computed.to_hex(),
-                ));
-            }
-        }
-        let state = match serde_json::from_slice::<Value>(&self.body) {
-            Ok(Value::Object(map)) => map,
-            Ok(_) => {
-                return Err(integrity(
-                    computed.to_hex(),
-                    "body is not a JSON object".into(),
-                ));
-            }
-            Err(e) => {
-                return Err(integrity(
-                    computed.to_hex(),
-                    format!("body is not JSON: {e}"),
-                ));
-            }
-        };
+        let (state, computed) =
+            verify_object(&self.body, &self.checksum).map_err(|(e, a)| integrity(e, a))?;
         let created_at = DateTime::from_timestamp_micros(self.created_at_us);
         let updated_at = DateTime::from_timestamp_micros(self.updated_at_us);
         let (Some(created_at), Some(updated_at)) = (created_at, updated_at) else {
@@ -155,6 +135,30 @@ impl StoredRecord {
             updated_at,
             loaded_from: tier,
         })
+    }
+}
+
+/// Checks canonical `body` against the stored hex `checksum` and decodes it as a JSON object.
+/// On failure returns (expected, actual) for an `Integrity` error.
+pub(crate) fn verify_object(
+    body: &[u8],
+    checksum: &str,
+) -> std::result::Result<(Map<String, Value>, Checksum), (String, String)> {
+    let computed = Checksum::of(body);
+    match Checksum::from_hex(checksum) {
+        Some(stored) if stored == computed => {}
+        Some(_) => return Err((checksum.to_owned(), computed.to_hex())),
+        None => {
+            return Err((
+                format!("unreadable stored checksum {checksum:?}"),
+                computed.to_hex(),
+            ));
+        }
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(map)) => Ok((map, computed)),
+        Ok(_) => Err((computed.to_hex(), "body is not a JSON object".into())),
+        Err(e) => Err((computed.to_hex(), format!("body is not JSON: {e}"))),
     }
 }
 

@@ -5,9 +5,17 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::{ChangeFeed, DeploymentId, Result, Retention, StateData, StateWrite, WriteBatch};
+use chrono::{DateTime, Utc};
+use tokio::sync::watch;
 
-/// A durable, versioned state store. Object-safe: use it as `Arc<dyn StateStore>`.
+use crate::journal::{Append, Appended, JournalInfo, JournalPage, JournalQuery, TruncateBefore};
+use crate::{
+    ChangeFeed, Committed, DeploymentId, DocAddr, DocWrite, Document, Error, Name, Result,
+    Retention, StateData, StateWrite, StreamAddr, Target, WriteBatch,
+};
+
+/// A durable store of versioned state, versioned documents and hash-chained journals, all
+/// committed together by [`StateStore::write`]. Object-safe: use it as `Arc<dyn StateStore>`.
 ///
 /// Every record a store returns was checked against its SHA-256 checksum on the way out; a
 /// damaged record is an `Integrity` error, never a value. Writes follow [`crate::cas`]: the store
@@ -48,14 +56,23 @@ pub trait StateStore: Send + Sync + Debug + 'static {
     /// As [`StateStore::get`]; one damaged version fails the whole call.
     async fn history(&self, id: &DeploymentId, limit: usize) -> Result<Vec<StateData>>;
 
-    /// Commits every member of `batch` in one transaction, or none of them. Returns the
-    /// committed records in batch order.
+    /// Commits every member of `batch` (states, documents, removals, journal appends) in one
+    /// transaction, or none of them; under group commit, with one fsync.
     ///
     /// # Errors
-    /// `InvalidInput` (see [`WriteBatch::prepare`]), `AlreadyExists` or `Conflict` from the first
-    /// member whose expectation fails, `Backend` if the store fails. On any error nothing of the
-    /// batch is written.
-    async fn commit(&self, batch: WriteBatch) -> Result<Vec<StateData>>;
+    /// `InvalidInput` (see [`WriteBatch::prepare`]), `AlreadyExists`, `Conflict` or `KeyReused`
+    /// from the first member whose expectation fails, `Backend` if the store fails. On any
+    /// error nothing of the batch is written.
+    async fn write(&self, batch: WriteBatch) -> Result<Committed>;
+
+    /// Commits `batch` and returns its committed states in batch order; see
+    /// [`StateStore::write`].
+    ///
+    /// # Errors
+    /// As [`StateStore::write`].
+    async fn commit(&self, batch: WriteBatch) -> Result<Vec<StateData>> {
+        Ok(self.write(batch).await?.states)
+    }
 
     /// Commits one write; see [`StateStore::commit`].
     ///
@@ -81,6 +98,185 @@ pub trait StateStore: Send + Sync + Debug + 'static {
     /// # Errors
     /// `Backend` if the store fails.
     async fn list(&self, after: Option<&DeploymentId>, limit: usize) -> Result<Vec<DeploymentId>>;
+
+    /// The newest retained version of a deployment's state committed at or before `at`;
+    /// `None` if it did not exist then.
+    ///
+    /// # Errors
+    /// `NotRetained` if retention pruned the versions that would answer; as
+    /// [`StateStore::get`] otherwise.
+    async fn get_as_of(&self, id: &DeploymentId, at: DateTime<Utc>) -> Result<Option<StateData>>;
+
+    /// The current version of a document, or `None`.
+    ///
+    /// # Errors
+    /// `Integrity` if it is damaged; `Backend` if the store fails.
+    async fn get_document(&self, address: &DocAddr) -> Result<Option<Document>>;
+
+    /// Up to `limit` retained versions of a document, newest first.
+    ///
+    /// # Errors
+    /// As [`StateStore::get_document`]; one damaged version fails the whole call.
+    async fn document_history(&self, address: &DocAddr, limit: usize) -> Result<Vec<Document>>;
+
+    /// The newest retained version of a document committed at or before `at`.
+    ///
+    /// # Errors
+    /// As [`StateStore::get_as_of`].
+    async fn document_as_of(
+        &self,
+        address: &DocAddr,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Document>>;
+
+    /// Up to `limit` current documents of one collection in key order, starting after `after`.
+    /// A damaged document appears as its `Integrity` error in place.
+    ///
+    /// # Errors
+    /// `Backend` if the store fails.
+    async fn list_documents(
+        &self,
+        id: &DeploymentId,
+        collection: &Name,
+        after: Option<&Name>,
+        limit: usize,
+    ) -> Result<Vec<Result<Document>>>;
+
+    /// A journal's first and last sequence numbers and its length, or `None` if nothing was
+    /// ever appended to it.
+    ///
+    /// # Errors
+    /// `Integrity` if its head is damaged; `Backend` if the store fails.
+    async fn journal_info(&self, stream: &StreamAddr) -> Result<Option<JournalInfo>>;
+
+    /// One page of a journal, every entry verified (checksum, own hash, and for sequence reads
+    /// every link and the head).
+    ///
+    /// # Errors
+    /// `InvalidInput` for a zero limit or an empty window; `Integrity` naming the stream and
+    /// sequence number of a damaged, missing or reordered entry; `Backend` if the store fails.
+    async fn read_journal(&self, stream: &StreamAddr, query: JournalQuery) -> Result<JournalPage>;
+
+    /// Removes a journal's oldest entries in one transaction; the first kept entry stays
+    /// verifiable through the head's anchor. Returns how many entries were removed. Their
+    /// idempotency keys are forgotten with them.
+    ///
+    /// # Errors
+    /// `Integrity` if the entry before the first kept one is damaged; `Backend` if the store
+    /// fails.
+    async fn truncate_journal(&self, stream: &StreamAddr, before: TruncateBefore) -> Result<u64>;
+
+    /// Changes whenever this store commits a journal append or truncation, or another process
+    /// may have (a change-feed message or gap): what [`crate::JournalTail`] waits on.
+    fn journal_signal(&self) -> watch::Receiver<u64>;
+
+    /// Commits one document write with the default retention.
+    ///
+    /// # Errors
+    /// As [`StateStore::write`].
+    async fn put_document(&self, write: DocWrite) -> Result<Document> {
+        let mut c = self.write(WriteBatch::new().document(write)).await?;
+        Ok(c.documents
+            .pop()
+            .expect("a one-member batch commits one document"))
+    }
+
+    /// Removes a document and its history; with `expected`, only if that version is stored.
+    /// Returns whether it existed.
+    ///
+    /// # Errors
+    /// `Conflict` if `expected` is not the stored version; as [`StateStore::write`].
+    async fn delete_document(&self, address: &DocAddr, expected: Option<u64>) -> Result<bool> {
+        let c = self
+            .write(WriteBatch::new().delete_document(address.clone(), expected))
+            .await?;
+        Ok(c.removed.first().copied().unwrap_or(false))
+    }
+
+    /// Appends one entry.
+    ///
+    /// # Errors
+    /// As [`StateStore::write`].
+    async fn append(&self, append: Append) -> Result<Appended> {
+        let mut c = self.write(WriteBatch::new().append(append)).await?;
+        Ok(c.entries
+            .pop()
+            .expect("a one-member batch appends one entry"))
+    }
+
+    /// The journal as it stood at `at`: up to `limit` entries from the first retained one,
+    /// ending with the last entry committed at or before `at` (commit times never decrease
+    /// along a stream, so this is a binary search of point reads).
+    ///
+    /// # Errors
+    /// `NotRetained` if truncation removed every entry committed by then; as
+    /// [`StateStore::read_journal`].
+    async fn journal_as_of(
+        &self,
+        stream: &StreamAddr,
+        at: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<JournalPage> {
+        let Some(info) = self.journal_info(stream).await? else {
+            return Ok(JournalPage::empty());
+        };
+        let commit_of = |seq: u64| async move {
+            let page = self
+                .read_journal(
+                    stream,
+                    JournalQuery::Range {
+                        from: seq,
+                        to: seq,
+                        descending: false,
+                        limit: 1,
+                    },
+                )
+                .await?;
+            page.entries.first().map(|e| e.commit_time).ok_or_else(|| {
+                crate::journal::integrity(
+                    stream,
+                    seq,
+                    crate::Tier::Warm,
+                    format!("entry {seq}"),
+                    "missing".into(),
+                )
+            })
+        };
+        // Largest seq in [first, last] with commit_time <= at.
+        let (mut lo, mut hi) = (info.first_seq, info.last_seq);
+        let mut found = None;
+        while lo <= hi {
+            let mid = lo + (hi - lo) / 2;
+            if commit_of(mid).await? <= at {
+                found = Some(mid);
+                lo = mid + 1;
+            } else if mid == 0 {
+                break;
+            } else {
+                hi = mid - 1;
+            }
+        }
+        match found {
+            Some(last) => {
+                self.read_journal(
+                    stream,
+                    JournalQuery::Range {
+                        from: info.first_seq,
+                        to: last,
+                        descending: false,
+                        limit,
+                    },
+                )
+                .await
+            }
+            None if info.first_seq > 1 => Err(Error::NotRetained {
+                deployment_id: stream.deployment_id.clone(),
+                target: Target::journal(stream),
+                at,
+            }),
+            None => Ok(JournalPage::empty()),
+        }
+    }
 
     /// Bulk read of current states in id order, starting after `after`, in one round trip.
     /// A damaged record appears as its `Integrity` error in place, so one bad row does not hide

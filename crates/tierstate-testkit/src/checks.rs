@@ -12,6 +12,7 @@ use tierstate_core::{
 };
 
 use crate::Harness;
+pub use crate::records::*;
 
 fn id(s: &str) -> DeploymentId {
     DeploymentId::new(s).expect("valid test id")
@@ -117,6 +118,7 @@ pub async fn stale_update_conflicts(h: &Harness) {
     match &err {
         Error::Conflict {
             deployment_id,
+            target: tierstate_core::Target::State,
             expected: 1,
             actual: Some(2),
         } => {
@@ -408,6 +410,7 @@ pub async fn corruption_is_detected_never_returned(h: &Harness) {
     match &err {
         Error::Integrity {
             deployment_id,
+            target: tierstate_core::Target::State,
             tier: Tier::Warm,
             version: 2,
             expected,

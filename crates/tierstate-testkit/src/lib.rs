@@ -17,9 +17,11 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use tierstate_core::{DeploymentId, InMemoryStore, StateStore};
+use tierstate_core::journal::EntryDamage;
+use tierstate_core::{DeploymentId, DocAddr, InMemoryStore, StateStore, StreamAddr};
 
 pub mod checks;
+pub mod records;
 
 /// Damages the stored bytes of one version (the newest if `None`) without fixing the checksum.
 /// Resolves to false if there was no such record.
@@ -27,12 +29,28 @@ pub type DamageFn = Arc<
     dyn Fn(DeploymentId, Option<u64>) -> Pin<Box<dyn Future<Output = bool> + Send>> + Send + Sync,
 >;
 
+/// Which stored record [`DamageRecordFn`] damages.
+#[derive(Debug, Clone)]
+pub enum RecordDamage {
+    /// Flip a bit of the current version's body.
+    Document(DocAddr),
+    /// Damage one journal entry.
+    Entry(StreamAddr, u64, EntryDamage),
+}
+
+/// Damages a document or journal entry in storage without fixing checksums or hashes.
+/// Resolves to false if there was no such record.
+pub type DamageRecordFn =
+    Arc<dyn Fn(RecordDamage) -> Pin<Box<dyn Future<Output = bool> + Send>> + Send + Sync>;
+
 /// A fresh, empty store under test plus the hooks the suite needs.
 pub struct Harness {
     /// The store, empty.
     pub store: Arc<dyn StateStore>,
     /// The backend's corruption hook (every backend must provide one).
     pub damage: DamageFn,
+    /// The backend's hook for documents and journal entries.
+    pub damage_record: DamageRecordFn,
     /// Anything that must outlive the test (a temporary directory, a server handle).
     pub guard: Box<dyn Any + Send>,
 }
@@ -41,11 +59,19 @@ pub struct Harness {
 pub async fn memory_harness() -> Harness {
     let store = Arc::new(InMemoryStore::new());
     let hook = store.clone();
+    let records = store.clone();
     Harness {
         store,
         damage: Arc::new(move |id, version| {
             let hook = hook.clone();
             Box::pin(async move { hook.damage_stored_state(&id, version) })
+        }),
+        damage_record: Arc::new(move |what| {
+            let done = match what {
+                RecordDamage::Document(a) => records.damage_document(&a),
+                RecordDamage::Entry(s, seq, d) => records.damage_entry(&s, seq, d),
+            };
+            Box::pin(async move { done })
         }),
         guard: Box::new(()),
     }
@@ -119,6 +145,17 @@ macro_rules! conformance_tests {
             floats_round_trip_bit_exactly,
             schema_version_out_of_range_is_refused,
             reserved_records_are_hidden_from_listing,
+            documents_compare_and_swap,
+            documents_list_by_collection,
+            record_damage_is_detected,
+            journal_sequences_are_contiguous,
+            journal_idempotency_keys,
+            journal_optimistic_appends,
+            journal_queries,
+            journal_truncation_keeps_the_chain,
+            time_travel,
+            mixed_batch_is_atomic,
+            tail_follows_a_journal,
         );
     };
     (@each $factory:path; $($check:ident),* $(,)?) => {

@@ -1,0 +1,362 @@
+//! Planning a batch: the one place that decides what a commit writes.
+//!
+//! A backend opens its write transaction, reads the heads a batch touches ([`Reads`]) into a
+//! [`Snapshot`], and calls [`plan`]: the compare-and-swap rule, journal sequencing, idempotency
+//! keys and hash chaining are applied here, identically for every backend, and the backend
+//! then stores the planned rows. A failing member fails the plan before anything is written.
+
+use std::collections::{BTreeSet, HashMap};
+
+use chrono::{DateTime, Utc};
+
+use crate::journal::{Appended, JournalHead, StoredEntry, chain_hash};
+use crate::{
+    Checksum, DeploymentId, DocAddr, Document, Error, Name, PreparedBatch, Result, StateData,
+    StreamAddr, Target, Tier, cas, micros,
+};
+
+/// Everything a batch's plan depends on, each list sorted and without repeats (the order
+/// backends take row locks in, so two batches never wait on each other in a cycle).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Reads {
+    /// States whose head (version, created_at) is needed.
+    pub states: Vec<DeploymentId>,
+    /// Documents whose head is needed.
+    pub documents: Vec<DocAddr>,
+    /// Journals whose head is needed.
+    pub streams: Vec<StreamAddr>,
+    /// Idempotency keys to look up.
+    pub keys: Vec<(StreamAddr, Name)>,
+}
+
+impl PreparedBatch {
+    /// What must be read to plan this batch.
+    pub fn reads(&self) -> Reads {
+        let states: BTreeSet<_> = self
+            .writes
+            .iter()
+            .map(|w| w.deployment_id.clone())
+            .collect();
+        let documents: BTreeSet<_> = self
+            .documents
+            .iter()
+            .map(|d| d.write.address.clone())
+            .chain(self.removals.iter().map(|(a, _)| a.clone()))
+            .collect();
+        let streams: BTreeSet<_> = self
+            .appends
+            .iter()
+            .map(|a| a.append.stream.clone())
+            .collect();
+        let keys: BTreeSet<_> = self
+            .appends
+            .iter()
+            .filter_map(|a| Some((a.append.stream.clone(), a.append.key.clone()?)))
+            .collect();
+        Reads {
+            states: states.into_iter().collect(),
+            documents: documents.into_iter().collect(),
+            streams: streams.into_iter().collect(),
+            keys: keys.into_iter().collect(),
+        }
+    }
+}
+
+/// What a backend read inside its write transaction: present entries only (absent = none).
+#[derive(Debug, Default, Clone)]
+pub struct Snapshot {
+    /// State heads: (version, created_at µs).
+    pub states: HashMap<DeploymentId, (u64, i64)>,
+    /// Document heads: (version, created_at µs).
+    pub documents: HashMap<DocAddr, (u64, i64)>,
+    /// Journal heads.
+    pub heads: HashMap<StreamAddr, JournalHead>,
+    /// Stored entries holding the looked-up idempotency keys.
+    pub keyed: HashMap<(StreamAddr, Name), StoredEntry>,
+}
+
+/// One versioned row to store (a state or a document version) and its new head.
+#[derive(Debug, Clone)]
+pub struct RowWrite<A> {
+    /// The deployment or document.
+    pub address: A,
+    /// The version it becomes.
+    pub version: u64,
+    /// Commit time of version 1 (µs): the head's `created_at`.
+    pub created_us: i64,
+    /// This commit's time (µs).
+    pub updated_us: i64,
+    /// Payload schema version (1 for documents).
+    pub schema_version: u32,
+    /// Hex SHA-256 of `body`.
+    pub checksum: String,
+    /// Canonical JSON.
+    pub body: Vec<u8>,
+    /// Versions strictly below this one are pruned (retention).
+    pub prune_below: Option<u64>,
+    /// True if no head exists yet (insert rather than update).
+    pub is_new: bool,
+}
+
+/// Everything a batch writes, decided.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// State versions to store.
+    pub states: Vec<RowWrite<DeploymentId>>,
+    /// Document versions to store.
+    pub documents: Vec<RowWrite<DocAddr>>,
+    /// Documents to remove with their history (only ones that exist).
+    pub removals: Vec<DocAddr>,
+    /// Journal entries to insert, in sequence order per stream.
+    pub entries: Vec<StoredEntry>,
+    /// The new head of every journal appended to, and whether it existed before.
+    pub heads: Vec<(StreamAddr, JournalHead, bool)>,
+    /// What the caller hears once the transaction commits.
+    pub committed: Committed,
+}
+
+impl Plan {
+    /// True if the plan writes nothing (every append was an idempotent replay, say).
+    pub fn writes_nothing(&self) -> bool {
+        self.states.is_empty()
+            && self.documents.is_empty()
+            && self.removals.is_empty()
+            && self.entries.is_empty()
+    }
+}
+
+/// What a committed batch produced, each list in batch order of its kind.
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct Committed {
+    /// The committed states.
+    pub states: Vec<StateData>,
+    /// The committed documents.
+    pub documents: Vec<Document>,
+    /// For each document removal: whether the document existed.
+    pub removed: Vec<bool>,
+    /// For each append: the entry, and whether it was written now.
+    pub entries: Vec<Appended>,
+}
+
+/// Applies the rules to `batch` over what `snap` holds, as of commit time `now`.
+///
+/// # Errors
+/// The first member's `AlreadyExists`, `Conflict` or `KeyReused`, or `Integrity` if a stored
+/// entry with a looked-up key is damaged. Nothing is written on error.
+pub fn plan(batch: PreparedBatch, snap: &Snapshot, now: DateTime<Utc>) -> Result<Plan> {
+    let now_us = micros(now);
+    let retention = batch.retention;
+    let mut out = Plan {
+        states: Vec::with_capacity(batch.writes.len()),
+        documents: Vec::with_capacity(batch.documents.len()),
+        removals: Vec::new(),
+        entries: Vec::with_capacity(batch.appends.len()),
+        heads: Vec::new(),
+        committed: Committed::default(),
+    };
+    for w in batch.writes {
+        let head = snap.states.get(&w.deployment_id).copied();
+        let version = cas::next_version(&w.deployment_id, w.mode, head.map(|h| h.0))?;
+        let created_us = head.map_or(now_us, |h| h.1);
+        let created_at = DateTime::from_timestamp_micros(created_us).unwrap_or(now);
+        out.committed
+            .states
+            .push(w.committed(version, created_at, now));
+        out.states.push(RowWrite {
+            address: w.deployment_id,
+            version,
+            created_us,
+            updated_us: now_us,
+            schema_version: w.schema_version,
+            checksum: w.checksum.to_hex(),
+            body: w.body,
+            prune_below: retention.prune_below(version),
+            is_new: head.is_none(),
+        });
+    }
+    for d in batch.documents {
+        let addr = d.write.address;
+        let head = snap.documents.get(&addr).copied();
+        let target = Target::document(&addr);
+        let version = cas::next_version_of(
+            &addr.deployment_id,
+            &target,
+            d.write.mode,
+            head.map(|h| h.0),
+        )?;
+        let created_us = head.map_or(now_us, |h| h.1);
+        out.committed.documents.push(Document {
+            address: addr.clone(),
+            version,
+            value: d.write.value,
+            checksum: d.checksum,
+            created_at: DateTime::from_timestamp_micros(created_us).unwrap_or(now),
+            updated_at: now,
+            loaded_from: Tier::Warm,
+        });
+        out.documents.push(RowWrite {
+            address: addr,
+            version,
+            created_us,
+            updated_us: now_us,
+            schema_version: 1,
+            checksum: d.checksum.to_hex(),
+            body: d.body,
+            prune_below: retention.prune_below(version),
+            is_new: head.is_none(),
+        });
+    }
+    for (addr, expected) in batch.removals {
+        let stored = snap.documents.get(&addr).map(|h| h.0);
+        if let Some(expected) = expected
+            && stored != Some(expected)
+        {
+            return Err(Error::Conflict {
+                deployment_id: addr.deployment_id.clone(),
+                target: Target::document(&addr),
+                expected,
+                actual: stored,
+            });
+        }
+        out.committed.removed.push(stored.is_some());
+        if stored.is_some() {
+            out.removals.push(addr);
+        }
+    }
+    let mut heads: HashMap<StreamAddr, (JournalHead, bool)> = HashMap::new();
+    let mut fresh_keys: HashMap<(StreamAddr, Name), usize> = HashMap::new();
+    for a in batch.appends {
+        let stream = a.append.stream.clone();
+        let (head, _) =
+            heads
+                .entry(stream.clone())
+                .or_insert_with(|| match snap.heads.get(&stream) {
+                    Some(h) => (*h, true),
+                    None => (JournalHead::empty(&stream), false),
+                });
+        if let Some(key) = &a.append.key {
+            let slot = (stream.clone(), key.clone());
+            let existing = match fresh_keys.get(&slot) {
+                Some(&i) => Some(out.committed.entries[i].entry.clone()),
+                None => match snap.keyed.get(&slot) {
+                    Some(row) => Some(row.clone().verify(Tier::Warm)?),
+                    None => None,
+                },
+            };
+            if let Some(entry) = existing {
+                if entry.checksum != a.checksum {
+                    return Err(Error::KeyReused {
+                        deployment_id: stream.deployment_id.clone(),
+                        stream: stream.stream.clone(),
+                        key: key.clone(),
+                        seq: entry.seq,
+                        stored: entry.checksum,
+                        given: a.checksum,
+                    });
+                }
+                out.committed.entries.push(Appended {
+                    entry,
+                    fresh: false,
+                });
+                continue;
+            }
+        }
+        if let Some(expected) = a.append.expect
+            && expected != head.last_seq
+        {
+            return Err(Error::Conflict {
+                deployment_id: stream.deployment_id.clone(),
+                target: Target::journal(&stream),
+                expected,
+                actual: Some(head.last_seq),
+            });
+        }
+        let seq = head
+            .last_seq
+            .checked_add(1)
+            .filter(|s| *s < i64::MAX as u64)
+            .ok_or_else(|| {
+                Error::invalid(
+                    "seq",
+                    format!("journal {stream} has reached the largest sequence number"),
+                )
+            })?;
+        let commit_us = now_us.max(head.last_commit_us);
+        let event_us = a.append.event_time.timestamp_micros();
+        let key = a.append.key.as_ref().map(|k| k.as_str().to_owned());
+        let hash = chain_hash(
+            &head.last_hash,
+            seq,
+            event_us,
+            commit_us,
+            key.as_deref(),
+            &a.checksum,
+        );
+        let row = StoredEntry {
+            stream: stream.clone(),
+            seq,
+            event_us,
+            commit_us,
+            key,
+            body: a.body,
+            checksum: a.checksum.to_hex(),
+            prev_hash: head.last_hash.to_hex(),
+            hash: hash.to_hex(),
+        };
+        head.last_seq = seq;
+        head.last_hash = hash;
+        head.last_commit_us = commit_us;
+        let entry = crate::journal::JournalEntry {
+            stream: stream.clone(),
+            seq,
+            event_time: DateTime::from_timestamp_micros(event_us).unwrap_or(a.append.event_time),
+            commit_time: DateTime::from_timestamp_micros(commit_us).unwrap_or(now),
+            key: a.append.key.clone(),
+            value: a.append.value,
+            checksum: a.checksum,
+            prev_hash: Checksum::from_hex(&row.prev_hash).unwrap_or(hash),
+            hash,
+            loaded_from: Tier::Warm,
+        };
+        if let Some(k) = a.append.key {
+            fresh_keys.insert((stream, k), out.committed.entries.len());
+        }
+        out.entries.push(row);
+        out.committed.entries.push(Appended { entry, fresh: true });
+    }
+    let mut heads: Vec<_> = heads
+        .into_iter()
+        .map(|(s, (h, existed))| (s, h, existed))
+        .collect();
+    heads.sort_by(|a, b| a.0.cmp(&b.0));
+    // Heads of streams whose every append was a replay are unchanged: not rewritten.
+    heads.retain(|(s, h, _)| snap.heads.get(s) != Some(h));
+    out.heads = heads;
+    Ok(out)
+}
+
+/// Chooses what a point-in-time read returns from a record's retained versions: the newest at
+/// or before `at`. `found` is that version if any; `oldest` the oldest retained version number
+/// and commit time (µs), `None` if the record does not exist.
+///
+/// # Errors
+/// `NotRetained` if versions older than every retained one existed (pruned) and none
+/// retained is old enough.
+pub fn as_of<T>(
+    deployment_id: &DeploymentId,
+    target: Target,
+    at: DateTime<Utc>,
+    found: Option<T>,
+    oldest: Option<u64>,
+) -> Result<Option<T>> {
+    match (found, oldest) {
+        (Some(v), _) => Ok(Some(v)),
+        (None, Some(oldest)) if oldest > 1 => Err(Error::NotRetained {
+            deployment_id: deployment_id.clone(),
+            target,
+            at,
+        }),
+        _ => Ok(None),
+    }
+}
