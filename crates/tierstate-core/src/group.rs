@@ -9,7 +9,7 @@ use parking_lot::Mutex;
 
 use tokio::sync::oneshot;
 
-use crate::{BackendErrorKind, Error, Result, StateData};
+use crate::{BackendErrorKind, Committed, Error, Result};
 
 /// A worker thread that receives jobs of type `J` and processes them in groups.
 pub struct GroupWriter<J> {
@@ -102,12 +102,11 @@ pub fn replicate(backend: &'static str, e: &Error) -> Error {
 /// transaction that contains its write has committed.
 pub enum Reply {
     /// The committed records of a batch.
-    Commit(
-        oneshot::Sender<Result<Vec<StateData>>>,
-        Result<Vec<StateData>>,
-    ),
+    Commit(oneshot::Sender<Result<Committed>>, Result<Committed>),
     /// A yes/no outcome (delete, test hooks).
     Flag(oneshot::Sender<Result<bool>>, Result<bool>),
+    /// A count (journal truncation).
+    Count(oneshot::Sender<Result<u64>>, Result<u64>),
 }
 
 impl Reply {
@@ -116,6 +115,7 @@ impl Reply {
         match self {
             Reply::Commit(_, r) => r.is_ok(),
             Reply::Flag(_, r) => r.is_ok(),
+            Reply::Count(_, r) => r.is_ok(),
         }
     }
 
@@ -125,8 +125,10 @@ impl Reply {
         match (self, failure) {
             (Reply::Commit(tx, Ok(_)), Some(e)) => drop(tx.send(Err(replicate(backend, e)))),
             (Reply::Flag(tx, Ok(_)), Some(e)) => drop(tx.send(Err(replicate(backend, e)))),
+            (Reply::Count(tx, Ok(_)), Some(e)) => drop(tx.send(Err(replicate(backend, e)))),
             (Reply::Commit(tx, r), _) => drop(tx.send(r)),
             (Reply::Flag(tx, r), _) => drop(tx.send(r)),
+            (Reply::Count(tx, r), _) => drop(tx.send(r)),
         }
     }
 }

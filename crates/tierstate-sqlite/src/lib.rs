@@ -19,7 +19,10 @@
 
 mod config;
 mod error;
+#[cfg(feature = "test-hooks")]
+mod hooks;
 mod reader;
+mod records;
 mod schema;
 mod sharing;
 mod store;

@@ -184,3 +184,16 @@ pub(crate) fn scan(
     }
     Ok(out)
 }
+
+/// The newest version of `id` committed at or before `at_us`.
+pub(crate) fn as_of(conn: &Connection, id: &str, at_us: i64) -> Result<Option<StoredRecord>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM ts_head h JOIN ts_version v ON v.deployment_id = h.deployment_id \
+         WHERE h.deployment_id = ?1 AND v.updated_at <= ?2 ORDER BY v.version DESC LIMIT 1"
+    );
+    let raw = conn
+        .prepare_cached(&sql)
+        .and_then(|mut s| s.query_row(params![id, at_us], raw).optional())
+        .map_err(map)?;
+    raw.map(record).transpose()
+}

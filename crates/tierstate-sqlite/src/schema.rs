@@ -15,7 +15,7 @@ use crate::config::Synchronous;
 use crate::error::{BACKEND, map};
 
 /// The schema version this build writes and the newest it can open.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// `PRAGMA application_id` of tierstate files: "tSt1".
 const APPLICATION_ID: i32 = 0x7453_7431;
@@ -25,6 +25,10 @@ const APPLICATION_ID: i32 = 0x7453_7431;
 /// v1: `ts_head` holds one small row per deployment (the CAS point); `ts_version` holds every
 /// retained version's canonical JSON body and checksum.
 /// v2: an index on `ts_version(updated_at)`, for time-range history queries and audits.
+/// v3: documents (`ts_doc_head`, `ts_doc_version`: the state's layout keyed by
+/// (deployment, collection, key)) and journals (`ts_journal_head`: last sequence, last hash and
+/// the truncation anchor per stream; `ts_journal`: the hash-chained entries, with a unique
+/// index on idempotency keys and an index on event time).
 pub const STEPS: &[(u32, &str)] = &[
     (
         1,
@@ -46,6 +50,53 @@ CREATE TABLE ts_version (
     (
         2,
         "CREATE INDEX ts_version_updated_at ON ts_version (updated_at);",
+    ),
+    (
+        3,
+        "CREATE TABLE ts_doc_head (
+    deployment_id TEXT NOT NULL,
+    collection TEXT NOT NULL,
+    key TEXT NOT NULL,
+    version INTEGER NOT NULL CHECK (version >= 1),
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (deployment_id, collection, key)
+) WITHOUT ROWID;
+CREATE TABLE ts_doc_version (
+    deployment_id TEXT NOT NULL,
+    collection TEXT NOT NULL,
+    key TEXT NOT NULL,
+    version INTEGER NOT NULL CHECK (version >= 1),
+    checksum TEXT NOT NULL,
+    updated_at INTEGER NOT NULL,
+    body BLOB NOT NULL,
+    PRIMARY KEY (deployment_id, collection, key, version)
+);
+CREATE TABLE ts_journal_head (
+    deployment_id TEXT NOT NULL,
+    stream TEXT NOT NULL,
+    last_seq INTEGER NOT NULL CHECK (last_seq >= 0),
+    last_hash TEXT NOT NULL,
+    last_commit_at INTEGER NOT NULL,
+    base_seq INTEGER NOT NULL CHECK (base_seq >= 0),
+    base_hash TEXT NOT NULL,
+    PRIMARY KEY (deployment_id, stream)
+) WITHOUT ROWID;
+CREATE TABLE ts_journal (
+    deployment_id TEXT NOT NULL,
+    stream TEXT NOT NULL,
+    seq INTEGER NOT NULL CHECK (seq >= 1),
+    event_at INTEGER NOT NULL,
+    commit_at INTEGER NOT NULL,
+    idem_key TEXT,
+    checksum TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    body BLOB NOT NULL,
+    PRIMARY KEY (deployment_id, stream, seq)
+);
+CREATE UNIQUE INDEX ts_journal_key ON ts_journal (deployment_id, stream, idem_key)
+    WHERE idem_key IS NOT NULL;
+CREATE INDEX ts_journal_event ON ts_journal (deployment_id, stream, event_at, seq);",
     ),
 ];
 

@@ -3,9 +3,14 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use rusqlite::Connection;
-use tierstate_core::{CommitProbe, DeploymentId, Result, StateData, StateStore, Tier, WriteBatch};
-use tokio::sync::oneshot;
+use tierstate_core::journal::{EntryDamage, JournalInfo, JournalPage, JournalQuery};
+use tierstate_core::{
+    CommitProbe, Committed, DeploymentId, DocAddr, Document, Name, Result, Signal, StateData,
+    StateStore, StreamAddr, Target, Tier, TruncateBefore, WriteBatch,
+};
+use tokio::sync::{oneshot, watch};
 
 use crate::SqliteConfig;
 use crate::error::closed;
@@ -25,6 +30,7 @@ struct Inner {
     writer: Writer,
     readers: Readers,
     probe: Option<Arc<SharedProbe>>,
+    signal: Signal,
     /// Held for the store's life: says who else may use the file.
     _lock: LockFile,
 }
@@ -79,6 +85,7 @@ impl SqliteStore {
                 writer,
                 readers,
                 probe,
+                signal: Signal::new(),
                 _lock: lock,
             }),
         })
@@ -106,7 +113,7 @@ impl SqliteStore {
             .map_err(|_| closed())?
     }
 
-    async fn write<T>(&self, job: impl FnOnce(oneshot::Sender<Result<T>>) -> Job) -> Result<T> {
+    async fn send_job<T>(&self, job: impl FnOnce(oneshot::Sender<Result<T>>) -> Job) -> Result<T> {
         let (tx, rx) = oneshot::channel();
         self.inner.writer.send(job(tx))?;
         rx.await.map_err(|_| closed())?
@@ -132,7 +139,35 @@ impl SqliteStore {
             offset,
             mask,
         };
-        self.write(|reply| Job::Damage { target, reply }).await
+        self.send_job(|reply| Job::Damage { target, reply }).await
+    }
+
+    /// Test hook: flips one bit of a document's current body. Returns false if it is absent.
+    ///
+    /// # Errors
+    /// `Backend` if the write fails.
+    #[cfg(feature = "test-hooks")]
+    pub async fn damage_document(&self, address: &DocAddr) -> Result<bool> {
+        let a = address.clone();
+        let run = Box::new(move |conn: &Connection| crate::hooks::damage_document(conn, &a));
+        self.send_job(|reply| Job::Hook { run, reply }).await
+    }
+
+    /// Test hook: damages one stored journal entry. Returns false if there is no such entry.
+    ///
+    /// # Errors
+    /// `Backend` if the write fails.
+    #[cfg(feature = "test-hooks")]
+    pub async fn damage_entry(
+        &self,
+        stream: &StreamAddr,
+        seq: u64,
+        damage: EntryDamage,
+    ) -> Result<bool> {
+        let s = stream.clone();
+        let run =
+            Box::new(move |conn: &Connection| crate::hooks::damage_entry(conn, &s, seq, damage));
+        self.send_job(|reply| Job::Hook { run, reply }).await
     }
 }
 
@@ -177,17 +212,134 @@ impl StateStore for SqliteStore {
         .await
     }
 
-    async fn commit(&self, batch: WriteBatch) -> Result<Vec<StateData>> {
+    async fn write(&self, batch: WriteBatch) -> Result<Committed> {
         let batch = batch.prepare()?;
-        if batch.writes.is_empty() {
-            return Ok(Vec::new());
+        if batch.is_empty() {
+            return Ok(Committed::default());
         }
-        self.write(|reply| Job::Commit { batch, reply }).await
+        let appends = !batch.appends.is_empty();
+        let committed = self.send_job(|reply| Job::Commit { batch, reply }).await?;
+        if appends {
+            self.inner.signal.bump();
+        }
+        Ok(committed)
+    }
+
+    async fn get_as_of(&self, id: &DeploymentId, at: DateTime<Utc>) -> Result<Option<StateData>> {
+        let key = id.clone();
+        let (found, oldest) = self
+            .read(move |c| crate::records::state_as_of(c, key.as_str(), at.timestamp_micros()))
+            .await?;
+        let found = found.map(|r| r.verify(Tier::Warm)).transpose()?;
+        tierstate_core::plan::as_of(id, Target::State, at, found, oldest)
+    }
+
+    async fn get_document(&self, address: &DocAddr) -> Result<Option<Document>> {
+        let a = address.clone();
+        let rows = self
+            .read(move |c| crate::records::doc_versions(c, &a, true, None, 1))
+            .await?;
+        rows.into_iter()
+            .next()
+            .map(|r| r.verify(Tier::Warm))
+            .transpose()
+    }
+
+    async fn document_history(&self, address: &DocAddr, limit: usize) -> Result<Vec<Document>> {
+        let a = address.clone();
+        let rows = self
+            .read(move |c| crate::records::doc_versions(c, &a, false, None, limit))
+            .await?;
+        rows.into_iter().map(|r| r.verify(Tier::Warm)).collect()
+    }
+
+    async fn document_as_of(
+        &self,
+        address: &DocAddr,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Document>> {
+        let a = address.clone();
+        let (found, oldest) = self
+            .read(move |c| {
+                let found =
+                    crate::records::doc_versions(c, &a, false, Some(at.timestamp_micros()), 1)?;
+                Ok((found.into_iter().next(), crate::records::doc_oldest(c, &a)?))
+            })
+            .await?;
+        let found = found.map(|r| r.verify(Tier::Warm)).transpose()?;
+        tierstate_core::plan::as_of(
+            &address.deployment_id,
+            Target::document(address),
+            at,
+            found,
+            oldest,
+        )
+    }
+
+    async fn list_documents(
+        &self,
+        id: &DeploymentId,
+        collection: &Name,
+        after: Option<&Name>,
+        limit: usize,
+    ) -> Result<Vec<Result<Document>>> {
+        let (id, collection, after) = (id.clone(), collection.clone(), after.cloned());
+        let rows = self
+            .read(move |c| {
+                crate::records::list_docs(c, id.as_str(), &collection, after.as_ref(), limit)
+            })
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| r.and_then(|d| d.verify(Tier::Warm)))
+            .collect())
+    }
+
+    async fn journal_info(&self, stream: &StreamAddr) -> Result<Option<JournalInfo>> {
+        let s = stream.clone();
+        let head = self
+            .read(move |c| crate::records::journal_head(c, &s))
+            .await?;
+        Ok(head.map(JournalInfo::from))
+    }
+
+    async fn read_journal(&self, stream: &StreamAddr, query: JournalQuery) -> Result<JournalPage> {
+        let s = stream.clone();
+        self.read(move |c| {
+            // Head and rows from one snapshot, so a concurrent truncation cannot tear the read.
+            c.execute_batch("BEGIN").map_err(crate::error::map)?;
+            let out = (|| {
+                let head = crate::records::journal_head(c, &s)?;
+                let resolved = query.resolve(head, &s)?;
+                let rows = crate::records::fetch(c, &s, &resolved.fetch)?;
+                resolved.finish(&s, rows, Tier::Warm)
+            })();
+            let _ = c.execute_batch("COMMIT");
+            out
+        })
+        .await
+    }
+
+    async fn truncate_journal(&self, stream: &StreamAddr, before: TruncateBefore) -> Result<u64> {
+        let stream = stream.clone();
+        let n = self
+            .send_job(|reply| Job::Truncate {
+                stream,
+                before,
+                reply,
+            })
+            .await?;
+        self.inner.signal.bump();
+        Ok(n)
+    }
+
+    fn journal_signal(&self) -> watch::Receiver<u64> {
+        self.inner.signal.subscribe()
     }
 
     async fn delete(&self, id: &DeploymentId) -> Result<bool> {
         let id = id.clone();
-        self.write(|reply| Job::Delete { id, reply }).await
+        self.send_job(|reply| Job::Delete { id, reply }).await
     }
 
     async fn list(&self, after: Option<&DeploymentId>, limit: usize) -> Result<Vec<DeploymentId>> {

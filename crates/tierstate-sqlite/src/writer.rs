@@ -6,23 +6,28 @@
 //! whole group. No caller hears `Ok` before that COMMIT returned.
 
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::Connection;
 use tierstate_core::group::{self, GroupWriter, Reply as Done};
 use tierstate_core::{
-    DeploymentId, Error, PreparedBatch, Result, StateData, cas, commit_time, micros,
+    Committed, DeploymentId, Error, PreparedBatch, Result, StreamAddr, TruncateBefore, commit_time,
 };
 use tokio::sync::oneshot;
 
 use std::sync::Arc;
 
-use crate::error::{BACKEND, bad_row, map};
+use crate::error::{BACKEND, map};
 use crate::sharing::{SharedProbe, WriterWatch};
 
 /// Work for the writer thread.
 pub(crate) enum Job {
     Commit {
         batch: PreparedBatch,
-        reply: oneshot::Sender<Result<Vec<StateData>>>,
+        reply: oneshot::Sender<Result<Committed>>,
+    },
+    Truncate {
+        stream: StreamAddr,
+        before: TruncateBefore,
+        reply: oneshot::Sender<Result<u64>>,
     },
     Delete {
         id: DeploymentId,
@@ -31,6 +36,12 @@ pub(crate) enum Job {
     #[cfg(feature = "test-hooks")]
     Damage {
         target: crate::store::Damage,
+        reply: oneshot::Sender<Result<bool>>,
+    },
+    /// Test hook: runs raw SQL work in the writer's transaction.
+    #[cfg(feature = "test-hooks")]
+    Hook {
+        run: Box<dyn FnOnce(&Connection) -> Result<bool> + Send>,
         reply: oneshot::Sender<Result<bool>>,
     },
 }
@@ -119,9 +130,10 @@ fn commit_group(
 fn fail(job: Job, e: &Error) {
     match job {
         Job::Commit { reply, .. } => drop(reply.send(Err(replicate(e)))),
+        Job::Truncate { reply, .. } => drop(reply.send(Err(replicate(e)))),
         Job::Delete { reply, .. } => drop(reply.send(Err(replicate(e)))),
         #[cfg(feature = "test-hooks")]
-        Job::Damage { reply, .. } => drop(reply.send(Err(replicate(e)))),
+        Job::Damage { reply, .. } | Job::Hook { reply, .. } => drop(reply.send(Err(replicate(e)))),
     }
 }
 
@@ -129,65 +141,25 @@ fn fail(job: Job, e: &Error) {
 fn apply(conn: &Connection, job: Job, now: DateTime<Utc>) -> Done {
     match job {
         Job::Commit { batch, reply } => Done::Commit(reply, apply_batch(conn, batch, now)),
+        Job::Truncate {
+            stream,
+            before,
+            reply,
+        } => Done::Count(reply, crate::records::truncate(conn, &stream, before)),
         Job::Delete { id, reply } => Done::Flag(reply, delete(conn, &id)),
         #[cfg(feature = "test-hooks")]
         Job::Damage { target, reply } => Done::Flag(reply, target.apply(conn)),
+        #[cfg(feature = "test-hooks")]
+        Job::Hook { run, reply } => Done::Flag(reply, run(conn)),
     }
 }
 
-fn apply_batch(
-    conn: &Connection,
-    batch: PreparedBatch,
-    now: DateTime<Utc>,
-) -> Result<Vec<StateData>> {
-    let now_us = micros(now);
-    let mut committed = Vec::with_capacity(batch.writes.len());
-    for w in &batch.writes {
-        let id = w.deployment_id.as_str();
-        let head: Option<(i64, i64)> = conn
-            .prepare_cached("SELECT version, created_at FROM ts_head WHERE deployment_id = ?1")
-            .and_then(|mut s| s.query_row([id], |r| Ok((r.get(0)?, r.get(1)?))).optional())
-            .map_err(map)?;
-        let current = match head {
-            Some((v, _)) => Some(u64::try_from(v).map_err(|_| bad_row(format!("version {v}")))?),
-            None => None,
-        };
-        let version = cas::next_version(&w.deployment_id, w.mode, current)?;
-        let v = version as i64; // next_version keeps versions below i64::MAX
-        let created_us = match head {
-            Some((_, created)) => {
-                conn.prepare_cached("UPDATE ts_head SET version = ?2 WHERE deployment_id = ?1")
-                    .and_then(|mut s| s.execute(params![id, v]))
-                    .map_err(map)?;
-                created
-            }
-            None => {
-                conn.prepare_cached(
-                    "INSERT INTO ts_head (deployment_id, version, created_at) VALUES (?1, ?2, ?3)",
-                )
-                .and_then(|mut s| s.execute(params![id, v, now_us]))
-                .map_err(map)?;
-                now_us
-            }
-        };
-        conn.prepare_cached(
-            "INSERT INTO ts_version (deployment_id, version, schema_version, checksum, updated_at, body)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )
-        .and_then(|mut s| {
-            s.execute(params![id, v, w.schema_version, w.checksum.to_hex(), now_us, w.body])
-        })
-        .map_err(map)?;
-        if let Some(below) = batch.retention.prune_below(version) {
-            conn.prepare_cached("DELETE FROM ts_version WHERE deployment_id = ?1 AND version < ?2")
-                .and_then(|mut s| s.execute(params![id, below as i64]))
-                .map_err(map)?;
-        }
-        let created_at = DateTime::from_timestamp_micros(created_us)
-            .ok_or_else(|| bad_row(format!("created_at {created_us}")))?;
-        committed.push(w.committed(version, created_at, now));
-    }
-    Ok(committed)
+/// Reads what the batch depends on, lets the core planner decide, and stores the plan.
+fn apply_batch(conn: &Connection, batch: PreparedBatch, now: DateTime<Utc>) -> Result<Committed> {
+    let snap = crate::records::snapshot(conn, &batch.reads())?;
+    let plan = tierstate_core::plan::plan(batch, &snap, now)?;
+    crate::records::store(conn, &plan)?;
+    Ok(plan.committed)
 }
 
 fn delete(conn: &Connection, id: &DeploymentId) -> Result<bool> {

@@ -124,6 +124,28 @@ async fn v1_fixture_upgrades_with_data_intact() {
         )
         .await
         .unwrap();
+    // The records of v3 work in the upgraded file, atomically with state.
+    let ledger = tierstate_core::StreamAddr::new("a", "ledger").unwrap();
+    let book = tierstate_core::DocAddr::new("a", "positions", "book").unwrap();
+    store
+        .write(
+            tierstate_core::WriteBatch::new()
+                .put(StateWrite::update(id("a"), 2, obj(json!({"n": 11}))))
+                .document(tierstate_core::DocWrite::new(
+                    book.clone(),
+                    tierstate_core::PutMode::Create,
+                    obj(json!({"eth": "1.5"})),
+                ))
+                .append(tierstate_core::Append::new(
+                    ledger.clone(),
+                    chrono::Utc::now(),
+                    obj(json!({"fill": 1})),
+                )),
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.get_document(&book).await.unwrap().unwrap().version, 1);
+    assert_eq!(store.journal_info(&ledger).await.unwrap().unwrap().count, 1);
     store.close().await;
     assert!(pending_steps(&path).unwrap().1.is_empty());
     let fixture = dir.path().join("latest.db");

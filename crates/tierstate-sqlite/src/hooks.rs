@@ -1,0 +1,80 @@
+//! Test hooks that damage stored documents and journal entries the way a bad disk would.
+
+use rusqlite::{Connection, OptionalExtension, params};
+use tierstate_core::journal::{EntryDamage, flip};
+use tierstate_core::{DocAddr, Result, StreamAddr};
+
+use crate::error::map;
+
+pub(crate) fn damage_document(conn: &Connection, a: &DocAddr) -> Result<bool> {
+    let p = params![
+        a.deployment_id.as_str(),
+        a.collection.as_str(),
+        a.key.as_str()
+    ];
+    let found: Option<(i64, Vec<u8>)> = conn
+        .query_row(
+            "SELECT v.rowid, v.body FROM ts_doc_version v JOIN ts_doc_head h \
+             ON v.deployment_id = h.deployment_id AND v.collection = h.collection \
+             AND v.key = h.key AND v.version = h.version \
+             WHERE h.deployment_id = ?1 AND h.collection = ?2 AND h.key = ?3",
+            p,
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .map_err(map)?;
+    let Some((rowid, mut body)) = found else {
+        return Ok(false);
+    };
+    flip(&mut body);
+    conn.execute(
+        "UPDATE ts_doc_version SET body = ?2 WHERE rowid = ?1",
+        params![rowid, body],
+    )
+    .map_err(map)?;
+    Ok(true)
+}
+
+pub(crate) fn damage_entry(
+    conn: &Connection,
+    s: &StreamAddr,
+    seq: u64,
+    damage: EntryDamage,
+) -> Result<bool> {
+    let key = params![s.deployment_id.as_str(), s.stream.as_str(), seq as i64];
+    let found: Option<(i64, Vec<u8>, Vec<u8>, Vec<u8>)> = conn
+        .query_row(
+            "SELECT rowid, body, CAST(checksum AS BLOB), CAST(hash AS BLOB) FROM ts_journal \
+             WHERE deployment_id = ?1 AND stream = ?2 AND seq = ?3",
+            key,
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .optional()
+        .map_err(map)?;
+    let Some((rowid, mut body, mut sum, mut hash)) = found else {
+        return Ok(false);
+    };
+    let sql = match damage {
+        EntryDamage::Delete => {
+            conn.execute("DELETE FROM ts_journal WHERE rowid = ?1", [rowid])
+                .map_err(map)?;
+            return Ok(true);
+        }
+        EntryDamage::Body => {
+            flip(&mut body);
+            "UPDATE ts_journal SET body = ?2 WHERE rowid = ?1"
+        }
+        EntryDamage::Checksum => {
+            flip(&mut sum);
+            body = sum;
+            "UPDATE ts_journal SET checksum = CAST(?2 AS TEXT) WHERE rowid = ?1"
+        }
+        EntryDamage::Hash => {
+            flip(&mut hash);
+            body = hash;
+            "UPDATE ts_journal SET hash = CAST(?2 AS TEXT) WHERE rowid = ?1"
+        }
+    };
+    conn.execute(sql, params![rowid, body]).map_err(map)?;
+    Ok(true)
+}
