@@ -17,10 +17,13 @@
 mod config;
 mod error;
 mod handle;
+#[cfg(feature = "test-hooks")]
+mod hooks;
+mod records;
 mod store;
 mod tables;
 mod writer;
 
 pub use config::{RedbConfig, RedbDurability};
 pub use store::RedbStore;
-pub use tables::{FORMAT_VERSION, STEPS, Step, pending_steps};
+pub use tables::{FORMAT_VERSION, STEPS, Step, create_format_1, pending_steps};

@@ -5,17 +5,19 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use redb::{Database, ReadTransaction, ReadableDatabase};
+use tierstate_core::journal::{EntryDamage, JournalInfo, JournalPage, JournalQuery};
 use tierstate_core::{
-    BackendErrorKind, DeploymentId, Error, Result, StateData, StateStore, StoredRecord, Tier,
-    WriteBatch,
+    BackendErrorKind, Committed, DeploymentId, DocAddr, Document, Error, Name, Result, Signal,
+    StateData, StateStore, StoredRecord, StreamAddr, Target, Tier, TruncateBefore, WriteBatch,
 };
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 use crate::RedbConfig;
 use crate::error::{BACKEND, closed, map};
 use crate::handle::Handle;
-use crate::tables::{HEAD, VERSIONS, ensure_format};
+use crate::tables::{HEAD, J_EVENTS, J_HEAD, J_KEYS, JOURNAL, VERSIONS, ensure_format};
 use crate::writer::{self, Job, Writer};
 
 /// The redb WARM store. Clone it freely: clones share the database and the writer thread.
@@ -28,6 +30,7 @@ struct Inner {
     config: RedbConfig,
     db: Arc<Handle>,
     writer: Writer,
+    signal: Signal,
 }
 
 impl Drop for Inner {
@@ -129,7 +132,12 @@ impl RedbStore {
         let db = Arc::new(Handle::new(db, reopen));
         let writer = writer::start(db.clone(), config.durability, config.max_group)?;
         Ok(Self {
-            inner: Arc::new(Inner { config, db, writer }),
+            inner: Arc::new(Inner {
+                config,
+                db,
+                writer,
+                signal: Signal::new(),
+            }),
         })
     }
 
@@ -163,7 +171,7 @@ impl RedbStore {
         .map_err(|_| closed())?
     }
 
-    async fn write<T>(&self, job: impl FnOnce(oneshot::Sender<Result<T>>) -> Job) -> Result<T> {
+    async fn send_job<T>(&self, job: impl FnOnce(oneshot::Sender<Result<T>>) -> Job) -> Result<T> {
         let (tx, rx) = oneshot::channel();
         self.inner.writer.send(job(tx))?;
         rx.await.map_err(|_| closed())?
@@ -189,7 +197,38 @@ impl RedbStore {
             offset,
             mask,
         };
-        self.write(|reply| Job::Damage { target, reply }).await
+        self.send_job(|reply| Job::Damage { target, reply }).await
+    }
+
+    /// Test hook: flips one bit of a document's current body. Returns false if it is absent.
+    ///
+    /// # Errors
+    /// `Backend` if the write fails.
+    #[cfg(feature = "test-hooks")]
+    pub async fn damage_document(&self, address: &DocAddr) -> Result<bool> {
+        let a = address.clone();
+        let run = Box::new(move |t: &mut crate::records::Tables<'_>| {
+            crate::hooks::damage_document(t, &a)
+        });
+        self.send_job(|reply| Job::Hook { run, reply }).await
+    }
+
+    /// Test hook: damages one stored journal entry. Returns false if there is no such entry.
+    ///
+    /// # Errors
+    /// `Backend` if the write fails.
+    #[cfg(feature = "test-hooks")]
+    pub async fn damage_entry(
+        &self,
+        stream: &StreamAddr,
+        seq: u64,
+        damage: EntryDamage,
+    ) -> Result<bool> {
+        let s = stream.clone();
+        let run = Box::new(move |t: &mut crate::records::Tables<'_>| {
+            crate::hooks::damage_entry(t, &s, seq, damage)
+        });
+        self.send_job(|reply| Job::Hook { run, reply }).await
     }
 }
 
@@ -207,7 +246,7 @@ fn bad_id(id: &str, e: Error) -> Error {
 type HeadRow<'t> = std::result::Result<
     (
         redb::AccessGuard<'t, &'static str>,
-        redb::AccessGuard<'t, (u64, i64)>,
+        redb::AccessGuard<'t, (u64, i64, i64)>,
     ),
     redb::StorageError,
 >;
@@ -215,7 +254,7 @@ type HeadRow<'t> = std::result::Result<
 /// The heads after `after` (all of them for `None`), in id order, without tierstate's reserved
 /// ids (those are not callers' deployments).
 fn heads_after<'t>(
-    head: &'t redb::ReadOnlyTable<&'static str, (u64, i64)>,
+    head: &'t redb::ReadOnlyTable<&'static str, (u64, i64, i64)>,
     after: Option<&DeploymentId>,
 ) -> Result<impl Iterator<Item = HeadRow<'t>> + 't> {
     use std::ops::Bound;
@@ -255,7 +294,7 @@ fn get_version_in(
     version: Option<u64>,
 ) -> Result<Option<StoredRecord>> {
     let head = txn.open_table(HEAD).map_err(map)?;
-    let Some((current, created)) = head.get(id).map_err(map)?.map(|g| g.value()) else {
+    let Some((current, created, _)) = head.get(id).map_err(map)?.map(|g| g.value()) else {
         return Ok(None);
     };
     let versions = txn.open_table(VERSIONS).map_err(map)?;
@@ -296,7 +335,8 @@ impl StateStore for RedbStore {
         let id = id.clone();
         self.read(move |t| {
             let head = t.open_table(HEAD).map_err(map)?;
-            let Some((_, created)) = head.get(id.as_str()).map_err(map)?.map(|g| g.value()) else {
+            let Some((_, created, _)) = head.get(id.as_str()).map_err(map)?.map(|g| g.value())
+            else {
                 return Ok(Vec::new());
             };
             let versions = t.open_table(VERSIONS).map_err(map)?;
@@ -315,17 +355,165 @@ impl StateStore for RedbStore {
         .await
     }
 
-    async fn commit(&self, batch: WriteBatch) -> Result<Vec<StateData>> {
+    async fn write(&self, batch: WriteBatch) -> Result<Committed> {
         let batch = batch.prepare()?;
-        if batch.writes.is_empty() {
-            return Ok(Vec::new());
+        if batch.is_empty() {
+            return Ok(Committed::default());
         }
-        self.write(|reply| Job::Commit { batch, reply }).await
+        let appends = !batch.appends.is_empty();
+        let committed = self.send_job(|reply| Job::Commit { batch, reply }).await?;
+        if appends {
+            self.inner.signal.bump();
+        }
+        Ok(committed)
+    }
+
+    async fn get_as_of(&self, id: &DeploymentId, at: DateTime<Utc>) -> Result<Option<StateData>> {
+        let key = id.clone();
+        let at_us = at.timestamp_micros();
+        let (found, oldest) = self
+            .read(move |t| {
+                let head = t.open_table(HEAD).map_err(map)?;
+                let Some((current, created, updated)) =
+                    head.get(key.as_str()).map_err(map)?.map(|g| g.value())
+                else {
+                    return Ok((None, None));
+                };
+                let versions = t.open_table(VERSIONS).map_err(map)?;
+                let id = key.as_str();
+                let oldest = match versions
+                    .range((id, 0)..=(id, u64::MAX))
+                    .map_err(map)?
+                    .next()
+                {
+                    Some(r) => Some(r.map_err(map)?.0.value().1),
+                    None => None,
+                };
+                if updated <= at_us {
+                    // The head's commit time answers without scanning history.
+                    return Ok((get_version_in(t, id, Some(current))?, oldest));
+                }
+                for r in versions.range((id, 0)..(id, current)).map_err(map)?.rev() {
+                    let (k, v) = r.map_err(map)?;
+                    if v.value().1 <= at_us {
+                        return Ok((Some(record(id, k.value().1, created, v.value())?), oldest));
+                    }
+                }
+                Ok((None, oldest))
+            })
+            .await?;
+        let found = found.map(|r| r.verify(Tier::Warm)).transpose()?;
+        tierstate_core::plan::as_of(id, Target::State, at, found, oldest)
+    }
+
+    async fn get_document(&self, address: &DocAddr) -> Result<Option<Document>> {
+        let a = address.clone();
+        let (rows, _) = self
+            .read(move |t| crate::records::doc_versions(t, &a, true, None, 1))
+            .await?;
+        rows.into_iter()
+            .next()
+            .map(|r| r.verify(Tier::Warm))
+            .transpose()
+    }
+
+    async fn document_history(&self, address: &DocAddr, limit: usize) -> Result<Vec<Document>> {
+        let a = address.clone();
+        let (rows, _) = self
+            .read(move |t| crate::records::doc_versions(t, &a, false, None, limit))
+            .await?;
+        rows.into_iter().map(|r| r.verify(Tier::Warm)).collect()
+    }
+
+    async fn document_as_of(
+        &self,
+        address: &DocAddr,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Document>> {
+        let a = address.clone();
+        let (rows, oldest) = self
+            .read(move |t| {
+                crate::records::doc_versions(t, &a, false, Some(at.timestamp_micros()), 1)
+            })
+            .await?;
+        let found = rows
+            .into_iter()
+            .next()
+            .map(|r| r.verify(Tier::Warm))
+            .transpose()?;
+        tierstate_core::plan::as_of(
+            &address.deployment_id,
+            Target::document(address),
+            at,
+            found,
+            oldest,
+        )
+    }
+
+    async fn list_documents(
+        &self,
+        id: &DeploymentId,
+        collection: &Name,
+        after: Option<&Name>,
+        limit: usize,
+    ) -> Result<Vec<Result<Document>>> {
+        let (id, collection, after) = (id.clone(), collection.clone(), after.cloned());
+        let rows = self
+            .read(move |t| crate::records::list_docs(t, &id, &collection, after.as_ref(), limit))
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| r.and_then(|d| d.verify(Tier::Warm)))
+            .collect())
+    }
+
+    async fn journal_info(&self, stream: &StreamAddr) -> Result<Option<JournalInfo>> {
+        let s = stream.clone();
+        let head = self
+            .read(move |t| {
+                let table = t.open_table(J_HEAD).map_err(map)?;
+                crate::records::head_in(&table, &s).map_err(map)?
+            })
+            .await?;
+        Ok(head.map(JournalInfo::from))
+    }
+
+    async fn read_journal(&self, stream: &StreamAddr, query: JournalQuery) -> Result<JournalPage> {
+        let s = stream.clone();
+        self.read(move |t| {
+            let heads = t.open_table(J_HEAD).map_err(map)?;
+            let head = crate::records::head_in(&heads, &s).map_err(map)??;
+            let resolved = query.resolve(head, &s)?;
+            let journal = t.open_table(JOURNAL).map_err(map)?;
+            let keys = t.open_table(J_KEYS).map_err(map)?;
+            let events = t.open_table(J_EVENTS).map_err(map)?;
+            let rows = crate::records::fetch(&journal, &keys, &events, &s, &resolved.fetch)
+                .map_err(map)?;
+            resolved.finish(&s, rows, Tier::Warm)
+        })
+        .await
+    }
+
+    async fn truncate_journal(&self, stream: &StreamAddr, before: TruncateBefore) -> Result<u64> {
+        let stream = stream.clone();
+        let n = self
+            .send_job(|reply| Job::Truncate {
+                stream,
+                before,
+                reply,
+            })
+            .await?;
+        self.inner.signal.bump();
+        Ok(n)
+    }
+
+    fn journal_signal(&self) -> watch::Receiver<u64> {
+        self.inner.signal.subscribe()
     }
 
     async fn delete(&self, id: &DeploymentId) -> Result<bool> {
         let id = id.clone();
-        self.write(|reply| Job::Delete { id, reply }).await
+        self.send_job(|reply| Job::Delete { id, reply }).await
     }
 
     async fn list(&self, after: Option<&DeploymentId>, limit: usize) -> Result<Vec<DeploymentId>> {
@@ -357,7 +545,7 @@ impl StateStore for RedbStore {
             for row in iter.take(limit) {
                 let (k, v) = row.map_err(map)?;
                 let id = k.value();
-                let (version, created) = v.value();
+                let (version, created, _) = v.value();
                 let Some(body) = versions.get((id, version)).map_err(map)? else {
                     continue;
                 };
@@ -391,7 +579,8 @@ impl Damage {
 
         use crate::writer::Stop;
         let id = self.id.as_str();
-        let Some((current, _)) = head.get(id).map_err(|e| Stop(map(e)))?.map(|g| g.value()) else {
+        let Some((current, _, _)) = head.get(id).map_err(|e| Stop(map(e)))?.map(|g| g.value())
+        else {
             return Ok(false);
         };
         let v = self.version.unwrap_or(current);

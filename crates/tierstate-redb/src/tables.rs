@@ -1,9 +1,20 @@
 //! Table layout and the format version.
 //!
-//! `head`: deployment id → (current version, created_at µs) — the CAS point.
-//! `versions`: (deployment id, version) → (schema_version, updated_at µs, checksum hex bytes,
-//! canonical JSON body). The checksum is kept as bytes, not `&str`: redb decodes `&str` values
-//! with a panic on invalid UTF-8, and a damaged record must be an integrity error, not a panic.
+//! Format 2 (current):
+//! - `ts_head_v2`: deployment id → (current version, created_at µs, updated_at µs of the current
+//!   version) — the CAS point; the commit time lets a read as of a time answer from the head.
+//! - `ts_version`: (deployment id, version) → (schema_version, updated_at µs, checksum hex bytes,
+//!   canonical JSON body).
+//! - `ts_doc_head` / `ts_doc_version`: the same two shapes for documents, keyed by
+//!   (deployment, collection, key).
+//! - `ts_journal_head`: (deployment, stream) → (last seq, last hash, last commit µs, anchor seq,
+//!   anchor hash); `ts_journal`: (deployment, stream, seq) → the entry; `ts_journal_key`: the
+//!   unique idempotency-key index; `ts_journal_event`: the event-time index.
+//!
+//! Checksums, hashes and keys are kept as bytes, not `&str`: redb decodes `&str` values with a
+//! panic on invalid UTF-8, and a damaged record must be an integrity error, not a panic.
+//!
+//! Format 1 had `ts_head` (version, created_at) and no documents or journals.
 
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use tierstate_core::{Error, Result};
@@ -11,10 +22,42 @@ use tierstate_core::{Error, Result};
 use crate::error::{BACKEND, map};
 
 /// The format this build writes and the newest it opens.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 pub(crate) const META: TableDefinition<&str, u32> = TableDefinition::new("tierstate_meta");
-pub(crate) const HEAD: TableDefinition<&str, (u64, i64)> = TableDefinition::new("ts_head");
+/// Format 1's head table: replaced by [`HEAD`] in the step to format 2.
+pub(crate) const HEAD_V1: TableDefinition<&str, (u64, i64)> = TableDefinition::new("ts_head");
+/// deployment id → (version, created_at µs, updated_at µs).
+pub(crate) const HEAD: TableDefinition<&str, (u64, i64, i64)> = TableDefinition::new("ts_head_v2");
+/// (deployment, collection, key) → (version, created_at µs).
+pub(crate) const DOC_HEAD: TableDefinition<(&str, &str, &str), (u64, i64)> =
+    TableDefinition::new("ts_doc_head");
+/// (deployment, collection, key, version) → (updated_at µs, checksum hex, body).
+pub(crate) const DOC_VERSIONS: TableDefinition<(&str, &str, &str, u64), (i64, &[u8], &[u8])> =
+    TableDefinition::new("ts_doc_version");
+/// (deployment, stream) → (last seq, last hash hex, last commit µs, anchor seq, anchor hash hex).
+pub(crate) const J_HEAD: TableDefinition<(&str, &str), (u64, &[u8], i64, u64, &[u8])> =
+    TableDefinition::new("ts_journal_head");
+/// One journal entry's value: (event µs, commit µs, idempotency key or empty, checksum hex,
+/// previous hash hex, hash hex, body).
+pub(crate) type EntryValue = (
+    i64,
+    i64,
+    &'static [u8],
+    &'static [u8],
+    &'static [u8],
+    &'static [u8],
+    &'static [u8],
+);
+/// (deployment, stream, seq) → [`EntryValue`].
+pub(crate) const JOURNAL: TableDefinition<(&str, &str, u64), EntryValue> =
+    TableDefinition::new("ts_journal");
+/// (deployment, stream, idempotency key) → seq: one entry per key, by construction.
+pub(crate) const J_KEYS: TableDefinition<(&str, &str, &str), u64> =
+    TableDefinition::new("ts_journal_key");
+/// (deployment, stream, event µs, seq) → (): the event-time index.
+pub(crate) const J_EVENTS: TableDefinition<(&str, &str, i64, u64), ()> =
+    TableDefinition::new("ts_journal_event");
 /// Key of one stored version: (deployment id, version).
 pub(crate) type VersionKey = (&'static str, u64);
 /// Value of one stored version: (schema_version, updated_at µs, checksum hex, body).
@@ -26,9 +69,12 @@ pub(crate) const VERSIONS: TableDefinition<VersionKey, VersionValue> =
 const FORMAT_KEY: &str = "format_version";
 
 /// Upgrade steps: step `v` takes a file from format `v - 1` to `v` inside the opening write
-/// transaction (a copy into a new table, then a swap, when a layout changes). Format 1 is the
-/// only one so far, so there are none yet.
-pub const STEPS: &[Step] = &[];
+/// transaction, so an upgrade happens wholly or not at all.
+pub const STEPS: &[Step] = &[(
+    2,
+    "copy ts_head (version, created_at) into ts_head_v2 (version, created_at, updated_at of the \
+     current version, read from ts_version), drop ts_head; create the document and journal tables",
+)];
 
 /// One upgrade step: the format it produces and what it does.
 pub type Step = (u32, &'static str);
@@ -64,7 +110,7 @@ pub fn pending_steps(path: &std::path::Path) -> Result<(Option<u32>, Vec<Step>)>
     ))
 }
 
-/// Creates the tables of a new file and records the format; refuses a newer format.
+/// Creates the tables of a new file, upgrades an older format, refuses a newer one.
 pub(crate) fn ensure_format(txn: &WriteTransaction) -> Result<()> {
     let mut meta = txn.open_table(META).map_err(map)?;
     let found = meta.get(FORMAT_KEY).map_err(map)?.map(|v| v.value());
@@ -79,11 +125,74 @@ pub(crate) fn ensure_format(txn: &WriteTransaction) -> Result<()> {
                 supported: FORMAT_VERSION,
             });
         }
-        // Version 1 is the only format so far; copy-to-new-table upgrade steps go here.
-        Some(_) => {}
+        Some(v) => {
+            if v < 2 {
+                upgrade_to_2(txn)?;
+                tracing::info!(step = 2, "upgraded tierstate redb format");
+            }
+            meta.insert(FORMAT_KEY, FORMAT_VERSION).map_err(map)?;
+        }
     }
     drop(meta);
+    create_tables(txn)
+}
+
+fn create_tables(txn: &WriteTransaction) -> Result<()> {
     txn.open_table(HEAD).map_err(map)?;
     txn.open_table(VERSIONS).map_err(map)?;
+    txn.open_table(DOC_HEAD).map_err(map)?;
+    txn.open_table(DOC_VERSIONS).map_err(map)?;
+    txn.open_table(J_HEAD).map_err(map)?;
+    txn.open_table(JOURNAL).map_err(map)?;
+    txn.open_table(J_KEYS).map_err(map)?;
+    txn.open_table(J_EVENTS).map_err(map)?;
+    Ok(())
+}
+
+/// Step 2: copies every head into the new head table with its current version's commit time.
+fn upgrade_to_2(txn: &WriteTransaction) -> Result<()> {
+    let old = txn.open_table(HEAD_V1).map_err(map)?;
+    let versions = txn.open_table(VERSIONS).map_err(map)?;
+    let mut new = txn.open_table(HEAD).map_err(map)?;
+    for row in old.iter().map_err(map)? {
+        let (k, v) = row.map_err(map)?;
+        let (id, (version, created)) = (k.value(), v.value());
+        // A head whose current version is missing keeps its creation time (reads of it report
+        // the missing version as before).
+        let updated = versions
+            .get((id, version))
+            .map_err(map)?
+            .map_or(created, |g| g.value().1);
+        new.insert(id, (version, created, updated)).map_err(map)?;
+    }
+    drop((old, versions, new));
+    txn.delete_table(HEAD_V1).map_err(map)?;
+    Ok(())
+}
+
+/// Test and tooling helper: writes a format-1 file at `path` holding `states`
+/// (id, version, canonical body, checksum hex, created µs, updated µs), to test upgrades.
+///
+/// # Errors
+/// `Backend` if redb fails.
+pub fn create_format_1(
+    path: &std::path::Path,
+    states: &[(&str, u64, &[u8], &str, i64, i64)],
+) -> Result<()> {
+    let db = redb::Database::create(path).map_err(map)?;
+    let txn = db.begin_write().map_err(map)?;
+    {
+        let mut meta = txn.open_table(META).map_err(map)?;
+        meta.insert(FORMAT_KEY, 1).map_err(map)?;
+        let mut head = txn.open_table(HEAD_V1).map_err(map)?;
+        let mut versions = txn.open_table(VERSIONS).map_err(map)?;
+        for (id, v, body, sum, created, updated) in states {
+            head.insert(*id, (*v, *created)).map_err(map)?;
+            versions
+                .insert((*id, *v), (1, *updated, sum.as_bytes(), *body))
+                .map_err(map)?;
+        }
+    }
+    txn.commit().map_err(map)?;
     Ok(())
 }

@@ -10,24 +10,30 @@ use chrono::{DateTime, Utc};
 use redb::{Durability, ReadableTable, Table};
 use tierstate_core::group::{self, GroupWriter, Reply as Done};
 use tierstate_core::{
-    BackendErrorKind, DeploymentId, Error, PreparedBatch, Result, StateData, cas, commit_time,
-    micros,
+    BackendErrorKind, Committed, DeploymentId, Error, PreparedBatch, Result, StreamAddr,
+    TruncateBefore, commit_time,
 };
 use tokio::sync::oneshot;
 
 use crate::RedbDurability;
 use crate::error::{BACKEND, map};
 use crate::handle::Handle;
-use crate::tables::{HEAD, VERSIONS, VersionKey, VersionValue};
+use crate::records::Tables;
+use crate::tables::{VersionKey, VersionValue};
 
-pub(crate) type Head<'t> = Table<'t, &'static str, (u64, i64)>;
+pub(crate) type Head<'t> = Table<'t, &'static str, (u64, i64, i64)>;
 pub(crate) type Versions<'t> = Table<'t, VersionKey, VersionValue>;
 
 /// Work for the writer thread.
 pub(crate) enum Job {
     Commit {
         batch: PreparedBatch,
-        reply: oneshot::Sender<Result<Vec<StateData>>>,
+        reply: oneshot::Sender<Result<Committed>>,
+    },
+    Truncate {
+        stream: StreamAddr,
+        before: TruncateBefore,
+        reply: oneshot::Sender<Result<u64>>,
     },
     Delete {
         id: DeploymentId,
@@ -36,6 +42,12 @@ pub(crate) enum Job {
     #[cfg(feature = "test-hooks")]
     Damage {
         target: crate::store::Damage,
+        reply: oneshot::Sender<Result<bool>>,
+    },
+    /// Test hook: raw work on the tables inside the writer's transaction.
+    #[cfg(feature = "test-hooks")]
+    Hook {
+        run: Box<dyn FnOnce(&mut Tables<'_>) -> Result<bool, Stop> + Send>,
         reply: oneshot::Sender<Result<bool>>,
     },
 }
@@ -50,9 +62,10 @@ fn replicate(e: &Error) -> Error {
 fn fail(job: Job, e: &Error) {
     match job {
         Job::Commit { reply, .. } => drop(reply.send(Err(replicate(e)))),
+        Job::Truncate { reply, .. } => drop(reply.send(Err(replicate(e)))),
         Job::Delete { reply, .. } => drop(reply.send(Err(replicate(e)))),
         #[cfg(feature = "test-hooks")]
-        Job::Damage { reply, .. } => drop(reply.send(Err(replicate(e)))),
+        Job::Damage { reply, .. } | Job::Hook { reply, .. } => drop(reply.send(Err(replicate(e)))),
     }
 }
 
@@ -107,10 +120,7 @@ fn commit_group(handle: &Handle, durability: Durability, group: Vec<Job>) {
     let mut done = Vec::with_capacity(group.len());
     let mut broken: Option<Error> = None;
     {
-        let tables = txn
-            .open_table(HEAD)
-            .and_then(|h| Ok((h, txn.open_table(VERSIONS)?)));
-        let (mut head, mut versions) = match tables {
+        let mut tables = match Tables::open(&txn) {
             Ok(t) => t,
             Err(e) => {
                 let e = map(e);
@@ -125,18 +135,33 @@ fn commit_group(handle: &Handle, durability: Durability, group: Vec<Job>) {
                 continue;
             }
             let outcome = match job {
-                Job::Commit { batch, reply } => {
-                    match apply_batch(&mut head, &mut versions, batch, now) {
-                        Ok(r) => Ok(Done::Commit(reply, r)),
-                        Err(Stop(e)) => Err((e, Done::Commit(reply, Ok(Vec::new())))),
+                Job::Commit { batch, reply } => match apply_batch(&mut tables, batch, now) {
+                    Ok(r) => Ok(Done::Commit(reply, r)),
+                    Err(Stop(e)) => Err((e, Done::Commit(reply, Ok(Committed::default())))),
+                },
+                Job::Truncate {
+                    stream,
+                    before,
+                    reply,
+                } => match crate::records::truncate(&mut tables, &stream, before) {
+                    Ok(r) => Ok(Done::Count(reply, r)),
+                    Err(Stop(e)) => Err((e, Done::Count(reply, Ok(0)))),
+                },
+                Job::Delete { id, reply } => {
+                    match delete(&mut tables.head, &mut tables.versions, &id) {
+                        Ok(r) => Ok(Done::Flag(reply, Ok(r))),
+                        Err(Stop(e)) => Err((e, Done::Flag(reply, Ok(false)))),
                     }
                 }
-                Job::Delete { id, reply } => match delete(&mut head, &mut versions, &id) {
-                    Ok(r) => Ok(Done::Flag(reply, Ok(r))),
-                    Err(Stop(e)) => Err((e, Done::Flag(reply, Ok(false)))),
-                },
                 #[cfg(feature = "test-hooks")]
-                Job::Damage { target, reply } => match target.apply(&mut versions, &mut head) {
+                Job::Damage { target, reply } => {
+                    match target.apply(&mut tables.versions, &mut tables.head) {
+                        Ok(r) => Ok(Done::Flag(reply, Ok(r))),
+                        Err(Stop(e)) => Err((e, Done::Flag(reply, Ok(false)))),
+                    }
+                }
+                #[cfg(feature = "test-hooks")]
+                Job::Hook { run, reply } => match run(&mut tables) {
                     Ok(r) => Ok(Done::Flag(reply, Ok(r))),
                     Err(Stop(e)) => Err((e, Done::Flag(reply, Ok(false)))),
                 },
@@ -166,58 +191,23 @@ fn commit_group(handle: &Handle, durability: Durability, group: Vec<Job>) {
     }
 }
 
-/// Plans every member (reads only), then writes them. `Ok(Err(..))` is a planning failure that
-/// wrote nothing; `Err(Stop)` a storage failure mid-write.
+/// Plans every member (reads only, through the core planner), then writes them. `Ok(Err(..))`
+/// is a planning failure that wrote nothing; `Err(Stop)` a storage failure mid-write.
 fn apply_batch(
-    head: &mut Head<'_>,
-    versions: &mut Versions<'_>,
+    tables: &mut Tables<'_>,
     batch: PreparedBatch,
     now: DateTime<Utc>,
-) -> Result<Result<Vec<StateData>>, Stop> {
-    let now_us = micros(now);
-    let mut plan = Vec::with_capacity(batch.writes.len());
-    for w in &batch.writes {
-        let current = head
-            .get(w.deployment_id.as_str())
-            .map_err(|e| Stop(map(e)))?
-            .map(|g| g.value());
-        match cas::next_version(&w.deployment_id, w.mode, current.map(|(v, _)| v)) {
-            Ok(v) => plan.push((v, current.map_or(now_us, |(_, created)| created))),
-            Err(e) => return Ok(Err(e)),
-        }
-    }
-    let mut committed = Vec::with_capacity(plan.len());
-    for (w, (version, created_us)) in batch.writes.iter().zip(plan) {
-        let id = w.deployment_id.as_str();
-        let checksum = w.checksum.to_hex();
-        head.insert(id, (version, created_us))
-            .map_err(|e| Stop(map(e)))?;
-        versions
-            .insert(
-                (id, version),
-                (
-                    w.schema_version,
-                    now_us,
-                    checksum.as_bytes(),
-                    w.body.as_slice(),
-                ),
-            )
-            .map_err(|e| Stop(map(e)))?;
-        if let Some(below) = batch.retention.prune_below(version) {
-            let old: Vec<u64> = versions
-                .range((id, 0)..(id, below))
-                .map_err(|e| Stop(map(e)))?
-                .map(|r| r.map(|(k, _)| k.value().1))
-                .collect::<Result<_, _>>()
-                .map_err(|e| Stop(map(e)))?;
-            for v in old {
-                versions.remove((id, v)).map_err(|e| Stop(map(e)))?;
-            }
-        }
-        let created_at = DateTime::from_timestamp_micros(created_us).unwrap_or(now);
-        committed.push(w.committed(version, created_at, now));
-    }
-    Ok(Ok(committed))
+) -> Result<Result<Committed>, Stop> {
+    let snap = match crate::records::snapshot(tables, &batch.reads())? {
+        Ok(s) => s,
+        Err(e) => return Ok(Err(e)),
+    };
+    let plan = match tierstate_core::plan::plan(batch, &snap, now) {
+        Ok(p) => p,
+        Err(e) => return Ok(Err(e)),
+    };
+    crate::records::store(tables, &plan)?;
+    Ok(Ok(plan.committed))
 }
 
 fn delete(

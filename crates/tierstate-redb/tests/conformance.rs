@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use tierstate_redb::{RedbConfig, RedbStore};
-use tierstate_testkit::Harness;
+use tierstate_testkit::{Harness, RecordDamage};
 
 async fn harness() -> Harness {
     let dir = tempfile::tempdir().unwrap();
@@ -11,6 +11,7 @@ async fn harness() -> Harness {
         .await
         .unwrap();
     let hook = store.clone();
+    let records = store.clone();
     Harness {
         store: Arc::new(store),
         damage: Arc::new(move |id, version| {
@@ -19,6 +20,15 @@ async fn harness() -> Harness {
                 hook.damage_stored_state(&id, version, 0, 0x20)
                     .await
                     .unwrap()
+            })
+        }),
+        damage_record: Arc::new(move |what| {
+            let hook = records.clone();
+            Box::pin(async move {
+                match what {
+                    RecordDamage::Document(a) => hook.damage_document(&a).await.unwrap(),
+                    RecordDamage::Entry(s, seq, d) => hook.damage_entry(&s, seq, d).await.unwrap(),
+                }
             })
         }),
         guard: Box::new(dir),

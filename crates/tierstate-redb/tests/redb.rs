@@ -122,14 +122,9 @@ async fn fast_mode_still_reads_its_writes() {
     assert_eq!(s.get(&id("a")).await.unwrap().unwrap().version, 1);
 }
 
-/// The redb layout (tables, key and value types, format key) as a reviewed snapshot.
-#[tokio::test]
-async fn format_snapshot() {
+fn layout(path: &std::path::Path) -> String {
     use redb::{ReadableDatabase, TableHandle};
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("s.redb");
-    drop(RedbStore::open(RedbConfig::new(&path)).await.unwrap());
-    let db = redb::Database::open(&path).unwrap();
+    let db = redb::Database::open(path).unwrap();
     let txn = db.begin_read().unwrap();
     let mut names: Vec<String> = txn
         .list_tables()
@@ -141,9 +136,103 @@ async fn format_snapshot() {
         .open_table(redb::TableDefinition::<&str, u32>::new("tierstate_meta"))
         .unwrap();
     let format = meta.get("format_version").unwrap().unwrap().value();
-    let out = format!(
-        "tables: {names:?}\nts_head: &str -> (u64 version, i64 created_at_us)\nts_version: (&str, u64) -> (u32 schema_version, i64 updated_at_us, &[u8] checksum_hex, &[u8] body)\nformat_version: {format}\n"
+    format!("format_version: {format}\ntables: {names:?}\n")
+}
+
+/// The redb layout of every format as a reviewed snapshot: format 1 from a fixture, the
+/// current one from a new file (the types of each table are in `tables.rs`, whose doc comment
+/// the snapshot's table list must match).
+#[tokio::test]
+async fn format_snapshots() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = dir.path().join("v1.redb");
+    tierstate_redb::create_format_1(&old, &[]).unwrap();
+    insta::assert_snapshot!("redb_format_v1", layout(&old));
+    let path = dir.path().join("s.redb");
+    drop(RedbStore::open(RedbConfig::new(&path)).await.unwrap());
+    assert!(layout(&path).starts_with(&format!("format_version: {FORMAT_VERSION}\n")));
+    insta::assert_snapshot!("redb_format_v2", layout(&path));
+}
+
+/// A format-1 file with data upgrades to format 2 on open, in one transaction, data intact:
+/// the heads are copied with their current version's commit time, the old table is gone, and
+/// the new record kinds work. The dry run lists the step first and changes nothing.
+#[tokio::test]
+async fn format_1_fixture_upgrades_with_data_intact() {
+    use tierstate_core::{Checksum, canonical_json};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.redb");
+    let bodies: Vec<Vec<u8>> = (1..=3)
+        .map(|n| canonical_json(&obj(serde_json::json!({"n": n}))).unwrap())
+        .collect();
+    let sums: Vec<String> = bodies.iter().map(|b| Checksum::of(b).to_hex()).collect();
+    let t0 = 1_700_000_000_000_000i64;
+    tierstate_redb::create_format_1(
+        &path,
+        &[
+            ("a", 1, &bodies[0], &sums[0], t0, t0),
+            ("b", 2, &bodies[1], &sums[1], t0, t0 + 5_000_000),
+            ("c", 1, &bodies[2], &sums[2], t0, t0 + 1),
+        ],
+    )
+    .unwrap();
+    let (found, steps) = tierstate_redb::pending_steps(&path).unwrap();
+    assert_eq!(
+        (found, steps.iter().map(|s| s.0).collect::<Vec<_>>()),
+        (Some(1), vec![2])
     );
-    assert_eq!(format, FORMAT_VERSION);
-    insta::assert_snapshot!("redb_format_v1", out);
+    assert_eq!(
+        tierstate_redb::pending_steps(&path).unwrap().0,
+        Some(1),
+        "a dry run changes nothing"
+    );
+    let store = RedbStore::open(RedbConfig::new(&path)).await.unwrap();
+    for (name, v, n) in [("a", 1, 1), ("b", 2, 2), ("c", 1, 3)] {
+        let d = store.get(&id(name)).await.unwrap().unwrap();
+        assert_eq!((d.version, d.state), (v, obj(serde_json::json!({"n": n}))));
+    }
+    // The copied head carries the current version's commit time: as of just before it, b
+    // was at an older (unretained) version; as of it, at v2.
+    let b_at = chrono::DateTime::from_timestamp_micros(t0 + 5_000_000).unwrap();
+    assert_eq!(
+        store
+            .get_as_of(&id("b"), b_at)
+            .await
+            .unwrap()
+            .unwrap()
+            .version,
+        2
+    );
+    assert!(matches!(
+        store
+            .get_as_of(&id("b"), b_at - chrono::Duration::microseconds(1))
+            .await,
+        Err(Error::NotRetained { .. })
+    ));
+    let ledger = tierstate_core::StreamAddr::new("a", "ledger").unwrap();
+    store
+        .write(
+            tierstate_core::WriteBatch::new()
+                .put(StateWrite::update(
+                    id("a"),
+                    1,
+                    obj(serde_json::json!({"n": 10})),
+                ))
+                .append(tierstate_core::Append::new(
+                    ledger.clone(),
+                    chrono::Utc::now(),
+                    obj(serde_json::json!({"x": 1})),
+                )),
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.journal_info(&ledger).await.unwrap().unwrap().count, 1);
+    drop(store);
+    let (found, steps) = tierstate_redb::pending_steps(&path).unwrap();
+    assert_eq!((found, steps.len()), (Some(FORMAT_VERSION), 0));
+    assert_eq!(layout(&path), {
+        let fresh = dir.path().join("fresh.redb");
+        drop(RedbStore::open(RedbConfig::new(&fresh)).await.unwrap());
+        layout(&fresh)
+    });
 }

@@ -1,0 +1,91 @@
+//! Test hooks that damage stored documents and journal entries the way a bad disk would.
+
+use redb::ReadableTable;
+use tierstate_core::journal::{EntryDamage, flip};
+use tierstate_core::{DocAddr, StreamAddr};
+
+use crate::error::map;
+use crate::records::Tables;
+use crate::writer::Stop;
+
+fn stop(e: impl Into<redb::Error>) -> Stop {
+    Stop(map(e.into()))
+}
+
+pub(crate) fn damage_document(t: &mut Tables<'_>, a: &DocAddr) -> Result<bool, Stop> {
+    let k = (
+        a.deployment_id.as_str(),
+        a.collection.as_str(),
+        a.key.as_str(),
+    );
+    let Some((v, _)) = t.doc_head.get(k).map_err(stop)?.map(|g| g.value()) else {
+        return Ok(false);
+    };
+    let Some((updated, sum, mut body)) =
+        t.doc_versions
+            .get((k.0, k.1, k.2, v))
+            .map_err(stop)?
+            .map(|g| {
+                let (u, s, b) = g.value();
+                (u, s.to_vec(), b.to_vec())
+            })
+    else {
+        return Ok(false);
+    };
+    flip(&mut body);
+    t.doc_versions
+        .insert(
+            (k.0, k.1, k.2, v),
+            (updated, sum.as_slice(), body.as_slice()),
+        )
+        .map_err(stop)?;
+    Ok(true)
+}
+
+pub(crate) fn damage_entry(
+    t: &mut Tables<'_>,
+    s: &StreamAddr,
+    seq: u64,
+    damage: EntryDamage,
+) -> Result<bool, Stop> {
+    let k = (s.deployment_id.as_str(), s.stream.as_str(), seq);
+    let Some(v) = t.journal.get(k).map_err(stop)?.map(|g| {
+        let (e, c, key, sum, prev, hash, body) = g.value();
+        (
+            e,
+            c,
+            key.to_vec(),
+            sum.to_vec(),
+            prev.to_vec(),
+            hash.to_vec(),
+            body.to_vec(),
+        )
+    }) else {
+        return Ok(false);
+    };
+    let (e, c, key, mut sum, prev, mut hash, mut body) = v;
+    match damage {
+        EntryDamage::Delete => {
+            t.journal.remove(k).map_err(stop)?;
+            return Ok(true);
+        }
+        EntryDamage::Body => flip(&mut body),
+        EntryDamage::Checksum => flip(&mut sum),
+        EntryDamage::Hash => flip(&mut hash),
+    }
+    t.journal
+        .insert(
+            k,
+            (
+                e,
+                c,
+                key.as_slice(),
+                sum.as_slice(),
+                prev.as_slice(),
+                hash.as_slice(),
+                body.as_slice(),
+            ),
+        )
+        .map_err(stop)?;
+    Ok(true)
+}

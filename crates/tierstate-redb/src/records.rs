@@ -1,0 +1,518 @@
+//! Documents and journals on redb: a batch's snapshot and plan inside the writer's
+//! transaction, and the read queries. The rules are in `tierstate_core::plan` and
+//! `tierstate_core::journal`; this file only moves rows.
+
+use std::ops::Bound;
+
+use redb::{ReadableTable, Table};
+use tierstate_core::journal::{Fetch, JournalHead, StoredEntry, truncated_head};
+use tierstate_core::plan::{Plan, Reads, Snapshot};
+use tierstate_core::{DocAddr, Name, Result, StoredDoc, StreamAddr, TruncateBefore};
+
+use crate::error::map;
+use crate::tables::{
+    DOC_HEAD, DOC_VERSIONS, EntryValue, HEAD, J_EVENTS, J_HEAD, J_KEYS, JOURNAL, VERSIONS,
+};
+use crate::writer::Stop;
+
+type DocKey = (&'static str, &'static str, &'static str);
+type DocVersionKey = (&'static str, &'static str, &'static str, u64);
+type StreamKey = (&'static str, &'static str);
+type EntryKey = (&'static str, &'static str, u64);
+type HeadValue = (u64, &'static [u8], i64, u64, &'static [u8]);
+
+/// Every table a write transaction touches, opened once per group.
+pub(crate) struct Tables<'t> {
+    pub(crate) head: Table<'t, &'static str, (u64, i64, i64)>,
+    pub(crate) versions: Table<'t, crate::tables::VersionKey, crate::tables::VersionValue>,
+    pub(crate) doc_head: Table<'t, DocKey, (u64, i64)>,
+    pub(crate) doc_versions: Table<'t, DocVersionKey, (i64, &'static [u8], &'static [u8])>,
+    pub(crate) j_head: Table<'t, StreamKey, HeadValue>,
+    pub(crate) journal: Table<'t, EntryKey, EntryValue>,
+    pub(crate) j_keys: Table<'t, (&'static str, &'static str, &'static str), u64>,
+    pub(crate) j_events: Table<'t, (&'static str, &'static str, i64, u64), ()>,
+}
+
+impl<'t> Tables<'t> {
+    pub(crate) fn open(
+        txn: &'t redb::WriteTransaction,
+    ) -> std::result::Result<Self, redb::TableError> {
+        Ok(Self {
+            head: txn.open_table(HEAD)?,
+            versions: txn.open_table(VERSIONS)?,
+            doc_head: txn.open_table(DOC_HEAD)?,
+            doc_versions: txn.open_table(DOC_VERSIONS)?,
+            j_head: txn.open_table(J_HEAD)?,
+            journal: txn.open_table(JOURNAL)?,
+            j_keys: txn.open_table(J_KEYS)?,
+            j_events: txn.open_table(J_EVENTS)?,
+        })
+    }
+}
+
+fn stop(e: impl Into<redb::Error>) -> Stop {
+    Stop(map(e.into()))
+}
+
+/// Reads what a batch depends on. `Err(Stop)` is a storage failure; `Ok(Err)` a damaged head.
+pub(crate) fn snapshot(
+    t: &Tables<'_>,
+    reads: &Reads,
+) -> std::result::Result<Result<Snapshot>, Stop> {
+    let mut snap = Snapshot::default();
+    for id in &reads.states {
+        if let Some(g) = t.head.get(id.as_str()).map_err(stop)? {
+            let (v, created, _) = g.value();
+            snap.states.insert(id.clone(), (v, created));
+        }
+    }
+    for a in &reads.documents {
+        if let Some(g) = t.doc_head.get(doc_key(a)).map_err(stop)? {
+            snap.documents.insert(a.clone(), g.value());
+        }
+    }
+    for s in &reads.streams {
+        match head_in(&t.j_head, s).map_err(stop)? {
+            Ok(Some(h)) => {
+                snap.heads.insert(s.clone(), h);
+            }
+            Ok(None) => {}
+            Err(e) => return Ok(Err(e)),
+        }
+    }
+    for (s, k) in &reads.keys {
+        let rows = fetch(
+            &t.journal,
+            &t.j_keys,
+            &t.j_events,
+            s,
+            &Fetch::Key(k.clone()),
+        )
+        .map_err(stop)?;
+        if let Some(row) = rows.into_iter().next() {
+            snap.keyed.insert((s.clone(), k.clone()), row);
+        }
+    }
+    Ok(Ok(snap))
+}
+
+fn doc_key(a: &DocAddr) -> (&str, &str, &str) {
+    (
+        a.deployment_id.as_str(),
+        a.collection.as_str(),
+        a.key.as_str(),
+    )
+}
+
+fn stream_key(s: &StreamAddr) -> (&str, &str) {
+    (s.deployment_id.as_str(), s.stream.as_str())
+}
+
+/// Stores everything a plan decided; any failure aborts the transaction.
+pub(crate) fn store(t: &mut Tables<'_>, plan: &Plan) -> std::result::Result<(), Stop> {
+    for w in &plan.states {
+        let id = w.address.as_str();
+        t.head
+            .insert(id, (w.version, w.created_us, w.updated_us))
+            .map_err(stop)?;
+        t.versions
+            .insert(
+                (id, w.version),
+                (
+                    w.schema_version,
+                    w.updated_us,
+                    w.checksum.as_bytes(),
+                    w.body.as_slice(),
+                ),
+            )
+            .map_err(stop)?;
+        if let Some(below) = w.prune_below {
+            let old: Vec<u64> = t
+                .versions
+                .range((id, 0)..(id, below))
+                .map_err(stop)?
+                .map(|r| r.map(|(k, _)| k.value().1))
+                .collect::<std::result::Result<_, _>>()
+                .map_err(stop)?;
+            for v in old {
+                t.versions.remove((id, v)).map_err(stop)?;
+            }
+        }
+    }
+    for w in &plan.documents {
+        let (d, c, k) = doc_key(&w.address);
+        t.doc_head
+            .insert((d, c, k), (w.version, w.created_us))
+            .map_err(stop)?;
+        t.doc_versions
+            .insert(
+                (d, c, k, w.version),
+                (w.updated_us, w.checksum.as_bytes(), w.body.as_slice()),
+            )
+            .map_err(stop)?;
+        if let Some(below) = w.prune_below {
+            remove_doc_versions(t, &w.address, below)?;
+        }
+    }
+    for a in &plan.removals {
+        t.doc_head.remove(doc_key(a)).map_err(stop)?;
+        remove_doc_versions(t, a, u64::MAX)?;
+    }
+    for e in &plan.entries {
+        let (d, s) = stream_key(&e.stream);
+        let key = e.key.as_deref().unwrap_or("");
+        t.journal
+            .insert(
+                (d, s, e.seq),
+                (
+                    e.event_us,
+                    e.commit_us,
+                    key.as_bytes(),
+                    e.checksum.as_bytes(),
+                    e.prev_hash.as_bytes(),
+                    e.hash.as_bytes(),
+                    e.body.as_slice(),
+                ),
+            )
+            .map_err(stop)?;
+        if let Some(k) = &e.key {
+            // The planner found no entry with this key; the table's key makes it unique anyway.
+            if t.j_keys
+                .insert((d, s, k.as_str()), e.seq)
+                .map_err(stop)?
+                .is_some()
+            {
+                return Err(Stop(tierstate_core::Error::Backend {
+                    backend: crate::error::BACKEND,
+                    kind: tierstate_core::BackendErrorKind::Other,
+                    message: format!("idempotency key {k:?} of {} was stored twice", e.stream),
+                    source: None,
+                }));
+            }
+        }
+        t.j_events
+            .insert((d, s, e.event_us, e.seq), ())
+            .map_err(stop)?;
+    }
+    for (s, h, _) in &plan.heads {
+        put_head(&mut t.j_head, s, h)?;
+    }
+    Ok(())
+}
+
+fn remove_doc_versions(
+    t: &mut Tables<'_>,
+    a: &DocAddr,
+    below: u64,
+) -> std::result::Result<(), Stop> {
+    let (d, c, k) = doc_key(a);
+    let old: Vec<u64> = t
+        .doc_versions
+        .range((d, c, k, 0)..(d, c, k, below))
+        .map_err(stop)?
+        .map(|r| r.map(|(key, _)| key.value().3))
+        .collect::<std::result::Result<_, _>>()
+        .map_err(stop)?;
+    for v in old {
+        t.doc_versions.remove((d, c, k, v)).map_err(stop)?;
+    }
+    if below == u64::MAX {
+        t.doc_versions.remove((d, c, k, u64::MAX)).map_err(stop)?;
+    }
+    Ok(())
+}
+
+fn put_head(
+    table: &mut Table<'_, StreamKey, HeadValue>,
+    s: &StreamAddr,
+    h: &JournalHead,
+) -> std::result::Result<(), Stop> {
+    let (last, base) = (h.last_hash.to_hex(), h.base_hash.to_hex());
+    table
+        .insert(
+            stream_key(s),
+            (
+                h.last_seq,
+                last.as_bytes(),
+                h.last_commit_us,
+                h.base_seq,
+                base.as_bytes(),
+            ),
+        )
+        .map_err(stop)?;
+    Ok(())
+}
+
+/// A stream's head from any table handle.
+pub(crate) fn head_in(
+    table: &impl ReadableTable<StreamKey, HeadValue>,
+    s: &StreamAddr,
+) -> std::result::Result<Result<Option<JournalHead>>, redb::StorageError> {
+    let Some(g) = table.get(stream_key(s))? else {
+        return Ok(Ok(None));
+    };
+    let (last, lh, lc, base, bh) = g.value();
+    let (Ok(last), Ok(base)) = (i64::try_from(last), i64::try_from(base)) else {
+        return Ok(JournalHead::from_stored(s, -1, "", lc, -1, "").map(Some));
+    };
+    Ok(JournalHead::from_stored(
+        s,
+        last,
+        &String::from_utf8_lossy(lh),
+        lc,
+        base,
+        &String::from_utf8_lossy(bh),
+    )
+    .map(Some))
+}
+
+fn lossy(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// An entry's value as read, borrowing the page it is on.
+type EntryRef<'a> = (i64, i64, &'a [u8], &'a [u8], &'a [u8], &'a [u8], &'a [u8]);
+
+fn entry(s: &StreamAddr, seq: u64, v: EntryRef<'_>) -> StoredEntry {
+    let (event_us, commit_us, key, checksum, prev, hash, body) = v;
+    StoredEntry {
+        stream: s.clone(),
+        seq,
+        event_us,
+        commit_us,
+        key: (!key.is_empty()).then(|| lossy(key)),
+        body: body.to_vec(),
+        checksum: lossy(checksum),
+        prev_hash: lossy(prev),
+        hash: lossy(hash),
+    }
+}
+
+/// Runs a resolved journal fetch over any table handles (read or write transaction).
+pub(crate) fn fetch(
+    journal: &impl ReadableTable<EntryKey, EntryValue>,
+    keys: &impl ReadableTable<(&'static str, &'static str, &'static str), u64>,
+    events: &impl ReadableTable<(&'static str, &'static str, i64, u64), ()>,
+    s: &StreamAddr,
+    f: &Fetch,
+) -> std::result::Result<Vec<StoredEntry>, redb::StorageError> {
+    let (d, st) = stream_key(s);
+    let get = |seq: u64| -> std::result::Result<Option<StoredEntry>, redb::StorageError> {
+        Ok(journal.get((d, st, seq))?.map(|g| entry(s, seq, g.value())))
+    };
+    match f {
+        Fetch::Nothing => Ok(Vec::new()),
+        Fetch::Seq { lo, hi } => journal
+            .range((d, st, *lo)..=(d, st, *hi))?
+            .map(|r| r.map(|(k, v)| entry(s, k.value().2, v.value())))
+            .collect(),
+        Fetch::Window {
+            from_us,
+            to_us,
+            after,
+            limit,
+        } => {
+            let start = match after {
+                Some((e, q)) => Bound::Excluded((d, st, *e, *q)),
+                None => Bound::Included((d, st, *from_us, 0)),
+            };
+            let mut out = Vec::new();
+            for r in events
+                .range::<(&str, &str, i64, u64)>((start, Bound::Excluded((d, st, *to_us, 0))))?
+            {
+                if out.len() >= *limit {
+                    break;
+                }
+                let (k, _) = r?;
+                let (_, _, ev, seq) = k.value();
+                if ev < *from_us {
+                    continue;
+                }
+                if let Some(e) = get(seq)? {
+                    out.push(e);
+                }
+            }
+            Ok(out)
+        }
+        Fetch::AtOrBefore { at_us } => {
+            let last = events
+                .range::<(&str, &str, i64, u64)>((d, st, i64::MIN, 0)..=(d, st, *at_us, u64::MAX))?
+                .next_back()
+                .transpose()?;
+            match last {
+                Some((k, _)) => Ok(get(k.value().3)?.into_iter().collect()),
+                None => Ok(Vec::new()),
+            }
+        }
+        Fetch::Key(k) => match keys.get((d, st, k.as_str()))? {
+            Some(seq) => Ok(get(seq.value())?.into_iter().collect()),
+            None => Ok(Vec::new()),
+        },
+    }
+}
+
+/// Removes entries before the first kept one and moves the anchor, in the writer's
+/// transaction.
+pub(crate) fn truncate(
+    t: &mut Tables<'_>,
+    s: &StreamAddr,
+    before: TruncateBefore,
+) -> std::result::Result<Result<u64>, Stop> {
+    let head = match head_in(&t.j_head, s).map_err(stop)? {
+        Ok(Some(h)) => h,
+        Ok(None) => return Ok(Ok(0)),
+        Err(e) => return Ok(Err(e)),
+    };
+    let (d, st) = stream_key(s);
+    let first_kept = match before {
+        TruncateBefore::Seq(n) => n,
+        TruncateBefore::EventTime(time) => {
+            let at = time.timestamp_micros();
+            let mut first = head.last_seq + 1;
+            for r in t
+                .journal
+                .range((d, st, head.base_seq + 1)..=(d, st, head.last_seq))
+                .map_err(stop)?
+            {
+                let (k, v) = r.map_err(stop)?;
+                if v.value().0 >= at {
+                    first = k.value().2;
+                    break;
+                }
+            }
+            first
+        }
+    };
+    let anchor_seq = first_kept.saturating_sub(1).min(head.last_seq);
+    let anchor = t
+        .journal
+        .get((d, st, anchor_seq))
+        .map_err(stop)?
+        .map(|g| lossy(g.value().5));
+    let new_head = match truncated_head(s, head, first_kept, anchor.as_deref()) {
+        Ok(h) => h,
+        Err(e) => return Ok(Err(e)),
+    };
+    if new_head == head {
+        return Ok(Ok(0));
+    }
+    let doomed: Vec<(u64, i64, Vec<u8>)> = t
+        .journal
+        .range((d, st, 0)..=(d, st, new_head.base_seq))
+        .map_err(stop)?
+        .map(|r| {
+            r.map(|(k, v)| {
+                let v = v.value();
+                (k.value().2, v.0, v.2.to_vec())
+            })
+        })
+        .collect::<std::result::Result<_, _>>()
+        .map_err(stop)?;
+    for (seq, event, key) in doomed {
+        t.journal.remove((d, st, seq)).map_err(stop)?;
+        t.j_events.remove((d, st, event, seq)).map_err(stop)?;
+        if !key.is_empty() {
+            t.j_keys
+                .remove((d, st, String::from_utf8_lossy(&key).as_ref()))
+                .map_err(stop)?;
+        }
+    }
+    put_head(&mut t.j_head, s, &new_head)?;
+    Ok(Ok(new_head.base_seq - head.base_seq))
+}
+
+/// Stored versions of a document, newest first, optionally only those committed by `at_us`,
+/// and the oldest retained version.
+pub(crate) fn doc_versions(
+    txn: &redb::ReadTransaction,
+    a: &DocAddr,
+    current_only: bool,
+    at_us: Option<i64>,
+    limit: usize,
+) -> Result<(Vec<StoredDoc>, Option<u64>)> {
+    let heads = txn.open_table(DOC_HEAD).map_err(map)?;
+    let Some((current, created)) = heads.get(doc_key(a)).map_err(map)?.map(|g| g.value()) else {
+        return Ok((Vec::new(), None));
+    };
+    let versions = txn.open_table(DOC_VERSIONS).map_err(map)?;
+    let (d, c, k) = doc_key(a);
+    let top = if current_only { current } else { u64::MAX };
+    let mut out = Vec::new();
+    let mut range = versions.range((d, c, k, 0)..=(d, c, k, top)).map_err(map)?;
+    let oldest = match versions
+        .range((d, c, k, 0)..=(d, c, k, u64::MAX))
+        .map_err(map)?
+        .next()
+    {
+        Some(r) => Some(r.map_err(map)?.0.value().3),
+        None => None,
+    };
+    while out.len() < limit {
+        let Some(r) = range.next_back() else { break };
+        let (key, v) = r.map_err(map)?;
+        let (updated, checksum, body) = v.value();
+        if at_us.is_some_and(|t| updated > t) {
+            continue;
+        }
+        out.push(StoredDoc {
+            address: a.clone(),
+            version: key.value().3,
+            body: body.to_vec(),
+            checksum: lossy(checksum),
+            created_at_us: created,
+            updated_at_us: updated,
+        });
+        if current_only {
+            break;
+        }
+    }
+    Ok((out, oldest))
+}
+
+/// Current documents of one collection in key order after `after`.
+pub(crate) fn list_docs(
+    txn: &redb::ReadTransaction,
+    id: &tierstate_core::DeploymentId,
+    collection: &Name,
+    after: Option<&Name>,
+    limit: usize,
+) -> Result<Vec<Result<StoredDoc>>> {
+    let heads = txn.open_table(DOC_HEAD).map_err(map)?;
+    let versions = txn.open_table(DOC_VERSIONS).map_err(map)?;
+    let (d, c) = (id.as_str(), collection.as_str());
+    let start = match after {
+        Some(k) => Bound::Excluded((d, c, k.as_str())),
+        None => Bound::Included((d, c, "")),
+    };
+    // Keys are non-empty UTF-8 strings; every one of this collection sorts below (d, c + "\0").
+    let end_c = format!("{c}\0");
+    let mut out = Vec::new();
+    for r in heads
+        .range::<(&str, &str, &str)>((start, Bound::Excluded((d, end_c.as_str(), ""))))
+        .map_err(map)?
+    {
+        if out.len() >= limit {
+            break;
+        }
+        let (k, v) = r.map_err(map)?;
+        let (_, _, key) = k.value();
+        let (version, created) = v.value();
+        let Some(row) = versions.get((d, c, key, version)).map_err(map)? else {
+            continue;
+        };
+        let (updated, checksum, body) = row.value();
+        out.push(Name::key(key).map(|key| StoredDoc {
+            address: DocAddr {
+                deployment_id: id.clone(),
+                collection: collection.clone(),
+                key,
+            },
+            version,
+            body: body.to_vec(),
+            checksum: lossy(checksum),
+            created_at_us: created,
+            updated_at_us: updated,
+        }));
+    }
+    Ok(out)
+}
