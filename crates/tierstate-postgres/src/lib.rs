@@ -13,6 +13,7 @@
 mod config;
 mod error;
 mod listener;
+mod records;
 mod store;
 
 pub use config::PostgresConfig;

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sqlx::postgres::{PgListener, PgPool};
-use tierstate_core::{Change, ChangeFeed, DeploymentId};
+use tierstate_core::{Change, ChangeFeed, DeploymentId, Signal};
 use tokio::sync::broadcast;
 
 /// The feed's sender and its liveness. Changing liveness (and announcing it) and subscribing
@@ -18,13 +18,17 @@ use tokio::sync::broadcast;
 pub(crate) struct Feed {
     tx: broadcast::Sender<Change>,
     live: Mutex<bool>,
+    /// Journal tails' wake-up: bumped on every notification of this schema and every gap or
+    /// resumption (a tail then re-reads from its own position).
+    signal: Arc<Signal>,
 }
 
 impl Feed {
-    pub(crate) fn new() -> Arc<Self> {
+    pub(crate) fn new(signal: Arc<Signal>) -> Arc<Self> {
         Arc::new(Self {
             tx: broadcast::channel(4096).0,
             live: Mutex::new(false),
+            signal,
         })
     }
 
@@ -41,6 +45,7 @@ impl Feed {
     fn set_live(&self, now: bool) {
         let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
         *live = now;
+        self.signal.bump();
         let _ = self
             .tx
             .send(if now { Change::Resumed } else { Change::Gap });
@@ -94,6 +99,12 @@ pub(crate) fn spawn(pool: PgPool, feed: Arc<Feed>, schema: String) {
             loop {
                 match listener.try_recv().await {
                     Ok(Some(n)) => {
+                        if n.payload()
+                            .split_once(' ')
+                            .is_some_and(|(s, _)| s == schema)
+                        {
+                            feed.signal.bump();
+                        }
                         if let Some(change) = parse(n.payload(), &schema) {
                             feed.send(change);
                         }

@@ -4,13 +4,17 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use chrono::DateTime;
+use chrono::Utc;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Connection, Postgres, Row, Transaction};
+use tierstate_core::journal::{JournalInfo, JournalPage, JournalQuery, truncated_head};
+use tierstate_core::plan::Reads;
 use tierstate_core::{
-    BackendErrorKind, ChangeFeed, DeploymentId, Error, PutMode, Result, StateData, StateStore,
-    StoredRecord, Tier, WriteBatch, commit_time, micros,
+    BackendErrorKind, ChangeFeed, Committed, DeploymentId, DocAddr, Document, Error, Name,
+    PreparedBatch, Result, Signal, StateData, StateStore, StoredRecord, StreamAddr, Target, Tier,
+    TruncateBefore, WriteBatch, commit_time,
 };
+use tokio::sync::watch;
 
 use crate::PostgresConfig;
 use crate::error::{BACKEND, map};
@@ -27,6 +31,9 @@ pub struct PostgresStore {
     pool: PgPool,
     config: PostgresConfig,
     feed: Option<Arc<listener::Feed>>,
+    /// Bumped after this store's appends and on every change-feed event (other processes'
+    /// appends, gaps): what journal tails wait on.
+    signal: Arc<Signal>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -208,6 +215,49 @@ async fn prepare_database(
 }
 
 impl PostgresStore {
+    /// One run of a write transaction: lock and read the heads, plan, store, notify, commit.
+    async fn try_write(&self, reads: &Reads, batch: PreparedBatch) -> Attempt {
+        let mut tx = match self.pool.begin().await {
+            Ok(t) => t,
+            Err(e) => return Attempt::Done(Err(not_applied(e))),
+        };
+        let snap = match crate::records::snapshot(&mut tx, reads).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Attempt::Done(Err(e)),
+            Err(e) if lost_race(&e) => return Attempt::Retry(map(e)),
+            Err(e) => return Attempt::Done(Err(in_flight(e))),
+        };
+        // On a plan error the transaction is dropped and rolled back: nothing stays.
+        let plan = match tierstate_core::plan::plan(batch, &snap, commit_time()) {
+            Ok(p) => p,
+            Err(e) => return Attempt::Done(Err(e)),
+        };
+        if let Err(e) = crate::records::store(&mut tx, &plan).await {
+            return if lost_race(&e) {
+                Attempt::Retry(map(e))
+            } else {
+                Attempt::Done(Err(in_flight(e)))
+            };
+        }
+        // One round trip for the whole batch; delivered only if the transaction commits.
+        let mut payloads: Vec<String> = plan
+            .states
+            .iter()
+            .map(|w| format!("{} {}", w.version, w.address))
+            .collect();
+        payloads.extend(plan.heads.iter().map(|(s, _, _)| format!("j {s}")));
+        if !payloads.is_empty()
+            && let Err(e) = notify(&mut tx, &payloads).await
+        {
+            return Attempt::Done(Err(e));
+        }
+        match tx.commit().await {
+            Ok(()) => Attempt::Done(Ok(plan.committed)),
+            Err(e) if lost_race(&e) => Attempt::Retry(map(e)),
+            Err(e) => Attempt::Done(Err(in_flight(e))),
+        }
+    }
+
     /// Connects, creates the schema if named and applies the embedded migrations (serialized
     /// across processes by an advisory lock), then opens the pool and starts the NOTIFY
     /// listener.
@@ -226,18 +276,24 @@ impl PostgresStore {
             .connect_with(connect_options(&config)?)
             .await
             .map_err(not_applied)?;
+        let signal = Arc::new(Signal::new());
         let feed = if config.listen {
             let schema: String = sqlx::query_scalar("SELECT current_schema()")
                 .fetch_one(&pool)
                 .await
                 .map_err(map)?;
-            let feed = listener::Feed::new();
+            let feed = listener::Feed::new(signal.clone());
             listener::spawn(pool.clone(), feed.clone(), schema);
             Some(feed)
         } else {
             None
         };
-        Ok(Self { pool, config, feed })
+        Ok(Self {
+            pool,
+            config,
+            feed,
+            signal,
+        })
     }
 
     /// Applies the embedded migrations up to `version` only, on a fresh schema: builds fixtures
@@ -374,72 +430,18 @@ async fn notify(tx: &mut Transaction<'_, Postgres>, payloads: &[String]) -> Resu
     Ok(())
 }
 
-/// One CAS write as single statements; returns (version, created_at µs) or the CAS error.
-async fn cas_head(
-    tx: &mut Transaction<'_, Postgres>,
-    id: &str,
-    mode: PutMode,
-    now_us: i64,
-) -> Result<(i64, i64)> {
-    let row: Option<(i64, i64)> = match mode {
-        PutMode::Create => sqlx::query_as(
-            "INSERT INTO ts_head (deployment_id, version, created_at) VALUES ($1, 1, $2) \
-             ON CONFLICT (deployment_id) DO NOTHING RETURNING version, created_at",
-        )
-        .bind(id)
-        .bind(now_us)
-        .fetch_optional(&mut **tx)
-        .await
-        .map_err(in_flight)?,
-        PutMode::Update { expected } => sqlx::query_as(
-            "UPDATE ts_head SET version = version + 1 WHERE deployment_id = $1 AND version = $2 \
-             RETURNING version, created_at",
-        )
-        .bind(id)
-        .bind(i64_of(expected))
-        .fetch_optional(&mut **tx)
-        .await
-        .map_err(in_flight)?,
-        PutMode::Overwrite => sqlx::query_as(
-            "INSERT INTO ts_head (deployment_id, version, created_at) VALUES ($1, 1, $2) \
-             ON CONFLICT (deployment_id) DO UPDATE SET version = ts_head.version + 1 \
-             RETURNING version, created_at",
-        )
-        .bind(id)
-        .bind(now_us)
-        .fetch_optional(&mut **tx)
-        .await
-        .map_err(in_flight)?,
-    };
-    if let Some(r) = row {
-        return Ok(r);
-    }
-    // The statement matched nothing: read what is there to say why.
-    let actual: Option<i64> =
-        sqlx::query_scalar("SELECT version FROM ts_head WHERE deployment_id = $1")
-            .bind(id)
-            .fetch_optional(&mut **tx)
-            .await
-            .map_err(in_flight)?;
-    let deployment_id = DeploymentId::from_stored(id)?;
-    let actual = actual.map(|v| u64::try_from(v).unwrap_or(0));
-    Err(match (mode, actual) {
-        (PutMode::Create, Some(actual)) => Error::AlreadyExists {
-            deployment_id,
-            actual,
-        },
-        (PutMode::Update { expected }, actual) => Error::Conflict {
-            deployment_id,
-            expected,
-            actual,
-        },
-        _ => Error::Backend {
-            backend: BACKEND,
-            kind: BackendErrorKind::Other,
-            message: format!("CAS on {id} matched nothing and found {actual:?}"),
-            source: None,
-        },
-    })
+/// How one attempt of a write transaction ended.
+enum Attempt {
+    /// Committed, or failed in a way retrying cannot change.
+    Done(Result<Committed>),
+    /// Lost a race another transaction won (a unique key it created first, a deadlock):
+    /// nothing was applied; run the whole transaction again.
+    Retry(Error),
+}
+
+/// SQLSTATEs after which the transaction certainly rolled back and a rerun sees the winner.
+fn lost_race(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("23505" | "40P01" | "40001")))
 }
 
 #[async_trait]
@@ -502,52 +504,203 @@ impl StateStore for PostgresStore {
         rows.iter().map(|r| record(r)?.verify(Tier::Warm)).collect()
     }
 
-    async fn commit(&self, batch: WriteBatch) -> Result<Vec<StateData>> {
+    async fn write(&self, batch: WriteBatch) -> Result<Committed> {
         let batch = batch.prepare()?;
-        if batch.writes.is_empty() {
-            return Ok(Vec::new());
+        if batch.is_empty() {
+            return Ok(Committed::default());
         }
-        let now = commit_time();
-        let now_us = micros(now);
-        let mut tx = self.pool.begin().await.map_err(not_applied)?;
-        let mut committed = Vec::with_capacity(batch.writes.len());
-        for w in &batch.writes {
-            let id = w.deployment_id.as_str();
-            // On error the transaction is dropped and rolled back: nothing of the batch stays.
-            let (version, created_us) = cas_head(&mut tx, id, w.mode, now_us).await?;
-            sqlx::query(
-                "INSERT INTO ts_version (deployment_id, version, schema_version, checksum, updated_at, body) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(id)
-            .bind(version)
-            .bind(i32::try_from(w.schema_version).unwrap_or(i32::MAX))
-            .bind(w.checksum.to_hex())
-            .bind(now_us)
-            .bind(&w.body)
+        let reads = batch.reads();
+        let appends = !batch.appends.is_empty();
+        let mut attempt = 0u32;
+        let out = loop {
+            attempt += 1;
+            match self.try_write(&reads, batch.clone()).await {
+                Attempt::Done(r) => break r,
+                Attempt::Retry(e) if attempt >= 10 => break Err(e),
+                Attempt::Retry(_) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(u64::from(attempt))).await;
+                }
+            }
+        };
+        if appends && out.is_ok() {
+            self.signal.bump();
+        }
+        out
+    }
+
+    async fn get_as_of(
+        &self,
+        id: &DeploymentId,
+        at: chrono::DateTime<Utc>,
+    ) -> Result<Option<StateData>> {
+        let sql = concat!(
+            "SELECT ",
+            columns!(),
+            " FROM ts_head h JOIN ts_version v ON v.deployment_id = h.deployment_id \
+             WHERE h.deployment_id = $1 AND v.updated_at <= $2 ORDER BY v.version DESC LIMIT 1"
+        );
+        let row = sqlx::query(sql)
+            .bind(id.as_str())
+            .bind(at.timestamp_micros())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map)?;
+        let found = row.map(|r| record(&r)?.verify(Tier::Warm)).transpose()?;
+        let oldest: Option<i64> =
+            sqlx::query_scalar("SELECT min(version) FROM ts_version WHERE deployment_id = $1")
+                .bind(id.as_str())
+                .fetch_one(&self.pool)
+                .await
+                .map_err(map)?;
+        let oldest = oldest.map(|v| u64::try_from(v).unwrap_or(0));
+        tierstate_core::plan::as_of(id, Target::State, at, found, oldest)
+    }
+
+    async fn get_document(&self, address: &DocAddr) -> Result<Option<Document>> {
+        let mut c = self.pool.acquire().await.map_err(map)?;
+        let (rows, _) = crate::records::doc_versions(&mut c, address, true, None, 1)
+            .await
+            .map_err(map)?;
+        rows.into_iter()
+            .next()
+            .map(|r| r.verify(Tier::Warm))
+            .transpose()
+    }
+
+    async fn document_history(&self, address: &DocAddr, limit: usize) -> Result<Vec<Document>> {
+        let mut c = self.pool.acquire().await.map_err(map)?;
+        let (rows, _) = crate::records::doc_versions(&mut c, address, false, None, limit)
+            .await
+            .map_err(map)?;
+        rows.into_iter().map(|r| r.verify(Tier::Warm)).collect()
+    }
+
+    async fn document_as_of(
+        &self,
+        address: &DocAddr,
+        at: chrono::DateTime<Utc>,
+    ) -> Result<Option<Document>> {
+        let mut c = self.pool.acquire().await.map_err(map)?;
+        let (rows, oldest) =
+            crate::records::doc_versions(&mut c, address, false, Some(at.timestamp_micros()), 1)
+                .await
+                .map_err(map)?;
+        let found = rows
+            .into_iter()
+            .next()
+            .map(|r| r.verify(Tier::Warm))
+            .transpose()?;
+        tierstate_core::plan::as_of(
+            &address.deployment_id,
+            Target::document(address),
+            at,
+            found,
+            oldest,
+        )
+    }
+
+    async fn list_documents(
+        &self,
+        id: &DeploymentId,
+        collection: &Name,
+        after: Option<&Name>,
+        limit: usize,
+    ) -> Result<Vec<Result<Document>>> {
+        let mut c = self.pool.acquire().await.map_err(map)?;
+        let rows = crate::records::list_docs(&mut c, id, collection, after, limit)
+            .await
+            .map_err(map)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| r.and_then(|d| d.verify(Tier::Warm)))
+            .collect())
+    }
+
+    async fn journal_info(&self, stream: &StreamAddr) -> Result<Option<JournalInfo>> {
+        let mut c = self.pool.acquire().await.map_err(map)?;
+        let head = crate::records::head(&mut c, stream, false)
+            .await
+            .map_err(map)??;
+        // A head with nothing ever appended is a placeholder a rolled-back append left; it
+        // cannot exist after commit, but reads treat it as absent either way.
+        Ok(head.filter(|h| h.last_seq > 0).map(JournalInfo::from))
+    }
+
+    async fn read_journal(&self, stream: &StreamAddr, query: JournalQuery) -> Result<JournalPage> {
+        let mut tx = self.pool.begin().await.map_err(map)?;
+        // Head and rows from one snapshot, so a concurrent truncation cannot tear the read.
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             .execute(&mut *tx)
             .await
-            .map_err(in_flight)?;
-            let version = u64::try_from(version).unwrap_or(0);
-            if let Some(below) = batch.retention.prune_below(version) {
-                sqlx::query("DELETE FROM ts_version WHERE deployment_id = $1 AND version < $2")
-                    .bind(id)
-                    .bind(i64_of(below))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(in_flight)?;
+            .map_err(map)?;
+        let head = crate::records::head(&mut tx, stream, false)
+            .await
+            .map_err(map)??;
+        let resolved = query.resolve(head, stream)?;
+        let rows = crate::records::fetch(&mut tx, stream, &resolved.fetch)
+            .await
+            .map_err(map)?;
+        tx.commit().await.map_err(map)?;
+        resolved.finish(stream, rows, Tier::Warm)
+    }
+
+    async fn truncate_journal(&self, stream: &StreamAddr, before: TruncateBefore) -> Result<u64> {
+        let mut tx = self.pool.begin().await.map_err(not_applied)?;
+        let Some(head) = crate::records::head(&mut tx, stream, true)
+            .await
+            .map_err(in_flight)??
+        else {
+            return Ok(0);
+        };
+        let first_kept = match before {
+            TruncateBefore::Seq(n) => n,
+            TruncateBefore::EventTime(t) => {
+                let found: Option<i64> = sqlx::query_scalar(
+                    "SELECT min(seq) FROM ts_journal WHERE deployment_id = $1 AND stream = $2 AND event_at >= $3",
+                )
+                .bind(stream.deployment_id.as_str())
+                .bind(stream.stream.as_str())
+                .bind(t.timestamp_micros())
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(in_flight)?;
+                found.map_or(head.last_seq + 1, |n| u64::try_from(n).unwrap_or(0))
             }
-            let created_at = DateTime::from_timestamp_micros(created_us).unwrap_or(now);
-            committed.push(w.committed(version, created_at, now));
+        };
+        let anchor_seq = first_kept.saturating_sub(1).min(head.last_seq);
+        let anchor: Option<String> = sqlx::query_scalar(
+            "SELECT hash FROM ts_journal WHERE deployment_id = $1 AND stream = $2 AND seq = $3",
+        )
+        .bind(stream.deployment_id.as_str())
+        .bind(stream.stream.as_str())
+        .bind(i64_of(anchor_seq))
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(in_flight)?;
+        let new_head = truncated_head(stream, head, first_kept, anchor.as_deref())?;
+        if new_head == head {
+            return Ok(0);
         }
-        // One round trip for the whole batch; delivered only if and when the transaction commits.
-        let payloads: Vec<String> = committed
-            .iter()
-            .map(|d| format!("{} {}", d.version, d.deployment_id))
-            .collect();
-        notify(&mut tx, &payloads).await?;
+        sqlx::query(
+            "DELETE FROM ts_journal WHERE deployment_id = $1 AND stream = $2 AND seq <= $3",
+        )
+        .bind(stream.deployment_id.as_str())
+        .bind(stream.stream.as_str())
+        .bind(i64_of(new_head.base_seq))
+        .execute(&mut *tx)
+        .await
+        .map_err(in_flight)?;
+        crate::records::put_head(&mut tx, stream, &new_head)
+            .await
+            .map_err(in_flight)?;
+        notify(&mut tx, &[format!("j {stream}")]).await?;
         tx.commit().await.map_err(in_flight)?;
-        Ok(committed)
+        self.signal.bump();
+        Ok(new_head.base_seq - head.base_seq)
+    }
+
+    fn journal_signal(&self) -> watch::Receiver<u64> {
+        self.signal.subscribe()
     }
 
     async fn delete(&self, id: &DeploymentId) -> Result<bool> {

@@ -26,4 +26,4 @@ mod writer;
 
 pub use config::{RedbConfig, RedbDurability};
 pub use store::RedbStore;
-pub use tables::{FORMAT_VERSION, STEPS, Step, create_format_1, pending_steps};
+pub use tables::{FORMAT_VERSION, Format1State, STEPS, Step, create_format_1, pending_steps};

@@ -33,10 +33,14 @@ pub(crate) const HEAD: TableDefinition<&str, (u64, i64, i64)> = TableDefinition:
 pub(crate) const DOC_HEAD: TableDefinition<(&str, &str, &str), (u64, i64)> =
     TableDefinition::new("ts_doc_head");
 /// (deployment, collection, key, version) → (updated_at µs, checksum hex, body).
-pub(crate) const DOC_VERSIONS: TableDefinition<(&str, &str, &str, u64), (i64, &[u8], &[u8])> =
+pub(crate) type DocVersionKey = (&'static str, &'static str, &'static str, u64);
+/// A document version's value: (updated_at µs, checksum hex, body).
+pub(crate) type DocVersionValue = (i64, &'static [u8], &'static [u8]);
+pub(crate) const DOC_VERSIONS: TableDefinition<DocVersionKey, DocVersionValue> =
     TableDefinition::new("ts_doc_version");
 /// (deployment, stream) → (last seq, last hash hex, last commit µs, anchor seq, anchor hash hex).
-pub(crate) const J_HEAD: TableDefinition<(&str, &str), (u64, &[u8], i64, u64, &[u8])> =
+pub(crate) type JournalHeadValue = (u64, &'static [u8], i64, u64, &'static [u8]);
+pub(crate) const J_HEAD: TableDefinition<(&str, &str), JournalHeadValue> =
     TableDefinition::new("ts_journal_head");
 /// One journal entry's value: (event µs, commit µs, idempotency key or empty, checksum hex,
 /// previous hash hex, hash hex, body).
@@ -170,15 +174,16 @@ fn upgrade_to_2(txn: &WriteTransaction) -> Result<()> {
     Ok(())
 }
 
+/// One state of a format-1 fixture: (id, version, canonical body, checksum hex, created µs,
+/// updated µs).
+pub type Format1State<'a> = (&'a str, u64, &'a [u8], &'a str, i64, i64);
+
 /// Test and tooling helper: writes a format-1 file at `path` holding `states`
 /// (id, version, canonical body, checksum hex, created µs, updated µs), to test upgrades.
 ///
 /// # Errors
 /// `Backend` if redb fails.
-pub fn create_format_1(
-    path: &std::path::Path,
-    states: &[(&str, u64, &[u8], &str, i64, i64)],
-) -> Result<()> {
+pub fn create_format_1(path: &std::path::Path, states: &[Format1State<'_>]) -> Result<()> {
     let db = redb::Database::create(path).map_err(map)?;
     let txn = db.begin_write().map_err(map)?;
     {

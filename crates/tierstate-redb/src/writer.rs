@@ -47,10 +47,14 @@ pub(crate) enum Job {
     /// Test hook: raw work on the tables inside the writer's transaction.
     #[cfg(feature = "test-hooks")]
     Hook {
-        run: Box<dyn FnOnce(&mut Tables<'_>) -> Result<bool, Stop> + Send>,
+        run: HookFn,
         reply: oneshot::Sender<Result<bool>>,
     },
 }
+
+/// Test hook work run inside the writer's transaction.
+#[cfg(feature = "test-hooks")]
+pub(crate) type HookFn = Box<dyn FnOnce(&mut Tables<'_>) -> Result<bool, Stop> + Send>;
 
 /// A job's storage failure: the transaction is unusable and the whole group must abort.
 pub(crate) struct Stop(pub(crate) Error);

@@ -42,7 +42,9 @@ pub(crate) fn damage_entry(
     damage: EntryDamage,
 ) -> Result<bool> {
     let key = params![s.deployment_id.as_str(), s.stream.as_str(), seq as i64];
-    let found: Option<(i64, Vec<u8>, Vec<u8>, Vec<u8>)> = conn
+    // (rowid, body, checksum, hash)
+    type Found = (i64, Vec<u8>, Vec<u8>, Vec<u8>);
+    let found: Option<Found> = conn
         .query_row(
             "SELECT rowid, body, CAST(checksum AS BLOB), CAST(hash AS BLOB) FROM ts_journal \
              WHERE deployment_id = ?1 AND stream = ?2 AND seq = ?3",

@@ -186,7 +186,9 @@ fn put_head(conn: &Connection, s: &StreamAddr, h: &JournalHead) -> Result<()> {
 
 /// A stream's head, or `None` if nothing was ever appended.
 pub(crate) fn journal_head(conn: &Connection, s: &StreamAddr) -> Result<Option<JournalHead>> {
-    let row: Option<(i64, Vec<u8>, i64, i64, Vec<u8>)> = conn
+    // (last seq, last hash, last commit, anchor seq, anchor hash)
+    type HeadRow = (i64, Vec<u8>, i64, i64, Vec<u8>);
+    let row: Option<HeadRow> = conn
         .prepare_cached(
             "SELECT last_seq, CAST(last_hash AS BLOB), last_commit_at, base_seq, CAST(base_hash AS BLOB) \
              FROM ts_journal_head WHERE deployment_id = ?1 AND stream = ?2",

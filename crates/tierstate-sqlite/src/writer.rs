@@ -41,7 +41,7 @@ pub(crate) enum Job {
     /// Test hook: runs raw SQL work in the writer's transaction.
     #[cfg(feature = "test-hooks")]
     Hook {
-        run: Box<dyn FnOnce(&Connection) -> Result<bool> + Send>,
+        run: HookFn,
         reply: oneshot::Sender<Result<bool>>,
     },
 }
@@ -49,6 +49,10 @@ pub(crate) enum Job {
 fn replicate(e: &Error) -> Error {
     group::replicate(BACKEND, e)
 }
+
+/// Test hook work run inside the writer's transaction.
+#[cfg(feature = "test-hooks")]
+pub(crate) type HookFn = Box<dyn FnOnce(&Connection) -> Result<bool> + Send>;
 
 /// The writer thread that owns the write connection.
 pub(crate) type Writer = GroupWriter<Job>;

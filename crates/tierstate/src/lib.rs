@@ -35,9 +35,11 @@ pub use manager::{StateManager, Versioned};
 pub use metrics::{Metrics, Op, OpRecord, Outcome, TierSummary};
 pub use payload::PAYLOAD_MARKER;
 pub use tierstate_core::{
-    BackendErrorKind, BatchOp, Checksum, CommitProbe, DeploymentId, Error, InMemoryStore,
-    MAX_SCHEMA_VERSION, MAX_STATE_BYTES, MAX_STATE_DEPTH, PutMode, Result, Retention, StateData,
-    StateStore, StateWrite, Tier, WriteBatch,
+    Append, Appended, BackendErrorKind, BatchOp, Checksum, CommitProbe, Committed, DeploymentId,
+    DocAddr, DocWrite, Document, Error, InMemoryStore, JournalEntry, JournalInfo, JournalPage,
+    JournalQuery, JournalTail, MAX_SCHEMA_VERSION, MAX_STATE_BYTES, MAX_STATE_DEPTH, Name, PutMode,
+    Result, Retention, StateData, StateStore, StateWrite, StreamAddr, Target, Tier, TruncateBefore,
+    WriteBatch,
 };
 pub use tierstate_migrate::{MigrationError, MigrationRegistry, RollbackInfo, StateMigration};
 #[cfg(feature = "postgres")]

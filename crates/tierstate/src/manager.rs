@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use tierstate_core::{
     BackendErrorKind, BatchOp, CommitProbe, DeploymentId, Error, PutMode, Result, Retention,
-    StateData, StateStore, StateWrite, Tier, WriteBatch,
+    StateData, StateStore, StateWrite, Target, Tier, WriteBatch,
 };
 use tracing::{Instrument, debug_span, warn};
 
@@ -694,24 +694,32 @@ impl Inner {
         result
     }
 
-    /// What a failed write tells about the stored version.
+    /// What a failed write tells about the stored version (of a state: the HOT tier caches
+    /// states only, so a document's or journal's conflict teaches it nothing).
     fn learn(&self, e: &Error) {
         match e {
             Error::Conflict {
                 deployment_id,
+                target: Target::State,
                 actual: Some(actual),
                 ..
             }
             | Error::AlreadyExists {
                 deployment_id,
+                target: Target::State,
                 actual,
             } => self.hot.observe(deployment_id, *actual),
             Error::Conflict {
                 deployment_id,
+                target: Target::State,
                 actual: None,
                 ..
             } => self.hot.forget(deployment_id),
-            Error::Integrity { deployment_id, .. } => self.hot.invalidate(deployment_id),
+            Error::Integrity {
+                deployment_id,
+                target: Target::State,
+                ..
+            } => self.hot.invalidate(deployment_id),
             _ => {}
         }
     }

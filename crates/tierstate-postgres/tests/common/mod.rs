@@ -47,3 +47,85 @@ pub async fn damage(store: &PostgresStore, id: &str, offset: usize, mask: u8) ->
     .unwrap();
     true
 }
+
+/// Damages a document or journal entry directly in SQL (hex text stays ASCII when flipped).
+pub async fn damage_record(store: &PostgresStore, what: tierstate_testkit::RecordDamage) -> bool {
+    use tierstate_core::journal::{EntryDamage, flip};
+    use tierstate_testkit::RecordDamage;
+    let pool = store.pool();
+    match what {
+        RecordDamage::Document(a) => {
+            let row: Option<(i64, Vec<u8>)> = sqlx::query_as(
+                "SELECT v.version, v.body FROM ts_doc_head h JOIN ts_doc_version v \
+                 ON (v.deployment_id, v.collection, v.key, v.version) = (h.deployment_id, h.collection, h.key, h.version) \
+                 WHERE h.deployment_id = $1 AND h.collection = $2 AND h.key = $3",
+            )
+            .bind(a.deployment_id.as_str())
+            .bind(a.collection.as_str())
+            .bind(a.key.as_str())
+            .fetch_optional(pool)
+            .await
+            .unwrap();
+            let Some((v, mut body)) = row else {
+                return false;
+            };
+            flip(&mut body);
+            sqlx::query(
+                "UPDATE ts_doc_version SET body = $5 WHERE deployment_id = $1 AND collection = $2 \
+                 AND key = $3 AND version = $4",
+            )
+            .bind(a.deployment_id.as_str())
+            .bind(a.collection.as_str())
+            .bind(a.key.as_str())
+            .bind(v)
+            .bind(body)
+            .execute(pool)
+            .await
+            .unwrap();
+            true
+        }
+        RecordDamage::Entry(s, seq, damage) => {
+            let row: Option<(Vec<u8>, String, String)> = sqlx::query_as(
+                "SELECT body, checksum, hash FROM ts_journal WHERE deployment_id = $1 AND stream = $2 AND seq = $3",
+            )
+            .bind(s.deployment_id.as_str())
+            .bind(s.stream.as_str())
+            .bind(seq as i64)
+            .fetch_optional(pool)
+            .await
+            .unwrap();
+            let Some((mut body, sum, hash)) = row else {
+                return false;
+            };
+            let (mut sum, mut hash) = (sum.into_bytes(), hash.into_bytes());
+            let sql = match damage {
+                EntryDamage::Delete => {
+                    "DELETE FROM ts_journal WHERE deployment_id = $1 AND stream = $2 AND seq = $3 AND $4::bytea IS NOT NULL AND $5::text IS NOT NULL AND $6::text IS NOT NULL"
+                }
+                EntryDamage::Body => {
+                    flip(&mut body);
+                    "UPDATE ts_journal SET body = $4, checksum = $5, hash = $6 WHERE deployment_id = $1 AND stream = $2 AND seq = $3"
+                }
+                EntryDamage::Checksum => {
+                    flip(&mut sum);
+                    "UPDATE ts_journal SET body = $4, checksum = $5, hash = $6 WHERE deployment_id = $1 AND stream = $2 AND seq = $3"
+                }
+                EntryDamage::Hash => {
+                    flip(&mut hash);
+                    "UPDATE ts_journal SET body = $4, checksum = $5, hash = $6 WHERE deployment_id = $1 AND stream = $2 AND seq = $3"
+                }
+            };
+            sqlx::query(sql)
+                .bind(s.deployment_id.as_str())
+                .bind(s.stream.as_str())
+                .bind(seq as i64)
+                .bind(body)
+                .bind(String::from_utf8(sum).unwrap())
+                .bind(String::from_utf8(hash).unwrap())
+                .execute(pool)
+                .await
+                .unwrap();
+            true
+        }
+    }
+}

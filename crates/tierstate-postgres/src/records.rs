@@ -1,0 +1,417 @@
+//! SQL for documents, journals and time travel on PostgreSQL: reading (and row-locking) a
+//! batch's snapshot, storing its plan, and the read queries. The rules are in
+//! `tierstate_core::plan` and `tierstate_core::journal`; this file only moves rows.
+
+use sqlx::postgres::PgRow;
+use sqlx::{PgConnection, Row};
+use tierstate_core::journal::{Fetch, JournalHead, StoredEntry, genesis_hash};
+use tierstate_core::plan::{Plan, Reads, Snapshot};
+use tierstate_core::{DocAddr, Name, Result, StoredDoc, StreamAddr};
+
+use crate::error::map;
+
+fn i64_of(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn u64_of(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+/// Reads and locks (`FOR UPDATE`, in a fixed order) the heads a batch depends on. Journal
+/// heads are created first if missing, so appenders to a new stream queue on its row too.
+pub(crate) async fn snapshot(
+    c: &mut PgConnection,
+    reads: &Reads,
+) -> std::result::Result<Result<Snapshot>, sqlx::Error> {
+    let mut snap = Snapshot::default();
+    if !reads.states.is_empty() {
+        let ids: Vec<&str> = reads.states.iter().map(|i| i.as_str()).collect();
+        let rows = sqlx::query(
+            "SELECT deployment_id, version, created_at FROM ts_head WHERE deployment_id = ANY($1) \
+             ORDER BY deployment_id FOR UPDATE",
+        )
+        .bind(&ids)
+        .fetch_all(&mut *c)
+        .await?;
+        for r in rows {
+            let id: String = r.try_get(0)?;
+            if let Some(k) = reads.states.iter().find(|i| i.as_str() == id) {
+                snap.states
+                    .insert(k.clone(), (u64_of(r.try_get(1)?), r.try_get(2)?));
+            }
+        }
+    }
+    for a in &reads.documents {
+        let row: Option<(i64, i64)> = sqlx::query_as(
+            "SELECT version, created_at FROM ts_doc_head WHERE deployment_id = $1 AND collection = $2 \
+             AND key = $3 FOR UPDATE",
+        )
+        .bind(a.deployment_id.as_str())
+        .bind(a.collection.as_str())
+        .bind(a.key.as_str())
+        .fetch_optional(&mut *c)
+        .await?;
+        if let Some((v, created)) = row {
+            snap.documents.insert(a.clone(), (u64_of(v), created));
+        }
+    }
+    for s in &reads.streams {
+        let g = genesis_hash(s).to_hex();
+        sqlx::query(
+            "INSERT INTO ts_journal_head (deployment_id, stream, last_seq, last_hash, last_commit_at, \
+             base_seq, base_hash) VALUES ($1, $2, 0, $3, $4, 0, $3) ON CONFLICT DO NOTHING",
+        )
+        .bind(s.deployment_id.as_str())
+        .bind(s.stream.as_str())
+        .bind(&g)
+        .bind(i64::MIN)
+        .execute(&mut *c)
+        .await?;
+        match head(&mut *c, s, true).await? {
+            Ok(Some(h)) => {
+                snap.heads.insert(s.clone(), h);
+            }
+            Ok(None) => {}
+            Err(e) => return Ok(Err(e)),
+        }
+    }
+    for (s, k) in &reads.keys {
+        let rows = fetch(&mut *c, s, &Fetch::Key(k.clone())).await?;
+        if let Some(row) = rows.into_iter().next() {
+            snap.keyed.insert((s.clone(), k.clone()), row);
+        }
+    }
+    Ok(Ok(snap))
+}
+
+/// A stream's head (`lock`: `FOR UPDATE`).
+pub(crate) async fn head(
+    c: &mut PgConnection,
+    s: &StreamAddr,
+    lock: bool,
+) -> std::result::Result<Result<Option<JournalHead>>, sqlx::Error> {
+    let sql = if lock {
+        "SELECT last_seq, last_hash, last_commit_at, base_seq, base_hash FROM ts_journal_head \
+         WHERE deployment_id = $1 AND stream = $2 FOR UPDATE"
+    } else {
+        "SELECT last_seq, last_hash, last_commit_at, base_seq, base_hash FROM ts_journal_head \
+         WHERE deployment_id = $1 AND stream = $2"
+    };
+    let row: Option<(i64, String, i64, i64, String)> = sqlx::query_as(sql)
+        .bind(s.deployment_id.as_str())
+        .bind(s.stream.as_str())
+        .fetch_optional(&mut *c)
+        .await?;
+    Ok(row
+        .map(|(l, lh, lc, b, bh)| JournalHead::from_stored(s, l, &lh, lc, b, &bh))
+        .transpose())
+}
+
+/// Stores everything a plan decided.
+pub(crate) async fn store(
+    c: &mut PgConnection,
+    plan: &Plan,
+) -> std::result::Result<(), sqlx::Error> {
+    for w in &plan.states {
+        let id = w.address.as_str();
+        sqlx::query(
+            "INSERT INTO ts_head (deployment_id, version, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (deployment_id) DO UPDATE SET version = excluded.version",
+        )
+        .bind(id)
+        .bind(i64_of(w.version))
+        .bind(w.created_us)
+        .execute(&mut *c)
+        .await?;
+        sqlx::query(
+            "INSERT INTO ts_version (deployment_id, version, schema_version, checksum, updated_at, body) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(id)
+        .bind(i64_of(w.version))
+        .bind(i32::try_from(w.schema_version).unwrap_or(i32::MAX))
+        .bind(&w.checksum)
+        .bind(w.updated_us)
+        .bind(&w.body)
+        .execute(&mut *c)
+        .await?;
+        if let Some(below) = w.prune_below {
+            sqlx::query("DELETE FROM ts_version WHERE deployment_id = $1 AND version < $2")
+                .bind(id)
+                .bind(i64_of(below))
+                .execute(&mut *c)
+                .await?;
+        }
+    }
+    for w in &plan.documents {
+        let a = &w.address;
+        sqlx::query(
+            "INSERT INTO ts_doc_head (deployment_id, collection, key, version, created_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (deployment_id, collection, key) \
+             DO UPDATE SET version = excluded.version",
+        )
+        .bind(a.deployment_id.as_str())
+        .bind(a.collection.as_str())
+        .bind(a.key.as_str())
+        .bind(i64_of(w.version))
+        .bind(w.created_us)
+        .execute(&mut *c)
+        .await?;
+        sqlx::query(
+            "INSERT INTO ts_doc_version (deployment_id, collection, key, version, checksum, updated_at, body) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(a.deployment_id.as_str())
+        .bind(a.collection.as_str())
+        .bind(a.key.as_str())
+        .bind(i64_of(w.version))
+        .bind(&w.checksum)
+        .bind(w.updated_us)
+        .bind(&w.body)
+        .execute(&mut *c)
+        .await?;
+        if let Some(below) = w.prune_below {
+            sqlx::query(
+                "DELETE FROM ts_doc_version WHERE deployment_id = $1 AND collection = $2 AND key = $3 \
+                 AND version < $4",
+            )
+            .bind(a.deployment_id.as_str())
+            .bind(a.collection.as_str())
+            .bind(a.key.as_str())
+            .bind(i64_of(below))
+            .execute(&mut *c)
+            .await?;
+        }
+    }
+    for a in &plan.removals {
+        for table in ["ts_doc_version", "ts_doc_head"] {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DELETE FROM {table} WHERE deployment_id = $1 AND collection = $2 AND key = $3"
+            )))
+            .bind(a.deployment_id.as_str())
+            .bind(a.collection.as_str())
+            .bind(a.key.as_str())
+            .execute(&mut *c)
+            .await?;
+        }
+    }
+    for e in &plan.entries {
+        sqlx::query(
+            "INSERT INTO ts_journal (deployment_id, stream, seq, event_at, commit_at, idem_key, \
+             checksum, prev_hash, hash, body) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(e.stream.deployment_id.as_str())
+        .bind(e.stream.stream.as_str())
+        .bind(i64_of(e.seq))
+        .bind(e.event_us)
+        .bind(e.commit_us)
+        .bind(&e.key)
+        .bind(&e.checksum)
+        .bind(&e.prev_hash)
+        .bind(&e.hash)
+        .bind(&e.body)
+        .execute(&mut *c)
+        .await?;
+    }
+    for (s, h, _) in &plan.heads {
+        put_head(&mut *c, s, h).await?;
+    }
+    Ok(())
+}
+
+pub(crate) async fn put_head(
+    c: &mut PgConnection,
+    s: &StreamAddr,
+    h: &JournalHead,
+) -> std::result::Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO ts_journal_head (deployment_id, stream, last_seq, last_hash, last_commit_at, \
+         base_seq, base_hash) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+         ON CONFLICT (deployment_id, stream) DO UPDATE SET last_seq = excluded.last_seq, \
+         last_hash = excluded.last_hash, last_commit_at = excluded.last_commit_at, \
+         base_seq = excluded.base_seq, base_hash = excluded.base_hash",
+    )
+    .bind(s.deployment_id.as_str())
+    .bind(s.stream.as_str())
+    .bind(i64_of(h.last_seq))
+    .bind(h.last_hash.to_hex())
+    .bind(h.last_commit_us)
+    .bind(i64_of(h.base_seq))
+    .bind(h.base_hash.to_hex())
+    .execute(&mut *c)
+    .await?;
+    Ok(())
+}
+
+const ENTRY: &str = "seq, event_at, commit_at, idem_key, checksum, prev_hash, hash, body";
+
+fn entry_of(s: &StreamAddr, r: &PgRow) -> std::result::Result<StoredEntry, sqlx::Error> {
+    Ok(StoredEntry {
+        stream: s.clone(),
+        seq: u64_of(r.try_get(0)?),
+        event_us: r.try_get(1)?,
+        commit_us: r.try_get(2)?,
+        key: r.try_get(3)?,
+        checksum: r.try_get(4)?,
+        prev_hash: r.try_get(5)?,
+        hash: r.try_get(6)?,
+        body: r.try_get(7)?,
+    })
+}
+
+/// Runs a resolved journal fetch.
+pub(crate) async fn fetch(
+    c: &mut PgConnection,
+    s: &StreamAddr,
+    f: &Fetch,
+) -> std::result::Result<Vec<StoredEntry>, sqlx::Error> {
+    let base = "FROM ts_journal WHERE deployment_id = $1 AND stream = $2";
+    let q = match f {
+        Fetch::Nothing => return Ok(Vec::new()),
+        Fetch::Seq { lo, hi } => sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {ENTRY} {base} AND seq BETWEEN $3 AND $4 ORDER BY seq"
+        )))
+        .bind(s.deployment_id.as_str())
+        .bind(s.stream.as_str())
+        .bind(i64_of(*lo))
+        .bind(i64_of(*hi)),
+        Fetch::Window {
+            from_us,
+            to_us,
+            after,
+            limit,
+        } => {
+            let (ae, aseq) = after.map_or((i64::MIN, -1), |(e, q)| (e, i64_of(q)));
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {ENTRY} {base} AND event_at >= $3 AND event_at < $4 \
+                 AND (event_at, seq) > ($5, $6) ORDER BY event_at, seq LIMIT $7"
+            )))
+            .bind(s.deployment_id.as_str())
+            .bind(s.stream.as_str())
+            .bind(*from_us)
+            .bind(*to_us)
+            .bind(ae)
+            .bind(aseq)
+            .bind(i64_of(*limit as u64))
+        }
+        Fetch::AtOrBefore { at_us } => sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {ENTRY} {base} AND event_at <= $3 ORDER BY event_at DESC, seq DESC LIMIT 1"
+        )))
+        .bind(s.deployment_id.as_str())
+        .bind(s.stream.as_str())
+        .bind(*at_us),
+        Fetch::Key(k) => sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {ENTRY} {base} AND idem_key = $3"
+        )))
+        .bind(s.deployment_id.as_str())
+        .bind(s.stream.as_str())
+        .bind(k.as_str().to_owned()),
+    };
+    let rows = q.fetch_all(&mut *c).await?;
+    rows.iter().map(|r| entry_of(s, r)).collect()
+}
+
+/// Stored versions of a document, newest first (optionally only the current one, or those
+/// committed by `at_us`), and its oldest retained version.
+pub(crate) async fn doc_versions(
+    c: &mut PgConnection,
+    a: &DocAddr,
+    current_only: bool,
+    at_us: Option<i64>,
+    limit: usize,
+) -> std::result::Result<(Vec<StoredDoc>, Option<u64>), sqlx::Error> {
+    let cond = if current_only {
+        " AND v.version = h.version"
+    } else {
+        ""
+    };
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT h.created_at, v.version, v.checksum, v.updated_at, v.body FROM ts_doc_head h \
+         JOIN ts_doc_version v ON v.deployment_id = h.deployment_id AND v.collection = h.collection \
+         AND v.key = h.key WHERE h.deployment_id = $1 AND h.collection = $2 AND h.key = $3{cond} \
+         AND v.updated_at <= $4 ORDER BY v.version DESC LIMIT $5"
+    )))
+    .bind(a.deployment_id.as_str())
+    .bind(a.collection.as_str())
+    .bind(a.key.as_str())
+    .bind(at_us.unwrap_or(i64::MAX))
+    .bind(i64_of(limit as u64))
+    .fetch_all(&mut *c)
+    .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in &rows {
+        out.push(StoredDoc {
+            address: a.clone(),
+            version: u64_of(r.try_get(1)?),
+            body: r.try_get(4)?,
+            checksum: r.try_get(2)?,
+            created_at_us: r.try_get(0)?,
+            updated_at_us: r.try_get(3)?,
+        });
+    }
+    let oldest: Option<i64> = if at_us.is_some() {
+        sqlx::query_scalar(
+            "SELECT min(version) FROM ts_doc_version WHERE deployment_id = $1 AND collection = $2 AND key = $3",
+        )
+        .bind(a.deployment_id.as_str())
+        .bind(a.collection.as_str())
+        .bind(a.key.as_str())
+        .fetch_one(&mut *c)
+        .await?
+    } else {
+        None
+    };
+    Ok((out, oldest.map(u64_of)))
+}
+
+/// Current documents of one collection in key order after `after`.
+pub(crate) async fn list_docs(
+    c: &mut PgConnection,
+    id: &tierstate_core::DeploymentId,
+    collection: &Name,
+    after: Option<&Name>,
+    limit: usize,
+) -> std::result::Result<Vec<Result<StoredDoc>>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT h.key, h.created_at, v.version, v.checksum, v.updated_at, v.body FROM ts_doc_head h \
+         JOIN ts_doc_version v ON v.deployment_id = h.deployment_id AND v.collection = h.collection \
+         AND v.key = h.key AND v.version = h.version \
+         WHERE h.deployment_id = $1 AND h.collection = $2 AND ($3::text IS NULL OR h.key > $3) \
+         ORDER BY h.key LIMIT $4",
+    )
+    .bind(id.as_str())
+    .bind(collection.as_str())
+    .bind(after.map(|k| k.as_str().to_owned()))
+    .bind(i64_of(limit as u64))
+    .fetch_all(&mut *c)
+    .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let key: String = r.try_get(0)?;
+        out.push(
+            Name::key(&key)
+                .map(|key| StoredDoc {
+                    address: DocAddr {
+                        deployment_id: id.clone(),
+                        collection: collection.clone(),
+                        key,
+                    },
+                    version: 0,
+                    body: Vec::new(),
+                    checksum: String::new(),
+                    created_at_us: 0,
+                    updated_at_us: 0,
+                })
+                .map_err(|e| map(sqlx::Error::Protocol(e.to_string()))),
+        );
+        if let Some(Ok(d)) = out.last_mut() {
+            d.version = u64_of(r.try_get(2)?);
+            d.created_at_us = r.try_get(1)?;
+            d.checksum = r.try_get(3)?;
+            d.updated_at_us = r.try_get(4)?;
+            d.body = r.try_get(5)?;
+        }
+    }
+    Ok(out)
+}
