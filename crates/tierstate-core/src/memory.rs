@@ -18,7 +18,7 @@ use crate::journal::{
 use crate::plan::{Snapshot, plan};
 use crate::{
     Committed, DeploymentId, DocAddr, Document, Name, Result, Signal, StateData, StateStore,
-    StoredDoc, StoredRecord, StreamAddr, Target, Tier, WriteBatch, commit_time,
+    StoredDoc, StoredRecord, StreamAddr, Tier, WriteBatch, commit_time,
 };
 
 /// A [`StateStore`] held in process memory; for tests and as the reference implementation.
@@ -247,8 +247,7 @@ impl StateStore for InMemoryStore {
             pick_as_of(self.data.lock().rows.get(id), at.timestamp_micros(), |r| {
                 (r.version, r.updated_at_us)
             });
-        let found = found.map(|r| r.verify(Tier::Warm)).transpose()?;
-        crate::plan::as_of(id, Target::State, at, found, oldest)
+        crate::plan::state_as_of(id, at, found, oldest)
     }
 
     async fn get_document(&self, address: &DocAddr) -> Result<Option<Document>> {
@@ -282,14 +281,7 @@ impl StateStore for InMemoryStore {
             at.timestamp_micros(),
             |r| (r.version, r.updated_at_us),
         );
-        let found = found.map(|r| r.verify(Tier::Warm)).transpose()?;
-        crate::plan::as_of(
-            &address.deployment_id,
-            Target::document(address),
-            at,
-            found,
-            oldest,
-        )
+        crate::plan::document_as_of(address, at, found, oldest)
     }
 
     async fn list_documents(

@@ -135,14 +135,6 @@ impl DocAddr {
             key: Name::key(key)?,
         })
     }
-
-    /// The same collection, another key.
-    pub fn with_key(&self, key: Name) -> Self {
-        Self {
-            key,
-            ..self.clone()
-        }
-    }
 }
 
 impl fmt::Display for DocAddr {

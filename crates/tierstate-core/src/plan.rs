@@ -11,8 +11,8 @@ use chrono::{DateTime, Utc};
 
 use crate::journal::{Appended, JournalHead, StoredEntry, chain_hash};
 use crate::{
-    Checksum, DeploymentId, DocAddr, Document, Error, Name, PreparedBatch, Result, StateData,
-    StreamAddr, Target, Tier, cas, micros,
+    DeploymentId, DocAddr, Document, Error, Name, PreparedBatch, Result, StateData, StoredDoc,
+    StoredRecord, StreamAddr, Target, Tier, cas, micros,
 };
 
 /// Everything a batch's plan depends on, each list sorted and without repeats (the order
@@ -113,16 +113,6 @@ pub struct Plan {
     pub heads: Vec<(StreamAddr, JournalHead, bool)>,
     /// What the caller hears once the transaction commits.
     pub committed: Committed,
-}
-
-impl Plan {
-    /// True if the plan writes nothing (every append was an idempotent replay, say).
-    pub fn writes_nothing(&self) -> bool {
-        self.states.is_empty()
-            && self.documents.is_empty()
-            && self.removals.is_empty()
-            && self.entries.is_empty()
-    }
 }
 
 /// What a committed batch produced, each list in batch order of its kind.
@@ -285,14 +275,8 @@ pub fn plan(batch: PreparedBatch, snap: &Snapshot, now: DateTime<Utc>) -> Result
         let commit_us = now_us.max(head.last_commit_us);
         let event_us = a.append.event_time.timestamp_micros();
         let key = a.append.key.as_ref().map(|k| k.as_str().to_owned());
-        let hash = chain_hash(
-            &head.last_hash,
-            seq,
-            event_us,
-            commit_us,
-            key.as_deref(),
-            &a.checksum,
-        );
+        let prev = head.last_hash;
+        let hash = chain_hash(&prev, seq, event_us, commit_us, key.as_deref(), &a.checksum);
         let row = StoredEntry {
             stream: stream.clone(),
             seq,
@@ -301,7 +285,7 @@ pub fn plan(batch: PreparedBatch, snap: &Snapshot, now: DateTime<Utc>) -> Result
             key,
             body: a.body,
             checksum: a.checksum.to_hex(),
-            prev_hash: head.last_hash.to_hex(),
+            prev_hash: prev.to_hex(),
             hash: hash.to_hex(),
         };
         head.last_seq = seq;
@@ -315,7 +299,7 @@ pub fn plan(batch: PreparedBatch, snap: &Snapshot, now: DateTime<Utc>) -> Result
             key: a.append.key.clone(),
             value: a.append.value,
             checksum: a.checksum,
-            prev_hash: Checksum::from_hex(&row.prev_hash).unwrap_or(hash),
+            prev_hash: prev,
             hash,
             loaded_from: Tier::Warm,
         };
@@ -336,14 +320,44 @@ pub fn plan(batch: PreparedBatch, snap: &Snapshot, now: DateTime<Utc>) -> Result
     Ok(out)
 }
 
-/// Chooses what a point-in-time read returns from a record's retained versions: the newest at
-/// or before `at`. `found` is that version if any; `oldest` the oldest retained version number
-/// and commit time (µs), `None` if the record does not exist.
+/// What a read of a state as of `at` returns, given the newest retained version committed at
+/// or before it (`found`, verified here) and the oldest retained version number (`None`: the
+/// deployment does not exist).
 ///
 /// # Errors
-/// `NotRetained` if versions older than every retained one existed (pruned) and none
-/// retained is old enough.
-pub fn as_of<T>(
+/// `Integrity` if `found` is damaged; `NotRetained` if versions older than every retained one
+/// existed (pruned) and none retained is old enough.
+pub fn state_as_of(
+    id: &DeploymentId,
+    at: DateTime<Utc>,
+    found: Option<StoredRecord>,
+    oldest: Option<u64>,
+) -> Result<Option<StateData>> {
+    let found = found.map(|r| r.verify(Tier::Warm)).transpose()?;
+    as_of(id, Target::State, at, found, oldest)
+}
+
+/// [`state_as_of`] for a document.
+///
+/// # Errors
+/// As [`state_as_of`].
+pub fn document_as_of(
+    address: &DocAddr,
+    at: DateTime<Utc>,
+    found: Option<StoredDoc>,
+    oldest: Option<u64>,
+) -> Result<Option<Document>> {
+    let found = found.map(|r| r.verify(Tier::Warm)).transpose()?;
+    as_of(
+        &address.deployment_id,
+        Target::document(address),
+        at,
+        found,
+        oldest,
+    )
+}
+
+fn as_of<T>(
     deployment_id: &DeploymentId,
     target: Target,
     at: DateTime<Utc>,

@@ -11,7 +11,7 @@ use tierstate_core::journal::{JournalInfo, JournalPage, JournalQuery, truncated_
 use tierstate_core::plan::Reads;
 use tierstate_core::{
     BackendErrorKind, ChangeFeed, Committed, DeploymentId, DocAddr, Document, Error, Name,
-    PreparedBatch, Result, Signal, StateData, StateStore, StoredRecord, StreamAddr, Target, Tier,
+    PreparedBatch, Result, Signal, StateData, StateStore, StoredRecord, StreamAddr, Tier,
     TruncateBefore, WriteBatch, commit_time,
 };
 use tokio::sync::watch;
@@ -545,7 +545,7 @@ impl StateStore for PostgresStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(map)?;
-        let found = row.map(|r| record(&r)?.verify(Tier::Warm)).transpose()?;
+        let found = row.map(|r| record(&r)).transpose()?;
         let oldest: Option<i64> =
             sqlx::query_scalar("SELECT min(version) FROM ts_version WHERE deployment_id = $1")
                 .bind(id.as_str())
@@ -553,7 +553,7 @@ impl StateStore for PostgresStore {
                 .await
                 .map_err(map)?;
         let oldest = oldest.map(|v| u64::try_from(v).unwrap_or(0));
-        tierstate_core::plan::as_of(id, Target::State, at, found, oldest)
+        tierstate_core::plan::state_as_of(id, at, found, oldest)
     }
 
     async fn get_document(&self, address: &DocAddr) -> Result<Option<Document>> {
@@ -585,18 +585,7 @@ impl StateStore for PostgresStore {
             crate::records::doc_versions(&mut c, address, false, Some(at.timestamp_micros()), 1)
                 .await
                 .map_err(map)?;
-        let found = rows
-            .into_iter()
-            .next()
-            .map(|r| r.verify(Tier::Warm))
-            .transpose()?;
-        tierstate_core::plan::as_of(
-            &address.deployment_id,
-            Target::document(address),
-            at,
-            found,
-            oldest,
-        )
+        tierstate_core::plan::document_as_of(address, at, rows.into_iter().next(), oldest)
     }
 
     async fn list_documents(
@@ -621,9 +610,9 @@ impl StateStore for PostgresStore {
         let head = crate::records::head(&mut c, stream, false)
             .await
             .map_err(map)??;
-        // A head with nothing ever appended is a placeholder a rolled-back append left; it
-        // cannot exist after commit, but reads treat it as absent either way.
-        Ok(head.filter(|h| h.last_seq > 0).map(JournalInfo::from))
+        // The placeholder head an append creates for a new stream is never visible here: it
+        // commits only with that append's entries.
+        Ok(head.map(JournalInfo::from))
     }
 
     async fn read_journal(&self, stream: &StreamAddr, query: JournalQuery) -> Result<JournalPage> {

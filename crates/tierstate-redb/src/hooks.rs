@@ -4,13 +4,8 @@ use redb::ReadableTable;
 use tierstate_core::journal::{EntryDamage, flip};
 use tierstate_core::{DocAddr, StreamAddr};
 
-use crate::error::map;
-use crate::records::Tables;
+use crate::records::{Tables, stop};
 use crate::writer::Stop;
-
-fn stop(e: impl Into<redb::Error>) -> Stop {
-    Stop(map(e.into()))
-}
 
 pub(crate) fn damage_document(t: &mut Tables<'_>, a: &DocAddr) -> Result<bool, Stop> {
     let k = (

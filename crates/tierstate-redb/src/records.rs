@@ -50,7 +50,8 @@ impl<'t> Tables<'t> {
     }
 }
 
-fn stop(e: impl Into<redb::Error>) -> Stop {
+/// A storage failure inside the write transaction: the whole group aborts.
+pub(crate) fn stop(e: impl Into<redb::Error>) -> Stop {
     Stop(map(e.into()))
 }
 

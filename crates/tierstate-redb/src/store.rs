@@ -10,7 +10,7 @@ use redb::{Database, ReadTransaction, ReadableDatabase};
 use tierstate_core::journal::{EntryDamage, JournalInfo, JournalPage, JournalQuery};
 use tierstate_core::{
     BackendErrorKind, Committed, DeploymentId, DocAddr, Document, Error, Name, Result, Signal,
-    StateData, StateStore, StoredRecord, StreamAddr, Target, Tier, TruncateBefore, WriteBatch,
+    StateData, StateStore, StoredRecord, StreamAddr, Tier, TruncateBefore, WriteBatch,
 };
 use tokio::sync::{oneshot, watch};
 
@@ -402,8 +402,7 @@ impl StateStore for RedbStore {
                 Ok((None, oldest))
             })
             .await?;
-        let found = found.map(|r| r.verify(Tier::Warm)).transpose()?;
-        tierstate_core::plan::as_of(id, Target::State, at, found, oldest)
+        tierstate_core::plan::state_as_of(id, at, found, oldest)
     }
 
     async fn get_document(&self, address: &DocAddr) -> Result<Option<Document>> {
@@ -436,18 +435,7 @@ impl StateStore for RedbStore {
                 crate::records::doc_versions(t, &a, false, Some(at.timestamp_micros()), 1)
             })
             .await?;
-        let found = rows
-            .into_iter()
-            .next()
-            .map(|r| r.verify(Tier::Warm))
-            .transpose()?;
-        tierstate_core::plan::as_of(
-            &address.deployment_id,
-            Target::document(address),
-            at,
-            found,
-            oldest,
-        )
+        tierstate_core::plan::document_as_of(address, at, rows.into_iter().next(), oldest)
     }
 
     async fn list_documents(

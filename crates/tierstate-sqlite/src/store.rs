@@ -8,7 +8,7 @@ use rusqlite::Connection;
 use tierstate_core::journal::{EntryDamage, JournalInfo, JournalPage, JournalQuery};
 use tierstate_core::{
     CommitProbe, Committed, DeploymentId, DocAddr, Document, Name, Result, Signal, StateData,
-    StateStore, StreamAddr, Target, Tier, TruncateBefore, WriteBatch,
+    StateStore, StreamAddr, Tier, TruncateBefore, WriteBatch,
 };
 use tokio::sync::{oneshot, watch};
 
@@ -230,8 +230,7 @@ impl StateStore for SqliteStore {
         let (found, oldest) = self
             .read(move |c| crate::records::state_as_of(c, key.as_str(), at.timestamp_micros()))
             .await?;
-        let found = found.map(|r| r.verify(Tier::Warm)).transpose()?;
-        tierstate_core::plan::as_of(id, Target::State, at, found, oldest)
+        tierstate_core::plan::state_as_of(id, at, found, oldest)
     }
 
     async fn get_document(&self, address: &DocAddr) -> Result<Option<Document>> {
@@ -266,14 +265,7 @@ impl StateStore for SqliteStore {
                 Ok((found.into_iter().next(), crate::records::doc_oldest(c, &a)?))
             })
             .await?;
-        let found = found.map(|r| r.verify(Tier::Warm)).transpose()?;
-        tierstate_core::plan::as_of(
-            &address.deployment_id,
-            Target::document(address),
-            at,
-            found,
-            oldest,
-        )
+        tierstate_core::plan::document_as_of(address, at, found, oldest)
     }
 
     async fn list_documents(
