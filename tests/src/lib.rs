@@ -9,7 +9,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
-use tierstate_core::{DeploymentId, Result, Retention, StateData, StateStore};
+use tierstate_core::journal::EntryDamage;
+use tierstate_core::{DeploymentId, Result, Retention, StateData, StateStore, StreamAddr};
 
 /// Retention used by the crash writer; the harness checks history contiguity within it.
 pub const CRASH_RETENTION: Retention = Retention::KeepLast(NonZeroU32::new(64).unwrap());
@@ -87,44 +88,68 @@ impl Backend {
         }
     }
 
-    /// Opens the store with its corruption test hook: the store, and a function that flips
-    /// `mask` bits of byte `offset` of the newest stored record of a deployment.
+    /// Opens the store with its corruption test hooks.
     ///
     /// # Errors
-    /// Whatever the backend's open returns.
-    pub async fn open_with_damage(self, path: &Path) -> Result<(Arc<dyn StateStore>, DamageHook)> {
+    /// Whatever the backend's open returns; `InvalidInput` for PostgreSQL, whose damage
+    /// checks run in its own conformance suite (its hook is SQL in that crate's tests).
+    pub async fn open_with_damage(self, path: &Path) -> Result<(Arc<dyn StateStore>, Damager)> {
         match self {
             Self::Sqlite => {
                 let s = tierstate_sqlite::SqliteStore::open(sqlite_shared(path)).await?;
-                let h = s.clone();
-                Ok((
-                    Arc::new(s),
-                    Box::new(move |id, offset, mask| {
-                        let h = h.clone();
-                        Box::pin(
-                            async move { h.damage_stored_state(&id, None, offset, mask).await },
-                        )
-                    }),
-                ))
+                Ok((Arc::new(s.clone()), Damager::Sqlite(s)))
             }
             Self::Redb => {
                 let s =
                     tierstate_redb::RedbStore::open(tierstate_redb::RedbConfig::new(path)).await?;
-                let h = s.clone();
-                Ok((
-                    Arc::new(s),
-                    Box::new(move |id, offset, mask| {
-                        let h = h.clone();
-                        Box::pin(
-                            async move { h.damage_stored_state(&id, None, offset, mask).await },
-                        )
-                    }),
-                ))
+                Ok((Arc::new(s.clone()), Damager::Redb(s)))
             }
             Self::Postgres => Err(tierstate_core::Error::invalid(
                 "backend",
-                "the PostgreSQL byte-flip check runs in its conformance suite",
+                "the PostgreSQL damage checks run in its conformance suite",
             )),
+        }
+    }
+}
+
+/// A store's test hooks that damage stored rows the way a bad disk would.
+pub enum Damager {
+    /// The in-memory store.
+    Memory(Arc<tierstate_core::InMemoryStore>),
+    /// A SQLite store.
+    Sqlite(tierstate_sqlite::SqliteStore),
+    /// A redb store.
+    Redb(tierstate_redb::RedbStore),
+}
+
+impl Damager {
+    /// A fresh in-memory store and its hooks.
+    pub fn memory() -> (Arc<dyn StateStore>, Damager) {
+        let m = Arc::new(tierstate_core::InMemoryStore::new());
+        (m.clone(), Damager::Memory(m))
+    }
+
+    /// Flips `mask` bits of byte `offset` of a deployment's newest stored state; whether it did.
+    ///
+    /// # Errors
+    /// A backend error from the hook's write.
+    pub async fn state(&self, id: &DeploymentId, offset: usize, mask: u8) -> Result<bool> {
+        match self {
+            Self::Memory(m) => Ok(m.damage_stored_state(id, None)),
+            Self::Sqlite(s) => s.damage_stored_state(id, None, offset, mask).await,
+            Self::Redb(s) => s.damage_stored_state(id, None, offset, mask).await,
+        }
+    }
+
+    /// Damages stored entry `seq` of `stream`; whether it existed.
+    ///
+    /// # Errors
+    /// A backend error from the hook's write.
+    pub async fn entry(&self, stream: &StreamAddr, seq: u64, damage: EntryDamage) -> Result<bool> {
+        match self {
+            Self::Memory(m) => Ok(m.damage_entry(stream, seq, damage)),
+            Self::Sqlite(s) => s.damage_entry(stream, seq, damage).await,
+            Self::Redb(s) => s.damage_entry(stream, seq, damage).await,
         }
     }
 }
@@ -133,17 +158,6 @@ impl Backend {
 pub fn sqlite_shared(path: &Path) -> tierstate_sqlite::SqliteConfig {
     tierstate_sqlite::SqliteConfig::new(path).sharing(tierstate_sqlite::Sharing::Shared)
 }
-
-/// Flips bits of one stored byte of a deployment's newest record; resolves to whether it did.
-pub type DamageHook = Box<
-    dyn Fn(
-            DeploymentId,
-            usize,
-            u8,
-        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<bool>> + Send>>
-        + Send
-        + Sync,
->;
 
 impl Backend {
     /// Every backend the harnesses run against.

@@ -913,19 +913,59 @@ mod tests {
 /// How a corruption trial damages one stored journal entry (backends' test hooks).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EntryDamage {
-    /// Flip a bit of the body.
-    Body,
-    /// Flip a bit of the stored checksum.
-    Checksum,
-    /// Flip a bit of the stored chain hash.
-    Hash,
+    /// Flip bits of the body.
+    Body(Flip),
+    /// Flip bits of the stored checksum.
+    Checksum(Flip),
+    /// Flip bits of the stored chain hash.
+    Hash(Flip),
     /// Delete the row.
     Delete,
 }
 
-/// Applies `damage` to hex text or bytes the way a bad disk page would: one bit flipped.
-pub fn flip(bytes: &mut [u8]) {
-    if let Some(b) = bytes.get_mut(bytes.len() / 2) {
-        *b ^= 0x01;
+impl EntryDamage {
+    /// Applies the damage to the stored fields it names. Returns false for [`EntryDamage::Delete`],
+    /// which the caller carries out by removing the row.
+    pub fn apply(self, body: &mut [u8], checksum: &mut [u8], hash: &mut [u8]) -> bool {
+        match self {
+            Self::Body(f) => f.apply(body),
+            Self::Checksum(f) => f.apply(checksum),
+            Self::Hash(f) => f.apply(hash),
+            Self::Delete => return false,
+        }
+        true
     }
+}
+
+/// Which bits of a stored field a bad disk page flips.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flip {
+    /// The lowest bit of the middle byte: always a detectable change in JSON and in hex text.
+    Middle,
+    /// `mask` XORed into byte `offset` (taken modulo the field's length).
+    At {
+        /// Byte position.
+        offset: usize,
+        /// Bits to flip (non-zero).
+        mask: u8,
+    },
+}
+
+impl Flip {
+    /// Flips the bits in `bytes`; an empty field is left as it is.
+    pub fn apply(self, bytes: &mut [u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        let (at, mask) = match self {
+            Self::Middle => (bytes.len() / 2, 0x01),
+            Self::At { offset, mask } => (offset % bytes.len(), mask),
+        };
+        bytes[at] ^= mask;
+    }
+}
+
+/// Flips the lowest bit of the middle byte, the way a bad disk page would.
+pub fn flip(bytes: &mut [u8]) {
+    Flip::Middle.apply(bytes);
 }

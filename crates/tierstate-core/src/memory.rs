@@ -91,12 +91,7 @@ impl InMemoryStore {
         };
         let mut hash = std::mem::take(&mut e.hash).into_bytes();
         let mut sum = std::mem::take(&mut e.checksum).into_bytes();
-        match damage {
-            EntryDamage::Body => flip(&mut e.body),
-            EntryDamage::Checksum => flip(&mut sum),
-            EntryDamage::Hash => flip(&mut hash),
-            EntryDamage::Delete => {}
-        }
+        damage.apply(&mut e.body, &mut sum, &mut hash);
         e.hash = String::from_utf8_lossy(&hash).into_owned();
         e.checksum = String::from_utf8_lossy(&sum).into_owned();
         true

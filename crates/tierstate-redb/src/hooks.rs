@@ -59,14 +59,9 @@ pub(crate) fn damage_entry(
         return Ok(false);
     };
     let (e, c, key, mut sum, prev, mut hash, mut body) = v;
-    match damage {
-        EntryDamage::Delete => {
-            t.journal.remove(k).map_err(stop)?;
-            return Ok(true);
-        }
-        EntryDamage::Body => flip(&mut body),
-        EntryDamage::Checksum => flip(&mut sum),
-        EntryDamage::Hash => flip(&mut hash),
+    if !damage.apply(&mut body, &mut sum, &mut hash) {
+        t.journal.remove(k).map_err(stop)?;
+        return Ok(true);
     }
     t.journal
         .insert(

@@ -82,14 +82,18 @@ pub(crate) fn snapshot(
         }
     }
     for (s, k) in &reads.keys {
-        let rows = fetch(
+        let rows = match fetch(
             &t.journal,
             &t.j_keys,
             &t.j_events,
             s,
             &Fetch::Key(k.clone()),
         )
-        .map_err(stop)?;
+        .map_err(stop)?
+        {
+            Ok(rows) => rows,
+            Err(e) => return Ok(Err(e)),
+        };
         if let Some(row) = rows.into_iter().next() {
             snap.keyed.insert((s.clone(), k.clone()), row);
         }
@@ -290,23 +294,36 @@ fn entry(s: &StreamAddr, seq: u64, v: EntryRef<'_>) -> StoredEntry {
 }
 
 /// Runs a resolved journal fetch over any table handles (read or write transaction).
+///
+/// The key and event-time indexes are tables of their own here, so an index entry whose row
+/// is gone is seen, and refused as `Integrity` naming that entry (a deleted row must not read
+/// as "no such key": the next keyed append would then write the same intent twice).
 pub(crate) fn fetch(
     journal: &impl ReadableTable<EntryKey, EntryValue>,
     keys: &impl ReadableTable<(&'static str, &'static str, &'static str), u64>,
     events: &impl ReadableTable<(&'static str, &'static str, i64, u64), ()>,
     s: &StreamAddr,
     f: &Fetch,
-) -> std::result::Result<Vec<StoredEntry>, redb::StorageError> {
+) -> std::result::Result<Result<Vec<StoredEntry>>, redb::StorageError> {
     let (d, st) = stream_key(s);
-    let get = |seq: u64| -> std::result::Result<Option<StoredEntry>, redb::StorageError> {
-        Ok(journal.get((d, st, seq))?.map(|g| entry(s, seq, g.value())))
+    let get = |seq: u64| -> std::result::Result<Result<StoredEntry>, redb::StorageError> {
+        Ok(match journal.get((d, st, seq))? {
+            Some(g) => Ok(entry(s, seq, g.value())),
+            None => Err(tierstate_core::journal::integrity(
+                s,
+                seq,
+                tierstate_core::Tier::Warm,
+                "the entry an index names".into(),
+                "no row".into(),
+            )),
+        })
     };
-    match f {
+    Ok(match f {
         Fetch::Nothing => Ok(Vec::new()),
-        Fetch::Seq { lo, hi } => journal
+        Fetch::Seq { lo, hi } => Ok(journal
             .range((d, st, *lo)..=(d, st, *hi))?
             .map(|r| r.map(|(k, v)| entry(s, k.value().2, v.value())))
-            .collect(),
+            .collect::<std::result::Result<_, _>>()?),
         Fetch::Window {
             from_us,
             to_us,
@@ -329,8 +346,9 @@ pub(crate) fn fetch(
                 if ev < *from_us {
                     continue;
                 }
-                if let Some(e) = get(seq)? {
-                    out.push(e);
+                match get(seq)? {
+                    Ok(e) => out.push(e),
+                    Err(e) => return Ok(Err(e)),
                 }
             }
             Ok(out)
@@ -341,15 +359,15 @@ pub(crate) fn fetch(
                 .next_back()
                 .transpose()?;
             match last {
-                Some((k, _)) => Ok(get(k.value().3)?.into_iter().collect()),
+                Some((k, _)) => get(k.value().3)?.map(|e| vec![e]),
                 None => Ok(Vec::new()),
             }
         }
         Fetch::Key(k) => match keys.get((d, st, k.as_str()))? {
-            Some(seq) => Ok(get(seq.value())?.into_iter().collect()),
+            Some(seq) => get(seq.value())?.map(|e| vec![e]),
             None => Ok(Vec::new()),
         },
-    }
+    })
 }
 
 /// Removes entries before the first kept one and moves the anchor, in the writer's

@@ -476,7 +476,7 @@ impl StateStore for RedbStore {
             let keys = t.open_table(J_KEYS).map_err(map)?;
             let events = t.open_table(J_EVENTS).map_err(map)?;
             let rows = crate::records::fetch(&journal, &keys, &events, &s, &resolved.fetch)
-                .map_err(map)?;
+                .map_err(map)??;
             resolved.finish(&s, rows, Tier::Warm)
         })
         .await

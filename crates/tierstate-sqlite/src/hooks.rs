@@ -56,27 +56,16 @@ pub(crate) fn damage_entry(
     let Some((rowid, mut body, mut sum, mut hash)) = found else {
         return Ok(false);
     };
-    let sql = match damage {
-        EntryDamage::Delete => {
-            conn.execute("DELETE FROM ts_journal WHERE rowid = ?1", [rowid])
-                .map_err(map)?;
-            return Ok(true);
-        }
-        EntryDamage::Body => {
-            flip(&mut body);
-            "UPDATE ts_journal SET body = ?2 WHERE rowid = ?1"
-        }
-        EntryDamage::Checksum => {
-            flip(&mut sum);
-            body = sum;
-            "UPDATE ts_journal SET checksum = CAST(?2 AS TEXT) WHERE rowid = ?1"
-        }
-        EntryDamage::Hash => {
-            flip(&mut hash);
-            body = hash;
-            "UPDATE ts_journal SET hash = CAST(?2 AS TEXT) WHERE rowid = ?1"
-        }
-    };
-    conn.execute(sql, params![rowid, body]).map_err(map)?;
+    if !damage.apply(&mut body, &mut sum, &mut hash) {
+        conn.execute("DELETE FROM ts_journal WHERE rowid = ?1", [rowid])
+            .map_err(map)?;
+        return Ok(true);
+    }
+    conn.execute(
+        "UPDATE ts_journal SET body = ?2, checksum = CAST(?3 AS TEXT), hash = CAST(?4 AS TEXT) \
+         WHERE rowid = ?1",
+        params![rowid, body, sum, hash],
+    )
+    .map_err(map)?;
     Ok(true)
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::{Map, Value, json};
-use tierstate_core::journal::EntryDamage;
+use tierstate_core::journal::{EntryDamage, Flip};
 use tierstate_core::{
     Append, DeploymentId, DocAddr, DocWrite, Error, JournalQuery, JournalTail, Name, PutMode,
     Retention, StateStore, StateWrite, StreamAddr, Target, TruncateBefore, WriteBatch,
@@ -215,9 +215,9 @@ pub async fn record_damage_is_detected(h: &Harness) {
         other => panic!("damaged document: {other:?}"),
     }
     for (i, damage) in [
-        EntryDamage::Body,
-        EntryDamage::Checksum,
-        EntryDamage::Hash,
+        EntryDamage::Body(Flip::Middle),
+        EntryDamage::Checksum(Flip::Middle),
+        EntryDamage::Hash(Flip::Middle),
         EntryDamage::Delete,
     ]
     .into_iter()

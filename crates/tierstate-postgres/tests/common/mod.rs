@@ -50,7 +50,7 @@ pub async fn damage(store: &PostgresStore, id: &str, offset: usize, mask: u8) ->
 
 /// Damages a document or journal entry directly in SQL (hex text stays ASCII when flipped).
 pub async fn damage_record(store: &PostgresStore, what: tierstate_testkit::RecordDamage) -> bool {
-    use tierstate_core::journal::{EntryDamage, flip};
+    use tierstate_core::journal::flip;
     use tierstate_testkit::RecordDamage;
     let pool = store.pool();
     match what {
@@ -98,34 +98,27 @@ pub async fn damage_record(store: &PostgresStore, what: tierstate_testkit::Recor
                 return false;
             };
             let (mut sum, mut hash) = (sum.into_bytes(), hash.into_bytes());
-            let sql = match damage {
-                EntryDamage::Delete => {
-                    "DELETE FROM ts_journal WHERE deployment_id = $1 AND stream = $2 AND seq = $3 AND $4::bytea IS NOT NULL AND $5::text IS NOT NULL AND $6::text IS NOT NULL"
-                }
-                EntryDamage::Body => {
-                    flip(&mut body);
-                    "UPDATE ts_journal SET body = $4, checksum = $5, hash = $6 WHERE deployment_id = $1 AND stream = $2 AND seq = $3"
-                }
-                EntryDamage::Checksum => {
-                    flip(&mut sum);
-                    "UPDATE ts_journal SET body = $4, checksum = $5, hash = $6 WHERE deployment_id = $1 AND stream = $2 AND seq = $3"
-                }
-                EntryDamage::Hash => {
-                    flip(&mut hash);
-                    "UPDATE ts_journal SET body = $4, checksum = $5, hash = $6 WHERE deployment_id = $1 AND stream = $2 AND seq = $3"
-                }
+            let sql = if damage.apply(&mut body, &mut sum, &mut hash) {
+                "UPDATE ts_journal SET body = $4, checksum = $5, hash = $6 WHERE deployment_id = $1 AND stream = $2 AND seq = $3"
+            } else {
+                "DELETE FROM ts_journal WHERE deployment_id = $1 AND stream = $2 AND seq = $3 AND $4::bytea IS NOT NULL AND $5::text IS NOT NULL AND $6::text IS NOT NULL"
             };
             sqlx::query(sql)
                 .bind(s.deployment_id.as_str())
                 .bind(s.stream.as_str())
                 .bind(seq as i64)
                 .bind(body)
-                .bind(String::from_utf8(sum).unwrap())
-                .bind(String::from_utf8(hash).unwrap())
+                .bind(text(&sum))
+                .bind(text(&hash))
                 .execute(pool)
                 .await
                 .unwrap();
             true
         }
     }
+}
+
+/// Damaged hex as PostgreSQL text can hold it: invalid UTF-8 and NUL become U+FFFD.
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).replace('\0', "\u{fffd}")
 }
