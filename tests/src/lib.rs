@@ -184,4 +184,79 @@ pub fn dep(name: &str) -> DeploymentId {
     DeploymentId::new(name).expect("valid id")
 }
 
+/// The mixed-batch record set the crash writer's `mixed` mode commits each tick: deployment
+/// `m`'s state, documents `book/a` and `book/b`, and `entries` journal entries on `m/events`.
+pub mod mixed {
+    use chrono::{DateTime, TimeZone, Utc};
+    use serde_json::{Map, Value, json};
+    use tierstate_core::{Append, DocAddr, DocWrite, Name, PutMode, StateWrite, StreamAddr};
+    use tierstate_core::{DeploymentId, WriteBatch};
+
+    use super::{CRASH_RETENTION, counter, dep};
+
+    /// The deployment.
+    pub fn id() -> DeploymentId {
+        dep("m")
+    }
+
+    /// The two documents.
+    pub fn docs() -> [DocAddr; 2] {
+        ["a", "b"].map(|k| DocAddr::new("m", "book", k).expect("valid address"))
+    }
+
+    /// The journal.
+    pub fn stream() -> StreamAddr {
+        StreamAddr::new("m", "events").expect("valid stream")
+    }
+
+    /// Event time of tick `tick`.
+    pub fn event_time(tick: u64) -> DateTime<Utc> {
+        Utc.timestamp_micros(1_800_000_000_000_000 + tick as i64 * 1_000)
+            .unwrap()
+    }
+
+    /// A document's value at `tick`.
+    pub fn doc_value(tick: u64) -> Map<String, Value> {
+        obj(json!({"tick": tick, "pad": "d".repeat(100)}))
+    }
+
+    /// Entry `j` of tick `tick`.
+    pub fn entry_value(tick: u64, j: u64) -> Map<String, Value> {
+        obj(json!({"tick": tick, "j": j}))
+    }
+
+    /// Entry `j` of tick `tick`'s idempotency key.
+    pub fn key(tick: u64, j: u64) -> String {
+        format!("t{tick}-{j}")
+    }
+
+    /// The batch of tick `tick` (0-based: tick `t` leaves every record at version `t + 1`
+    /// and the journal at `entries * (t + 1)` entries). Each append expects the last seq.
+    pub fn batch(tick: u64, entries: u64) -> WriteBatch {
+        let mode = if tick == 0 {
+            PutMode::Create
+        } else {
+            PutMode::Update { expected: tick }
+        };
+        let mut b = WriteBatch::new()
+            .with_retention(CRASH_RETENTION)
+            .put(StateWrite::new(id(), mode, counter(tick)));
+        for d in docs() {
+            b = b.document(DocWrite::new(d, mode, doc_value(tick)));
+        }
+        for j in 0..entries {
+            b = b.append(
+                Append::new(stream(), event_time(tick), entry_value(tick, j))
+                    .with_key(Name::key(key(tick, j)).expect("valid key"))
+                    .expecting(tick * entries + j),
+            );
+        }
+        b
+    }
+
+    fn obj(v: Value) -> Map<String, Value> {
+        v.as_object().expect("object").clone()
+    }
+}
+
 pub use tierstate_testkit::{fresh_schema, pg_url};

@@ -1,7 +1,9 @@
 //! The kill -9 crash harness. A writer process commits and prints each acknowledged version;
 //! the harness SIGKILLs it at a random (seeded) moment, reopens the store and checks that every
 //! acknowledged version is there, nothing regressed, history is contiguous, every checksum
-//! verifies, and batches are all-or-nothing.
+//! verifies, and batches are all-or-nothing. Cycles rotate through three writers: CAS counters,
+//! multi-deployment state batches, and mixed batches (state + 2 documents + 3 journal entries,
+//! after which every journal must be contiguous with a chain that verifies end to end).
 //!
 //! `TIERSTATE_CRASH_CYCLES` (default 50) sets cycles per backend, `TIERSTATE_CRASH_SEED` the seed.
 
@@ -14,11 +16,22 @@ use std::time::Duration;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use tierstate_tests::{Backend, count_of, dep};
+use tierstate_core::{JournalQuery, StateStore};
+use tierstate_tests::{Backend, count_of, dep, mixed};
 
 const WRITER: &str = env!("CARGO_BIN_EXE_tierstate-crash-writer");
 const COUNTERS: u64 = 4;
 const BATCH: u64 = 3;
+/// Journal entries per mixed batch.
+const ENTRIES: u64 = 3;
+
+/// Which writer a cycle runs.
+#[derive(Clone, Copy)]
+enum Mode {
+    Counter,
+    Batch,
+    Mixed,
+}
 
 fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.parse().ok())
@@ -29,11 +42,15 @@ fn env_u64(name: &str) -> Option<u64> {
 struct Acks {
     counters: HashMap<String, u64>,
     batch: u64,
+    mixed: u64,
 }
 
-fn run_writer(backend: Backend, path: &Path, batch: bool, rng: &mut StdRng) -> Acks {
-    let mode = if batch { "batch" } else { "counter" };
-    let n = if batch { BATCH } else { COUNTERS };
+fn run_writer(backend: Backend, path: &Path, mode: Mode, rng: &mut StdRng) -> Acks {
+    let (mode, n) = match mode {
+        Mode::Counter => ("counter", COUNTERS),
+        Mode::Batch => ("batch", BATCH),
+        Mode::Mixed => ("mixed", ENTRIES),
+    };
     let mut child = Command::new(WRITER)
         .args([backend.name(), path.to_str().unwrap(), mode, &n.to_string()])
         .stdout(Stdio::piped())
@@ -57,7 +74,14 @@ fn run_writer(backend: Backend, path: &Path, batch: bool, rng: &mut StdRng) -> A
             .expect("writer never became ready");
         assert_eq!(ready, "ready");
     }
-    std::thread::sleep(Duration::from_micros(rng.random_range(0..40_000)));
+    // The kill lands anywhere in the first commits. A new PostgreSQL client opens its pooled
+    // connections lazily, each a SCRAM handshake of ~25 ms in a debug build, so its first
+    // commits come later than an embedded store's: its window is wider.
+    let window_us = match backend {
+        Backend::Postgres => 150_000,
+        Backend::Sqlite | Backend::Redb => 40_000,
+    };
+    std::thread::sleep(Duration::from_micros(rng.random_range(0..window_us)));
     child.kill().expect("SIGKILL the writer");
     child.wait().expect("reap the writer");
     reader.join().unwrap();
@@ -71,6 +95,7 @@ fn run_writer(backend: Backend, path: &Path, batch: bool, rng: &mut StdRng) -> A
                 *e = (*e).max(v);
             }
             ["batch", v] => acks.batch = acks.batch.max(v.parse().unwrap()),
+            ["mixed", v] => acks.mixed = acks.mixed.max(v.parse().unwrap()),
             ["ready"] => {}
             other => panic!("unexpected writer output {other:?}"),
         }
@@ -160,6 +185,113 @@ async fn verify(
         batch_versions.windows(2).all(|w| w[0] == w[1]),
         "cycle {cycle}: a batch was torn: member versions {batch_versions:?}"
     );
+    verify_mixed(&*store, acks.mixed, seen, cycle).await;
+}
+
+/// The mixed batches: the state, both documents and the journal all stand at the same tick
+/// (no batch partly there), at or past the acknowledged one, and the journal is contiguous
+/// from 1 with every entry what its tick wrote and every link of the chain intact.
+async fn verify_mixed(
+    store: &dyn StateStore,
+    acked: u64,
+    seen: &mut HashMap<String, u64>,
+    cycle: u32,
+) {
+    let before = seen.get("mixed").copied().unwrap_or(0);
+    let state = store
+        .get(&mixed::id())
+        .await
+        .unwrap_or_else(|e| panic!("cycle {cycle}: mixed state: {e}"));
+    let ticks = state.as_ref().map_or(0, |d| d.version);
+    assert!(
+        ticks >= acked && ticks >= before,
+        "cycle {cycle}: mixed state at v{ticks}, acknowledged v{acked}, seen v{before}"
+    );
+    if let Some(d) = &state {
+        assert_eq!(
+            count_of(d),
+            ticks - 1,
+            "cycle {cycle}: mixed state holds a wrong count"
+        );
+    }
+    for a in mixed::docs() {
+        let doc = store
+            .get_document(&a)
+            .await
+            .unwrap_or_else(|e| panic!("cycle {cycle}: {a}: {e}"));
+        assert_eq!(
+            doc.as_ref().map_or(0, |d| d.version),
+            ticks,
+            "cycle {cycle}: a mixed batch was torn: {a} and the state differ"
+        );
+        let hist = store
+            .document_history(&a, 64)
+            .await
+            .unwrap_or_else(|e| panic!("cycle {cycle}: {a} history: {e}"));
+        for (i, h) in hist.iter().enumerate() {
+            assert_eq!(
+                h.version,
+                ticks - i as u64,
+                "cycle {cycle}: {a} history has a gap"
+            );
+            assert_eq!(
+                h.value,
+                mixed::doc_value(h.version - 1),
+                "cycle {cycle}: {a} v{}",
+                h.version
+            );
+        }
+    }
+    let st = mixed::stream();
+    let info = store
+        .journal_info(&st)
+        .await
+        .unwrap_or_else(|e| panic!("cycle {cycle}: journal info: {e}"));
+    assert_eq!(
+        info.map_or(0, |i| i.last_seq),
+        ticks * ENTRIES,
+        "cycle {cycle}: a mixed batch was torn: the journal and the state differ"
+    );
+    // A full read, page by page: contiguous from 1, each entry its tick's, each linked to the
+    // one before (the first to the stream's genesis hash).
+    let mut prev = tierstate_core::journal::genesis_hash(&st);
+    let mut expect_seq = 1;
+    let mut query = Some(JournalQuery::from_seq(1, 500));
+    while let Some(q) = query {
+        let page = store
+            .read_journal(&st, q)
+            .await
+            .unwrap_or_else(|e| panic!("cycle {cycle}: journal read at #{expect_seq}: {e}"));
+        for e in &page.entries {
+            assert_eq!(e.seq, expect_seq, "cycle {cycle}: the journal has a gap");
+            let (tick, j) = ((e.seq - 1) / ENTRIES, (e.seq - 1) % ENTRIES);
+            assert_eq!(
+                e.value,
+                mixed::entry_value(tick, j),
+                "cycle {cycle}: #{} is wrong",
+                e.seq
+            );
+            assert_eq!(
+                e.key.as_ref().map(|k| k.as_str().to_owned()),
+                Some(mixed::key(tick, j))
+            );
+            assert_eq!(e.event_time, mixed::event_time(tick));
+            assert_eq!(
+                e.prev_hash, prev,
+                "cycle {cycle}: the chain breaks at #{}",
+                e.seq
+            );
+            prev = e.hash;
+            expect_seq += 1;
+        }
+        query = page.next;
+    }
+    assert_eq!(
+        expect_seq - 1,
+        ticks * ENTRIES,
+        "cycle {cycle}: journal ends early"
+    );
+    seen.insert("mixed".into(), ticks);
 }
 
 fn harness(backend: Backend) {
@@ -182,23 +314,30 @@ fn harness(backend: Backend) {
         .build()
         .unwrap();
     let mut seen = HashMap::new();
-    let (mut acked_counter, mut acked_batch) = (0u64, 0u64);
+    let (mut acked_counter, mut acked_batch, mut acked_mixed) = (0u64, 0u64, 0u64);
     for cycle in 0..cycles {
-        let batch = cycle % 2 == 1;
-        let acks = run_writer(backend, &path, batch, &mut rng);
+        let mode = [Mode::Counter, Mode::Batch, Mode::Mixed][cycle as usize % 3];
+        let acks = run_writer(backend, &path, mode, &mut rng);
         acked_counter += acks.counters.len() as u64;
         acked_batch += u64::from(acks.batch > 0);
+        acked_mixed += u64::from(acks.mixed > 0);
         rt.block_on(verify(backend, &path, &acks, &mut seen, cycle));
     }
     let total: u64 = seen.values().sum();
     eprintln!(
-        "crash harness ({}): {cycles} kills survived; final versions {seen:?} (sum {total}); cycles with acks: counter {acked_counter}, batch {acked_batch}",
+        "crash harness ({}): {cycles} kills survived; final versions {seen:?} (sum {total}); cycles with acks: counter {acked_counter}, batch {acked_batch}, mixed {acked_mixed}",
         backend.name()
     );
     assert!(
         total > 0,
         "the writer never committed anything: the harness tested nothing"
     );
+    if cycles >= 30 {
+        assert!(
+            seen.get("mixed").copied().unwrap_or(0) > 0,
+            "no mixed batch ever committed in {cycles} cycles: the mixed check tested nothing"
+        );
+    }
 }
 
 #[test]

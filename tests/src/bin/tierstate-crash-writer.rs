@@ -4,6 +4,8 @@
 //! Usage: `tierstate-crash-writer BACKEND PATH MODE N`
 //! - `counter N`: forever, CAS-increment deployments c0..cN round-robin; prints `ack cI VERSION`.
 //! - `batch N`: forever, increment b0..bN together in one WriteBatch; prints `batch VERSION`.
+//! - `mixed N`: forever, one tick per batch: deployment `m`'s state, two documents and N
+//!   journal entries (see `tierstate_tests::mixed`); prints `mixed VERSION`.
 //! - `contend N`: N increments of deployment `shared` with retry on conflict, then exits;
 //!   prints `done CONFLICTS`. With `TIERSTATE_GO_FILE` set, waits for that file to exist first.
 //! - `open N`: waits for `TIERSTATE_GO_FILE` (if set) *before* opening, opens the store, writes
@@ -12,13 +14,13 @@
 use std::io::Write;
 
 use tierstate_core::{Error, Retention, StateWrite, WriteBatch};
-use tierstate_tests::{Backend, CRASH_RETENTION, count_of, counter, dep};
+use tierstate_tests::{Backend, CRASH_RETENTION, count_of, counter, dep, mixed};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.len() != 5 {
-        eprintln!("usage: tierstate-crash-writer BACKEND PATH counter|batch|contend N");
+        eprintln!("usage: tierstate-crash-writer BACKEND PATH counter|batch|mixed|contend|open N");
         std::process::exit(2);
     }
     let backend = Backend::parse(&args[1]).unwrap_or_else(|| {
@@ -83,6 +85,24 @@ async fn main() {
                 }
                 let done = store.commit(b).await.expect("sole writer never conflicts");
                 writeln!(out, "batch {}", done[0].version).unwrap();
+                out.flush().unwrap();
+            }
+        }
+        "mixed" => {
+            let mut tick = store
+                .get(&mixed::id())
+                .await
+                .expect("get")
+                .map_or(0, |d| d.version);
+            writeln!(out, "ready").unwrap();
+            out.flush().unwrap();
+            loop {
+                let done = store
+                    .write(mixed::batch(tick, n))
+                    .await
+                    .expect("sole writer never conflicts");
+                tick += 1;
+                writeln!(out, "mixed {}", done.states[0].version).unwrap();
                 out.flush().unwrap();
             }
         }
