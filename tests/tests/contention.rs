@@ -1,6 +1,11 @@
-//! Four OS processes × 250 CAS increments on one deployment in one file: exactly 1000.
+//! Four OS processes × 250 CAS increments on one deployment in one file: exactly 1000. Four
+//! processes × 250 optimistic appends to one journal: exactly 1000 entries, contiguous, each
+//! once.
 
+use std::collections::BTreeMap;
 use std::process::Command;
+
+use tierstate_core::{JournalQuery, StreamAddr};
 
 use tierstate_tests::{Backend, count_of, dep};
 
@@ -87,6 +92,96 @@ fn contend(backend: Backend) {
         }
     });
     eprintln!("4 processes x 250 increments: exact, {conflicts} conflicts retried");
+}
+
+/// Four processes append 250 entries each to one journal, each append expecting the last
+/// seq it knows and retrying on conflict: the journal holds exactly 1000 entries, 1..=1000,
+/// each process's 250 once each and in its own order, with the chain linked end to end.
+fn append_race(backend: Backend) {
+    const PROCS: usize = 4;
+    const EACH: u64 = 250;
+    let dir = tempfile::tempdir().unwrap();
+    let path = backend.fresh_location(dir.path(), "append");
+    let outputs = at_start_line(
+        PROCS,
+        std::time::Duration::from_millis(500),
+        "an appender",
+        |_| {
+            vec![
+                backend.name().into(),
+                path.to_str().unwrap().into(),
+                "append".into(),
+                EACH.to_string(),
+            ]
+        },
+    );
+    let conflicts: u64 = outputs
+        .iter()
+        .map(|o| {
+            o.lines()
+                .find_map(|l| l.strip_prefix("done "))
+                .expect("appender finished")
+                .parse::<u64>()
+                .unwrap()
+        })
+        .sum();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let total = PROCS as u64 * EACH;
+    rt.block_on(async {
+        let store = backend.open(&path).await.unwrap();
+        let st = StreamAddr::new("shared", "ledger").unwrap();
+        let info = store.journal_info(&st).await.unwrap().unwrap();
+        assert_eq!(
+            (info.first_seq, info.last_seq, info.count),
+            (1, total, total)
+        );
+        let mut next_i: BTreeMap<u64, u64> = BTreeMap::new();
+        let mut prev = tierstate_core::journal::genesis_hash(&st);
+        let mut seq = 0;
+        let mut query = Some(JournalQuery::from_seq(1, 300));
+        while let Some(q) = query {
+            let page = store.read_journal(&st, q).await.unwrap();
+            for e in &page.entries {
+                seq += 1;
+                assert_eq!(e.seq, seq, "the journal is not contiguous");
+                assert_eq!(e.prev_hash, prev, "the chain breaks at #{seq}");
+                prev = e.hash;
+                let pid = e.value["pid"].as_u64().unwrap();
+                let i = e.value["i"].as_u64().unwrap();
+                let want = next_i.entry(pid).or_default();
+                assert_eq!(
+                    i, *want,
+                    "process {pid}: entry {i} duplicated or out of order"
+                );
+                *want += 1;
+            }
+            query = page.next;
+        }
+        assert_eq!(seq, total, "entries missing");
+        assert_eq!(next_i.len(), PROCS, "{next_i:?}");
+        assert!(next_i.values().all(|&n| n == EACH), "{next_i:?}");
+    });
+    eprintln!(
+        "{} processes x {EACH} optimistic appends on {}: exact, {conflicts} conflicts retried",
+        PROCS,
+        backend.name()
+    );
+}
+
+#[test]
+fn sqlite_four_processes_append_exactly() {
+    append_race(Backend::Sqlite);
+}
+
+#[test]
+fn postgres_four_processes_append_exactly() {
+    if tierstate_tests::pg_url().is_none() {
+        return;
+    }
+    append_race(Backend::Postgres);
 }
 
 trait SpawnPiped {

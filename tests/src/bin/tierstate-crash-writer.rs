@@ -8,12 +8,17 @@
 //!   journal entries (see `tierstate_tests::mixed`); prints `mixed VERSION`.
 //! - `contend N`: N increments of deployment `shared` with retry on conflict, then exits;
 //!   prints `done CONFLICTS`. With `TIERSTATE_GO_FILE` set, waits for that file to exist first.
+//! - `append N`: N optimistic appends (`expecting` the last seq it knows, retried on conflict)
+//!   to journal `shared/ledger`, each `{"pid", "i"}`; prints `done CONFLICTS`. Waits for
+//!   `TIERSTATE_GO_FILE` like `contend`.
 //! - `open N`: waits for `TIERSTATE_GO_FILE` (if set) *before* opening, opens the store, writes
 //!   deployment `opened-N`, prints `opened`, exits: many first opens of one fresh store at once.
 
 use std::io::Write;
 
-use tierstate_core::{Error, Retention, StateWrite, WriteBatch};
+use chrono::Utc;
+use serde_json::json;
+use tierstate_core::{Append, Error, Retention, StateWrite, StreamAddr, WriteBatch};
 use tierstate_tests::{Backend, CRASH_RETENTION, count_of, counter, dep, mixed};
 
 #[tokio::main(flavor = "current_thread")]
@@ -131,6 +136,42 @@ async fn main() {
                         Ok(_) => break,
                         Err(e) if e.is_conflict() => conflicts += 1,
                         Err(e) => panic!("increment: {e}"),
+                    }
+                }
+            }
+            writeln!(out, "done {conflicts}").unwrap();
+            out.flush().unwrap();
+        }
+        "append" => {
+            let st = StreamAddr::new("shared", "ledger").expect("valid stream");
+            writeln!(out, "ready").unwrap();
+            out.flush().unwrap();
+            wait_for_go();
+            let pid = std::process::id();
+            let mut last = store
+                .journal_info(&st)
+                .await
+                .expect("journal info")
+                .map_or(0, |i| i.last_seq);
+            let mut conflicts = 0u64;
+            for i in 0..n {
+                let value = json!({"pid": pid, "i": i});
+                let value = value.as_object().expect("object").clone();
+                loop {
+                    let a = Append::new(st.clone(), Utc::now(), value.clone()).expecting(last);
+                    match store.append(a).await {
+                        Ok(done) => {
+                            last = done.entry.seq;
+                            break;
+                        }
+                        Err(Error::Conflict {
+                            actual: Some(actual),
+                            ..
+                        }) => {
+                            conflicts += 1;
+                            last = actual;
+                        }
+                        Err(e) => panic!("append: {e}"),
                     }
                 }
             }
