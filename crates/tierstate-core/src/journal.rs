@@ -485,6 +485,21 @@ pub enum Fetch {
     Key(Name),
 }
 
+impl Fetch {
+    /// For a window: the one exclusive lower bound `(event µs, seq)` of the rows to read —
+    /// the window's start or the cursor, whichever is later. Backends seek an index to it
+    /// with a single row comparison: given two lower bounds, PostgreSQL starts its index scan
+    /// at the row comparison and walks every earlier entry of the stream.
+    pub fn window_start(from_us: i64, after: Option<(i64, u64)>) -> (i64, i64) {
+        // Sequence numbers start at 1, so `> (from, 0)` is `event >= from`.
+        let start = (from_us, 0i64);
+        match after {
+            Some((e, q)) => start.max((e, i64::try_from(q).unwrap_or(i64::MAX))),
+            None => start,
+        }
+    }
+}
+
 /// A query resolved against a head: what to fetch, and how to finish it.
 #[derive(Debug, Clone)]
 pub struct Resolved {
@@ -848,6 +863,19 @@ mod tests {
             _ => Vec::new(),
         };
         r.finish(&addr(), picked, Tier::Warm)
+    }
+
+    #[test]
+    fn a_window_reads_from_its_start_or_its_cursor_whichever_is_later() {
+        assert_eq!(Fetch::window_start(100, None), (100, 0));
+        assert_eq!(Fetch::window_start(100, Some((150, 7))), (150, 7));
+        assert_eq!(Fetch::window_start(100, Some((100, 3))), (100, 3));
+        // A cursor before the window cannot widen it.
+        assert_eq!(Fetch::window_start(100, Some((99, 9))), (100, 0));
+        assert_eq!(
+            Fetch::window_start(100, Some((100, u64::MAX))),
+            (100, i64::MAX)
+        );
     }
 
     #[test]

@@ -196,21 +196,28 @@ pub(crate) async fn store(
             .await?;
         }
     }
-    for e in &plan.entries {
+    // All entries in one statement per chunk (arrays unnested server-side), not one round
+    // trip per entry.
+    for chunk in plan.entries.chunks(10_000) {
+        let col = |f: fn(&tierstate_core::StoredEntry) -> &str| -> Vec<&str> {
+            chunk.iter().map(f).collect()
+        };
         sqlx::query(
             "INSERT INTO ts_journal (deployment_id, stream, seq, event_at, commit_at, idem_key, \
-             checksum, prev_hash, hash, body) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+             checksum, prev_hash, hash, body) SELECT * FROM UNNEST($1::text[], $2::text[], \
+             $3::bigint[], $4::bigint[], $5::bigint[], $6::text[], $7::text[], $8::text[], \
+             $9::text[], $10::bytea[])",
         )
-        .bind(e.stream.deployment_id.as_str())
-        .bind(e.stream.stream.as_str())
-        .bind(i64_of(e.seq))
-        .bind(e.event_us)
-        .bind(e.commit_us)
-        .bind(&e.key)
-        .bind(&e.checksum)
-        .bind(&e.prev_hash)
-        .bind(&e.hash)
-        .bind(&e.body)
+        .bind(col(|e| e.stream.deployment_id.as_str()))
+        .bind(col(|e| e.stream.stream.as_str()))
+        .bind(chunk.iter().map(|e| i64_of(e.seq)).collect::<Vec<_>>())
+        .bind(chunk.iter().map(|e| e.event_us).collect::<Vec<_>>())
+        .bind(chunk.iter().map(|e| e.commit_us).collect::<Vec<_>>())
+        .bind(chunk.iter().map(|e| e.key.as_deref()).collect::<Vec<_>>())
+        .bind(col(|e| e.checksum.as_str()))
+        .bind(col(|e| e.prev_hash.as_str()))
+        .bind(col(|e| e.hash.as_str()))
+        .bind(chunk.iter().map(|e| e.body.as_slice()).collect::<Vec<_>>())
         .execute(&mut *c)
         .await?;
     }
@@ -282,17 +289,16 @@ pub(crate) async fn fetch(
             after,
             limit,
         } => {
-            let (ae, aseq) = after.map_or((i64::MIN, -1), |(e, q)| (e, i64_of(q)));
+            let (ae, aseq) = Fetch::window_start(*from_us, *after);
             sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT {ENTRY} {base} AND event_at >= $3 AND event_at < $4 \
-                 AND (event_at, seq) > ($5, $6) ORDER BY event_at, seq LIMIT $7"
+                "SELECT {ENTRY} {base} AND (event_at, seq) > ($3, $4) AND event_at < $5 \
+                 ORDER BY event_at, seq LIMIT $6"
             )))
             .bind(s.deployment_id.as_str())
             .bind(s.stream.as_str())
-            .bind(*from_us)
-            .bind(*to_us)
             .bind(ae)
             .bind(aseq)
+            .bind(*to_us)
             .bind(i64_of(*limit as u64))
         }
         Fetch::AtOrBefore { at_us } => sqlx::query(sqlx::AssertSqlSafe(format!(

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use redb::{Database, ReadTransaction, ReadableDatabase};
-use tierstate_core::journal::{EntryDamage, JournalInfo, JournalPage, JournalQuery};
+use tierstate_core::journal::{JournalInfo, JournalPage, JournalQuery};
 use tierstate_core::{
     BackendErrorKind, Committed, DeploymentId, DocAddr, Document, Error, Name, Result, Signal,
     StateData, StateStore, StoredRecord, StreamAddr, Tier, TruncateBefore, WriteBatch,
@@ -222,7 +222,7 @@ impl RedbStore {
         &self,
         stream: &StreamAddr,
         seq: u64,
-        damage: EntryDamage,
+        damage: tierstate_core::journal::EntryDamage,
     ) -> Result<bool> {
         let s = stream.clone();
         let run = Box::new(move |t: &mut crate::records::Tables<'_>| {

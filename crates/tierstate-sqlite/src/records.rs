@@ -258,17 +258,16 @@ pub(crate) fn fetch(conn: &Connection, s: &StreamAddr, f: &Fetch) -> Result<Vec<
             after,
             limit,
         } => {
-            let (ae, aseq) = after.map_or((i64::MIN, -1), |(e, q)| (e, i64_of(q)));
+            let (ae, aseq) = Fetch::window_start(*from_us, *after);
             (
                 format!(
-                    "SELECT {ENTRY} {base} AND event_at >= ?3 AND event_at < ?4 \
-                     AND (event_at, seq) > (?5, ?6) ORDER BY event_at, seq LIMIT ?7"
+                    "SELECT {ENTRY} {base} AND (event_at, seq) > (?3, ?4) AND event_at < ?5 \
+                     ORDER BY event_at, seq LIMIT ?6"
                 ),
                 vec![
-                    (*from_us).into(),
-                    (*to_us).into(),
                     ae.into(),
                     aseq.into(),
+                    (*to_us).into(),
                     i64_of(*limit as u64).into(),
                 ],
             )

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::Connection;
-use tierstate_core::journal::{EntryDamage, JournalInfo, JournalPage, JournalQuery};
+use tierstate_core::journal::{JournalInfo, JournalPage, JournalQuery};
 use tierstate_core::{
     CommitProbe, Committed, DeploymentId, DocAddr, Document, Name, Result, Signal, StateData,
     StateStore, StreamAddr, Tier, TruncateBefore, WriteBatch,
@@ -162,7 +162,7 @@ impl SqliteStore {
         &self,
         stream: &StreamAddr,
         seq: u64,
-        damage: EntryDamage,
+        damage: tierstate_core::journal::EntryDamage,
     ) -> Result<bool> {
         let s = stream.clone();
         let run =
