@@ -63,6 +63,15 @@ impl Samples {
         }
     }
 
+    /// Samples already taken one by one; the wall time is their sum.
+    pub fn of(lat: Vec<Duration>) -> Self {
+        Self {
+            wall: lat.iter().sum(),
+            ops: lat.len() as u64,
+            lat,
+        }
+    }
+
     /// The `q` quantile (0..=1) of the latencies.
     pub fn quantile(&self, q: f64) -> Duration {
         let mut v = self.lat.clone();

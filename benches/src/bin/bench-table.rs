@@ -833,12 +833,7 @@ async fn tick_batch(dir: &Path, backend: Warm, scale: usize) -> Row {
         store.write(b).await.unwrap();
         batch.push(t.elapsed());
     }
-    let samples = |lat: Vec<Duration>| Samples {
-        wall: lat.iter().sum(),
-        ops: lat.len() as u64,
-        lat,
-    };
-    let (cas, batch) = (samples(cas), samples(batch));
+    let (cas, batch) = (Samples::of(cas), Samples::of(batch));
     let ratio = us(batch.quantile(0.5)) / us(cas.quantile(0.5));
     Row {
         metric: format!("Tick batch {}: state+doc+3 entries (p50)", backend.name()),
@@ -892,12 +887,7 @@ async fn window_p50(store: &dyn StateStore, st: &StreamAddr, n: u64, queries: us
         lat.push(t.elapsed());
         assert_eq!(page.entries.len(), 100);
     }
-    Samples {
-        wall: lat.iter().sum(),
-        ops: lat.len() as u64,
-        lat,
-    }
-    .quantile(0.5)
+    Samples::of(lat).quantile(0.5)
 }
 
 /// A 100-entry time window in a journal of 1,000,000 entries against one of 10,000: an
@@ -938,14 +928,7 @@ async fn range_read(backend: Warm, store: &dyn StateStore, big: u64, scale: usiz
     let st = stream("big");
     fill_journal(&mem, &st, 20_000).await;
     let reads = 200 / scale;
-    let rate = |lat: Vec<Duration>| {
-        let s = Samples {
-            wall: lat.iter().sum(),
-            ops: lat.len() as u64,
-            lat,
-        };
-        1000.0 / s.quantile(0.5).as_secs_f64()
-    };
+    let rate = |lat: Vec<Duration>| 1000.0 / Samples::of(lat).quantile(0.5).as_secs_f64();
     let (mut ours, mut base) = (Vec::new(), Vec::new());
     for r in 0..reads as u64 {
         let from = 1 + (r * 7_919) % (big - 1000);
