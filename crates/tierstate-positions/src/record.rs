@@ -1,0 +1,232 @@
+//! One position: what is held where, in exact decimals.
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::error::{PositionError, Result};
+use crate::kind::PositionType;
+
+/// One holding on one chain. Amounts and values are exact decimals, never `f64`. Amount and
+/// value are non-negative except for a perp, whose sign is its direction; a borrow's value is
+/// what is owed, and totals count it negative.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct PositionRecord {
+    /// The position's id, unique within its chain.
+    pub id: String,
+    /// The chain or venue it is on.
+    pub chain: String,
+    /// Its kind.
+    #[serde(rename = "type")]
+    pub kind: PositionType,
+    /// The protocol it is held through, if any (e.g. `aave-v3`).
+    pub protocol: Option<String>,
+    /// The token or asset.
+    pub token: String,
+    /// How much of the token.
+    pub amount: Decimal,
+    /// Its value in USD.
+    pub value_usd: Decimal,
+    /// When it was first recorded.
+    pub created_at: DateTime<Utc>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+    /// Anything else the strategy keeps with it.
+    pub metadata: Map<String, Value>,
+}
+
+impl PositionRecord {
+    /// A new position created now.
+    ///
+    /// # Errors
+    /// `InvalidInput` for an empty, oversized or control-character id, chain, token; a
+    /// negative amount or value on a kind that is not signed.
+    pub fn new(
+        id: impl Into<String>,
+        chain: impl Into<String>,
+        kind: PositionType,
+        token: impl Into<String>,
+        amount: Decimal,
+        value_usd: Decimal,
+    ) -> Result<Self> {
+        let now = Utc::now();
+        let r = Self {
+            id: id.into(),
+            chain: chain.into(),
+            kind,
+            protocol: None,
+            token: token.into(),
+            amount,
+            value_usd,
+            created_at: now,
+            updated_at: now,
+            metadata: Map::new(),
+        };
+        r.validate()?;
+        Ok(r)
+    }
+
+    /// Sets the protocol.
+    ///
+    /// # Errors
+    /// `InvalidInput` for an empty, oversized or control-character name.
+    pub fn with_protocol(mut self, protocol: impl Into<String>) -> Result<Self> {
+        let p = protocol.into();
+        check_label("protocol", &p, 64)?;
+        self.protocol = Some(p);
+        Ok(self)
+    }
+
+    /// Sets the metadata.
+    ///
+    /// # Errors
+    /// `InvalidInput` if it is not a JSON object.
+    pub fn with_metadata(mut self, metadata: Value) -> Result<Self> {
+        match metadata {
+            Value::Object(m) => {
+                self.metadata = m;
+                Ok(self)
+            }
+            other => Err(PositionError::invalid(
+                "metadata",
+                format!("must be a JSON object, got {}", kind_of(&other)),
+            )),
+        }
+    }
+
+    /// Sets both times (for records rebuilt from elsewhere).
+    ///
+    /// # Errors
+    /// `InvalidInput` if `updated_at` is before `created_at`.
+    pub fn with_times(
+        mut self,
+        created_at: DateTime<Utc>,
+        updated_at: DateTime<Utc>,
+    ) -> Result<Self> {
+        if updated_at < created_at {
+            return Err(PositionError::invalid("updated_at", "is before created_at"));
+        }
+        self.created_at = created_at;
+        self.updated_at = updated_at;
+        Ok(self)
+    }
+
+    /// The value as it counts towards net value: negative for a borrow, signed for a perp.
+    pub fn net_value(&self) -> Decimal {
+        match self.kind {
+            PositionType::Borrow => -self.value_usd,
+            _ => self.value_usd,
+        }
+    }
+
+    /// The value as it counts towards gross exposure: its absolute value.
+    pub fn gross_value(&self) -> Decimal {
+        self.value_usd.abs()
+    }
+
+    /// Checks every field.
+    pub(crate) fn validate(&self) -> Result<()> {
+        check_label("id", &self.id, 256)?;
+        check_label("chain", &self.chain, 64)?;
+        check_label("token", &self.token, 64)?;
+        if let Some(p) = &self.protocol {
+            check_label("protocol", p, 64)?;
+        }
+        if !self.kind.is_signed() {
+            for (field, v) in [("amount", self.amount), ("value_usd", self.value_usd)] {
+                if v.is_sign_negative() && !v.is_zero() {
+                    return Err(PositionError::invalid(
+                        field,
+                        format!("{v} is negative; only a perp's amount and value are signed"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Ids, chains, tokens and protocols: 1..=`max` bytes, no control characters.
+pub(crate) fn check_label(field: &'static str, s: &str, max: usize) -> Result<()> {
+    if s.is_empty() {
+        return Err(PositionError::invalid(field, "is empty"));
+    }
+    if s.len() > max {
+        return Err(PositionError::invalid(
+            field,
+            format!("is {} bytes; at most {max}", s.len()),
+        ));
+    }
+    if s.chars().any(char::is_control) {
+        return Err(PositionError::invalid(field, "holds a control character"));
+    }
+    Ok(())
+}
+
+pub(crate) fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// A position as stored: every field as written, checked field by field on the way back so a
+/// bad one is named.
+#[derive(Debug, Deserialize)]
+pub(crate) struct StoredPosition {
+    id: String,
+    chain: String,
+    #[serde(rename = "type")]
+    kind: String,
+    protocol: Option<String>,
+    token: String,
+    amount: Value,
+    value_usd: Value,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    metadata: Value,
+}
+
+impl StoredPosition {
+    /// The record, or the first field that is wrong.
+    pub(crate) fn into_record(self) -> Result<PositionRecord> {
+        let r = PositionRecord {
+            kind: self.kind.parse()?,
+            amount: decimal("amount", &self.amount)?,
+            value_usd: decimal("value_usd", &self.value_usd)?,
+            id: self.id,
+            chain: self.chain,
+            protocol: self.protocol,
+            token: self.token,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            metadata: match self.metadata {
+                Value::Object(m) => m,
+                other => {
+                    return Err(PositionError::invalid(
+                        "metadata",
+                        format!("must be a JSON object, got {}", kind_of(&other)),
+                    ));
+                }
+            },
+        };
+        r.validate()?;
+        Ok(r)
+    }
+}
+
+/// A decimal stored as a string (the only form tierstate writes: it keeps the scale).
+fn decimal(field: &'static str, v: &Value) -> Result<Decimal> {
+    let bad = || PositionError::InvalidDecimal {
+        field,
+        value: v.to_string(),
+    };
+    let s = v.as_str().ok_or_else(bad)?;
+    s.parse::<Decimal>().map_err(|_| bad())
+}

@@ -1,0 +1,210 @@
+//! A deployment's book as one versioned document: saved with CAS, loaded exactly.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use tierstate_core::{DeploymentId, DocAddr, DocWrite, PutMode, StateStore, WriteBatch};
+
+use crate::book::{Missing, PositionBook};
+use crate::error::{PositionError, Result};
+use crate::record::{PositionRecord, StoredPosition};
+
+/// The collection books live in.
+pub const COLLECTION: &str = "positions";
+/// The key of a deployment's book in [`COLLECTION`].
+pub const BOOK_KEY: &str = "book";
+/// The book document's schema; a stored book with a newer one is refused.
+pub const BOOK_SCHEMA: u32 = 1;
+
+/// A book as loaded: the book and the document version to save over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SavedBook {
+    /// The book.
+    pub book: PositionBook,
+    /// Its document version (the `expected` of the next save).
+    pub version: u64,
+}
+
+/// Loads and saves one deployment's book on any [`StateStore`].
+#[derive(Clone)]
+pub struct PositionStore {
+    store: Arc<dyn StateStore>,
+    address: DocAddr,
+}
+
+impl std::fmt::Debug for PositionStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PositionStore")
+            .field("address", &self.address)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PositionStore {
+    /// The book of `deployment` in `store`.
+    ///
+    /// # Errors
+    /// `InvalidInput` if the deployment id cannot address a document.
+    pub fn new(store: Arc<dyn StateStore>, deployment: &DeploymentId) -> Result<Self> {
+        let address = DocAddr::new(deployment.as_str(), COLLECTION, BOOK_KEY)?;
+        Ok(Self { store, address })
+    }
+
+    /// Where the book is stored.
+    pub fn address(&self) -> &DocAddr {
+        &self.address
+    }
+
+    /// The store underneath.
+    pub fn store(&self) -> &Arc<dyn StateStore> {
+        &self.store
+    }
+
+    /// The stored book, checksum verified and every field checked; `None` if never saved.
+    ///
+    /// # Errors
+    /// `Store(Integrity)` for damaged bytes; `NewerSchema`; `UnknownPositionType`,
+    /// `InvalidDecimal`, `InvalidInput` naming the first bad field; `Store` for I/O.
+    pub async fn load(&self) -> Result<Option<SavedBook>> {
+        let Some(doc) = self.store.get_document(&self.address).await? else {
+            return Ok(None);
+        };
+        Ok(Some(SavedBook {
+            book: decode(doc.value)?,
+            version: doc.version,
+        }))
+    }
+
+    /// Saves `book` over version `expected` (`None`: the first save). Returns the new version.
+    ///
+    /// # Errors
+    /// `Store(Conflict)` carrying the stored version if another writer saved first;
+    /// `Store(AlreadyExists)` for a first save over an existing book.
+    pub async fn save(&self, book: &PositionBook, expected: Option<u64>) -> Result<u64> {
+        let doc = self.store.put_document(self.write(book, expected)?).await?;
+        Ok(doc.version)
+    }
+
+    /// The document write that saves `book` over `expected`, for a caller's own
+    /// [`WriteBatch`] (state, journal entries and the book in one transaction).
+    ///
+    /// # Errors
+    /// `InvalidInput` if the book cannot be encoded.
+    pub fn write(&self, book: &PositionBook, expected: Option<u64>) -> Result<DocWrite> {
+        let mode = match expected {
+            Some(v) => PutMode::Update { expected: v },
+            None => PutMode::Create,
+        };
+        Ok(DocWrite::new(self.address.clone(), mode, encode(book)?))
+    }
+
+    /// Adds the save of `book` to `batch`.
+    ///
+    /// # Errors
+    /// As [`PositionStore::write`].
+    pub fn add_to(
+        &self,
+        batch: WriteBatch,
+        book: &PositionBook,
+        expected: Option<u64>,
+    ) -> Result<WriteBatch> {
+        Ok(batch.document(self.write(book, expected)?))
+    }
+}
+
+#[derive(Serialize)]
+struct BookOut<'a> {
+    schema: u32,
+    chains: Vec<&'a str>,
+    positions: Vec<&'a PositionRecord>,
+    missing: Vec<MissingRow>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct MissingRow {
+    chain: String,
+    id: String,
+    runs: u32,
+    since: DateTime<Utc>,
+}
+
+#[derive(Deserialize)]
+struct BookIn {
+    schema: u32,
+    chains: Vec<String>,
+    positions: Vec<StoredPosition>,
+    #[serde(default)]
+    missing: Vec<MissingRow>,
+}
+
+/// The book as a document value.
+pub(crate) fn encode(book: &PositionBook) -> Result<Map<String, Value>> {
+    let out = BookOut {
+        schema: BOOK_SCHEMA,
+        chains: book.chains().collect(),
+        positions: book.iter().collect(),
+        missing: book
+            .missing_map()
+            .iter()
+            .map(|((chain, id), m)| MissingRow {
+                chain: chain.clone(),
+                id: id.clone(),
+                runs: m.runs,
+                since: m.since,
+            })
+            .collect(),
+    };
+    match serde_json::to_value(out) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err(PositionError::invalid(
+            "book",
+            "did not encode to an object",
+        )),
+        Err(e) => Err(PositionError::invalid("book", e.to_string())),
+    }
+}
+
+/// The book from a document value; the first bad field is named.
+pub(crate) fn decode(value: Map<String, Value>) -> Result<PositionBook> {
+    let schema = value.get("schema").and_then(Value::as_u64).unwrap_or(0);
+    if schema > u64::from(BOOK_SCHEMA) {
+        return Err(PositionError::NewerSchema {
+            found: u32::try_from(schema).unwrap_or(u32::MAX),
+            supported: BOOK_SCHEMA,
+        });
+    }
+    let stored: BookIn = serde_json::from_value(Value::Object(value))
+        .map_err(|e| PositionError::invalid("book", format!("stored book is malformed: {e}")))?;
+    if stored.schema != BOOK_SCHEMA {
+        return Err(PositionError::invalid(
+            "book",
+            format!("unknown schema {}", stored.schema),
+        ));
+    }
+    let mut book = PositionBook::new(stored.chains)?;
+    for p in stored.positions {
+        let r = p.into_record()?;
+        let (chain, id) = (r.chain.clone(), r.id.clone());
+        if book.upsert(r)?.is_some() {
+            return Err(PositionError::invalid(
+                "book",
+                format!("position {id} on {chain} is stored twice"),
+            ));
+        }
+    }
+    for m in stored.missing {
+        if book.get(&m.id, &m.chain)?.is_some() {
+            book.set_missing(
+                &m.chain,
+                &m.id,
+                Some(Missing {
+                    runs: m.runs,
+                    since: m.since,
+                }),
+            );
+        }
+    }
+    Ok(book)
+}
