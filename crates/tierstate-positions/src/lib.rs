@@ -42,3 +42,8 @@ pub use record::PositionRecord;
 pub use rust_decimal::Decimal;
 pub use store::{BOOK_KEY, BOOK_SCHEMA, COLLECTION, PositionStore, SavedBook};
 pub use totals::{ChainSummary, Exposure, Totals};
+
+/// The README's Rust examples, compiled and run as doc-tests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;

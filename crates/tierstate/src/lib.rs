@@ -5,6 +5,7 @@
 //! * **WARM**: a durable [`StateStore`]; SQLite (feature `sqlite`) is the embedded default,
 //!   redb (feature `redb`) the pure-Rust one; or inject any store with
 //!   [`StateManagerBuilder::warm`].
+//! * **Domains** on the same records, one feature each: `positions`.
 //!
 //! ```no_run
 //! # async fn demo() -> tierstate::Result<()> {
@@ -42,6 +43,9 @@ pub use tierstate_core::{
     WriteBatch,
 };
 pub use tierstate_migrate::{MigrationError, MigrationRegistry, RollbackInfo, StateMigration};
+/// Multi-chain positions, net and gross totals, and reconciliation against a venue.
+#[cfg(feature = "positions")]
+pub use tierstate_positions as positions;
 #[cfg(feature = "postgres")]
 pub use tierstate_postgres::{PostgresConfig, PostgresStore};
 #[cfg(feature = "redb")]

@@ -1,0 +1,588 @@
+//! Positions on every backend: the same tests run on the in-memory store, SQLite, redb and
+//! PostgreSQL (when `TEST_DATABASE_URL` is set; `cargo xtask test` starts one).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use parking_lot::Mutex;
+use rust_decimal::Decimal;
+use serde_json::{Map, Value, json};
+use tierstate_core::{
+    DeploymentId, DocAddr, DocWrite, Error, JournalQuery, PutMode, StateStore, StateWrite,
+    StreamAddr, WriteBatch,
+};
+use tierstate_positions::{
+    Mode, PositionBook, PositionError, PositionRecord, PositionStore, PositionType, Reconciler,
+    StalePolicy, Tolerance, Tolerances, VenuePosition, VenuePositions, VenueReport,
+};
+
+/// A store of one backend and what keeps it alive.
+struct Backend {
+    store: Arc<dyn StateStore>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+async fn memory() -> Option<Backend> {
+    Some(Backend {
+        store: Arc::new(tierstate_core::InMemoryStore::new()),
+        _dir: None,
+    })
+}
+
+async fn sqlite() -> Option<Backend> {
+    let dir = tempfile::tempdir().unwrap();
+    let s = tierstate_sqlite::SqliteStore::open(tierstate_sqlite::SqliteConfig::new(
+        dir.path().join("p.db"),
+    ))
+    .await
+    .unwrap();
+    Some(Backend {
+        store: Arc::new(s),
+        _dir: Some(dir),
+    })
+}
+
+async fn redb() -> Option<Backend> {
+    let dir = tempfile::tempdir().unwrap();
+    let s =
+        tierstate_redb::RedbStore::open(tierstate_redb::RedbConfig::new(dir.path().join("p.redb")))
+            .await
+            .unwrap();
+    Some(Backend {
+        store: Arc::new(s),
+        _dir: Some(dir),
+    })
+}
+
+async fn postgres() -> Option<Backend> {
+    let url = tierstate_testkit::pg_url()?;
+    let cfg = tierstate_postgres::PostgresConfig::new(url)
+        .schema(&tierstate_testkit::fresh_schema("positions"))
+        .unwrap();
+    Some(Backend {
+        store: Arc::new(
+            tierstate_postgres::PostgresStore::connect(cfg)
+                .await
+                .unwrap(),
+        ),
+        _dir: None,
+    })
+}
+
+/// Runs each named test on every backend.
+macro_rules! on_every_backend {
+    ($($test:ident),* $(,)?) => {
+        on_every_backend!(@backend memory; $($test),*);
+        on_every_backend!(@backend sqlite; $($test),*);
+        on_every_backend!(@backend redb; $($test),*);
+        on_every_backend!(@backend postgres; $($test),*);
+    };
+    (@backend $b:ident; $($test:ident),*) => {
+        mod $b {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    let Some(b) = super::$b().await else { return };
+                    super::$test(b.store.clone()).await;
+                }
+            )*
+        }
+    };
+}
+
+on_every_backend!(
+    a_book_saves_with_cas_and_loads_exactly,
+    the_book_commits_in_one_batch_with_state_and_journal,
+    damaged_or_newer_books_are_refused_by_name,
+    apply_commits_the_corrected_book_and_the_report_together,
+    a_dry_run_writes_nothing,
+    a_venue_failure_changes_nothing,
+    a_concurrent_local_change_is_not_lost,
+);
+
+fn d(s: &str) -> Decimal {
+    s.parse().unwrap()
+}
+
+fn dep() -> DeploymentId {
+    DeploymentId::new("eth-basis").unwrap()
+}
+
+/// Every record of the fixture at the same fixed time, so two fixtures compare equal.
+fn fixed(r: PositionRecord) -> PositionRecord {
+    let t = chrono::TimeZone::with_ymd_and_hms(&Utc, 2026, 11, 21, 14, 3, 7).unwrap();
+    r.with_times(t, t).unwrap()
+}
+
+fn book() -> PositionBook {
+    let mut b = PositionBook::new(["ethereum", "arbitrum", "solana"]).unwrap();
+    let eth = PositionRecord::new(
+        "eth",
+        "ethereum",
+        PositionType::Token,
+        "ETH",
+        d("1.50"),
+        d("4800.00"),
+    )
+    .unwrap()
+    .with_metadata(json!({"wallet": "0xabc", "tags": ["core"]}))
+    .unwrap();
+    let loan = PositionRecord::new(
+        "usdc-loan",
+        "ethereum",
+        PositionType::Borrow,
+        "USDC",
+        d("2000"),
+        d("2000.000000"),
+    )
+    .unwrap()
+    .with_protocol("aave-v3")
+    .unwrap();
+    let perp = PositionRecord::new(
+        "eth-perp",
+        "arbitrum",
+        PositionType::Perp,
+        "ETH",
+        d("-0.75"),
+        d("-2400.5"),
+    )
+    .unwrap();
+    let sol = PositionRecord::new(
+        "sol",
+        "solana",
+        PositionType::Token,
+        "SOL",
+        d("12.0000"),
+        d("1800"),
+    )
+    .unwrap();
+    for r in [eth, loan, perp, sol] {
+        b.upsert(fixed(r)).unwrap();
+    }
+    b
+}
+
+async fn a_book_saves_with_cas_and_loads_exactly(store: Arc<dyn StateStore>) {
+    let ps = PositionStore::new(store, &dep()).unwrap();
+    assert!(ps.load().await.unwrap().is_none());
+    let b = book();
+    assert_eq!(ps.save(&b, None).await.unwrap(), 1);
+    let loaded = ps.load().await.unwrap().unwrap();
+    assert_eq!(loaded.version, 1);
+    assert_eq!(
+        loaded.book, b,
+        "rebuilt exactly, times and metadata included"
+    );
+    let eth = loaded.book.get("eth", "ethereum").unwrap().unwrap();
+    assert_eq!(eth.amount.to_string(), "1.50", "scale kept");
+    assert_eq!(
+        loaded
+            .book
+            .get("sol", "solana")
+            .unwrap()
+            .unwrap()
+            .amount
+            .to_string(),
+        "12.0000"
+    );
+    assert_eq!(loaded.book.totals(), b.totals());
+    // A stale writer conflicts; a second first save is refused; nothing changes either way.
+    let mut changed = b.clone();
+    changed.remove("sol", "solana").unwrap();
+    assert_eq!(ps.save(&changed, Some(1)).await.unwrap(), 2);
+    match ps.save(&b, Some(1)).await {
+        Err(PositionError::Store(Error::Conflict {
+            expected: 1,
+            actual: Some(2),
+            ..
+        })) => {}
+        other => panic!("stale save: {other:?}"),
+    }
+    assert!(matches!(
+        ps.save(&b, None).await,
+        Err(PositionError::Store(Error::AlreadyExists { .. }))
+    ));
+    assert_eq!(ps.load().await.unwrap().unwrap().book, changed);
+}
+
+async fn the_book_commits_in_one_batch_with_state_and_journal(store: Arc<dyn StateStore>) {
+    let ps = PositionStore::new(store.clone(), &dep()).unwrap();
+    let fills = StreamAddr::new("eth-basis", "fills").unwrap();
+    let state = json!({"tick": 1}).as_object().unwrap().clone();
+    let batch = WriteBatch::new().put(StateWrite::create(dep(), state.clone()));
+    let batch = ps
+        .add_to(batch, &book(), None)
+        .unwrap()
+        .append(tierstate_core::Append::new(
+            fills.clone(),
+            Utc::now(),
+            json!({"qty": "0.5"}).as_object().unwrap().clone(),
+        ));
+    let done = store.write(batch).await.unwrap();
+    assert_eq!(
+        (done.states.len(), done.documents.len(), done.entries.len()),
+        (1, 1, 1)
+    );
+    assert_eq!(ps.load().await.unwrap().unwrap().book, book());
+    // A tick whose book save is stale fails whole: its state and fill are not written.
+    let batch = WriteBatch::new().put(StateWrite::update(dep(), 1, state));
+    let batch = ps
+        .add_to(batch, &PositionBook::new(["ethereum"]).unwrap(), Some(7))
+        .unwrap()
+        .append(tierstate_core::Append::new(
+            fills.clone(),
+            Utc::now(),
+            Map::new(),
+        ));
+    assert!(store.write(batch).await.unwrap_err().is_conflict());
+    assert_eq!(store.get(&dep()).await.unwrap().unwrap().version, 1);
+    assert_eq!(
+        store.journal_info(&fills).await.unwrap().unwrap().last_seq,
+        1
+    );
+    assert_eq!(ps.load().await.unwrap().unwrap().version, 1);
+}
+
+async fn damaged_or_newer_books_are_refused_by_name(store: Arc<dyn StateStore>) {
+    let ps = PositionStore::new(store.clone(), &dep()).unwrap();
+    ps.save(&book(), None).await.unwrap();
+    let good = store
+        .get_document(ps.address())
+        .await
+        .unwrap()
+        .unwrap()
+        .value;
+    let with = |f: &dyn Fn(&mut Map<String, Value>)| {
+        let mut v = good.clone();
+        f(&mut v);
+        v
+    };
+    fn first(v: &mut Map<String, Value>) -> &mut Map<String, Value> {
+        v.get_mut("positions").unwrap()[0].as_object_mut().unwrap()
+    }
+    let cases: Vec<(Map<String, Value>, &str)> = vec![
+        (
+            with(&|v| {
+                v.insert("schema".into(), json!(2));
+            }),
+            "newer",
+        ),
+        (
+            with(&|v| {
+                first(v).insert("type".into(), json!("option"));
+            }),
+            "type",
+        ),
+        (
+            with(&|v| {
+                first(v).insert("amount".into(), json!("1.5.0"));
+            }),
+            "amount",
+        ),
+        (
+            with(&|v| {
+                first(v).insert("value_usd".into(), json!(12.5));
+            }),
+            "value_usd",
+        ),
+        (
+            with(&|v| {
+                first(v).insert("metadata".into(), json!([1]));
+            }),
+            "metadata",
+        ),
+        (
+            with(&|v| {
+                v.insert("chains".into(), json!(["ethereum", "ethereum"]));
+            }),
+            "duplicate",
+        ),
+        (
+            with(&|v| {
+                v.remove("positions");
+            }),
+            "malformed",
+        ),
+    ];
+    let addr: DocAddr = ps.address().clone();
+    for (value, what) in cases {
+        store
+            .put_document(DocWrite::new(addr.clone(), PutMode::Overwrite, value))
+            .await
+            .unwrap();
+        let err = ps.load().await.unwrap_err();
+        let ok = match (what, &err) {
+            (
+                "newer",
+                PositionError::NewerSchema {
+                    found: 2,
+                    supported: 1,
+                },
+            ) => true,
+            ("type", PositionError::UnknownPositionType { value }) => value == "option",
+            (
+                "amount",
+                PositionError::InvalidDecimal {
+                    field: "amount", ..
+                },
+            ) => true,
+            (
+                "value_usd",
+                PositionError::InvalidDecimal {
+                    field: "value_usd", ..
+                },
+            ) => true,
+            (
+                "metadata",
+                PositionError::InvalidInput {
+                    field: "metadata", ..
+                },
+            ) => true,
+            ("duplicate", PositionError::DuplicateChain(c)) => c == "ethereum",
+            ("malformed", PositionError::InvalidInput { field: "book", .. }) => true,
+            _ => false,
+        };
+        assert!(ok, "{what}: {err:?}");
+    }
+}
+
+/// Work a venue does while it answers (here: another writer saving the book).
+type Hook =
+    Box<dyn FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Send>;
+
+/// An in-process venue: holds positions per chain and answers from them; can be told to fail
+/// or to run a hook (a concurrent writer) while it answers.
+#[derive(Default)]
+struct SimVenue {
+    positions: Mutex<Vec<VenuePosition>>,
+    fail: Mutex<Option<String>>,
+    during: Mutex<Option<Hook>>,
+}
+
+#[async_trait]
+impl VenuePositions for SimVenue {
+    async fn positions(&self, chains: &[String]) -> tierstate_positions::Result<VenueReport> {
+        if let Some(reason) = self.fail.lock().clone() {
+            return Err(PositionError::Venue {
+                venue: "sim".into(),
+                reason,
+                retryable: true,
+            });
+        }
+        let hook = self.during.lock().take();
+        if let Some(h) = hook {
+            h().await;
+        }
+        Ok(VenueReport {
+            venue: "sim".into(),
+            chains: chains.to_vec(),
+            positions: self
+                .positions
+                .lock()
+                .iter()
+                .filter(|p| chains.contains(&p.chain))
+                .cloned()
+                .collect(),
+            as_of: Utc::now(),
+        })
+    }
+}
+
+fn venue_agreeing_with_ethereum_but() -> SimVenue {
+    let v = SimVenue::default();
+    *v.positions.lock() = vec![
+        VenuePosition::new(
+            "eth",
+            "ethereum",
+            PositionType::Token,
+            "ETH",
+            d("1.25"),
+            d("4000.00"),
+        )
+        .unwrap(),
+        VenuePosition::new(
+            "usdc-loan",
+            "ethereum",
+            PositionType::Borrow,
+            "USDC",
+            d("2000"),
+            d("2000.000000"),
+        )
+        .unwrap(),
+        VenuePosition::new(
+            "steth",
+            "ethereum",
+            PositionType::Supply,
+            "stETH",
+            d("3"),
+            d("9600"),
+        )
+        .unwrap(),
+    ];
+    v
+}
+
+fn reconciler(ps: &PositionStore) -> Reconciler {
+    Reconciler::new(
+        ps.clone(),
+        Tolerances::new(Tolerance::new(d("0"), d("0.01"), d("0")).unwrap()),
+        StalePolicy::new(1, None).unwrap(),
+    )
+    .unwrap()
+}
+
+async fn apply_commits_the_corrected_book_and_the_report_together(store: Arc<dyn StateStore>) {
+    let ps = PositionStore::new(store.clone(), &dep()).unwrap();
+    ps.save(&book(), None).await.unwrap();
+    let venue = venue_agreeing_with_ethereum_but();
+    let r = reconciler(&ps);
+    let chains = vec!["ethereum".to_owned()];
+    let out = r.run(&venue, &chains, Mode::Apply).await.unwrap();
+    assert!(out.applied());
+    assert_eq!((out.version, out.entry_seq, out.attempts), (2, Some(1), 1));
+    assert_eq!(out.report.findings.len(), 3, "{:?}", out.report.findings); // eth amount + value, steth
+    let saved = ps.load().await.unwrap().unwrap();
+    assert_eq!(
+        saved.book.get("eth", "ethereum").unwrap().unwrap().amount,
+        d("1.25")
+    );
+    assert_eq!(
+        saved
+            .book
+            .get("steth", "ethereum")
+            .unwrap()
+            .unwrap()
+            .value_usd,
+        d("9600")
+    );
+    assert_eq!(saved.book.totals(), out.report.target);
+    // Other chains untouched.
+    assert_eq!(
+        saved.book.get("sol", "solana").unwrap(),
+        book().get("sol", "solana").unwrap()
+    );
+    // The report is the journal entry committed with the book.
+    let page = store
+        .read_journal(r.stream(), JournalQuery::from_seq(1, 10))
+        .await
+        .unwrap();
+    assert_eq!(page.entries.len(), 1);
+    assert_eq!(
+        page.entries[0].value["findings"].as_array().unwrap().len(),
+        3
+    );
+    assert_eq!(page.entries[0].value["venue"], json!("sim"));
+    // A second run right after finds nothing to change and writes nothing.
+    let again = r.run(&venue, &chains, Mode::Apply).await.unwrap();
+    assert!(again.report.is_clean(), "{:?}", again.report.findings);
+    assert!(!again.applied());
+    assert_eq!(again.version, 2);
+    assert_eq!(
+        store
+            .journal_info(r.stream())
+            .await
+            .unwrap()
+            .unwrap()
+            .last_seq,
+        1
+    );
+}
+
+async fn a_dry_run_writes_nothing(store: Arc<dyn StateStore>) {
+    let ps = PositionStore::new(store.clone(), &dep()).unwrap();
+    ps.save(&book(), None).await.unwrap();
+    let r = reconciler(&ps);
+    let out = r
+        .run(
+            &venue_agreeing_with_ethereum_but(),
+            &["ethereum".into()],
+            Mode::DryRun,
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.report.findings.len(), 3);
+    assert!(!out.applied());
+    let saved = ps.load().await.unwrap().unwrap();
+    assert_eq!((saved.version, &saved.book), (1, &book()));
+    assert!(store.journal_info(r.stream()).await.unwrap().is_none());
+}
+
+async fn a_venue_failure_changes_nothing(store: Arc<dyn StateStore>) {
+    let ps = PositionStore::new(store.clone(), &dep()).unwrap();
+    let r = reconciler(&ps);
+    let venue = venue_agreeing_with_ethereum_but();
+    // No book yet: a typed error, nothing created.
+    assert!(matches!(
+        r.run(&venue, &["ethereum".into()], Mode::Apply).await,
+        Err(PositionError::InvalidInput { field: "book", .. })
+    ));
+    ps.save(&book(), None).await.unwrap();
+    *venue.fail.lock() = Some("HTTP 503 from /positions".into());
+    match r.run(&venue, &["ethereum".into()], Mode::Apply).await {
+        Err(PositionError::Venue {
+            venue,
+            reason,
+            retryable: true,
+        }) => {
+            assert_eq!(
+                (venue.as_str(), reason.as_str()),
+                ("sim", "HTTP 503 from /positions")
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // An unconfigured chain is refused before the venue is asked.
+    assert!(matches!(
+        r.run(&venue, &["base".into()], Mode::Apply).await,
+        Err(PositionError::ChainNotFound { .. })
+    ));
+    let saved = ps.load().await.unwrap().unwrap();
+    assert_eq!((saved.version, &saved.book), (1, &book()));
+    assert!(store.journal_info(r.stream()).await.unwrap().is_none());
+}
+
+async fn a_concurrent_local_change_is_not_lost(store: Arc<dyn StateStore>) {
+    let ps = PositionStore::new(store.clone(), &dep()).unwrap();
+    ps.save(&book(), None).await.unwrap();
+    let venue = venue_agreeing_with_ethereum_but();
+    // While the venue answers, the strategy saves a new solana position.
+    let local = ps.clone();
+    *venue.during.lock() = Some(Box::new(move || {
+        Box::pin(async move {
+            let mut b = local.load().await.unwrap().unwrap();
+            b.book
+                .upsert(
+                    PositionRecord::new(
+                        "jup",
+                        "solana",
+                        PositionType::Token,
+                        "JUP",
+                        d("100"),
+                        d("90"),
+                    )
+                    .unwrap(),
+                )
+                .unwrap();
+            local.save(&b.book, Some(b.version)).await.unwrap();
+        })
+    }));
+    let out = reconciler(&ps)
+        .run(&venue, &["ethereum".into()], Mode::Apply)
+        .await
+        .unwrap();
+    assert_eq!(
+        (out.attempts, out.version),
+        (2, 3),
+        "lost the race once, then applied"
+    );
+    let saved = ps.load().await.unwrap().unwrap();
+    assert!(
+        saved.book.get("jup", "solana").unwrap().is_some(),
+        "the local change survived"
+    );
+    assert_eq!(
+        saved.book.get("eth", "ethereum").unwrap().unwrap().amount,
+        d("1.25")
+    );
+}
