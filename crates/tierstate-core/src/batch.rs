@@ -139,7 +139,8 @@ impl StateWrite {
     }
 }
 
-fn json_kind(v: &Value) -> &'static str {
+/// What sort of JSON value `v` is, for error messages ("an array", "null", …).
+pub fn json_kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

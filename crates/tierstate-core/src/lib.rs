@@ -27,7 +27,7 @@ mod tail;
 
 pub use batch::{
     BatchOp, PreparedAppend, PreparedBatch, PreparedDoc, PreparedWrite, PutMode, Retention,
-    StateWrite, WriteBatch,
+    StateWrite, WriteBatch, json_kind,
 };
 pub use canonical::{Checksum, canonical_json};
 pub use document::{DocWrite, Document, StoredDoc};

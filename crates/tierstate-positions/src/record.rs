@@ -91,7 +91,10 @@ impl PositionRecord {
             }
             other => Err(PositionError::invalid(
                 "metadata",
-                format!("must be a JSON object, got {}", kind_of(&other)),
+                format!(
+                    "must be a JSON object, got {}",
+                    tierstate_core::json_kind(&other)
+                ),
             )),
         }
     }
@@ -165,17 +168,6 @@ pub(crate) fn check_label(field: &'static str, s: &str, max: usize) -> Result<()
     Ok(())
 }
 
-pub(crate) fn kind_of(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
 /// A position as stored: every field as written, checked field by field on the way back so a
 /// bad one is named.
 #[derive(Debug, Deserialize)]
@@ -211,7 +203,10 @@ impl StoredPosition {
                 other => {
                     return Err(PositionError::invalid(
                         "metadata",
-                        format!("must be a JSON object, got {}", kind_of(&other)),
+                        format!(
+                            "must be a JSON object, got {}",
+                            tierstate_core::json_kind(&other)
+                        ),
                     ));
                 }
             },
