@@ -38,7 +38,7 @@ pub use reconcile::{
     Finding, Reconciled, ReconciliationReport, StalePolicy, Tolerance, Tolerances, VenuePosition,
     VenuePositions, VenueReport, reconcile,
 };
-pub use record::PositionRecord;
+pub use record::{MAX_MAGNITUDE, PositionRecord};
 pub use rust_decimal::Decimal;
 pub use store::{BOOK_KEY, BOOK_SCHEMA, COLLECTION, PositionStore, SavedBook};
 pub use totals::{ChainSummary, Exposure, Totals};

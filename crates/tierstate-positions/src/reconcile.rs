@@ -136,8 +136,15 @@ impl Tolerance {
     }
 
     fn within(abs: Decimal, relative: Decimal, local: Decimal, venue: Decimal) -> bool {
-        let diff = (local - venue).abs();
-        diff <= abs || diff <= relative * venue.abs()
+        // Records are bounded (`MAX_MAGNITUDE`), so the difference fits; a relative bound too
+        // large to compute accepts everything.
+        let Some(diff) = local.checked_sub(venue).map(|d| d.abs()) else {
+            return false;
+        };
+        diff <= abs
+            || relative
+                .checked_mul(venue.abs())
+                .is_none_or(|bound| diff <= bound)
     }
 
     /// Whether `local` is close enough to the venue's `venue` amount.

@@ -8,6 +8,10 @@ use serde_json::{Map, Value};
 use crate::error::{PositionError, Result};
 use crate::kind::PositionType;
 
+/// The largest amount or USD value a position may hold, either way: 10^20, so totals over
+/// even a hundred million positions stay far inside `Decimal`'s range and never overflow.
+pub const MAX_MAGNITUDE: Decimal = Decimal::from_parts(1_661_992_960, 1_808_227_885, 5, false, 0);
+
 /// One holding on one chain. Amounts and values are exact decimals, never `f64`. Amount and
 /// value are non-negative except for a perp, whose sign is its direction; a borrow's value is
 /// what is owed, and totals count it negative.
@@ -136,6 +140,14 @@ impl PositionRecord {
         check_label("token", &self.token, 64)?;
         if let Some(p) = &self.protocol {
             check_label("protocol", p, 64)?;
+        }
+        for (field, v) in [("amount", self.amount), ("value_usd", self.value_usd)] {
+            if v.abs() > MAX_MAGNITUDE {
+                return Err(PositionError::invalid(
+                    field,
+                    format!("{v} is out of range (at most {MAX_MAGNITUDE} either way)"),
+                ));
+            }
         }
         if !self.kind.is_signed() {
             for (field, v) in [("amount", self.amount), ("value_usd", self.value_usd)] {

@@ -278,6 +278,43 @@ fn bad_input_is_refused() {
         PositionRecord::new("x", "a", PositionType::Borrow, "X", d("1"), d("-1")),
         "value_usd",
     );
+    bad(
+        PositionRecord::new(
+            "x",
+            "a",
+            PositionType::Token,
+            "X",
+            d("100000000000000000001"),
+            d("1"),
+        ),
+        "amount",
+    );
+    bad(
+        PositionRecord::new(
+            "x",
+            "a",
+            PositionType::Perp,
+            "X",
+            d("1"),
+            d("-100000000000000000001"),
+        ),
+        "value_usd",
+    );
+    assert_eq!(
+        tierstate_positions::MAX_MAGNITUDE,
+        d("100000000000000000000")
+    );
+    assert!(
+        PositionRecord::new(
+            "x",
+            "a",
+            PositionType::Token,
+            "X",
+            d("100000000000000000000"),
+            d("1")
+        )
+        .is_ok()
+    );
     // A perp's sign is its direction.
     assert!(PositionRecord::new("x", "a", PositionType::Perp, "X", d("-1"), d("-5")).is_ok());
     let p = pos("x", "a", PositionType::Token, "X", "1", "1");

@@ -159,6 +159,24 @@ fn tolerances_absolute_relative_and_per_token() {
 }
 
 #[test]
+fn extreme_figures_and_tolerances_never_panic() {
+    let max = tierstate_positions::MAX_MAGNITUDE;
+    let mut b = PositionBook::new(["eth"]).unwrap();
+    b.upsert(PositionRecord::new("p", "eth", PositionType::Perp, "ETH", max, -max).unwrap())
+        .unwrap();
+    let venue = report(
+        &["eth"],
+        vec![VenuePosition::new("p", "eth", PositionType::Perp, "ETH", -max, max).unwrap()],
+    );
+    let huge = Tolerances::new(Tolerance::new(Decimal::MAX, Decimal::MAX, Decimal::MAX).unwrap());
+    let r = reconcile(&b, &venue, &huge, &StalePolicy::default(), t0()).unwrap();
+    assert!(r.report.is_clean());
+    let r = reconcile(&b, &venue, &exact(), &StalePolicy::default(), t0()).unwrap();
+    assert_eq!(r.report.findings.len(), 2);
+    assert_eq!(r.target.totals().all.gross_usd, max);
+}
+
+#[test]
 fn a_missing_position_is_removed_after_n_runs_or_after_a_time() {
     let venue = report(&["sol"], vec![]);
     let policy = StalePolicy::new(3, Some(Duration::hours(1))).unwrap();
