@@ -202,21 +202,17 @@ fn sqlite_four_processes_exact() {
     contend(Backend::Sqlite);
 }
 
-/// A fleet restarting together: 8 processes open one fresh schema at the same instant (schema
-/// creation and migrations race unless serialized), five times over. Every open succeeds and
-/// every process's write is there.
-#[test]
-fn postgres_eight_simultaneous_first_opens() {
-    if tierstate_tests::pg_url().is_none() {
-        return;
-    }
+/// A fleet restarting together: 8 processes open one fresh store at the same instant (schema
+/// creation, migrations and SQLite's switch to WAL race unless handled), five times over.
+/// Every open succeeds and every process's write is there.
+fn eight_simultaneous_first_opens(backend: Backend) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     for round in 0..5 {
         let dir = tempfile::tempdir().unwrap();
-        let schema = Backend::Postgres.fresh_location(dir.path(), "first_open");
+        let path = backend.fresh_location(dir.path(), "first_open");
         // The processes wait *before* opening: every first open races the others.
         at_start_line(
             8,
@@ -224,19 +220,32 @@ fn postgres_eight_simultaneous_first_opens() {
             &format!("round {round}: a first open"),
             |i| {
                 vec![
-                    "postgres".into(),
-                    schema.to_str().unwrap().into(),
+                    backend.name().into(),
+                    path.to_str().unwrap().into(),
                     "open".into(),
                     i.to_string(),
                 ]
             },
         );
         rt.block_on(async {
-            let store = Backend::Postgres.open(&schema).await.unwrap();
+            let store = backend.open(&path).await.unwrap();
             let listed = store.list(None, 100).await.unwrap();
             assert_eq!(listed.len(), 8, "round {round}: {listed:?}");
         });
     }
+}
+
+#[test]
+fn sqlite_eight_simultaneous_first_opens() {
+    eight_simultaneous_first_opens(Backend::Sqlite);
+}
+
+#[test]
+fn postgres_eight_simultaneous_first_opens() {
+    if tierstate_tests::pg_url().is_none() {
+        return;
+    }
+    eight_simultaneous_first_opens(Backend::Postgres);
 }
 
 #[test]

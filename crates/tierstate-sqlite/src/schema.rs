@@ -215,9 +215,10 @@ pub(crate) fn open_writer(config: &SqliteConfig) -> Result<Connection> {
 fn open_writer_unnamed(config: &SqliteConfig) -> Result<Connection> {
     create_private(&config.path)?;
     let conn = open(&config.path, config)?;
-    let mode: String = conn
-        .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
-        .map_err(map)?;
+    let mode: String = retry_busy(config.busy_timeout, || {
+        conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+            .map_err(map)
+    })?;
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(Error::Backend {
             backend: BACKEND,
@@ -234,8 +235,30 @@ fn open_writer_unnamed(config: &SqliteConfig) -> Result<Connection> {
         Synchronous::Normal => "NORMAL",
     };
     conn.pragma_update(None, "synchronous", sync).map_err(map)?;
-    ensure_schema(&conn, &config.path)?;
+    retry_busy(config.busy_timeout, || ensure_schema(&conn, &config.path))?;
     Ok(conn)
+}
+
+/// Runs `op` again while SQLite answers `SQLITE_BUSY`, until `timeout` has passed. SQLite
+/// returns BUSY at once, without calling the busy handler, where waiting could deadlock: two
+/// connections that both hold a shared lock and want to write, as several processes opening
+/// one new file together do while it switches to WAL. Retrying after a pause resolves it.
+/// (A loop bounded by the configured timeout: no retry crate needed for one call site.)
+fn retry_busy<T>(timeout: std::time::Duration, mut op: impl FnMut() -> Result<T>) -> Result<T> {
+    let deadline = std::time::Instant::now() + timeout;
+    let mut pause = std::time::Duration::from_millis(1);
+    loop {
+        match op() {
+            Err(Error::Backend {
+                kind: BackendErrorKind::Busy,
+                ..
+            }) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(std::time::Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Opens a reader connection; it refuses writes. Every failure names the file.
@@ -256,7 +279,11 @@ fn ensure_schema(conn: &Connection, path: &Path) -> Result<()> {
     } else {
         "ROLLBACK"
     };
-    conn.execute_batch(end).map_err(map)?;
+    if let Err(e) = conn.execute_batch(end) {
+        // A COMMIT refused as busy leaves the transaction open: end it so a retry starts clean.
+        let _ = conn.execute_batch("ROLLBACK");
+        return Err(map(e));
+    }
     outcome
 }
 
