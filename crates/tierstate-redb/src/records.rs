@@ -330,10 +330,11 @@ pub(crate) fn fetch(
             after,
             limit,
         } => {
-            let start = match after {
-                Some((e, q)) => Bound::Excluded((d, st, *e, *q)),
-                None => Bound::Included((d, st, *from_us, 0)),
-            };
+            let (ae, aseq) = Fetch::window_start(*from_us, *after);
+            if ae >= *to_us {
+                return Ok(Ok(Vec::new()));
+            }
+            let start = Bound::Excluded((d, st, ae, u64::try_from(aseq).unwrap_or(0)));
             let mut out = Vec::new();
             for r in events
                 .range::<(&str, &str, i64, u64)>((start, Bound::Excluded((d, st, *to_us, 0))))?
@@ -342,10 +343,7 @@ pub(crate) fn fetch(
                     break;
                 }
                 let (k, _) = r?;
-                let (_, _, ev, seq) = k.value();
-                if ev < *from_us {
-                    continue;
-                }
+                let (_, _, _, seq) = k.value();
                 match get(seq)? {
                     Ok(e) => out.push(e),
                     Err(e) => return Ok(Err(e)),
