@@ -19,8 +19,9 @@ pub(crate) type BulkTicket<'a> = Option<tierstate_hot::BulkTicket<'a>>;
 #[cfg(not(feature = "hot"))]
 pub(crate) type BulkTicket<'a> = Option<std::marker::PhantomData<&'a ()>>;
 
-/// How a write ended.
+/// How a write ended. Only the HOT cache reads the committed record.
 #[derive(Debug, Clone, Copy)]
+#[cfg_attr(not(feature = "hot"), allow(dead_code))]
 pub(crate) enum Written<'a> {
     /// Committed as this record.
     Ok(&'a StateData),
