@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::book::{Missing, PositionBook};
 use crate::error::{PositionError, Result};
 use crate::kind::PositionType;
-use crate::record::{PositionRecord, check_label};
+use crate::record::{PositionRecord, check_holding};
 use crate::totals::Totals;
 
 /// One position as the venue reports it.
@@ -53,8 +53,19 @@ impl VenuePosition {
             amount,
             value_usd,
         };
-        p.as_record(Utc::now())?;
+        p.validate()?;
         Ok(p)
+    }
+
+    fn validate(&self) -> Result<()> {
+        check_holding(
+            &self.id,
+            &self.chain,
+            self.kind,
+            &self.token,
+            self.amount,
+            self.value_usd,
+        )
     }
 
     fn as_record(&self, now: DateTime<Utc>) -> Result<PositionRecord> {
@@ -342,8 +353,10 @@ pub fn reconcile(
         book.check_chain(c)?;
     }
     let mut reported: BTreeMap<(&str, &str), &VenuePosition> = BTreeMap::new();
+    // Every reported position is checked before anything is compared (its fields are public,
+    // so a report may be built without `VenuePosition::new`).
     for p in &venue.positions {
-        check_label("id", &p.id, 256)?;
+        p.validate()?;
         if !chains.contains(p.chain.as_str()) {
             return Err(PositionError::invalid(
                 "venue report",

@@ -135,32 +135,48 @@ impl PositionRecord {
 
     /// Checks every field.
     pub(crate) fn validate(&self) -> Result<()> {
-        check_label("id", &self.id, 256)?;
-        check_label("chain", &self.chain, 64)?;
-        check_label("token", &self.token, 64)?;
         if let Some(p) = &self.protocol {
             check_label("protocol", p, 64)?;
         }
-        for (field, v) in [("amount", self.amount), ("value_usd", self.value_usd)] {
-            if v.abs() > MAX_MAGNITUDE {
-                return Err(PositionError::invalid(
-                    field,
-                    format!("{v} is out of range (at most {MAX_MAGNITUDE} either way)"),
-                ));
-            }
-        }
-        if !self.kind.is_signed() {
-            for (field, v) in [("amount", self.amount), ("value_usd", self.value_usd)] {
-                if v.is_sign_negative() && !v.is_zero() {
-                    return Err(PositionError::invalid(
-                        field,
-                        format!("{v} is negative; only a perp's amount and value are signed"),
-                    ));
-                }
-            }
-        }
-        Ok(())
+        check_holding(
+            &self.id,
+            &self.chain,
+            self.kind,
+            &self.token,
+            self.amount,
+            self.value_usd,
+        )
     }
+}
+
+/// The checks a position and a venue's report of one share: labels, range, and sign (only a
+/// perp's amount and value may be negative).
+pub(crate) fn check_holding(
+    id: &str,
+    chain: &str,
+    kind: PositionType,
+    token: &str,
+    amount: Decimal,
+    value_usd: Decimal,
+) -> Result<()> {
+    check_label("id", id, 256)?;
+    check_label("chain", chain, 64)?;
+    check_label("token", token, 64)?;
+    for (field, v) in [("amount", amount), ("value_usd", value_usd)] {
+        if v.abs() > MAX_MAGNITUDE {
+            return Err(PositionError::invalid(
+                field,
+                format!("{v} is out of range (at most {MAX_MAGNITUDE} either way)"),
+            ));
+        }
+        if !kind.is_signed() && v.is_sign_negative() && !v.is_zero() {
+            return Err(PositionError::invalid(
+                field,
+                format!("{v} is negative; only a perp's amount and value are signed"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Ids, chains, tokens and protocols: 1..=`max` bytes, no control characters.
@@ -198,7 +214,7 @@ pub(crate) struct StoredPosition {
 }
 
 impl StoredPosition {
-    /// The record, or the first field that is wrong.
+    /// The record, or the first field that is wrong (the rest are checked on insert).
     pub(crate) fn into_record(self) -> Result<PositionRecord> {
         let r = PositionRecord {
             kind: self.kind.parse()?,
@@ -223,7 +239,7 @@ impl StoredPosition {
                 }
             },
         };
-        r.validate()?;
+        // Checked by `PositionBook::upsert`, which every decoded record goes through.
         Ok(r)
     }
 }
