@@ -261,6 +261,27 @@ fn bad_venue_reports_are_refused() {
         reconcile(&book(), &outside, &exact(), &stale, t0()),
         Err(PositionError::InvalidInput { .. })
     ));
+    // Fields are public: a report built by hand is checked like one built with `new`.
+    let mut negative = vpos("a", "eth", "ETH", "1", "1");
+    negative.amount = d("-1");
+    let e = reconcile(
+        &book(),
+        &report(&["eth"], vec![negative]),
+        &exact(),
+        &stale,
+        t0(),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            PositionError::InvalidInput {
+                field: "amount",
+                ..
+            }
+        ),
+        "{e}"
+    );
     let twice = report(
         &["eth"],
         vec![
