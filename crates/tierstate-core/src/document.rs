@@ -7,7 +7,53 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use crate::state::verify_object;
-use crate::{Checksum, DocAddr, Error, PutMode, Result, Target, Tier};
+use crate::{Checksum, DocAddr, Error, Name, PutMode, Result, Target, Tier};
+
+/// Which current documents of one collection a scan returns, and in which key order. Both
+/// bounds are exclusive, so a page's last key is the next page's cursor.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyRange {
+    /// Only keys strictly greater than this one.
+    pub after: Option<Name>,
+    /// Only keys strictly less than this one.
+    pub before: Option<Name>,
+    /// Largest key first.
+    pub descending: bool,
+}
+
+impl KeyRange {
+    /// Every key, ascending.
+    pub fn all() -> Self {
+        Self::default()
+    }
+
+    /// Keys after `after` (all with `None`), ascending.
+    pub fn after(after: Option<Name>) -> Self {
+        Self {
+            after,
+            ..Self::default()
+        }
+    }
+
+    /// Keys before `before` (all with `None`), largest first.
+    pub fn before_descending(before: Option<Name>) -> Self {
+        Self {
+            before,
+            descending: true,
+            ..Self::default()
+        }
+    }
+
+    /// True if no key can satisfy both bounds.
+    pub fn is_empty(&self) -> bool {
+        matches!((&self.after, &self.before), (Some(a), Some(b)) if a >= b)
+    }
+
+    /// True if `key` lies inside both bounds.
+    pub fn contains(&self, key: &Name) -> bool {
+        self.after.as_ref().is_none_or(|a| key > a) && self.before.as_ref().is_none_or(|b| key < b)
+    }
+}
 
 /// One compare-and-swap write of a document.
 #[derive(Debug, Clone, PartialEq)]

@@ -30,7 +30,7 @@ pub use batch::{
     StateWrite, WriteBatch, json_kind,
 };
 pub use canonical::{Checksum, canonical_json};
-pub use document::{DocWrite, Document, StoredDoc};
+pub use document::{DocWrite, Document, KeyRange, StoredDoc};
 pub use error::{BackendErrorKind, Error, Result};
 pub use feed::{Change, ChangeFeed};
 pub use id::DeploymentId;

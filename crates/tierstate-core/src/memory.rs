@@ -17,8 +17,8 @@ use crate::journal::{
 };
 use crate::plan::{Snapshot, plan};
 use crate::{
-    Committed, DeploymentId, DocAddr, Document, Name, Result, Signal, StateData, StateStore,
-    StoredDoc, StoredRecord, StreamAddr, Tier, WriteBatch, commit_time,
+    Committed, DeploymentId, DocAddr, Document, KeyRange, Name, Result, Signal, StateData,
+    StateStore, StoredDoc, StoredRecord, StreamAddr, Tier, WriteBatch, commit_time,
 };
 
 /// A [`StateStore`] held in process memory; for tests and as the reference implementation.
@@ -279,22 +279,42 @@ impl StateStore for InMemoryStore {
         crate::plan::document_as_of(address, at, found, oldest)
     }
 
-    async fn list_documents(
+    async fn scan_documents(
         &self,
         id: &DeploymentId,
         collection: &Name,
-        after: Option<&Name>,
+        range: &KeyRange,
         limit: usize,
     ) -> Result<Vec<Result<Document>>> {
-        let picked: Vec<StoredDoc> = {
+        let at = |key: Name| DocAddr {
+            deployment_id: id.clone(),
+            collection: collection.clone(),
+            key,
+        };
+        // Every key of the collection sorts inside [(id, c, ""), (id, c + "\0", "")).
+        let lo = match &range.after {
+            Some(k) => Bound::Excluded(at(k.clone())),
+            None => Bound::Included(at(Name::unchecked(""))),
+        };
+        let hi = match &range.before {
+            Some(k) => Bound::Excluded(at(k.clone())),
+            None => Bound::Excluded(DocAddr {
+                deployment_id: id.clone(),
+                collection: Name::unchecked(&format!("{collection}\0")),
+                key: Name::unchecked(""),
+            }),
+        };
+        let picked: Vec<StoredDoc> = if range.is_empty() {
+            Vec::new()
+        } else {
             let data = self.data.lock();
-            data.docs
-                .iter()
-                .filter(|(a, _)| &a.deployment_id == id && &a.collection == collection)
-                .filter(|(a, _)| after.is_none_or(|k| &a.key > k))
-                .take(limit)
-                .filter_map(|(_, v)| v.last().cloned())
-                .collect()
+            let rows = data.docs.range((lo, hi));
+            let last = |(_, v): (_, &Vec<StoredDoc>)| v.last().cloned();
+            if range.descending {
+                rows.rev().take(limit).filter_map(last).collect()
+            } else {
+                rows.take(limit).filter_map(last).collect()
+            }
         };
         Ok(picked.into_iter().map(|r| r.verify(Tier::Warm)).collect())
     }

@@ -10,8 +10,8 @@ use tokio::sync::watch;
 
 use crate::journal::{Append, Appended, JournalInfo, JournalPage, JournalQuery, TruncateBefore};
 use crate::{
-    ChangeFeed, Committed, DeploymentId, DocAddr, DocWrite, Document, Error, Name, Result,
-    Retention, StateData, StateWrite, StreamAddr, Target, WriteBatch,
+    ChangeFeed, Committed, DeploymentId, DocAddr, DocWrite, Document, Error, KeyRange, Name,
+    Result, Retention, StateData, StateWrite, StreamAddr, Target, WriteBatch,
 };
 
 /// A durable store of versioned state, versioned documents and hash-chained journals, all
@@ -129,18 +129,35 @@ pub trait StateStore: Send + Sync + Debug + 'static {
         at: DateTime<Utc>,
     ) -> Result<Option<Document>>;
 
-    /// Up to `limit` current documents of one collection in key order, starting after `after`.
-    /// A damaged document appears as its `Integrity` error in place.
+    /// Up to `limit` current documents of one collection inside `range`, in its key order
+    /// (byte order of the keys). A damaged document appears as its `Integrity` error in place.
+    /// Each bound is a seek, so a page costs the same however large the collection is.
     ///
     /// # Errors
     /// `Backend` if the store fails.
+    async fn scan_documents(
+        &self,
+        id: &DeploymentId,
+        collection: &Name,
+        range: &KeyRange,
+        limit: usize,
+    ) -> Result<Vec<Result<Document>>>;
+
+    /// Up to `limit` current documents of one collection in key order, starting after `after`;
+    /// see [`StateStore::scan_documents`].
+    ///
+    /// # Errors
+    /// As [`StateStore::scan_documents`].
     async fn list_documents(
         &self,
         id: &DeploymentId,
         collection: &Name,
         after: Option<&Name>,
         limit: usize,
-    ) -> Result<Vec<Result<Document>>>;
+    ) -> Result<Vec<Result<Document>>> {
+        self.scan_documents(id, collection, &KeyRange::after(after.cloned()), limit)
+            .await
+    }
 
     /// A journal's first and last sequence numbers and its length, or `None` if nothing was
     /// ever appended to it.

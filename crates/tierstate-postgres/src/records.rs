@@ -371,27 +371,44 @@ pub(crate) async fn doc_versions(
     Ok((out, oldest.map(u64_of)))
 }
 
-/// Current documents of one collection in key order after `after`.
-pub(crate) async fn list_docs(
+/// Current documents of one collection inside `range`, in its key order. One statement per
+/// shape of range, so each bound is an index seek (a `$3 IS NULL OR key > $3` filter can
+/// become a walk from the collection's start under a generic plan).
+pub(crate) async fn scan_docs(
     c: &mut PgConnection,
     id: &tierstate_core::DeploymentId,
     collection: &Name,
-    after: Option<&Name>,
+    range: &tierstate_core::KeyRange,
     limit: usize,
 ) -> std::result::Result<Vec<Result<StoredDoc>>, sqlx::Error> {
-    let rows = sqlx::query(
+    if range.is_empty() || limit == 0 {
+        return Ok(Vec::new());
+    }
+    // Placeholders are numbered in bind order: only the bounds the range has are bound.
+    let mut bounds = String::new();
+    let mut n = 2;
+    for (bound, op) in [(&range.after, ">"), (&range.before, "<")] {
+        if bound.is_some() {
+            n += 1;
+            bounds.push_str(&format!(" AND h.key {op} ${n}"));
+        }
+    }
+    let order = if range.descending { "DESC" } else { "ASC" };
+    let sql = format!(
         "SELECT h.key, h.created_at, v.version, v.checksum, v.updated_at, v.body FROM ts_doc_head h \
          JOIN ts_doc_version v ON v.deployment_id = h.deployment_id AND v.collection = h.collection \
          AND v.key = h.key AND v.version = h.version \
-         WHERE h.deployment_id = $1 AND h.collection = $2 AND ($3::text IS NULL OR h.key > $3) \
-         ORDER BY h.key LIMIT $4",
-    )
-    .bind(id.as_str())
-    .bind(collection.as_str())
-    .bind(after.map(|k| k.as_str().to_owned()))
-    .bind(i64_of(limit as u64))
-    .fetch_all(&mut *c)
-    .await?;
+         WHERE h.deployment_id = $1 AND h.collection = $2{bounds} \
+         ORDER BY h.key {order} LIMIT ${}",
+        n + 1
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id.as_str())
+        .bind(collection.as_str());
+    for k in [&range.after, &range.before].into_iter().flatten() {
+        query = query.bind(k.as_str().to_owned());
+    }
+    let rows = query.bind(i64_of(limit as u64)).fetch_all(&mut *c).await?;
     let mut out = Vec::with_capacity(rows.len());
     for r in &rows {
         let key: String = r.try_get(0)?;

@@ -10,8 +10,8 @@ use sqlx::{Connection, Postgres, Row, Transaction};
 use tierstate_core::journal::{JournalInfo, JournalPage, JournalQuery, truncated_head};
 use tierstate_core::plan::Reads;
 use tierstate_core::{
-    BackendErrorKind, ChangeFeed, Committed, DeploymentId, DocAddr, Document, Error, Name,
-    PreparedBatch, Result, Signal, StateData, StateStore, StoredRecord, StreamAddr, Tier,
+    BackendErrorKind, ChangeFeed, Committed, DeploymentId, DocAddr, Document, Error, KeyRange,
+    Name, PreparedBatch, Result, Signal, StateData, StateStore, StoredRecord, StreamAddr, Tier,
     TruncateBefore, WriteBatch, commit_time,
 };
 use tokio::sync::watch;
@@ -588,15 +588,15 @@ impl StateStore for PostgresStore {
         tierstate_core::plan::document_as_of(address, at, rows.into_iter().next(), oldest)
     }
 
-    async fn list_documents(
+    async fn scan_documents(
         &self,
         id: &DeploymentId,
         collection: &Name,
-        after: Option<&Name>,
+        range: &KeyRange,
         limit: usize,
     ) -> Result<Vec<Result<Document>>> {
         let mut c = self.pool.acquire().await.map_err(map)?;
-        let rows = crate::records::list_docs(&mut c, id, collection, after, limit)
+        let rows = crate::records::scan_docs(&mut c, id, collection, range, limit)
             .await
             .map_err(map)?;
         Ok(rows

@@ -467,6 +467,9 @@ pub(crate) fn doc_versions(
     while out.len() < limit {
         let Some(r) = range.next_back() else { break };
         let (key, v) = r.map_err(map)?;
+        if current_only && key.value().3 != current {
+            return Err(missing_version(a, current));
+        }
         let (updated, checksum, body) = v.value();
         if at_us.is_some_and(|t| updated > t) {
             continue;
@@ -486,44 +489,76 @@ pub(crate) fn doc_versions(
     Ok((out, oldest))
 }
 
-/// Current documents of one collection in key order after `after`.
-pub(crate) fn list_docs(
+/// The `Integrity` error for a document whose head names a version with no stored row.
+fn missing_version(a: &DocAddr, version: u64) -> tierstate_core::Error {
+    tierstate_core::Error::Integrity {
+        deployment_id: a.deployment_id.clone(),
+        target: tierstate_core::Target::document(a),
+        tier: tierstate_core::Tier::Warm,
+        version,
+        expected: format!("version {version}, which the head names"),
+        actual: "no row".into(),
+    }
+}
+
+/// Current documents of one collection inside `range`, in its key order.
+pub(crate) fn scan_docs(
     txn: &redb::ReadTransaction,
     id: &tierstate_core::DeploymentId,
     collection: &Name,
-    after: Option<&Name>,
+    range: &tierstate_core::KeyRange,
     limit: usize,
 ) -> Result<Vec<Result<StoredDoc>>> {
+    if range.is_empty() || limit == 0 {
+        return Ok(Vec::new());
+    }
     let heads = txn.open_table(DOC_HEAD).map_err(map)?;
     let versions = txn.open_table(DOC_VERSIONS).map_err(map)?;
     let (d, c) = (id.as_str(), collection.as_str());
-    let start = match after {
+    // Keys are non-empty UTF-8 strings; every one of this collection sorts inside
+    // [(d, c, ""), (d, c + "\0", "")).
+    let end_c = format!("{c}\0");
+    let lo = match &range.after {
         Some(k) => Bound::Excluded((d, c, k.as_str())),
         None => Bound::Included((d, c, "")),
     };
-    // Keys are non-empty UTF-8 strings; every one of this collection sorts below (d, c + "\0").
-    let end_c = format!("{c}\0");
+    let hi = match &range.before {
+        Some(k) => Bound::Excluded((d, c, k.as_str())),
+        None => Bound::Excluded((d, end_c.as_str(), "")),
+    };
+    let rows = heads.range::<(&str, &str, &str)>((lo, hi)).map_err(map)?;
+    let rows: Box<dyn Iterator<Item = _>> = if range.descending {
+        Box::new(rows.rev())
+    } else {
+        Box::new(rows)
+    };
     let mut out = Vec::new();
-    for r in heads
-        .range::<(&str, &str, &str)>((start, Bound::Excluded((d, end_c.as_str(), ""))))
-        .map_err(map)?
-    {
-        if out.len() >= limit {
-            break;
-        }
+    for r in rows.take(limit) {
         let (k, v) = r.map_err(map)?;
         let (_, _, key) = k.value();
         let (version, created) = v.value();
-        let Some(row) = versions.get((d, c, key, version)).map_err(map)? else {
+        let key = match Name::key(key) {
+            Ok(key) => key,
+            Err(e) => {
+                out.push(Err(e));
+                continue;
+            }
+        };
+        let address = DocAddr {
+            deployment_id: id.clone(),
+            collection: collection.clone(),
+            key,
+        };
+        let Some(row) = versions
+            .get((d, c, address.key.as_str(), version))
+            .map_err(map)?
+        else {
+            out.push(Err(missing_version(&address, version)));
             continue;
         };
         let (updated, checksum, body) = row.value();
-        out.push(Name::key(key).map(|key| StoredDoc {
-            address: DocAddr {
-                deployment_id: id.clone(),
-                collection: collection.clone(),
-                key,
-            },
+        out.push(Ok(StoredDoc {
+            address,
             version,
             body: body.to_vec(),
             checksum: lossy(checksum),

@@ -9,8 +9,8 @@ use chrono::{DateTime, Utc};
 use redb::{Database, ReadTransaction, ReadableDatabase};
 use tierstate_core::journal::{JournalInfo, JournalPage, JournalQuery};
 use tierstate_core::{
-    BackendErrorKind, Committed, DeploymentId, DocAddr, Document, Error, Name, Result, Signal,
-    StateData, StateStore, StoredRecord, StreamAddr, Tier, TruncateBefore, WriteBatch,
+    BackendErrorKind, Committed, DeploymentId, DocAddr, Document, Error, KeyRange, Name, Result,
+    Signal, StateData, StateStore, StoredRecord, StreamAddr, Tier, TruncateBefore, WriteBatch,
 };
 use tokio::sync::{oneshot, watch};
 
@@ -438,16 +438,16 @@ impl StateStore for RedbStore {
         tierstate_core::plan::document_as_of(address, at, rows.into_iter().next(), oldest)
     }
 
-    async fn list_documents(
+    async fn scan_documents(
         &self,
         id: &DeploymentId,
         collection: &Name,
-        after: Option<&Name>,
+        range: &KeyRange,
         limit: usize,
     ) -> Result<Vec<Result<Document>>> {
-        let (id, collection, after) = (id.clone(), collection.clone(), after.cloned());
+        let (id, collection, range) = (id.clone(), collection.clone(), range.clone());
         let rows = self
-            .read(move |t| crate::records::list_docs(t, &id, &collection, after.as_ref(), limit))
+            .read(move |t| crate::records::scan_docs(t, &id, &collection, &range, limit))
             .await?;
         Ok(rows
             .into_iter()

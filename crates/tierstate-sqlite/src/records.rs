@@ -5,7 +5,7 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use tierstate_core::journal::{Fetch, JournalHead, StoredEntry};
 use tierstate_core::plan::{Plan, Reads, Snapshot};
-use tierstate_core::{DocAddr, Name, Result, StoredDoc, StoredRecord, StreamAddr};
+use tierstate_core::{DocAddr, KeyRange, Name, Result, StoredDoc, StoredRecord, StreamAddr};
 
 use crate::error::{bad_row, map};
 
@@ -422,26 +422,51 @@ pub(crate) fn doc_oldest(conn: &Connection, a: &DocAddr) -> Result<Option<u64>> 
     v.map(|v| u64_of(v, "version")).transpose()
 }
 
-/// Current documents of a collection in key order after `after`.
-pub(crate) fn list_docs(
+/// The document scan for each shape of [`KeyRange`]: one statement per shape, so each bound
+/// is an index seek (a `?3 IS NULL OR key > ?3` filter would walk the collection from its
+/// start).
+fn scan_sql(range: &KeyRange) -> String {
+    let after = if range.after.is_some() {
+        " AND h.key > ?3"
+    } else {
+        ""
+    };
+    let before = if range.before.is_some() {
+        " AND h.key < ?4"
+    } else {
+        ""
+    };
+    let order = if range.descending { "DESC" } else { "ASC" };
+    format!(
+        "SELECT h.key, h.created_at, v.version, CAST(v.checksum AS BLOB), v.updated_at, v.body \
+         FROM ts_doc_head h JOIN ts_doc_version v ON v.deployment_id = h.deployment_id \
+         AND v.collection = h.collection AND v.key = h.key AND v.version = h.version \
+         WHERE h.deployment_id = ?1 AND h.collection = ?2{after}{before} \
+         ORDER BY h.key {order} LIMIT ?5"
+    )
+}
+
+/// Current documents of a collection inside `range`, in its key order.
+pub(crate) fn scan_docs(
     conn: &Connection,
     id: &str,
     collection: &Name,
-    after: Option<&Name>,
+    range: &KeyRange,
     limit: usize,
 ) -> Result<Vec<Result<StoredDoc>>> {
-    let sql = "SELECT h.key, h.created_at, v.version, CAST(v.checksum AS BLOB), v.updated_at, v.body \
-               FROM ts_doc_head h JOIN ts_doc_version v ON v.deployment_id = h.deployment_id \
-               AND v.collection = h.collection AND v.key = h.key AND v.version = h.version \
-               WHERE h.deployment_id = ?1 AND h.collection = ?2 AND (?3 IS NULL OR h.key > ?3) \
-               ORDER BY h.key LIMIT ?4";
+    if range.is_empty() || limit == 0 {
+        return Ok(Vec::new());
+    }
+    let sql = scan_sql(range);
+    let sql = sql.as_str();
     let mut stmt = conn.prepare_cached(sql).map_err(map)?;
     let rows = stmt
         .query_map(
             params![
                 id,
                 collection.as_str(),
-                after.map(|k| k.as_str()),
+                range.after.as_ref().map(Name::as_str),
+                range.before.as_ref().map(Name::as_str),
                 i64_of(limit as u64)
             ],
             |r| {

@@ -7,8 +7,8 @@ use chrono::{DateTime, Utc};
 use rusqlite::Connection;
 use tierstate_core::journal::{JournalInfo, JournalPage, JournalQuery};
 use tierstate_core::{
-    CommitProbe, Committed, DeploymentId, DocAddr, Document, Name, Result, Signal, StateData,
-    StateStore, StreamAddr, Tier, TruncateBefore, WriteBatch,
+    CommitProbe, Committed, DeploymentId, DocAddr, Document, KeyRange, Name, Result, Signal,
+    StateData, StateStore, StreamAddr, Tier, TruncateBefore, WriteBatch,
 };
 use tokio::sync::{oneshot, watch};
 
@@ -268,18 +268,16 @@ impl StateStore for SqliteStore {
         tierstate_core::plan::document_as_of(address, at, found, oldest)
     }
 
-    async fn list_documents(
+    async fn scan_documents(
         &self,
         id: &DeploymentId,
         collection: &Name,
-        after: Option<&Name>,
+        range: &KeyRange,
         limit: usize,
     ) -> Result<Vec<Result<Document>>> {
-        let (id, collection, after) = (id.clone(), collection.clone(), after.cloned());
+        let (id, collection, range) = (id.clone(), collection.clone(), range.clone());
         let rows = self
-            .read(move |c| {
-                crate::records::list_docs(c, id.as_str(), &collection, after.as_ref(), limit)
-            })
+            .read(move |c| crate::records::scan_docs(c, id.as_str(), &collection, &range, limit))
             .await?;
         Ok(rows
             .into_iter()

@@ -147,6 +147,7 @@ macro_rules! conformance_tests {
             reserved_records_are_hidden_from_listing,
             documents_compare_and_swap,
             documents_list_by_collection,
+            documents_scan_by_key_range,
             record_damage_is_detected,
             journal_sequences_are_contiguous,
             journal_idempotency_keys,

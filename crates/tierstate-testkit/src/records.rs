@@ -9,8 +9,8 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde_json::{Map, Value, json};
 use tierstate_core::journal::{EntryDamage, Flip};
 use tierstate_core::{
-    Append, DeploymentId, DocAddr, DocWrite, Error, JournalQuery, JournalTail, Name, PutMode,
-    Retention, StateStore, StateWrite, StreamAddr, Target, TruncateBefore, WriteBatch,
+    Append, DeploymentId, DocAddr, DocWrite, Error, JournalQuery, JournalTail, KeyRange, Name,
+    PutMode, Retention, StateStore, StateWrite, StreamAddr, Target, TruncateBefore, WriteBatch,
 };
 
 use crate::{Harness, RecordDamage};
@@ -190,6 +190,112 @@ pub async fn documents_list_by_collection(h: &Harness) {
     assert_eq!(keys, ["k4", "k5"]);
     // Documents are not deployments' states.
     assert!(s.list(None, 10).await.unwrap().is_empty());
+}
+
+/// Range scans of a collection: both exclusive bounds, either order, a limit, neighbours in
+/// other collections and deployments left out, a deleted document gone, and a damaged
+/// document reported in place as its `Integrity` error without hiding its neighbours.
+pub async fn documents_scan_by_key_range(h: &Harness) {
+    let s = &h.store;
+    let keys: Vec<String> = (0..20).map(|i| format!("t{i:04}")).collect();
+    let mut b = WriteBatch::new();
+    for k in keys.iter().rev() {
+        b = b.document(DocWrite::new(
+            doc("d", "snaps", k),
+            PutMode::Create,
+            obj(json!({"k": k})),
+        ));
+    }
+    for (d, c) in [("d", "snapsx"), ("d", "snap"), ("e", "snaps"), ("d", "a")] {
+        b = b.document(DocWrite::new(
+            doc(d, c, "t0005"),
+            PutMode::Create,
+            obj(json!({})),
+        ));
+    }
+    s.write(b).await.unwrap();
+    let id = DeploymentId::new("d").unwrap();
+    let coll = Name::collection("snaps").unwrap();
+    let key = |k: &str| Some(Name::key(k).unwrap());
+    let scan = |range: KeyRange, limit: usize| {
+        let (id, coll) = (id.clone(), coll.clone());
+        async move {
+            s.scan_documents(&id, &coll, &range, limit)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|d| {
+                    let d = d.unwrap();
+                    assert_eq!(d.value["k"], d.address.key.as_str(), "body of another key");
+                    d.address.key.to_string()
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    let want = |r: std::ops::Range<usize>| keys[r].to_vec();
+    assert_eq!(scan(KeyRange::all(), 100).await, want(0..20));
+    assert_eq!(scan(KeyRange::all(), 3).await, want(0..3));
+    let mut newest = want(17..20);
+    newest.reverse();
+    assert_eq!(scan(KeyRange::before_descending(None), 3).await, newest);
+    let range = KeyRange {
+        after: key("t0004"),
+        before: key("t0009"),
+        descending: false,
+    };
+    assert_eq!(scan(range.clone(), 100).await, want(5..9));
+    let mut down = want(5..9);
+    down.reverse();
+    let desc = KeyRange {
+        descending: true,
+        ..range
+    };
+    assert_eq!(scan(desc.clone(), 100).await, down);
+    assert_eq!(scan(desc, 2).await, down[..2].to_vec());
+    // Bounds that are not stored keys, and ranges that hold nothing.
+    let between = KeyRange {
+        after: key("t0004x"),
+        before: key("t0006x"),
+        descending: true,
+    };
+    assert_eq!(scan(between, 100).await, ["t0006", "t0005"]);
+    for (after, before) in [("t0009", "t0009"), ("t0009", "t0002"), ("t0004", "t0005")] {
+        let r = KeyRange {
+            after: key(after),
+            before: key(before),
+            descending: false,
+        };
+        assert!(
+            scan(r, 100).await.is_empty(),
+            "({after}, {before}) is empty"
+        );
+    }
+    assert!(scan(KeyRange::after(key("t0019")), 100).await.is_empty());
+    assert!(
+        scan(KeyRange::before_descending(key("t0000")), 100)
+            .await
+            .is_empty()
+    );
+    assert!(scan(KeyRange::all(), 0).await.is_empty());
+    // A removed document leaves the scan; a damaged one is reported in place.
+    s.delete_document(&doc("d", "snaps", "t0007"), None)
+        .await
+        .unwrap();
+    let damaged = doc("d", "snaps", "t0006");
+    assert!((h.damage_record)(RecordDamage::Document(damaged.clone())).await);
+    let range = KeyRange {
+        after: key("t0004"),
+        before: key("t0009"),
+        descending: true,
+    };
+    let got = s.scan_documents(&id, &coll, &range, 100).await.unwrap();
+    assert_eq!(got.len(), 3, "t0008, t0006 (damaged), t0005");
+    assert_eq!(got[0].as_ref().unwrap().address.key.as_str(), "t0008");
+    match &got[1] {
+        Err(Error::Integrity { target, .. }) => assert_eq!(*target, Target::document(&damaged)),
+        other => panic!("damaged document scanned as {other:?}"),
+    }
+    assert_eq!(got[2].as_ref().unwrap().address.key.as_str(), "t0005");
 }
 
 /// A damaged document, entry body, checksum, chain hash or a deleted entry is an `Integrity`
