@@ -1,0 +1,94 @@
+//! A fresh, empty store of each backend for the tests of domain crates (positions,
+//! accounting, orders), and [`on_every_backend!`], which runs one test on all of them.
+//!
+//! The conformance suite (`tierstate-testkit`) proves the record primitives; domain crates
+//! use this to show their own behaviour holds on every backend, with one list of backends.
+//! PostgreSQL is used when `TEST_DATABASE_URL` is set (`cargo xtask test` starts a server);
+//! otherwise its tests return early, as the conformance suite's do.
+#![deny(missing_docs)]
+#![allow(clippy::missing_panics_doc)] // Test fixtures: a store that cannot open is a failed test.
+
+use std::sync::Arc;
+
+use tierstate_core::StateStore;
+
+/// A store of one backend and what keeps it alive (a temporary directory).
+pub struct Backend {
+    /// The store, empty.
+    pub store: Arc<dyn StateStore>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// The in-memory reference store.
+pub async fn memory() -> Option<Backend> {
+    Some(Backend {
+        store: Arc::new(tierstate_core::InMemoryStore::new()),
+        _dir: None,
+    })
+}
+
+/// A SQLite file in a temporary directory.
+pub async fn sqlite() -> Option<Backend> {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let s = tierstate_sqlite::SqliteStore::open(tierstate_sqlite::SqliteConfig::new(
+        dir.path().join("t.db"),
+    ))
+    .await
+    .expect("open SQLite");
+    Some(Backend {
+        store: Arc::new(s),
+        _dir: Some(dir),
+    })
+}
+
+/// A redb file in a temporary directory.
+pub async fn redb() -> Option<Backend> {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let s =
+        tierstate_redb::RedbStore::open(tierstate_redb::RedbConfig::new(dir.path().join("t.redb")))
+            .await
+            .expect("open redb");
+    Some(Backend {
+        store: Arc::new(s),
+        _dir: Some(dir),
+    })
+}
+
+/// A fresh schema on the PostgreSQL server of `TEST_DATABASE_URL`; `None` if it is unset.
+pub async fn postgres() -> Option<Backend> {
+    let url = tierstate_testkit::pg_url()?;
+    let cfg = tierstate_postgres::PostgresConfig::new(url)
+        .schema(&tierstate_testkit::fresh_schema("domain"))
+        .expect("schema name");
+    Some(Backend {
+        store: Arc::new(
+            tierstate_postgres::PostgresStore::connect(cfg)
+                .await
+                .expect("connect to PostgreSQL"),
+        ),
+        _dir: None,
+    })
+}
+
+/// Runs each named test (an `async fn(Arc<dyn StateStore>)` in the calling module) on every
+/// backend, as `memory::name`, `sqlite::name`, `redb::name` and `postgres::name`.
+#[macro_export]
+macro_rules! on_every_backend {
+    ($($test:ident),* $(,)?) => {
+        $crate::on_every_backend!(@backend memory; $($test),*);
+        $crate::on_every_backend!(@backend sqlite; $($test),*);
+        $crate::on_every_backend!(@backend redb; $($test),*);
+        $crate::on_every_backend!(@backend postgres; $($test),*);
+    };
+    (@backend $b:ident; $($test:ident),*) => {
+        mod $b {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    let Some(b) = $crate::$b().await else { return };
+                    super::$test(b.store.clone()).await;
+                }
+            )*
+        }
+    };
+}
