@@ -5,7 +5,7 @@
 //! * **WARM**: a durable [`StateStore`]; SQLite (feature `sqlite`) is the embedded default,
 //!   redb (feature `redb`) the pure-Rust one; or inject any store with
 //!   [`StateManagerBuilder::warm`].
-//! * **Domains** on the same records, one feature each: `positions`.
+//! * **Domains** on the same records, one feature each: `positions`, `accounting`.
 //!
 //! ```no_run
 //! # async fn demo() -> tierstate::Result<()> {
@@ -46,6 +46,11 @@ pub use tierstate_migrate::{MigrationError, MigrationRegistry, RollbackInfo, Sta
 /// Multi-chain positions, net and gross totals, and reconciliation against a venue.
 #[cfg(feature = "positions")]
 pub use tierstate_positions as positions;
+
+/// CLOB orders with an enforced status machine, portfolio snapshots, the NAV series with
+/// high-water mark and drawdown, and baseline metrics.
+#[cfg(feature = "accounting")]
+pub use tierstate_accounting as accounting;
 #[cfg(feature = "postgres")]
 pub use tierstate_postgres::{PostgresConfig, PostgresStore};
 #[cfg(feature = "redb")]

@@ -1,0 +1,622 @@
+//! CLOB orders on any [`StateStore`]: every change a compare-and-swap, open orders cheap to
+//! list however many have closed, and every change available as a batch member so it can
+//! commit with the strategy's state.
+//!
+//! Layout (all in the deployment's own records):
+//! - `clob.orders/<order id>`: every order, current, with its version history;
+//! - `clob.open/<order id>`: a copy of each open order, written in the same batch, removed when
+//!   it closes: listing open orders reads only these;
+//! - `clob.by_intent/<intent id>`: the ids of the orders placed for an intent;
+//! - journal `clob.closed`: each order as it closed, keyed by order id, newest last.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use tierstate_core::{
+    Append, BatchOp, DeploymentId, DocAddr, DocWrite, Document, JournalQuery, Name, PutMode,
+    StateStore, StreamAddr, WriteBatch,
+};
+
+use crate::error::{AccountingError, Result};
+use crate::order::{ClobFill, ClobOrder, FillOutcome, OrderStatus, OrderType, Side};
+
+/// Collection of every order.
+pub const ORDERS: &str = "clob.orders";
+/// Collection of the open orders' copies.
+pub const OPEN: &str = "clob.open";
+/// Collection of intent id → order ids.
+pub const BY_INTENT: &str = "clob.by_intent";
+/// Journal of closed orders.
+pub const CLOSED: &str = "clob.closed";
+/// The order document's schema; a newer one is refused.
+pub const ORDER_SCHEMA: u64 = 1;
+
+/// How often a call that re-reads on conflict tries before giving up.
+const ATTEMPTS: u32 = 8;
+/// Page size for listing open orders.
+const PAGE: usize = 1000;
+
+/// An order as stored: the order and the version the next change must expect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredOrder {
+    /// The order.
+    pub order: ClobOrder,
+    /// Its document version.
+    pub version: u64,
+}
+
+/// A planned order change: the records to write, for [`ClobOrders::commit`] or a caller's own
+/// [`WriteBatch`] (e.g. with the strategy state). It commits only if the order is still at
+/// the version it was planned from.
+#[derive(Debug, Clone)]
+pub struct OrderChange {
+    /// The order as it will be.
+    pub order: ClobOrder,
+    /// Its version once committed.
+    pub version: u64,
+    ops: Vec<BatchOp>,
+}
+
+impl OrderChange {
+    /// Adds the change to `batch`.
+    pub fn add_to(&self, mut batch: WriteBatch) -> WriteBatch {
+        for op in &self.ops {
+            batch.push(op.clone());
+        }
+        batch
+    }
+
+    /// The order as stored once the change commits.
+    pub fn stored(&self) -> StoredOrder {
+        StoredOrder {
+            order: self.order.clone(),
+            version: self.version,
+        }
+    }
+}
+
+/// What [`ClobOrders::record_fill`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FillRecorded {
+    /// The order after the fill.
+    pub order: StoredOrder,
+    /// `Duplicate`: the fill was already recorded and nothing was written.
+    pub outcome: FillOutcome,
+}
+
+/// Where [`ClobOrders::recently_closed`] continues: the closed-journal position of the last
+/// order returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClosedCursor(pub u64);
+
+/// One page of recently closed orders, newest first.
+#[derive(Debug, Clone)]
+pub struct ClosedPage {
+    /// The orders, each as it closed, newest first.
+    pub orders: Vec<ClobOrder>,
+    /// The cursor for the next (older) page, if there may be one.
+    pub next: Option<ClosedCursor>,
+}
+
+/// One deployment's CLOB orders on any [`StateStore`].
+#[derive(Clone)]
+pub struct ClobOrders {
+    store: Arc<dyn StateStore>,
+    deployment: DeploymentId,
+    orders: Name,
+    open: Name,
+    by_intent: Name,
+    closed: StreamAddr,
+}
+
+impl std::fmt::Debug for ClobOrders {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClobOrders")
+            .field("deployment", &self.deployment)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClobOrders {
+    /// The orders of `deployment` in `store`.
+    ///
+    /// # Panics
+    /// Never: the collection and stream names are constants, valid by construction.
+    pub fn new(store: Arc<dyn StateStore>, deployment: &DeploymentId) -> Self {
+        let name = |s: &str| Name::collection(s).expect("constant collection names are valid");
+        Self {
+            closed: StreamAddr {
+                deployment_id: deployment.clone(),
+                stream: Name::stream(CLOSED).expect("constant stream name is valid"),
+            },
+            store,
+            deployment: deployment.clone(),
+            orders: name(ORDERS),
+            open: name(OPEN),
+            by_intent: name(BY_INTENT),
+        }
+    }
+
+    /// The store underneath.
+    pub fn store(&self) -> &Arc<dyn StateStore> {
+        &self.store
+    }
+
+    fn addr(&self, collection: &Name, key: &str) -> Result<DocAddr> {
+        Ok(DocAddr {
+            deployment_id: self.deployment.clone(),
+            collection: collection.clone(),
+            key: Name::key(key)?,
+        })
+    }
+
+    /// Stores a new order (pending, no fills) and indexes it under its intent.
+    ///
+    /// # Errors
+    /// `InvalidInput` for an order of another deployment or one that is not new;
+    /// `Store(AlreadyExists)` if the order id is taken (open or closed); `Contended`.
+    pub async fn create(&self, order: ClobOrder) -> Result<StoredOrder> {
+        for _ in 0..ATTEMPTS {
+            let change = self.plan_create(&order).await?;
+            match self.commit(&change).await {
+                Err(e) if e.is_conflict() => continue, // the intent index moved: re-read it
+                other => return other,
+            }
+        }
+        Err(AccountingError::Contended {
+            what: "the intent index",
+            attempts: ATTEMPTS,
+        })
+    }
+
+    /// Plans the creation of `order`: reads its intent's index to extend it.
+    ///
+    /// # Errors
+    /// As [`ClobOrders::create`], without contention.
+    pub async fn plan_create(&self, order: &ClobOrder) -> Result<OrderChange> {
+        self.check_owned(order)?;
+        if order.status != OrderStatus::Pending || !order.fills.is_empty() {
+            return Err(AccountingError::invalid(
+                "order",
+                format!(
+                    "a new order is pending with no fills; {} is {}",
+                    order.order_id, order.status
+                ),
+            ));
+        }
+        let body = encode(order)?;
+        let mut ops = vec![
+            BatchOp::Document(DocWrite::new(
+                self.addr(&self.orders, &order.order_id)?,
+                PutMode::Create,
+                body.clone(),
+            )),
+            BatchOp::Document(DocWrite::new(
+                self.addr(&self.open, &order.order_id)?,
+                PutMode::Overwrite,
+                body,
+            )),
+        ];
+        if let Some(intent) = &order.intent_id {
+            let at = self.addr(&self.by_intent, intent)?;
+            let (mut ids, mode) = match self.store.get_document(&at).await? {
+                Some(d) => (
+                    intent_ids(&d)?,
+                    PutMode::Update {
+                        expected: d.version,
+                    },
+                ),
+                None => (Vec::new(), PutMode::Create),
+            };
+            ids.push(order.order_id.clone());
+            let mut value = Map::new();
+            value.insert("orders".into(), Value::from(ids));
+            ops.push(BatchOp::Document(DocWrite::new(at, mode, value)));
+        }
+        Ok(OrderChange {
+            order: order.clone(),
+            version: 1,
+            ops,
+        })
+    }
+
+    /// The order, open or closed; `None` if never stored.
+    ///
+    /// # Errors
+    /// `Store(Integrity)` for damaged bytes; `InvalidInput`/`UnknownValue`/`NewerSchema` for a
+    /// stored order that does not decode; `Store` for I/O.
+    pub async fn get(&self, order_id: &str) -> Result<Option<StoredOrder>> {
+        let Ok(key) = Name::key(order_id) else {
+            return Ok(None); // no stored order has an id that is not a valid key
+        };
+        let at = DocAddr {
+            deployment_id: self.deployment.clone(),
+            collection: self.orders.clone(),
+            key,
+        };
+        match self.store.get_document(&at).await? {
+            Some(d) => Ok(Some(StoredOrder {
+                version: d.version,
+                order: decode(d.value)?,
+            })),
+            None => Ok(None),
+        }
+    }
+
+    /// Moves the order from `current` (as read) to `to`: a compare-and-swap on its version.
+    ///
+    /// # Errors
+    /// `InvalidTransition` (nothing written); `Store(Conflict)` with expected and actual
+    /// versions if another writer changed it first: re-read and decide again.
+    pub async fn update_status(
+        &self,
+        current: &StoredOrder,
+        to: OrderStatus,
+        at: DateTime<Utc>,
+        error: Option<String>,
+    ) -> Result<StoredOrder> {
+        let change = self.plan_status(current, to, at, error)?;
+        self.commit(&change).await
+    }
+
+    /// Plans a status change of `current`; see [`ClobOrders::update_status`].
+    ///
+    /// # Errors
+    /// `InvalidTransition`; `InvalidInput` for an order of another deployment.
+    pub fn plan_status(
+        &self,
+        current: &StoredOrder,
+        to: OrderStatus,
+        at: DateTime<Utc>,
+        error: Option<String>,
+    ) -> Result<OrderChange> {
+        self.check_owned(&current.order)?;
+        let mut next = current.order.clone();
+        next.set_status(to, at, error)?;
+        self.plan_update(current.version, next)
+    }
+
+    /// Records a fill on the stored order, re-reading it if another writer changes it
+    /// meanwhile (fills are idempotent, so a retry cannot apply one twice).
+    ///
+    /// # Errors
+    /// `OrderNotFound`; the fill errors of [`ClobOrder::apply_fill`]; `Contended`.
+    pub async fn record_fill(&self, fill: ClobFill) -> Result<FillRecorded> {
+        for _ in 0..ATTEMPTS {
+            let Some(current) = self.get(&fill.order_id).await? else {
+                return Err(AccountingError::OrderNotFound {
+                    deployment: self.deployment.to_string(),
+                    order: fill.order_id.clone(),
+                });
+            };
+            let Some(change) = self.plan_fill(&current, fill.clone())? else {
+                return Ok(FillRecorded {
+                    order: current,
+                    outcome: FillOutcome::Duplicate,
+                });
+            };
+            match self.commit(&change).await {
+                Ok(order) => {
+                    return Ok(FillRecorded {
+                        order,
+                        outcome: FillOutcome::Applied,
+                    });
+                }
+                Err(e) if e.is_conflict() => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(AccountingError::Contended {
+            what: "the order",
+            attempts: ATTEMPTS,
+        })
+    }
+
+    /// Plans recording `fill` on `current`; `None` if it is already recorded.
+    ///
+    /// # Errors
+    /// As [`ClobOrder::apply_fill`].
+    pub fn plan_fill(&self, current: &StoredOrder, fill: ClobFill) -> Result<Option<OrderChange>> {
+        self.check_owned(&current.order)?;
+        let mut next = current.order.clone();
+        match next.apply_fill(fill)? {
+            FillOutcome::Duplicate => Ok(None),
+            FillOutcome::Applied => self.plan_update(current.version, next).map(Some),
+        }
+    }
+
+    /// The records of an update from `expected` to `next`: the order, its open copy (or, once
+    /// terminal, the copy's removal and a closed-journal entry).
+    fn plan_update(&self, expected: u64, next: ClobOrder) -> Result<OrderChange> {
+        let body = encode(&next)?;
+        let mut ops = vec![BatchOp::Document(DocWrite::new(
+            self.addr(&self.orders, &next.order_id)?,
+            PutMode::Update { expected },
+            body.clone(),
+        ))];
+        let open = self.addr(&self.open, &next.order_id)?;
+        if next.status.is_terminal() {
+            ops.push(BatchOp::DeleteDocument {
+                address: open,
+                expected: None,
+            });
+            ops.push(BatchOp::Append(
+                Append::new(self.closed.clone(), next.updated_at, body)
+                    .with_key(Name::key(&next.order_id)?),
+            ));
+        } else {
+            ops.push(BatchOp::Document(DocWrite::new(
+                open,
+                PutMode::Overwrite,
+                body,
+            )));
+        }
+        Ok(OrderChange {
+            order: next,
+            version: expected + 1,
+            ops,
+        })
+    }
+
+    /// Commits a planned change on its own.
+    ///
+    /// # Errors
+    /// `Store(Conflict)`/`Store(AlreadyExists)` if the order moved since it was planned.
+    pub async fn commit(&self, change: &OrderChange) -> Result<StoredOrder> {
+        self.store.write(change.add_to(WriteBatch::new())).await?;
+        Ok(change.stored())
+    }
+
+    /// The open orders (pending, submitted, live, partially filled), optionally of one market,
+    /// newest first. Reads only the open orders, however many have closed.
+    ///
+    /// # Errors
+    /// As [`ClobOrders::get`]; one damaged order fails the call, naming it.
+    pub async fn open_orders(&self, market_id: Option<&str>) -> Result<Vec<ClobOrder>> {
+        let mut out = Vec::new();
+        let mut after: Option<Name> = None;
+        loop {
+            let page = self
+                .store
+                .list_documents(&self.deployment, &self.open, after.as_ref(), PAGE)
+                .await?;
+            let full = page.len() == PAGE;
+            for d in page {
+                let d = d?;
+                after = Some(d.address.key.clone());
+                let order = decode(d.value)?;
+                if market_id.is_none_or(|m| m == order.market_id) {
+                    out.push(order);
+                }
+            }
+            if !full {
+                break;
+            }
+        }
+        out.sort_by(|a, b| (b.created_at, &b.order_id).cmp(&(a.created_at, &a.order_id)));
+        Ok(out)
+    }
+
+    /// The orders placed for an intent, oldest first, open or closed.
+    ///
+    /// # Errors
+    /// As [`ClobOrders::get`]; `Store(Integrity)` if the index names an order that is gone.
+    pub async fn by_intent(&self, intent_id: &str) -> Result<Vec<StoredOrder>> {
+        let Ok(key) = Name::key(intent_id) else {
+            return Ok(Vec::new());
+        };
+        let at = DocAddr {
+            deployment_id: self.deployment.clone(),
+            collection: self.by_intent.clone(),
+            key,
+        };
+        let Some(index) = self.store.get_document(&at).await? else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for id in intent_ids(&index)? {
+            match self.get(&id).await? {
+                Some(o) => out.push(o),
+                None => {
+                    return Err(AccountingError::invalid(
+                        "intent index",
+                        format!("{at} names order {id}, which is not stored"),
+                    ));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Up to `limit` closed orders, newest first, each as it closed; continue from a page's
+    /// `next`.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a zero limit; as [`ClobOrders::get`].
+    pub async fn recently_closed(
+        &self,
+        cursor: Option<ClosedCursor>,
+        limit: usize,
+    ) -> Result<ClosedPage> {
+        if limit == 0 {
+            return Err(AccountingError::invalid("limit", "must be at least 1"));
+        }
+        let to = match cursor {
+            Some(ClosedCursor(0 | 1)) => {
+                return Ok(ClosedPage {
+                    orders: Vec::new(),
+                    next: None,
+                });
+            }
+            Some(ClosedCursor(seq)) => seq - 1,
+            None => u64::MAX,
+        };
+        let page = self
+            .store
+            .read_journal(
+                &self.closed,
+                JournalQuery::Range {
+                    from: 0,
+                    to,
+                    descending: true,
+                    limit,
+                },
+            )
+            .await?;
+        let next = page
+            .next
+            .is_some()
+            .then(|| page.entries.last().map(|e| ClosedCursor(e.seq)))
+            .flatten();
+        let orders = page
+            .entries
+            .into_iter()
+            .map(|e| decode(e.value))
+            .collect::<Result<_>>()?;
+        Ok(ClosedPage { orders, next })
+    }
+
+    fn check_owned(&self, order: &ClobOrder) -> Result<()> {
+        if order.deployment_id != self.deployment.as_str() {
+            return Err(AccountingError::invalid(
+                "order",
+                format!(
+                    "{} belongs to deployment {}, not {}",
+                    order.order_id, order.deployment_id, self.deployment
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn intent_ids(d: &Document) -> Result<Vec<String>> {
+    let ids = d.value.get("orders").cloned().ok_or_else(|| {
+        AccountingError::invalid("intent index", format!("{} has no orders", d.address))
+    })?;
+    serde_json::from_value(ids).map_err(|e| {
+        AccountingError::invalid("intent index", format!("{} is malformed: {e}", d.address))
+    })
+}
+
+/// An order as its documents hold it: every field, plus the derived filled size and average
+/// price for readers of the raw record (checked against the fills on every read).
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OrderDoc {
+    schema: u64,
+    order_id: String,
+    deployment_id: String,
+    market_id: String,
+    token_id: String,
+    side: Side,
+    order_type: OrderType,
+    price: Decimal,
+    size: Decimal,
+    status: OrderStatus,
+    filled_size: Decimal,
+    average_fill_price: Decimal,
+    fills: Vec<ClobFill>,
+    intent_id: Option<String>,
+    created_at: DateTime<Utc>,
+    submitted_at: Option<DateTime<Utc>>,
+    updated_at: DateTime<Utc>,
+    error: Option<String>,
+    metadata: Map<String, Value>,
+}
+
+pub(crate) fn encode(o: &ClobOrder) -> Result<Map<String, Value>> {
+    o.validate()?;
+    let doc = OrderDoc {
+        schema: ORDER_SCHEMA,
+        order_id: o.order_id.clone(),
+        deployment_id: o.deployment_id.clone(),
+        market_id: o.market_id.clone(),
+        token_id: o.token_id.clone(),
+        side: o.side,
+        order_type: o.order_type,
+        price: o.price,
+        size: o.size,
+        status: o.status,
+        filled_size: o.filled_size(),
+        average_fill_price: o.average_fill_price(),
+        fills: o.fills.clone(),
+        intent_id: o.intent_id.clone(),
+        created_at: o.created_at,
+        submitted_at: o.submitted_at,
+        updated_at: o.updated_at,
+        error: o.error.clone(),
+        metadata: o.metadata.clone(),
+    };
+    match serde_json::to_value(doc) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err(AccountingError::invalid(
+            "order",
+            "did not encode to an object",
+        )),
+        Err(e) => Err(AccountingError::invalid("order", e.to_string())),
+    }
+}
+
+pub(crate) fn decode(value: Map<String, Value>) -> Result<ClobOrder> {
+    let schema = value.get("schema").and_then(Value::as_u64).unwrap_or(0);
+    if schema > ORDER_SCHEMA {
+        return Err(AccountingError::NewerSchema {
+            record: "a stored CLOB order".into(),
+            found: schema,
+            supported: ORDER_SCHEMA,
+        });
+    }
+    // Unknown side/status/type strings surface as their typed error, not a serde message.
+    for (field, check) in [
+        (
+            "side",
+            (|s: &str| s.parse::<Side>().map(drop)) as fn(&str) -> Result<()>,
+        ),
+        ("order_type", |s| s.parse::<OrderType>().map(drop)),
+        ("status", |s| s.parse::<OrderStatus>().map(drop)),
+    ] {
+        if let Some(Value::String(s)) = value.get(field) {
+            check(s)?;
+        }
+    }
+    let d: OrderDoc = serde_json::from_value(Value::Object(value)).map_err(|e| {
+        AccountingError::invalid("order", format!("stored order is malformed: {e}"))
+    })?;
+    let order = ClobOrder {
+        order_id: d.order_id,
+        deployment_id: d.deployment_id,
+        market_id: d.market_id,
+        token_id: d.token_id,
+        side: d.side,
+        order_type: d.order_type,
+        price: d.price,
+        size: d.size,
+        status: d.status,
+        fills: d.fills,
+        intent_id: d.intent_id,
+        created_at: d.created_at,
+        submitted_at: d.submitted_at,
+        updated_at: d.updated_at,
+        error: d.error,
+        metadata: d.metadata,
+    };
+    order.validate()?;
+    if order.filled_size() != d.filled_size || order.average_fill_price() != d.average_fill_price {
+        return Err(AccountingError::invalid(
+            "order",
+            format!(
+                "{}: stored filled size {} / average price {} disagree with its fills ({} / {})",
+                order.order_id,
+                d.filled_size,
+                d.average_fill_price,
+                order.filled_size(),
+                order.average_fill_price()
+            ),
+        ));
+    }
+    Ok(order)
+}

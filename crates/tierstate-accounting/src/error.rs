@@ -1,0 +1,157 @@
+//! The errors of the accounting crate: typed, naming what was wrong and where.
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+
+use crate::order::OrderStatus;
+
+/// What can go wrong with orders, snapshots and metrics. On every error nothing was stored.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AccountingError {
+    /// A status change the order status machine does not allow (see [`OrderStatus`]).
+    #[error("order {order}: {from} -> {to} is not an allowed transition")]
+    InvalidTransition {
+        /// The order.
+        order: String,
+        /// Its status.
+        from: OrderStatus,
+        /// The status asked for.
+        to: OrderStatus,
+    },
+    /// A fill id the order already holds, with different content.
+    #[error("order {order}: fill {fill_id} is already recorded with different content")]
+    FillConflict {
+        /// The order.
+        order: String,
+        /// The fill id.
+        fill_id: String,
+    },
+    /// A fill that would take the filled size past the order's size.
+    #[error("order {order}: fill {fill_id} of {fill_size} exceeds the remaining {remaining}")]
+    Overfill {
+        /// The order.
+        order: String,
+        /// The fill id.
+        fill_id: String,
+        /// The fill's size.
+        fill_size: Decimal,
+        /// What was left to fill.
+        remaining: Decimal,
+    },
+    /// A fill addressed to another order.
+    #[error("fill {fill_id} belongs to order {fill_order}, not {order}")]
+    FillForOtherOrder {
+        /// The fill id.
+        fill_id: String,
+        /// The order it was applied to.
+        order: String,
+        /// The order it names.
+        fill_order: String,
+    },
+    /// An order id that is not stored.
+    #[error("order {order} is not stored for deployment {deployment}")]
+    OrderNotFound {
+        /// The deployment.
+        deployment: String,
+        /// The order id.
+        order: String,
+    },
+    /// A snapshot time already stored with different content; only `upsert` replaces one.
+    #[error(
+        "deployment {deployment} already has a different snapshot at {time}; use upsert to replace it"
+    )]
+    SnapshotExists {
+        /// The deployment.
+        deployment: String,
+        /// The snapshot time.
+        time: DateTime<Utc>,
+    },
+    /// A snapshot at or before the retention cut: it would be removed at once.
+    #[error("snapshot time {time} is at or before the retention cut {cut}")]
+    BeforeRetention {
+        /// The snapshot time.
+        time: DateTime<Utc>,
+        /// Everything before this was removed.
+        cut: DateTime<Utc>,
+    },
+    /// An incremental NAV read from a cursor taken before the series was rewritten (a
+    /// back-filled, replaced or removed snapshot): fold again from the start.
+    #[error(
+        "the NAV series was rewritten since the cursor (epoch {cursor} -> {current}): read it again from the start"
+    )]
+    SeriesRewritten {
+        /// The cursor's epoch.
+        cursor: u64,
+        /// The series' epoch now.
+        current: u64,
+    },
+    /// A string from storage or a caller that names no known value (side, status, type, …).
+    #[error("unknown {field} {value:?} (expected one of {expected})")]
+    UnknownValue {
+        /// What it was meant to be.
+        field: &'static str,
+        /// What it held.
+        value: String,
+        /// The accepted spellings.
+        expected: &'static str,
+    },
+    /// A time given as text that is not RFC 3339 with an offset, or out of range.
+    #[error("{field}: {value:?} is not a usable time: {reason}")]
+    InvalidTime {
+        /// The field.
+        field: &'static str,
+        /// What it held.
+        value: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// Any other bad argument or stored field; nothing was changed.
+    #[error("invalid {field}: {reason}")]
+    InvalidInput {
+        /// The argument or field.
+        field: &'static str,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// A stored record written by a newer build: refused rather than misread.
+    #[error("{record} is schema {found}; this build reads up to {supported}: upgrade tierstate")]
+    NewerSchema {
+        /// Which record.
+        record: String,
+        /// The schema found.
+        found: u64,
+        /// The newest this build reads.
+        supported: u64,
+    },
+    /// Other writers kept winning the compare-and-swap while this call retried.
+    #[error("{what} kept changing: gave up after {attempts} attempts")]
+    Contended {
+        /// What was contended.
+        what: &'static str,
+        /// Attempts made.
+        attempts: u32,
+    },
+    /// The store refused or failed (conflicts carry expected and actual versions; integrity
+    /// failures name the record and tier).
+    #[error(transparent)]
+    Store(#[from] tierstate_core::Error),
+}
+
+impl AccountingError {
+    /// An [`AccountingError::InvalidInput`].
+    pub fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
+        Self::InvalidInput {
+            field,
+            reason: reason.into(),
+        }
+    }
+
+    /// True for a compare-and-swap conflict: re-read and decide again.
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, Self::Store(e) if e.is_conflict())
+    }
+}
+
+/// Result of this crate.
+pub type Result<T, E = AccountingError> = std::result::Result<T, E>;

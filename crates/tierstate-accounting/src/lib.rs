@@ -1,0 +1,52 @@
+//! Accounting for a trading strategy: CLOB orders whose status can only move as the status
+//! machine allows, portfolio snapshots with time queries that say what they mean, a NAV series
+//! whose high-water mark and drawdown are kept current in one document, and baseline metrics
+//! for PnL net of deposits and withdrawals.
+//!
+//! Pure logic on tierstate's record primitives (documents, journals, one atomic batch): no
+//! SQL here, so it works on every backend. Money is [`Decimal`], never `f64`; times are UTC
+//! at microsecond precision, never compared as text.
+//!
+//! ```
+//! use rust_decimal::Decimal;
+//! use tierstate_accounting::{ClobFill, ClobOrder, OrderStatus, OrderType, Side};
+//!
+//! let t = chrono::Utc::now();
+//! let mut o = ClobOrder::new("ord-1", "eth-basis", "ETH-USD", "ETH", Side::Buy,
+//!     OrderType::Gtc, "2500".parse()?, "2".parse()?, t)?;
+//! o.set_status(OrderStatus::Submitted, t, None)?;
+//! o.apply_fill(ClobFill::new("f-1", "ord-1", "2499".parse()?, "0.5".parse()?, Decimal::ZERO, t)?)?;
+//! assert_eq!(o.status, OrderStatus::PartiallyFilled);
+//! assert!(o.set_status(OrderStatus::Pending, t, None).is_err()); // not in the table
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![deny(missing_docs)]
+
+mod amount;
+mod clob;
+mod degrade;
+mod error;
+mod metrics;
+mod nav;
+mod order;
+mod portfolio;
+mod snapshot;
+mod time;
+
+pub use amount::Amount;
+pub use clob::{
+    BY_INTENT, CLOSED, ClobOrders, ClosedCursor, ClosedPage, FillRecorded, OPEN, ORDER_SCHEMA,
+    ORDERS, OrderChange, StoredOrder,
+};
+pub use degrade::Degraded;
+pub use error::{AccountingError, Result};
+pub use metrics::{PortfolioMetrics, pnl_between};
+pub use nav::{NavCursor, NavFold, NavPage, NavPoint};
+pub use order::{ClobFill, ClobOrder, FillOutcome, MAX_ID_LEN, OrderStatus, OrderType, Side};
+pub use portfolio::{
+    NavSummary, PORTFOLIO, PORTFOLIO_SCHEMA, Portfolio, SNAPSHOTS, Saved, SnapshotWindow,
+    StoredMetrics,
+};
+pub use rust_decimal::Decimal;
+pub use snapshot::{ExecutionMode, Flows, PortfolioSnapshot, ValueConfidence};
+pub use time::{micros, parse_utc};

@@ -1,0 +1,187 @@
+//! A portfolio snapshot: what the portfolio was worth at one instant.
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::amount::Amount;
+use crate::error::{AccountingError, Result};
+use crate::order::{check_id, text_enum};
+use crate::time::{micros, parse_utc};
+
+text_enum!(
+    /// How far the snapshot's total value can be trusted.
+    ValueConfidence, "value confidence", "high, medium, low, unavailable" {
+        /// Every position priced from a live source.
+        High = "high",
+        /// Some positions priced from a fallback source.
+        Medium = "medium",
+        /// Stale or estimated prices.
+        Low = "low",
+        /// The value could not be established.
+        Unavailable = "unavailable",
+    }
+);
+
+text_enum!(
+    /// Whether the strategy trades for real.
+    ExecutionMode, "execution mode", "live, paper, dry_run" {
+        /// Real orders on a real venue.
+        Live = "live",
+        /// Simulated fills against real prices.
+        Paper = "paper",
+        /// Decisions only, no orders.
+        DryRun = "dry_run",
+    }
+);
+
+/// Deposits and withdrawals to date, as recorded when a snapshot was taken: what lets PnL over
+/// a window exclude money moved in or out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Flows {
+    /// Deposits to date, USD.
+    pub deposits: Decimal,
+    /// Withdrawals to date, USD.
+    pub withdrawals: Decimal,
+}
+
+impl Flows {
+    /// Deposits minus withdrawals.
+    pub fn net(self) -> Decimal {
+        self.deposits - self.withdrawals
+    }
+}
+
+/// The portfolio at one instant. One per (deployment, time).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct PortfolioSnapshot {
+    /// When (UTC, microseconds): the snapshot's identity within its deployment.
+    pub time: DateTime<Utc>,
+    /// Total value, USD.
+    pub total_value: Decimal,
+    /// Cash available, USD, or unmeasured (not zero).
+    pub available_cash: Amount,
+    /// How far the total can be trusted.
+    pub value_confidence: ValueConfidence,
+    /// The positions behind the total, as the strategy reports them.
+    pub positions: Value,
+    /// The strategy cycle that took it.
+    pub cycle_id: Option<String>,
+    /// Live, paper or dry run.
+    pub execution_mode: ExecutionMode,
+    /// Deposits and withdrawals to date, if known (filled in by
+    /// [`crate::Portfolio::save_snapshot_and_metrics`]).
+    pub flows: Option<Flows>,
+}
+
+impl PortfolioSnapshot {
+    /// A snapshot at `time` (truncated to microseconds) with no positions, cash unmeasured.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a negative total value.
+    pub fn new(
+        time: DateTime<Utc>,
+        total_value: Decimal,
+        value_confidence: ValueConfidence,
+        execution_mode: ExecutionMode,
+    ) -> Result<Self> {
+        let s = Self {
+            time: micros(time),
+            total_value,
+            available_cash: Amount::Unmeasured,
+            value_confidence,
+            positions: Value::Array(Vec::new()),
+            cycle_id: None,
+            execution_mode,
+            flows: None,
+        };
+        s.validate()?;
+        Ok(s)
+    }
+
+    /// A snapshot at a time given as RFC 3339 text with an offset, normalized to UTC.
+    ///
+    /// # Errors
+    /// `InvalidTime` for text without an offset or not RFC 3339; as [`PortfolioSnapshot::new`].
+    pub fn at_text(
+        time: &str,
+        total_value: Decimal,
+        value_confidence: ValueConfidence,
+        execution_mode: ExecutionMode,
+    ) -> Result<Self> {
+        Self::new(
+            parse_utc("snapshot time", time)?,
+            total_value,
+            value_confidence,
+            execution_mode,
+        )
+    }
+
+    /// Sets the available cash.
+    pub fn with_cash(mut self, cash: Amount) -> Self {
+        self.available_cash = cash;
+        self
+    }
+
+    /// Sets the positions.
+    pub fn with_positions(mut self, positions: Value) -> Self {
+        self.positions = positions;
+        self
+    }
+
+    /// Sets the cycle id.
+    ///
+    /// # Errors
+    /// `InvalidInput` for an empty, oversized or control-character id.
+    pub fn with_cycle(mut self, cycle_id: impl Into<String>) -> Result<Self> {
+        let c = cycle_id.into();
+        check_id("cycle id", &c)?;
+        self.cycle_id = Some(c);
+        Ok(self)
+    }
+
+    /// Sets the flows to date.
+    pub fn with_flows(mut self, flows: Flows) -> Self {
+        self.flows = Some(flows);
+        self
+    }
+
+    /// Checks every field.
+    ///
+    /// # Errors
+    /// `InvalidInput` naming the first bad one.
+    pub fn validate(&self) -> Result<()> {
+        non_negative("total value", self.total_value)?;
+        if let Amount::Measured(c) = self.available_cash {
+            non_negative("available cash", c)?;
+        }
+        if let Some(c) = &self.cycle_id {
+            check_id("cycle id", c)?;
+        }
+        if let Some(f) = self.flows {
+            non_negative("deposits", f.deposits)?;
+            non_negative("withdrawals", f.withdrawals)?;
+        }
+        if micros(self.time) != self.time {
+            return Err(AccountingError::invalid(
+                "snapshot time",
+                "has sub-microsecond digits; build snapshots with new or at_text",
+            ));
+        }
+        Ok(())
+    }
+}
+
+pub(crate) fn non_negative(field: &'static str, v: Decimal) -> Result<()> {
+    if v.is_sign_negative() && !v.is_zero() {
+        return Err(AccountingError::invalid(
+            field,
+            format!("must not be negative, got {v}"),
+        ));
+    }
+    Ok(())
+}

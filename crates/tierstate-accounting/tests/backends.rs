@@ -1,0 +1,818 @@
+//! Accounting on every backend: the same tests run on the in-memory store, SQLite, redb and
+//! PostgreSQL (when `TEST_DATABASE_URL` is set; `cargo xtask test` starts one).
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use rust_decimal::Decimal;
+use serde_json::{Map, Value, json};
+use tierstate_accounting::{
+    AccountingError, Amount, ClobFill, ClobOrder, ClobOrders, Degraded, ExecutionMode, FillOutcome,
+    NavFold, OrderStatus, OrderType, Portfolio, PortfolioMetrics, PortfolioSnapshot, Saved, Side,
+    ValueConfidence,
+};
+use tierstate_core::{
+    DeploymentId, DocAddr, DocWrite, Error, PutMode, StateStore, StateWrite, WriteBatch,
+};
+use tierstate_testkit_backends::on_every_backend;
+
+on_every_backend!(
+    an_order_lives_through_the_status_machine_and_every_query_finds_it,
+    concurrent_status_updates_one_wins_the_other_conflicts,
+    fills_are_idempotent_bounded_and_exact_under_concurrency,
+    an_order_change_commits_with_the_strategy_state_or_not_at_all,
+    order_ids_are_unique_open_or_closed,
+    stored_orders_that_do_not_decode_are_refused_by_name,
+    snapshot_saves_are_idempotent_and_replace_only_by_upsert,
+    snapshot_time_queries_mean_what_they_say_across_offsets,
+    nav_header_stays_equal_to_a_full_recomputation,
+    retention_deletes_by_snapshot_time_in_one_transaction,
+    metrics_are_cas_and_commit_with_a_snapshot,
+    graceful_reads_count_their_failures,
+);
+
+fn d(s: &str) -> Decimal {
+    s.parse().unwrap()
+}
+
+fn dep() -> DeploymentId {
+    DeploymentId::new("eth-basis").unwrap()
+}
+
+fn t(s: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(1_800_000_000 + s, 0).unwrap()
+}
+
+fn new_order(id: &str, market: &str, at: i64) -> ClobOrder {
+    ClobOrder::new(
+        id,
+        "eth-basis",
+        market,
+        "ETH",
+        Side::Buy,
+        OrderType::Gtc,
+        d("2500"),
+        d("2"),
+        t(at),
+    )
+    .unwrap()
+}
+
+fn fill(order: &str, id: &str, size: &str) -> ClobFill {
+    ClobFill::new(id, order, d("2499.5"), d(size), d("0.10"), t(100)).unwrap()
+}
+
+async fn an_order_lives_through_the_status_machine_and_every_query_finds_it(
+    store: Arc<dyn StateStore>,
+) {
+    let orders = ClobOrders::new(store.clone(), &dep());
+    let a = orders
+        .create(new_order("a", "ETH-USD", 1).with_intent("i-1").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(a.version, 1);
+    orders
+        .create(new_order("b", "BTC-USD", 2).with_intent("i-1").unwrap())
+        .await
+        .unwrap();
+    orders.create(new_order("c", "ETH-USD", 3)).await.unwrap();
+    let a = orders
+        .update_status(&a, OrderStatus::Submitted, t(4), None)
+        .await
+        .unwrap();
+    let a = orders
+        .update_status(&a, OrderStatus::Live, t(5), None)
+        .await
+        .unwrap();
+    assert_eq!(a.version, 3);
+    assert_eq!(a.order.submitted_at, Some(t(4)));
+    let r = orders.record_fill(fill("a", "f1", "0.5")).await.unwrap();
+    assert_eq!(r.outcome, FillOutcome::Applied);
+    assert_eq!(r.order.order.status, OrderStatus::PartiallyFilled);
+    // Loaded back exactly, derived figures included; 0 stays 0 on an unfilled order.
+    let got = orders.get("a").await.unwrap().unwrap();
+    assert_eq!(got, r.order);
+    assert_eq!(got.order.filled_size(), d("0.5"));
+    assert_eq!(
+        orders
+            .get("c")
+            .await
+            .unwrap()
+            .unwrap()
+            .order
+            .average_fill_price(),
+        Decimal::ZERO
+    );
+    // Open orders: newest first, by market.
+    let open: Vec<String> = orders
+        .open_orders(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.order_id)
+        .collect();
+    assert_eq!(open, ["c", "b", "a"]);
+    let eth: Vec<String> = orders
+        .open_orders(Some("ETH-USD"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.order_id)
+        .collect();
+    assert_eq!(eth, ["c", "a"]);
+    // Filling the rest closes it: gone from the open list, still found by id and intent,
+    // first among the recently closed.
+    orders.record_fill(fill("a", "f2", "1.5")).await.unwrap();
+    let c = orders.get("c").await.unwrap().unwrap();
+    orders
+        .update_status(
+            &c,
+            OrderStatus::Failed,
+            t(7),
+            Some("rejected: price band".into()),
+        )
+        .await
+        .unwrap();
+    let open: Vec<String> = orders
+        .open_orders(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.order_id)
+        .collect();
+    assert_eq!(open, ["b"]);
+    let a = orders.get("a").await.unwrap().unwrap();
+    assert_eq!(
+        (a.order.status, a.order.filled_size()),
+        (OrderStatus::Filled, d("2"))
+    );
+    let by_intent: Vec<(String, OrderStatus)> = orders
+        .by_intent("i-1")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| (o.order.order_id, o.order.status))
+        .collect();
+    assert_eq!(
+        by_intent,
+        [
+            ("a".to_string(), OrderStatus::Filled),
+            ("b".to_string(), OrderStatus::Pending)
+        ]
+    );
+    assert!(orders.by_intent("i-none").await.unwrap().is_empty());
+    let page = orders.recently_closed(None, 1).await.unwrap();
+    assert_eq!(page.orders.len(), 1);
+    assert_eq!(page.orders[0].order_id, "c");
+    assert_eq!(
+        page.orders[0].error.as_deref(),
+        Some("rejected: price band")
+    );
+    let page2 = orders.recently_closed(page.next, 10).await.unwrap();
+    assert_eq!(page2.orders.len(), 1);
+    assert_eq!(page2.orders[0], a.order);
+    assert!(page2.next.is_none());
+    // A terminal order never reopens.
+    let c = orders.get("c").await.unwrap().unwrap();
+    assert!(matches!(
+        orders
+            .update_status(&c, OrderStatus::Live, t(8), None)
+            .await,
+        Err(AccountingError::InvalidTransition { .. })
+    ));
+    assert!(orders.get("nope").await.unwrap().is_none());
+    assert!(matches!(
+        orders.recently_closed(None, 0).await,
+        Err(AccountingError::InvalidInput { .. })
+    ));
+}
+
+async fn concurrent_status_updates_one_wins_the_other_conflicts(store: Arc<dyn StateStore>) {
+    let orders = ClobOrders::new(store.clone(), &dep());
+    let o = orders.create(new_order("x", "ETH-USD", 1)).await.unwrap();
+    let o = orders
+        .update_status(&o, OrderStatus::Submitted, t(2), None)
+        .await
+        .unwrap();
+    // Two updaters read the same version; both go at once.
+    let (a, b) = tokio::join!(
+        orders.update_status(&o, OrderStatus::Live, t(3), None),
+        orders.update_status(&o, OrderStatus::Cancelled, t(3), None),
+    );
+    let (won, lost) = match (a, b) {
+        (Ok(w), Err(l)) | (Err(l), Ok(w)) => (w, l),
+        other => panic!("exactly one must win: {other:?}"),
+    };
+    match &lost {
+        AccountingError::Store(Error::Conflict {
+            expected, actual, ..
+        }) => {
+            assert_eq!((*expected, *actual), (2, Some(3)));
+        }
+        other => panic!("the loser gets a conflict: {other:?}"),
+    }
+    assert!(lost.is_conflict());
+    // The loser re-reads and decides again.
+    let now = orders.get("x").await.unwrap().unwrap();
+    assert_eq!(now, won);
+    if now.order.status == OrderStatus::Live {
+        orders
+            .update_status(&now, OrderStatus::Cancelled, t(4), None)
+            .await
+            .unwrap();
+    }
+    // A refused transition writes nothing.
+    let before = orders.get("x").await.unwrap().unwrap();
+    assert!(
+        orders
+            .update_status(&before, OrderStatus::Live, t(5), None)
+            .await
+            .is_err()
+    );
+    assert_eq!(orders.get("x").await.unwrap().unwrap(), before);
+}
+
+async fn fills_are_idempotent_bounded_and_exact_under_concurrency(store: Arc<dyn StateStore>) {
+    let orders = ClobOrders::new(store.clone(), &dep());
+    let o = ClobOrder::new(
+        "big",
+        "eth-basis",
+        "m",
+        "t",
+        Side::Sell,
+        OrderType::Gtc,
+        d("1"),
+        d("100"),
+        t(0),
+    )
+    .unwrap();
+    let o = orders.create(o).await.unwrap();
+    orders
+        .update_status(&o, OrderStatus::Submitted, t(1), None)
+        .await
+        .unwrap();
+    // 4 tasks each record the same 25 fills of 1: every fill lands exactly once.
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let orders = orders.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut applied = 0;
+            for i in 0..25 {
+                let f =
+                    ClobFill::new(format!("f{i}"), "big", d("1"), d("1"), d("0"), t(i)).unwrap();
+                if orders.record_fill(f).await.unwrap().outcome == FillOutcome::Applied {
+                    applied += 1;
+                }
+            }
+            applied
+        }));
+    }
+    let mut applied = 0;
+    for task in tasks {
+        applied += task.await.unwrap();
+    }
+    assert_eq!(applied, 25, "each fill applied once across all tasks");
+    let got = orders.get("big").await.unwrap().unwrap();
+    assert_eq!(
+        (got.order.filled_size(), got.order.fills.len()),
+        (d("25"), 25)
+    );
+    assert_eq!(got.version, 2 + 25);
+    // Duplicate: no write. Conflicting content, overfill, other order, unknown order: typed.
+    let again = ClobFill::new("f3", "big", d("1"), d("1"), d("0"), t(3)).unwrap();
+    assert_eq!(
+        orders.record_fill(again).await.unwrap().outcome,
+        FillOutcome::Duplicate
+    );
+    let forged = ClobFill::new("f3", "big", d("2"), d("1"), d("0"), t(3)).unwrap();
+    assert!(matches!(
+        orders.record_fill(forged).await,
+        Err(AccountingError::FillConflict { .. })
+    ));
+    let over = ClobFill::new("g", "big", d("1"), d("75.5"), d("0"), t(3)).unwrap();
+    assert!(matches!(
+        orders.record_fill(over).await,
+        Err(AccountingError::Overfill { .. })
+    ));
+    let ghost = ClobFill::new("g", "ghost", d("1"), d("1"), d("0"), t(3)).unwrap();
+    assert!(matches!(
+        orders.record_fill(ghost).await,
+        Err(AccountingError::OrderNotFound { .. })
+    ));
+    let other = ClobFill::new("g", "ghost", d("1"), d("1"), d("0"), t(3)).unwrap();
+    assert!(matches!(
+        orders.plan_fill(&got, other),
+        Err(AccountingError::FillForOtherOrder { .. })
+    ));
+    assert_eq!(
+        orders.get("big").await.unwrap().unwrap(),
+        got,
+        "nothing changed"
+    );
+}
+
+async fn an_order_change_commits_with_the_strategy_state_or_not_at_all(store: Arc<dyn StateStore>) {
+    let orders = ClobOrders::new(store.clone(), &dep());
+    let o = orders.create(new_order("s", "m", 1)).await.unwrap();
+    let state = |n: u64| json!({"tick": n}).as_object().unwrap().clone();
+    store
+        .put(StateWrite::create(dep(), state(1)), Default::default())
+        .await
+        .unwrap();
+    let change = orders
+        .plan_status(&o, OrderStatus::Submitted, t(2), None)
+        .unwrap();
+    let batch = change.add_to(WriteBatch::new().put(StateWrite::update(dep(), 1, state(2))));
+    store.write(batch).await.unwrap();
+    assert_eq!(store.get(&dep()).await.unwrap().unwrap().version, 2);
+    let now = orders.get("s").await.unwrap().unwrap();
+    assert_eq!(now, change.stored());
+    // A stale state version fails the batch: the order change is not written either.
+    let change = orders
+        .plan_status(&now, OrderStatus::Cancelled, t(3), None)
+        .unwrap();
+    let batch = change.add_to(WriteBatch::new().put(StateWrite::update(dep(), 1, state(3))));
+    assert!(store.write(batch).await.unwrap_err().is_conflict());
+    assert_eq!(orders.get("s").await.unwrap().unwrap(), now);
+    assert_eq!(orders.open_orders(None).await.unwrap().len(), 1);
+    assert!(
+        orders
+            .recently_closed(None, 10)
+            .await
+            .unwrap()
+            .orders
+            .is_empty()
+    );
+}
+
+async fn order_ids_are_unique_open_or_closed(store: Arc<dyn StateStore>) {
+    let orders = ClobOrders::new(store.clone(), &dep());
+    let o = orders.create(new_order("u", "m", 1)).await.unwrap();
+    assert!(matches!(
+        orders.create(new_order("u", "m", 2)).await,
+        Err(AccountingError::Store(Error::AlreadyExists { .. }))
+    ));
+    orders
+        .update_status(&o, OrderStatus::Cancelled, t(2), None)
+        .await
+        .unwrap();
+    assert!(matches!(
+        orders.create(new_order("u", "m", 3)).await,
+        Err(AccountingError::Store(Error::AlreadyExists { .. }))
+    ));
+    assert!(orders.open_orders(None).await.unwrap().is_empty());
+    // An order of another deployment, or one that is not new, is refused before any write.
+    let alien = ClobOrder::new(
+        "v",
+        "other",
+        "m",
+        "t",
+        Side::Buy,
+        OrderType::Gtc,
+        d("1"),
+        d("1"),
+        t(0),
+    )
+    .unwrap();
+    assert!(matches!(
+        orders.create(alien).await,
+        Err(AccountingError::InvalidInput { .. })
+    ));
+    let mut live = new_order("w", "m", 1);
+    live.set_status(OrderStatus::Submitted, t(1), None).unwrap();
+    assert!(matches!(
+        orders.create(live).await,
+        Err(AccountingError::InvalidInput { .. })
+    ));
+    assert!(orders.get("v").await.unwrap().is_none());
+    assert!(orders.get("w").await.unwrap().is_none());
+}
+
+fn raw_order(status: &str) -> Map<String, Value> {
+    json!({
+        "schema": 1, "order_id": "r", "deployment_id": "eth-basis", "market_id": "m",
+        "token_id": "t", "side": "buy", "order_type": "GTC", "price": "1", "size": "2",
+        "status": status, "filled_size": "0", "average_fill_price": "0", "fills": [],
+        "intent_id": null, "created_at": "2026-11-21T00:00:00Z", "submitted_at": null,
+        "updated_at": "2026-11-21T00:00:00Z", "error": null, "metadata": {}
+    })
+    .as_object()
+    .unwrap()
+    .clone()
+}
+
+async fn stored_orders_that_do_not_decode_are_refused_by_name(store: Arc<dyn StateStore>) {
+    let orders = ClobOrders::new(store.clone(), &dep());
+    let at = DocAddr::new("eth-basis", "clob.orders", "r").unwrap();
+    let put = |v: Map<String, Value>| {
+        let store = store.clone();
+        let at = at.clone();
+        async move {
+            store
+                .put_document(DocWrite::new(at, PutMode::Overwrite, v))
+                .await
+                .unwrap()
+        }
+    };
+    put(raw_order("pending")).await;
+    assert_eq!(
+        orders.get("r").await.unwrap().unwrap().order.status,
+        OrderStatus::Pending
+    );
+    put(raw_order("open")).await;
+    assert!(matches!(
+        orders.get("r").await,
+        Err(AccountingError::UnknownValue {
+            field: "order status",
+            ..
+        })
+    ));
+    let mut v = raw_order("pending");
+    v.insert("side".into(), json!("long"));
+    put(v).await;
+    assert!(matches!(
+        orders.get("r").await,
+        Err(AccountingError::UnknownValue { field: "side", .. })
+    ));
+    let mut v = raw_order("pending");
+    v.insert("schema".into(), json!(2));
+    put(v).await;
+    assert!(matches!(
+        orders.get("r").await,
+        Err(AccountingError::NewerSchema { found: 2, .. })
+    ));
+    let mut v = raw_order("pending");
+    v.insert("filled_size".into(), json!("1"));
+    put(v).await;
+    assert!(matches!(
+        orders.get("r").await,
+        Err(AccountingError::InvalidInput { .. })
+    ));
+    let mut v = raw_order("filled");
+    v.insert("price".into(), json!("-1"));
+    put(v).await;
+    assert!(matches!(
+        orders.get("r").await,
+        Err(AccountingError::InvalidInput { .. })
+    ));
+}
+
+fn snap(at: DateTime<Utc>, value: &str) -> PortfolioSnapshot {
+    PortfolioSnapshot::new(at, d(value), ValueConfidence::High, ExecutionMode::Paper).unwrap()
+}
+
+async fn snapshot_saves_are_idempotent_and_replace_only_by_upsert(store: Arc<dyn StateStore>) {
+    let p = Portfolio::new(store.clone(), &dep());
+    let s = snap(t(10), "1000.50")
+        .with_cash(Amount::Measured(d("250")))
+        .with_positions(json!([{"token": "ETH", "amount": "0.4"}]))
+        .with_cycle("c-1")
+        .unwrap();
+    assert_eq!(p.save_snapshot(&s).await.unwrap(), Saved::Stored(1));
+    assert_eq!(p.save_snapshot(&s).await.unwrap(), Saved::Unchanged);
+    assert_eq!(p.latest().await.unwrap().unwrap(), s);
+    let other = snap(t(10), "999");
+    match p.save_snapshot(&other).await {
+        Err(AccountingError::SnapshotExists { time, .. }) => assert_eq!(time, t(10)),
+        r => panic!("{r:?}"),
+    }
+    assert_eq!(p.latest().await.unwrap().unwrap(), s, "save never replaces");
+    assert_eq!(p.upsert_snapshot(&other).await.unwrap(), Saved::Replaced(2));
+    assert_eq!(p.upsert_snapshot(&other).await.unwrap(), Saved::Unchanged);
+    assert_eq!(p.latest().await.unwrap().unwrap(), other);
+    // Unmeasured cash is not zero, and stays unmeasured.
+    let unmeasured = snap(t(20), "1");
+    p.save_snapshot(&unmeasured).await.unwrap();
+    assert_eq!(
+        p.latest().await.unwrap().unwrap().available_cash,
+        Amount::Unmeasured
+    );
+    let zero = snap(t(30), "1").with_cash(Amount::Measured(Decimal::ZERO));
+    p.save_snapshot(&zero).await.unwrap();
+    assert_eq!(
+        p.latest().await.unwrap().unwrap().available_cash,
+        Amount::Measured(Decimal::ZERO)
+    );
+    // Bad snapshots are refused before anything is stored.
+    assert!(
+        PortfolioSnapshot::new(t(40), d("-1"), ValueConfidence::Low, ExecutionMode::Live).is_err()
+    );
+    let before_1970 = Utc.timestamp_opt(-5, 0).unwrap();
+    assert!(matches!(
+        p.save_snapshot(&snap(before_1970, "1")).await,
+        Err(AccountingError::InvalidTime { .. })
+    ));
+    assert_eq!(p.nav_summary().await.unwrap().stored, 3);
+}
+
+async fn snapshot_time_queries_mean_what_they_say_across_offsets(store: Arc<dyn StateStore>) {
+    let p = Portfolio::new(store.clone(), &dep());
+    // Saved out of order, with mixed offsets. As text "10:00+02:00" sorts after "09:00Z";
+    // as instants 08:00Z comes first.
+    let texts = [
+        ("2026-11-21T09:00:00Z", "3"),
+        ("2026-11-21T10:00:00+02:00", "1"), // 08:00Z
+        ("2026-11-21T04:30:00-05:00", "4"), // 09:30Z
+        ("2026-11-21T08:30:00.000001Z", "2"),
+        ("2026-11-21T12:00:00+01:00", "5"), // 11:00Z
+    ];
+    for (text, v) in texts {
+        let s = PortfolioSnapshot::at_text(text, d(v), ValueConfidence::High, ExecutionMode::Live)
+            .unwrap();
+        p.save_snapshot(&s).await.unwrap();
+    }
+    assert!(matches!(
+        PortfolioSnapshot::at_text(
+            "2026-11-21T09:00:00",
+            d("1"),
+            ValueConfidence::High,
+            ExecutionMode::Live
+        ),
+        Err(AccountingError::InvalidTime { .. })
+    ));
+    let at = |s: &str| tierstate_accounting::parse_utc("t", s).unwrap();
+    let values = |v: Vec<PortfolioSnapshot>| {
+        v.iter()
+            .map(|s| s.total_value.to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(p.first().await.unwrap().unwrap().total_value, d("1"));
+    assert_eq!(p.latest().await.unwrap().unwrap().total_value, d("5"));
+    assert_eq!(
+        values(p.recent(3).await.unwrap()),
+        ["3", "4", "5"],
+        "oldest first, [-1] is the latest"
+    );
+    assert_eq!(
+        values(p.recent(99).await.unwrap()),
+        ["1", "2", "3", "4", "5"]
+    );
+    assert_eq!(
+        values(p.since(at("2026-11-21T09:00:00Z"), 2).await.unwrap()),
+        ["3", "4"]
+    );
+    let w = p
+        .window(
+            at("2026-11-21T08:30:00.000001Z"),
+            at("2026-11-21T09:30:00Z"),
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (values(w.snapshots), w.truncated),
+        (vec!["2".into(), "3".into(), "4".into()], false)
+    );
+    let w = p
+        .window(at("2026-11-21T08:00:00Z"), at("2026-11-21T11:00:00Z"), 2)
+        .await
+        .unwrap();
+    assert_eq!(
+        (values(w.snapshots), w.truncated),
+        (vec!["1".into(), "2".into()], true)
+    );
+    // At-or-before never looks ahead; nearest looks both ways (ties go to the earlier).
+    let q = at("2026-11-21T09:20:00Z");
+    assert_eq!(
+        p.at_or_before(q).await.unwrap().unwrap().total_value,
+        d("3")
+    );
+    assert_eq!(p.nearest(q).await.unwrap().unwrap().total_value, d("4"));
+    assert_eq!(
+        p.nearest(at("2026-11-21T09:15:00Z"))
+            .await
+            .unwrap()
+            .unwrap()
+            .total_value,
+        d("3")
+    );
+    assert_eq!(
+        p.at_or_before(at("2026-11-21T09:00:00Z"))
+            .await
+            .unwrap()
+            .unwrap()
+            .total_value,
+        d("3")
+    );
+    assert!(
+        p.at_or_before(at("2026-11-21T07:59:59Z"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        p.nearest(at("2026-11-21T07:00:00Z"))
+            .await
+            .unwrap()
+            .unwrap()
+            .total_value,
+        d("1")
+    );
+    assert_eq!(
+        p.nearest(at("2027-01-01T00:00:00Z"))
+            .await
+            .unwrap()
+            .unwrap()
+            .total_value,
+        d("5")
+    );
+    // Bad windows and limits are typed errors.
+    for r in [
+        p.window(at("2026-11-21T10:00:00Z"), at("2026-11-21T09:00:00Z"), 10)
+            .await
+            .map(drop),
+        p.window(at("2026-11-21T08:00:00Z"), at("2026-11-21T09:00:00Z"), 0)
+            .await
+            .map(drop),
+        p.recent(0).await.map(drop),
+        p.since(at("2026-11-21T08:00:00Z"), 0).await.map(drop),
+    ] {
+        assert!(
+            matches!(r, Err(AccountingError::InvalidInput { .. })),
+            "{r:?}"
+        );
+    }
+}
+
+async fn nav_header_stays_equal_to_a_full_recomputation(store: Arc<dyn StateStore>) {
+    let p = Portfolio::new(store.clone(), &dep());
+    let series = ["100", "120", "90", "130", "65", "140"];
+    for (i, v) in series.iter().enumerate() {
+        p.save_snapshot(&snap(t(i as i64 * 10), v)).await.unwrap();
+    }
+    let s = p.nav_summary().await.unwrap();
+    assert_eq!(s.fold, NavFold::over(series.iter().map(|v| d(v))));
+    assert_eq!(s.fold.high_water_mark, d("140"));
+    assert_eq!(s.fold.max_drawdown, d("65"));
+    assert_eq!(s.fold.max_drawdown_pct, d("50"));
+    assert_eq!(s.fold, p.recompute_nav().await.unwrap());
+    // Incremental reads: a full page, then only what is new.
+    let page = p.nav_series(None, 4).await.unwrap();
+    assert!(page.truncated);
+    let page2 = p.nav_series(page.cursor, 100).await.unwrap();
+    let mut fold = NavFold::over(page.points.iter().map(|x| x.value));
+    fold = fold.extended(page2.points.iter().map(|x| x.value));
+    assert_eq!(fold, s.fold);
+    p.save_snapshot(&snap(t(60), "70")).await.unwrap();
+    let page3 = p.nav_series(page2.cursor, 100).await.unwrap();
+    assert_eq!(page3.points.len(), 1);
+    fold = fold.extended(page3.points.iter().map(|x| x.value));
+    assert_eq!(fold, p.nav_summary().await.unwrap().fold);
+    // A back-fill rewrites the series: the header is refolded, old cursors are refused.
+    p.save_snapshot(&snap(t(5), "10")).await.unwrap();
+    let s = p.nav_summary().await.unwrap();
+    assert_eq!(s.epoch, 1);
+    assert_eq!(s.fold, p.recompute_nav().await.unwrap());
+    assert_eq!(
+        s.fold.max_drawdown_pct,
+        d("90"),
+        "100 then the back-filled 10"
+    );
+    assert!(matches!(
+        p.nav_series(page3.cursor, 10).await,
+        Err(AccountingError::SeriesRewritten {
+            cursor: 0,
+            current: 1
+        })
+    ));
+    // Replacing the newest one also refolds.
+    p.upsert_snapshot(&snap(t(60), "200")).await.unwrap();
+    let s = p.nav_summary().await.unwrap();
+    assert_eq!(s.fold.high_water_mark, d("200"));
+    assert_eq!(s.fold, p.recompute_nav().await.unwrap());
+}
+
+async fn retention_deletes_by_snapshot_time_in_one_transaction(store: Arc<dyn StateStore>) {
+    let p = Portfolio::new(store.clone(), &dep());
+    // Saved newest first, so insert order and snapshot time disagree.
+    for i in (0..10).rev() {
+        p.save_snapshot(&snap(t(i * 60), &format!("{}", 100 + i * 7 % 5)))
+            .await
+            .unwrap();
+    }
+    let before = p.nav_summary().await.unwrap();
+    assert_eq!(p.delete_before(t(240)).await.unwrap(), 4);
+    assert_eq!(p.delete_before(t(240)).await.unwrap(), 0);
+    assert_eq!(p.first().await.unwrap().unwrap().time, t(240));
+    let after = p.nav_summary().await.unwrap();
+    assert_eq!(after.stored, 6);
+    assert_eq!(
+        after.fold, before.fold,
+        "lifetime figures survive retention"
+    );
+    assert_eq!(after.cut, Some(t(240)));
+    assert_eq!(after.fold, p.recompute_nav().await.unwrap());
+    assert!(matches!(
+        p.save_snapshot(&snap(t(100), "1")).await,
+        Err(AccountingError::BeforeRetention { .. })
+    ));
+    assert_eq!(
+        p.window(t(0), t(10_000), 100)
+            .await
+            .unwrap()
+            .snapshots
+            .len(),
+        6
+    );
+}
+
+async fn metrics_are_cas_and_commit_with_a_snapshot(store: Arc<dyn StateStore>) {
+    let p = Portfolio::new(store.clone(), &dep());
+    let mut m = PortfolioMetrics::new(d("10000"), t(0), ExecutionMode::Paper).unwrap();
+    let v1 = p.save_metrics(&m, None).await.unwrap();
+    assert!(matches!(
+        p.save_metrics(&m, None).await,
+        Err(AccountingError::Store(Error::AlreadyExists { .. }))
+    ));
+    // Snapshot and metrics in one batch; the snapshot carries the flows to date.
+    m.deposit(d("5000")).unwrap();
+    m.observe(Amount::Measured(d("15200")), t(60)).unwrap();
+    let (saved, v2) = p
+        .save_snapshot_and_metrics(&snap(t(60), "15200"), &m, Some(v1))
+        .await
+        .unwrap();
+    assert_eq!((saved, v2), (Saved::Stored(1), v1 + 1));
+    let loaded = p.load_metrics().await.unwrap().unwrap();
+    assert_eq!((loaded.metrics.clone(), loaded.version), (m.clone(), v2));
+    assert_eq!(
+        loaded.metrics.pnl_since_inception(),
+        Amount::Measured(d("200"))
+    );
+    assert_eq!(
+        p.latest().await.unwrap().unwrap().flows.unwrap().deposits,
+        d("5000")
+    );
+    // A stale metrics version fails the whole batch: the snapshot is not stored either.
+    m.withdraw(d("1000")).unwrap();
+    let stale = p
+        .save_snapshot_and_metrics(&snap(t(120), "14300"), &m, Some(v1))
+        .await;
+    match stale {
+        Err(AccountingError::Store(Error::Conflict {
+            expected, actual, ..
+        })) => {
+            assert_eq!((expected, actual), (v1, Some(v2)));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(p.latest().await.unwrap().unwrap().time, t(60));
+    let (_, v3) = p
+        .save_snapshot_and_metrics(&snap(t(120), "14300"), &m, Some(v2))
+        .await
+        .unwrap();
+    assert_eq!(v3, v2 + 1);
+    // PnL over the window: 14300 - 15200 + 1000 withdrawn = 100.
+    assert_eq!(
+        p.pnl_over(t(60), t(120)).await.unwrap(),
+        Amount::Measured(d("100"))
+    );
+    assert_eq!(
+        p.pnl_over(t(-600), t(120)).await.unwrap(),
+        Amount::Unmeasured,
+        "no snapshot then"
+    );
+    assert!(p.pnl_over(t(120), t(60)).await.is_err());
+    // Unmeasured last value: PnL since inception is unmeasured, never zero.
+    m.observe(Amount::Unmeasured, t(180)).unwrap();
+    assert_eq!(m.pnl_since_inception(), Amount::Unmeasured);
+    assert!(m.deposit(d("-1")).is_err());
+    assert!(m.deposit(Decimal::ZERO).is_err());
+}
+
+async fn graceful_reads_count_their_failures(store: Arc<dyn StateStore>) {
+    let p = Portfolio::new(store.clone(), &dep());
+    p.save_snapshot(&snap(t(0), "1")).await.unwrap();
+    // A stored snapshot that does not decode (a field from the future): the loud read fails,
+    // the graceful one serves empty and counts it.
+    let addr = DocAddr::new("eth-basis", "portfolio.snapshots", "0001800000060000000").unwrap();
+    let mut v = serde_json::to_value(snap(t(60), "2"))
+        .unwrap()
+        .as_object()
+        .unwrap()
+        .clone();
+    v.insert("schema".into(), json!(1));
+    v.insert("seq".into(), json!(9));
+    v.insert("leverage".into(), json!("3"));
+    store
+        .put_document(DocWrite::new(addr, PutMode::Create, v))
+        .await
+        .unwrap();
+    assert!(p.recent(5).await.is_err());
+    let degraded = Degraded::new();
+    let got = degraded.or_default("recent snapshots", p.recent(5).await);
+    assert!(got.is_empty());
+    assert_eq!(degraded.failures(), 1);
+    assert!(
+        degraded
+            .last_failure()
+            .unwrap()
+            .contains("recent snapshots")
+    );
+    let ok = degraded.or_default(
+        "first",
+        p.first().await.map(|s| s.into_iter().collect::<Vec<_>>()),
+    );
+    assert_eq!(ok.len(), 1);
+    assert_eq!(degraded.failures(), 1, "successes are not counted");
+    let _ = Duration::zero();
+}
