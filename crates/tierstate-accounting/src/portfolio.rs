@@ -184,6 +184,72 @@ impl Portfolio {
         Ok((saved, version))
     }
 
+    /// Saves many snapshots in one transaction (an import or a back-log): create-only, and
+    /// every one newer than the newest stored, so the header folds them in order without
+    /// reading the series. Returns their sequence numbers.
+    ///
+    /// # Errors
+    /// `InvalidInput` for an empty list, two snapshots at one time, or one at or before the
+    /// newest stored (save those one by one); as [`Portfolio::save_snapshot`].
+    pub async fn save_snapshots(&self, snapshots: &[PortfolioSnapshot]) -> Result<Vec<u64>> {
+        let mut sorted: Vec<&PortfolioSnapshot> = snapshots.iter().collect();
+        sorted.sort_by_key(|s| s.time);
+        if sorted.is_empty() {
+            return Err(AccountingError::invalid("snapshots", "the list is empty"));
+        }
+        let mut keys = Vec::with_capacity(sorted.len());
+        for (i, s) in sorted.iter().enumerate() {
+            s.validate()?;
+            if i > 0 && sorted[i - 1].time == s.time {
+                return Err(AccountingError::invalid(
+                    "snapshots",
+                    format!("two snapshots at {}", s.time),
+                ));
+            }
+            keys.push(Name::key(key_of("snapshot time", s.time)?)?);
+        }
+        for _ in 0..ATTEMPTS {
+            let (mut header, header_version) = self.read_header().await?;
+            if let Some(latest) = header
+                .latest_us
+                .filter(|l| sorted[0].time.timestamp_micros() <= *l)
+            {
+                return Err(AccountingError::invalid(
+                    "snapshots",
+                    format!(
+                        "{} is not after the newest stored snapshot ({}); save it on its own",
+                        sorted[0].time,
+                        from_us(latest)?
+                    ),
+                ));
+            }
+            let mut batch = WriteBatch::new();
+            let mut seqs = Vec::with_capacity(sorted.len());
+            for (s, key) in sorted.iter().zip(&keys) {
+                header.next_seq += 1;
+                header.fold.push(s.total_value);
+                seqs.push(header.next_seq);
+                batch = batch.document(DocWrite::new(
+                    self.snapshot_addr(key.clone()),
+                    PutMode::Create,
+                    encode_snapshot(s, header.next_seq)?,
+                ));
+            }
+            header.stored += sorted.len() as u64;
+            header.latest_us = sorted.last().map(|s| s.time.timestamp_micros());
+            batch = batch.document(self.header_write(&header, header_version)?);
+            match self.store.write(batch).await {
+                Ok(_) => return Ok(seqs),
+                Err(e) if self.lost_race(&e) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(AccountingError::Contended {
+            what: "the snapshot series",
+            attempts: ATTEMPTS,
+        })
+    }
+
     async fn save(
         &self,
         snapshot: &PortfolioSnapshot,

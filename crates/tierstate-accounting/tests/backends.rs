@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Duration, TimeZone, Utc};
+use chrono::{DateTime, TimeZone, Utc};
 use rust_decimal::Decimal;
 use serde_json::{Map, Value, json};
 use tierstate_accounting::{
@@ -29,6 +29,7 @@ on_every_backend!(
     retention_deletes_by_snapshot_time_in_one_transaction,
     metrics_are_cas_and_commit_with_a_snapshot,
     graceful_reads_count_their_failures,
+    bulk_saves_append_in_one_transaction,
 );
 
 fn d(s: &str) -> Decimal {
@@ -814,5 +815,34 @@ async fn graceful_reads_count_their_failures(store: Arc<dyn StateStore>) {
     );
     assert_eq!(ok.len(), 1);
     assert_eq!(degraded.failures(), 1, "successes are not counted");
-    let _ = Duration::zero();
+}
+
+async fn bulk_saves_append_in_one_transaction(store: Arc<dyn StateStore>) {
+    let p = Portfolio::new(store.clone(), &dep());
+    p.save_snapshot(&snap(t(0), "100")).await.unwrap();
+    let batch: Vec<_> = [(30, "90"), (10, "120"), (20, "80")]
+        .iter()
+        .map(|(s, v)| snap(t(*s), v))
+        .collect();
+    assert_eq!(
+        p.save_snapshots(&batch).await.unwrap(),
+        [2, 3, 4],
+        "numbered in time order"
+    );
+    let s = p.nav_summary().await.unwrap();
+    assert_eq!(s.fold, NavFold::over(["100", "120", "80", "90"].map(d)));
+    assert_eq!(s.fold, p.recompute_nav().await.unwrap());
+    // Not after the newest, duplicates, empty: refused, nothing stored.
+    for bad in [
+        vec![snap(t(40), "1"), snap(t(25), "1")],
+        vec![snap(t(50), "1"), snap(t(50), "2")],
+        vec![],
+    ] {
+        assert!(matches!(
+            p.save_snapshots(&bad).await,
+            Err(AccountingError::InvalidInput { .. })
+        ));
+    }
+    assert_eq!(p.nav_summary().await.unwrap().stored, 4);
+    assert_eq!(p.latest().await.unwrap().unwrap().time, t(30));
 }
