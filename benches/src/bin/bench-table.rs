@@ -798,14 +798,9 @@ async fn journal_append(dir: &Path, backend: Warm, scale: usize) -> Row {
 /// against a lone 1 KiB state CAS on the same store, the two interleaved so drift hits both.
 async fn tick_batch(dir: &Path, backend: Warm, scale: usize) -> Row {
     let store = record_store(dir, backend, "tick.db").await;
-    let (solo, tick) = (id("solo"), id("tick"));
+    let tick = id("tick");
     let doc = DocAddr::new("tick", "book", "positions").unwrap();
     let st = stream("fills");
-    let r = Retention::DEFAULT;
-    store
-        .put(StateWrite::create(solo.clone(), state_of_size(1024, 0)), r)
-        .await
-        .unwrap();
     store
         .write(
             WriteBatch::new()
@@ -818,13 +813,8 @@ async fn tick_batch(dir: &Path, backend: Warm, scale: usize) -> Row {
         )
         .await
         .unwrap();
-    let n = 2000 / scale;
-    let (mut cas, mut batch) = (Vec::with_capacity(n), Vec::with_capacity(n));
-    for i in 1..=n as u64 {
-        let w = StateWrite::update(solo.clone(), i, state_of_size(1024, i));
-        let t = Instant::now();
-        store.put(w, r).await.unwrap();
-        cas.push(t.elapsed());
+    let (batch, cas) = beside_state_cas(&store, 2000 / scale, async |i| {
+        let i = i as u64 + 1;
         let mut b = WriteBatch::new()
             .put(StateWrite::update(tick.clone(), i, state_of_size(1024, i)))
             .document(DocWrite::new(
@@ -835,26 +825,15 @@ async fn tick_batch(dir: &Path, backend: Warm, scale: usize) -> Row {
         for j in 0..3 {
             b = b.append(Append::new(st.clone(), event_at(i), state_of_size(200, j)));
         }
-        let t = Instant::now();
         store.write(b).await.unwrap();
-        batch.push(t.elapsed());
-    }
-    let (cas, batch) = (Samples::of(cas), Samples::of(batch));
-    let ratio = us(batch.quantile(0.5)) / us(cas.quantile(0.5));
-    Row {
-        metric: format!("Tick batch {}: state+doc+3 entries (p50)", backend.name()),
-        unit: "us",
-        ours: us(batch.quantile(0.5)),
-        baseline_name: "one 1 KiB state CAS, same store",
-        baseline: us(cas.quantile(0.5)),
-        goal: "<= 1.3x",
-        pass: Some(ratio <= 1.3),
-        note: format!(
-            "p99 ours {:.0} µs vs {:.0} µs",
-            us(batch.quantile(0.99)),
-            us(cas.quantile(0.99))
-        ),
-    }
+    })
+    .await;
+    cas_row(
+        format!("Tick batch {}: state+doc+3 entries (p50)", backend.name()),
+        &batch,
+        &cas,
+        Some(1.3),
+    )
 }
 
 /// Fills journal `st` with `n` small entries one millisecond apart, in big batches.
@@ -1052,43 +1031,16 @@ async fn save_book(dir: &Path, backend: Warm, scale: usize) -> Row {
     let ps = PositionStore::new(store.clone(), &id("book")).unwrap();
     let book = position_book(1000);
     let mut v = ps.save(&book, None).await.unwrap();
-    let solo = id("solo");
-    let r = Retention::DEFAULT;
-    store
-        .put(StateWrite::create(solo.clone(), state_of_size(1024, 0)), r)
-        .await
-        .unwrap();
-    let n = 400 / scale;
-    let (mut ours, mut base) = (Vec::with_capacity(n), Vec::with_capacity(n));
-    for i in 1..=n as u64 {
-        let t = Instant::now();
-        store
-            .put(
-                StateWrite::update(solo.clone(), i, state_of_size(1024, i)),
-                r,
-            )
-            .await
-            .unwrap();
-        base.push(t.elapsed());
-        let t = Instant::now();
+    let (ours, base) = beside_state_cas(&store, 400 / scale, async |_| {
         v = ps.save(&book, Some(v)).await.unwrap();
-        ours.push(t.elapsed());
-    }
-    let (ours, base) = (Samples::of(ours), Samples::of(base));
-    Row {
-        metric: format!("Save 1,000-position book {} (p50, durable)", backend.name()),
-        unit: "us",
-        ours: us(ours.quantile(0.5)),
-        baseline_name: "one 1 KiB state CAS, same store",
-        baseline: us(base.quantile(0.5)),
-        goal: "info",
-        pass: None,
-        note: format!(
-            "p99 ours {:.0} µs vs {:.0} µs",
-            us(ours.quantile(0.99)),
-            us(base.quantile(0.99))
-        ),
-    }
+    })
+    .await;
+    cas_row(
+        format!("Save 1,000-position book {} (p50, durable)", backend.name()),
+        &ours,
+        &base,
+        None,
+    )
 }
 
 /// An order of the accounting rows.
@@ -1118,51 +1070,25 @@ async fn order_status_update(dir: &Path, backend: Warm, scale: usize) -> Row {
     use tierstate::accounting::{ClobOrders, OrderStatus};
     let store = record_store(dir, backend, "orders.db").await;
     let orders = ClobOrders::new(store.clone(), &id("clob"));
-    let solo = id("solo");
-    let r = Retention::DEFAULT;
-    store
-        .put(StateWrite::create(solo.clone(), state_of_size(1024, 0)), r)
-        .await
-        .unwrap();
     let n = 1000 / scale;
     let now = chrono::Utc::now();
     let mut created = Vec::with_capacity(n);
     for i in 0..n {
         created.push(orders.create(clob_order(i, now)).await.unwrap());
     }
-    let (mut ours, mut base) = (Vec::with_capacity(n), Vec::with_capacity(n));
-    for (i, o) in created.iter().enumerate() {
-        let t = Instant::now();
-        store
-            .put(
-                StateWrite::update(solo.clone(), i as u64 + 1, state_of_size(1024, i as u64)),
-                r,
-            )
-            .await
-            .unwrap();
-        base.push(t.elapsed());
-        let t = Instant::now();
+    let (ours, base) = beside_state_cas(&store, n, async |i| {
         orders
-            .update_status(o, OrderStatus::Submitted, now, None)
+            .update_status(&created[i], OrderStatus::Submitted, now, None)
             .await
             .unwrap();
-        ours.push(t.elapsed());
-    }
-    let (ours, base) = (Samples::of(ours), Samples::of(base));
-    Row {
-        metric: format!("Order status update {} (p50, durable)", backend.name()),
-        unit: "us",
-        ours: us(ours.quantile(0.5)),
-        baseline_name: "one 1 KiB state CAS, same store",
-        baseline: us(base.quantile(0.5)),
-        goal: "info",
-        pass: None,
-        note: format!(
-            "p99 ours {:.0} µs vs {:.0} µs",
-            us(ours.quantile(0.99)),
-            us(base.quantile(0.99))
-        ),
-    }
+    })
+    .await;
+    cas_row(
+        format!("Order status update {} (p50, durable)", backend.name()),
+        &ours,
+        &base,
+        None,
+    )
 }
 
 /// Listing 100 open orders of a deployment that also has `closed` closed ones, against the
@@ -1286,44 +1212,17 @@ async fn snapshot_save(dir: &Path, backend: Warm, scale: usize) -> Row {
     use tierstate::accounting::Portfolio;
     let store = record_store(dir, backend, "snap.db").await;
     let p = Portfolio::new(store.clone(), &id("snap"));
-    let solo = id("solo");
-    let r = Retention::DEFAULT;
-    store
-        .put(StateWrite::create(solo.clone(), state_of_size(1024, 0)), r)
-        .await
-        .unwrap();
-    let n = 1000 / scale;
-    let (mut ours, mut base) = (Vec::with_capacity(n), Vec::with_capacity(n));
-    for i in 0..n {
-        let t = Instant::now();
-        store
-            .put(
-                StateWrite::update(solo.clone(), i as u64 + 1, state_of_size(1024, i as u64)),
-                r,
-            )
-            .await
-            .unwrap();
-        base.push(t.elapsed());
+    let (ours, base) = beside_state_cas(&store, 1000 / scale, async |i| {
         let s = snapshot_at(i as i64, walk(i as i64));
-        let t = Instant::now();
         p.save_snapshot(&s).await.unwrap();
-        ours.push(t.elapsed());
-    }
-    let (ours, base) = (Samples::of(ours), Samples::of(base));
-    Row {
-        metric: format!("Snapshot save {} (p50, durable)", backend.name()),
-        unit: "us",
-        ours: us(ours.quantile(0.5)),
-        baseline_name: "one 1 KiB state CAS, same store",
-        baseline: us(base.quantile(0.5)),
-        goal: "info",
-        pass: None,
-        note: format!(
-            "p99 ours {:.0} µs vs {:.0} µs",
-            us(ours.quantile(0.99)),
-            us(base.quantile(0.99))
-        ),
-    }
+    })
+    .await;
+    cas_row(
+        format!("Snapshot save {} (p50, durable)", backend.name()),
+        &ours,
+        &base,
+        None,
+    )
 }
 
 /// A 168-snapshot window (a week of hourly snapshots) among `big` against among 10,000; then
@@ -1406,4 +1305,56 @@ async fn snapshot_reads(dir: &Path, backend: Warm, big: i64, scale: usize) -> Ve
         ),
     };
     vec![window, fold_row]
+}
+
+/// Times `n` calls of `op` interleaved with `n` 1 KiB state CAS writes of deployment `solo` on
+/// the same store: the baseline sees the same disk, cache and noise as the operation.
+/// Returns (ours, baseline).
+async fn beside_state_cas(
+    store: &Arc<dyn StateStore>,
+    n: usize,
+    mut op: impl AsyncFnMut(usize),
+) -> (Samples, Samples) {
+    let solo = id("solo");
+    let r = Retention::DEFAULT;
+    store
+        .put(StateWrite::create(solo.clone(), state_of_size(1024, 0)), r)
+        .await
+        .unwrap();
+    let (mut ours, mut base) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for i in 0..n {
+        let v = i as u64;
+        let t = Instant::now();
+        store
+            .put(
+                StateWrite::update(solo.clone(), v + 1, state_of_size(1024, v + 1)),
+                r,
+            )
+            .await
+            .unwrap();
+        base.push(t.elapsed());
+        let t = Instant::now();
+        op(i).await;
+        ours.push(t.elapsed());
+    }
+    (Samples::of(ours), Samples::of(base))
+}
+
+/// A row of p50 latencies against the state-CAS baseline, with both p99s in the note.
+fn cas_row(metric: String, ours: &Samples, base: &Samples, goal: Option<f64>) -> Row {
+    let (o, b) = (us(ours.quantile(0.5)), us(base.quantile(0.5)));
+    Row {
+        metric,
+        unit: "us",
+        ours: o,
+        baseline_name: "one 1 KiB state CAS, same store",
+        baseline: b,
+        goal: if goal.is_some() { "<= 1.3x" } else { "info" },
+        pass: goal.map(|g| o / b <= g),
+        note: format!(
+            "p99 ours {:.0} µs vs {:.0} µs",
+            us(ours.quantile(0.99)),
+            us(base.quantile(0.99))
+        ),
+    }
 }
