@@ -21,7 +21,7 @@ use tierstate_core::{
 };
 
 use crate::error::{AccountingError, Result};
-use crate::order::{ClobFill, ClobOrder, FillOutcome, OrderStatus, OrderType, Side};
+use crate::order::{ClobFill, ClobOrder, FillOutcome, OrderStatus, OrderType, Side, check_id};
 
 /// Collection of every order.
 pub const ORDERS: &str = "clob.orders";
@@ -226,12 +226,11 @@ impl ClobOrders {
     /// The order, open or closed; `None` if never stored.
     ///
     /// # Errors
-    /// `Store(Integrity)` for damaged bytes; `InvalidInput`/`UnknownValue`/`NewerSchema` for a
+    /// `InvalidInput` for an empty, oversized or control-character id; `Store(Integrity)` for damaged bytes; `InvalidInput`/`UnknownValue`/`NewerSchema` for a
     /// stored order that does not decode; `Store` for I/O.
     pub async fn get(&self, order_id: &str) -> Result<Option<StoredOrder>> {
-        let Ok(key) = Name::key(order_id) else {
-            return Ok(None); // no stored order has an id that is not a valid key
-        };
+        check_id("order id", order_id)?;
+        let key = Name::key(order_id)?;
         let at = DocAddr {
             deployment_id: self.deployment.clone(),
             collection: self.orders.clone(),
@@ -403,11 +402,10 @@ impl ClobOrders {
     /// The orders placed for an intent, oldest first, open or closed.
     ///
     /// # Errors
-    /// As [`ClobOrders::get`]; `Store(Integrity)` if the index names an order that is gone.
+    /// `InvalidInput` for a bad intent id; as [`ClobOrders::get`]; `Store(Integrity)` if the index names an order that is gone.
     pub async fn by_intent(&self, intent_id: &str) -> Result<Vec<StoredOrder>> {
-        let Ok(key) = Name::key(intent_id) else {
-            return Ok(Vec::new());
-        };
+        check_id("intent id", intent_id)?;
+        let key = Name::key(intent_id)?;
         let at = DocAddr {
             deployment_id: self.deployment.clone(),
             collection: self.by_intent.clone(),

@@ -182,6 +182,17 @@ async fn an_order_lives_through_the_status_machine_and_every_query_finds_it(
         Err(AccountingError::InvalidTransition { .. })
     ));
     assert!(orders.get("nope").await.unwrap().is_none());
+    // A bad id is an error, not "not stored".
+    for bad in ["", "a\nb"] {
+        assert!(matches!(
+            orders.get(bad).await,
+            Err(AccountingError::InvalidInput { .. })
+        ));
+        assert!(matches!(
+            orders.by_intent(bad).await,
+            Err(AccountingError::InvalidInput { .. })
+        ));
+    }
     assert!(matches!(
         orders.recently_closed(None, 0).await,
         Err(AccountingError::InvalidInput { .. })
@@ -458,6 +469,11 @@ async fn stored_orders_that_do_not_decode_are_refused_by_name(store: Arc<dyn Sta
     ));
 }
 
+/// The total value of a snapshot a query must have found.
+fn value(found: tierstate_accounting::Result<Option<PortfolioSnapshot>>) -> Decimal {
+    found.unwrap().expect("a snapshot").total_value
+}
+
 fn snap(at: DateTime<Utc>, value: &str) -> PortfolioSnapshot {
     PortfolioSnapshot::new(at, d(value), ValueConfidence::High, ExecutionMode::Paper).unwrap()
 }
@@ -537,8 +553,8 @@ async fn snapshot_time_queries_mean_what_they_say_across_offsets(store: Arc<dyn 
             .map(|s| s.total_value.to_string())
             .collect::<Vec<_>>()
     };
-    assert_eq!(p.first().await.unwrap().unwrap().total_value, d("1"));
-    assert_eq!(p.latest().await.unwrap().unwrap().total_value, d("5"));
+    assert_eq!(value(p.first().await), d("1"));
+    assert_eq!(value(p.latest().await), d("5"));
     assert_eq!(
         values(p.recent(3).await.unwrap()),
         ["3", "4", "5"],
@@ -574,25 +590,11 @@ async fn snapshot_time_queries_mean_what_they_say_across_offsets(store: Arc<dyn 
     );
     // At-or-before never looks ahead; nearest looks both ways (ties go to the earlier).
     let q = at("2026-11-21T09:20:00Z");
+    assert_eq!(value(p.at_or_before(q).await), d("3"));
+    assert_eq!(value(p.nearest(q).await), d("4"));
+    assert_eq!(value(p.nearest(at("2026-11-21T09:15:00Z")).await), d("3"));
     assert_eq!(
-        p.at_or_before(q).await.unwrap().unwrap().total_value,
-        d("3")
-    );
-    assert_eq!(p.nearest(q).await.unwrap().unwrap().total_value, d("4"));
-    assert_eq!(
-        p.nearest(at("2026-11-21T09:15:00Z"))
-            .await
-            .unwrap()
-            .unwrap()
-            .total_value,
-        d("3")
-    );
-    assert_eq!(
-        p.at_or_before(at("2026-11-21T09:00:00Z"))
-            .await
-            .unwrap()
-            .unwrap()
-            .total_value,
+        value(p.at_or_before(at("2026-11-21T09:00:00Z")).await),
         d("3")
     );
     assert!(
@@ -601,22 +603,8 @@ async fn snapshot_time_queries_mean_what_they_say_across_offsets(store: Arc<dyn 
             .unwrap()
             .is_none()
     );
-    assert_eq!(
-        p.nearest(at("2026-11-21T07:00:00Z"))
-            .await
-            .unwrap()
-            .unwrap()
-            .total_value,
-        d("1")
-    );
-    assert_eq!(
-        p.nearest(at("2027-01-01T00:00:00Z"))
-            .await
-            .unwrap()
-            .unwrap()
-            .total_value,
-        d("5")
-    );
+    assert_eq!(value(p.nearest(at("2026-11-21T07:00:00Z")).await), d("1"));
+    assert_eq!(value(p.nearest(at("2027-01-01T00:00:00Z")).await), d("5"));
     // Bad windows and limits are typed errors.
     for r in [
         p.window(at("2026-11-21T10:00:00Z"), at("2026-11-21T09:00:00Z"), 10)
