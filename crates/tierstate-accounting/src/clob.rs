@@ -569,17 +569,14 @@ pub(crate) fn decode(value: Map<String, Value>) -> Result<ClobOrder> {
         });
     }
     // Unknown side/status/type strings surface as their typed error, not a serde message.
-    for (field, check) in [
-        (
-            "side",
-            (|s: &str| s.parse::<Side>().map(drop)) as fn(&str) -> Result<()>,
-        ),
-        ("order_type", |s| s.parse::<OrderType>().map(drop)),
-        ("status", |s| s.parse::<OrderStatus>().map(drop)),
-    ] {
-        if let Some(Value::String(s)) = value.get(field) {
-            check(s)?;
-        }
+    if let Some(Value::String(v)) = value.get("side") {
+        v.parse::<Side>()?;
+    }
+    if let Some(Value::String(v)) = value.get("order_type") {
+        v.parse::<OrderType>()?;
+    }
+    if let Some(Value::String(v)) = value.get("status") {
+        v.parse::<OrderStatus>()?;
     }
     let d: OrderDoc = serde_json::from_value(Value::Object(value)).map_err(|e| {
         AccountingError::invalid("order", format!("stored order is malformed: {e}"))

@@ -86,7 +86,6 @@ pub struct StoredMetrics {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Header {
-    schema: u64,
     /// Fold of the removed prefix.
     base: NavFold,
     /// Fold of base + stored series.
@@ -715,13 +714,7 @@ impl Portfolio {
 
     async fn read_header(&self) -> Result<(Header, Option<u64>)> {
         match self.store.get_document(&self.header).await? {
-            None => Ok((
-                Header {
-                    schema: PORTFOLIO_SCHEMA,
-                    ..Header::default()
-                },
-                None,
-            )),
+            None => Ok((Header::default(), None)),
             Some(d) => {
                 let v = d.version;
                 Ok((
@@ -734,11 +727,7 @@ impl Portfolio {
 
     fn header_write(&self, h: &Header, version: Option<u64>) -> Result<DocWrite> {
         let mode = version.map_or(PutMode::Create, |e| PutMode::Update { expected: e });
-        Ok(DocWrite::new(
-            self.header.clone(),
-            mode,
-            to_object(h, "header")?,
-        ))
+        Ok(DocWrite::new(self.header.clone(), mode, with_schema(h)?))
     }
 
     async fn one(&self, range: KeyRange) -> Result<Option<PortfolioSnapshot>> {
@@ -836,8 +825,7 @@ fn with_schema<T: Serialize>(v: &T) -> Result<Map<String, Value>> {
     Ok(m)
 }
 
-/// Decodes a document value written with [`with_schema`] (or the header, which has it as a
-/// field).
+/// Decodes a document value written with [`with_schema`], refusing a newer schema.
 fn decode_versioned<T: for<'de> Deserialize<'de>>(
     mut value: Map<String, Value>,
     address: &DocAddr,
@@ -851,9 +839,7 @@ fn decode_versioned<T: for<'de> Deserialize<'de>>(
             supported: PORTFOLIO_SCHEMA,
         });
     }
-    if what != "the NAV header" {
-        value.remove("schema");
-    }
+    value.remove("schema");
     serde_json::from_value(Value::Object(value)).map_err(|e| {
         AccountingError::invalid(
             "stored record",
