@@ -88,10 +88,15 @@ fn main() {
         .unwrap();
     let dir = tempfile::tempdir_in(".").expect("temp dir in the working directory");
     let mut rows = Vec::new();
+    let t0 = Instant::now();
 
-    rows.push(hot_get(&rt, scale));
-    rows.push(manager_hot_load(&rt, scale));
-    rows.push(rt.block_on(shared_file_hot_load(dir.path(), scale)));
+    add(&mut rows, [hot_get(&rt, scale)], t0);
+    add(&mut rows, [manager_hot_load(&rt, scale)], t0);
+    add(
+        &mut rows,
+        [rt.block_on(shared_file_hot_load(dir.path(), scale))],
+        t0,
+    );
     let warm_up_n = if args.quick { 20_000 } else { 100_000 };
     let big = if args.quick { 100_000 } else { 1_000_000 };
     let mut backends = vec![Warm::Sqlite, Warm::Redb];
@@ -103,25 +108,81 @@ fn main() {
         );
     }
     for b in backends {
-        rows.push(rt.block_on(warm_load(dir.path(), b, 1024, scale)));
-        rows.push(rt.block_on(durable_cas(dir.path(), b, 1024, scale)));
-        rows.push(rt.block_on(concurrent_writers(dir.path(), b, scale)));
-        rows.push(rt.block_on(contention(dir.path(), b)));
-        rows.push(rt.block_on(warm_up(dir.path(), b, warm_up_n)));
-        rows.push(rt.block_on(warm_load(dir.path(), b, 64 * 1024, scale * 4)));
-        rows.push(rt.block_on(durable_cas(dir.path(), b, 64 * 1024, scale * 4)));
-        rows.push(rt.block_on(journal_append(dir.path(), b, scale)));
-        rows.push(rt.block_on(tick_batch(dir.path(), b, scale)));
+        add(
+            &mut rows,
+            [rt.block_on(warm_load(dir.path(), b, 1024, scale))],
+            t0,
+        );
+        add(
+            &mut rows,
+            [rt.block_on(durable_cas(dir.path(), b, 1024, scale))],
+            t0,
+        );
+        add(
+            &mut rows,
+            [rt.block_on(concurrent_writers(dir.path(), b, scale))],
+            t0,
+        );
+        add(&mut rows, [rt.block_on(contention(dir.path(), b))], t0);
+        add(
+            &mut rows,
+            [rt.block_on(warm_up(dir.path(), b, warm_up_n))],
+            t0,
+        );
+        add(
+            &mut rows,
+            [rt.block_on(warm_load(dir.path(), b, 64 * 1024, scale * 4))],
+            t0,
+        );
+        add(
+            &mut rows,
+            [rt.block_on(durable_cas(dir.path(), b, 64 * 1024, scale * 4))],
+            t0,
+        );
+        add(
+            &mut rows,
+            [rt.block_on(journal_append(dir.path(), b, scale))],
+            t0,
+        );
+        add(
+            &mut rows,
+            [rt.block_on(tick_batch(dir.path(), b, scale))],
+            t0,
+        );
         let (row, store) = rt.block_on(window_query(dir.path(), b, big));
-        rows.push(row);
-        rows.push(rt.block_on(range_read(b, &*store, big, scale)));
-        rows.push(rt.block_on(save_book(dir.path(), b, scale)));
-        rows.push(rt.block_on(order_status_update(dir.path(), b, scale)));
-        rows.push(rt.block_on(open_orders_listing(dir.path(), b, big as usize / 10, scale)));
-        rows.push(rt.block_on(snapshot_save(dir.path(), b, scale)));
-        rows.extend(rt.block_on(snapshot_reads(dir.path(), b, big as i64, scale)));
+        add(&mut rows, [row], t0);
+        add(
+            &mut rows,
+            [rt.block_on(range_read(b, &*store, big, scale))],
+            t0,
+        );
+        add(
+            &mut rows,
+            [rt.block_on(save_book(dir.path(), b, scale))],
+            t0,
+        );
+        add(
+            &mut rows,
+            [rt.block_on(order_status_update(dir.path(), b, scale))],
+            t0,
+        );
+        add(
+            &mut rows,
+            [rt.block_on(open_orders_listing(dir.path(), b, big as usize / 10, scale))],
+            t0,
+        );
+        add(
+            &mut rows,
+            [rt.block_on(snapshot_save(dir.path(), b, scale))],
+            t0,
+        );
+        add(
+            &mut rows,
+            rt.block_on(snapshot_reads(dir.path(), b, big as i64, scale)),
+            t0,
+        );
     }
-    rows.push(reconcile_10k(scale));
+    add(&mut rows, [reconcile_10k(scale)], t0);
 
     print_table(&rows);
     if let Some(path) = args.json {
@@ -137,6 +198,14 @@ fn main() {
             .collect();
         std::fs::write(&path, serde_json::to_string_pretty(&out).unwrap()).expect("write JSON");
         eprintln!("wrote {path}");
+    }
+}
+
+/// Appends finished rows, saying on stderr how far the run is (a full run takes a while).
+fn add(rows: &mut Vec<Row>, new: impl IntoIterator<Item = Row>, t0: Instant) {
+    for r in new {
+        eprintln!("[{:>5.0} s] {}", t0.elapsed().as_secs_f64(), r.metric);
+        rows.push(r);
     }
 }
 

@@ -2,6 +2,8 @@
 //! batch's snapshot, storing its plan, and the read queries. The rules are in
 //! `tierstate_core::plan` and `tierstate_core::journal`; this file only moves rows.
 
+use std::collections::HashMap;
+
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 use tierstate_core::journal::{Fetch, JournalHead, StoredEntry, genesis_hash};
@@ -9,6 +11,23 @@ use tierstate_core::plan::{Plan, Reads, Snapshot};
 use tierstate_core::{DocAddr, Name, Result, StoredDoc, StreamAddr};
 
 use crate::error::map;
+
+/// Rows per multi-row statement: arrays of this many addresses stay far below the protocol's
+/// limits while a big batch still costs a handful of round trips.
+const CHUNK: usize = 10_000;
+
+/// The deployment, collection and key columns of `addrs`, for `UNNEST`.
+fn columns<'a>(
+    addrs: impl IntoIterator<Item = &'a DocAddr>,
+) -> (Vec<&'a str>, Vec<&'a str>, Vec<&'a str>) {
+    let mut out = (Vec::new(), Vec::new(), Vec::new());
+    for a in addrs {
+        out.0.push(a.deployment_id.as_str());
+        out.1.push(a.collection.as_str());
+        out.2.push(a.key.as_str());
+    }
+    out
+}
 
 fn i64_of(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
@@ -42,18 +61,37 @@ pub(crate) async fn snapshot(
             }
         }
     }
-    for a in &reads.documents {
-        let row: Option<(i64, i64)> = sqlx::query_as(
-            "SELECT version, created_at FROM ts_doc_head WHERE deployment_id = $1 AND collection = $2 \
-             AND key = $3 FOR UPDATE",
+    // Every document head in one statement per chunk, locked in one fixed order.
+    for chunk in reads.documents.chunks(CHUNK) {
+        let (ds, cs, ks) = columns(chunk);
+        let rows: Vec<(String, String, String, i64, i64)> = sqlx::query_as(
+            "SELECT h.deployment_id, h.collection, h.key, h.version, h.created_at FROM ts_doc_head h \
+             JOIN UNNEST($1::text[], $2::text[], $3::text[]) AS a(d, c, k) \
+             ON h.deployment_id = a.d AND h.collection = a.c AND h.key = a.k \
+             ORDER BY h.deployment_id, h.collection, h.key FOR UPDATE OF h",
         )
-        .bind(a.deployment_id.as_str())
-        .bind(a.collection.as_str())
-        .bind(a.key.as_str())
-        .fetch_optional(&mut *c)
+        .bind(ds)
+        .bind(cs)
+        .bind(ks)
+        .fetch_all(&mut *c)
         .await?;
-        if let Some((v, created)) = row {
-            snap.documents.insert(a.clone(), (u64_of(v), created));
+        let wanted: HashMap<(&str, &str, &str), &DocAddr> = chunk
+            .iter()
+            .map(|a| {
+                (
+                    (
+                        a.deployment_id.as_str(),
+                        a.collection.as_str(),
+                        a.key.as_str(),
+                    ),
+                    a,
+                )
+            })
+            .collect();
+        for (d, col, k, v, created) in rows {
+            if let Some(a) = wanted.get(&(d.as_str(), col.as_str(), k.as_str())) {
+                snap.documents.insert((*a).clone(), (u64_of(v), created));
+            }
         }
     }
     for s in &reads.streams {
@@ -76,10 +114,46 @@ pub(crate) async fn snapshot(
             Err(e) => return Ok(Err(e)),
         }
     }
-    for (s, k) in &reads.keys {
-        let rows = fetch(&mut *c, s, &Fetch::Key(k.clone())).await?;
-        if let Some(row) = rows.into_iter().next() {
-            snap.keyed.insert((s.clone(), k.clone()), row);
+    // Every idempotency key in one statement per chunk.
+    for chunk in reads.keys.chunks(CHUNK) {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {ENTRY}, a.d, a.s, a.k FROM ts_journal j \
+             JOIN UNNEST($1::text[], $2::text[], $3::text[]) AS a(d, s, k) \
+             ON j.deployment_id = a.d AND j.stream = a.s AND j.idem_key = a.k"
+        )))
+        .bind(
+            chunk
+                .iter()
+                .map(|(s, _)| s.deployment_id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            chunk
+                .iter()
+                .map(|(s, _)| s.stream.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(chunk.iter().map(|(_, k)| k.as_str()).collect::<Vec<_>>())
+        .fetch_all(&mut *c)
+        .await?;
+        let wanted: HashMap<(&str, &str, &str), &(StreamAddr, Name)> = chunk
+            .iter()
+            .map(|p| {
+                (
+                    (
+                        p.0.deployment_id.as_str(),
+                        p.0.stream.as_str(),
+                        p.1.as_str(),
+                    ),
+                    p,
+                )
+            })
+            .collect();
+        for r in &rows {
+            let (d, st, k): (&str, &str, &str) = (r.try_get(8)?, r.try_get(9)?, r.try_get(10)?);
+            if let Some(p) = wanted.get(&(d, st, k)) {
+                snap.keyed.insert((*p).clone(), entry_of(&p.0, r)?);
+            }
         }
     }
     Ok(Ok(snap))
@@ -144,61 +218,74 @@ pub(crate) async fn store(
                 .await?;
         }
     }
-    for w in &plan.documents {
-        let a = &w.address;
+    // Documents: heads, versions, retention and removals, each one statement per chunk (a
+    // batch holds an address at most once, so no upsert touches a row twice).
+    for chunk in plan.documents.chunks(CHUNK) {
+        let addrs: Vec<&DocAddr> = chunk.iter().map(|w| &w.address).collect();
+        let (ds, cs, ks) = columns(addrs.iter().copied());
+        let versions: Vec<i64> = chunk.iter().map(|w| i64_of(w.version)).collect();
         sqlx::query(
             "INSERT INTO ts_doc_head (deployment_id, collection, key, version, created_at) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (deployment_id, collection, key) \
-             DO UPDATE SET version = excluded.version",
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[]) \
+             ON CONFLICT (deployment_id, collection, key) DO UPDATE SET version = excluded.version",
         )
-        .bind(a.deployment_id.as_str())
-        .bind(a.collection.as_str())
-        .bind(a.key.as_str())
-        .bind(i64_of(w.version))
-        .bind(w.created_us)
+        .bind(&ds)
+        .bind(&cs)
+        .bind(&ks)
+        .bind(&versions)
+        .bind(chunk.iter().map(|w| w.created_us).collect::<Vec<_>>())
         .execute(&mut *c)
         .await?;
         sqlx::query(
             "INSERT INTO ts_doc_version (deployment_id, collection, key, version, checksum, updated_at, body) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], \
+             $6::bigint[], $7::bytea[])",
         )
-        .bind(a.deployment_id.as_str())
-        .bind(a.collection.as_str())
-        .bind(a.key.as_str())
-        .bind(i64_of(w.version))
-        .bind(&w.checksum)
-        .bind(w.updated_us)
-        .bind(&w.body)
+        .bind(&ds)
+        .bind(&cs)
+        .bind(&ks)
+        .bind(&versions)
+        .bind(chunk.iter().map(|w| w.checksum.as_str()).collect::<Vec<_>>())
+        .bind(chunk.iter().map(|w| w.updated_us).collect::<Vec<_>>())
+        .bind(chunk.iter().map(|w| w.body.as_slice()).collect::<Vec<_>>())
         .execute(&mut *c)
         .await?;
-        if let Some(below) = w.prune_below {
+        let pruned: Vec<(&DocAddr, i64)> = chunk
+            .iter()
+            .filter_map(|w| Some((&w.address, i64_of(w.prune_below?))))
+            .collect();
+        if !pruned.is_empty() {
+            let (ds, cs, ks) = columns(pruned.iter().map(|p| p.0));
             sqlx::query(
-                "DELETE FROM ts_doc_version WHERE deployment_id = $1 AND collection = $2 AND key = $3 \
-                 AND version < $4",
+                "DELETE FROM ts_doc_version v USING UNNEST($1::text[], $2::text[], $3::text[], \
+                 $4::bigint[]) AS p(d, c, k, below) WHERE v.deployment_id = p.d \
+                 AND v.collection = p.c AND v.key = p.k AND v.version < p.below",
             )
-            .bind(a.deployment_id.as_str())
-            .bind(a.collection.as_str())
-            .bind(a.key.as_str())
-            .bind(i64_of(below))
+            .bind(ds)
+            .bind(cs)
+            .bind(ks)
+            .bind(pruned.iter().map(|p| p.1).collect::<Vec<_>>())
             .execute(&mut *c)
             .await?;
         }
     }
-    for a in &plan.removals {
+    for chunk in plan.removals.chunks(CHUNK) {
+        let (ds, cs, ks) = columns(chunk);
         for table in ["ts_doc_version", "ts_doc_head"] {
             sqlx::query(sqlx::AssertSqlSafe(format!(
-                "DELETE FROM {table} WHERE deployment_id = $1 AND collection = $2 AND key = $3"
+                "DELETE FROM {table} t USING UNNEST($1::text[], $2::text[], $3::text[]) AS a(d, c, k) \
+                 WHERE t.deployment_id = a.d AND t.collection = a.c AND t.key = a.k"
             )))
-            .bind(a.deployment_id.as_str())
-            .bind(a.collection.as_str())
-            .bind(a.key.as_str())
+            .bind(&ds)
+            .bind(&cs)
+            .bind(&ks)
             .execute(&mut *c)
             .await?;
         }
     }
     // All entries in one statement per chunk (arrays unnested server-side), not one round
     // trip per entry.
-    for chunk in plan.entries.chunks(10_000) {
+    for chunk in plan.entries.chunks(CHUNK) {
         let col = |f: fn(&tierstate_core::StoredEntry) -> &str| -> Vec<&str> {
             chunk.iter().map(f).collect()
         };
