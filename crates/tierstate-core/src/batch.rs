@@ -168,6 +168,15 @@ pub enum BatchOp {
     },
     /// An append to a journal.
     Append(Append),
+    /// A guard that writes nothing: the batch commits only if the document stands at
+    /// `version` (`None`: absent), so a batch can depend on a record it read but does not
+    /// change (e.g. an event stamped with the registry row it refers to).
+    Expect {
+        /// The document.
+        address: DocAddr,
+        /// The version it must have (`None`: it must not exist).
+        version: Option<u64>,
+    },
 }
 
 /// Writes that commit all together or not at all, in one backend transaction.
@@ -198,6 +207,12 @@ impl WriteBatch {
     /// Adds a document removal.
     pub fn delete_document(mut self, address: DocAddr, expected: Option<u64>) -> Self {
         self.ops.push(BatchOp::DeleteDocument { address, expected });
+        self
+    }
+
+    /// Adds a guard: the batch commits only if `address` stands at `version` (`None`: absent).
+    pub fn expect(mut self, address: DocAddr, version: Option<u64>) -> Self {
+        self.ops.push(BatchOp::Expect { address, version });
         self
     }
 
@@ -256,6 +271,7 @@ impl WriteBatch {
             documents: Vec::new(),
             removals: Vec::new(),
             appends: Vec::new(),
+            checks: Vec::new(),
             retention: self.retention,
         };
         for op in self.ops {
@@ -290,6 +306,13 @@ impl WriteBatch {
                 BatchOp::DeleteDocument { address, expected } => {
                     once(&mut seen_docs, &address)?;
                     out.removals.push((address, expected));
+                }
+                BatchOp::Expect { address, version } => {
+                    once(&mut seen_docs, &address)?;
+                    if version == Some(0) {
+                        return Err(Error::invalid("expected version", "versions start at 1"));
+                    }
+                    out.checks.push((address, version));
                 }
                 BatchOp::Append(a) => {
                     let (body, checksum) = match encode(&a.value, "entry") {
@@ -349,6 +372,8 @@ pub struct PreparedBatch {
     pub removals: Vec<(DocAddr, Option<u64>)>,
     /// The journal appends, in batch order.
     pub appends: Vec<PreparedAppend>,
+    /// The guards: documents that must stand at a version (`None`: absent).
+    pub checks: Vec<(DocAddr, Option<u64>)>,
     /// How many versions to keep per deployment and per document.
     pub retention: Retention,
 }
@@ -360,6 +385,7 @@ impl PreparedBatch {
             && self.documents.is_empty()
             && self.removals.is_empty()
             && self.appends.is_empty()
+            && self.checks.is_empty()
     }
 }
 

@@ -388,6 +388,18 @@ pub enum JournalQuery {
         /// Most entries returned.
         limit: usize,
     },
+    /// Entries whose event time is in `[from, to)`, newest first by (event time, seq), at most
+    /// `limit` (the page says `truncated` when more match). Uses the same index as `Window`.
+    WindowNewestFirst {
+        /// Start of the window (inclusive).
+        from: DateTime<Utc>,
+        /// End of the window (exclusive).
+        to: DateTime<Utc>,
+        /// Cursor: continue with entries strictly before this (event time µs, seq).
+        before: Option<(i64, u64)>,
+        /// Most entries returned.
+        limit: usize,
+    },
     /// The entry with the latest event time at or before the given time (ties: highest seq).
     AtOrBefore(DateTime<Utc>),
     /// The first retained entry.
@@ -425,6 +437,18 @@ impl JournalQuery {
             from,
             to,
             after: None,
+            limit,
+        }
+    }
+}
+
+impl JournalQuery {
+    /// Entries with event time in `[from, to)`, newest first, at most `limit`.
+    pub fn window_newest_first(from: DateTime<Utc>, to: DateTime<Utc>, limit: usize) -> Self {
+        Self::WindowNewestFirst {
+            from,
+            to,
+            before: None,
             limit,
         }
     }
@@ -476,6 +500,17 @@ pub enum Fetch {
         /// Most rows.
         limit: usize,
     },
+    /// Entries with `from_us <= event` and `(event, seq) < before`, in descending (event, seq)
+    /// order, at most `limit`.
+    WindowDesc {
+        /// Start µs (inclusive).
+        from_us: i64,
+        /// Exclusive upper bound (event µs, seq): the window's end or the cursor, whichever
+        /// is earlier.
+        before: (i64, i64),
+        /// Most rows.
+        limit: usize,
+    },
     /// The latest entry by (event, seq) with event at or before `at_us`.
     AtOrBefore {
         /// Time µs.
@@ -496,6 +531,19 @@ impl Fetch {
         match after {
             Some((e, q)) => start.max((e, i64::try_from(q).unwrap_or(i64::MAX))),
             None => start,
+        }
+    }
+}
+
+impl Fetch {
+    /// For a newest-first window: the one exclusive upper bound `(event µs, seq)` — the
+    /// window's end or the cursor, whichever is earlier.
+    pub fn window_end(to_us: i64, before: Option<(i64, u64)>) -> (i64, i64) {
+        // Sequence numbers start at 1, so `< (to, 0)` is `event < to`.
+        let end = (to_us, 0i64);
+        match before {
+            Some((e, q)) => end.min((e, i64::try_from(q).unwrap_or(i64::MAX))),
+            None => end,
         }
     }
 }
@@ -522,7 +570,9 @@ impl JournalQuery {
         let first = head.base_seq + 1;
         let last = head.last_seq;
         let (fetch, want) = match &self {
-            Self::Range { limit: 0, .. } | Self::Window { limit: 0, .. } => {
+            Self::Range { limit: 0, .. }
+            | Self::Window { limit: 0, .. }
+            | Self::WindowNewestFirst { limit: 0, .. } => {
                 return Err(Error::invalid("limit", "must be at least 1"));
             }
             Self::Range {
@@ -566,6 +616,24 @@ impl JournalQuery {
                         from_us: from.timestamp_micros(),
                         to_us: to.timestamp_micros(),
                         after: *after,
+                        limit: limit.saturating_add(1),
+                    },
+                    None,
+                )
+            }
+            Self::WindowNewestFirst {
+                from,
+                to,
+                before,
+                limit,
+            } => {
+                if from >= to {
+                    return Err(Error::invalid("window", format!("[{from}, {to}) is empty")));
+                }
+                (
+                    Fetch::WindowDesc {
+                        from_us: from.timestamp_micros(),
+                        before: Fetch::window_end(to.timestamp_micros(), *before),
                         limit: limit.saturating_add(1),
                     },
                     None,
@@ -747,6 +815,27 @@ impl Resolved {
                         from,
                         to,
                         after: Some((e.event_time.timestamp_micros(), e.seq)),
+                        limit,
+                    })
+                } else {
+                    None
+                };
+                Ok(JournalPage {
+                    entries: out,
+                    next,
+                    truncated,
+                })
+            }
+            JournalQuery::WindowNewestFirst {
+                from, to, limit, ..
+            } => {
+                let truncated = out.len() > limit;
+                out.truncate(limit);
+                let next = if truncated {
+                    out.last().map(|e| JournalQuery::WindowNewestFirst {
+                        from,
+                        to,
+                        before: Some((e.event_time.timestamp_micros(), e.seq)),
                         limit,
                     })
                 } else {

@@ -351,6 +351,19 @@ impl StateStore for InMemoryStore {
                 hits.sort_by_key(|e| (e.event_us, e.seq));
                 hits.into_iter().take(*limit).cloned().collect()
             }
+            Fetch::WindowDesc {
+                from_us,
+                before,
+                limit,
+            } => {
+                let before = (before.0, u64::try_from(before.1).unwrap_or(0));
+                let mut hits: Vec<&StoredEntry> = entries
+                    .values()
+                    .filter(|e| e.event_us >= *from_us && (e.event_us, e.seq) < before)
+                    .collect();
+                hits.sort_by_key(|e| std::cmp::Reverse((e.event_us, e.seq)));
+                hits.into_iter().take(*limit).cloned().collect()
+            }
             Fetch::AtOrBefore { at_us } => entries
                 .values()
                 .filter(|e| e.event_us <= *at_us)

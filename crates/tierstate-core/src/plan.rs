@@ -42,6 +42,7 @@ impl PreparedBatch {
             .iter()
             .map(|d| d.write.address.clone())
             .chain(self.removals.iter().map(|(a, _)| a.clone()))
+            .chain(self.checks.iter().map(|(a, _)| a.clone()))
             .collect();
         let streams: BTreeSet<_> = self
             .appends
@@ -196,6 +197,27 @@ pub fn plan(batch: PreparedBatch, snap: &Snapshot, now: DateTime<Utc>) -> Result
             prune_below: retention.prune_below(version),
             is_new: head.is_none(),
         });
+    }
+    for (addr, version) in &batch.checks {
+        let stored = snap.documents.get(addr).map(|h| h.0);
+        match (version, stored) {
+            (None, Some(actual)) => {
+                return Err(Error::AlreadyExists {
+                    deployment_id: addr.deployment_id.clone(),
+                    target: Target::document(addr),
+                    actual,
+                });
+            }
+            (Some(expected), _) if stored != Some(*expected) => {
+                return Err(Error::Conflict {
+                    deployment_id: addr.deployment_id.clone(),
+                    target: Target::document(addr),
+                    expected: *expected,
+                    actual: stored,
+                });
+            }
+            _ => {}
+        }
     }
     for (addr, expected) in batch.removals {
         let stored = snap.documents.get(&addr).map(|h| h.0);

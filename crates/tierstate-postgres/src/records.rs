@@ -388,6 +388,20 @@ pub(crate) async fn fetch(
             .bind(*to_us)
             .bind(i64_of(*limit as u64))
         }
+        Fetch::WindowDesc {
+            from_us,
+            before,
+            limit,
+        } => sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {ENTRY} {base} AND (event_at, seq) < ($3, $4) AND event_at >= $5 \
+             ORDER BY event_at DESC, seq DESC LIMIT $6"
+        )))
+        .bind(s.deployment_id.as_str())
+        .bind(s.stream.as_str())
+        .bind(before.0)
+        .bind(before.1)
+        .bind(*from_us)
+        .bind(i64_of(*limit as u64)),
         Fetch::AtOrBefore { at_us } => sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {ENTRY} {base} AND event_at <= $3 ORDER BY event_at DESC, seq DESC LIMIT 1"
         )))

@@ -351,6 +351,31 @@ pub(crate) fn fetch(
             }
             Ok(out)
         }
+        Fetch::WindowDesc {
+            from_us,
+            before,
+            limit,
+        } => {
+            if before.0 < *from_us {
+                return Ok(Ok(Vec::new()));
+            }
+            let end = Bound::Excluded((d, st, before.0, u64::try_from(before.1).unwrap_or(0)));
+            let mut out = Vec::new();
+            for r in events
+                .range::<(&str, &str, i64, u64)>((Bound::Included((d, st, *from_us, 0)), end))?
+                .rev()
+            {
+                if out.len() >= *limit {
+                    break;
+                }
+                let (k, _) = r?;
+                match get(k.value().3)? {
+                    Ok(e) => out.push(e),
+                    Err(e) => return Ok(Err(e)),
+                }
+            }
+            Ok(out)
+        }
         Fetch::AtOrBefore { at_us } => {
             let last = events
                 .range::<(&str, &str, i64, u64)>((d, st, i64::MIN, 0)..=(d, st, *at_us, u64::MAX))?

@@ -272,6 +272,22 @@ pub(crate) fn fetch(conn: &Connection, s: &StreamAddr, f: &Fetch) -> Result<Vec<
                 ],
             )
         }
+        Fetch::WindowDesc {
+            from_us,
+            before,
+            limit,
+        } => (
+            format!(
+                "SELECT {ENTRY} {base} AND (event_at, seq) < (?3, ?4) AND event_at >= ?5 \
+                 ORDER BY event_at DESC, seq DESC LIMIT ?6"
+            ),
+            vec![
+                before.0.into(),
+                before.1.into(),
+                (*from_us).into(),
+                i64_of(*limit as u64).into(),
+            ],
+        ),
         Fetch::AtOrBefore { at_us } => (
             format!(
                 "SELECT {ENTRY} {base} AND event_at <= ?3 ORDER BY event_at DESC, seq DESC LIMIT 1"

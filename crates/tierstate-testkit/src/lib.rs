@@ -156,6 +156,7 @@ macro_rules! conformance_tests {
             journal_truncation_keeps_the_chain,
             time_travel,
             mixed_batch_is_atomic,
+            batch_guards_a_document,
             tail_follows_a_journal,
         );
     };

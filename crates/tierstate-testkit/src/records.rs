@@ -488,7 +488,8 @@ pub async fn journal_optimistic_appends(h: &Harness) {
     assert_eq!(s.journal_info(&st).await.unwrap().unwrap().last_seq, 2);
 }
 
-/// Every query: ranges both ways with cursors, event-time windows with a cap and cursor, the
+/// Every query: ranges both ways with cursors, event-time windows (oldest and newest first)
+/// with a cap and cursor, the
 /// last entry at or before a time, first, last, by key, and the count.
 pub async fn journal_queries(h: &Harness) {
     let s = &h.store;
@@ -548,6 +549,23 @@ pub async fn journal_queries(h: &Harness) {
     let w2 = s.read_journal(&st, w.next.unwrap()).await.unwrap();
     assert_eq!(seqs(&w2), [3, 4]);
     assert!(!w2.truncated && w2.next.is_none());
+    // The same window newest first: 4 (t40), 3, 2, then 1 (t10), 5 (t1) from the cursor.
+    let n = s
+        .read_journal(&st, JournalQuery::window_newest_first(t(1), t(45), 3))
+        .await
+        .unwrap();
+    assert_eq!(seqs(&n), [4, 3, 2]);
+    assert!(n.truncated);
+    let n2 = s.read_journal(&st, n.next.unwrap()).await.unwrap();
+    assert_eq!(seqs(&n2), [1, 5]);
+    assert!(!n2.truncated && n2.next.is_none());
+    // Bounds: the start is inclusive, the end exclusive; an empty stretch reads nothing.
+    let one = JournalQuery::window_newest_first(t(20), t(21), 10);
+    assert_eq!(seqs(&s.read_journal(&st, one).await.unwrap()), [2]);
+    let none = JournalQuery::window_newest_first(t(2), t(10), 10);
+    assert!(s.read_journal(&st, none).await.unwrap().entries.is_empty());
+    let upto = JournalQuery::window_newest_first(t(0), t(20), 10);
+    assert_eq!(seqs(&s.read_journal(&st, upto).await.unwrap()), [1, 5]);
     let at = s
         .read_journal(&st, JournalQuery::AtOrBefore(t(35)))
         .await
@@ -849,6 +867,81 @@ pub async fn mixed_batch_is_atomic(h: &Harness) {
         .unwrap();
     assert!(!r.entries[0].fresh);
     assert_eq!(s.journal_info(&st).await.unwrap().unwrap().last_seq, 5);
+}
+
+/// A guard (`Expect`) writes nothing and fails its whole batch when the document is not at
+/// the version it names (or, for `None`, exists): conflict or already-exists, naming it.
+pub async fn batch_guards_a_document(h: &Harness) {
+    let s = &h.store;
+    let row = doc("d", "registry", "r1");
+    let ev = stream("d", "events");
+    let first = s
+        .write(WriteBatch::new().document(DocWrite::new(
+            row.clone(),
+            PutMode::Create,
+            obj(json!({"status": "open"})),
+        )))
+        .await
+        .unwrap();
+    assert_eq!(first.documents[0].version, 1);
+    // Guarded on the stored version: the append commits and the guarded row is untouched.
+    let ok = s
+        .write(
+            WriteBatch::new()
+                .expect(row.clone(), Some(1))
+                .append(entry(&ev, 1, 1)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(ok.entries.len(), 1);
+    assert!(ok.documents.is_empty());
+    assert_eq!(s.get_document(&row).await.unwrap().unwrap().version, 1);
+    // The row moves on: a batch guarded on the old version writes nothing.
+    s.write(WriteBatch::new().document(DocWrite::new(
+        row.clone(),
+        PutMode::Update { expected: 1 },
+        obj(json!({"status": "closed"})),
+    )))
+    .await
+    .unwrap();
+    let stale = WriteBatch::new()
+        .append(entry(&ev, 2, 2))
+        .expect(row.clone(), Some(1));
+    match s.write(stale).await.unwrap_err() {
+        Error::Conflict {
+            expected, actual, ..
+        } => assert_eq!((expected, actual), (1, Some(2))),
+        e => panic!("expected a conflict, got {e}"),
+    }
+    // Absent required, present found; present required, absent found.
+    let taken = WriteBatch::new()
+        .append(entry(&ev, 3, 3))
+        .expect(row.clone(), None);
+    assert!(matches!(
+        s.write(taken).await.unwrap_err(),
+        Error::AlreadyExists { actual: 2, .. }
+    ));
+    let missing = doc("d", "registry", "r2");
+    let gone = WriteBatch::new()
+        .append(entry(&ev, 4, 4))
+        .expect(missing.clone(), Some(1));
+    assert!(matches!(
+        s.write(gone).await.unwrap_err(),
+        Error::Conflict { actual: None, .. }
+    ));
+    assert_eq!(s.journal_info(&ev).await.unwrap().unwrap().last_seq, 1);
+    let free = WriteBatch::new()
+        .expect(missing, None)
+        .append(entry(&ev, 5, 5));
+    assert_eq!(s.write(free).await.unwrap().entries[0].entry.seq, 2);
+    // A guard and a write of one document in one batch is ambiguous: refused.
+    let twice = WriteBatch::new()
+        .expect(row.clone(), Some(2))
+        .document(DocWrite::new(row, PutMode::Overwrite, obj(json!({}))));
+    assert!(matches!(
+        s.write(twice).await.unwrap_err(),
+        Error::InvalidInput { .. }
+    ));
 }
 
 /// A tail sees every entry in order, waiting for new ones without polling.
