@@ -52,7 +52,7 @@ type RedbVersions =
     redb::TableDefinition<'static, (&'static str, u64), (u32, i64, &'static [u8], &'static [u8])>;
 
 /// The WARM backends that get rows.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Warm {
     Sqlite,
     Redb,
@@ -402,7 +402,29 @@ async fn manager(dir: &Path, backend: Warm, name: &str, hot: bool) -> StateManag
 /// The bench server's settings, with the schema derived from the row's name.
 fn pg_config(name: &str) -> tierstate::PostgresConfig {
     let url = std::env::var("TEST_DATABASE_URL").expect("TEST_DATABASE_URL");
-    let schema: String = format!("bench_{name}")
+    tierstate::PostgresConfig::new(url)
+        .schema(&pg_schema(name))
+        .expect("valid schema")
+}
+
+/// `VACUUM (ANALYZE)` of tables in a bench schema: what autovacuum does after mass deletions.
+async fn vacuum(schema: &str, tables: &[&str]) {
+    use sqlx::Connection;
+    let url = std::env::var("TEST_DATABASE_URL").expect("TEST_DATABASE_URL");
+    let mut c = sqlx::PgConnection::connect(&url).await.expect("connect");
+    for t in tables {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "VACUUM (ANALYZE) \"{schema}\".{t}"
+        )))
+        .execute(&mut c)
+        .await
+        .expect("vacuum");
+    }
+}
+
+/// The schema of a bench store on PostgreSQL, derived from the row's name.
+fn pg_schema(name: &str) -> String {
+    format!("bench_{name}")
         .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() {
@@ -411,10 +433,7 @@ fn pg_config(name: &str) -> tierstate::PostgresConfig {
                 '_'
             }
         })
-        .collect();
-    tierstate::PostgresConfig::new(url)
-        .schema(&schema)
-        .expect("valid schema")
+        .collect()
 }
 
 /// The same rows read back with the engine's plain read API: no checksum, no JSON, no tiers.
@@ -1213,18 +1232,36 @@ async fn open_orders_listing(dir: &Path, backend: Warm, closed: usize, scale: us
         store.write(b).await.unwrap();
     }
     let n = 200 / scale;
-    let (mut ours, mut base) = (Vec::with_capacity(n), Vec::with_capacity(n));
-    for _ in 0..n {
-        let t = Instant::now();
-        let open = busy.open_orders(None).await.unwrap();
-        ours.push(t.elapsed());
-        assert_eq!(open.len(), 100);
-        let t = Instant::now();
-        let open = fresh.open_orders(None).await.unwrap();
-        base.push(t.elapsed());
-        assert_eq!(open.len(), 100);
+    let measure = async || {
+        let (mut ours, mut base) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        for _ in 0..n {
+            let t = Instant::now();
+            let open = busy.open_orders(None).await.unwrap();
+            ours.push(t.elapsed());
+            assert_eq!(open.len(), 100);
+            let t = Instant::now();
+            let open = fresh.open_orders(None).await.unwrap();
+            base.push(t.elapsed());
+            assert_eq!(open.len(), 100);
+        }
+        (Samples::of(ours), Samples::of(base))
+    };
+    let (mut ours, mut base) = measure().await;
+    let mut note = format!(
+        "closed {closed} orders in {:.1} s (batches of 1,000)",
+        fill.as_secs_f64()
+    );
+    if backend == Warm::Postgres {
+        // PostgreSQL keeps each deleted open copy as a dead index entry until (auto)vacuum
+        // reclaims it; the steady state is after that, and the figure before it is the note.
+        let before_us = us(ours.quantile(0.5));
+        let before = before_us / us(base.quantile(0.5));
+        vacuum(&pg_schema("open.db"), &["ts_doc_head", "ts_doc_version"]).await;
+        (ours, base) = measure().await;
+        note.push_str(&format!(
+            "; measured after VACUUM, as autovacuum leaves it: right after the closes (dead index entries of the deleted open copies) {before_us:.0} µs, {before:.2}x"
+        ));
     }
-    let (ours, base) = (Samples::of(ours), Samples::of(base));
     let ratio = us(ours.quantile(0.5)) / us(base.quantile(0.5));
     Row {
         metric: format!(
@@ -1237,10 +1274,7 @@ async fn open_orders_listing(dir: &Path, backend: Warm, closed: usize, scale: us
         baseline: us(base.quantile(0.5)),
         goal: "<= 1.5x",
         pass: Some(ratio <= 1.5),
-        note: format!(
-            "closed {closed} orders in {:.1} s (batches of 1,000)",
-            fill.as_secs_f64()
-        ),
+        note,
     }
 }
 
