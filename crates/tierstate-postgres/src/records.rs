@@ -491,16 +491,24 @@ pub(crate) async fn scan_docs(
     for (bound, op) in [(&range.after, ">"), (&range.before, "<")] {
         if bound.is_some() {
             n += 1;
-            bounds.push_str(&format!(" AND h.key {op} ${n}"));
+            bounds.push_str(&format!(" AND key {op} ${n}"));
         }
     }
     let order = if range.descending { "DESC" } else { "ASC" };
+    // The heads first (an index range, cut at the limit), then each one's version row by
+    // its primary key (`LIMIT 1` keeps the lateral lookup from being flattened into a join).
+    // A plain join lets the planner, after ANALYZE has seen a small collection, pick a nested
+    // loop that rescans the whole collection per head (measured: 100 documents, 1.2 ms
+    // instead of 0.3). A head whose version row is gone comes back with no version and is
+    // reported as damage, not skipped.
     let sql = format!(
-        "SELECT h.key, h.created_at, v.version, v.checksum, v.updated_at, v.body FROM ts_doc_head h \
-         JOIN ts_doc_version v ON v.deployment_id = h.deployment_id AND v.collection = h.collection \
-         AND v.key = h.key AND v.version = h.version \
-         WHERE h.deployment_id = $1 AND h.collection = $2{bounds} \
-         ORDER BY h.key {order} LIMIT ${}",
+        "SELECT h.key, h.created_at, h.version, v.checksum, v.updated_at, v.body FROM \
+         (SELECT key, version, created_at FROM ts_doc_head \
+          WHERE deployment_id = $1 AND collection = $2{bounds} ORDER BY key {order} LIMIT ${}) h \
+         LEFT JOIN LATERAL (SELECT checksum, updated_at, body FROM ts_doc_version \
+          WHERE deployment_id = $1 AND collection = $2 AND key = h.key AND version = h.version \
+          LIMIT 1) v \
+         ON true ORDER BY h.key {order}",
         n + 1
     );
     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -532,10 +540,31 @@ pub(crate) async fn scan_docs(
         if let Some(Ok(d)) = out.last_mut() {
             d.version = u64_of(r.try_get(2)?);
             d.created_at_us = r.try_get(1)?;
-            d.checksum = r.try_get(3)?;
-            d.updated_at_us = r.try_get(4)?;
-            d.body = r.try_get(5)?;
+            let checksum: Option<String> = r.try_get(3)?;
+            match checksum {
+                Some(c) => {
+                    d.checksum = c;
+                    d.updated_at_us = r.try_get(4)?;
+                    d.body = r.try_get(5)?;
+                }
+                None => {
+                    let e = missing_version(&d.address, d.version);
+                    *out.last_mut().expect("just pushed") = Err(e);
+                }
+            }
         }
     }
     Ok(out)
+}
+
+/// The `Integrity` error for a document whose head names a version with no stored row.
+fn missing_version(a: &DocAddr, version: u64) -> tierstate_core::Error {
+    tierstate_core::Error::Integrity {
+        deployment_id: a.deployment_id.clone(),
+        target: tierstate_core::Target::document(a),
+        tier: tierstate_core::Tier::Warm,
+        version,
+        expected: format!("version {version}, which the head names"),
+        actual: "no row".into(),
+    }
 }
