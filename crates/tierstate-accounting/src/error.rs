@@ -4,6 +4,42 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
 use crate::order::OrderStatus;
+use crate::registry::RegistryStatus;
+
+/// Why [`AccountingError::Commit`] failed, for callers that branch on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CommitFailure {
+    /// The registry row may not move to that status.
+    Transition,
+    /// Another open row holds the handle.
+    HandleTaken,
+    /// Another open handle-less row holds the group.
+    AutoModeCollision,
+    /// The ledger id is stored with different content.
+    LedgerConflict,
+    /// A bad argument.
+    InvalidInput,
+    /// Other writers kept winning.
+    Contended,
+    /// The store refused or failed.
+    Backend,
+}
+
+impl CommitFailure {
+    /// The kind of `cause`.
+    pub fn of(cause: &AccountingError) -> Self {
+        match cause {
+            AccountingError::RegistryTransition { .. } => Self::Transition,
+            AccountingError::HandleTaken { .. } => Self::HandleTaken,
+            AccountingError::AutoModeCollision { .. } => Self::AutoModeCollision,
+            AccountingError::LedgerEntryConflict { .. } => Self::LedgerConflict,
+            AccountingError::Contended { .. } => Self::Contended,
+            AccountingError::Store(_) => Self::Backend,
+            _ => Self::InvalidInput,
+        }
+    }
+}
 
 /// What can go wrong with orders, snapshots and metrics. On every error nothing was stored.
 #[derive(Debug, thiserror::Error)]
@@ -132,6 +168,101 @@ pub enum AccountingError {
         /// Attempts made.
         attempts: u32,
     },
+    /// A ledger entry id that is stored with different content (a retry is a new entry
+    /// that names the failed one in `retry_of`, never an overwrite).
+    #[error("deployment {deployment}: ledger entry {id} is stored (#{seq}) with different content")]
+    LedgerEntryConflict {
+        /// The deployment.
+        deployment: String,
+        /// The entry id.
+        id: String,
+        /// Where the stored one is.
+        seq: u64,
+    },
+    /// A registry status change the lifecycle does not allow (see [`RegistryStatus`]).
+    #[error("deployment {deployment}: registry row {row}: {} -> {to} is not an allowed transition", from.map_or("(no row)", RegistryStatus::as_str))]
+    RegistryTransition {
+        /// The deployment.
+        deployment: String,
+        /// The row's key.
+        row: String,
+        /// Its status (`None`: no row).
+        from: Option<RegistryStatus>,
+        /// The status asked for.
+        to: RegistryStatus,
+    },
+    /// A handle an open row holds, claimed by another row.
+    #[error(
+        "deployment {deployment}: handle {handle} ({category}) is held by open row {held_by}; {claimed_by} cannot claim it"
+    )]
+    HandleTaken {
+        /// The deployment.
+        deployment: String,
+        /// The accounting category.
+        category: String,
+        /// The handle.
+        handle: String,
+        /// The open row holding it.
+        held_by: String,
+        /// The row that asked for it.
+        claimed_by: String,
+    },
+    /// A second open handle-less row for one (chain, category, grouping key).
+    #[error(
+        "deployment {deployment}: open handle-less row {existing} already holds this group; {new} would collide (give it a handle)"
+    )]
+    AutoModeCollision {
+        /// The deployment.
+        deployment: String,
+        /// The open row holding the group.
+        existing: String,
+        /// The row refused.
+        new: String,
+    },
+    /// An atomic ledger + registry commit failed; nothing was written.
+    #[error("deployment {deployment}: ledger+registry commit failed ({kind:?}): {cause}")]
+    Commit {
+        /// What kind of failure.
+        kind: CommitFailure,
+        /// The deployment.
+        deployment: String,
+        /// The failure.
+        cause: Box<AccountingError>,
+    },
+    /// An accounting event id stored with different content.
+    #[error("deployment {deployment}: accounting event {event} is stored with different content")]
+    EventConflict {
+        /// The deployment.
+        deployment: String,
+        /// The event id.
+        event: String,
+    },
+    /// A position event that is not stored.
+    #[error("deployment {deployment}: position event {event} is not stored")]
+    EventNotFound {
+        /// The deployment.
+        deployment: String,
+        /// The event id.
+        event: String,
+    },
+    /// A registry lookup that found no row.
+    #[error("deployment {deployment}: no registry row for {lookup}")]
+    RowNotFound {
+        /// The deployment.
+        deployment: String,
+        /// What was looked up.
+        lookup: String,
+    },
+    /// A migration state row that does not exist.
+    #[error("deployment {deployment}: no migration state for {primitive} / {cutover_key}")]
+    MigrationStateMissing {
+        /// The deployment.
+        deployment: String,
+        /// The primitive.
+        primitive: String,
+        /// The cutover key.
+        cutover_key: String,
+    },
     /// The store refused or failed (conflicts carry expected and actual versions; integrity
     /// failures name the record and tier).
     #[error(transparent)]
@@ -151,6 +282,20 @@ impl AccountingError {
     pub fn is_conflict(&self) -> bool {
         matches!(self, Self::Store(e) if e.is_conflict())
     }
+
+    /// True if re-reading and planning again may succeed: a conflict, or a create that lost
+    /// a race to another writer.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Store(e) if retryable(e))
+    }
+}
+
+/// True for a store error that re-reading and planning again may cure.
+pub(crate) fn retryable(e: &tierstate_core::Error) -> bool {
+    matches!(
+        e,
+        tierstate_core::Error::Conflict { .. } | tierstate_core::Error::AlreadyExists { .. }
+    )
 }
 
 /// Result of this crate.

@@ -26,10 +26,14 @@ mod amount;
 mod clob;
 mod degrade;
 mod error;
+mod events;
+mod ledger;
 mod metrics;
 mod nav;
 mod order;
 mod portfolio;
+mod registry;
+mod retry;
 mod snapshot;
 mod time;
 
@@ -39,13 +43,26 @@ pub use clob::{
     ORDERS, OrderChange, StoredOrder,
 };
 pub use degrade::Degraded;
-pub use error::{AccountingError, Result};
+pub use error::{AccountingError, CommitFailure, Result};
+pub use events::{
+    ACCOUNTING_EVENTS, AccountingEvent, AccountingEventKind, EVENT_SCHEMA, EventFilter, EventSaved,
+    Events, MIGRATIONS, MigrationState, POSITION_EVENTS, POSITION_LOG, PositionEvent,
+    PositionEventType, PositionLookup, PositionRef, StoredEvent,
+};
+pub use ledger::{
+    LEDGER, LEDGER_SCHEMA, Ledger, LedgerChange, LedgerCursor, LedgerEntry, LedgerPage,
+    LedgerQuery, LedgerStats, Recorded, STATS_KEY, StoredLedgerEntry,
+};
 pub use metrics::{PortfolioMetrics, pnl_between};
 pub use nav::{NavCursor, NavFold, NavPage, NavPoint};
 pub use order::{ClobFill, ClobOrder, FillOutcome, MAX_ID_LEN, OrderStatus, OrderType, Side};
 pub use portfolio::{
     NavSummary, PORTFOLIO, PORTFOLIO_SCHEMA, Portfolio, SNAPSHOTS, Saved, SnapshotWindow,
     StoredMetrics,
+};
+pub use registry::{
+    AUTO, CommitMode, HANDLES, OPEN_ROWS, REGISTRY_SCHEMA, ROWS, Registry, RegistryChange,
+    RegistryCommitted, RegistryRow, RegistryStatus, RowFilter, StoredRow, row_key,
 };
 pub use rust_decimal::Decimal;
 pub use snapshot::{ExecutionMode, Flows, PortfolioSnapshot, ValueConfidence};
