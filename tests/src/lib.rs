@@ -260,3 +260,51 @@ pub mod mixed {
 }
 
 pub use tierstate_testkit::{fresh_schema, pg_url};
+
+/// The ledger + registry stream the crash harness kills, and the two-process registry race:
+/// tick `k` writes ledger entry `tx-k` with a registry change in one commit. Even ticks open
+/// row `pos-k` (handle-less, its own group); odd ticks close the row the tick before opened.
+pub mod ledger {
+    use chrono::{DateTime, TimeZone, Utc};
+    use tierstate::accounting::{ExecutionMode, LedgerEntry, RegistryRow, RegistryStatus};
+
+    use super::dep;
+
+    /// The deployment.
+    pub fn id() -> tierstate_core::DeploymentId {
+        dep("l")
+    }
+
+    /// The time of tick `k`.
+    pub fn at(k: u64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_800_000_000 + k as i64, 0).unwrap()
+    }
+
+    /// Tick `k`'s ledger entry.
+    pub fn entry(deployment: &str, id: &str, k: u64) -> LedgerEntry {
+        let mut e =
+            LedgerEntry::new(id, deployment, ExecutionMode::Live, at(k), "LP", true).unwrap();
+        e.gas_used = Some(k);
+        e
+    }
+
+    /// The registry row tick `k` writes: `pos-j` opened at even `j`, closed at `j + 1`.
+    pub fn row(k: u64) -> RegistryRow {
+        let j = k - k % 2;
+        let mut r = RegistryRow::open(
+            "l",
+            "arbitrum",
+            "uniswap_v3_lp",
+            format!("pos-{j}"),
+            "lp",
+            format!("g-{j}"),
+            at(k),
+        )
+        .unwrap();
+        if k % 2 == 1 {
+            r.status = RegistryStatus::Closed;
+            r.closing_block = Some(k);
+        }
+        r
+    }
+}

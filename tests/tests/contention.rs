@@ -1,6 +1,6 @@
 //! Four OS processes × 250 CAS increments on one deployment in one file: exactly 1000. Four
 //! processes × 250 optimistic appends to one journal: exactly 1000 entries, contiguous, each
-//! once.
+//! once. Processes racing to hold one registry group: the constraint holds, no update is lost.
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -182,6 +182,109 @@ fn postgres_four_processes_append_exactly() {
         return;
     }
     append_race(Backend::Postgres);
+}
+
+/// Processes take turns holding one auto-mode group of one deployment's registry: each opens a
+/// handle-less row (retrying while another process's row holds the group) and closes it, with
+/// a ledger entry in each commit. The ledger, in commit order, must then read open X, close X,
+/// open Y, close Y …: two rows were never open at once, and no commit lost the other's update.
+fn registry_race(backend: Backend) {
+    use tierstate::accounting::{Registry, RowFilter};
+    const PROCS: usize = 3;
+    const EACH: u64 = 20;
+    let dir = tempfile::tempdir().unwrap();
+    let path = backend.fresh_location(dir.path(), "registry");
+    let outputs = at_start_line(
+        PROCS,
+        std::time::Duration::from_millis(500),
+        "a registry writer",
+        |_| {
+            vec![
+                backend.name().into(),
+                path.to_str().unwrap().into(),
+                "registry".into(),
+                EACH.to_string(),
+            ]
+        },
+    );
+    let collisions: u64 = outputs
+        .iter()
+        .map(|o| {
+            o.lines()
+                .find_map(|l| l.strip_prefix("done "))
+                .expect("registry writer finished")
+                .parse::<u64>()
+                .unwrap()
+        })
+        .sum();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let total = 2 * PROCS as u64 * EACH;
+    rt.block_on(async {
+        let store = backend.open(&path).await.unwrap();
+        let reg = Registry::new(store.clone(), &dep("shared-reg"));
+        let stats = reg.ledger().stats().await.unwrap();
+        assert_eq!(stats.count, total, "ledger entries lost or doubled");
+        assert_eq!(stats, reg.ledger().recompute_stats().await.unwrap());
+        let st = StreamAddr::new("shared-reg", "ledger").unwrap();
+        let mut ids = Vec::new();
+        let mut query = Some(JournalQuery::from_seq(1, 500));
+        while let Some(q) = query {
+            let page = store.read_journal(&st, q).await.unwrap();
+            ids.extend(
+                page.entries
+                    .iter()
+                    .map(|e| e.value["id"].as_str().unwrap().to_owned()),
+            );
+            query = page.next;
+        }
+        assert_eq!(ids.len() as u64, total);
+        for pair in ids.chunks(2) {
+            let opened = pair[0].strip_prefix("open-").expect("an open comes first");
+            assert_eq!(
+                pair[1].strip_prefix("close-"),
+                Some(opened),
+                "two rows held the group at once: {pair:?}"
+            );
+            let row = reg
+                .get("arbitrum", "uniswap_v3_lp", &format!("p{opened}"))
+                .await
+                .unwrap()
+                .expect("every opened row is stored");
+            assert_eq!(row.version, 2, "p{opened}: an update was lost");
+        }
+        assert!(
+            reg.open_rows(&RowFilter::default())
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            reg.find_open_auto_row("arbitrum", "lp", "pool")
+                .await
+                .unwrap()
+                .is_none()
+        );
+    });
+    eprintln!(
+        "{PROCS} processes x {EACH} open/close turns on {}: exclusive, {collisions} collisions refused",
+        backend.name()
+    );
+}
+
+#[test]
+fn sqlite_processes_share_a_registry_group() {
+    registry_race(Backend::Sqlite);
+}
+
+#[test]
+fn postgres_processes_share_a_registry_group() {
+    if tierstate_tests::pg_url().is_none() {
+        return;
+    }
+    registry_race(Backend::Postgres);
 }
 
 trait SpawnPiped {

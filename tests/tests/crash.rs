@@ -1,9 +1,10 @@
 //! The kill -9 crash harness. A writer process commits and prints each acknowledged version;
 //! the harness SIGKILLs it at a random (seeded) moment, reopens the store and checks that every
 //! acknowledged version is there, nothing regressed, history is contiguous, every checksum
-//! verifies, and batches are all-or-nothing. Cycles rotate through three writers: CAS counters,
-//! multi-deployment state batches, and mixed batches (state + 2 documents + 3 journal entries,
-//! after which every journal must be contiguous with a chain that verifies end to end).
+//! verifies, and batches are all-or-nothing. Cycles rotate through four writers: CAS counters,
+//! multi-deployment state batches, mixed batches (state + 2 documents + 3 journal entries,
+//! after which every journal must be contiguous with a chain that verifies end to end), and
+//! ledger + registry commits (every acknowledged commit has both parts, none has one part).
 //!
 //! `TIERSTATE_CRASH_CYCLES` (default 50) sets cycles per backend, `TIERSTATE_CRASH_SEED` the seed.
 
@@ -16,8 +17,9 @@ use std::time::Duration;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use tierstate::accounting::{Registry, RegistryStatus, RowFilter};
 use tierstate_core::{JournalQuery, StateStore};
-use tierstate_tests::{Backend, count_of, dep, mixed};
+use tierstate_tests::{Backend, count_of, dep, ledger, mixed};
 
 const WRITER: &str = env!("CARGO_BIN_EXE_tierstate-crash-writer");
 const COUNTERS: u64 = 4;
@@ -31,6 +33,7 @@ enum Mode {
     Counter,
     Batch,
     Mixed,
+    Ledger,
 }
 
 fn env_u64(name: &str) -> Option<u64> {
@@ -43,6 +46,7 @@ struct Acks {
     counters: HashMap<String, u64>,
     batch: u64,
     mixed: u64,
+    ledger: u64,
 }
 
 fn run_writer(backend: Backend, path: &Path, mode: Mode, rng: &mut StdRng) -> Acks {
@@ -50,6 +54,7 @@ fn run_writer(backend: Backend, path: &Path, mode: Mode, rng: &mut StdRng) -> Ac
         Mode::Counter => ("counter", COUNTERS),
         Mode::Batch => ("batch", BATCH),
         Mode::Mixed => ("mixed", ENTRIES),
+        Mode::Ledger => ("ledger", 1),
     };
     let mut child = Command::new(WRITER)
         .args([backend.name(), path.to_str().unwrap(), mode, &n.to_string()])
@@ -96,6 +101,7 @@ fn run_writer(backend: Backend, path: &Path, mode: Mode, rng: &mut StdRng) -> Ac
             }
             ["batch", v] => acks.batch = acks.batch.max(v.parse().unwrap()),
             ["mixed", v] => acks.mixed = acks.mixed.max(v.parse().unwrap()),
+            ["ledger", v] => acks.ledger = acks.ledger.max(v.parse().unwrap()),
             ["ready"] => {}
             other => panic!("unexpected writer output {other:?}"),
         }
@@ -186,6 +192,78 @@ async fn verify(
         "cycle {cycle}: a batch was torn: member versions {batch_versions:?}"
     );
     verify_mixed(&*store, acks.mixed, seen, cycle).await;
+    verify_ledger(store, acks.ledger, seen, cycle).await;
+}
+
+/// The ledger + registry commits: `count` entries `tx-0 ..` in order, totals equal to a
+/// recomputation, and the registry exactly as the first `count` ticks leave it (row `pos-j`
+/// opened at even `j`, closed at `j + 1`): a commit with only one part would show.
+async fn verify_ledger(
+    store: std::sync::Arc<dyn StateStore>,
+    acked: u64,
+    seen: &mut HashMap<String, u64>,
+    cycle: u32,
+) {
+    let before = seen.get("ledger").copied().unwrap_or(0);
+    let reg = Registry::new(store.clone(), &ledger::id());
+    let stats = reg
+        .ledger()
+        .stats()
+        .await
+        .unwrap_or_else(|e| panic!("cycle {cycle}: ledger totals: {e}"));
+    let count = stats.count;
+    assert!(
+        count >= acked && count >= before,
+        "cycle {cycle}: ledger holds {count} entries, acknowledged {acked}, seen {before}"
+    );
+    assert_eq!(
+        stats.last_seq, count,
+        "cycle {cycle}: totals and journal differ"
+    );
+    assert_eq!(
+        stats,
+        reg.ledger().recompute_stats().await.unwrap(),
+        "cycle {cycle}: the totals are not those of the entries"
+    );
+    let st = tierstate_core::StreamAddr::new("l", "ledger").unwrap();
+    let mut query = Some(JournalQuery::from_seq(1, 500));
+    let mut n = 0;
+    while let Some(q) = query {
+        let page = store.read_journal(&st, q).await.unwrap();
+        for e in &page.entries {
+            assert_eq!(e.seq, n + 1, "cycle {cycle}: the ledger has a gap");
+            assert_eq!(
+                e.value["id"],
+                format!("tx-{n}"),
+                "cycle {cycle}: #{} is wrong",
+                e.seq
+            );
+            n += 1;
+        }
+        query = page.next;
+    }
+    assert_eq!(n, count, "cycle {cycle}: ledger entries and totals differ");
+    for j in (0..count + 2).step_by(2) {
+        let row = reg
+            .get("arbitrum", "uniswap_v3_lp", &format!("pos-{j}"))
+            .await
+            .unwrap_or_else(|e| panic!("cycle {cycle}: pos-{j}: {e}"));
+        let want = if j + 1 < count {
+            Some((RegistryStatus::Closed, 2))
+        } else if j < count {
+            Some((RegistryStatus::Open, 1))
+        } else {
+            None
+        };
+        assert_eq!(
+            row.map(|r| (r.row.status, r.version)),
+            want,
+            "cycle {cycle}: pos-{j} disagrees with {count} ledger entries (a torn commit)"
+        );
+    }
+    let open = reg.open_rows(&RowFilter::default()).await.unwrap();
+    assert_eq!(open.len() as u64, count % 2, "cycle {cycle}: open rows");
+    seen.insert("ledger".into(), count);
 }
 
 /// The mixed batches: the state, both documents and the journal all stand at the same tick
@@ -314,18 +392,20 @@ fn harness(backend: Backend) {
         .build()
         .unwrap();
     let mut seen = HashMap::new();
-    let (mut acked_counter, mut acked_batch, mut acked_mixed) = (0u64, 0u64, 0u64);
+    let (mut acked_counter, mut acked_batch, mut acked_mixed, mut acked_ledger) =
+        (0u64, 0u64, 0u64, 0u64);
     for cycle in 0..cycles {
-        let mode = [Mode::Counter, Mode::Batch, Mode::Mixed][cycle as usize % 3];
+        let mode = [Mode::Counter, Mode::Batch, Mode::Mixed, Mode::Ledger][cycle as usize % 4];
         let acks = run_writer(backend, &path, mode, &mut rng);
         acked_counter += acks.counters.len() as u64;
         acked_batch += u64::from(acks.batch > 0);
         acked_mixed += u64::from(acks.mixed > 0);
+        acked_ledger += u64::from(acks.ledger > 0);
         rt.block_on(verify(backend, &path, &acks, &mut seen, cycle));
     }
     let total: u64 = seen.values().sum();
     eprintln!(
-        "crash harness ({}): {cycles} kills survived; final versions {seen:?} (sum {total}); cycles with acks: counter {acked_counter}, batch {acked_batch}, mixed {acked_mixed}",
+        "crash harness ({}): {cycles} kills survived; final versions {seen:?} (sum {total}); cycles with acks: counter {acked_counter}, batch {acked_batch}, mixed {acked_mixed}, ledger {acked_ledger}",
         backend.name()
     );
     assert!(
@@ -336,6 +416,10 @@ fn harness(backend: Backend) {
         assert!(
             seen.get("mixed").copied().unwrap_or(0) > 0,
             "no mixed batch ever committed in {cycles} cycles: the mixed check tested nothing"
+        );
+        assert!(
+            seen.get("ledger").copied().unwrap_or(0) > 0,
+            "no ledger commit in {cycles} cycles: the ledger check tested nothing"
         );
     }
 }

@@ -500,6 +500,18 @@ impl Registry {
         })
     }
 
+    /// Reads a claim document (a handle's or an auto-mode group's).
+    async fn claim(&self, collection: &Name, key: &str) -> Result<Claim> {
+        let at = self.addr(collection, key)?;
+        let d = self.store.get_document(&at).await?;
+        let holder = d.as_ref().map(holder_of).transpose()?.flatten();
+        Ok(Claim {
+            version: d.map(|d| d.version),
+            holder,
+            at,
+        })
+    }
+
     async fn plan_handle(
         &self,
         key: &str,
@@ -511,37 +523,18 @@ impl Registry {
         if let Some(w) = &was
             && now.as_ref() != Some(w)
         {
-            // Released: drop the claim if it is still this row's.
-            let at = self.addr(&self.handles, w)?;
-            if let Some(d) = self.store.get_document(&at).await?
-                && claim_of(&d)? == key
-            {
-                ops.push(BatchOp::DeleteDocument {
-                    address: at,
-                    expected: Some(d.version),
-                });
+            // Released: free the claim if it is still this row's.
+            let c = self.claim(&self.handles, w).await?;
+            if c.holder.as_deref() == Some(key) {
+                ops.push(c.set(None));
             }
         }
         let Some(h) = now else { return Ok(()) };
-        let at = self.addr(&self.handles, &h)?;
-        let claim = || {
-            let mut m = Map::new();
-            m.insert("row".into(), Value::from(key));
-            m
-        };
-        match self.store.get_document(&at).await? {
-            None => ops.push(BatchOp::Document(DocWrite::new(
-                at,
-                PutMode::Create,
-                claim(),
-            ))),
-            Some(d) if claim_of(&d)? == key => ops.push(BatchOp::Expect {
-                address: at,
-                version: Some(d.version),
-            }),
-            Some(d) => {
-                let holder = claim_of(&d)?;
-                if let Some(other) = self.get_key(&holder).await?
+        let c = self.claim(&self.handles, &h).await?;
+        match c.holder.as_deref() {
+            Some(holder) if holder == key => ops.push(c.guard()),
+            Some(holder) => {
+                if let Some(other) = self.get_key(holder).await?
                     && other.row.handle_key().as_deref() == Some(h.as_str())
                 {
                     if other.row.status == RegistryStatus::Open {
@@ -549,7 +542,7 @@ impl Registry {
                             deployment: self.deployment.to_string(),
                             category: row.category.clone(),
                             handle: row.handle.clone().unwrap_or_default(),
-                            held_by: holder,
+                            held_by: holder.to_owned(),
                             claimed_by: key.to_owned(),
                         });
                     }
@@ -557,21 +550,16 @@ impl Registry {
                     let mut freed = other.row.clone();
                     freed.handle = None;
                     ops.push(BatchOp::Document(DocWrite::new(
-                        self.addr(&self.rows, &holder)?,
+                        self.addr(&self.rows, holder)?,
                         PutMode::Update {
                             expected: other.version,
                         },
                         to_object("registry row", REGISTRY_SCHEMA, &freed)?,
                     )));
                 }
-                ops.push(BatchOp::Document(DocWrite::new(
-                    at,
-                    PutMode::Update {
-                        expected: d.version,
-                    },
-                    claim(),
-                )));
+                ops.push(c.set(Some(key)));
             }
+            None => ops.push(c.set(Some(key))),
         }
         Ok(())
     }
@@ -584,62 +572,32 @@ impl Registry {
         ops: &mut Vec<BatchOp>,
     ) -> Result<()> {
         let (was, now) = (old.and_then(RegistryRow::auto_key), row.auto_key());
-        if was == now {
-            if let Some(k) = now {
-                // Still this row's claim: guard it.
-                let at = self.addr(&self.auto, &k)?;
-                let version = self.store.get_document(&at).await?.map(|d| d.version);
-                if version.is_some() {
-                    ops.push(BatchOp::Expect {
-                        address: at,
-                        version,
-                    });
-                } else {
-                    let mut m = Map::new();
-                    m.insert("row".into(), Value::from(key));
-                    ops.push(BatchOp::Document(DocWrite::new(at, PutMode::Create, m)));
-                }
-            }
-            return Ok(());
-        }
-        if let Some(w) = &was {
-            let at = self.addr(&self.auto, w)?;
-            if let Some(d) = self.store.get_document(&at).await?
-                && claim_of(&d)? == key
-            {
-                ops.push(BatchOp::DeleteDocument {
-                    address: at,
-                    expected: Some(d.version),
-                });
+        if let Some(w) = &was
+            && now.as_ref() != Some(w)
+        {
+            let c = self.claim(&self.auto, w).await?;
+            if c.holder.as_deref() == Some(key) {
+                ops.push(c.set(None));
             }
         }
         let Some(k) = now else { return Ok(()) };
-        let at = self.addr(&self.auto, &k)?;
-        let mut m = Map::new();
-        m.insert("row".into(), Value::from(key));
-        match self.store.get_document(&at).await? {
-            None => ops.push(BatchOp::Document(DocWrite::new(at, PutMode::Create, m))),
-            Some(d) => {
-                let holder = claim_of(&d)?;
-                if holder != key
-                    && let Some(other) = self.get_key(&holder).await?
+        let c = self.claim(&self.auto, &k).await?;
+        match c.holder.as_deref() {
+            Some(holder) if holder == key => ops.push(c.guard()),
+            Some(holder) => {
+                if let Some(other) = self.get_key(holder).await?
                     && other.row.auto_key().as_deref() == Some(k.as_str())
                 {
                     return Err(AccountingError::AutoModeCollision {
                         deployment: self.deployment.to_string(),
-                        existing: holder,
+                        existing: holder.to_owned(),
                         new: key.to_owned(),
                     });
                 }
                 // A stale claim (its row moved on): take it over.
-                ops.push(BatchOp::Document(DocWrite::new(
-                    at,
-                    PutMode::Update {
-                        expected: d.version,
-                    },
-                    m,
-                )));
+                ops.push(c.set(Some(key)));
             }
+            None => ops.push(c.set(Some(key))),
         }
         Ok(())
     }
@@ -691,10 +649,9 @@ impl Registry {
         token("category", category, 64)?;
         part("grouping key", grouping_key)?;
         let k = format!("{chain}|{category}|{grouping_key}");
-        let Some(d) = self.store.get_document(&self.addr(&self.auto, &k)?).await? else {
+        let Some(holder) = self.claim(&self.auto, &k).await?.holder else {
             return Ok(None);
         };
-        let holder = claim_of(&d)?;
         Ok(self
             .get_key(&holder)
             .await?
@@ -709,14 +666,9 @@ impl Registry {
         token("category", category, 64)?;
         part("handle", handle)?;
         let k = format!("{category}|{handle}");
-        let Some(d) = self
-            .store
-            .get_document(&self.addr(&self.handles, &k)?)
-            .await?
-        else {
+        let Some(holder) = self.claim(&self.handles, &k).await?.holder else {
             return Ok(None);
         };
-        let holder = claim_of(&d)?;
         Ok(self
             .get_key(&holder)
             .await?
@@ -724,14 +676,49 @@ impl Registry {
     }
 }
 
-fn claim_of(d: &Document) -> Result<String> {
-    d.value
-        .get("row")
-        .and_then(Value::as_str)
-        .map(str::to_owned)
-        .ok_or_else(|| {
-            AccountingError::invalid("registry claim", format!("{} names no row", d.address))
-        })
+/// A claim document as read. A claim is never deleted, only set free (`"row": null`): a
+/// deleted document would be re-created at version 1, so a writer holding version 1 from
+/// before the deletion could overwrite a newer claim (an ABA race, seen in the
+/// multi-process test before this rule).
+struct Claim {
+    at: DocAddr,
+    /// Its version (`None`: never written).
+    version: Option<u64>,
+    /// The row holding it (`None`: free).
+    holder: Option<String>,
+}
+
+impl Claim {
+    /// The write that sets the holder, expecting the version read.
+    fn set(&self, holder: Option<&str>) -> BatchOp {
+        let mut m = Map::new();
+        m.insert("row".into(), holder.map_or(Value::Null, Value::from));
+        let mode = match self.version {
+            Some(expected) => PutMode::Update { expected },
+            None => PutMode::Create,
+        };
+        BatchOp::Document(DocWrite::new(self.at.clone(), mode, m))
+    }
+
+    /// A guard: the batch commits only if the claim is unchanged.
+    fn guard(&self) -> BatchOp {
+        BatchOp::Expect {
+            address: self.at.clone(),
+            version: self.version,
+        }
+    }
+}
+
+/// The holder a claim document names (`None`: free).
+fn holder_of(d: &Document) -> Result<Option<String>> {
+    match d.value.get("row") {
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(Value::Null) => Ok(None),
+        _ => Err(AccountingError::invalid(
+            "registry claim",
+            format!("{} names no row", d.address),
+        )),
+    }
 }
 
 pub(crate) fn stored_row(d: Document) -> Result<StoredRow> {

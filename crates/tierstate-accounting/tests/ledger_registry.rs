@@ -21,6 +21,7 @@ on_every_backend!(
     retries_at_the_same_status_refresh_the_row,
     handles_are_unique_and_freed_from_closed_rows,
     auto_mode_allows_one_open_handleless_row_per_group,
+    concurrent_turns_on_one_group_are_exclusive,
     refused_commits_write_nothing,
     reconciliation_updates_the_registry_without_a_ledger_entry,
     open_rows_filter_and_skip_closed_ones,
@@ -884,5 +885,63 @@ async fn migration_state_inserts_once_merges_and_completes(store: Arc<dyn StateS
     assert_eq!(
         ev.migration_state("uniswap_v3_lp", "v2").await.unwrap(),
         Some(kept)
+    );
+}
+
+/// Tasks take turns holding one auto-mode group: open a handle-less row (retrying while
+/// another task's row holds it), close it, each with a ledger entry. In commit order the
+/// ledger must read open X, close X, open Y, close Y …: never two rows open at once.
+async fn concurrent_turns_on_one_group_are_exclusive(store: Arc<dyn StateStore>) {
+    let mut tasks = Vec::new();
+    for w in 0..3 {
+        let reg = Registry::new(store.clone(), &dep());
+        tasks.push(tokio::spawn(async move {
+            for i in 0..8 {
+                let mut r = row(&format!("w{w}-{i}"), "pool");
+                let open = swap(&format!("open-w{w}-{i}"), i, "1", true);
+                loop {
+                    match reg
+                        .commit_ledger_and_registry(CommitMode::Ledger(&open), &r)
+                        .await
+                    {
+                        Ok(_) => break,
+                        Err(AccountingError::Commit {
+                            kind: CommitFailure::AutoModeCollision,
+                            ..
+                        }) => tokio::task::yield_now().await,
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+                r.status = RegistryStatus::Closed;
+                let close = swap(&format!("close-w{w}-{i}"), i, "1", true);
+                reg.commit_ledger_and_registry(CommitMode::Ledger(&close), &r)
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let reg = Registry::new(store, &dep());
+    let mut q = LedgerQuery::newest(1000);
+    q.since = None;
+    let page = reg.ledger().entries(&q).await.unwrap();
+    let mut ids: Vec<(u64, String)> = page
+        .entries
+        .into_iter()
+        .map(|e| (e.seq, e.entry.id))
+        .collect();
+    ids.sort();
+    assert_eq!(ids.len(), 48);
+    for pair in ids.chunks(2) {
+        let opened = pair[0].1.strip_prefix("open-").unwrap();
+        assert_eq!(pair[1].1.strip_prefix("close-"), Some(opened), "{pair:?}");
+    }
+    assert!(
+        reg.open_rows(&RowFilter::default())
+            .await
+            .unwrap()
+            .is_empty()
     );
 }

@@ -11,6 +11,12 @@
 //! - `append N`: N optimistic appends (`expecting` the last seq it knows, retried on conflict)
 //!   to journal `shared/ledger`, each `{"pid", "i"}`; prints `done CONFLICTS`. Waits for
 //!   `TIERSTATE_GO_FILE` like `contend`.
+//! - `ledger N`: forever, one ledger+registry commit per tick (see `tierstate_tests::ledger`);
+//!   prints `ledger COUNT` (entries committed).
+//! - `registry N`: N rounds of: open a handle-less row of the shared group `pool` of
+//!   deployment `shared-reg` with a ledger entry, retrying while another process's row holds
+//!   the group, then close it with a second entry; prints `done COLLISIONS`. Waits for
+//!   `TIERSTATE_GO_FILE` like `contend`.
 //! - `open N`: waits for `TIERSTATE_GO_FILE` (if set) *before* opening, opens the store, writes
 //!   deployment `opened-N`, prints `opened`, exits: many first opens of one fresh store at once.
 
@@ -19,13 +25,15 @@ use std::io::Write;
 use chrono::Utc;
 use serde_json::json;
 use tierstate_core::{Append, Error, Retention, StateWrite, StreamAddr, WriteBatch};
-use tierstate_tests::{Backend, CRASH_RETENTION, count_of, counter, dep, mixed};
+use tierstate_tests::{Backend, CRASH_RETENTION, count_of, counter, dep, ledger, mixed};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.len() != 5 {
-        eprintln!("usage: tierstate-crash-writer BACKEND PATH counter|batch|mixed|contend|open N");
+        eprintln!(
+            "usage: tierstate-crash-writer BACKEND PATH counter|batch|mixed|ledger|contend|append|registry|open N"
+        );
         std::process::exit(2);
     }
     let backend = Backend::parse(&args[1]).unwrap_or_else(|| {
@@ -110,6 +118,69 @@ async fn main() {
                 writeln!(out, "mixed {}", done.states[0].version).unwrap();
                 out.flush().unwrap();
             }
+        }
+        "ledger" => {
+            use tierstate::accounting::{CommitMode, Registry};
+            let reg = Registry::new(store.clone(), &ledger::id());
+            let mut k = reg.ledger().stats().await.expect("stats").count;
+            writeln!(out, "ready").unwrap();
+            out.flush().unwrap();
+            loop {
+                let e = ledger::entry("l", &format!("tx-{k}"), k);
+                reg.commit_ledger_and_registry(CommitMode::Ledger(&e), &ledger::row(k))
+                    .await
+                    .expect("sole writer commits");
+                k += 1;
+                writeln!(out, "ledger {k}").unwrap();
+                out.flush().unwrap();
+            }
+        }
+        "registry" => {
+            use tierstate::accounting::{
+                AccountingError, CommitFailure, CommitMode, Registry, RegistryRow, RegistryStatus,
+            };
+            let reg = Registry::new(store.clone(), &dep("shared-reg"));
+            writeln!(out, "ready").unwrap();
+            out.flush().unwrap();
+            wait_for_go();
+            let pid = std::process::id();
+            let mut collisions = 0u64;
+            for i in 0..n {
+                let mut row = RegistryRow::open(
+                    "shared-reg",
+                    "arbitrum",
+                    "uniswap_v3_lp",
+                    format!("p{pid}-{i}"),
+                    "lp",
+                    "pool",
+                    ledger::at(i),
+                )
+                .unwrap();
+                let open = ledger::entry("shared-reg", &format!("open-{pid}-{i}"), i);
+                loop {
+                    match reg
+                        .commit_ledger_and_registry(CommitMode::Ledger(&open), &row)
+                        .await
+                    {
+                        Ok(_) => break,
+                        Err(AccountingError::Commit {
+                            kind: CommitFailure::AutoModeCollision,
+                            ..
+                        }) => {
+                            collisions += 1;
+                            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                        }
+                        Err(e) => panic!("open: {e}"),
+                    }
+                }
+                row.status = RegistryStatus::Closed;
+                let close = ledger::entry("shared-reg", &format!("close-{pid}-{i}"), i);
+                reg.commit_ledger_and_registry(CommitMode::Ledger(&close), &row)
+                    .await
+                    .expect("close");
+            }
+            writeln!(out, "done {collisions}").unwrap();
+            out.flush().unwrap();
         }
         "contend" => {
             let id = dep("shared");
