@@ -181,6 +181,16 @@ fn main() {
             rt.block_on(snapshot_reads(dir.path(), b, big as i64, scale)),
             t0,
         );
+        add(
+            &mut rows,
+            [rt.block_on(ledger_commit(dir.path(), b, scale))],
+            t0,
+        );
+        add(
+            &mut rows,
+            rt.block_on(ledger_reads(dir.path(), b, big, scale)),
+            t0,
+        );
     }
     add(&mut rows, [reconcile_10k(scale)], t0);
 
@@ -1177,6 +1187,154 @@ async fn order_status_update(dir: &Path, backend: Warm, scale: usize) -> Row {
         &base,
         None,
     )
+}
+
+/// Ledger entry `k` of `deployment`: a swap, one millisecond after entry `k - 1`.
+fn ledger_entry(deployment: &str, k: u64) -> tierstate::accounting::LedgerEntry {
+    use tierstate::accounting::{Decimal, ExecutionMode, LedgerEntry};
+    let mut e = LedgerEntry::new(
+        format!("tx-{k}"),
+        deployment,
+        ExecutionMode::Live,
+        event_at(k),
+        if k.is_multiple_of(10) {
+            "LP_OPEN"
+        } else {
+            "SWAP"
+        },
+        !k.is_multiple_of(17),
+    )
+    .unwrap();
+    e.token_in = Some("USDC".into());
+    e.amount_in = Some(Decimal::new(1_000 + (k % 977) as i64, 2));
+    e.token_out = Some("ETH".into());
+    e.amount_out = Some(Decimal::new(4 + (k % 13) as i64, 4));
+    e.gas_used = Some(150_000);
+    e.gas_usd = Some(Decimal::new(12, 2));
+    e.tx_hash = Some(format!("0x{k:064x}"));
+    e.chain = Some("arbitrum".into());
+    e
+}
+
+/// Ledger entry + registry change in one atomic commit (even ticks open a row, odd ones
+/// close it), against a 1 KiB state CAS on the same store.
+async fn ledger_commit(dir: &Path, backend: Warm, scale: usize) -> Row {
+    use tierstate::accounting::{CommitMode, Registry, RegistryRow, RegistryStatus};
+    let store = record_store(dir, backend, "ledger-commit.db").await;
+    let reg = Registry::new(store.clone(), &id("reg"));
+    let (ours, base) = beside_state_cas(&store, 1000 / scale, async |i| {
+        let k = i as u64;
+        let j = k - k % 2;
+        let mut row = RegistryRow::open(
+            "reg",
+            "arbitrum",
+            "uniswap_v3_lp",
+            format!("nft-{j}"),
+            "lp",
+            format!("pool-{j}"),
+            event_at(k),
+        )
+        .unwrap();
+        if k % 2 == 1 {
+            row.status = RegistryStatus::Closed;
+        }
+        let e = ledger_entry("reg", k);
+        reg.commit_ledger_and_registry(CommitMode::Ledger(&e), &row)
+            .await
+            .unwrap();
+    })
+    .await;
+    cas_row(
+        format!("Ledger+registry commit {} (p50, durable)", backend.name()),
+        &ours,
+        &base,
+        None,
+    )
+}
+
+/// The newest 100 ledger entries and the quant stats of a ledger of `big` entries, each
+/// against the same read of a ledger of 10,000.
+async fn ledger_reads(dir: &Path, backend: Warm, big: u64, scale: usize) -> Vec<Row> {
+    use tierstate::accounting::{Ledger, LedgerQuery};
+    let store = record_store(dir, backend, "ledger.db").await;
+    let fill = async |l: &Ledger, dep: &str, n: u64| {
+        let mut k = 0;
+        while k < n {
+            let chunk: Vec<_> = (k..(k + 5_000).min(n))
+                .map(|i| ledger_entry(dep, i))
+                .collect();
+            l.append_batch(&chunk).await.unwrap();
+            k += 5_000;
+        }
+    };
+    let large = Ledger::new(store.clone(), &id("large"));
+    let small = Ledger::new(store.clone(), &id("small"));
+    let t = Instant::now();
+    fill(&large, "large", big).await;
+    let filled = t.elapsed();
+    fill(&small, "small", 10_000).await;
+    let n = 300 / scale;
+    let (mut ours, mut base, mut stats_big, mut stats_small) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..n {
+        for (l, out, count) in [(&large, &mut ours, big), (&small, &mut base, 10_000)] {
+            let t = Instant::now();
+            let page = l.entries(&LedgerQuery::newest(100)).await.unwrap();
+            out.push(t.elapsed());
+            assert_eq!(page.entries.len(), 100);
+            assert_eq!(page.entries[0].seq, count);
+        }
+    }
+    // The totals on their own, alternating which goes first, so both see the same caches.
+    for i in 0..n * 4 {
+        let order = if i % 2 == 0 {
+            [true, false]
+        } else {
+            [false, true]
+        };
+        for is_big in order {
+            let (l, count) = if is_big {
+                (&large, big)
+            } else {
+                (&small, 10_000)
+            };
+            let t = Instant::now();
+            let s = l.stats().await.unwrap();
+            let took = t.elapsed();
+            assert_eq!(s.count, count);
+            if is_big {
+                stats_big.push(took);
+            } else {
+                stats_small.push(took);
+            }
+        }
+    }
+    let (ours, base) = (Samples::of(ours), Samples::of(base));
+    let (sb, ss) = (Samples::of(stats_big), Samples::of(stats_small));
+    let page = Row {
+        metric: format!("Ledger page {}, 100 newest of {big} (p50)", backend.name()),
+        unit: "us",
+        ours: us(ours.quantile(0.5)),
+        baseline_name: "same page, 10,000 entries",
+        baseline: us(base.quantile(0.5)),
+        goal: "<= 2x",
+        pass: Some(us(ours.quantile(0.5)) / us(base.quantile(0.5)) <= 2.0),
+        note: format!(
+            "filled {big} entries in {:.1} s (append_batch of 5,000)",
+            filled.as_secs_f64()
+        ),
+    };
+    let stats = Row {
+        metric: format!("Quant stats read {}, {big} entries (p50)", backend.name()),
+        unit: "us",
+        ours: us(sb.quantile(0.5)),
+        baseline_name: "same read, 10,000 entries",
+        baseline: us(ss.quantile(0.5)),
+        goal: "<= 1.5x",
+        pass: Some(us(sb.quantile(0.5)) / us(ss.quantile(0.5)) <= 1.5),
+        note: "one document read (running totals kept with each append)".into(),
+    };
+    vec![page, stats]
 }
 
 /// Listing 100 open orders of a deployment that also has `closed` closed ones, against the

@@ -17,7 +17,7 @@ use tierstate_core::{
     StateStore, StreamAddr, WriteBatch,
 };
 
-use crate::error::{AccountingError, Result};
+use crate::error::{AccountingError, Result, retryable};
 use crate::order::check_id;
 use crate::retry::Retry;
 use crate::snapshot::ExecutionMode;
@@ -438,24 +438,97 @@ impl Ledger {
     pub async fn append(&self, entry: &LedgerEntry) -> Result<Recorded> {
         let mut retry = Retry::new("the ledger totals");
         loop {
-            let change = self.plan_append(entry).await?;
-            match self.commit(&change).await {
+            // Optimistic: no lookup of the id; a stored id fails the batch and is classified.
+            let change = self.plan_new(entry).await?;
+            match self.store.write(change.add_to(WriteBatch::new())).await {
+                Ok(_) => return Ok(change.recorded),
+                Err(e) if self.key_taken(&e) => return self.classify(entry).await,
                 // Another append moved the totals: plan again.
-                Err(e) if e.is_retryable() => retry.wait().await?,
-                other => return other,
+                Err(e) if retryable(&e) => retry.wait().await?,
+                Err(e) => return Err(e.into()),
             }
         }
     }
 
+    /// True if `e` says a batch's ledger key is already stored (see [`Append::new_only`]).
+    pub(crate) fn key_taken(&self, e: &tierstate_core::Error) -> bool {
+        matches!(e, tierstate_core::Error::AlreadyExists { target, .. }
+            if *target == tierstate_core::Target::journal(&self.stream))
+    }
+
+    /// What appending `entry` means, given that its id is stored: a duplicate, or a conflict.
+    ///
+    /// # Errors
+    /// `LedgerEntryConflict`; as [`Ledger::get`].
+    pub(crate) async fn classify(&self, entry: &LedgerEntry) -> Result<Recorded> {
+        match self.get(&entry.id).await? {
+            Some(stored) if stored.entry == *entry => Ok(Recorded::Duplicate(stored.seq)),
+            Some(stored) => Err(AccountingError::LedgerEntryConflict {
+                deployment: self.deployment.to_string(),
+                id: entry.id.clone(),
+                seq: stored.seq,
+            }),
+            None => Err(AccountingError::invalid(
+                "ledger entry",
+                format!("{}: its key is taken but no entry holds it", entry.id),
+            )),
+        }
+    }
+
+    /// Plans `entry` as new, without looking its id up: the append is `new_only`, so if the
+    /// id is stored the batch fails (see [`Ledger::key_taken`]) and writes nothing.
+    pub(crate) async fn plan_new(&self, entry: &LedgerEntry) -> Result<LedgerChange> {
+        entry.validate()?;
+        self.check_owned(entry)?;
+        let (mut stats, mode) = self.stats_for_update().await?;
+        let seq = stats.last_seq + 1;
+        stats.add(entry, seq)?;
+        let ops = vec![
+            self.append_op(entry, seq)?,
+            BatchOp::Document(DocWrite::new(
+                self.stats.clone(),
+                mode,
+                encode_stats(&stats)?,
+            )),
+        ];
+        Ok(LedgerChange {
+            recorded: Recorded::Appended(seq),
+            stats,
+            ops,
+        })
+    }
+
+    async fn stats_for_update(&self) -> Result<(LedgerStats, PutMode)> {
+        Ok(match self.store.get_document(&self.stats).await? {
+            Some(d) => (
+                decode_stats(d.value)?,
+                PutMode::Update {
+                    expected: d.version,
+                },
+            ),
+            None => (LedgerStats::default(), PutMode::Create),
+        })
+    }
+
+    fn append_op(&self, entry: &LedgerEntry, seq: u64) -> Result<BatchOp> {
+        Ok(BatchOp::Append(
+            Append::new(self.stream.clone(), entry.time, encode(entry)?)
+                .with_key(Name::key(&entry.id)?)
+                .new_only()
+                .expecting(seq - 1),
+        ))
+    }
+
     /// Plans appending `entry`: reads the totals (and whether the id is stored) to extend
-    /// them. A duplicate plans no writes.
+    /// them. A duplicate plans no writes. The append is `new_only`: if another writer stores
+    /// the id before the batch commits, the batch fails with `AlreadyExists` and writes
+    /// nothing.
     ///
     /// # Errors
     /// As [`Ledger::append`], without contention.
     pub async fn plan_append(&self, entry: &LedgerEntry) -> Result<LedgerChange> {
         entry.validate()?;
         self.check_owned(entry)?;
-        let key = Name::key(&entry.id)?;
         if let Some(stored) = self.get(&entry.id).await? {
             if stored.entry == *entry {
                 return Ok(LedgerChange {
@@ -470,34 +543,83 @@ impl Ledger {
                 seq: stored.seq,
             });
         }
-        let (mut stats, mode) = match self.store.get_document(&self.stats).await? {
-            Some(d) => (
-                decode_stats(d.value)?,
-                PutMode::Update {
-                    expected: d.version,
-                },
-            ),
-            None => (LedgerStats::default(), PutMode::Create),
-        };
-        let seq = stats.last_seq + 1;
-        stats.add(entry, seq)?;
-        let ops = vec![
-            BatchOp::Append(
-                Append::new(self.stream.clone(), entry.time, encode(entry)?)
-                    .with_key(key)
-                    .expecting(seq - 1),
-            ),
-            BatchOp::Document(DocWrite::new(
+        self.plan_new(entry).await
+    }
+
+    /// Appends many entries in one transaction (an import or a backfill), each checked as
+    /// [`Ledger::append`] checks it (one lookup per id); the totals move once. Returns what
+    /// happened to each, in order.
+    ///
+    /// # Errors
+    /// As [`Ledger::append`]; any refused entry refuses the whole batch.
+    pub async fn append_batch(&self, entries: &[LedgerEntry]) -> Result<Vec<Recorded>> {
+        let mut retry = Retry::new("the ledger totals");
+        // Optimistic first (no lookups); if an id turns out to be stored, look every id up.
+        let mut lookup = false;
+        loop {
+            let (recorded, ops) = self.plan_batch(entries, lookup).await?;
+            if ops.is_empty() {
+                return Ok(recorded);
+            }
+            let mut batch = WriteBatch::new();
+            for op in ops {
+                batch.push(op);
+            }
+            match self.store.write(batch).await {
+                Ok(_) => return Ok(recorded),
+                Err(e) if !lookup && self.key_taken(&e) => lookup = true,
+                Err(e) if retryable(&e) => retry.wait().await?,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    async fn plan_batch(
+        &self,
+        entries: &[LedgerEntry],
+        lookup: bool,
+    ) -> Result<(Vec<Recorded>, Vec<BatchOp>)> {
+        let (mut stats, mode) = self.stats_for_update().await?;
+        let mut seen: std::collections::HashMap<&str, (usize, u64)> =
+            std::collections::HashMap::new();
+        let (mut recorded, mut ops) = (Vec::with_capacity(entries.len()), Vec::new());
+        for (i, e) in entries.iter().enumerate() {
+            e.validate()?;
+            self.check_owned(e)?;
+            let conflict = |seq| AccountingError::LedgerEntryConflict {
+                deployment: self.deployment.to_string(),
+                id: e.id.clone(),
+                seq,
+            };
+            if let Some(&(j, seq)) = seen.get(e.id.as_str()) {
+                if entries[j] != *e {
+                    return Err(conflict(seq));
+                }
+                recorded.push(Recorded::Duplicate(seq));
+                continue;
+            }
+            if lookup && let Some(stored) = self.get(&e.id).await? {
+                if stored.entry != *e {
+                    return Err(conflict(stored.seq));
+                }
+                seen.insert(&e.id, (i, stored.seq));
+                recorded.push(Recorded::Duplicate(stored.seq));
+                continue;
+            }
+            let seq = stats.last_seq + 1;
+            stats.add(e, seq)?;
+            seen.insert(&e.id, (i, seq));
+            recorded.push(Recorded::Appended(seq));
+            ops.push(self.append_op(e, seq)?);
+        }
+        if !ops.is_empty() {
+            ops.push(BatchOp::Document(DocWrite::new(
                 self.stats.clone(),
                 mode,
                 encode_stats(&stats)?,
-            )),
-        ];
-        Ok(LedgerChange {
-            recorded: Recorded::Appended(seq),
-            stats,
-            ops,
-        })
+            )));
+        }
+        Ok((recorded, ops))
     }
 
     /// Commits a planned append on its own.

@@ -386,11 +386,13 @@ impl Registry {
         row: &RegistryRow,
     ) -> Result<RegistryCommitted> {
         let mut retry = Retry::new("the registry");
+        // Set once the ledger entry turns out to be stored already (a retried commit).
+        let mut duplicate: Option<Recorded> = None;
         loop {
             let change = self.plan(row, false).await?;
-            let ledger = match mode {
-                CommitMode::Ledger(e) => Some(self.ledger.plan_append(e).await?),
-                CommitMode::Reconciliation => None,
+            let ledger = match (mode, duplicate) {
+                (CommitMode::Ledger(e), None) => Some(self.ledger.plan_new(e).await?),
+                _ => None,
             };
             let mut batch = change.add_to(WriteBatch::new());
             if let Some(l) = &ledger {
@@ -400,8 +402,16 @@ impl Registry {
                 Ok(_) => {
                     return Ok(RegistryCommitted {
                         row: change.stored,
-                        ledger: ledger.map(|l| l.recorded),
+                        ledger: duplicate.or(ledger.map(|l| l.recorded)),
                     });
+                }
+                Err(e) if self.ledger.key_taken(&e) => {
+                    // The entry is stored: the same one again is a replay (the registry change
+                    // still applies, as a retry at its status); other content is refused.
+                    let CommitMode::Ledger(entry) = mode else {
+                        return Err(e.into());
+                    };
+                    duplicate = Some(self.ledger.classify(entry).await?);
                 }
                 Err(e) if retryable(&e) => retry.wait().await?,
                 Err(e) => return Err(e.into()),

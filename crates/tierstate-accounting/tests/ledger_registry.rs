@@ -16,6 +16,7 @@ use tierstate_testkit_backends::on_every_backend;
 on_every_backend!(
     ledger_appends_are_idempotent_by_id_and_totals_stay_exact,
     ledger_pages_newest_first_with_cursor_since_and_type,
+    ledger_batches_append_together_or_not_at_all,
     concurrent_ledger_appends_keep_totals_exact,
     registry_transitions_follow_the_table,
     retries_at_the_same_status_refresh_the_row,
@@ -944,4 +945,35 @@ async fn concurrent_turns_on_one_group_are_exclusive(store: Arc<dyn StateStore>)
             .unwrap()
             .is_empty()
     );
+}
+
+async fn ledger_batches_append_together_or_not_at_all(store: Arc<dyn StateStore>) {
+    let l = Ledger::new(store.clone(), &dep());
+    l.append(&swap("a", 0, "1", true)).await.unwrap();
+    // New entries, a replay of a stored one and a repeat inside the batch.
+    let batch = [
+        swap("b", 1, "2", true),
+        swap("a", 0, "1", true),
+        swap("c", 2, "3", false),
+        swap("b", 1, "2", true),
+    ];
+    assert_eq!(
+        l.append_batch(&batch).await.unwrap(),
+        [
+            Recorded::Appended(2),
+            Recorded::Duplicate(1),
+            Recorded::Appended(3),
+            Recorded::Duplicate(2)
+        ]
+    );
+    // One conflicting member refuses the whole batch.
+    let bad = [swap("d", 3, "1", true), swap("c", 2, "4", false)];
+    assert!(matches!(
+        l.append_batch(&bad).await.unwrap_err(),
+        AccountingError::LedgerEntryConflict { seq: 3, .. }
+    ));
+    assert!(l.get("d").await.unwrap().is_none());
+    let s = l.stats().await.unwrap();
+    assert_eq!((s.count, s.successes), (3, 2));
+    assert_eq!(s, l.recompute_stats().await.unwrap());
 }

@@ -29,6 +29,9 @@ pub struct Append {
     pub value: Map<String, Value>,
     /// For optimistic appends: the sequence number the caller expects to be last (0: empty).
     pub expect: Option<u64>,
+    /// With a key: fail with `AlreadyExists` if the key is stored (whatever its bytes)
+    /// instead of returning the stored entry, so a batch can rely on every append being new.
+    pub require_new: bool,
 }
 
 impl Append {
@@ -40,6 +43,7 @@ impl Append {
             key: None,
             value,
             expect: None,
+            require_new: false,
         }
     }
 
@@ -63,6 +67,13 @@ impl Append {
     /// Sets the idempotency key.
     pub fn with_key(mut self, key: Name) -> Self {
         self.key = Some(key);
+        self
+    }
+
+    /// Requires the key to be new: a stored key fails the append (and its batch) with
+    /// `AlreadyExists` naming the stored entry's sequence number, rather than replaying it.
+    pub fn new_only(mut self) -> Self {
+        self.require_new = true;
         self
     }
 

@@ -257,6 +257,13 @@ pub fn plan(batch: PreparedBatch, snap: &Snapshot, now: DateTime<Utc>) -> Result
                 },
             };
             if let Some(entry) = existing {
+                if a.append.require_new {
+                    return Err(Error::AlreadyExists {
+                        deployment_id: stream.deployment_id.clone(),
+                        target: Target::journal(&stream),
+                        actual: entry.seq,
+                    });
+                }
                 if entry.checksum != a.checksum {
                     return Err(Error::KeyReused {
                         deployment_id: stream.deployment_id.clone(),

@@ -64,11 +64,15 @@ pub(crate) async fn snapshot(
     // Every document head in one statement per chunk, locked in one fixed order.
     for chunk in reads.documents.chunks(CHUNK) {
         let (ds, cs, ks) = columns(chunk);
+        // One primary-key probe per address, in the array's (sorted) order, each row locked
+        // as it is found: every batch locks in the same order, and no plan can turn the
+        // probes into a scan of the table.
         let rows: Vec<(String, String, String, i64, i64)> = sqlx::query_as(
-            "SELECT h.deployment_id, h.collection, h.key, h.version, h.created_at FROM ts_doc_head h \
-             JOIN UNNEST($1::text[], $2::text[], $3::text[]) AS a(d, c, k) \
-             ON h.deployment_id = a.d AND h.collection = a.c AND h.key = a.k \
-             ORDER BY h.deployment_id, h.collection, h.key FOR UPDATE OF h",
+            "SELECT a.d, a.c, a.k, h.version, h.created_at \
+             FROM UNNEST($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS a(d, c, k, n) \
+             CROSS JOIN LATERAL (SELECT version, created_at FROM ts_doc_head \
+             WHERE deployment_id = a.d AND collection = a.c AND key = a.k LIMIT 1 FOR UPDATE) h \
+             ORDER BY a.n",
         )
         .bind(ds)
         .bind(cs)
@@ -116,10 +120,13 @@ pub(crate) async fn snapshot(
     }
     // Every idempotency key in one statement per chunk.
     for chunk in reads.keys.chunks(CHUNK) {
+        // One unique-index probe per key (a lateral `LIMIT 1`): as a plain join, a cached
+        // generic plan hashed the whole journal once it had grown (13 s for 5,000 keys
+        // against 100,000 entries).
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {ENTRY}, a.d, a.s, a.k FROM ts_journal j \
-             JOIN UNNEST($1::text[], $2::text[], $3::text[]) AS a(d, s, k) \
-             ON j.deployment_id = a.d AND j.stream = a.s AND j.idem_key = a.k"
+            "SELECT j.*, a.d, a.s, a.k FROM UNNEST($1::text[], $2::text[], $3::text[]) AS a(d, s, k) \
+             CROSS JOIN LATERAL (SELECT {ENTRY} FROM ts_journal WHERE deployment_id = a.d \
+             AND stream = a.s AND idem_key = a.k LIMIT 1) j"
         )))
         .bind(
             chunk

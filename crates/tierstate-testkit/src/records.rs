@@ -454,6 +454,42 @@ pub async fn journal_idempotency_keys(h: &Harness) {
         "one of the concurrent appends writes, the rest replay"
     );
     assert_eq!(s.journal_info(&st).await.unwrap().unwrap().count, 2);
+    // `new_only`: a stored key fails the whole batch (same bytes or not), naming its entry;
+    // a repeat within one batch too; new keys append.
+    let batch = WriteBatch::new()
+        .append(
+            entry(&st, 3, 3)
+                .with_key(Name::key("fill-3").unwrap())
+                .new_only(),
+        )
+        .append(
+            entry(&st, 1, 1)
+                .with_key(Name::key("fill-1").unwrap())
+                .new_only(),
+        );
+    assert!(matches!(
+        s.write(batch).await.unwrap_err(),
+        Error::AlreadyExists { actual: 1, .. }
+    ));
+    let k4 = || Name::key("fill-4").unwrap();
+    let twice = WriteBatch::new()
+        .append(entry(&st, 4, 4).with_key(k4()).new_only())
+        .append(entry(&st, 4, 4).with_key(k4()).new_only());
+    assert!(matches!(
+        s.write(twice).await.unwrap_err(),
+        Error::AlreadyExists { actual: 3, .. }
+    ));
+    assert_eq!(s.journal_info(&st).await.unwrap().unwrap().count, 2);
+    let ok = s
+        .append(
+            entry(&st, 3, 3)
+                .with_key(Name::key("fill-3").unwrap())
+                .new_only(),
+        )
+        .await
+        .unwrap();
+    assert!(ok.fresh);
+    assert_eq!(ok.entry.seq, 3);
 }
 
 /// An optimistic append fails with `Conflict` carrying the actual last sequence number.
