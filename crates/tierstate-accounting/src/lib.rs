@@ -1,7 +1,9 @@
 //! Accounting for a trading strategy: CLOB orders whose status can only move as the status
 //! machine allows, portfolio snapshots with time queries that say what they mean, a NAV series
-//! whose high-water mark and drawdown are kept current in one document, and baseline metrics
-//! for PnL net of deposits and withdrawals.
+//! whose high-water mark and drawdown are kept current in one document, baseline metrics for
+//! PnL net of deposits and withdrawals, a transaction ledger with running totals, a position
+//! registry whose rows only move forward (committed atomically with their ledger entry), and
+//! position and accounting events.
 //!
 //! Pure logic on tierstate's record primitives (documents, journals, one atomic batch): no
 //! SQL here, so it works on every backend. Money is [`Decimal`], never `f64`; times are UTC
