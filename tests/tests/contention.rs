@@ -63,18 +63,8 @@ fn contend(backend: Backend) {
             ]
         },
     );
-    let mut conflicts = 0u64;
-    for stdout in outputs {
-        let done = stdout
-            .lines()
-            .find_map(|l| l.strip_prefix("done "))
-            .expect("contender finished");
-        conflicts += done.parse::<u64>().unwrap();
-    }
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let conflicts = done_total(&outputs, "a contender");
+    let rt = runtime();
     rt.block_on(async {
         let store = backend.open(&path).await.unwrap();
         let d = store.get(&dep("shared")).await.unwrap().unwrap();
@@ -115,20 +105,8 @@ fn append_race(backend: Backend) {
             ]
         },
     );
-    let conflicts: u64 = outputs
-        .iter()
-        .map(|o| {
-            o.lines()
-                .find_map(|l| l.strip_prefix("done "))
-                .expect("appender finished")
-                .parse::<u64>()
-                .unwrap()
-        })
-        .sum();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let conflicts = done_total(&outputs, "appender finished");
+    let rt = runtime();
     let total = PROCS as u64 * EACH;
     rt.block_on(async {
         let store = backend.open(&path).await.unwrap();
@@ -207,20 +185,8 @@ fn registry_race(backend: Backend) {
             ]
         },
     );
-    let collisions: u64 = outputs
-        .iter()
-        .map(|o| {
-            o.lines()
-                .find_map(|l| l.strip_prefix("done "))
-                .expect("registry writer finished")
-                .parse::<u64>()
-                .unwrap()
-        })
-        .sum();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let collisions = done_total(&outputs, "registry writer finished");
+    let rt = runtime();
     let total = 2 * PROCS as u64 * EACH;
     rt.block_on(async {
         let store = backend.open(&path).await.unwrap();
@@ -287,6 +253,28 @@ fn postgres_processes_share_a_registry_group() {
     registry_race(Backend::Postgres);
 }
 
+/// A current-thread runtime for the checks after the processes exit.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// The sum of the `done N` counts the processes printed (`what` names one that did not).
+fn done_total(outputs: &[String], what: &str) -> u64 {
+    outputs
+        .iter()
+        .map(|o| {
+            o.lines()
+                .find_map(|l| l.strip_prefix("done "))
+                .unwrap_or_else(|| panic!("{what}: no done line"))
+                .parse::<u64>()
+                .unwrap()
+        })
+        .sum()
+}
+
 trait SpawnPiped {
     fn output_async(&mut self) -> std::process::Child;
 }
@@ -309,10 +297,7 @@ fn sqlite_four_processes_exact() {
 /// creation, migrations and SQLite's switch to WAL race unless handled), five times over.
 /// Every open succeeds and every process's write is there.
 fn eight_simultaneous_first_opens(backend: Backend) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     for round in 0..5 {
         let dir = tempfile::tempdir().unwrap();
         let path = backend.fresh_location(dir.path(), "first_open");
@@ -389,10 +374,7 @@ fn redb_second_process_is_refused() {
         .read_line(&mut line)
         .unwrap();
     assert_eq!(line.trim(), "ready");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let started = std::time::Instant::now();
     let err = rt.block_on(Backend::Redb.open(&path)).unwrap_err();
     child.kill().unwrap();

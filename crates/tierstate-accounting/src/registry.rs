@@ -522,6 +522,40 @@ impl Registry {
         })
     }
 
+    /// Moves this row's claim in `collection` from `was` to `now`: frees `was` if the row
+    /// still holds it, and takes `now`, guarded by the version read. If another row holds
+    /// `now`, `contest` decides: an error keeps it there; `Ok` takes it over (after adding
+    /// whatever freeing the old holder needs).
+    async fn move_claim(
+        &self,
+        collection: &Name,
+        key: &str,
+        was: Option<String>,
+        now: Option<String>,
+        ops: &mut Vec<BatchOp>,
+        contest: impl AsyncFnOnce(&str, &str, &mut Vec<BatchOp>) -> Result<()>,
+    ) -> Result<()> {
+        if let Some(w) = &was
+            && now.as_ref() != Some(w)
+        {
+            let c = self.claim(collection, w).await?;
+            if c.holder.as_deref() == Some(key) {
+                ops.push(c.set(None));
+            }
+        }
+        let Some(k) = now else { return Ok(()) };
+        let c = self.claim(collection, &k).await?;
+        match c.holder.as_deref() {
+            Some(holder) if holder == key => ops.push(c.guard()),
+            Some(holder) => {
+                contest(holder, &k, ops).await?;
+                ops.push(c.set(Some(key)));
+            }
+            None => ops.push(c.set(Some(key))),
+        }
+        Ok(())
+    }
+
     async fn plan_handle(
         &self,
         key: &str,
@@ -530,48 +564,36 @@ impl Registry {
         ops: &mut Vec<BatchOp>,
     ) -> Result<()> {
         let (was, now) = (old.and_then(RegistryRow::handle_key), row.handle_key());
-        if let Some(w) = &was
-            && now.as_ref() != Some(w)
-        {
-            // Released: free the claim if it is still this row's.
-            let c = self.claim(&self.handles, w).await?;
-            if c.holder.as_deref() == Some(key) {
-                ops.push(c.set(None));
+        let contest = async |holder: &str, h: &str, ops: &mut Vec<BatchOp>| {
+            let Some(other) = self.get_key(holder).await? else {
+                return Ok(());
+            };
+            if other.row.handle_key().as_deref() != Some(h) {
+                return Ok(()); // a stale claim: its row let the handle go
             }
-        }
-        let Some(h) = now else { return Ok(()) };
-        let c = self.claim(&self.handles, &h).await?;
-        match c.holder.as_deref() {
-            Some(holder) if holder == key => ops.push(c.guard()),
-            Some(holder) => {
-                if let Some(other) = self.get_key(holder).await?
-                    && other.row.handle_key().as_deref() == Some(h.as_str())
-                {
-                    if other.row.status == RegistryStatus::Open {
-                        return Err(AccountingError::HandleTaken {
-                            deployment: self.deployment.to_string(),
-                            category: row.category.clone(),
-                            handle: row.handle.clone().unwrap_or_default(),
-                            held_by: holder.to_owned(),
-                            claimed_by: key.to_owned(),
-                        });
-                    }
-                    // Freed from the closed or invalidated row that held it.
-                    let mut freed = other.row.clone();
-                    freed.handle = None;
-                    ops.push(BatchOp::Document(DocWrite::new(
-                        self.addr(&self.rows, holder)?,
-                        PutMode::Update {
-                            expected: other.version,
-                        },
-                        to_object("registry row", REGISTRY_SCHEMA, &freed)?,
-                    )));
-                }
-                ops.push(c.set(Some(key)));
+            if other.row.status == RegistryStatus::Open {
+                return Err(AccountingError::HandleTaken {
+                    deployment: self.deployment.to_string(),
+                    category: row.category.clone(),
+                    handle: row.handle.clone().unwrap_or_default(),
+                    held_by: holder.to_owned(),
+                    claimed_by: key.to_owned(),
+                });
             }
-            None => ops.push(c.set(Some(key))),
-        }
-        Ok(())
+            // Freed from the closed or invalidated row that held it.
+            let mut freed = other.row.clone();
+            freed.handle = None;
+            ops.push(BatchOp::Document(DocWrite::new(
+                self.addr(&self.rows, holder)?,
+                PutMode::Update {
+                    expected: other.version,
+                },
+                to_object("registry row", REGISTRY_SCHEMA, &freed)?,
+            )));
+            Ok(())
+        };
+        self.move_claim(&self.handles, key, was, now, ops, contest)
+            .await
     }
 
     async fn plan_auto(
@@ -582,34 +604,20 @@ impl Registry {
         ops: &mut Vec<BatchOp>,
     ) -> Result<()> {
         let (was, now) = (old.and_then(RegistryRow::auto_key), row.auto_key());
-        if let Some(w) = &was
-            && now.as_ref() != Some(w)
-        {
-            let c = self.claim(&self.auto, w).await?;
-            if c.holder.as_deref() == Some(key) {
-                ops.push(c.set(None));
-            }
-        }
-        let Some(k) = now else { return Ok(()) };
-        let c = self.claim(&self.auto, &k).await?;
-        match c.holder.as_deref() {
-            Some(holder) if holder == key => ops.push(c.guard()),
-            Some(holder) => {
-                if let Some(other) = self.get_key(holder).await?
-                    && other.row.auto_key().as_deref() == Some(k.as_str())
-                {
-                    return Err(AccountingError::AutoModeCollision {
+        let contest = async |holder: &str, k: &str, _: &mut Vec<BatchOp>| {
+            match self.get_key(holder).await? {
+                Some(other) if other.row.auto_key().as_deref() == Some(k) => {
+                    Err(AccountingError::AutoModeCollision {
                         deployment: self.deployment.to_string(),
                         existing: holder.to_owned(),
                         new: key.to_owned(),
-                    });
+                    })
                 }
-                // A stale claim (its row moved on): take it over.
-                ops.push(c.set(Some(key)));
+                _ => Ok(()), // a stale claim (its row moved on): take it over
             }
-            None => ops.push(c.set(Some(key))),
-        }
-        Ok(())
+        };
+        self.move_claim(&self.auto, key, was, now, ops, contest)
+            .await
     }
 
     /// The open rows, optionally of one chain, primitive and/or category, in key order.

@@ -6,13 +6,9 @@
 //! the ledger insert after the registry rows were written in the same transaction; a
 //! PostgreSQL check constraint that does the same; a redb storage device whose writes fail.
 
-use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::{TimeZone, Utc};
-use redb::StorageBackend;
-use redb::backends::InMemoryBackend;
 use tierstate_accounting::{
     AccountingError, CommitFailure, CommitMode, ExecutionMode, LedgerEntry, Registry, RegistryRow,
     RegistryStatus, RowFilter,
@@ -158,55 +154,14 @@ async fn postgres_constraint_violation_rolls_back_both_parts() {
     closes_atomically(store, arm).await;
 }
 
-/// In-memory bytes whose writes and syncs fail while `fail` is set, like a disk that errors.
-#[derive(Debug, Clone)]
-struct Flaky {
-    bytes: Arc<InMemoryBackend>,
-    fail: Arc<AtomicBool>,
-}
-
-impl Flaky {
-    fn check(&self) -> io::Result<()> {
-        if self.fail.load(Ordering::SeqCst) {
-            Err(io::Error::other("injected I/O failure"))
-        } else {
-            Ok(())
-        }
-    }
-}
-
-impl StorageBackend for Flaky {
-    fn len(&self) -> io::Result<u64> {
-        self.bytes.len()
-    }
-    fn read(&self, offset: u64, out: &mut [u8]) -> io::Result<()> {
-        self.bytes.read(offset, out)
-    }
-    fn set_len(&self, len: u64) -> io::Result<()> {
-        self.check()?;
-        self.bytes.set_len(len)
-    }
-    fn sync_data(&self) -> io::Result<()> {
-        self.check()?;
-        self.bytes.sync_data()
-    }
-    fn write(&self, offset: u64, data: &[u8]) -> io::Result<()> {
-        self.check()?;
-        self.bytes.write(offset, data)
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redb_io_failure_rolls_back_both_parts() {
-    let flaky = Flaky {
-        bytes: Arc::new(InMemoryBackend::new()),
-        fail: Arc::new(AtomicBool::new(false)),
-    };
+    let flaky = tierstate_redb::FlakyDevice::new();
     let store = tierstate_redb::RedbStore::open_with_backend(
         tierstate_redb::RedbConfig::new("in-memory"),
         flaky.clone(),
     )
     .await
     .unwrap();
-    closes_atomically(Arc::new(store), |on| flaky.fail.store(on, Ordering::SeqCst)).await;
+    closes_atomically(Arc::new(store), |on| flaky.fail(on)).await;
 }

@@ -201,6 +201,19 @@ fn fmt_actual(actual: &Option<u64>) -> String {
 }
 
 impl Error {
+    /// `Integrity` for a document whose head names a version with no stored row: damage to
+    /// report, never to read as "absent".
+    pub fn missing_version(address: &crate::DocAddr, version: u64) -> Self {
+        Self::Integrity {
+            deployment_id: address.deployment_id.clone(),
+            target: crate::Target::document(address),
+            tier: crate::Tier::Warm,
+            version,
+            expected: format!("version {version}, which the head names"),
+            actual: "no row".into(),
+        }
+    }
+
     /// Builds an [`Error::InvalidInput`].
     pub fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
         Self::InvalidInput {

@@ -815,49 +815,40 @@ impl Resolved {
             }
             out.push(row.verify(tier)?);
         }
+        let capped = |mut out: Vec<JournalEntry>,
+                      limit: usize,
+                      next: &dyn Fn((i64, u64)) -> JournalQuery| {
+            let truncated = out.len() > limit;
+            out.truncate(limit);
+            let next = truncated
+                .then(|| {
+                    out.last()
+                        .map(|e| next((e.event_time.timestamp_micros(), e.seq)))
+                })
+                .flatten();
+            Ok(JournalPage {
+                entries: out,
+                next,
+                truncated,
+            })
+        };
         match self.query {
             JournalQuery::Window {
                 from, to, limit, ..
-            } => {
-                let truncated = out.len() > limit;
-                out.truncate(limit);
-                let next = if truncated {
-                    out.last().map(|e| JournalQuery::Window {
-                        from,
-                        to,
-                        after: Some((e.event_time.timestamp_micros(), e.seq)),
-                        limit,
-                    })
-                } else {
-                    None
-                };
-                Ok(JournalPage {
-                    entries: out,
-                    next,
-                    truncated,
-                })
-            }
+            } => capped(out, limit, &|c| JournalQuery::Window {
+                from,
+                to,
+                after: Some(c),
+                limit,
+            }),
             JournalQuery::WindowNewestFirst {
                 from, to, limit, ..
-            } => {
-                let truncated = out.len() > limit;
-                out.truncate(limit);
-                let next = if truncated {
-                    out.last().map(|e| JournalQuery::WindowNewestFirst {
-                        from,
-                        to,
-                        before: Some((e.event_time.timestamp_micros(), e.seq)),
-                        limit,
-                    })
-                } else {
-                    None
-                };
-                Ok(JournalPage {
-                    entries: out,
-                    next,
-                    truncated,
-                })
-            }
+            } => capped(out, limit, &|c| JournalQuery::WindowNewestFirst {
+                from,
+                to,
+                before: Some(c),
+                limit,
+            }),
             _ => Ok(JournalPage {
                 entries: out,
                 next: None,

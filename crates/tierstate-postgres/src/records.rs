@@ -555,23 +555,11 @@ pub(crate) async fn scan_docs(
                     d.body = r.try_get(5)?;
                 }
                 None => {
-                    let e = missing_version(&d.address, d.version);
+                    let e = tierstate_core::Error::missing_version(&d.address, d.version);
                     *out.last_mut().expect("just pushed") = Err(e);
                 }
             }
         }
     }
     Ok(out)
-}
-
-/// The `Integrity` error for a document whose head names a version with no stored row.
-fn missing_version(a: &DocAddr, version: u64) -> tierstate_core::Error {
-    tierstate_core::Error::Integrity {
-        deployment_id: a.deployment_id.clone(),
-        target: tierstate_core::Target::document(a),
-        tier: tierstate_core::Tier::Warm,
-        version,
-        expected: format!("version {version}, which the head names"),
-        actual: "no row".into(),
-    }
 }

@@ -16,6 +16,8 @@
 
 mod config;
 mod error;
+#[cfg(feature = "test-hooks")]
+mod flaky;
 mod handle;
 #[cfg(feature = "test-hooks")]
 mod hooks;
@@ -25,5 +27,7 @@ mod tables;
 mod writer;
 
 pub use config::{RedbConfig, RedbDurability};
+#[cfg(feature = "test-hooks")]
+pub use flaky::FlakyDevice;
 pub use store::RedbStore;
 pub use tables::{FORMAT_VERSION, Format1State, STEPS, Step, create_format_1, pending_steps};

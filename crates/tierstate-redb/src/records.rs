@@ -493,7 +493,7 @@ pub(crate) fn doc_versions(
         let Some(r) = range.next_back() else { break };
         let (key, v) = r.map_err(map)?;
         if current_only && key.value().3 != current {
-            return Err(missing_version(a, current));
+            return Err(tierstate_core::Error::missing_version(a, current));
         }
         let (updated, checksum, body) = v.value();
         if at_us.is_some_and(|t| updated > t) {
@@ -512,18 +512,6 @@ pub(crate) fn doc_versions(
         }
     }
     Ok((out, oldest))
-}
-
-/// The `Integrity` error for a document whose head names a version with no stored row.
-fn missing_version(a: &DocAddr, version: u64) -> tierstate_core::Error {
-    tierstate_core::Error::Integrity {
-        deployment_id: a.deployment_id.clone(),
-        target: tierstate_core::Target::document(a),
-        tier: tierstate_core::Tier::Warm,
-        version,
-        expected: format!("version {version}, which the head names"),
-        actual: "no row".into(),
-    }
 }
 
 /// Current documents of one collection inside `range`, in its key order.
@@ -578,7 +566,9 @@ pub(crate) fn scan_docs(
             .get((d, c, address.key.as_str(), version))
             .map_err(map)?
         else {
-            out.push(Err(missing_version(&address, version)));
+            out.push(Err(tierstate_core::Error::missing_version(
+                &address, version,
+            )));
             continue;
         };
         let (updated, checksum, body) = row.value();

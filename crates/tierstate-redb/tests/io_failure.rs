@@ -1,53 +1,9 @@
 //! A redb I/O error poisons its handle: the store reports a typed `Io` error, reopens the file
 //! by itself once the device works again, and has every commit made before the failure.
 
-use std::io;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-
-use redb::StorageBackend;
-use redb::backends::InMemoryBackend;
 use serde_json::json;
 use tierstate_core::{BackendErrorKind, DeploymentId, Error, Retention, StateStore, StateWrite};
-use tierstate_redb::{RedbConfig, RedbStore};
-
-/// In-memory bytes whose writes and syncs fail while `fail` is set, like a disk that errors.
-#[derive(Debug, Clone)]
-struct Flaky {
-    bytes: Arc<InMemoryBackend>,
-    fail: Arc<AtomicBool>,
-}
-
-impl Flaky {
-    fn check(&self) -> io::Result<()> {
-        if self.fail.load(Ordering::SeqCst) {
-            Err(io::Error::other("injected I/O failure"))
-        } else {
-            Ok(())
-        }
-    }
-}
-
-impl StorageBackend for Flaky {
-    fn len(&self) -> io::Result<u64> {
-        self.bytes.len()
-    }
-    fn read(&self, offset: u64, out: &mut [u8]) -> io::Result<()> {
-        self.bytes.read(offset, out)
-    }
-    fn set_len(&self, len: u64) -> io::Result<()> {
-        self.check()?;
-        self.bytes.set_len(len)
-    }
-    fn sync_data(&self) -> io::Result<()> {
-        self.check()?;
-        self.bytes.sync_data()
-    }
-    fn write(&self, offset: u64, data: &[u8]) -> io::Result<()> {
-        self.check()?;
-        self.bytes.write(offset, data)
-    }
-}
+use tierstate_redb::{FlakyDevice, RedbConfig, RedbStore};
 
 fn id() -> DeploymentId {
     DeploymentId::new("d").unwrap()
@@ -59,10 +15,7 @@ fn n(v: u64) -> serde_json::Map<String, serde_json::Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn io_error_poisons_and_reopen_recovers() {
-    let flaky = Flaky {
-        bytes: Arc::new(InMemoryBackend::new()),
-        fail: Arc::new(AtomicBool::new(false)),
-    };
+    let flaky = FlakyDevice::new();
     let cfg = RedbConfig::new("in-memory");
     let store = RedbStore::open_with_backend(cfg.clone(), flaky.clone())
         .await
@@ -72,7 +25,7 @@ async fn io_error_poisons_and_reopen_recovers() {
         .await
         .unwrap();
 
-    flaky.fail.store(true, Ordering::SeqCst);
+    flaky.fail(true);
     let err = store
         .put(StateWrite::update(id(), 1, n(2)), Retention::DEFAULT)
         .await
@@ -99,7 +52,7 @@ async fn io_error_poisons_and_reopen_recovers() {
     assert!(err.to_string().contains("injected I/O failure"), "{err}");
 
     // The device is fine again: the same store reopens the file by itself.
-    flaky.fail.store(false, Ordering::SeqCst);
+    flaky.fail(false);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let v2 = loop {
         match store
