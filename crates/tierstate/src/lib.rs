@@ -5,7 +5,7 @@
 //! * **WARM**: a durable [`StateStore`]; SQLite (feature `sqlite`) is the embedded default,
 //!   redb (feature `redb`) the pure-Rust one; or inject any store with
 //!   [`StateManagerBuilder::warm`].
-//! * **Domains** on the same records, one feature each: `positions`, `accounting`.
+//! * **Domains** on the same records, one feature each: `positions`, `accounting`, `orders`.
 //!
 //! ```no_run
 //! # async fn demo() -> tierstate::Result<()> {
@@ -51,6 +51,8 @@ pub use tierstate_positions as positions;
 /// high-water mark and drawdown, and baseline metrics.
 #[cfg(feature = "accounting")]
 pub use tierstate_accounting as accounting;
+#[cfg(feature = "orders")]
+pub use tierstate_orders as orders;
 #[cfg(feature = "postgres")]
 pub use tierstate_postgres::{PostgresConfig, PostgresStore};
 #[cfg(feature = "redb")]

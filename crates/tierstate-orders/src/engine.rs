@@ -1,0 +1,595 @@
+//! The reconciliation engine: compares each intent (desired) with its actual order and the
+//! venue, and acts: place what is missing, resolve what is unknown by client id, modify what
+//! differs beyond tolerance, cancel what is no longer wanted (and the rest of a filled OCO
+//! group), mark done what matches.
+//!
+//! **Never a duplicate order.** Before a send, the placement (client order id included) is
+//! durable. A send whose outcome is unknown (a timeout, or a crash after sending) stays
+//! `Unknown`/`PendingSubmit` and is resolved by querying the venue by client id: found, it is
+//! adopted; not found, it is sent again *with the same client id*, which the venue refuses as a
+//! duplicate if the first send arrives after all.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use chrono::Utc;
+use rust_decimal::Decimal;
+
+use crate::error::{OrdersError, Result};
+use crate::exchange::{Exchange, ExchangeError, VenueOrder, VenueStatus};
+use crate::model::{ActualOrder, ActualStatus, IntentStatus, OrderEvent, OrderIntent};
+use crate::store::{OrderStore, ReconStatus, StoredActual, StoredIntent};
+
+/// What the engine did for an intent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Sent a new order.
+    Place {
+        /// The intent.
+        intent: String,
+        /// Its client order id.
+        client_order_id: String,
+    },
+    /// Found an order of unknown outcome on the venue and took it over.
+    Adopt {
+        /// The intent.
+        intent: String,
+    },
+    /// Recorded fills or a status the venue reported.
+    Sync {
+        /// The intent.
+        intent: String,
+    },
+    /// Changed price or size on the venue.
+    Modify {
+        /// The intent.
+        intent: String,
+    },
+    /// Cancelled an order no longer wanted.
+    Cancel {
+        /// The intent.
+        intent: String,
+    },
+    /// Marked the intent done (filled), or cancelled its OCO siblings.
+    Done {
+        /// The intent.
+        intent: String,
+    },
+}
+
+impl Action {
+    fn kind(&self) -> usize {
+        match self {
+            Action::Place { .. } => 0,
+            Action::Adopt { .. } => 1,
+            Action::Sync { .. } => 2,
+            Action::Modify { .. } => 3,
+            Action::Cancel { .. } => 4,
+            Action::Done { .. } => 5,
+        }
+    }
+}
+
+/// Counters of the engine, readable at any time.
+#[derive(Debug, Default)]
+pub struct EngineMetrics {
+    /// Passes over every intent.
+    pub passes: AtomicU64,
+    /// Intents whose reconciliation failed (retried on the next pass).
+    pub errors: AtomicU64,
+    /// Passes retried after a failure, with backoff.
+    pub retries: AtomicU64,
+    /// Orders whose outcome was not yet known after the last pass.
+    pub pending: AtomicU64,
+    /// Milliseconds the last pass took.
+    pub lag_ms: AtomicU64,
+    /// Actions by kind: place, adopt, sync, modify, cancel, done.
+    pub actions: [AtomicU64; 6],
+}
+
+/// One pass's outcome.
+#[derive(Debug, Default)]
+pub struct Pass {
+    /// What was done, intent by intent in id order.
+    pub actions: Vec<Action>,
+    /// Intents that failed, with why (tried again next pass).
+    pub errors: Vec<(String, OrdersError)>,
+}
+
+/// The engine for one deployment's orders against one venue.
+pub struct Reconciler {
+    orders: OrderStore,
+    exchange: Arc<dyn Exchange>,
+    tolerance: Decimal,
+    metrics: Arc<EngineMetrics>,
+}
+
+impl std::fmt::Debug for Reconciler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reconciler")
+            .field("orders", &self.orders)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Reconciler {
+    /// An engine; a price differing by no more than `tolerance` counts as matching.
+    pub fn new(orders: OrderStore, exchange: Arc<dyn Exchange>, tolerance: Decimal) -> Self {
+        Self {
+            orders,
+            exchange,
+            tolerance,
+            metrics: Arc::default(),
+        }
+    }
+
+    /// Its counters.
+    pub fn metrics(&self) -> Arc<EngineMetrics> {
+        self.metrics.clone()
+    }
+
+    /// The store it works on.
+    pub fn orders(&self) -> &OrderStore {
+        &self.orders
+    }
+
+    /// One pass over every intent (and every actual order whose intent is gone), in id order.
+    ///
+    /// # Errors
+    /// `Store` if the intents cannot be listed; a failing intent is reported in the pass.
+    pub async fn reconcile_all(&self) -> Result<Pass> {
+        let started = std::time::Instant::now();
+        let mut ids: BTreeMap<String, ()> = BTreeMap::new();
+        for i in self.orders.intents(None, None).await? {
+            ids.insert(i.intent.intent_id, ());
+        }
+        for a in self.orders.actuals(None, None).await? {
+            ids.insert(a.order.intent_id, ());
+        }
+        let mut pass = Pass::default();
+        for id in ids.into_keys() {
+            match self.reconcile_intent(&id).await {
+                Ok(actions) => pass.actions.extend(actions),
+                Err(e) => {
+                    tracing::warn!(intent = %id, error = %e, "reconciliation failed; retried next pass");
+                    self.metrics.errors.fetch_add(1, Ordering::Relaxed);
+                    pass.errors.push((id, e));
+                }
+            }
+        }
+        let pending = self
+            .orders
+            .actuals(None, Some(ReconStatus::Pending))
+            .await?
+            .len();
+        let m = &self.metrics;
+        m.passes.fetch_add(1, Ordering::Relaxed);
+        m.pending.store(pending as u64, Ordering::Relaxed);
+        m.lag_ms
+            .store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+        for a in &pass.actions {
+            m.actions[a.kind()].fetch_add(1, Ordering::Relaxed);
+        }
+        tracing::debug!(
+            actions = pass.actions.len(),
+            errors = pass.errors.len(),
+            pending,
+            "reconciliation pass"
+        );
+        Ok(pass)
+    }
+
+    /// Brings one intent's order in line with the intent, acting as needed (see the module
+    /// docs). Deterministic: the same intent, actual order and venue give the same actions.
+    ///
+    /// # Errors
+    /// `Exchange` for a venue that is unavailable (nothing is lost: the next call resumes);
+    /// `Store` (a `Conflict` if someone changed the order meanwhile).
+    pub async fn reconcile_intent(&self, intent_id: &str) -> Result<Vec<Action>> {
+        let mut actions = Vec::new();
+        // A few steps at most: resolve, then act on what was found.
+        for _ in 0..4 {
+            let intent = self.orders.intent(intent_id).await?;
+            let actual = self.orders.actual(intent_id).await?;
+            match self
+                .step(intent_id, intent.as_ref(), actual.as_ref())
+                .await?
+            {
+                Some(a) => actions.push(a),
+                None => break,
+            }
+        }
+        Ok(actions)
+    }
+
+    /// One decision and its action; `None` when nothing is left to do.
+    async fn step(
+        &self,
+        id: &str,
+        intent: Option<&StoredIntent>,
+        actual: Option<&StoredActual>,
+    ) -> Result<Option<Action>> {
+        let wanted = intent.filter(|i| i.intent.status == IntentStatus::Active);
+        match (wanted, actual) {
+            (Some(i), None) => self.place(&i.intent, None).await.map(Some),
+            (_, Some(a)) if a.order.status.is_unresolved() => self.resolve(id, wanted, a).await,
+            (Some(i), Some(a)) => self.keep(i, a).await,
+            (None, Some(a)) if !a.order.status.is_terminal() => self.cancel(id, a).await.map(Some),
+            (None, _) => Ok(None),
+        }
+    }
+
+    /// Makes the placement durable, then sends it.
+    async fn place(&self, intent: &OrderIntent, replaces: Option<&StoredActual>) -> Result<Action> {
+        let id = &intent.intent_id;
+        let client = intent.client_order_id();
+        let mut events = Vec::new();
+        if replaces.is_some() {
+            events.push(OrderEvent::Removed);
+        }
+        events.push(OrderEvent::Created {
+            revision: intent.revision,
+            client_order_id: client.clone(),
+            spec: intent.spec.clone(),
+        });
+        let now = Utc::now();
+        let pending = self
+            .orders
+            .apply(id, replaces, &events, ReconStatus::Pending, now)
+            .await?
+            .ok_or_else(|| OrdersError::invalid("placement", "vanished"))?;
+        self.send(intent, &pending).await?;
+        Ok(Action::Place {
+            intent: id.clone(),
+            client_order_id: client,
+        })
+    }
+
+    /// Sends a durable placement and records the answer.
+    async fn send(&self, intent: &OrderIntent, pending: &StoredActual) -> Result<()> {
+        let id = &intent.intent_id;
+        let order = &pending.order;
+        let result = self
+            .exchange
+            .place(&order.client_order_id, &order.spec)
+            .await;
+        let now = Utc::now();
+        match result {
+            Ok(v) => {
+                let mut events = vec![
+                    OrderEvent::Submitted,
+                    OrderEvent::Acked {
+                        exchange_order_id: v.exchange_order_id.clone(),
+                    },
+                ];
+                events.extend(venue_events(order, &v));
+                self.orders
+                    .apply(id, Some(pending), &events, ReconStatus::InSync, now)
+                    .await?;
+                Ok(())
+            }
+            Err(ExchangeError::Unknown(why)) => {
+                tracing::info!(intent = %id, %why, "send outcome unknown; resolving by client id");
+                self.orders
+                    .apply(
+                        id,
+                        Some(pending),
+                        &[OrderEvent::Submitted, OrderEvent::Unknown],
+                        ReconStatus::Pending,
+                        now,
+                    )
+                    .await?;
+                Ok(())
+            }
+            Err(ExchangeError::Duplicate(_)) => Ok(()), // an earlier send arrived: resolve it
+            Err(ExchangeError::Rejected(reason)) => {
+                self.orders
+                    .apply(
+                        id,
+                        Some(pending),
+                        &[OrderEvent::Submitted, OrderEvent::Rejected { reason }],
+                        ReconStatus::Diverged,
+                        now,
+                    )
+                    .await?;
+                Ok(())
+            }
+            Err(e) => Err(e.into()), // unavailable: nothing sent; stays pending
+        }
+    }
+
+    /// Resolves an unknown outcome by client id: adopt what the venue has, or send again with
+    /// the same client id (or give up the placement if the intent no longer wants it).
+    async fn resolve(
+        &self,
+        id: &str,
+        wanted: Option<&StoredIntent>,
+        a: &StoredActual,
+    ) -> Result<Option<Action>> {
+        let found = self.exchange.query(&a.order.client_order_id).await?;
+        let now = Utc::now();
+        match found {
+            Some(v) => {
+                let mut events = vec![OrderEvent::Adopted {
+                    exchange_order_id: v.exchange_order_id.clone(),
+                }];
+                events.extend(venue_events(&a.order, &v));
+                self.orders
+                    .apply(id, Some(a), &events, ReconStatus::InSync, now)
+                    .await?;
+                Ok(Some(Action::Adopt {
+                    intent: id.to_owned(),
+                }))
+            }
+            None => match wanted {
+                Some(i) if i.intent.revision == a.order.revision => {
+                    let again = self
+                        .orders
+                        .apply(
+                            id,
+                            Some(a),
+                            &[OrderEvent::NotFound],
+                            ReconStatus::Pending,
+                            now,
+                        )
+                        .await?
+                        .ok_or_else(|| OrdersError::invalid("placement", "vanished"))?;
+                    self.send(&i.intent, &again).await?;
+                    Ok(Some(Action::Place {
+                        intent: id.to_owned(),
+                        client_order_id: a.order.client_order_id.clone(),
+                    }))
+                }
+                // Not wanted (or a newer revision is), and not on the venue: yet. "Not found"
+                // is no proof the send will never land, so the placement stays pending and is
+                // queried again each pass; if it lands, it is adopted, then cancelled.
+                _ => {
+                    if a.order.status == ActualStatus::Unknown {
+                        self.orders
+                            .apply(
+                                id,
+                                Some(a),
+                                &[OrderEvent::NotFound],
+                                ReconStatus::Pending,
+                                now,
+                            )
+                            .await?;
+                    }
+                    Ok(None)
+                }
+            },
+        }
+    }
+
+    /// An active intent with a known order: sync, then modify, finish or replace as needed.
+    async fn keep(&self, i: &StoredIntent, a: &StoredActual) -> Result<Option<Action>> {
+        let id = &i.intent.intent_id;
+        let now = Utc::now();
+        if !a.order.status.is_terminal()
+            && let Some(v) = self.exchange.query(&a.order.client_order_id).await?
+        {
+            let events = venue_events(&a.order, &v);
+            if !events.is_empty() {
+                self.orders
+                    .apply(id, Some(a), &events, ReconStatus::InSync, now)
+                    .await?;
+                return Ok(Some(Action::Sync { intent: id.clone() }));
+            }
+        }
+        match a.order.status {
+            ActualStatus::Filled => {
+                // Done; and the rest of its OCO group is no longer wanted.
+                let mut done = i.intent.clone();
+                done.status = IntentStatus::Done;
+                done.updated_at = now;
+                self.orders.update_intent(i, done).await?;
+                if let Some(g) = &i.intent.oco_group {
+                    for sib in self.orders.group(g).await? {
+                        if sib.intent.intent_id != *id && sib.intent.status == IntentStatus::Active
+                        {
+                            let mut c = sib.intent.clone();
+                            c.status = IntentStatus::Cancelled;
+                            c.updated_at = now;
+                            self.orders.update_intent(&sib, c).await?;
+                        }
+                    }
+                }
+                Ok(Some(Action::Done { intent: id.clone() }))
+            }
+            ActualStatus::Rejected => Ok(None), // diverged: the strategy decides (new revision)
+            ActualStatus::Cancelled | ActualStatus::Expired => {
+                // Gone from the venue but still wanted: place anew under the next revision.
+                if i.intent.revision > a.order.revision {
+                    return self.place(&i.intent, Some(a)).await.map(Some);
+                }
+                let mut next = i.intent.clone();
+                next.revision += 1;
+                next.updated_at = now;
+                let bumped = self.orders.update_intent(i, next).await?;
+                self.place(&bumped.intent, Some(a)).await.map(Some)
+            }
+            ActualStatus::CancelRequested => Ok(None), // resolved by the sync above
+            _ => {
+                if self.differs(&i.intent, &a.order) {
+                    return self.modify(&i.intent, a).await.map(Some);
+                }
+                if a.recon != ReconStatus::InSync {
+                    self.orders
+                        .apply(id, Some(a), &[], ReconStatus::InSync, now)
+                        .await?;
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    fn differs(&self, i: &OrderIntent, a: &ActualOrder) -> bool {
+        let price_moved = match (i.spec.price, a.spec.price) {
+            (Some(x), Some(y)) => (x - y).abs() > self.tolerance,
+            (x, y) => x != y,
+        };
+        price_moved || i.spec.size != a.spec.size
+    }
+
+    async fn modify(&self, i: &OrderIntent, a: &StoredActual) -> Result<Action> {
+        let id = &i.intent_id;
+        let x = a
+            .order
+            .exchange_order_id
+            .clone()
+            .ok_or_else(|| OrdersError::invalid("modify", "no exchange id yet"))?;
+        let v = self.exchange.modify(&x, i.spec.price, i.spec.size).await?;
+        let mut events = vec![OrderEvent::Modified {
+            price: v.spec.price,
+            size: v.spec.size,
+            revision: i.revision,
+        }];
+        events.extend(venue_events(&a.order, &v));
+        self.orders
+            .apply(id, Some(a), &events, ReconStatus::InSync, Utc::now())
+            .await?;
+        Ok(Action::Modify { intent: id.clone() })
+    }
+
+    /// Records the cancel request, then sends it; a lost answer is resolved by the next sync.
+    async fn cancel(&self, id: &str, a: &StoredActual) -> Result<Action> {
+        let now = Utc::now();
+        let requested = if a.order.status == ActualStatus::CancelRequested {
+            a.clone()
+        } else {
+            self.orders
+                .apply(
+                    id,
+                    Some(a),
+                    &[OrderEvent::CancelRequested],
+                    ReconStatus::Pending,
+                    now,
+                )
+                .await?
+                .ok_or_else(|| OrdersError::invalid("cancel", "vanished"))?
+        };
+        let x = requested.order.exchange_order_id.clone();
+        let answer = match &x {
+            Some(x) => self.exchange.cancel(x).await,
+            None => Err(ExchangeError::NotFound(id.to_owned())),
+        };
+        let v = match answer {
+            Ok(v) => Some(v),
+            Err(ExchangeError::Unknown(_)) => None,
+            Err(ExchangeError::NotFound(_)) => {
+                self.exchange
+                    .query(&requested.order.client_order_id)
+                    .await?
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let v = match v {
+            Some(v) => Some(v),
+            None => self
+                .exchange
+                .query(&requested.order.client_order_id)
+                .await
+                .ok()
+                .flatten(),
+        };
+        if let Some(v) = v {
+            let events = venue_events(&requested.order, &v);
+            self.orders
+                .apply(
+                    id,
+                    Some(&requested),
+                    &events,
+                    ReconStatus::InSync,
+                    Utc::now(),
+                )
+                .await?;
+        }
+        Ok(Action::Cancel {
+            intent: id.to_owned(),
+        })
+    }
+
+    /// Runs passes every `every` until stopped; a failing pass is retried with backoff
+    /// (backon, capped at `every`).
+    pub fn start(self: Arc<Self>, every: Duration) -> EngineHandle {
+        let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(async move {
+            use backon::BackoffBuilder;
+            let mut backoff = backon::ExponentialBuilder::default()
+                .with_min_delay(Duration::from_millis(10))
+                .with_max_delay(every)
+                .without_max_times()
+                .with_jitter()
+                .build();
+            loop {
+                let wait = match self.reconcile_all().await {
+                    Ok(p) if p.errors.is_empty() => {
+                        backoff = backon::ExponentialBuilder::default()
+                            .with_min_delay(Duration::from_millis(10))
+                            .with_max_delay(every)
+                            .without_max_times()
+                            .with_jitter()
+                            .build();
+                        every
+                    }
+                    _ => {
+                        self.metrics.retries.fetch_add(1, Ordering::Relaxed);
+                        backoff.next().unwrap_or(every)
+                    }
+                };
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = stop_rx.changed() => return,
+                }
+            }
+        });
+        EngineHandle {
+            stop: stop_tx,
+            task,
+        }
+    }
+}
+
+/// A running engine loop.
+#[derive(Debug)]
+pub struct EngineHandle {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl EngineHandle {
+    /// Stops the loop after its current pass and waits for it.
+    ///
+    /// # Errors
+    /// The task's join error if it panicked.
+    pub async fn stop(self) -> std::result::Result<(), tokio::task::JoinError> {
+        let _ = self.stop.send(true);
+        self.task.await
+    }
+}
+
+/// The events that bring `a` up to what the venue reports: new fills (each once), and a
+/// terminal status.
+fn venue_events(a: &ActualOrder, v: &VenueOrder) -> Vec<OrderEvent> {
+    let mut out = Vec::new();
+    if a.exchange_order_id.is_none() && !a.status.is_unresolved() {
+        out.push(OrderEvent::Adopted {
+            exchange_order_id: v.exchange_order_id.clone(),
+        });
+    }
+    for f in &v.fills {
+        if !a.fills.iter().any(|x| x.fill_id == f.fill_id) {
+            out.push(OrderEvent::Filled { fill: f.clone() });
+        }
+    }
+    match v.status {
+        VenueStatus::Cancelled if a.status != ActualStatus::Cancelled => {
+            out.push(OrderEvent::Cancelled)
+        }
+        VenueStatus::Expired if a.status != ActualStatus::Expired => out.push(OrderEvent::Expired),
+        _ => {}
+    }
+    out
+}

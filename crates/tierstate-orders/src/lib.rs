@@ -1,0 +1,52 @@
+//! Orders that are never placed twice: durable intents (what a strategy wants) beside the
+//! actual state of each order (what the venue has), a reconciliation engine that brings one
+//! in line with the other, an append-only event journal per order that rebuilds its state,
+//! and an in-process exchange with a seeded fault plan to prove it all against.
+//!
+//! Pure logic on tierstate's record primitives (documents, journals, one atomic batch): no
+//! SQL, so it runs on every backend. Every change of an intent or an actual order commits in
+//! one batch with its indexes and an event in the order's journal.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use rust_decimal::Decimal;
+//! use tierstate_core::{DeploymentId, InMemoryStore};
+//! use tierstate_orders::{
+//!     ActualStatus, FaultPlan, OrderIntent, OrderSpec, OrderStore, Reconciler, Side, SimExchange,
+//! };
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let orders = OrderStore::new(Arc::new(InMemoryStore::new()), &DeploymentId::new("mm-1")?);
+//! let venue = Arc::new(SimExchange::new(FaultPlan::none()));
+//! let spec = OrderSpec::limit("ETH-USD", Side::Buy, "2500".parse()?, "1".parse()?)?;
+//! orders.create_intent(&OrderIntent::new("bid-1", "mm-1", spec, chrono::Utc::now())?).await?;
+//! let engine = Reconciler::new(orders.clone(), venue.clone(), Decimal::ZERO);
+//! engine.reconcile_all().await?; // places the order, durable before the send
+//! venue.maker("ETH-USD", Side::Sell, "2500".parse()?, "1".parse()?); // someone sells into it
+//! engine.reconcile_all().await?; // records the fill, marks the intent done
+//! let actual = orders.actual("bid-1").await?.unwrap();
+//! assert_eq!(actual.order.status, ActualStatus::Filled);
+//! orders.verify("bid-1").await?; // the stored order equals the fold of its journal
+//! # Ok(()) }
+//! ```
+#![deny(missing_docs)]
+
+mod engine;
+mod error;
+mod exchange;
+mod model;
+mod retry;
+mod sim;
+mod store;
+
+pub use engine::{Action, EngineHandle, EngineMetrics, Pass, Reconciler};
+pub use error::{OrdersError, Result};
+pub use exchange::{Exchange, ExchangeError, VenueOrder, VenueStatus};
+pub use model::{
+    ActualOrder, ActualStatus, Fill, IntentStatus, MAX_ID_LEN, OrderEvent, OrderIntent, OrderKind,
+    OrderSpec, Rebuilt, Side, TimeInForce, client_order_id, fold,
+};
+pub use retry::{RetryPolicy, retry_on_conflict};
+pub use sim::{FaultPlan, SimExchange};
+pub use store::{ORDERS_SCHEMA, OrderStore, ReconStatus, StoredActual, StoredIntent};

@@ -1,0 +1,500 @@
+//! An in-process exchange: an order book per symbol matching limit and market orders by
+//! price-time priority, partial fills, client-order-id deduplication, and a seeded fault plan
+//! (timeouts after acceptance, rejects, delayed and duplicated deliveries, dropped cancel
+//! responses, outages). A real component for tests and the demo, not a mock: orders rest,
+//! match and fill.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use async_trait::async_trait;
+use parking_lot::Mutex;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rust_decimal::Decimal;
+
+use crate::exchange::{Exchange, ExchangeError, VenueOrder, VenueStatus};
+use crate::model::{Fill, OrderKind, OrderSpec, Side, TimeInForce};
+
+/// How often each fault strikes (each a probability in 0..=1 per call), drawn from a seeded
+/// generator so a run can be replayed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FaultPlan {
+    /// Seed of the draws.
+    pub seed: u64,
+    /// A place is accepted but its answer is lost (`Unknown`).
+    pub timeout_after_accept: f64,
+    /// A place is refused.
+    pub reject: f64,
+    /// A place arrives only at the next call (answer `Unknown`), sometimes twice.
+    pub delayed: f64,
+    /// A cancel is done but its answer is lost (`Unknown`).
+    pub drop_cancel_response: f64,
+    /// Any call fails with `Unavailable` and does nothing.
+    pub outage: f64,
+}
+
+impl FaultPlan {
+    /// No faults.
+    pub fn none() -> Self {
+        Self {
+            seed: 0,
+            timeout_after_accept: 0.0,
+            reject: 0.0,
+            delayed: 0.0,
+            drop_cancel_response: 0.0,
+            outage: 0.0,
+        }
+    }
+
+    /// Every fault at probability `p`, seeded.
+    pub fn uniform(seed: u64, p: f64) -> Self {
+        Self {
+            seed,
+            timeout_after_accept: p,
+            reject: p / 2.0,
+            delayed: p,
+            drop_cancel_response: p,
+            outage: p,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Resting {
+    order: VenueOrder,
+    seq: u64,
+    maker: bool,
+}
+
+#[derive(Default)]
+struct Book {
+    /// Price → order ids in time order.
+    bids: BTreeMap<Decimal, VecDeque<String>>,
+    asks: BTreeMap<Decimal, VecDeque<String>>,
+}
+
+struct State {
+    orders: HashMap<String, Resting>,
+    by_client: HashMap<String, String>,
+    books: HashMap<String, Book>,
+    /// Places delivered late: (client id, spec, copies).
+    in_flight: Vec<(String, OrderSpec, u32)>,
+    /// Accepted places per client id (at most one each, or the dedup failed).
+    accepted: HashMap<String, u32>,
+    seq: u64,
+    fills: u64,
+    plan: FaultPlan,
+    rng: StdRng,
+}
+
+/// The simulated exchange.
+pub struct SimExchange {
+    state: Mutex<State>,
+}
+
+impl std::fmt::Debug for SimExchange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimExchange").finish_non_exhaustive()
+    }
+}
+
+enum Fault {
+    None,
+    Outage,
+    Reject,
+    Timeout,
+    Delay,
+}
+
+impl SimExchange {
+    /// An empty exchange with a fault plan.
+    pub fn new(plan: FaultPlan) -> Self {
+        Self {
+            state: Mutex::new(State {
+                orders: HashMap::new(),
+                by_client: HashMap::new(),
+                books: HashMap::new(),
+                in_flight: Vec::new(),
+                accepted: HashMap::new(),
+                seq: 0,
+                fills: 0,
+                rng: StdRng::seed_from_u64(plan.seed),
+                plan,
+            }),
+        }
+    }
+
+    /// Replaces the fault plan (e.g. `FaultPlan::none()` to let the engine converge), keeping
+    /// the generator's position.
+    pub fn set_faults(&self, plan: FaultPlan) {
+        self.state.lock().plan = plan;
+    }
+
+    /// Delivers every place still in flight.
+    pub fn deliver(&self) {
+        let mut s = self.state.lock();
+        s.deliver();
+    }
+
+    /// A market maker's order (no client id): rests or trades against what is on the book.
+    /// Returns the maker order as it stands.
+    pub fn maker(&self, symbol: &str, side: Side, price: Decimal, size: Decimal) -> VenueOrder {
+        let mut s = self.state.lock();
+        s.deliver();
+        let spec = OrderSpec {
+            symbol: symbol.to_owned(),
+            side,
+            kind: OrderKind::Limit,
+            price: Some(price),
+            size,
+            tif: TimeInForce::Gtc,
+        };
+        let id = format!("mk-{}", s.seq + 1);
+        s.accept(id.clone(), String::new(), spec, true);
+        s.orders[&id].order.clone()
+    }
+
+    /// How many times each client id was accepted (every value must be 1).
+    pub fn accepted(&self) -> HashMap<String, u32> {
+        self.state.lock().accepted.clone()
+    }
+
+    /// Every order placed with a client id, as it stands.
+    pub fn client_orders(&self) -> Vec<VenueOrder> {
+        let s = self.state.lock();
+        let mut v: Vec<VenueOrder> = s
+            .orders
+            .values()
+            .filter(|r| !r.maker)
+            .map(|r| r.order.clone())
+            .collect();
+        v.sort_by(|a, b| a.exchange_order_id.cmp(&b.exchange_order_id));
+        v
+    }
+}
+
+impl State {
+    fn draw(&mut self, p: f64) -> bool {
+        p > 0.0 && self.rng.random_bool(p.min(1.0))
+    }
+
+    fn fault_for_place(&mut self) -> Fault {
+        let plan = self.plan;
+        if self.draw(plan.outage) {
+            Fault::Outage
+        } else if self.draw(plan.reject) {
+            Fault::Reject
+        } else if self.draw(plan.delayed) {
+            Fault::Delay
+        } else if self.draw(plan.timeout_after_accept) {
+            Fault::Timeout
+        } else {
+            Fault::None
+        }
+    }
+
+    fn deliver(&mut self) {
+        for (client, spec, copies) in std::mem::take(&mut self.in_flight) {
+            for _ in 0..copies {
+                if !self.by_client.contains_key(&client) {
+                    self.seq += 1;
+                    let id = format!("x-{}", self.seq);
+                    self.accept(id, client.clone(), spec.clone(), false);
+                }
+            }
+        }
+    }
+
+    /// Accepts an order: matches it, then rests what is left (GTC limit) or expires it.
+    fn accept(&mut self, id: String, client: String, spec: OrderSpec, maker: bool) {
+        self.seq += 1;
+        if !maker {
+            *self.accepted.entry(client.clone()).or_default() += 1;
+            self.by_client.insert(client.clone(), id.clone());
+        }
+        let order = VenueOrder {
+            exchange_order_id: id.clone(),
+            client_order_id: client,
+            spec,
+            status: VenueStatus::Open,
+            fills: Vec::new(),
+        };
+        let seq = self.seq;
+        self.orders
+            .insert(id.clone(), Resting { order, seq, maker });
+        self.match_order(&id);
+        let r = &self.orders[&id];
+        let left = r.order.spec.size - r.order.filled();
+        let (kind, tif, side, price, symbol) = (
+            r.order.spec.kind,
+            r.order.spec.tif,
+            r.order.spec.side,
+            r.order.spec.price,
+            r.order.spec.symbol.clone(),
+        );
+        if left <= Decimal::ZERO {
+            self.orders
+                .get_mut(&id)
+                .expect("just inserted")
+                .order
+                .status = VenueStatus::Filled;
+        } else if kind == OrderKind::Limit && tif == TimeInForce::Gtc {
+            let book = self.books.entry(symbol).or_default();
+            let levels = match side {
+                Side::Buy => &mut book.bids,
+                Side::Sell => &mut book.asks,
+            };
+            levels
+                .entry(price.expect("a limit order has a price"))
+                .or_default()
+                .push_back(id);
+        } else {
+            self.orders
+                .get_mut(&id)
+                .expect("just inserted")
+                .order
+                .status = VenueStatus::Expired;
+        }
+    }
+
+    /// Trades the incoming order against the best opposite levels, price then time.
+    fn match_order(&mut self, id: &str) {
+        loop {
+            let incoming = &self.orders[id].order;
+            let left = incoming.spec.size - incoming.filled();
+            if left <= Decimal::ZERO {
+                return;
+            }
+            let (side, limit, symbol) = (
+                incoming.spec.side,
+                incoming.spec.price,
+                incoming.spec.symbol.clone(),
+            );
+            let Some(book) = self.books.get_mut(&symbol) else {
+                return;
+            };
+            let best = match side {
+                Side::Buy => book.asks.iter_mut().next(),
+                Side::Sell => book.bids.iter_mut().next_back(),
+            };
+            let Some((&price, queue)) = best else { return };
+            let crosses = match (side, limit) {
+                (_, None) => true,
+                (Side::Buy, Some(l)) => price <= l,
+                (Side::Sell, Some(l)) => price >= l,
+            };
+            if !crosses {
+                return;
+            }
+            let Some(resting_id) = queue.front().cloned() else {
+                match side {
+                    Side::Buy => book.asks.remove(&price),
+                    Side::Sell => book.bids.remove(&price),
+                };
+                continue;
+            };
+            let resting = &self.orders[&resting_id].order;
+            let size = left.min(resting.spec.size - resting.filled());
+            self.fills += 1;
+            let n = self.fills;
+            for (oid, tag) in [(resting_id.clone(), "r"), (id.to_owned(), "t")] {
+                let o = &mut self.orders.get_mut(&oid).expect("order on the book").order;
+                o.fills.push(Fill {
+                    fill_id: format!("fill-{n}{tag}"),
+                    price,
+                    size,
+                });
+            }
+            let resting = &mut self
+                .orders
+                .get_mut(&resting_id)
+                .expect("order on the book")
+                .order;
+            if resting.filled() >= resting.spec.size {
+                resting.status = VenueStatus::Filled;
+                let book = self.books.get_mut(&symbol).expect("book exists");
+                let levels = match side {
+                    Side::Buy => &mut book.asks,
+                    Side::Sell => &mut book.bids,
+                };
+                if let Some(q) = levels.get_mut(&price) {
+                    q.pop_front();
+                    if q.is_empty() {
+                        levels.remove(&price);
+                    }
+                }
+            }
+        }
+    }
+
+    fn unrest(&mut self, id: &str) {
+        let o = &self.orders[id].order;
+        let (symbol, side, price) = (o.spec.symbol.clone(), o.spec.side, o.spec.price);
+        if let (Some(book), Some(p)) = (self.books.get_mut(&symbol), price) {
+            let levels = match side {
+                Side::Buy => &mut book.bids,
+                Side::Sell => &mut book.asks,
+            };
+            if let Some(q) = levels.get_mut(&p) {
+                q.retain(|x| x != id);
+                if q.is_empty() {
+                    levels.remove(&p);
+                }
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Exchange for SimExchange {
+    async fn place(
+        &self,
+        client_order_id: &str,
+        spec: &OrderSpec,
+    ) -> Result<VenueOrder, ExchangeError> {
+        let mut s = self.state.lock();
+        s.deliver();
+        let fault = s.fault_for_place();
+        if matches!(fault, Fault::Outage) {
+            return Err(ExchangeError::Unavailable("simulated outage".into()));
+        }
+        if s.by_client.contains_key(client_order_id) {
+            return Err(ExchangeError::Duplicate(client_order_id.to_owned()));
+        }
+        match fault {
+            Fault::Reject => Err(ExchangeError::Rejected("simulated reject".into())),
+            Fault::Delay => {
+                let copies = if s.draw(0.5) { 2 } else { 1 };
+                s.in_flight
+                    .push((client_order_id.to_owned(), spec.clone(), copies));
+                Err(ExchangeError::Unknown("simulated delayed delivery".into()))
+            }
+            Fault::Timeout => {
+                s.seq += 1;
+                let id = format!("x-{}", s.seq);
+                s.accept(id, client_order_id.to_owned(), spec.clone(), false);
+                Err(ExchangeError::Unknown(
+                    "simulated timeout after acceptance".into(),
+                ))
+            }
+            _ => {
+                s.seq += 1;
+                let id = format!("x-{}", s.seq);
+                s.accept(id.clone(), client_order_id.to_owned(), spec.clone(), false);
+                Ok(s.orders[&id].order.clone())
+            }
+        }
+    }
+
+    async fn modify(
+        &self,
+        exchange_order_id: &str,
+        price: Option<Decimal>,
+        size: Decimal,
+    ) -> Result<VenueOrder, ExchangeError> {
+        let mut s = self.state.lock();
+        s.deliver();
+        let outage = s.plan.outage;
+        if s.draw(outage) {
+            return Err(ExchangeError::Unavailable("simulated outage".into()));
+        }
+        let Some(r) = s.orders.get(exchange_order_id) else {
+            return Err(ExchangeError::NotFound(exchange_order_id.to_owned()));
+        };
+        if r.order.status != VenueStatus::Open {
+            return Err(ExchangeError::Rejected(format!(
+                "{exchange_order_id} is not open"
+            )));
+        }
+        if size < r.order.filled() || size <= Decimal::ZERO {
+            return Err(ExchangeError::Rejected("size below what has filled".into()));
+        }
+        // A modify loses time priority, as on most venues: off the book, back on.
+        s.unrest(exchange_order_id);
+        let r = s.orders.get_mut(exchange_order_id).expect("checked above");
+        r.order.spec.price = price;
+        r.order.spec.size = size;
+        let (symbol, side) = (r.order.spec.symbol.clone(), r.order.spec.side);
+        s.seq += 1;
+        let seq = s.seq;
+        s.orders
+            .get_mut(exchange_order_id)
+            .expect("checked above")
+            .seq = seq;
+        s.match_order(exchange_order_id);
+        let o = &s.orders[exchange_order_id].order;
+        if o.filled() >= o.spec.size {
+            s.orders
+                .get_mut(exchange_order_id)
+                .expect("checked above")
+                .order
+                .status = VenueStatus::Filled;
+        } else if let Some(p) = price {
+            let book = s.books.entry(symbol).or_default();
+            let levels = match side {
+                Side::Buy => &mut book.bids,
+                Side::Sell => &mut book.asks,
+            };
+            levels
+                .entry(p)
+                .or_default()
+                .push_back(exchange_order_id.to_owned());
+        }
+        Ok(s.orders[exchange_order_id].order.clone())
+    }
+
+    async fn cancel(&self, exchange_order_id: &str) -> Result<VenueOrder, ExchangeError> {
+        let mut s = self.state.lock();
+        s.deliver();
+        let plan = s.plan;
+        if s.draw(plan.outage) {
+            return Err(ExchangeError::Unavailable("simulated outage".into()));
+        }
+        let Some(r) = s.orders.get(exchange_order_id) else {
+            return Err(ExchangeError::NotFound(exchange_order_id.to_owned()));
+        };
+        if r.order.status == VenueStatus::Open {
+            s.unrest(exchange_order_id);
+            s.orders
+                .get_mut(exchange_order_id)
+                .expect("checked above")
+                .order
+                .status = VenueStatus::Cancelled;
+        }
+        if s.draw(plan.drop_cancel_response) {
+            return Err(ExchangeError::Unknown(
+                "simulated lost cancel response".into(),
+            ));
+        }
+        Ok(s.orders[exchange_order_id].order.clone())
+    }
+
+    async fn query(&self, client_order_id: &str) -> Result<Option<VenueOrder>, ExchangeError> {
+        let mut s = self.state.lock();
+        let outage = s.plan.outage;
+        if s.draw(outage) {
+            return Err(ExchangeError::Unavailable("simulated outage".into()));
+        }
+        Ok(s.by_client
+            .get(client_order_id)
+            .map(|id| s.orders[id].order.clone()))
+    }
+
+    async fn open_orders(&self, symbol: Option<&str>) -> Result<Vec<VenueOrder>, ExchangeError> {
+        let mut s = self.state.lock();
+        s.deliver();
+        let outage = s.plan.outage;
+        if s.draw(outage) {
+            return Err(ExchangeError::Unavailable("simulated outage".into()));
+        }
+        let mut v: Vec<VenueOrder> = s
+            .orders
+            .values()
+            .filter(|r| !r.maker && r.order.status == VenueStatus::Open)
+            .filter(|r| symbol.is_none_or(|x| x == r.order.spec.symbol))
+            .map(|r| r.order.clone())
+            .collect();
+        v.sort_by(|a, b| a.exchange_order_id.cmp(&b.exchange_order_id));
+        Ok(v)
+    }
+}
