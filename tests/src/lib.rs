@@ -308,3 +308,25 @@ pub mod ledger {
         r
     }
 }
+
+/// The order engine the crash harness kills: deployment `o` and a durable simulated venue
+/// in a file of its own, answering each place 2 ms after accepting it (the window between submit
+/// and acknowledgement that kills land in).
+pub mod orders {
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use tierstate::orders::{FaultPlan, OrderStore, SimExchange};
+    use tierstate_core::StateStore;
+
+    /// The venue kept in `file`.
+    pub fn venue(file: &Path) -> SimExchange {
+        SimExchange::durable(file, FaultPlan::none(), std::time::Duration::from_millis(2))
+            .expect("open the venue file")
+    }
+
+    /// The orders of deployment `o`.
+    pub fn store(store: Arc<dyn StateStore>) -> OrderStore {
+        OrderStore::new(store, &super::dep("o"))
+    }
+}

@@ -30,7 +30,8 @@ pub enum ExchangeError {
 }
 
 /// Where an order stands on the venue.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum VenueStatus {
     /// On the book (possibly partly filled).
     Open,
@@ -43,7 +44,7 @@ pub enum VenueStatus {
 }
 
 /// An order as the venue reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct VenueOrder {
     /// The venue's id.
     pub exchange_order_id: String,

@@ -59,7 +59,7 @@ impl FaultPlan {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct Resting {
     order: VenueOrder,
     seq: u64,
@@ -85,6 +85,21 @@ struct State {
     fills: u64,
     plan: FaultPlan,
     rng: StdRng,
+    /// Where the venue keeps its state (a durable venue outlives the process that trades on
+    /// it, as a real one does), and how long it waits between accepting an order and
+    /// answering.
+    file: Option<std::path::PathBuf>,
+    ack_delay: std::time::Duration,
+}
+
+/// What a durable venue writes to its file after every change.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Saved {
+    orders: Vec<(String, Resting)>,
+    accepted: HashMap<String, u32>,
+    in_flight: Vec<(String, OrderSpec, u32)>,
+    seq: u64,
+    fills: u64,
 }
 
 /// The simulated exchange.
@@ -120,8 +135,37 @@ impl SimExchange {
                 fills: 0,
                 rng: StdRng::seed_from_u64(plan.seed),
                 plan,
+                file: None,
+                ack_delay: std::time::Duration::ZERO,
             }),
         }
+    }
+
+    /// A venue whose state lives in `file`: loaded if it exists, and written (to a temporary
+    /// file, synced, renamed) after every change, before the change is answered. A process
+    /// killed mid-call leaves the venue as it was after the last change, like a real one.
+    /// `ack_delay` is slept between accepting a place and answering it.
+    ///
+    /// # Errors
+    /// I/O errors, or a file that is not a saved venue.
+    pub fn durable(
+        file: impl Into<std::path::PathBuf>,
+        plan: FaultPlan,
+        ack_delay: std::time::Duration,
+    ) -> std::io::Result<Self> {
+        let file = file.into();
+        let sim = Self::new(plan);
+        {
+            let mut s = sim.state.lock();
+            if file.exists() {
+                let saved: Saved = serde_json::from_slice(&std::fs::read(&file)?)
+                    .map_err(std::io::Error::other)?;
+                s.restore(saved);
+            }
+            s.file = Some(file);
+            s.ack_delay = ack_delay;
+        }
+        Ok(sim)
     }
 
     /// Replaces the fault plan (e.g. `FaultPlan::none()` to let the engine converge), keeping
@@ -134,6 +178,7 @@ impl SimExchange {
     pub fn deliver(&self) {
         let mut s = self.state.lock();
         s.deliver();
+        let _ = s.save();
     }
 
     /// A market maker's order (no client id): rests or trades against what is on the book.
@@ -151,7 +196,16 @@ impl SimExchange {
         };
         let id = format!("mk-{}", s.seq + 1);
         s.accept(id.clone(), String::new(), spec, true);
+        let _ = s.save();
         s.orders[&id].order.clone()
+    }
+
+    /// Saves a durable venue's state (every change is saved before it is answered); returns
+    /// the answer delay.
+    fn persist(&self) -> Result<std::time::Duration, ExchangeError> {
+        let s = self.state.lock();
+        s.save()?;
+        Ok(s.ack_delay)
     }
 
     /// How many times each client id was accepted (every value must be 1).
@@ -174,6 +228,74 @@ impl SimExchange {
 }
 
 impl State {
+    fn restore(&mut self, saved: Saved) {
+        self.accepted = saved.accepted;
+        self.in_flight = saved.in_flight;
+        self.seq = saved.seq;
+        self.fills = saved.fills;
+        let mut resting: Vec<(u64, String)> = Vec::new();
+        for (id, r) in saved.orders {
+            if !r.maker {
+                self.by_client
+                    .insert(r.order.client_order_id.clone(), id.clone());
+            }
+            if r.order.status == VenueStatus::Open && r.order.spec.price.is_some() {
+                resting.push((r.seq, id.clone()));
+            }
+            self.orders.insert(id, r);
+        }
+        resting.sort();
+        for (_, id) in resting {
+            let o = &self.orders[&id].order;
+            let (symbol, side, price) = (o.spec.symbol.clone(), o.spec.side, o.spec.price);
+            let book = self.books.entry(symbol).or_default();
+            let levels = match side {
+                Side::Buy => &mut book.bids,
+                Side::Sell => &mut book.asks,
+            };
+            levels
+                .entry(price.expect("checked"))
+                .or_default()
+                .push_back(id);
+        }
+    }
+
+    /// Writes a durable venue's state: temporary file, sync, rename.
+    fn save(&self) -> Result<(), ExchangeError> {
+        let Some(file) = &self.file else {
+            return Ok(());
+        };
+        let saved = Saved {
+            orders: self
+                .orders
+                .iter()
+                .map(|(k, r)| {
+                    (
+                        k.clone(),
+                        Resting {
+                            order: r.order.clone(),
+                            seq: r.seq,
+                            maker: r.maker,
+                        },
+                    )
+                })
+                .collect(),
+            accepted: self.accepted.clone(),
+            in_flight: self.in_flight.clone(),
+            seq: self.seq,
+            fills: self.fills,
+        };
+        let write = || -> std::io::Result<()> {
+            use std::io::Write;
+            let tmp = file.with_extension("tmp");
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&serde_json::to_vec(&saved).map_err(std::io::Error::other)?)?;
+            f.sync_data()?;
+            std::fs::rename(&tmp, file)
+        };
+        write().map_err(|e| ExchangeError::Unavailable(format!("venue storage: {e}")))
+    }
+
     fn draw(&mut self, p: f64) -> bool {
         p > 0.0 && self.rng.random_bool(p.min(1.0))
     }
@@ -345,9 +467,8 @@ impl State {
     }
 }
 
-#[async_trait]
-impl Exchange for SimExchange {
-    async fn place(
+impl SimExchange {
+    fn place_now(
         &self,
         client_order_id: &str,
         spec: &OrderSpec,
@@ -386,7 +507,7 @@ impl Exchange for SimExchange {
         }
     }
 
-    async fn modify(
+    fn modify_now(
         &self,
         exchange_order_id: &str,
         price: Option<Decimal>,
@@ -443,7 +564,7 @@ impl Exchange for SimExchange {
         Ok(s.orders[exchange_order_id].order.clone())
     }
 
-    async fn cancel(&self, exchange_order_id: &str) -> Result<VenueOrder, ExchangeError> {
+    fn cancel_now(&self, exchange_order_id: &str) -> Result<VenueOrder, ExchangeError> {
         let mut s = self.state.lock();
         s.deliver();
         let plan = s.plan;
@@ -469,7 +590,7 @@ impl Exchange for SimExchange {
         Ok(s.orders[exchange_order_id].order.clone())
     }
 
-    async fn query(&self, client_order_id: &str) -> Result<Option<VenueOrder>, ExchangeError> {
+    fn query_now(&self, client_order_id: &str) -> Result<Option<VenueOrder>, ExchangeError> {
         let mut s = self.state.lock();
         let outage = s.plan.outage;
         if s.draw(outage) {
@@ -480,7 +601,7 @@ impl Exchange for SimExchange {
             .map(|id| s.orders[id].order.clone()))
     }
 
-    async fn open_orders(&self, symbol: Option<&str>) -> Result<Vec<VenueOrder>, ExchangeError> {
+    fn open_orders_now(&self, symbol: Option<&str>) -> Result<Vec<VenueOrder>, ExchangeError> {
         let mut s = self.state.lock();
         s.deliver();
         let outage = s.plan.outage;
@@ -496,5 +617,48 @@ impl Exchange for SimExchange {
             .collect();
         v.sort_by(|a, b| a.exchange_order_id.cmp(&b.exchange_order_id));
         Ok(v)
+    }
+}
+
+#[async_trait]
+impl Exchange for SimExchange {
+    async fn place(
+        &self,
+        client_order_id: &str,
+        spec: &OrderSpec,
+    ) -> Result<VenueOrder, ExchangeError> {
+        let r = self.place_now(client_order_id, spec);
+        let delay = self.persist()?;
+        if !delay.is_zero() && matches!(r, Ok(_) | Err(ExchangeError::Unknown(_))) {
+            tokio::time::sleep(delay).await; // accepted, not yet answered
+        }
+        r
+    }
+
+    async fn modify(
+        &self,
+        exchange_order_id: &str,
+        price: Option<Decimal>,
+        size: Decimal,
+    ) -> Result<VenueOrder, ExchangeError> {
+        let r = self.modify_now(exchange_order_id, price, size);
+        self.persist()?;
+        r
+    }
+
+    async fn cancel(&self, exchange_order_id: &str) -> Result<VenueOrder, ExchangeError> {
+        let r = self.cancel_now(exchange_order_id);
+        self.persist()?;
+        r
+    }
+
+    async fn query(&self, client_order_id: &str) -> Result<Option<VenueOrder>, ExchangeError> {
+        self.query_now(client_order_id)
+    }
+
+    async fn open_orders(&self, symbol: Option<&str>) -> Result<Vec<VenueOrder>, ExchangeError> {
+        let r = self.open_orders_now(symbol);
+        self.persist()?;
+        r
     }
 }

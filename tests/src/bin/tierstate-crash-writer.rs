@@ -17,6 +17,9 @@
 //!   deployment `shared-reg` with a ledger entry, retrying while another process's row holds
 //!   the group, then close it with a second entry; prints `done COLLISIONS`. Waits for
 //!   `TIERSTATE_GO_FILE` like `contend`.
+//! - `orders N`: against a durable simulated venue kept in `TIERSTATE_VENUE_FILE`, first
+//!   reconciles what a killed predecessor left, then forever creates intent `o-K` and
+//!   reconciles it (placed, acknowledged, recorded); prints `placed COUNT`.
 //! - `open N`: waits for `TIERSTATE_GO_FILE` (if set) *before* opening, opens the store, writes
 //!   deployment `opened-N`, prints `opened`, exits: many first opens of one fresh store at once.
 
@@ -25,14 +28,14 @@ use std::io::Write;
 use chrono::Utc;
 use serde_json::json;
 use tierstate_core::{Append, Error, Retention, StateWrite, StreamAddr, WriteBatch};
-use tierstate_tests::{Backend, CRASH_RETENTION, count_of, counter, dep, ledger, mixed};
+use tierstate_tests::{Backend, CRASH_RETENTION, count_of, counter, dep, ledger, mixed, orders};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.len() != 5 {
         eprintln!(
-            "usage: tierstate-crash-writer BACKEND PATH counter|batch|mixed|ledger|contend|append|registry|open N"
+            "usage: tierstate-crash-writer BACKEND PATH counter|batch|mixed|ledger|orders|contend|append|registry|open N"
         );
         std::process::exit(2);
     }
@@ -181,6 +184,37 @@ async fn main() {
             }
             writeln!(out, "done {collisions}").unwrap();
             out.flush().unwrap();
+        }
+        "orders" => {
+            use tierstate::accounting::Decimal;
+            use tierstate::orders::{OrderIntent, OrderSpec, Reconciler, Side};
+            let file = std::env::var_os("TIERSTATE_VENUE_FILE").expect("TIERSTATE_VENUE_FILE");
+            let venue = std::sync::Arc::new(orders::venue(std::path::Path::new(&file)));
+            let o = orders::store(store.clone());
+            let engine = Reconciler::new(o.clone(), venue, Decimal::ZERO);
+            loop {
+                match engine.reconcile_all().await {
+                    Ok(p) if p.errors.is_empty() => break,
+                    _ => tokio::time::sleep(std::time::Duration::from_millis(1)).await,
+                }
+            }
+            let mut k = o.intents(None, None).await.expect("intents").len();
+            writeln!(out, "ready").unwrap();
+            out.flush().unwrap();
+            loop {
+                let id = format!("o-{k:05}");
+                if o.intent(&id).await.expect("intent").is_none() {
+                    let price = Decimal::from(1_000 + k as i64 % 50);
+                    let spec = OrderSpec::limit("X", Side::Buy, price, Decimal::ONE).unwrap();
+                    o.create_intent(&OrderIntent::new(&id, "o", spec, Utc::now()).unwrap())
+                        .await
+                        .expect("create intent");
+                }
+                engine.reconcile_intent(&id).await.expect("reconcile");
+                k += 1;
+                writeln!(out, "placed {k}").unwrap();
+                out.flush().unwrap();
+            }
         }
         "contend" => {
             let id = dep("shared");
