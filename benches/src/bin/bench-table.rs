@@ -191,6 +191,7 @@ fn main() {
             rt.block_on(ledger_reads(dir.path(), b, big, scale)),
             t0,
         );
+        add(&mut rows, rt.block_on(order_rows(dir.path(), b, scale)), t0);
     }
     add(&mut rows, [reconcile_10k(scale)], t0);
 
@@ -1187,6 +1188,149 @@ async fn order_status_update(dir: &Path, backend: Warm, scale: usize) -> Row {
         &base,
         None,
     )
+}
+
+/// The order engine against the simulated venue: place-to-durable-acknowledgement beside a
+/// 1 KiB state CAS; a reconciliation pass over 1,000 intents of which 100 need a modify,
+/// against the same pass with nothing to do; and rebuilding an order from 1,000 events,
+/// against reading those 1,000 entries.
+async fn order_rows(dir: &Path, backend: Warm, scale: usize) -> Vec<Row> {
+    use tierstate::accounting::Decimal;
+    use tierstate::orders::{
+        FaultPlan, OrderEvent, OrderIntent, OrderSpec, OrderStore, ReconStatus, Reconciler, Side,
+        SimExchange,
+    };
+    let store = record_store(dir, backend, "orders-engine.db").await;
+    let now = chrono::Utc::now();
+    let intent = |dep: &str, id: String, price: i64| {
+        let spec =
+            OrderSpec::limit("ETH-USD", Side::Buy, Decimal::from(price), Decimal::ONE).unwrap();
+        OrderIntent::new(id, dep, spec, now).unwrap()
+    };
+    // Place to durable acknowledgement: one reconcile of a new intent (placement durable,
+    // sent, acknowledgement durable).
+    let o = OrderStore::new(store.clone(), &id("eng"));
+    let venue = Arc::new(SimExchange::new(FaultPlan::none()));
+    let engine = Reconciler::new(o.clone(), venue, Decimal::ZERO);
+    let n = 500 / scale;
+    for i in 0..n {
+        o.create_intent(&intent("eng", format!("p-{i:05}"), 1_000 + i as i64 % 50))
+            .await
+            .unwrap();
+    }
+    let (ours, base) = beside_state_cas(&store, n, async |i| {
+        engine.reconcile_intent(&format!("p-{i:05}")).await.unwrap();
+    })
+    .await;
+    let mut place = cas_row(
+        format!("Order place to durable ack {} (p50)", backend.name()),
+        &ours,
+        &base,
+        None,
+    );
+    place.note = format!(
+        "placement durable, sent, acknowledgement durable (two commits); {}",
+        place.note
+    );
+    // A pass over 1,000 intents, 100 of them re-priced each time.
+    let many = OrderStore::new(store.clone(), &id("pass"));
+    let engine = Reconciler::new(
+        many.clone(),
+        Arc::new(SimExchange::new(FaultPlan::none())),
+        Decimal::ZERO,
+    );
+    for i in 0..1000 {
+        many.create_intent(&intent("pass", format!("q-{i:04}"), 1_000))
+            .await
+            .unwrap();
+    }
+    engine.reconcile_all().await.unwrap();
+    let rounds = (20 / scale).max(2);
+    let (mut busy, mut idle) = (Vec::new(), Vec::new());
+    for r in 0..rounds {
+        let t = Instant::now();
+        let p = engine.reconcile_all().await.unwrap();
+        idle.push(t.elapsed());
+        assert!(p.actions.is_empty());
+        for k in 0..100 {
+            let id = format!("q-{:04}", (r * 7 + k * 10) % 1000);
+            let cur = many.intent(&id).await.unwrap().unwrap();
+            let mut next = cur.intent.clone();
+            next.spec.price = Some(Decimal::from(1_001 + r as i64));
+            many.update_intent(&cur, next).await.unwrap();
+        }
+        let t = Instant::now();
+        let p = engine.reconcile_all().await.unwrap();
+        busy.push(t.elapsed());
+        assert_eq!(p.actions.len(), 100);
+    }
+    let (busy, idle) = (Samples::of(busy), Samples::of(idle));
+    let pass = Row {
+        metric: format!(
+            "Reconcile pass {}, 1,000 intents, 100 act (p50)",
+            backend.name()
+        ),
+        unit: "us",
+        ours: us(busy.quantile(0.5)),
+        baseline_name: "same pass, nothing to do",
+        baseline: us(idle.quantile(0.5)),
+        goal: "info",
+        pass: None,
+        note: format!(
+            "{rounds} passes each; a pass reads every intent, its order and the venue's copy"
+        ),
+    };
+    // Rebuilding an order from 1,000 events.
+    let created = OrderEvent::Created {
+        revision: 1,
+        client_order_id: "c-1".into(),
+        spec: intent("pass", "r".into(), 1_000).spec,
+    };
+    let mut cur = many
+        .apply("r", None, &[created], ReconStatus::Pending, now)
+        .await
+        .unwrap();
+    for k in 0..999u32 {
+        let ev = if k % 2 == 0 {
+            OrderEvent::CancelRequested
+        } else {
+            OrderEvent::Submitted
+        };
+        cur = many
+            .apply("r", cur.as_ref(), &[ev], ReconStatus::Pending, now)
+            .await
+            .unwrap();
+    }
+    let st = many.stream("r").unwrap();
+    let (mut fold, mut raw) = (Vec::new(), Vec::new());
+    for _ in 0..(100 / scale) {
+        let t = Instant::now();
+        let r = many.rebuild("r").await.unwrap();
+        fold.push(t.elapsed());
+        assert!(r.actual.is_some());
+        let t = Instant::now();
+        let mut q = Some(JournalQuery::from_seq(1, 1000));
+        let mut n = 0;
+        while let Some(query) = q {
+            let page = store.read_journal(&st, query).await.unwrap();
+            n += page.entries.len();
+            q = page.next;
+        }
+        raw.push(t.elapsed());
+        assert_eq!(n, 1000);
+    }
+    let (fold, raw) = (Samples::of(fold), Samples::of(raw));
+    let rebuild = Row {
+        metric: format!("Rebuild order {}, 1,000 events (p50)", backend.name()),
+        unit: "us",
+        ours: us(fold.quantile(0.5)),
+        baseline_name: "read the 1,000 entries",
+        baseline: us(raw.quantile(0.5)),
+        goal: "info",
+        pass: None,
+        note: "verified read, decode and fold of every event".into(),
+    };
+    vec![place, pass, rebuild]
 }
 
 /// Ledger entry `k` of `deployment`: a swap, one millisecond after entry `k - 1`.
