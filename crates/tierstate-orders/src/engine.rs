@@ -20,6 +20,7 @@ use rust_decimal::Decimal;
 use crate::error::{OrdersError, Result};
 use crate::exchange::{Exchange, ExchangeError, VenueOrder, VenueStatus};
 use crate::model::{ActualOrder, ActualStatus, IntentStatus, OrderEvent, OrderIntent};
+use crate::retry::{RetryPolicy, retry_on_conflict};
 use crate::store::{OrderStore, ReconStatus, StoredActual, StoredIntent};
 
 /// What the engine did for an intent.
@@ -150,7 +151,10 @@ impl Reconciler {
         }
         let mut pass = Pass::default();
         for id in ids.into_keys() {
-            match self.reconcile_intent(&id).await {
+            // A strategy changing the intent meanwhile is a lost compare-and-swap: re-read
+            // and decide again.
+            let once = || self.reconcile_intent(&id);
+            match retry_on_conflict("an order", RetryPolicy::default(), once).await {
                 Ok(actions) => pass.actions.extend(actions),
                 Err(e) => {
                     tracing::warn!(intent = %id, error = %e, "reconciliation failed; retried next pass");

@@ -21,6 +21,7 @@ on_every_backend!(
     delayed_delivery_never_makes_a_second_order,
     modify_beyond_tolerance_and_cancel_with_lost_answers,
     passes_are_deterministic,
+    the_loop_places_backs_off_and_stops,
 );
 
 fn dep() -> DeploymentId {
@@ -429,4 +430,49 @@ async fn passes_are_deterministic(store: Arc<dyn StateStore>) {
     .await;
     assert!(matches!(r, Err(OrdersError::Contended { attempts: 3, .. })));
     assert_eq!(n, 3);
+}
+
+async fn the_loop_places_backs_off_and_stops(store: Arc<dyn StateStore>) {
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+    let venue = Arc::new(SimExchange::new(FaultPlan {
+        outage: 1.0,
+        ..FaultPlan::none()
+    }));
+    let e = Arc::new(engine(&store, &venue));
+    let metrics = e.metrics();
+    let o = e.orders().clone();
+    o.create_intent(&bid("a", "2500")).await.unwrap();
+    let handle = e.clone().start(Duration::from_millis(20));
+    // The venue is down: passes fail and are retried with backoff, counted.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while metrics.retries.load(Ordering::Relaxed) < 2 {
+        assert!(std::time::Instant::now() < deadline, "no retries counted");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(metrics.errors.load(Ordering::Relaxed) >= 2);
+    // It comes back: the loop places the order on its own.
+    venue.set_faults(FaultPlan::none());
+    loop {
+        if o.actual("a")
+            .await
+            .unwrap()
+            .is_some_and(|a| a.order.status == ActualStatus::Open)
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the loop never placed the order"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    handle.stop().await.unwrap();
+    let passes = metrics.passes.load(Ordering::Relaxed);
+    assert!(metrics.actions[0].load(Ordering::Relaxed) >= 1); // a place
+    assert_eq!(metrics.pending.load(Ordering::Relaxed), 0);
+    // Stopped means stopped: no more passes.
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    assert_eq!(metrics.passes.load(Ordering::Relaxed), passes);
+    assert_eq!(venue.accepted().len(), 1);
 }
