@@ -225,6 +225,22 @@ impl Reconciler {
         }
     }
 
+    /// Applies events that leave the order in place (no `Removed`), returning it as stored.
+    async fn advance(
+        &self,
+        id: &str,
+        current: Option<&StoredActual>,
+        events: &[OrderEvent],
+        recon: ReconStatus,
+    ) -> Result<StoredActual> {
+        self.orders
+            .apply(id, current, events, recon, Utc::now())
+            .await?
+            .ok_or_else(|| {
+                OrdersError::invalid("order events", format!("{id}: they removed the order"))
+            })
+    }
+
     /// Makes the placement durable, then sends it.
     async fn place(&self, intent: &OrderIntent, replaces: Option<&StoredActual>) -> Result<Action> {
         let id = &intent.intent_id;
@@ -238,12 +254,9 @@ impl Reconciler {
             client_order_id: client.clone(),
             spec: intent.spec.clone(),
         });
-        let now = Utc::now();
         let pending = self
-            .orders
-            .apply(id, replaces, &events, ReconStatus::Pending, now)
-            .await?
-            .ok_or_else(|| OrdersError::invalid("placement", "vanished"))?;
+            .advance(id, replaces, &events, ReconStatus::Pending)
+            .await?;
         self.send(intent, &pending).await?;
         Ok(Action::Place {
             intent: id.clone(),
@@ -330,16 +343,8 @@ impl Reconciler {
             None => match wanted {
                 Some(i) if i.intent.revision == a.order.revision => {
                     let again = self
-                        .orders
-                        .apply(
-                            id,
-                            Some(a),
-                            &[OrderEvent::NotFound],
-                            ReconStatus::Pending,
-                            now,
-                        )
-                        .await?
-                        .ok_or_else(|| OrdersError::invalid("placement", "vanished"))?;
+                        .advance(id, Some(a), &[OrderEvent::NotFound], ReconStatus::Pending)
+                        .await?;
                     self.send(&i.intent, &again).await?;
                     Ok(Some(Action::Place {
                         intent: id.to_owned(),
@@ -459,20 +464,16 @@ impl Reconciler {
 
     /// Records the cancel request, then sends it; a lost answer is resolved by the next sync.
     async fn cancel(&self, id: &str, a: &StoredActual) -> Result<Action> {
-        let now = Utc::now();
         let requested = if a.order.status == ActualStatus::CancelRequested {
             a.clone()
         } else {
-            self.orders
-                .apply(
-                    id,
-                    Some(a),
-                    &[OrderEvent::CancelRequested],
-                    ReconStatus::Pending,
-                    now,
-                )
-                .await?
-                .ok_or_else(|| OrdersError::invalid("cancel", "vanished"))?
+            self.advance(
+                id,
+                Some(a),
+                &[OrderEvent::CancelRequested],
+                ReconStatus::Pending,
+            )
+            .await?
         };
         let x = requested.order.exchange_order_id.clone();
         let answer = match &x {

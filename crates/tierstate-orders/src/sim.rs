@@ -296,6 +296,15 @@ impl State {
         write().map_err(|e| ExchangeError::Unavailable(format!("venue storage: {e}")))
     }
 
+    /// An outage, drawn: `Unavailable`, and the call does nothing.
+    fn outage(&mut self) -> Result<(), ExchangeError> {
+        let p = self.plan.outage;
+        if self.draw(p) {
+            return Err(ExchangeError::Unavailable("simulated outage".into()));
+        }
+        Ok(())
+    }
+
     fn draw(&mut self, p: f64) -> bool {
         p > 0.0 && self.rng.random_bool(p.min(1.0))
     }
@@ -515,10 +524,7 @@ impl SimExchange {
     ) -> Result<VenueOrder, ExchangeError> {
         let mut s = self.state.lock();
         s.deliver();
-        let outage = s.plan.outage;
-        if s.draw(outage) {
-            return Err(ExchangeError::Unavailable("simulated outage".into()));
-        }
+        s.outage()?;
         let Some(r) = s.orders.get(exchange_order_id) else {
             return Err(ExchangeError::NotFound(exchange_order_id.to_owned()));
         };
@@ -567,10 +573,7 @@ impl SimExchange {
     fn cancel_now(&self, exchange_order_id: &str) -> Result<VenueOrder, ExchangeError> {
         let mut s = self.state.lock();
         s.deliver();
-        let plan = s.plan;
-        if s.draw(plan.outage) {
-            return Err(ExchangeError::Unavailable("simulated outage".into()));
-        }
+        s.outage()?;
         let Some(r) = s.orders.get(exchange_order_id) else {
             return Err(ExchangeError::NotFound(exchange_order_id.to_owned()));
         };
@@ -582,7 +585,8 @@ impl SimExchange {
                 .order
                 .status = VenueStatus::Cancelled;
         }
-        if s.draw(plan.drop_cancel_response) {
+        let lost = s.plan.drop_cancel_response;
+        if s.draw(lost) {
             return Err(ExchangeError::Unknown(
                 "simulated lost cancel response".into(),
             ));
@@ -592,10 +596,7 @@ impl SimExchange {
 
     fn query_now(&self, client_order_id: &str) -> Result<Option<VenueOrder>, ExchangeError> {
         let mut s = self.state.lock();
-        let outage = s.plan.outage;
-        if s.draw(outage) {
-            return Err(ExchangeError::Unavailable("simulated outage".into()));
-        }
+        s.outage()?;
         Ok(s.by_client
             .get(client_order_id)
             .map(|id| s.orders[id].order.clone()))
@@ -604,10 +605,7 @@ impl SimExchange {
     fn open_orders_now(&self, symbol: Option<&str>) -> Result<Vec<VenueOrder>, ExchangeError> {
         let mut s = self.state.lock();
         s.deliver();
-        let outage = s.plan.outage;
-        if s.draw(outage) {
-            return Err(ExchangeError::Unavailable("simulated outage".into()));
-        }
+        s.outage()?;
         let mut v: Vec<VenueOrder> = s
             .orders
             .values()
