@@ -5,7 +5,8 @@
 //! * **WARM**: a durable [`StateStore`]; SQLite (feature `sqlite`) is the embedded default,
 //!   redb (feature `redb`) the pure-Rust one; or inject any store with
 //!   [`StateManagerBuilder::warm`].
-//! * **Domains** on the same records, one feature each: `positions`, `accounting`, `orders`.
+//! * **Domains** on the same records, one feature each: `positions`, `accounting`, `orders`,
+//!   `strategy` (one tick = one transaction).
 //!
 //! ```no_run
 //! # async fn demo() -> tierstate::Result<()> {
@@ -27,6 +28,8 @@ mod hot;
 mod manager;
 pub mod metrics;
 mod payload;
+#[cfg(feature = "strategy")]
+pub mod strategy;
 
 pub use builder::StateManagerBuilder;
 pub use bulk::{MigrationReport, migrate_states};
@@ -51,6 +54,8 @@ pub use tierstate_positions as positions;
 /// high-water mark and drawdown, and baseline metrics.
 #[cfg(feature = "accounting")]
 pub use tierstate_accounting as accounting;
+/// Order intents vs actual state, the reconciliation engine, a simulated exchange and the
+/// order event store.
 #[cfg(feature = "orders")]
 pub use tierstate_orders as orders;
 #[cfg(feature = "postgres")]

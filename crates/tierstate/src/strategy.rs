@@ -1,0 +1,373 @@
+//! A strategy's per-tick persistence: one tick = one transaction. The state checkpoint
+//! (compare-and-swap), the tick's trades (idempotent by trade id), a positions snapshot and the
+//! metric points commit in one batch, or nothing does — a crash can never leave a portfolio
+//! that reflects fills missing from the trade log.
+//!
+//! Layout (in the deployment's records): the state is the deployment's versioned state;
+//! journals `strategy.trades` (keyed by trade id), `strategy.positions` (one snapshot per
+//! tick) and `strategy.m.<metric>` (one point per tick, by time).
+
+use std::collections::BTreeMap;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use tierstate_core::{
+    Append, DeploymentId, Error, JournalQuery, Name, Result, StateStore, StateWrite, StreamAddr,
+    WriteBatch,
+};
+
+/// The trades journal.
+pub const TRADES: &str = "strategy.trades";
+/// The positions snapshots journal.
+pub const POSITIONS: &str = "strategy.positions";
+/// Prefix of each metric's journal.
+pub const METRIC_PREFIX: &str = "strategy.m.";
+
+/// Cash and positions per asset.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Holdings {
+    /// Cash per currency.
+    pub cash: BTreeMap<String, Decimal>,
+    /// Position size per symbol.
+    pub positions: BTreeMap<String, Decimal>,
+}
+
+/// A strategy's state as most strategies keep it; any serde type can be used instead.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StrategyState {
+    /// The time of the last tick.
+    pub last_time: Option<DateTime<Utc>>,
+    /// The last market event processed.
+    pub last_event_id: Option<String>,
+    /// Cash and positions.
+    pub portfolio: Holdings,
+    /// The strategy's own runtime values.
+    pub runtime: Map<String, Value>,
+    /// Running figures (PnL, exposure …).
+    pub metrics: BTreeMap<String, Decimal>,
+}
+
+/// Buy or sell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TradeSide {
+    /// Bought.
+    Buy,
+    /// Sold.
+    Sell,
+}
+
+/// One trade (a fill the strategy booked).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Trade {
+    /// Unique per deployment: the idempotency key.
+    pub trade_id: String,
+    /// When it happened.
+    pub time: DateTime<Utc>,
+    /// The market.
+    pub symbol: String,
+    /// Buy or sell.
+    pub side: TradeSide,
+    /// Price.
+    pub price: Decimal,
+    /// Size (positive).
+    pub size: Decimal,
+    /// Fee paid.
+    pub fee: Decimal,
+}
+
+/// One position in a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PositionRow {
+    /// The market.
+    pub symbol: String,
+    /// Signed size.
+    pub size: Decimal,
+    /// Average entry price.
+    pub avg_price: Decimal,
+}
+
+/// A stored positions snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PositionsSnapshot {
+    /// The tick's time.
+    pub time: DateTime<Utc>,
+    /// The positions.
+    pub positions: Vec<PositionRow>,
+}
+
+/// One point of a metric series.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MetricPoint {
+    /// The tick's time.
+    pub time: DateTime<Utc>,
+    /// The value (always finite).
+    pub value: f64,
+}
+
+/// What one tick commits.
+#[derive(Debug, Clone)]
+pub struct Tick<'a, S> {
+    /// The tick's time (trades keep their own).
+    pub time: DateTime<Utc>,
+    /// The state version this tick follows (`None`: the first tick).
+    pub expected: Option<u64>,
+    /// The new state.
+    pub state: &'a S,
+    /// The tick's trades.
+    pub trades: &'a [Trade],
+    /// The positions as of this tick, if they are snapshotted.
+    pub positions: Option<&'a [PositionRow]>,
+    /// Metric points (name, finite value).
+    pub metrics: &'a [(&'a str, f64)],
+}
+
+/// A stored state checkpoint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checkpoint<S> {
+    /// The state.
+    pub state: S,
+    /// Its version: the next tick's `expected`.
+    pub version: u64,
+}
+
+/// What a tick committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TickCommitted {
+    /// The state's new version.
+    pub version: u64,
+    /// Trades written now.
+    pub new_trades: usize,
+    /// Trades already stored with the same content (a replayed tick): nothing written.
+    pub replayed_trades: usize,
+}
+
+/// A strategy's persistence on any [`StateStore`].
+pub struct StrategyStore<S = StrategyState> {
+    store: Arc<dyn StateStore>,
+    deployment: DeploymentId,
+    _state: PhantomData<fn() -> S>,
+}
+
+impl<S> Clone for StrategyStore<S> {
+    fn clone(&self) -> Self {
+        Self {
+            store: self.store.clone(),
+            deployment: self.deployment.clone(),
+            _state: PhantomData,
+        }
+    }
+}
+
+impl<S> std::fmt::Debug for StrategyStore<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StrategyStore")
+            .field("deployment", &self.deployment)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: Serialize + DeserializeOwned> StrategyStore<S> {
+    /// The strategy of `deployment` in `store`.
+    pub fn new(store: Arc<dyn StateStore>, deployment: &DeploymentId) -> Self {
+        Self {
+            store,
+            deployment: deployment.clone(),
+            _state: PhantomData,
+        }
+    }
+
+    fn stream(&self, name: &str) -> Result<StreamAddr> {
+        Ok(StreamAddr {
+            deployment_id: self.deployment.clone(),
+            stream: Name::stream(name)?,
+        })
+    }
+
+    fn metric_stream(&self, metric: &str) -> Result<StreamAddr> {
+        let ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-');
+        if metric.is_empty() || metric.len() > 48 || !metric.chars().all(ok) {
+            return Err(Error::invalid(
+                "metric",
+                format!("{metric:?}: must be 1..=48 bytes of A-Z a-z 0-9 _ . -"),
+            ));
+        }
+        self.stream(&format!("{METRIC_PREFIX}{metric}"))
+    }
+
+    /// The last checkpoint, if any, decoded into `S`.
+    ///
+    /// # Errors
+    /// `Integrity` for damaged bytes; `InvalidInput` if the stored state is not an `S`.
+    pub async fn load(&self) -> Result<Option<Checkpoint<S>>> {
+        let Some(d) = self.store.get(&self.deployment).await? else {
+            return Ok(None);
+        };
+        let state = serde_json::from_value(Value::Object(d.state)).map_err(|e| {
+            Error::invalid(
+                "strategy state",
+                format!("{} v{} does not decode: {e}", self.deployment, d.version),
+            )
+        })?;
+        Ok(Some(Checkpoint {
+            state,
+            version: d.version,
+        }))
+    }
+
+    /// Commits one tick in one transaction: the state (compare-and-swap on `expected`), the
+    /// trades, the positions snapshot and the metric points. A trade id stored with the same
+    /// content is a replay (nothing written); with different content the whole tick fails.
+    ///
+    /// # Errors
+    /// `Conflict`/`AlreadyExists` if the state moved since `expected`; `KeyReused` naming the
+    /// trade; `InvalidInput` for a non-finite metric, a bad name, a non-positive trade size or
+    /// a state that is not a JSON object. Nothing is written on error.
+    pub async fn tick(&self, t: Tick<'_, S>) -> Result<TickCommitted> {
+        let state = match serde_json::to_value(t.state) {
+            Ok(Value::Object(m)) => m,
+            Ok(_) => {
+                return Err(Error::invalid(
+                    "strategy state",
+                    "must serialize to an object",
+                ));
+            }
+            Err(e) => return Err(Error::invalid("strategy state", e.to_string())),
+        };
+        let write = match t.expected {
+            Some(v) => StateWrite::update(self.deployment.clone(), v, state),
+            None => StateWrite::create(self.deployment.clone(), state),
+        };
+        let mut batch = WriteBatch::new().put(write);
+        let trades = self.stream(TRADES)?;
+        for tr in t.trades {
+            if tr.size <= Decimal::ZERO || tr.price < Decimal::ZERO || tr.fee < Decimal::ZERO {
+                return Err(Error::invalid(
+                    "trade",
+                    format!(
+                        "{}: size must be positive, price and fee not negative",
+                        tr.trade_id
+                    ),
+                ));
+            }
+            batch = batch.append(
+                Append::typed(trades.clone(), tr.time, tr)?.with_key(Name::key(&tr.trade_id)?),
+            );
+        }
+        if let Some(rows) = t.positions {
+            let snap = PositionsSnapshot {
+                time: t.time,
+                positions: rows.to_vec(),
+            };
+            batch = batch.append(Append::typed(self.stream(POSITIONS)?, t.time, &snap)?);
+        }
+        for (name, value) in t.metrics {
+            if !value.is_finite() {
+                return Err(Error::invalid(
+                    "metric",
+                    format!("{name} = {value}: only finite values are stored"),
+                ));
+            }
+            let mut m = Map::new();
+            m.insert("value".into(), Value::from(*value));
+            batch = batch.append(Append::new(self.metric_stream(name)?, t.time, m));
+        }
+        let done = self.store.write(batch).await?;
+        let fresh = done
+            .entries
+            .iter()
+            .take(t.trades.len())
+            .filter(|e| e.fresh)
+            .count();
+        Ok(TickCommitted {
+            version: done.states.first().map_or(0, |s| s.version),
+            new_trades: fresh,
+            replayed_trades: t.trades.len() - fresh,
+        })
+    }
+
+    /// Every trade in commit order, from the `from`-th (1-based sequence), at most `limit`.
+    ///
+    /// # Errors
+    /// `Integrity` for a damaged entry; `InvalidInput` for an entry that is not a trade.
+    pub async fn trades(&self, from: u64, limit: usize) -> Result<Vec<Trade>> {
+        let page = self
+            .store
+            .read_journal(
+                &self.stream(TRADES)?,
+                JournalQuery::from_seq(from.max(1), limit),
+            )
+            .await?;
+        page.entries
+            .into_iter()
+            .map(|e| decode("trade", e.value))
+            .collect()
+    }
+
+    /// The latest positions snapshot at or before `at` (`None`: the latest).
+    ///
+    /// # Errors
+    /// As [`StrategyStore::trades`].
+    pub async fn positions(&self, at: Option<DateTime<Utc>>) -> Result<Option<PositionsSnapshot>> {
+        let q = match at {
+            Some(t) => JournalQuery::AtOrBefore(t),
+            None => JournalQuery::Last,
+        };
+        let page = self.store.read_journal(&self.stream(POSITIONS)?, q).await?;
+        page.entries
+            .into_iter()
+            .next()
+            .map(|e| decode("positions snapshot", e.value))
+            .transpose()
+    }
+
+    /// A metric's points with time in `[from, to)`, oldest first, at most `limit`.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a bad name or an empty window; as [`StrategyStore::trades`].
+    pub async fn metric(
+        &self,
+        name: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<MetricPoint>> {
+        let page = self
+            .store
+            .read_journal(
+                &self.metric_stream(name)?,
+                JournalQuery::window(from, to, limit),
+            )
+            .await?;
+        page.entries
+            .into_iter()
+            .map(|e| {
+                let value = e
+                    .value
+                    .get("value")
+                    .and_then(Value::as_f64)
+                    .ok_or_else(|| {
+                        Error::invalid("metric", format!("{name} #{} holds no value", e.seq))
+                    })?;
+                Ok(MetricPoint {
+                    time: e.event_time,
+                    value,
+                })
+            })
+            .collect()
+    }
+}
+
+fn decode<T: DeserializeOwned>(what: &'static str, v: Map<String, Value>) -> Result<T> {
+    serde_json::from_value(Value::Object(v)).map_err(|e| Error::invalid(what, e.to_string()))
+}

@@ -1,0 +1,242 @@
+//! The strategy store on every backend: one tick = one transaction, trades idempotent by id,
+//! typed state round-trips exactly.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeZone, Utc};
+use proptest::prelude::*;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tierstate::strategy::{
+    Holdings, PositionRow, StrategyState, StrategyStore, Tick, Trade, TradeSide,
+};
+use tierstate_core::{DeploymentId, Error, InMemoryStore, StateStore};
+use tierstate_testkit_backends::on_every_backend;
+
+on_every_backend!(
+    a_tick_commits_everything_or_nothing,
+    replayed_ticks_write_nothing_and_bad_input_changes_nothing,
+);
+
+fn t(s: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(1_800_000_000 + s, 0).unwrap()
+}
+
+fn d(s: &str) -> Decimal {
+    s.parse().unwrap()
+}
+
+fn trade(id: &str, at: i64, price: &str) -> Trade {
+    Trade {
+        trade_id: id.into(),
+        time: t(at),
+        symbol: "ETH-USD".into(),
+        side: TradeSide::Buy,
+        price: d(price),
+        size: d("0.50"),
+        fee: d("0.10"),
+    }
+}
+
+fn state(at: i64, cash: &str) -> StrategyState {
+    StrategyState {
+        last_time: Some(t(at)),
+        last_event_id: Some(format!("ev-{at}")),
+        portfolio: Holdings {
+            cash: BTreeMap::from([("USD".into(), d(cash))]),
+            positions: BTreeMap::from([("ETH".into(), d("1.50"))]),
+        },
+        runtime: json!({"regime": "calm", "n": at})
+            .as_object()
+            .unwrap()
+            .clone(),
+        metrics: BTreeMap::from([("pnl".into(), d("12.30"))]),
+    }
+}
+
+fn pos() -> Vec<PositionRow> {
+    vec![PositionRow {
+        symbol: "ETH-USD".into(),
+        size: d("1.50"),
+        avg_price: d("2500.00"),
+    }]
+}
+
+async fn a_tick_commits_everything_or_nothing(store: Arc<dyn StateStore>) {
+    let s = StrategyStore::<StrategyState>::new(store.clone(), &DeploymentId::new("mm").unwrap());
+    assert!(s.load().await.unwrap().is_none());
+    let first = s
+        .tick(Tick {
+            time: t(1),
+            expected: None,
+            state: &state(1, "1000.00"),
+            trades: &[trade("tr-1", 1, "2500.00")],
+            positions: Some(&pos()),
+            metrics: &[("pnl", 1.5), ("exposure", 0.25)],
+        })
+        .await
+        .unwrap();
+    assert_eq!((first.version, first.new_trades), (1, 1));
+    // A tick with a conflicting trade (same id, other content) writes nothing at all.
+    let e = s
+        .tick(Tick {
+            time: t(2),
+            expected: Some(1),
+            state: &state(2, "900.00"),
+            trades: &[trade("tr-2", 2, "2510.00"), trade("tr-1", 1, "2400.00")],
+            positions: Some(&[]),
+            metrics: &[("pnl", 2.0)],
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::KeyReused { .. }), "{e}");
+    let cp = s.load().await.unwrap().unwrap();
+    assert_eq!((cp.version, cp.state), (1, state(1, "1000.00")));
+    assert_eq!(
+        s.trades(1, 10).await.unwrap(),
+        [trade("tr-1", 1, "2500.00")]
+    );
+    assert_eq!(s.positions(None).await.unwrap().unwrap().positions, pos());
+    assert_eq!(s.metric("pnl", t(0), t(10), 10).await.unwrap().len(), 1);
+    // A stale checkpoint conflicts, with both versions; nothing written.
+    s.tick(Tick {
+        time: t(3),
+        expected: Some(1),
+        state: &state(3, "800.00"),
+        trades: &[trade("tr-3", 3, "2490.00")],
+        positions: None,
+        metrics: &[("pnl", 3.0)],
+    })
+    .await
+    .unwrap();
+    let stale = s
+        .tick(Tick {
+            time: t(4),
+            expected: Some(1),
+            state: &state(4, "700.00"),
+            trades: &[trade("tr-4", 4, "2480.00")],
+            positions: None,
+            metrics: &[],
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        stale,
+        Error::Conflict {
+            expected: 1,
+            actual: Some(2),
+            ..
+        }
+    ));
+    assert_eq!(s.trades(1, 10).await.unwrap().len(), 2);
+    // Series and snapshots by time.
+    let pnl = s.metric("pnl", t(0), t(10), 10).await.unwrap();
+    assert_eq!(pnl.iter().map(|p| p.value).collect::<Vec<_>>(), [1.5, 3.0]);
+    assert_eq!(
+        s.metric("exposure", t(2), t(10), 10).await.unwrap().len(),
+        0
+    );
+    assert_eq!(s.positions(Some(t(2))).await.unwrap().unwrap().time, t(1));
+}
+
+/// A tick's trades and metrics that must be refused.
+type BadTick<'a> = (&'a [Trade], &'a [(&'a str, f64)]);
+
+async fn replayed_ticks_write_nothing_and_bad_input_changes_nothing(store: Arc<dyn StateStore>) {
+    let s = StrategyStore::<StrategyState>::new(store.clone(), &DeploymentId::new("mm").unwrap());
+    let tr = [trade("tr-1", 1, "2500.00"), trade("tr-2", 1, "2501.00")];
+    s.tick(Tick {
+        time: t(1),
+        expected: None,
+        state: &state(1, "1000.00"),
+        trades: &tr,
+        positions: None,
+        metrics: &[],
+    })
+    .await
+    .unwrap();
+    // The same trades again (a tick retried after a crash): replayed, not doubled.
+    let again = s
+        .tick(Tick {
+            time: t(1),
+            expected: Some(1),
+            state: &state(1, "1000.00"),
+            trades: &tr,
+            positions: None,
+            metrics: &[],
+        })
+        .await
+        .unwrap();
+    assert_eq!((again.new_trades, again.replayed_trades), (0, 2));
+    assert_eq!(s.trades(1, 10).await.unwrap().len(), 2);
+    // Non-finite metrics, bad names, non-positive sizes: refused, nothing written.
+    let mut zero = trade("tr-9", 2, "1");
+    zero.size = Decimal::ZERO;
+    let bad: [BadTick<'_>; 4] = [
+        (&[], &[("pnl", f64::NAN)]),
+        (&[], &[("pnl", f64::INFINITY)]),
+        (&[], &[("no spaces", 1.0)]),
+        (std::slice::from_ref(&zero), &[]),
+    ];
+    for (trades, metrics) in bad {
+        let e = s
+            .tick(Tick {
+                time: t(2),
+                expected: Some(2),
+                state: &state(2, "1.00"),
+                trades,
+                positions: None,
+                metrics,
+            })
+            .await
+            .unwrap_err();
+        assert!(matches!(e, Error::InvalidInput { .. }), "{e}");
+    }
+    assert_eq!(s.load().await.unwrap().unwrap().version, 2);
+    assert!(s.metric("pnl", t(0), t(10), 10).await.unwrap().is_empty());
+}
+
+/// A state with the shapes that trip naive stores: sets, times, nested structs, decimals whose
+/// scale matters ("1.50" is not "1.5").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Rich {
+    tags: BTreeSet<String>,
+    at: DateTime<Utc>,
+    nested: Holdings,
+    prices: Vec<Decimal>,
+    note: Option<String>,
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn typed_state_round_trips_exactly(
+        tags in prop::collection::btree_set("[a-z]{1,6}", 0..5),
+        micros in 0i64..4_000_000_000_000_000,
+        amounts in prop::collection::vec((any::<i64>(), 0u32..12), 0..6),
+        note in prop::option::of("\\PC{0,12}"),
+    ) {
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        rt.block_on(async {
+            let s = StrategyStore::<Rich>::new(Arc::new(InMemoryStore::new()), &DeploymentId::new("r").unwrap());
+            let prices: Vec<Decimal> = amounts.iter().map(|(m, sc)| Decimal::new(*m, *sc)).collect();
+            let nested = Holdings {
+                cash: prices.iter().enumerate().map(|(i, p)| (format!("c{i}"), *p)).collect(),
+                positions: BTreeMap::new(),
+            };
+            let rich = Rich { tags, at: DateTime::from_timestamp_micros(micros).unwrap(), nested, prices, note };
+            s.tick(Tick { time: rich.at, expected: None, state: &rich, trades: &[], positions: None, metrics: &[] })
+                .await
+                .unwrap();
+            let back = s.load().await.unwrap().unwrap().state;
+            assert_eq!(&back, &rich);
+            // Scale survives, not just value.
+            for (a, b) in back.prices.iter().zip(&rich.prices) {
+                assert_eq!(a.scale(), b.scale());
+            }
+        });
+    }
+}
