@@ -561,6 +561,25 @@ impl StateStore for PostgresStore {
         let (rows, _) = crate::records::doc_versions(&mut c, address, true, None, 1)
             .await
             .map_err(map)?;
+        if rows.is_empty() {
+            // Absent only if there is no head either: a head naming a row that is gone is
+            // damage, not "no document".
+            let head: Option<i64> = sqlx::query_scalar(
+                "SELECT version FROM ts_doc_head WHERE deployment_id = $1 AND collection = $2 AND key = $3",
+            )
+            .bind(address.deployment_id.as_str())
+            .bind(address.collection.as_str())
+            .bind(address.key.as_str())
+            .fetch_optional(&mut *c)
+            .await
+            .map_err(map)?;
+            if let Some(v) = head {
+                return Err(tierstate_core::Error::missing_version(
+                    address,
+                    u64::try_from(v).unwrap_or(0),
+                ));
+            }
+        }
         rows.into_iter()
             .next()
             .map(|r| r.verify(Tier::Warm))

@@ -37,6 +37,21 @@ pub(crate) fn damage_document(t: &mut Tables<'_>, a: &DocAddr) -> Result<bool, S
     Ok(true)
 }
 
+pub(crate) fn lose_document_row(t: &mut Tables<'_>, a: &DocAddr) -> Result<bool, Stop> {
+    let k = (
+        a.deployment_id.as_str(),
+        a.collection.as_str(),
+        a.key.as_str(),
+    );
+    let Some((v, _)) = t.doc_head.get(k).map_err(stop)?.map(|g| g.value()) else {
+        return Ok(false);
+    };
+    Ok(t.doc_versions
+        .remove((k.0, k.1, k.2, v))
+        .map_err(stop)?
+        .is_some())
+}
+
 pub(crate) fn damage_entry(
     t: &mut Tables<'_>,
     s: &StreamAddr,

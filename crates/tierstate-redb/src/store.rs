@@ -213,6 +213,20 @@ impl RedbStore {
         self.send_job(|reply| Job::Hook { run, reply }).await
     }
 
+    /// Test hook: deletes a document's current version row, leaving its head. Returns false
+    /// if it is absent.
+    ///
+    /// # Errors
+    /// `Backend` if the write fails.
+    #[cfg(feature = "test-hooks")]
+    pub async fn lose_document_row(&self, address: &DocAddr) -> Result<bool> {
+        let a = address.clone();
+        let run = Box::new(move |t: &mut crate::records::Tables<'_>| {
+            crate::hooks::lose_document_row(t, &a)
+        });
+        self.send_job(|reply| Job::Hook { run, reply }).await
+    }
+
     /// Test hook: damages one stored journal entry. Returns false if there is no such entry.
     ///
     /// # Errors

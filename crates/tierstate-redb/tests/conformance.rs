@@ -27,6 +27,7 @@ async fn harness() -> Harness {
             Box::pin(async move {
                 match what {
                     RecordDamage::Document(a) => hook.damage_document(&a).await.unwrap(),
+                    RecordDamage::DocumentRowGone(a) => hook.lose_document_row(&a).await.unwrap(),
                     RecordDamage::Entry(s, seq, d) => hook.damage_entry(&s, seq, d).await.unwrap(),
                 }
             })

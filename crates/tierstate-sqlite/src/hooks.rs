@@ -35,6 +35,23 @@ pub(crate) fn damage_document(conn: &Connection, a: &DocAddr) -> Result<bool> {
     Ok(true)
 }
 
+pub(crate) fn lose_document_row(conn: &Connection, a: &DocAddr) -> Result<bool> {
+    let n = conn
+        .execute(
+            "DELETE FROM ts_doc_version WHERE rowid = (SELECT v.rowid FROM ts_doc_version v \
+             JOIN ts_doc_head h ON v.deployment_id = h.deployment_id \
+             AND v.collection = h.collection AND v.key = h.key AND v.version = h.version \
+             WHERE h.deployment_id = ?1 AND h.collection = ?2 AND h.key = ?3)",
+            params![
+                a.deployment_id.as_str(),
+                a.collection.as_str(),
+                a.key.as_str()
+            ],
+        )
+        .map_err(map)?;
+    Ok(n == 1)
+}
+
 pub(crate) fn damage_entry(
     conn: &Connection,
     s: &StreamAddr,

@@ -426,7 +426,30 @@ pub(crate) fn doc_versions(
             doc_of(a.clone()),
         )
         .map_err(map)?;
-    docs(rows)
+    let out = docs(rows)?;
+    // No current row: absent only if there is no head either; a head naming a row that is
+    // gone is damage.
+    if current_only && at_us.is_none() && out.is_empty() {
+        let head: Option<i64> = conn
+            .prepare_cached(
+                "SELECT version FROM ts_doc_head WHERE deployment_id = ?1 AND collection = ?2 AND key = ?3",
+            )
+            .and_then(|mut st| {
+                st.query_row(
+                    params![a.deployment_id.as_str(), a.collection.as_str(), a.key.as_str()],
+                    |r| r.get(0),
+                )
+                .optional()
+            })
+            .map_err(map)?;
+        if let Some(v) = head {
+            return Err(tierstate_core::Error::missing_version(
+                a,
+                u64_of(v, "version")?,
+            ));
+        }
+    }
+    Ok(out)
 }
 
 /// The oldest retained version of a document.
@@ -454,8 +477,8 @@ fn scan_sql(range: &KeyRange) -> String {
     };
     let order = if range.descending { "DESC" } else { "ASC" };
     format!(
-        "SELECT h.key, h.created_at, v.version, CAST(v.checksum AS BLOB), v.updated_at, v.body \
-         FROM ts_doc_head h JOIN ts_doc_version v ON v.deployment_id = h.deployment_id \
+        "SELECT h.key, h.created_at, h.version, CAST(v.checksum AS BLOB), v.updated_at, v.body \
+         FROM ts_doc_head h LEFT JOIN ts_doc_version v ON v.deployment_id = h.deployment_id \
          AND v.collection = h.collection AND v.key = h.key AND v.version = h.version \
          WHERE h.deployment_id = ?1 AND h.collection = ?2{after}{before} \
          ORDER BY h.key {order} LIMIT ?5"
@@ -486,29 +509,38 @@ pub(crate) fn scan_docs(
                 i64_of(limit as u64)
             ],
             |r| {
+                // No version row (a head naming a row that is gone): the row's columns are
+                // NULL, reported in place as damage below.
+                let row = match r.get::<_, Option<Vec<u8>>>(5)? {
+                    Some(body) => Some((text(r, 3)?, r.get::<_, i64>(4)?, body)),
+                    None => None,
+                };
                 Ok((
                     r.get::<_, String>(0)?,
                     r.get::<_, i64>(1)?,
                     r.get::<_, i64>(2)?,
-                    text(r, 3)?,
-                    r.get::<_, i64>(4)?,
-                    r.get::<_, Vec<u8>>(5)?,
+                    row,
                 ))
             },
         )
         .map_err(map)?;
     let mut out = Vec::new();
     for row in rows {
-        let (key, created, version, checksum, updated, body) = row.map_err(map)?;
+        let (key, created, version, row) = row.map_err(map)?;
         out.push((|| {
+            let address = DocAddr {
+                deployment_id: tierstate_core::DeploymentId::from_stored(id)
+                    .map_err(|e| bad_row(e.to_string()))?,
+                collection: collection.clone(),
+                key: Name::key(&key).map_err(|e| bad_row(format!("key {key:?}: {e}")))?,
+            };
+            let version = u64_of(version, "version")?;
+            let Some((checksum, updated, body)) = row else {
+                return Err(tierstate_core::Error::missing_version(&address, version));
+            };
             Ok(StoredDoc {
-                address: DocAddr {
-                    deployment_id: tierstate_core::DeploymentId::from_stored(id)
-                        .map_err(|e| bad_row(e.to_string()))?,
-                    collection: collection.clone(),
-                    key: Name::key(&key).map_err(|e| bad_row(format!("key {key:?}: {e}")))?,
-                },
-                version: u64_of(version, "version")?,
+                address,
+                version,
                 body,
                 checksum,
                 created_at_us: created,

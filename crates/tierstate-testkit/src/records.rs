@@ -320,6 +320,37 @@ pub async fn record_damage_is_detected(h: &Harness) {
         }) => assert_eq!(target, Target::document(&a)),
         other => panic!("damaged document: {other:?}"),
     }
+    // A head whose version row is gone is damage, on a read and in a scan: never "absent".
+    let b = doc("d", "c", "l");
+    for n in 1..=2 {
+        s.put_document(DocWrite::new(
+            b.clone(),
+            PutMode::Overwrite,
+            obj(json!({"n": n})),
+        ))
+        .await
+        .unwrap();
+    }
+    if (h.damage_record)(RecordDamage::DocumentRowGone(b.clone())).await {
+        match s.get_document(&b).await {
+            Err(Error::Integrity {
+                version: 2, target, ..
+            }) => {
+                assert_eq!(target, Target::document(&b));
+            }
+            other => panic!("head without its row: {other:?}"),
+        }
+        let scan = s
+            .list_documents(&b.deployment_id, &b.collection, None, 10)
+            .await
+            .unwrap();
+        let gone: Vec<_> = scan.iter().filter(|r| r.is_err()).collect();
+        assert_eq!(
+            gone.len(),
+            2,
+            "the flipped one and the one without a row: {scan:?}"
+        );
+    }
     for (i, damage) in [
         EntryDamage::Body(Flip::Middle),
         EntryDamage::Checksum(Flip::Middle),

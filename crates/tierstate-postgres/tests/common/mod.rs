@@ -84,6 +84,20 @@ pub async fn damage_record(store: &PostgresStore, what: tierstate_testkit::Recor
             .unwrap();
             true
         }
+        RecordDamage::DocumentRowGone(a) => {
+            let gone = sqlx::query(
+                "DELETE FROM ts_doc_version v USING ts_doc_head h WHERE \
+                 (v.deployment_id, v.collection, v.key, v.version) = (h.deployment_id, h.collection, h.key, h.version) \
+                 AND h.deployment_id = $1 AND h.collection = $2 AND h.key = $3",
+            )
+            .bind(a.deployment_id.as_str())
+            .bind(a.collection.as_str())
+            .bind(a.key.as_str())
+            .execute(pool)
+            .await
+            .unwrap();
+            gone.rows_affected() == 1
+        }
         RecordDamage::Entry(s, seq, damage) => {
             let row: Option<(Vec<u8>, String, String)> = sqlx::query_as(
                 "SELECT body, checksum, hash FROM ts_journal WHERE deployment_id = $1 AND stream = $2 AND seq = $3",
