@@ -22,6 +22,7 @@ use tierstate_core::{
 
 use crate::error::{AccountingError, Result};
 use crate::order::{ClobFill, ClobOrder, FillOutcome, OrderStatus, OrderType, Side, check_id};
+use crate::retry::Retry;
 
 /// Collection of every order.
 pub const ORDERS: &str = "clob.orders";
@@ -34,8 +35,6 @@ pub const CLOSED: &str = "clob.closed";
 /// The order document's schema; a newer one is refused.
 pub const ORDER_SCHEMA: u64 = 1;
 
-/// How often a call that re-reads on conflict tries before giving up.
-const ATTEMPTS: u32 = 8;
 /// Page size for listing open orders.
 const PAGE: usize = 1000;
 
@@ -159,17 +158,14 @@ impl ClobOrders {
     /// `InvalidInput` for an order of another deployment or one that is not new;
     /// `Store(AlreadyExists)` if the order id is taken (open or closed); `Contended`.
     pub async fn create(&self, order: ClobOrder) -> Result<StoredOrder> {
-        for _ in 0..ATTEMPTS {
+        let mut retry = Retry::new("the intent index");
+        loop {
             let change = self.plan_create(&order).await?;
             match self.commit(&change).await {
-                Err(e) if e.is_conflict() => continue, // the intent index moved: re-read it
+                Err(e) if e.is_conflict() => retry.wait().await?, // the intent index moved: re-read it
                 other => return other,
             }
         }
-        Err(AccountingError::Contended {
-            what: "the intent index",
-            attempts: ATTEMPTS,
-        })
     }
 
     /// Plans the creation of `order`: reads its intent's index to extend it.
@@ -284,7 +280,8 @@ impl ClobOrders {
     /// # Errors
     /// `OrderNotFound`; the fill errors of [`ClobOrder::apply_fill`]; `Contended`.
     pub async fn record_fill(&self, fill: ClobFill) -> Result<FillRecorded> {
-        for _ in 0..ATTEMPTS {
+        let mut retry = Retry::new("the order");
+        loop {
             let Some(current) = self.get(&fill.order_id).await? else {
                 return Err(AccountingError::OrderNotFound {
                     deployment: self.deployment.to_string(),
@@ -304,14 +301,10 @@ impl ClobOrders {
                         outcome: FillOutcome::Applied,
                     });
                 }
-                Err(e) if e.is_conflict() => continue,
+                Err(e) if e.is_conflict() => retry.wait().await?,
                 Err(e) => return Err(e),
             }
         }
-        Err(AccountingError::Contended {
-            what: "the order",
-            attempts: ATTEMPTS,
-        })
     }
 
     /// Plans recording `fill` on `current`; `None` if it is already recorded.

@@ -26,6 +26,7 @@ use crate::amount::Amount;
 use crate::error::{AccountingError, Result};
 use crate::metrics::{PortfolioMetrics, pnl_between};
 use crate::nav::{NavCursor, NavFold, NavPage, NavPoint};
+use crate::retry::Retry;
 use crate::snapshot::PortfolioSnapshot;
 use crate::time::{key_of, key_of_us, time_of_key};
 
@@ -36,7 +37,6 @@ pub const PORTFOLIO: &str = "portfolio";
 /// Schema of the snapshot, header and metrics documents; newer ones are refused.
 pub const PORTFOLIO_SCHEMA: u64 = 1;
 
-const ATTEMPTS: u32 = 8;
 /// Page size of full scans (re-folds, retention).
 const PAGE: usize = 10_000;
 
@@ -207,7 +207,8 @@ impl Portfolio {
             }
             keys.push(Name::key(key_of("snapshot time", s.time)?)?);
         }
-        for _ in 0..ATTEMPTS {
+        let mut retry = Retry::new("the snapshot series");
+        loop {
             let (mut header, header_version) = self.read_header().await?;
             if let Some(latest) = header
                 .latest_us
@@ -239,14 +240,10 @@ impl Portfolio {
             batch = batch.document(self.header_write(&header, header_version)?);
             match self.store.write(batch).await {
                 Ok(_) => return Ok(seqs),
-                Err(e) if self.lost_race(&e) => continue,
+                Err(e) if self.lost_race(&e) => retry.wait().await?,
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(AccountingError::Contended {
-            what: "the snapshot series",
-            attempts: ATTEMPTS,
-        })
     }
 
     async fn save(
@@ -259,7 +256,8 @@ impl Portfolio {
         let key = Name::key(key_of("snapshot time", snapshot.time)?)?;
         let metrics_write = metrics.map(|(m, e)| self.metrics_write(m, e)).transpose()?;
         let us = snapshot.time.timestamp_micros();
-        for _ in 0..ATTEMPTS {
+        let mut retry = Retry::new("the snapshot series");
+        loop {
             let (mut header, header_version) = self.read_header().await?;
             if let Some(cut) = header.cut_us.filter(|c| us < *c) {
                 return Err(AccountingError::BeforeRetention {
@@ -330,14 +328,10 @@ impl Portfolio {
                         .and_then(|_| c.documents.last().map(|d| d.version));
                     return Ok((outcome, version));
                 }
-                Err(e) if self.lost_race(&e) => continue,
+                Err(e) if self.lost_race(&e) => retry.wait().await?,
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(AccountingError::Contended {
-            what: "the snapshot series",
-            attempts: ATTEMPTS,
-        })
     }
 
     /// True if `e` is another snapshot writer winning (retry), not the caller's own stale
@@ -392,7 +386,8 @@ impl Portfolio {
         if cut <= 0 {
             return Ok(0);
         }
-        for _ in 0..ATTEMPTS {
+        let mut retry = Retry::new("the snapshot series");
+        loop {
             let (mut header, header_version) = self.read_header().await?;
             let mut doomed = Vec::new();
             let mut after = None;
@@ -430,14 +425,10 @@ impl Portfolio {
             }
             match self.store.write(batch).await {
                 Ok(_) => return Ok(doomed.len() as u64),
-                Err(e) if self.lost_race(&e) => continue,
+                Err(e) if self.lost_race(&e) => retry.wait().await?,
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(AccountingError::Contended {
-            what: "the snapshot series",
-            attempts: ATTEMPTS,
-        })
     }
 
     // ----- snapshot reads -----
