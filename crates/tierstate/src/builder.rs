@@ -123,7 +123,8 @@ impl StateManagerBuilder {
         self
     }
 
-    /// Calls `callback` with every operation record.
+    /// Calls `callback` with every operation record (HOT hits: the timed one in
+    /// [`crate::metrics::HIT_SAMPLE`]; every hit is still counted in the totals).
     pub fn on_metric(
         mut self,
         callback: impl Fn(&crate::OpRecord) + Send + Sync + 'static,

@@ -181,20 +181,31 @@ impl StateManager {
     /// `Integrity` if the WARM record is damaged (HOT is evicted, nothing cached); `Backend` if
     /// WARM fails.
     pub async fn load(&self, id: &DeploymentId) -> Result<Option<Arc<StateData>>> {
+        // The HOT hit path: no span, no lock, one clock read pair in 64 (every hit counted).
+        let trusted = self.inner.hot.enabled() && self.inner.coherent.load(Ordering::Acquire);
+        let mut looked = None;
+        if trusted && !self.inner.other_process_committed() {
+            let start = crate::metrics::time_this_hit().then(Instant::now);
+            if let Some(hit) = self.inner.hot.get(id) {
+                self.inner
+                    .metrics
+                    .record_hit(Op::Load, start.map(|s| s.elapsed()));
+                return Ok(Some(hit));
+            }
+            looked = Some(start.unwrap_or_else(Instant::now));
+        }
         let span = debug_span!("tierstate.load", deployment = %id);
         async {
             if self.inner.hot.enabled() {
                 if !self.inner.coherent.load(Ordering::Acquire) {
                     return self.load_untrusted_hot(id).await;
                 }
-                let start = Instant::now();
-                if !self.inner.other_process_committed()
-                    && let Some(hit) = self.inner.hot.get(id)
-                {
-                    self.record(Tier::Hot, Op::Load, start, Outcome::Hit);
-                    return Ok(Some(hit));
-                }
-                self.record(Tier::Hot, Op::Load, start, Outcome::Miss);
+                self.record(
+                    Tier::Hot,
+                    Op::Load,
+                    looked.unwrap_or_else(Instant::now),
+                    Outcome::Miss,
+                );
             }
             self.load_warm(id).await
         }

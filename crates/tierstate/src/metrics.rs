@@ -13,6 +13,22 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use tierstate_core::Tier;
 
+/// One HOT hit in this many (per thread) is timed and kept in the ring buffer.
+pub const HIT_SAMPLE: u32 = 64;
+
+thread_local! {
+    static HITS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// True for the hits this thread times: one in [`HIT_SAMPLE`].
+pub fn time_this_hit() -> bool {
+    HITS.with(|n| {
+        let v = n.get().wrapping_add(1);
+        n.set(v);
+        v % HIT_SAMPLE == 0
+    })
+}
+
 /// What was done.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Op {
@@ -160,6 +176,19 @@ impl Metrics {
             capacity,
             counts: Default::default(),
             callback,
+        }
+    }
+
+    /// Counts a HOT hit. Every hit is counted; only the timed ones (`latency`, one in
+    /// [`HIT_SAMPLE`] per thread, see [`time_this_hit`]) reach the ring buffer and the
+    /// callback, so the hit path takes no lock and reads no clock.
+    pub fn record_hit(&self, op: Op, latency: Option<Duration>) {
+        match latency {
+            Some(l) => self.record(Tier::Hot, op, l, Outcome::Hit),
+            None => {
+                self.counts[tier_index(Tier::Hot)][outcome_index(Outcome::Hit)]
+                    .fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 

@@ -395,3 +395,39 @@ fn futures_are_send(m: StateManager, d: DeploymentId, batch: WriteBatch) {
     send(m.load_version(&d, 1));
     send(m.warm_up());
 }
+
+/// Every HOT hit is counted, but only the timed sample (one in `HIT_SAMPLE` per thread) goes
+/// to the ring buffer and the callback: the hit path takes no lock and reads no clock.
+#[tokio::test]
+async fn hot_hits_are_all_counted_and_sampled_into_the_ring() {
+    let seen = Arc::new(AtomicUsize::new(0));
+    let s = seen.clone();
+    let m = StateManager::builder()
+        .warm(Arc::new(InMemoryStore::new()))
+        .on_metric(move |r| {
+            if r.outcome == tierstate::Outcome::Hit {
+                s.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+        .build()
+        .await
+        .unwrap();
+    m.create(&id("a"), obj(json!({"n": 1}))).await.unwrap();
+    let n = 10 * tierstate::metrics::HIT_SAMPLE as usize;
+    for _ in 0..n {
+        assert_eq!(
+            m.load(&id("a")).await.unwrap().unwrap().loaded_from,
+            Tier::Hot
+        );
+    }
+    assert_eq!(m.metrics().tier(Tier::Hot).hits, n as u64);
+    let sampled = m
+        .metrics()
+        .recent()
+        .iter()
+        .filter(|r| r.tier == Tier::Hot && r.outcome == tierstate::Outcome::Hit)
+        .count();
+    assert_eq!(sampled, 10);
+    assert_eq!(seen.load(Ordering::Relaxed), 10);
+    assert!(m.metrics().tier(Tier::Hot).p50.is_some());
+}
