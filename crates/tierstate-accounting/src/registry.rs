@@ -667,13 +667,7 @@ impl Registry {
         token("category", category, 64)?;
         part("grouping key", grouping_key)?;
         let k = format!("{chain}|{category}|{grouping_key}");
-        let Some(holder) = self.claim(&self.auto, &k).await?.holder else {
-            return Ok(None);
-        };
-        Ok(self
-            .get_key(&holder)
-            .await?
-            .filter(|r| r.row.auto_key().as_deref() == Some(k.as_str())))
+        self.claimant(&self.auto, &k, RegistryRow::auto_key).await
     }
 
     /// The row holding a handle in a category, if any.
@@ -684,13 +678,24 @@ impl Registry {
         token("category", category, 64)?;
         part("handle", handle)?;
         let k = format!("{category}|{handle}");
-        let Some(holder) = self.claim(&self.handles, &k).await?.holder else {
+        self.claimant(&self.handles, &k, RegistryRow::handle_key)
+            .await
+    }
+
+    /// The row a claim names, if it still holds the claim (`key_of` gives a row's claim key).
+    async fn claimant(
+        &self,
+        collection: &Name,
+        key: &str,
+        key_of: fn(&RegistryRow) -> Option<String>,
+    ) -> Result<Option<StoredRow>> {
+        let Some(holder) = self.claim(collection, key).await?.holder else {
             return Ok(None);
         };
         Ok(self
             .get_key(&holder)
             .await?
-            .filter(|r| r.row.handle_key().as_deref() == Some(k.as_str())))
+            .filter(|r| key_of(&r.row).as_deref() == Some(key)))
     }
 }
 
