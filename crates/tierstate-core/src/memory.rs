@@ -319,6 +319,65 @@ impl StateStore for InMemoryStore {
         Ok(picked.into_iter().map(|r| r.verify(Tier::Warm)).collect())
     }
 
+    async fn collections(
+        &self,
+        id: &DeploymentId,
+        after: Option<&Name>,
+        limit: usize,
+    ) -> Result<Vec<Name>> {
+        // Seek past each collection: every key of `c` sorts before (id, c + "\0", "").
+        let past = |c: &Name| DocAddr {
+            deployment_id: id.clone(),
+            collection: Name::unchecked(&format!("{c}\0")),
+            key: Name::unchecked(""),
+        };
+        let mut lo = match after {
+            Some(c) => past(c),
+            None => DocAddr {
+                deployment_id: id.clone(),
+                collection: Name::unchecked(""),
+                key: Name::unchecked(""),
+            },
+        };
+        let data = self.data.lock();
+        let mut out = Vec::new();
+        while out.len() < limit {
+            let Some((a, _)) = data.docs.range(lo..).next() else {
+                break;
+            };
+            if a.deployment_id != *id {
+                break;
+            }
+            out.push(a.collection.clone());
+            lo = past(&a.collection);
+        }
+        Ok(out)
+    }
+
+    async fn streams(
+        &self,
+        id: &DeploymentId,
+        after: Option<&Name>,
+        limit: usize,
+    ) -> Result<Vec<Name>> {
+        let at = |s: &str| StreamAddr {
+            deployment_id: id.clone(),
+            stream: Name::unchecked(s),
+        };
+        let lo = match after {
+            Some(s) => Bound::Excluded(at(s.as_str())),
+            None => Bound::Included(at("")),
+        };
+        let data = self.data.lock();
+        Ok(data
+            .journals
+            .range((lo, Bound::Unbounded))
+            .take_while(|(a, _)| a.deployment_id == *id)
+            .take(limit)
+            .map(|(a, _)| a.stream.clone())
+            .collect())
+    }
+
     async fn journal_info(&self, stream: &StreamAddr) -> Result<Option<JournalInfo>> {
         Ok(self
             .data

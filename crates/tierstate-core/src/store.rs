@@ -159,6 +159,31 @@ pub trait StateStore: Send + Sync + Debug + 'static {
             .await
     }
 
+    /// Up to `limit` collections of a deployment holding at least one current document, in
+    /// byte order, after `after`: what a tool walks to see everything. Each name is one index
+    /// seek, however many documents a collection holds.
+    ///
+    /// # Errors
+    /// `Backend` if the store fails; `Integrity` for a stored name that is not valid.
+    async fn collections(
+        &self,
+        id: &DeploymentId,
+        after: Option<&Name>,
+        limit: usize,
+    ) -> Result<Vec<Name>>;
+
+    /// Up to `limit` journals of a deployment (every stream appended to), in byte order,
+    /// after `after`.
+    ///
+    /// # Errors
+    /// As [`StateStore::collections`].
+    async fn streams(
+        &self,
+        id: &DeploymentId,
+        after: Option<&Name>,
+        limit: usize,
+    ) -> Result<Vec<Name>>;
+
     /// A journal's first and last sequence numbers and its length, or `None` if nothing was
     /// ever appended to it.
     ///

@@ -624,6 +624,51 @@ impl StateStore for PostgresStore {
             .collect())
     }
 
+    async fn collections(
+        &self,
+        id: &DeploymentId,
+        after: Option<&Name>,
+        limit: usize,
+    ) -> Result<Vec<Name>> {
+        // A loose index scan: each step seeks the next collection past the previous one.
+        let rows: Vec<String> = sqlx::query_scalar(
+            "WITH RECURSIVE c(name) AS ( \
+               (SELECT collection FROM ts_doc_head WHERE deployment_id = $1 \
+                  AND ($2::text IS NULL OR collection > $2) ORDER BY collection LIMIT 1) \
+               UNION ALL \
+               SELECT (SELECT h.collection FROM ts_doc_head h WHERE h.deployment_id = $1 \
+                         AND h.collection > c.name ORDER BY h.collection LIMIT 1) \
+               FROM c WHERE c.name IS NOT NULL) \
+             SELECT name FROM c WHERE name IS NOT NULL LIMIT $3",
+        )
+        .bind(id.as_str())
+        .bind(after.map(Name::as_str))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map)?;
+        rows.iter().map(Name::collection).collect()
+    }
+
+    async fn streams(
+        &self,
+        id: &DeploymentId,
+        after: Option<&Name>,
+        limit: usize,
+    ) -> Result<Vec<Name>> {
+        let rows: Vec<String> = sqlx::query_scalar(
+            "SELECT stream FROM ts_journal_head WHERE deployment_id = $1 \
+             AND ($2::text IS NULL OR stream > $2) ORDER BY stream LIMIT $3",
+        )
+        .bind(id.as_str())
+        .bind(after.map(Name::as_str))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map)?;
+        rows.iter().map(Name::stream).collect()
+    }
+
     async fn journal_info(&self, stream: &StreamAddr) -> Result<Option<JournalInfo>> {
         let mut c = self.pool.acquire().await.map_err(map)?;
         let head = crate::records::head(&mut c, stream, false)

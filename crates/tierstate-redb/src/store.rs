@@ -17,7 +17,7 @@ use tokio::sync::{oneshot, watch};
 use crate::RedbConfig;
 use crate::error::{BACKEND, closed, map};
 use crate::handle::Handle;
-use crate::tables::{HEAD, J_EVENTS, J_HEAD, J_KEYS, JOURNAL, VERSIONS, ensure_format};
+use crate::tables::{DOC_HEAD, HEAD, J_EVENTS, J_HEAD, J_KEYS, JOURNAL, VERSIONS, ensure_format};
 use crate::writer::{self, Job, Writer};
 
 /// The redb WARM store. Clone it freely: clones share the database and the writer thread.
@@ -256,6 +256,16 @@ fn bad_id(id: &str, e: Error) -> Error {
     }
 }
 
+/// A collection or stream name in the file that tierstate could not have written.
+fn bad_name(what: &str, name: &str, e: Error) -> Error {
+    Error::Backend {
+        backend: BACKEND,
+        kind: BackendErrorKind::Other,
+        message: format!("unexpected stored {what} {name:?}: {e}"),
+        source: None,
+    }
+}
+
 /// One row of the head table as a range yields it.
 type HeadRow<'t> = std::result::Result<
     (
@@ -467,6 +477,63 @@ impl StateStore for RedbStore {
             .into_iter()
             .map(|r| r.and_then(|d| d.verify(Tier::Warm)))
             .collect())
+    }
+
+    async fn collections(
+        &self,
+        id: &DeploymentId,
+        after: Option<&Name>,
+        limit: usize,
+    ) -> Result<Vec<Name>> {
+        let (id, after) = (id.clone(), after.cloned());
+        self.read(move |t| {
+            let heads = t.open_table(DOC_HEAD).map_err(map)?;
+            // Seek past each collection: every key of `c` sorts before (id, c + "\0", "").
+            let mut from = after.map_or_else(String::new, |c| format!("{c}\0"));
+            let mut out = Vec::new();
+            while out.len() < limit {
+                let mut range = heads
+                    .range((id.as_str(), from.as_str(), "")..)
+                    .map_err(map)?;
+                let Some(row) = range.next() else { break };
+                let (k, _) = row.map_err(map)?;
+                let (d, c, _) = k.value();
+                if d != id.as_str() {
+                    break;
+                }
+                out.push(Name::collection(c).map_err(|e| bad_name("collection", c, e))?);
+                from = format!("{c}\0");
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn streams(
+        &self,
+        id: &DeploymentId,
+        after: Option<&Name>,
+        limit: usize,
+    ) -> Result<Vec<Name>> {
+        let (id, after) = (id.clone(), after.cloned());
+        self.read(move |t| {
+            let heads = t.open_table(J_HEAD).map_err(map)?;
+            let from = after.as_ref().map_or("", Name::as_str);
+            let mut out = Vec::new();
+            for row in heads.range((id.as_str(), from)..).map_err(map)? {
+                let (k, _) = row.map_err(map)?;
+                let (d, s) = k.value();
+                if d != id.as_str() || out.len() == limit {
+                    break;
+                }
+                if after.is_some() && s == from {
+                    continue;
+                }
+                out.push(Name::stream(s).map_err(|e| bad_name("stream", s, e))?);
+            }
+            Ok(out)
+        })
+        .await
     }
 
     async fn journal_info(&self, stream: &StreamAddr) -> Result<Option<JournalInfo>> {

@@ -564,3 +564,57 @@ pub(crate) fn state_as_of(
         .map_err(map)?;
     Ok((found, oldest.map(|v| u64_of(v, "version")).transpose()?))
 }
+
+/// Up to `limit` collections of `id` with a current document, after `after`: one index seek
+/// per name (the next collection past the previous one).
+pub(crate) fn collections(
+    conn: &Connection,
+    id: &str,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<Vec<Name>> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT collection FROM ts_doc_head WHERE deployment_id = ?1 \
+             AND (?2 IS NULL OR collection > ?2) ORDER BY collection LIMIT 1",
+        )
+        .map_err(map)?;
+    let mut out: Vec<Name> = Vec::new();
+    let mut last = after.map(str::to_owned);
+    while out.len() < limit {
+        let next: Option<String> = stmt
+            .query_row(params![id, last.as_deref()], |r| r.get(0))
+            .optional()
+            .map_err(map)?;
+        let Some(c) = next else { break };
+        out.push(Name::collection(&c).map_err(|e| bad_row(format!("collection {c:?}: {e}")))?);
+        last = Some(c);
+    }
+    Ok(out)
+}
+
+/// Up to `limit` journals of `id`, after `after`.
+pub(crate) fn streams(
+    conn: &Connection,
+    id: &str,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<Vec<Name>> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT stream FROM ts_journal_head WHERE deployment_id = ?1 \
+             AND (?2 IS NULL OR stream > ?2) ORDER BY stream LIMIT ?3",
+        )
+        .map_err(map)?;
+    let rows = stmt
+        .query_map(params![id, after, i64_of(limit as u64)], |r| {
+            r.get::<_, String>(0)
+        })
+        .map_err(map)?;
+    let mut out = Vec::new();
+    for s in rows {
+        let s = s.map_err(map)?;
+        out.push(Name::stream(&s).map_err(|e| bad_row(format!("stream {s:?}: {e}")))?);
+    }
+    Ok(out)
+}

@@ -297,6 +297,32 @@ impl StateStore for SqliteStore {
             .collect())
     }
 
+    async fn collections(
+        &self,
+        id: &DeploymentId,
+        after: Option<&Name>,
+        limit: usize,
+    ) -> Result<Vec<Name>> {
+        let (id, after) = (id.clone(), after.cloned());
+        self.read(move |c| {
+            crate::records::collections(c, id.as_str(), after.as_ref().map(Name::as_str), limit)
+        })
+        .await
+    }
+
+    async fn streams(
+        &self,
+        id: &DeploymentId,
+        after: Option<&Name>,
+        limit: usize,
+    ) -> Result<Vec<Name>> {
+        let (id, after) = (id.clone(), after.cloned());
+        self.read(move |c| {
+            crate::records::streams(c, id.as_str(), after.as_ref().map(Name::as_str), limit)
+        })
+        .await
+    }
+
     async fn journal_info(&self, stream: &StreamAddr) -> Result<Option<JournalInfo>> {
         let s = stream.clone();
         let head = self

@@ -163,6 +163,7 @@ macro_rules! conformance_tests {
             mixed_batch_is_atomic,
             batch_guards_a_document,
             tail_follows_a_journal,
+            catalog_lists_collections_and_streams,
         );
     };
     (@each $factory:path; $($check:ident),* $(,)?) => {

@@ -1039,3 +1039,64 @@ pub async fn tail_follows_a_journal(h: &Harness) {
     assert_eq!(got, (1..=51).collect::<Vec<_>>());
     let _: Arc<dyn StateStore> = h.store.clone();
 }
+
+/// The catalog of a deployment: its collections (one seek each, past any number of keys) and
+/// its journals, in byte order with paging; neighbours in other deployments (including one
+/// whose id extends this one's) left out, and a collection whose last document was deleted gone.
+pub async fn catalog_lists_collections_and_streams(h: &Harness) {
+    let s = &h.store;
+    let mut b = WriteBatch::new();
+    for (d, c, n) in [
+        ("d", "a", 50),
+        ("d", "a.b", 1),
+        ("d", "a-", 2),
+        ("d", "b", 3),
+        ("d", "gone", 1),
+        ("dd", "a0", 1),
+        ("c", "z", 1),
+    ] {
+        for i in 0..n {
+            b = b.document(DocWrite::new(
+                doc(d, c, &format!("k{i:03}")),
+                PutMode::Create,
+                obj(json!({"i": i})),
+            ));
+        }
+    }
+    for (d, st) in [
+        ("d", "s1"),
+        ("d", "s0"),
+        ("d", "s.x"),
+        ("dd", "s9"),
+        ("c", "s"),
+    ] {
+        b = b.append(entry(&stream(d, st), 1, 1));
+    }
+    s.write(b).await.unwrap();
+    assert!(
+        s.delete_document(&doc("d", "gone", "k000"), None)
+            .await
+            .unwrap()
+    );
+
+    let id = DeploymentId::new("d").unwrap();
+    let names = |v: Vec<Name>| v.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+    let all = names(s.collections(&id, None, 100).await.unwrap());
+    assert_eq!(all, ["a", "a-", "a.b", "b"]);
+    let first = s.collections(&id, None, 2).await.unwrap();
+    assert_eq!(names(first.clone()), ["a", "a-"]);
+    let rest = s.collections(&id, first.last(), 10).await.unwrap();
+    assert_eq!(names(rest), ["a.b", "b"]);
+    assert!(s.collections(&id, None, 0).await.unwrap().is_empty());
+
+    let all = names(s.streams(&id, None, 100).await.unwrap());
+    assert_eq!(all, ["s.x", "s0", "s1"]);
+    let first = s.streams(&id, None, 1).await.unwrap();
+    assert_eq!(names(first.clone()), ["s.x"]);
+    let rest = s.streams(&id, first.last(), 10).await.unwrap();
+    assert_eq!(names(rest), ["s0", "s1"]);
+
+    let nobody = DeploymentId::new("nobody").unwrap();
+    assert!(s.collections(&nobody, None, 10).await.unwrap().is_empty());
+    assert!(s.streams(&nobody, None, 10).await.unwrap().is_empty());
+}
