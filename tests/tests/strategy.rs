@@ -12,12 +12,15 @@ use serde_json::json;
 use tierstate::strategy::{
     Holdings, PositionRow, StrategyState, StrategyStore, Tick, Trade, TradeSide,
 };
-use tierstate_core::{DeploymentId, Error, InMemoryStore, StateStore};
+use tierstate_core::{
+    DeploymentId, DocAddr, DocWrite, Error, InMemoryStore, PutMode, StateStore, WriteBatch,
+};
 use tierstate_testkit_backends::on_every_backend;
 
 on_every_backend!(
     a_tick_commits_everything_or_nothing,
     replayed_ticks_write_nothing_and_bad_input_changes_nothing,
+    extra_records_ride_in_the_ticks_transaction,
 );
 
 fn t(s: i64) -> DateTime<Utc> {
@@ -239,4 +242,41 @@ proptest! {
             }
         });
     }
+}
+
+async fn extra_records_ride_in_the_ticks_transaction(store: Arc<dyn StateStore>) {
+    let s = StrategyStore::<StrategyState>::new(store.clone(), &DeploymentId::new("mm").unwrap());
+    let book = DocAddr::new("mm", "book", "quotes").unwrap();
+    let quotes = |v: i64| json!({"bid": v}).as_object().unwrap().clone();
+    let (s1, s2) = (state(1, "1000.00"), state(2, "990.00"));
+    let (tr1, tr2) = ([trade("tr-1", 1, "2500.00")], [trade("tr-2", 2, "2501.00")]);
+    let tick = |at: i64, expected, state, trades| Tick {
+        time: t(at),
+        expected,
+        state,
+        trades,
+        positions: None,
+        metrics: &[],
+    };
+    let extra = WriteBatch::new().document(DocWrite::new(book.clone(), PutMode::Create, quotes(1)));
+    let done = s.tick_with(tick(1, None, &s1, &tr1), extra).await.unwrap();
+    assert_eq!((done.version, done.new_trades), (1, 1));
+    assert_eq!(store.get_document(&book).await.unwrap().unwrap().version, 1);
+    // A failing extra member (a stale document version) fails the whole tick.
+    let stale = WriteBatch::new().document(DocWrite::new(
+        book.clone(),
+        PutMode::Update { expected: 7 },
+        quotes(2),
+    ));
+    let e = s
+        .tick_with(tick(2, Some(1), &s2, &tr2), stale)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Conflict { .. }), "{e}");
+    assert_eq!(s.load().await.unwrap().unwrap().version, 1);
+    assert_eq!(s.trades(1, 10).await.unwrap().len(), 1);
+    assert_eq!(
+        store.get_document(&book).await.unwrap().unwrap().value,
+        quotes(1)
+    );
 }

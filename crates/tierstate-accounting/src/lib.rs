@@ -59,8 +59,8 @@ pub use metrics::{PortfolioMetrics, pnl_between};
 pub use nav::{NavCursor, NavFold, NavPage, NavPoint};
 pub use order::{ClobFill, ClobOrder, FillOutcome, MAX_ID_LEN, OrderStatus, OrderType, Side};
 pub use portfolio::{
-    NavSummary, PORTFOLIO, PORTFOLIO_SCHEMA, Portfolio, SNAPSHOTS, Saved, SnapshotWindow,
-    StoredMetrics,
+    NavSummary, PORTFOLIO, PORTFOLIO_SCHEMA, Portfolio, SNAPSHOTS, Saved, SnapshotChange,
+    SnapshotWindow, StoredMetrics,
 };
 pub use registry::{
     AUTO, CommitMode, HANDLES, OPEN_ROWS, REGISTRY_SCHEMA, ROWS, Registry, RegistryChange,

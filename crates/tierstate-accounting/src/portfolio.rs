@@ -18,8 +18,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tierstate_core::{
-    DeploymentId, DocAddr, DocWrite, Document, Error, KeyRange, Name, PutMode, StateStore, Target,
-    WriteBatch,
+    BatchOp, DeploymentId, DocAddr, DocWrite, Document, Error, KeyRange, Name, PutMode, StateStore,
+    Target, WriteBatch,
 };
 
 use crate::amount::Amount;
@@ -95,6 +95,26 @@ struct Header {
     next_seq: u64,
     latest_us: Option<i64>,
     cut_us: Option<i64>,
+}
+
+/// A planned snapshot save ([`Portfolio::plan_snapshot`]), to commit in the caller's batch.
+#[derive(Debug, Clone)]
+pub struct SnapshotChange {
+    /// The snapshot's write sequence number once committed.
+    pub seq: u64,
+    /// The NAV fold once committed (high-water mark, drawdown).
+    pub fold: NavFold,
+    ops: Vec<BatchOp>,
+}
+
+impl SnapshotChange {
+    /// Adds the change to `batch`.
+    pub fn add_to(&self, mut batch: WriteBatch) -> WriteBatch {
+        for op in &self.ops {
+            batch.push(op.clone());
+        }
+        batch
+    }
 }
 
 /// One deployment's snapshots, NAV series and metrics.
@@ -244,6 +264,47 @@ impl Portfolio {
                 Err(e) => return Err(e.into()),
             }
         }
+    }
+
+    /// Plans saving a snapshot newer than every stored one, for a caller that commits it in
+    /// its own batch (one tick = one transaction): the snapshot and the header, the header by
+    /// compare-and-swap, so a concurrent save fails the caller's batch instead of forking the
+    /// series.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a snapshot not newer than the newest (save those with
+    /// [`Portfolio::save_snapshot`]); `InvalidInput`/`InvalidTime` for a bad snapshot; `Store`.
+    pub async fn plan_snapshot(&self, snapshot: &PortfolioSnapshot) -> Result<SnapshotChange> {
+        snapshot.validate()?;
+        let key = Name::key(key_of("snapshot time", snapshot.time)?)?;
+        let (mut header, header_version) = self.read_header().await?;
+        let us = snapshot.time.timestamp_micros();
+        if let Some(latest) = header.latest_us.filter(|l| us <= *l) {
+            return Err(AccountingError::invalid(
+                "snapshot",
+                format!(
+                    "{} is not after the newest stored snapshot ({}); save it on its own",
+                    snapshot.time,
+                    from_us(latest)?
+                ),
+            ));
+        }
+        header.next_seq += 1;
+        header.fold.push(snapshot.total_value);
+        header.latest_us = Some(us);
+        header.stored += 1;
+        Ok(SnapshotChange {
+            seq: header.next_seq,
+            fold: header.fold,
+            ops: vec![
+                BatchOp::Document(DocWrite::new(
+                    self.snapshot_addr(key),
+                    PutMode::Create,
+                    encode_snapshot(snapshot, header.next_seq)?,
+                )),
+                BatchOp::Document(self.header_write(&header, header_version)?),
+            ],
+        })
     }
 
     async fn save(

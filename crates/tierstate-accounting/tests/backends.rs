@@ -30,6 +30,7 @@ on_every_backend!(
     metrics_are_cas_and_commit_with_a_snapshot,
     graceful_reads_count_their_failures,
     bulk_saves_append_in_one_transaction,
+    a_planned_snapshot_commits_in_the_callers_batch_or_not_at_all,
 );
 
 fn d(s: &str) -> Decimal {
@@ -833,4 +834,41 @@ async fn bulk_saves_append_in_one_transaction(store: Arc<dyn StateStore>) {
     }
     assert_eq!(p.nav_summary().await.unwrap().stored, 4);
     assert_eq!(p.latest().await.unwrap().unwrap().time, t(30));
+}
+
+async fn a_planned_snapshot_commits_in_the_callers_batch_or_not_at_all(store: Arc<dyn StateStore>) {
+    let p = Portfolio::new(store.clone(), &dep());
+    p.save_snapshot(&snap(t(0), "100")).await.unwrap();
+    let state = |v: i64| json!({"tick": v}).as_object().unwrap().clone();
+    // Planned with the strategy's state: both commit.
+    let change = p.plan_snapshot(&snap(t(10), "80")).await.unwrap();
+    assert_eq!(change.fold, NavFold::over([d("100"), d("80")]));
+    let batch = change.add_to(WriteBatch::new().put(StateWrite::create(dep(), state(1))));
+    store.write(batch).await.unwrap();
+    let s = p.nav_summary().await.unwrap();
+    assert_eq!((s.stored, s.fold), (2, change.fold));
+    assert_eq!(s.fold, p.recompute_nav().await.unwrap());
+    // The caller's batch fails (a stale state version): the snapshot is not there either.
+    let change = p.plan_snapshot(&snap(t(20), "90")).await.unwrap();
+    let stale = WriteBatch::new().put(StateWrite::update(dep(), 7, state(2)));
+    assert!(store.write(change.add_to(stale)).await.is_err());
+    assert_eq!(p.nav_summary().await.unwrap().stored, 2);
+    assert!(p.at_or_before(t(25)).await.unwrap().unwrap().time == t(10));
+    // Two plans from one header: the second to commit loses its compare-and-swap.
+    let a = p.plan_snapshot(&snap(t(30), "95")).await.unwrap();
+    let b = p.plan_snapshot(&snap(t(31), "96")).await.unwrap();
+    store.write(a.add_to(WriteBatch::new())).await.unwrap();
+    assert!(matches!(
+        store.write(b.add_to(WriteBatch::new())).await,
+        Err(Error::Conflict { .. })
+    ));
+    assert_eq!(
+        p.nav_summary().await.unwrap().fold,
+        p.recompute_nav().await.unwrap()
+    );
+    // Only a snapshot newer than the newest can be planned.
+    assert!(matches!(
+        p.plan_snapshot(&snap(t(30), "1")).await,
+        Err(AccountingError::InvalidInput { .. })
+    ));
 }

@@ -234,6 +234,16 @@ impl<S: Serialize + DeserializeOwned> StrategyStore<S> {
     /// trade; `InvalidInput` for a non-finite metric, a bad name, a non-positive trade size or
     /// a state that is not a JSON object. Nothing is written on error.
     pub async fn tick(&self, t: Tick<'_, S>) -> Result<TickCommitted> {
+        self.tick_with(t, WriteBatch::new()).await
+    }
+
+    /// [`StrategyStore::tick`] with more of the tick's records in the same transaction: the
+    /// ledger entries, the portfolio snapshot, order records — whatever `extra` holds commits
+    /// with the state, trades, positions and metrics, or nothing does.
+    ///
+    /// # Errors
+    /// As [`StrategyStore::tick`], and whatever a member of `extra` fails with.
+    pub async fn tick_with(&self, t: Tick<'_, S>, extra: WriteBatch) -> Result<TickCommitted> {
         let state = match serde_json::to_value(t.state) {
             Ok(Value::Object(m)) => m,
             Ok(_) => {
@@ -281,6 +291,9 @@ impl<S: Serialize + DeserializeOwned> StrategyStore<S> {
             let mut m = Map::new();
             m.insert("value".into(), Value::from(*value));
             batch = batch.append(Append::new(self.metric_stream(name)?, t.time, m));
+        }
+        for op in extra.ops() {
+            batch.push(op.clone());
         }
         let done = self.store.write(batch).await?;
         let fresh = done
