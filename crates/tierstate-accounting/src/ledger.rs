@@ -391,6 +391,24 @@ impl LedgerChange {
     }
 }
 
+/// Many planned appends ([`Ledger::plan_append_batch`]), to commit in the caller's batch.
+#[derive(Debug, Clone)]
+pub struct LedgerBatchChange {
+    /// What committing it means for each entry, in order.
+    pub recorded: Vec<Recorded>,
+    ops: Vec<BatchOp>,
+}
+
+impl LedgerBatchChange {
+    /// Adds the change to `batch` (nothing for an all-duplicate plan).
+    pub fn add_to(&self, mut batch: WriteBatch) -> WriteBatch {
+        for op in &self.ops {
+            batch.push(op.clone());
+        }
+        batch
+    }
+}
+
 /// One deployment's transaction ledger on any [`StateStore`].
 #[derive(Clone)]
 pub struct Ledger {
@@ -572,6 +590,17 @@ impl Ledger {
                 Err(e) => return Err(e.into()),
             }
         }
+    }
+
+    /// Plans appending many entries, for a caller that commits them in its own batch (one
+    /// tick = one transaction): each id is looked up as [`Ledger::plan_append`] does, and the
+    /// totals move once, by compare-and-swap.
+    ///
+    /// # Errors
+    /// As [`Ledger::append_batch`].
+    pub async fn plan_append_batch(&self, entries: &[LedgerEntry]) -> Result<LedgerBatchChange> {
+        let (recorded, ops) = self.plan_batch(entries, true).await?;
+        Ok(LedgerBatchChange { recorded, ops })
     }
 
     async fn plan_batch(

@@ -52,8 +52,8 @@ pub use events::{
     PositionEventType, PositionLookup, PositionRef, StoredEvent,
 };
 pub use ledger::{
-    LEDGER, LEDGER_SCHEMA, Ledger, LedgerChange, LedgerCursor, LedgerEntry, LedgerPage,
-    LedgerQuery, LedgerStats, Recorded, STATS_KEY, StoredLedgerEntry,
+    LEDGER, LEDGER_SCHEMA, Ledger, LedgerBatchChange, LedgerChange, LedgerCursor, LedgerEntry,
+    LedgerPage, LedgerQuery, LedgerStats, Recorded, STATS_KEY, StoredLedgerEntry,
 };
 pub use metrics::{PortfolioMetrics, pnl_between};
 pub use nav::{NavCursor, NavFold, NavPage, NavPoint};

@@ -10,7 +10,7 @@ use tierstate_accounting::{
     EventSaved, Events, ExecutionMode, Ledger, LedgerEntry, LedgerQuery, PositionEvent,
     PositionEventType, PositionLookup, Recorded, Registry, RegistryRow, RegistryStatus, RowFilter,
 };
-use tierstate_core::{DeploymentId, Error, StateStore};
+use tierstate_core::{DeploymentId, Error, StateStore, StateWrite, WriteBatch};
 use tierstate_testkit_backends::on_every_backend;
 
 on_every_backend!(
@@ -29,6 +29,7 @@ on_every_backend!(
     position_events_first_write_wins_and_attribution_is_cas,
     accounting_events_carry_the_registry_row_at_write_time,
     migration_state_inserts_once_merges_and_completes,
+    planned_ledger_batches_commit_with_the_callers_records,
 );
 
 fn dep() -> DeploymentId {
@@ -976,4 +977,38 @@ async fn ledger_batches_append_together_or_not_at_all(store: Arc<dyn StateStore>
     let s = l.stats().await.unwrap();
     assert_eq!((s.count, s.successes), (3, 2));
     assert_eq!(s, l.recompute_stats().await.unwrap());
+}
+
+async fn planned_ledger_batches_commit_with_the_callers_records(store: Arc<dyn StateStore>) {
+    let l = Ledger::new(store.clone(), &dep());
+    l.append(&swap("tx-0", 0, "10", true)).await.unwrap();
+    let state = |n: i64| json!({"n": n}).as_object().unwrap().clone();
+    let entries = [swap("tx-1", 1, "20", true), swap("tx-2", 2, "30", false)];
+    let plan = l.plan_append_batch(&entries).await.unwrap();
+    assert_eq!(
+        plan.recorded,
+        [Recorded::Appended(2), Recorded::Appended(3)]
+    );
+    // With a failing member of the caller's batch, none of it is written.
+    let stale = WriteBatch::new().put(StateWrite::update(dep(), 9, state(1)));
+    assert!(store.write(plan.add_to(stale)).await.is_err());
+    assert_eq!(l.stats().await.unwrap().count, 1);
+    // With the caller's records it all commits, totals moved once and exact.
+    let ok = WriteBatch::new().put(StateWrite::create(dep(), state(1)));
+    store.write(plan.add_to(ok)).await.unwrap();
+    let s = l.stats().await.unwrap();
+    assert_eq!((s.count, s.last_seq), (3, 3));
+    assert_eq!(s, l.recompute_stats().await.unwrap());
+    // Planned again (a replayed tick): duplicates, nothing to write.
+    let again = l.plan_append_batch(&entries).await.unwrap();
+    assert_eq!(
+        again.recorded,
+        [Recorded::Duplicate(2), Recorded::Duplicate(3)]
+    );
+    let before = store.get(&dep()).await.unwrap().unwrap().version;
+    store
+        .write(again.add_to(WriteBatch::new().put(StateWrite::update(dep(), before, state(2)))))
+        .await
+        .unwrap();
+    assert_eq!(l.stats().await.unwrap(), s);
 }
