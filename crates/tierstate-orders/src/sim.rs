@@ -266,9 +266,12 @@ impl State {
             return Ok(());
         };
         let saved = Saved {
+            // A finished market maker's order is never asked about again: the file keeps
+            // only what can still trade or be queried, so it stays small as trading goes on.
             orders: self
                 .orders
                 .iter()
+                .filter(|(_, r)| !r.maker || r.order.status == VenueStatus::Open)
                 .map(|(k, r)| {
                     (
                         k.clone(),

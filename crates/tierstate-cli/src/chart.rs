@@ -1,0 +1,213 @@
+//! `nav ID --svg FILE | --png FILE`: the NAV series and its drawdown from the high-water mark,
+//! drawn with plotters. Labels are laid out with a TrueType font found at run time
+//! (`TIERSTATE_FONT`, or DejaVu/Liberation Sans where Debian puts them): plotters' pure-Rust
+//! text path needs one, and a binary that embeds a font would carry 700 KB for two labels.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use rust_decimal::prelude::ToPrimitive;
+use serde_json::json;
+use tierstate::StateStore;
+use tierstate::accounting::{NavPoint, Portfolio};
+
+use crate::error::{CliError, Result};
+use crate::out::{Report, time};
+use crate::records::deployment;
+
+/// NAV points read per page.
+const PAGE: usize = 10_000;
+/// Where the labels' font is looked for when `TIERSTATE_FONT` names none.
+const FONTS: [&str; 3] = [
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/TTF/DejaVuSans.ttf",
+    "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
+];
+
+/// Every stored NAV point, oldest first.
+pub async fn series(p: &Portfolio) -> Result<Vec<NavPoint>> {
+    let mut out = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = p.nav_series(cursor, PAGE).await?;
+        out.extend(page.points);
+        if !page.truncated || page.cursor.is_none() {
+            return Ok(out);
+        }
+        cursor = page.cursor;
+    }
+}
+
+/// (seconds since the first point, NAV, drawdown % from the running peak).
+fn curve(points: &[NavPoint]) -> Vec<(f64, f64, f64)> {
+    let t0 = points.first().map_or(0, |p| p.time.timestamp_micros());
+    let mut peak = f64::MIN;
+    points
+        .iter()
+        .map(|p| {
+            let v = p.value.to_f64().unwrap_or(0.0);
+            peak = peak.max(v);
+            let dd = if peak > 0.0 {
+                (peak - v) / peak * 100.0
+            } else {
+                0.0
+            };
+            ((p.time.timestamp_micros() - t0) as f64 / 1e6, v, -dd)
+        })
+        .collect()
+}
+
+/// Draws the chart(s) asked for and reports the series' figures.
+///
+/// # Errors
+/// `Usage` with neither file; `Other` for fewer than two points, no font for PNG, or a
+/// drawing failure; `Io` naming the file.
+pub async fn nav(
+    store: &Arc<dyn StateStore>,
+    id: &str,
+    svg: Option<PathBuf>,
+    png: Option<PathBuf>,
+) -> Result<Report> {
+    if svg.is_none() && png.is_none() {
+        return Err(CliError::Usage(
+            "name a file: --svg FILE or --png FILE".into(),
+        ));
+    }
+    let id = deployment(id)?;
+    let p = Portfolio::new(store.clone(), &id);
+    let points = series(&p).await?;
+    if points.len() < 2 {
+        return Err(CliError::Other(format!(
+            "{id} has {} NAV point(s); a chart needs two",
+            points.len()
+        )));
+    }
+    let summary = p.nav_summary().await?;
+    let start = points[0].time;
+    let title = format!("{id}: NAV and drawdown");
+    let data = curve(&points);
+    let mut written = Vec::new();
+    register_font()?;
+    if let Some(path) = &svg {
+        let root = SVGBackend::new(path, (1000, 600)).into_drawing_area();
+        draw(root, &data, start, &title).map_err(|e| chart_error(path, e))?;
+        written.push(path.clone());
+    }
+    if let Some(path) = &png {
+        let root = BitMapBackend::new(path, (1000, 600)).into_drawing_area();
+        draw(root, &data, start, &title).map_err(|e| chart_error(path, e))?;
+        written.push(path.clone());
+    }
+    let fold = summary.fold;
+    let mut text = format!(
+        "{} NAV points from {} to {}\nlast {}  high-water mark {}  max drawdown {} ({}%)\n",
+        points.len(),
+        time(start),
+        time(points[points.len() - 1].time),
+        fold.last_value,
+        fold.high_water_mark,
+        fold.max_drawdown,
+        fold.max_drawdown_pct
+    );
+    for w in &written {
+        text.push_str(&format!("wrote {}\n", w.display()));
+    }
+    Ok(Report {
+        text,
+        json: json!({
+            "points": points.len(),
+            "from": start,
+            "to": points[points.len() - 1].time,
+            "last": fold.last_value,
+            "high_water_mark": fold.high_water_mark,
+            "max_drawdown": fold.max_drawdown,
+            "max_drawdown_pct": fold.max_drawdown_pct,
+            "written": written,
+        }),
+    })
+}
+
+fn chart_error(path: &Path, e: impl std::fmt::Display) -> CliError {
+    CliError::Other(format!("cannot draw {}: {e}", path.display()))
+}
+
+/// Loads the labels' font (plotters keeps it for the process).
+fn register_font() -> Result<()> {
+    let named = std::env::var_os("TIERSTATE_FONT").map(PathBuf::from);
+    let path = named
+        .clone()
+        .into_iter()
+        .chain(FONTS.iter().map(PathBuf::from))
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            CliError::Other(
+                "no TrueType font for the chart's labels: install fonts-dejavu-core or set TIERSTATE_FONT=/path/to/font.ttf"
+                    .into(),
+            )
+        })?;
+    let bytes = std::fs::read(&path).map_err(|e| CliError::io(&path, e))?;
+    // plotters keeps registered fonts for the life of the process.
+    let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+    plotters::style::register_font("sans-serif", FontStyle::Normal, bytes)
+        .map_err(|_| CliError::Other(format!("{} is not a usable TrueType font", path.display())))
+}
+
+fn draw<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    data: &[(f64, f64, f64)],
+    start: DateTime<Utc>,
+    title: &str,
+) -> std::result::Result<(), String>
+where
+    DB::ErrorType: 'static,
+{
+    let err = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
+    root.fill(&WHITE).map_err(err)?;
+    let (top, bottom) = root.split_vertically(400);
+    let x_max = data.last().map_or(1.0, |d| d.0).max(1.0);
+    let (lo, hi) = data.iter().fold((f64::MAX, f64::MIN), |(lo, hi), d| {
+        (lo.min(d.1), hi.max(d.1))
+    });
+    let pad = ((hi - lo) * 0.05).max(1e-6);
+    let dd_min = data.iter().fold(0.0f64, |m, d| m.min(d.2)).min(-1e-6);
+    let label = |s: &f64| {
+        let t = start + chrono::Duration::milliseconds((s * 1000.0) as i64);
+        t.format("%H:%M:%S").to_string()
+    };
+
+    let mut nav = ChartBuilder::on(&top)
+        .caption(title, ("sans-serif", 22))
+        .margin(12)
+        .x_label_area_size(28)
+        .y_label_area_size(80)
+        .build_cartesian_2d(0.0..x_max, (lo - pad)..(hi + pad))
+        .map_err(err)?;
+    nav.configure_mesh()
+        .x_label_formatter(&label)
+        .y_desc("NAV (USD)")
+        .draw()
+        .map_err(err)?;
+    nav.draw_series(LineSeries::new(data.iter().map(|d| (d.0, d.1)), &BLUE))
+        .map_err(err)?;
+
+    let mut dd = ChartBuilder::on(&bottom)
+        .margin(12)
+        .x_label_area_size(28)
+        .y_label_area_size(80)
+        .build_cartesian_2d(0.0..x_max, (dd_min * 1.05)..0.0)
+        .map_err(err)?;
+    dd.configure_mesh()
+        .x_label_formatter(&label)
+        .y_desc("drawdown %")
+        .draw()
+        .map_err(err)?;
+    dd.draw_series(
+        AreaSeries::new(data.iter().map(|d| (d.0, d.2)), 0.0, RED.mix(0.3)).border_style(RED),
+    )
+    .map_err(err)?;
+    root.present().map_err(err)?;
+    Ok(())
+}

@@ -1,0 +1,184 @@
+//! `tierstate demo`: a paper market maker on the simulated exchange. Each tick the market
+//! moves and takers trade against the book; the strategy syncs its orders through the
+//! reconciliation engine, re-quotes, and books the fills — state, trades, positions, metrics,
+//! ledger entries and the NAV snapshot in **one transaction**. Kill it at any moment
+//! (Ctrl-C or `kill -9`) and run the same command again: it resumes from the database, never
+//! places an order twice (client order ids are durable before a send) and never loses or
+//! doubles a fill (what is booked commits with the state that counts it).
+
+mod market;
+mod quote;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rust_decimal::Decimal;
+use tierstate::orders::{FaultPlan, SimExchange};
+
+use crate::error::{CliError, Result};
+use crate::open::Url;
+use quote::{MarketMaker, TickOutcome};
+
+/// The demo's options.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DemoArgs {
+    /// Run until the strategy has done this many ticks in all (a resumed run continues).
+    #[arg(long, default_value_t = 1_000)]
+    pub ticks: u64,
+    /// Seed of the market (fixed for a database once it has started).
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// The deployment id.
+    #[arg(long, default_value = "mm-demo")]
+    pub deployment: String,
+    /// Where the simulated venue keeps its book (default: beside the database).
+    #[arg(long)]
+    pub venue: Option<PathBuf>,
+    /// Where the NAV chart is written at the end (default: beside the database).
+    #[arg(long)]
+    pub chart: Option<PathBuf>,
+    /// Probability of each venue fault per call (timeouts after accept, rejects, late
+    /// deliveries, lost cancel answers, outages).
+    #[arg(long, default_value_t = 0.0)]
+    pub faults: f64,
+    /// Milliseconds to wait between ticks (0: as fast as the disk allows).
+    #[arg(long, default_value_t = 0)]
+    pub tick_ms: u64,
+}
+
+/// A file beside the database (or in the working directory for PostgreSQL).
+fn beside(url: &Url, suffix: &str) -> PathBuf {
+    match url.file() {
+        Some(f) => {
+            let stem = f
+                .file_stem()
+                .map_or_else(|| "tierstate".into(), |s| s.to_string_lossy().into_owned());
+            f.with_file_name(format!("{stem}{suffix}"))
+        }
+        None => PathBuf::from(format!("tierstate-demo{suffix}")),
+    }
+}
+
+/// Runs (or resumes) the demo until `--ticks` or Ctrl-C.
+///
+/// # Errors
+/// `Store` if the database fails or is damaged; `Usage` for bad options; `Io` for the venue
+/// file.
+pub async fn run(url: &Url, args: DemoArgs) -> Result<()> {
+    if !(0.0..=0.5).contains(&args.faults) {
+        return Err(CliError::Usage("--faults must be within 0..=0.5".into()));
+    }
+    let venue_file = args
+        .venue
+        .clone()
+        .unwrap_or_else(|| beside(url, ".venue.json"));
+    let chart = args
+        .chart
+        .clone()
+        .unwrap_or_else(|| beside(url, "-nav.svg"));
+    let store = url.open(true).await?;
+    let plan = if args.faults > 0.0 {
+        FaultPlan::uniform(args.seed, args.faults)
+    } else {
+        FaultPlan::none()
+    };
+    let venue = Arc::new(
+        SimExchange::durable(&venue_file, plan, Duration::ZERO)
+            .map_err(|e| CliError::io(&venue_file, e))?,
+    );
+    let mut mm = MarketMaker::open(store.clone(), &args, venue.clone()).await?;
+    let resumed = mm.tick_no();
+    eprintln!(
+        "demo: {} on {} (venue {}), {}",
+        args.deployment,
+        url.shown(),
+        venue_file.display(),
+        if resumed == 0 {
+            "starting".to_owned()
+        } else {
+            format!("resuming after tick {resumed}")
+        }
+    );
+
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                stop.store(true, Ordering::SeqCst);
+            }
+        });
+    }
+    let bar = ProgressBar::new(args.ticks);
+    let live = std::io::stderr().is_terminal();
+    if !live {
+        bar.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    bar.set_style(
+        ProgressStyle::with_template("{bar:24} tick {pos}/{len}  {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_position(resumed);
+    let started = Instant::now();
+    let mut done = 0u64;
+    while mm.tick_no() < args.ticks && !stop.load(Ordering::SeqCst) {
+        let last: TickOutcome = mm.tick().await?;
+        done += 1;
+        bar.set_position(mm.tick_no());
+        let line = last.status();
+        bar.set_message(line.clone());
+        if !live && mm.tick_no() % (args.ticks / 10).max(1) == 0 {
+            eprintln!("tick {}/{}  {line}", mm.tick_no(), args.ticks);
+        }
+        if args.tick_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(args.tick_ms)).await;
+        }
+    }
+    bar.finish_and_clear();
+    let secs = started.elapsed().as_secs_f64();
+    if stop.load(Ordering::SeqCst) {
+        eprintln!(
+            "demo: stopped by Ctrl-C after tick {} (every committed tick is kept; run again to resume)",
+            mm.tick_no()
+        );
+    }
+    let rate = if secs > 0.0 { done as f64 / secs } else { 0.0 };
+    println!(
+        "{}: tick {}/{} ({} this run in {:.1} s, {:.0} ticks/s)",
+        args.deployment,
+        mm.tick_no(),
+        args.ticks,
+        done,
+        secs,
+        rate
+    );
+    if mm.tick_no() == 0 {
+        return Ok(());
+    }
+    let summary = mm.summary().await?;
+    print!("{summary}");
+    match crate::chart::nav(&store, &args.deployment, Some(chart.clone()), None).await {
+        Ok(_) => println!("chart: {}", chart.display()),
+        Err(e) => println!("chart: not written ({e})"),
+    }
+    let db = match url {
+        Url::Sqlite(_) | Url::Redb(_) => format!(" --db {}", url.shown()),
+        Url::Postgres { .. } => " --db $TIERSTATE_DB".into(),
+    };
+    let dflt = url.shown() == "sqlite:tierstate-demo.db";
+    let db = if dflt { String::new() } else { db };
+    println!(
+        "next: tierstate{db} inspect {id} | verify | orders {id} --open | ledger {id} | positions {id} | nav {id} --svg nav.svg",
+        id = args.deployment
+    );
+    Ok(())
+}
+
+/// Decimal with thousands kept plain, rounded for people.
+pub fn money(d: Decimal) -> String {
+    d.round_dp(2).to_string()
+}

@@ -1,0 +1,53 @@
+//! The CLI's one error type: every failure prints as one line with its cause and exits
+//! non-zero, never a backtrace.
+
+use std::path::PathBuf;
+
+/// Why a command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// The command line or a value in it is wrong.
+    #[error("{0}")]
+    Usage(String),
+    /// A database file that a read command needs is not there.
+    #[error(
+        "no database at {0} (read commands never create one; run `tierstate demo` to make one)"
+    )]
+    Missing(PathBuf),
+    /// The store failed or refused.
+    #[error("{0}")]
+    Store(#[from] tierstate::Error),
+    /// An accounting read failed.
+    #[error("{0}")]
+    Accounting(#[from] tierstate::accounting::AccountingError),
+    /// An orders operation failed.
+    #[error("{0}")]
+    Orders(#[from] tierstate::orders::OrdersError),
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// `verify` found damage (it has printed each finding).
+    #[error("{0} damaged record(s) found")]
+    Damaged(u64),
+    /// Something else, said in one line.
+    #[error("{0}")]
+    Other(String),
+}
+
+impl CliError {
+    /// An I/O failure on `path`.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// The CLI's result.
+pub type Result<T, E = CliError> = std::result::Result<T, E>;

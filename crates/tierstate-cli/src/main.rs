@@ -1,0 +1,239 @@
+//! `tierstate`: the operator CLI for tierstate databases, and the paper market-making demo.
+//!
+//! Every command works on any backend by URL (`sqlite:PATH`, `redb:PATH`, `postgres://…`);
+//! read commands take `--json` for scripts; errors are one line on stderr with a non-zero exit.
+
+mod chart;
+mod demo;
+mod domain;
+mod error;
+mod export;
+mod migrate;
+mod open;
+mod out;
+mod records;
+mod tail;
+mod verify;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::error::{CliError, Result};
+use crate::open::Url;
+use crate::out::Report;
+
+#[derive(Parser)]
+#[command(
+    name = "tierstate",
+    version,
+    about = "Inspect, verify and chart tierstate databases; run the paper demo."
+)]
+struct Cli {
+    /// The database: sqlite:PATH, redb:PATH or postgres://USER:PASSWORD@HOST/DB[?schema=S].
+    #[arg(
+        long,
+        global = true,
+        env = "TIERSTATE_DB",
+        default_value = "sqlite:tierstate-demo.db"
+    )]
+    db: String,
+    /// Print JSON instead of text (read commands).
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Every deployment with its state's version, schema, size and last update.
+    List,
+    /// A deployment's current state, version, checksum, schema, tier and records.
+    Inspect {
+        /// The deployment.
+        id: String,
+    },
+    /// A deployment's retained state versions, newest first.
+    History {
+        /// The deployment.
+        id: String,
+        /// How many versions.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// What changed between two versions of a deployment's state (a JSON Patch).
+    Diff {
+        /// The deployment.
+        id: String,
+        /// The older version.
+        v1: u64,
+        /// The newer version.
+        v2: u64,
+    },
+    /// Walks every state version, document and journal entry, checking checksums and hash
+    /// chains; exits non-zero on damage.
+    Verify {
+        /// Only this deployment.
+        id: Option<String>,
+    },
+    /// A deployment's orders: intent (desired) beside actual (on the venue).
+    Orders {
+        /// The deployment.
+        id: String,
+        /// Only orders still wanted or working.
+        #[arg(long)]
+        open: bool,
+    },
+    /// A deployment's transaction ledger, newest first.
+    Ledger {
+        /// The deployment.
+        id: String,
+        /// Only entries at or after this time (RFC 3339).
+        #[arg(long)]
+        since: Option<String>,
+        /// How many entries.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// A deployment's latest positions snapshot and holdings.
+    Positions {
+        /// The deployment.
+        id: String,
+    },
+    /// A journal's entries from a sequence number; `--follow` waits for new ones.
+    Tail {
+        /// The deployment.
+        id: String,
+        /// The journal, e.g. `strategy.trades` or `ledger`.
+        stream: String,
+        /// How many of the newest entries to start with.
+        #[arg(long, default_value_t = 10)]
+        lines: usize,
+        /// Keep printing entries as they are committed (Ctrl-C to stop).
+        #[arg(long)]
+        follow: bool,
+    },
+    /// The state and documents as they were at a time, and each journal's length then.
+    At {
+        /// The deployment.
+        id: String,
+        /// The time (RFC 3339, e.g. 2026-11-21T14:03:07Z).
+        time: String,
+        /// Documents shown per collection.
+        #[arg(long, default_value_t = 10)]
+        limit: usize,
+    },
+    /// Draws the NAV series and its drawdown.
+    Nav {
+        /// The deployment.
+        id: String,
+        /// Write an SVG chart here (labels use a TrueType font: DejaVu Sans, or TIERSTATE_FONT).
+        #[arg(long)]
+        svg: Option<std::path::PathBuf>,
+        /// Write a PNG chart here.
+        #[arg(long)]
+        png: Option<std::path::PathBuf>,
+    },
+    /// Writes trades, positions, metrics, NAV and ledger as CSV files into a directory.
+    Export {
+        /// The deployment.
+        id: String,
+        /// The format (csv).
+        #[arg(long, default_value = "csv")]
+        format: String,
+        /// The directory (created if missing).
+        dir: std::path::PathBuf,
+    },
+    /// Upgrades the database's own schema in place (`--dry-run` shows the steps).
+    Migrate {
+        /// Show the steps, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Runs the paper market maker on the simulated exchange: one transaction per tick;
+    /// kill it at any moment and run it again to resume.
+    Demo(demo::DemoArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let json = cli.json;
+    match runtime.block_on(run(cli)) {
+        Ok(Some(report)) => {
+            report.print(json);
+            ExitCode::SUCCESS
+        }
+        Ok(None) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<Option<Report>> {
+    let url = Url::parse(&cli.db)?;
+    match cli.command {
+        Command::Demo(args) => demo::run(&url, args).await.map(|()| None),
+        Command::Migrate { dry_run } => migrate::run(&url, dry_run).await.map(Some),
+        read => {
+            let store = url.open(false).await?;
+            query(read, &store, cli.json).await
+        }
+    }
+}
+
+/// The commands that read a database (none of them writes).
+async fn query(
+    command: Command,
+    store: &std::sync::Arc<dyn tierstate::StateStore>,
+    json: bool,
+) -> Result<Option<Report>> {
+    let report = match command {
+        Command::List => records::list(store).await?,
+        Command::Inspect { id } => records::inspect(store, &id).await?,
+        Command::History { id, limit } => records::history(store, &id, limit).await?,
+        Command::Diff { id, v1, v2 } => records::diff(store, &id, v1, v2).await?,
+        Command::At { id, time, limit } => records::at(store, &id, &time, limit).await?,
+        Command::Verify { id } => verify::run(store, id.as_deref(), json).await?,
+        Command::Orders { id, open } => domain::orders(store, &id, open).await?,
+        Command::Ledger { id, since, limit } => {
+            domain::ledger(store, &id, since.as_deref(), limit).await?
+        }
+        Command::Positions { id } => domain::positions(store, &id).await?,
+        Command::Tail {
+            id,
+            stream,
+            lines,
+            follow,
+        } => {
+            tail::run(store, &id, &stream, lines, follow, json).await?;
+            return Ok(None);
+        }
+        Command::Nav { id, svg, png } => chart::nav(store, &id, svg, png).await?,
+        Command::Export { id, format, dir } => {
+            if format != "csv" {
+                return Err(CliError::Usage(format!(
+                    "unknown export format {format:?}: only csv is built (see the README on Parquet)"
+                )));
+            }
+            export::csv(store, &id, &dir).await?
+        }
+        Command::Demo(_) | Command::Migrate { .. } => {
+            return Err(CliError::Other("not a read command".into()));
+        }
+    };
+    Ok(Some(report))
+}

@@ -1,0 +1,95 @@
+//! `tail ID STREAM [--follow]`: a journal's newest entries, then (following) each entry as it
+//! commits — woken by the store's journal signal and PostgreSQL's change feed; an embedded
+//! file written by another process is looked at again every half second.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use serde_json::json;
+use tierstate::{JournalEntry, JournalQuery, JournalTail, Name, StateStore, StreamAddr};
+
+use crate::error::{CliError, Result};
+use crate::out::time;
+use crate::records::deployment;
+
+fn print(e: &JournalEntry, json_out: bool) -> Result<()> {
+    let line = if json_out {
+        json!({
+            "seq": e.seq,
+            "event_time": e.event_time,
+            "commit_time": e.commit_time,
+            "key": e.key.as_ref().map(Name::as_str),
+            "value": e.value,
+        })
+        .to_string()
+    } else {
+        format!(
+            "#{} {} {}{}",
+            e.seq,
+            time(e.event_time),
+            e.key.as_ref().map_or(String::new(), |k| format!("[{k}] ")),
+            serde_json::to_string(&e.value).unwrap_or_default()
+        )
+    };
+    let mut out = std::io::stdout().lock();
+    // A closed pipe (`| head`) ends the tail quietly.
+    writeln!(out, "{line}")
+        .and_then(|()| out.flush())
+        .map_err(|e| CliError::io("stdout", e))
+}
+
+/// Prints the last `lines` entries, then follows if asked.
+///
+/// # Errors
+/// `Other` for a journal that does not exist; `Store` if a read fails or finds damage.
+pub async fn run(
+    store: &Arc<dyn StateStore>,
+    id: &str,
+    stream: &str,
+    lines: usize,
+    follow: bool,
+    json_out: bool,
+) -> Result<()> {
+    let addr = StreamAddr {
+        deployment_id: deployment(id)?,
+        stream: Name::stream(stream)?,
+    };
+    let info = store.journal_info(&addr).await?;
+    if info.is_none() && !follow {
+        return Err(CliError::Other(format!("no journal {addr}")));
+    }
+    let last = info.map_or(0, |i| i.last_seq);
+    let from = last
+        .saturating_sub(lines as u64)
+        .max(info.map_or(1, |i| i.first_seq));
+    if lines > 0 && last >= from && last > 0 {
+        let page = store
+            .read_journal(&addr, JournalQuery::from_seq(from, lines))
+            .await?;
+        for e in &page.entries {
+            print(e, json_out)?;
+        }
+    }
+    if !follow {
+        return Ok(());
+    }
+    // An embedded file written by another process sends no signal here: without a change
+    // feed, look again every half second as well.
+    let recheck = if store.changes().is_some() {
+        std::time::Duration::from_secs(3600)
+    } else {
+        std::time::Duration::from_millis(500)
+    };
+    let mut tail = JournalTail::new(store.clone(), addr, last + 1);
+    loop {
+        tokio::select! {
+            batch = tail.next_batch(256) => {
+                for e in &batch? {
+                    print(e, json_out)?;
+                }
+            }
+            () = tokio::time::sleep(recheck) => {}
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        }
+    }
+}
