@@ -103,6 +103,22 @@ fn redact(arg: &str) -> String {
     }
 }
 
+/// The CLI's database URL for `--backend B --url U [--schema S]`.
+fn migrate_url(backend: &str, url: &str, schema: Option<&str>) -> Result<String, String> {
+    match (backend, schema) {
+        ("sqlite" | "redb", None) => Ok(format!("{backend}:{url}")),
+        ("sqlite" | "redb", Some(_)) => Err("--schema is for postgres only".into()),
+        ("postgres", None) => Ok(url.to_owned()),
+        ("postgres", Some(s)) => Ok(format!(
+            "{url}{}schema={s}",
+            if url.contains('?') { '&' } else { '?' }
+        )),
+        (other, _) => Err(format!(
+            "unknown backend {other:?}: sqlite, redb or postgres"
+        )),
+    }
+}
+
 fn run(cmd: &mut Command) -> Result<(), String> {
     eprintln!("xtask: running {}", shown(cmd));
     let status = cmd
@@ -133,33 +149,24 @@ fn main() -> ExitCode {
             url,
             schema,
             dry_run,
-        } => {
+        } => migrate_url(&backend, &url, schema.as_deref()).and_then(|db| {
+            // The operator CLI's `migrate`: one implementation for both entry points.
             let mut cmd = cargo();
             cmd.args([
                 "run",
                 "--quiet",
                 "-p",
-                "tierstate",
-                "--features",
-                "sqlite,redb,postgres",
-            ])
-            .args([
-                "--example",
-                "db_migrate",
+                "tierstate-cli",
                 "--",
-                "--backend",
-                &backend,
-                "--url",
-                &url,
+                "--db",
+                &db,
+                "migrate",
             ]);
-            if let Some(s) = &schema {
-                cmd.args(["--schema", s]);
-            }
             if dry_run {
                 cmd.arg("--dry-run");
             }
             run(&mut cmd)
-        }
+        }),
         Task::MigrateStates { states, path } => run(cargo()
             .args([
                 "run",

@@ -1,4 +1,4 @@
-//! `migrate [--dry-run]`: upgrades a database's own schema in place (what `cargo xtask migrate`
+//! `migrate [--dry-run]`: upgrades a database's own schema in place (also what `cargo xtask migrate`
 //! runs). With `--dry-run` it prints the recorded version and the steps, and changes nothing;
 //! without, it opens the database the way the library does, which applies the missing steps
 //! in one transaction (a newer database is refused).

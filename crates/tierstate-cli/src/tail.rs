@@ -59,7 +59,7 @@ pub async fn run(
         return Err(CliError::Other(format!("no journal {addr}")));
     }
     let last = info.map_or(0, |i| i.last_seq);
-    let from = last
+    let from = (last + 1)
         .saturating_sub(lines as u64)
         .max(info.map_or(1, |i| i.first_seq));
     if lines > 0 && last >= from && last > 0 {

@@ -1,0 +1,259 @@
+//! The CLI from the command line: the human output of every read command on a fixture
+//! database (insta snapshots, commit times masked), `--json` for scripts, and one-line errors
+//! with a non-zero exit for bad URLs, missing files, damaged databases and bad arguments.
+
+mod common;
+
+use common::{fixture_db, one_line_error, tierstate};
+
+/// Masks what differs between runs: commit times and the temporary directory.
+fn settings(dir: &std::path::Path) -> insta::Settings {
+    let mut s = insta::Settings::clone_current();
+    s.add_filter(&regex_escape(&dir.display().to_string()), "[dir]");
+    s.add_filter(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z", "[time]");
+    // The engine stamps each order with the (real) time it last synced it.
+    s.add_filter(r#""synced_us":\d+"#, r#""synced_us":[us]"#);
+    s.add_filter(r"\b000\d{16}\|", "[us]|");
+    s.set_prepend_module_to_snapshot(false);
+    s
+}
+
+fn regex_escape(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '/' || c == '_' || c == '-' {
+                c.to_string()
+            } else {
+                format!("\\{c}")
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn every_read_command_prints_what_the_fixture_holds() {
+    let (dir, db) = fixture_db();
+    let svg = dir.path().join("nav.svg");
+    let svg = svg.to_str().unwrap();
+    let out = dir.path().join("export");
+    let out = out.to_str().unwrap();
+    let cases: Vec<(&str, Vec<&str>)> = vec![
+        ("list", vec!["list"]),
+        ("inspect", vec!["inspect", "fx"]),
+        ("history", vec!["history", "fy"]),
+        ("diff", vec!["diff", "fy", "1", "2"]),
+        ("verify", vec!["verify"]),
+        ("orders", vec!["orders", "fx"]),
+        ("orders_open", vec!["orders", "fx", "--open"]),
+        ("ledger", vec!["ledger", "fx", "--limit", "2"]),
+        ("positions", vec!["positions", "fx"]),
+        (
+            "tail",
+            vec!["tail", "fx", "strategy.trades", "--lines", "2"],
+        ),
+        ("at_before", vec!["at", "fx", "2000-01-01T00:00:00Z"]),
+        (
+            "at_now",
+            vec!["at", "fx", "2100-01-01T00:00:00Z", "--limit", "2"],
+        ),
+        ("nav", vec!["nav", "fx", "--svg", svg]),
+        ("export", vec!["export", "fx", out]),
+        ("migrate_dry_run", vec!["migrate", "--dry-run"]),
+    ];
+    let _guard = settings(dir.path()).bind_to_scope();
+    for (name, args) in cases {
+        let mut full = vec!["--db", db.as_str()];
+        full.extend(args);
+        let r = tierstate(&full);
+        assert_eq!(r.code, 0, "{name}: {}", r.stderr);
+        insta::assert_snapshot!(name, r.stdout);
+    }
+    // The chart and the exported files are there and hold what the commands said.
+    let chart = std::fs::read_to_string(dir.path().join("nav.svg")).unwrap();
+    assert!(
+        chart.starts_with("<svg") && chart.contains("polyline"),
+        "an SVG line chart"
+    );
+    let trades = std::fs::read_to_string(dir.path().join("export/trades.csv")).unwrap();
+    assert_eq!(
+        trades.lines().count(),
+        4,
+        "a header and three trades:\n{trades}"
+    );
+    assert!(trades.contains("tr-2,ETH-USD,sell,2520.00,0.50,0.10"));
+}
+
+#[test]
+fn json_output_is_for_scripts() {
+    let (_dir, db) = fixture_db();
+    let r = tierstate(&["--db", &db, "--json", "inspect", "fx"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["version"], 3);
+    assert_eq!(v["state"]["portfolio"]["positions"]["ETH-USD"], "0.50");
+    assert_eq!(v["tier"], "WARM");
+    let r = tierstate(&["--db", &db, "--json", "diff", "fy", "1", "2"]);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let ops: Vec<&str> = v["patch"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["op"].as_str().unwrap())
+        .collect();
+    assert_eq!(ops.len(), 3, "{v}");
+    for cmd in [
+        vec!["list"],
+        vec!["history", "fx"],
+        vec!["verify"],
+        vec!["orders", "fx"],
+        vec!["ledger", "fx"],
+        vec!["positions", "fx"],
+        vec!["at", "fx", "2100-01-01T00:00:00Z"],
+    ] {
+        let mut full = vec!["--db", db.as_str(), "--json"];
+        full.extend(cmd.iter().copied());
+        let r = tierstate(&full);
+        assert_eq!(r.code, 0, "{cmd:?}: {}", r.stderr);
+        serde_json::from_str::<serde_json::Value>(&r.stdout)
+            .unwrap_or_else(|e| panic!("{cmd:?} prints JSON: {e}\n{}", r.stdout));
+    }
+    // Following a journal prints one JSON object per line.
+    let r = tierstate(&[
+        "--db", &db, "--json", "tail", "fx", "ledger", "--lines", "3",
+    ]);
+    assert_eq!(r.stdout.lines().count(), 3);
+    for l in r.stdout.lines() {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        assert!(v["seq"].as_u64().is_some());
+    }
+}
+
+#[test]
+fn bad_urls_missing_files_and_bad_arguments_fail_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = one_line_error(&tierstate(&["--db", "mysql://u:hunter2@h/db", "list"]));
+    assert!(
+        e.contains("unknown database URL") && !e.contains("hunter2"),
+        "{e}"
+    );
+    let missing = dir.path().join("nope.db");
+    let e = one_line_error(&tierstate(&[
+        "--db",
+        &format!("sqlite:{}", missing.display()),
+        "list",
+    ]));
+    assert!(e.contains("no database at"), "{e}");
+    assert!(!missing.exists(), "a read command never creates a database");
+    let e = one_line_error(&tierstate(&[
+        "--db",
+        &format!("redb:{}", missing.display()),
+        "verify",
+    ]));
+    assert!(e.contains("no database at"), "{e}");
+    // An unreachable server: the password is never echoed.
+    let e = one_line_error(&tierstate(&[
+        "--db",
+        "postgres://u:hunter2@127.0.0.1:1/db",
+        "list",
+    ]));
+    assert!(!e.contains("hunter2"), "{e}");
+
+    let (_fx, db) = fixture_db();
+    let e = one_line_error(&tierstate(&["--db", &db, "inspect", "nobody"]));
+    assert!(e.contains("no deployment nobody"), "{e}");
+    let e = one_line_error(&tierstate(&["--db", &db, "inspect", ""]));
+    assert!(e.contains("invalid"), "{e}");
+    let e = one_line_error(&tierstate(&["--db", &db, "at", "fx", "yesterday"]));
+    assert!(e.contains("RFC 3339"), "{e}");
+    let e = one_line_error(&tierstate(&["--db", &db, "diff", "fy", "1", "9"]));
+    assert!(e.contains("no retained version 9"), "{e}");
+    let e = one_line_error(&tierstate(&["--db", &db, "tail", "fx", "no.such.stream"]));
+    assert!(e.contains("no journal"), "{e}");
+    let e = one_line_error(&tierstate(&[
+        "--db", &db, "export", "fx", "--format", "xlsx", "x",
+    ]));
+    assert!(e.contains("only csv"), "{e}");
+    let e = one_line_error(&tierstate(&["--db", &db, "nav", "fx"]));
+    assert!(e.contains("--svg"), "{e}");
+}
+
+#[test]
+fn files_that_are_not_databases_fail_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("junk.db");
+    std::fs::write(
+        &junk,
+        b"this is not a database, just some bytes".repeat(200),
+    )
+    .unwrap();
+    for scheme in ["sqlite", "redb"] {
+        let e = one_line_error(&tierstate(&[
+            "--db",
+            &format!("{scheme}:{}", junk.display()),
+            "list",
+        ]));
+        assert!(e.len() < 400, "{e}");
+    }
+}
+
+#[test]
+fn verify_finds_a_damaged_journal_entry_and_fails() {
+    let (dir, db) = fixture_db();
+    let path = dir.path().join("fx.db");
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        let n = c
+            .execute(
+                "UPDATE ts_journal SET body = CAST(REPLACE(CAST(body AS TEXT), '2520.00', '2520.01') AS BLOB) \
+                 WHERE deployment_id = 'fx' AND stream = 'strategy.trades' AND seq = 2",
+                [],
+            )
+            .unwrap();
+        assert_eq!(n, 1);
+    }
+    let r = tierstate(&["--db", &db, "verify"]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stdout.contains("DAMAGED") && r.stdout.contains("strategy.trades"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(r.stderr.trim(), "error: 1 damaged record(s) found");
+    // The other records are still walked and counted.
+    assert!(
+        r.stdout.contains("verified 2 deployment(s)"),
+        "{}",
+        r.stdout
+    );
+    // Reading the damaged entry is refused, never shown.
+    let e = one_line_error(&tierstate(&["--db", &db, "tail", "fx", "strategy.trades"]));
+    assert!(e.contains("integrity"), "{e}");
+}
+
+#[test]
+fn migrate_upgrades_an_old_database_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        tierstate_sqlite::create_at_version(&c, 2).unwrap();
+    }
+    let db = format!("sqlite:{}", path.display());
+    let r = tierstate(&["--db", &db, "migrate", "--dry-run"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains("schema 2, latest 3") && r.stdout.contains("step 3"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("dry run: nothing changed"));
+    let r = tierstate(&["--db", &db, "migrate"]);
+    assert!(r.stdout.contains("upgraded to 3"), "{}", r.stdout);
+    let r = tierstate(&["--db", &db, "migrate", "--dry-run"]);
+    assert!(
+        r.stdout.contains("schema 3, latest 3") && r.stdout.contains("up to date"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(tierstate(&["--db", &db, "list"]).code, 0);
+}
