@@ -198,3 +198,29 @@ fn ctrl_c_stops_between_ticks_and_the_next_run_resumes() {
         .unwrap();
     rt.block_on(books_agree_with_the_venue(&db, &venue));
 }
+
+#[test]
+fn a_run_refuses_a_venue_it_did_not_trade_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let venue = dir.path().join("venue.json");
+    let a = format!("sqlite:{}", dir.path().join("a.db").display());
+    let b = format!("sqlite:{}", dir.path().join("b.db").display());
+    let ran = |db: &str, venue: &Path| {
+        common::tierstate(&[
+            "--db",
+            db,
+            "demo",
+            "--ticks",
+            "20",
+            "--venue",
+            venue.to_str().unwrap(),
+        ])
+    };
+    assert_eq!(ran(&a, &venue).code, 0);
+    // Another database on that venue would book fills that are not its own.
+    let e = common::one_line_error(&ran(&b, &venue));
+    assert!(e.contains("never placed"), "{e}");
+    // A started run without its venue file cannot check its orders.
+    let e = common::one_line_error(&ran(&a, &dir.path().join("other.json")));
+    assert!(e.contains("is missing"), "{e}");
+}

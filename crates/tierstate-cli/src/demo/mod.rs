@@ -86,11 +86,13 @@ pub async fn run(url: &Url, args: DemoArgs) -> Result<()> {
     } else {
         FaultPlan::none()
     };
+    let existed = venue_file.exists();
     let venue = Arc::new(
         SimExchange::durable(&venue_file, plan, Duration::ZERO)
             .map_err(|e| CliError::io(&venue_file, e))?,
     );
     let mut mm = MarketMaker::open(store.clone(), &args, venue.clone()).await?;
+    mm.check_venue(&venue_file, existed).await?;
     let resumed = mm.tick_no();
     eprintln!(
         "demo: {} on {} (venue {}), {}",

@@ -173,6 +173,42 @@ impl MarketMaker {
         })
     }
 
+    /// Refuses a venue that is not the one this database traded on: a missing file under a
+    /// started run, or a book holding orders this database never placed (another run's
+    /// venue). Trading on the wrong venue would book someone else's fills.
+    ///
+    /// # Errors
+    /// `Usage` naming the file.
+    pub async fn check_venue(&self, file: &std::path::Path, existed: bool) -> Result<()> {
+        if self.checkpoint.is_some() && !existed {
+            return Err(CliError::Usage(format!(
+                "{} has traded, but its venue file {} is missing: pass --venue with the file it traded on",
+                self.id,
+                file.display()
+            )));
+        }
+        let ours: std::collections::BTreeSet<String> = self
+            .orders
+            .actuals(None, None)
+            .await?
+            .into_iter()
+            .map(|a| a.order.client_order_id)
+            .collect();
+        let strangers = self
+            .venue
+            .client_orders()
+            .iter()
+            .filter(|o| !ours.contains(&o.client_order_id))
+            .count();
+        if strangers > 0 {
+            return Err(CliError::Usage(format!(
+                "the venue file {} holds {strangers} order(s) this database never placed (another run's venue): pass --venue with a new file",
+                file.display()
+            )));
+        }
+        Ok(())
+    }
+
     /// Ticks committed so far.
     pub fn tick_no(&self) -> u64 {
         self.book.tick
