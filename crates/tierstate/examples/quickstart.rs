@@ -4,14 +4,16 @@
 //! Run: `cargo run --release --example quickstart` (state file: ./quickstart-state.db, or the
 //! path given as the first argument; runs again resume from it).
 
+use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use tierstate::{DeploymentId, Error, PutMode, StateManager, Tier};
 
-/// What a market-making strategy keeps between restarts. Money is text-encoded decimal.
+/// What a market-making strategy keeps between restarts. Money is `rust_decimal` (stored as
+/// decimal text, so "0.030" keeps its scale), never f64.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Strategy {
     symbol: String,
-    position: String,
+    position: Decimal,
     fills: u64,
     last_order_id: Option<String>,
 }
@@ -37,7 +39,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         None => {
             let fresh = Strategy {
                 symbol: "BTC-PERP".into(),
-                position: "0".into(),
+                position: Decimal::ZERO,
                 fills: 0,
                 last_order_id: None,
             };
@@ -57,8 +59,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut version = start.version;
     let mut s = start.value;
     for qty in ["0.010", "0.025", "-0.005"] {
+        let qty: Decimal = qty.parse()?;
         s.fills += 1;
-        s.position = add_decimal(&s.position, qty);
+        s.position += qty;
         s.last_order_id = Some(format!("ord-{}", s.fills));
         let saved = manager
             .save_as(&id, PutMode::Update { expected: version }, &s)
@@ -87,7 +90,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         other => return Err(format!("a stale write must conflict, got {other:?}").into()),
     }
 
-    // The conflict evicted the HOT entry, so the next load re-reads WARM; the one after hits HOT.
+    // The conflict told HOT the stored version (v4, the one it holds), so loads stay in HOT.
     for _ in 0..2 {
         let d = manager.load(&id).await?.expect("present");
         println!("load served from {} at v{}", d.loaded_from, d.version);
@@ -118,20 +121,4 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("metrics {t}");
     }
     Ok(())
-}
-
-/// Adds two decimal strings with 3 fractional digits (enough for the demo; real money code
-/// uses rust_decimal).
-fn add_decimal(a: &str, b: &str) -> String {
-    let milli = |s: &str| -> i64 {
-        let neg = s.starts_with('-');
-        let s = s.trim_start_matches('-');
-        let (int, frac) = s.split_once('.').unwrap_or((s, ""));
-        let frac = format!("{frac:0<3}");
-        let v = int.parse::<i64>().unwrap_or(0) * 1000 + frac[..3].parse::<i64>().unwrap_or(0);
-        if neg { -v } else { v }
-    };
-    let sum = milli(a) + milli(b);
-    let sign = if sum < 0 { "-" } else { "" };
-    format!("{sign}{}.{:03}", sum.abs() / 1000, sum.abs() % 1000)
 }
