@@ -62,9 +62,7 @@ pub struct OrderChange {
 impl OrderChange {
     /// Adds the change to `batch`.
     pub fn add_to(&self, mut batch: WriteBatch) -> WriteBatch {
-        for op in &self.ops {
-            batch.push(op.clone());
-        }
+        batch.extend(self.ops.iter().cloned());
         batch
     }
 

@@ -384,9 +384,7 @@ pub struct LedgerChange {
 impl LedgerChange {
     /// Adds the change to `batch`.
     pub fn add_to(&self, mut batch: WriteBatch) -> WriteBatch {
-        for op in &self.ops {
-            batch.push(op.clone());
-        }
+        batch.extend(self.ops.iter().cloned());
         batch
     }
 }
@@ -402,9 +400,7 @@ pub struct LedgerBatchChange {
 impl LedgerBatchChange {
     /// Adds the change to `batch` (nothing for an all-duplicate plan).
     pub fn add_to(&self, mut batch: WriteBatch) -> WriteBatch {
-        for op in &self.ops {
-            batch.push(op.clone());
-        }
+        batch.extend(self.ops.iter().cloned());
         batch
     }
 }
@@ -580,9 +576,7 @@ impl Ledger {
                 return Ok(recorded);
             }
             let mut batch = WriteBatch::new();
-            for op in ops {
-                batch.push(op);
-            }
+            batch.extend(ops);
             match self.store.write(batch).await {
                 Ok(_) => return Ok(recorded),
                 Err(e) if !lookup && self.key_taken(&e) => lookup = true,

@@ -110,9 +110,7 @@ pub struct SnapshotChange {
 impl SnapshotChange {
     /// Adds the change to `batch`.
     pub fn add_to(&self, mut batch: WriteBatch) -> WriteBatch {
-        for op in &self.ops {
-            batch.push(op.clone());
-        }
+        batch.extend(self.ops.iter().cloned());
         batch
     }
 }

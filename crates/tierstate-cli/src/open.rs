@@ -128,18 +128,9 @@ fn split_schema(s: &str) -> (String, Option<String>) {
     (url, schema)
 }
 
-/// `scheme://user:password@host` → `scheme://user:***@host`.
+/// The URL with any password masked (`scheme://user:***@host`): the library's own rule.
 pub fn redact(url: &str) -> String {
-    let Some(start) = url.find("://") else {
-        return url.to_owned();
-    };
-    let rest = &url[start + 3..];
-    match (rest.find(':'), rest.find('@')) {
-        (Some(colon), Some(at)) if colon < at => {
-            format!("{}{}:***{}", &url[..start + 3], &rest[..colon], &rest[at..])
-        }
-        _ => url.to_owned(),
-    }
+    PostgresConfig::new(url).redacted_url()
 }
 
 #[cfg(test)]

@@ -186,6 +186,13 @@ pub struct WriteBatch {
     retention: Retention,
 }
 
+/// Appends members in order: a domain's planned writes join the caller's batch.
+impl Extend<BatchOp> for WriteBatch {
+    fn extend<I: IntoIterator<Item = BatchOp>>(&mut self, ops: I) {
+        self.ops.extend(ops);
+    }
+}
+
 impl WriteBatch {
     /// An empty batch with the default retention.
     pub fn new() -> Self {

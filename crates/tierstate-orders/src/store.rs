@@ -570,9 +570,7 @@ impl OrderStore {
 
     async fn commit(&self, ops: Vec<BatchOp>) -> Result<()> {
         let mut b = WriteBatch::new();
-        for op in ops {
-            b.push(op);
-        }
+        b.extend(ops);
         self.store.write(b).await?;
         Ok(())
     }

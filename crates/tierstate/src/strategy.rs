@@ -292,9 +292,7 @@ impl<S: Serialize + DeserializeOwned> StrategyStore<S> {
             m.insert("value".into(), Value::from(*value));
             batch = batch.append(Append::new(self.metric_stream(name)?, t.time, m));
         }
-        for op in extra.ops() {
-            batch.push(op.clone());
-        }
+        batch.extend(extra.ops().iter().cloned());
         let done = self.store.write(batch).await?;
         let fresh = done
             .entries
