@@ -257,3 +257,67 @@ fn migrate_upgrades_an_old_database_in_place() {
     );
     assert_eq!(tierstate(&["--db", &db, "list"]).code, 0);
 }
+
+#[test]
+fn tail_follow_prints_entries_as_they_commit() {
+    use std::io::BufRead;
+    let (dir, db) = fixture_db();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tierstate"))
+        .args([
+            "--db",
+            &db,
+            "tail",
+            "fx",
+            "strategy.trades",
+            "--lines",
+            "1",
+            "--follow",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            if tx.send(line.unwrap_or_default()).is_err() {
+                break;
+            }
+        }
+    });
+    let wait = std::time::Duration::from_secs(20);
+    // The newest entry first: the tail has read where the journal ends.
+    let first = rx.recv_timeout(wait).expect("the newest entry");
+    assert!(first.starts_with("#3 "), "{first}");
+    // Another process commits an entry; the tail prints it.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use tierstate::{Append, Name, Sharing, SqliteConfig, SqliteStore, StateStore, StreamAddr};
+        let store =
+            SqliteStore::open(SqliteConfig::new(dir.path().join("fx.db")).sharing(Sharing::Shared))
+                .await
+                .unwrap();
+        let live = serde_json::json!({"note": "live"})
+            .as_object()
+            .unwrap()
+            .clone();
+        let s = StreamAddr::new("fx", "strategy.trades").unwrap();
+        store
+            .append(Append::new(s, common::t(999), live).with_key(Name::key("tr-live").unwrap()))
+            .await
+            .unwrap();
+    });
+    let next = rx
+        .recv_timeout(wait)
+        .expect("the entry committed while following");
+    assert!(
+        next.starts_with("#4 ") && next.contains("tr-live"),
+        "{next}"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

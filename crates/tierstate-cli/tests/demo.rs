@@ -23,9 +23,14 @@ use common::tierstate;
 const TICKS: &str = "300";
 
 fn demo(db: &str, venue: &Path) -> Command {
+    demo_to(db, venue, TICKS)
+}
+
+/// `tierstate --db DB demo --ticks TICKS …` with its venue and chart beside `venue`.
+fn demo_to(db: &str, venue: &Path, ticks: &str) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_tierstate"));
     c.args([
-        "--db", db, "demo", "--ticks", TICKS, "--seed", "11", "--venue",
+        "--db", db, "demo", "--ticks", ticks, "--seed", "11", "--venue",
     ])
     .arg(venue)
     .arg("--chart")
@@ -92,6 +97,15 @@ async fn books_agree_with_the_venue(db: &str, venue_file: &Path) {
 
 /// Kills the demo six times (its venue failing calls at `faults` while it runs), then lets a
 /// run with a healthy venue finish.
+/// The demo's last committed tick, read with the CLI (0 before the first).
+fn committed_tick(db: &str) -> u64 {
+    let r = tierstate(&["--db", db, "--json", "inspect", "mm-demo"]);
+    serde_json::from_str::<serde_json::Value>(&r.stdout)
+        .ok()
+        .and_then(|v| v["state"]["runtime"]["tick"].as_u64())
+        .unwrap_or(0)
+}
+
 fn killed_and_resumed(scheme: &str, faults: &str) {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("{scheme}:{}", dir.path().join("demo.db").display());
@@ -117,12 +131,7 @@ fn killed_and_resumed(scheme: &str, faults: &str) {
         std::thread::sleep(Duration::from_millis(rng.random_range(200..1200)));
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
-        let r = tierstate(&["--db", &db, "--json", "inspect", "mm-demo"]);
-        let tick = serde_json::from_str::<serde_json::Value>(&r.stdout)
-            .ok()
-            .and_then(|v| v["state"]["runtime"]["tick"].as_u64())
-            .unwrap_or(0);
-        killed_at.push(tick);
+        killed_at.push(committed_tick(&db));
     }
     eprintln!("killed after ticks {killed_at:?}");
     let total: u64 = TICKS.parse().unwrap();
@@ -175,7 +184,15 @@ fn ctrl_c_stops_between_ticks_and_the_next_run_resumes() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(700));
+    // Once it has committed a tick, its Ctrl-C handler is surely in place.
+    let started = std::time::Instant::now();
+    while committed_tick(&db) == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the demo never ticked"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let sent = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
@@ -223,4 +240,46 @@ fn a_run_refuses_a_venue_it_did_not_trade_on() {
     // A started run without its venue file cannot check its orders.
     let e = common::one_line_error(&ran(&a, &dir.path().join("other.json")));
     assert!(e.contains("is missing"), "{e}");
+}
+
+#[test]
+fn the_demo_and_the_cli_work_on_postgres() {
+    let Ok(url) = std::env::var("TEST_DATABASE_URL") else {
+        assert!(
+            std::env::var_os("TIERSTATE_REQUIRE_POSTGRES").is_none(),
+            "TEST_DATABASE_URL is required here"
+        );
+        eprintln!("skipped: TEST_DATABASE_URL is not set (cargo xtask test sets it)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let schema = format!("cli_demo_{}", std::process::id());
+    let db = format!(
+        "{url}{}schema={schema}",
+        if url.contains('?') { '&' } else { '?' }
+    );
+    let venue = dir.path().join("venue.json");
+    let out = demo_to(&db, &venue, "40").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("tick 40/40") && stdout.contains(": agree;"),
+        "{stdout}"
+    );
+    for args in [vec!["verify"], vec!["list"], vec!["inspect", "mm-demo"]] {
+        let mut full = vec!["--db", db.as_str()];
+        full.extend(args.iter().copied());
+        let r = tierstate(&full);
+        assert_eq!(r.code, 0, "{args:?}: {}", r.stderr);
+        if let Some(password) = url.split_once("://").and_then(|(_, rest)| {
+            let userinfo = rest.split_once('@')?.0;
+            userinfo.split_once(':').map(|(_, p)| p.to_owned())
+        }) {
+            assert!(!r.stdout.contains(&password) && !r.stderr.contains(&password));
+        }
+    }
 }
