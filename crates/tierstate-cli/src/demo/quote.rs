@@ -224,22 +224,6 @@ impl MarketMaker {
         )
     }
 
-    /// A venue failure is the market's weather (counted, retried next tick); anything else
-    /// stops the demo.
-    fn venue_ok(
-        &mut self,
-        r: std::result::Result<Vec<tierstate::orders::Action>, OrdersError>,
-    ) -> Result<()> {
-        match r {
-            Ok(_) => Ok(()),
-            Err(OrdersError::Exchange(_)) => {
-                self.book.venue_errors += 1;
-                Ok(())
-            }
-            Err(e) => Err(e.into()),
-        }
-    }
-
     /// One tick: market, sync, re-quote, act, book — and the commit.
     ///
     /// # Errors
@@ -263,12 +247,9 @@ impl MarketMaker {
             }
         }
         // Sync every order still followed (fills, statuses).
-        self.book = book.clone();
-        for id in book.booked.keys() {
-            let r = self.engine.reconcile_intent(id).await;
-            self.venue_ok(r)?;
+        for id in book.booked.keys().cloned().collect::<Vec<_>>() {
+            book.venue_errors += venue_error(self.engine.reconcile_intent(&id).await)?;
         }
-        book.venue_errors = self.book.venue_errors;
         // Re-quote around the mid, skewed against the position.
         let holdings = self.holdings();
         let position = holdings.positions.get(SYMBOL).copied().unwrap_or_default();
@@ -277,12 +258,9 @@ impl MarketMaker {
                 .await?;
         }
         // Act: place, modify or cancel what the intents say.
-        self.book.venue_errors = book.venue_errors;
         for id in book.quotes.values().cloned().collect::<Vec<_>>() {
-            let r = self.engine.reconcile_intent(&id).await;
-            self.venue_ok(r)?;
+            book.venue_errors += venue_error(self.engine.reconcile_intent(&id).await)?;
         }
-        book.venue_errors = self.book.venue_errors;
         // Book every fill not yet booked.
         let mut trades = Vec::new();
         let mut entries = Vec::new();
@@ -574,6 +552,16 @@ impl MarketMaker {
             if agree { "agree" } else { "NOT EQUAL (fills not yet synced are booked by the next run)" }
         ));
         Ok(s)
+    }
+}
+
+/// A venue failure is the market's weather: counted (1) and retried next tick; anything else
+/// stops the demo.
+fn venue_error(r: std::result::Result<Vec<tierstate::orders::Action>, OrdersError>) -> Result<u64> {
+    match r {
+        Ok(_) => Ok(0),
+        Err(OrdersError::Exchange(_)) => Ok(1),
+        Err(e) => Err(e.into()),
     }
 }
 
