@@ -253,12 +253,16 @@ impl MarketMaker {
         // Re-quote around the mid, skewed against the position.
         let holdings = self.holdings();
         let position = holdings.positions.get(SYMBOL).copied().unwrap_or_default();
+        let mut changed = Vec::new();
         for side in [Side::Buy, Side::Sell] {
-            self.quote(&mut book, n, now, side, step.mid, hs, position)
-                .await?;
+            changed.extend(
+                self.quote(&mut book, n, now, side, step.mid, hs, position)
+                    .await?,
+            );
         }
-        // Act: place, modify or cancel what the intents say.
-        for id in book.quotes.values().cloned().collect::<Vec<_>>() {
+        // Act on what this tick changed (the sync above already brought every other order in
+        // line): place, modify or cancel.
+        for id in changed {
             book.venue_errors += venue_error(self.engine.reconcile_intent(&id).await)?;
         }
         // Book every fill not yet booked.
@@ -427,7 +431,8 @@ impl MarketMaker {
     }
 
     /// Keeps one side's quote where the rule wants it: a new intent when the last one is
-    /// done, a moved price, or none when the position is at its limit.
+    /// done, a moved price, or none when the position is at its limit. Returns the intent it
+    /// created, moved or cancelled, if any.
     #[allow(clippy::too_many_arguments)]
     async fn quote(
         &self,
@@ -438,7 +443,7 @@ impl MarketMaker {
         mid: Decimal,
         hs: Decimal,
         position: Decimal,
-    ) -> Result<()> {
+    ) -> Result<Option<String>> {
         let key = side_name(side);
         let skew = SKEW * position;
         let price = match side {
@@ -470,6 +475,7 @@ impl MarketMaker {
                     next.updated_at = now;
                     self.orders.update_intent(&current, next).await?;
                     book.quotes.remove(key);
+                    return Ok(Some(id));
                 }
                 Some(current)
                     if (current.intent.spec.price.unwrap_or_default() - price).abs() >= REQUOTE =>
@@ -478,6 +484,7 @@ impl MarketMaker {
                     next.spec.price = Some(price);
                     next.updated_at = now;
                     self.orders.update_intent(&current, next).await?;
+                    return Ok(Some(id));
                 }
                 _ => {}
             }
@@ -494,13 +501,14 @@ impl MarketMaker {
             }
             let client_order_id = intent.client_order_id();
             book.quotes.insert(key.to_owned(), id.clone());
-            book.booked.entry(id).or_insert(Booked {
+            book.booked.entry(id.clone()).or_insert(Booked {
                 client_order_id,
                 fills: 0,
             });
             book.orders += 1;
+            return Ok(Some(id));
         }
-        Ok(())
+        Ok(None)
     }
 
     /// The end-of-run summary, with the audit of the venue against the books.
