@@ -1,6 +1,8 @@
 //! Shared helpers of the benchmarks: payloads of a given size and latency statistics.
 #![deny(missing_docs)]
 
+pub mod plain;
+
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};

@@ -23,6 +23,10 @@ pub struct RedbConfig {
     pub durability: RedbDurability,
     /// Most queued writes committed together in one transaction.
     pub max_group: usize,
+    /// Whether point reads (`get`, `get_version`, `get_document`) run on the calling task
+    /// (default: yes). From the page cache such a read takes a few microseconds, less than
+    /// the hop to tokio's blocking pool costs; scans and histories always take that hop.
+    pub inline_reads: bool,
 }
 
 impl RedbConfig {
@@ -32,7 +36,16 @@ impl RedbConfig {
             path: path.into(),
             durability: RedbDurability::Immediate,
             max_group: 256,
+            inline_reads: true,
         }
+    }
+
+    /// Sets whether point reads run on the calling task. Turn it off when the file is much
+    /// larger than memory, so that a point read that waits for the disk does not hold up
+    /// other tasks on the same runtime worker.
+    pub fn inline_reads(mut self, inline: bool) -> Self {
+        self.inline_reads = inline;
+        self
     }
 
     /// Sets the durability; see [`RedbDurability::None`] for its risk.

@@ -76,6 +76,11 @@ impl Handle {
         }
     }
 
+    /// Whether an I/O error marked the file for reopening.
+    pub(crate) fn is_poisoned(&self) -> bool {
+        self.poisoned.load(Ordering::Acquire)
+    }
+
     /// The open database, or a retryable error while it is being recovered.
     pub(crate) fn current(&self) -> Result<Arc<Database>> {
         if self.poisoned.load(Ordering::Acquire) {

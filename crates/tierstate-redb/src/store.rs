@@ -158,17 +158,22 @@ impl RedbStore {
         f: impl FnOnce(&ReadTransaction) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let handle = self.inner.db.clone();
-        tokio::task::spawn_blocking(move || {
-            handle.recover()?;
-            let db = handle.current()?;
-            let out = db.begin_read().map_err(map).and_then(|txn| f(&txn));
-            if let Err(e) = &out {
-                handle.poisoned_by(e);
-            }
-            out
-        })
-        .await
-        .map_err(|_| closed())?
+        tokio::task::spawn_blocking(move || read_on(&handle, f))
+            .await
+            .map_err(|_| closed())?
+    }
+
+    /// A point read: on the calling task when [`RedbConfig::inline_reads`] allows and the
+    /// file is healthy (no thread hop, which costs more than the read), otherwise on the
+    /// blocking pool, where a recovery may wait for the file.
+    async fn point_read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&ReadTransaction) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        if self.inner.config.inline_reads && !self.inner.db.is_poisoned() {
+            return read_on(&self.inner.db, f);
+        }
+        self.read(f).await
     }
 
     async fn send_job<T>(&self, job: impl FnOnce(oneshot::Sender<Result<T>>) -> Job) -> Result<T> {
@@ -247,6 +252,18 @@ impl RedbStore {
 }
 
 /// An id in the file that tierstate could not have written.
+/// Runs `f` in a read transaction of the current file, recovering it first if an I/O error
+/// poisoned it, and poisoning it if `f` meets one.
+fn read_on<T>(handle: &Handle, f: impl FnOnce(&ReadTransaction) -> Result<T>) -> Result<T> {
+    handle.recover()?;
+    let db = handle.current()?;
+    let out = db.begin_read().map_err(map).and_then(|txn| f(&txn));
+    if let Err(e) = &out {
+        handle.poisoned_by(e);
+    }
+    out
+}
+
 fn bad_id(id: &str, e: Error) -> Error {
     Error::Backend {
         backend: BACKEND,
@@ -337,7 +354,7 @@ impl StateStore for RedbStore {
 
     async fn get(&self, id: &DeploymentId) -> Result<Option<StateData>> {
         let id = id.clone();
-        self.read(move |t| {
+        self.point_read(move |t| {
             get_version_in(t, id.as_str(), None)?
                 .map(|r| r.verify(Tier::Warm))
                 .transpose()
@@ -347,7 +364,7 @@ impl StateStore for RedbStore {
 
     async fn get_version(&self, id: &DeploymentId, version: u64) -> Result<Option<StateData>> {
         let id = id.clone();
-        self.read(move |t| {
+        self.point_read(move |t| {
             get_version_in(t, id.as_str(), Some(version))?
                 .map(|r| r.verify(Tier::Warm))
                 .transpose()
@@ -432,7 +449,7 @@ impl StateStore for RedbStore {
     async fn get_document(&self, address: &DocAddr) -> Result<Option<Document>> {
         let a = address.clone();
         let (rows, _) = self
-            .read(move |t| crate::records::doc_versions(t, &a, true, None, 1))
+            .point_read(move |t| crate::records::doc_versions(t, &a, true, None, 1))
             .await?;
         rows.into_iter()
             .next()

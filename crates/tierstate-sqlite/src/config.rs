@@ -34,6 +34,10 @@ pub struct SqliteConfig {
     pub max_group: usize,
     /// Whether other processes may use the file too (default: no, and they are refused).
     pub sharing: Sharing,
+    /// Whether point reads (`get`, `get_version`, `get_document`) run on the calling task
+    /// (default: yes). From the page cache such a read takes a few microseconds, less than
+    /// the hop to tokio's blocking pool costs; scans and histories always take that hop.
+    pub inline_reads: bool,
 }
 
 impl SqliteConfig {
@@ -46,6 +50,7 @@ impl SqliteConfig {
             busy_timeout: Duration::from_secs(10),
             max_group: 256,
             sharing: Sharing::Exclusive,
+            inline_reads: true,
         }
     }
 
@@ -64,6 +69,14 @@ impl SqliteConfig {
     /// Sets the number of pooled reader connections (at least 1).
     pub fn readers(mut self, readers: usize) -> Self {
         self.readers = readers.max(1);
+        self
+    }
+
+    /// Sets whether point reads run on the calling task. Turn it off when the file is much
+    /// larger than memory, so that a point read that waits for the disk does not hold up
+    /// other tasks on the same runtime worker.
+    pub fn inline_reads(mut self, inline: bool) -> Self {
+        self.inline_reads = inline;
         self
     }
 

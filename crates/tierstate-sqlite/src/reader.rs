@@ -39,6 +39,19 @@ impl Readers {
         out
     }
 
+    /// Runs `f` at once on an idle pooled connection, or hands it back if none is idle.
+    pub(crate) fn with_idle<T, F: FnOnce(&Connection) -> T>(
+        &self,
+        f: F,
+    ) -> std::result::Result<T, F> {
+        let Some(conn) = self.idle.lock().pop() else {
+            return Err(f);
+        };
+        let out = f(&conn);
+        self.give_back(conn);
+        Ok(out)
+    }
+
     /// Returns a connection to the pool (closed instead if the pool is full).
     pub(crate) fn give_back(&self, conn: Connection) {
         let mut idle = self.idle.lock();

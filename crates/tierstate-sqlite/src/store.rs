@@ -113,6 +113,22 @@ impl SqliteStore {
             .map_err(|_| closed())?
     }
 
+    /// A point read: on the calling task when [`SqliteConfig::inline_reads`] allows and a
+    /// pooled connection is idle (no thread hop, which costs more than the read), otherwise
+    /// on the blocking pool.
+    async fn point_read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        if !self.inner.config.inline_reads {
+            return self.read(f).await;
+        }
+        match self.inner.readers.with_idle(f) {
+            Ok(out) => out,
+            Err(f) => self.read(f).await,
+        }
+    }
+
     async fn send_job<T>(&self, job: impl FnOnce(oneshot::Sender<Result<T>>) -> Job) -> Result<T> {
         let (tx, rx) = oneshot::channel();
         self.inner.writer.send(job(tx))?;
@@ -195,7 +211,7 @@ impl StateStore for SqliteStore {
 
     async fn get(&self, id: &DeploymentId) -> Result<Option<StateData>> {
         let id = id.clone();
-        self.read(move |c| {
+        self.point_read(move |c| {
             reader::get(c, id.as_str())?
                 .map(|r| r.verify(Tier::Warm))
                 .transpose()
@@ -205,7 +221,7 @@ impl StateStore for SqliteStore {
 
     async fn get_version(&self, id: &DeploymentId, version: u64) -> Result<Option<StateData>> {
         let id = id.clone();
-        self.read(move |c| {
+        self.point_read(move |c| {
             reader::get_version(c, id.as_str(), version)?
                 .map(|r| r.verify(Tier::Warm))
                 .transpose()
@@ -248,7 +264,7 @@ impl StateStore for SqliteStore {
     async fn get_document(&self, address: &DocAddr) -> Result<Option<Document>> {
         let a = address.clone();
         let rows = self
-            .read(move |c| crate::records::doc_versions(c, &a, true, None, 1))
+            .point_read(move |c| crate::records::doc_versions(c, &a, true, None, 1))
             .await?;
         rows.into_iter()
             .next()

@@ -1,0 +1,203 @@
+//! The storage engines' own plain durable writes of the rows tierstate writes: the baselines
+//! that separate tierstate's cost from the engine's. No checksum, no JSON, no history, no CAS.
+//!
+//! Each engine is opened as tierstate opens it (SQLite: WAL, `synchronous=FULL`; redb:
+//! `Durability::Immediate`; PostgreSQL: autocommit with the server's durable settings), on its
+//! own file or schema in the same directory or server.
+//!
+//! Every function panics if the engine fails: a baseline that cannot be measured ends the run.
+#![allow(clippy::missing_panics_doc)]
+
+use std::path::Path;
+
+use redb::{ReadableDatabase, TableDefinition};
+
+/// redb table of upserted rows.
+const ROWS: TableDefinition<'static, &'static str, &'static [u8]> = TableDefinition::new("rows");
+/// redb table of appended rows.
+const LOG: TableDefinition<'static, u64, &'static [u8]> = TableDefinition::new("log");
+
+/// One engine, opened for plain writes.
+pub enum Plain {
+    /// A rusqlite connection in WAL mode with `synchronous=FULL`.
+    Sqlite(rusqlite::Connection),
+    /// A redb file; every commit `Durability::Immediate`.
+    Redb(redb::Database),
+    /// A pool on the server, with the schema its two tables live in.
+    Postgres(sqlx::PgPool),
+}
+
+impl Plain {
+    /// A fresh SQLite file at `path` with a row table and a log table.
+    pub fn sqlite(path: &Path) -> Self {
+        let c = rusqlite::Connection::open(path).expect("open plain SQLite file");
+        let mode: String = c
+            .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
+            .expect("WAL");
+        assert!(mode.eq_ignore_ascii_case("wal"));
+        c.pragma_update(None, "synchronous", "FULL").expect("FULL");
+        c.execute_batch(
+            "CREATE TABLE IF NOT EXISTS rows (id TEXT PRIMARY KEY, body BLOB NOT NULL) WITHOUT ROWID;
+             CREATE TABLE IF NOT EXISTS log (seq INTEGER PRIMARY KEY, body BLOB NOT NULL);",
+        )
+        .expect("plain tables");
+        Self::Sqlite(c)
+    }
+
+    /// A fresh redb file at `path` with a row table and a log table.
+    pub fn redb(path: &Path) -> Self {
+        let db = redb::Database::create(path).expect("create plain redb file");
+        let txn = db.begin_write().expect("begin");
+        txn.open_table(ROWS).expect("rows");
+        txn.open_table(LOG).expect("log");
+        txn.commit().expect("commit");
+        Self::Redb(db)
+    }
+
+    /// A fresh schema `schema` on the server at `url` with a row table and a log table.
+    pub async fn postgres(url: &str, schema: &str) -> Self {
+        use sqlx::Executor;
+        let name = schema.to_owned();
+        let opts: sqlx::postgres::PgConnectOptions = url.parse().expect("database URL");
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .after_connect(move |c, _| {
+                let set = format!("SET search_path TO \"{name}\"");
+                Box::pin(async move {
+                    c.execute(sqlx::AssertSqlSafe(set)).await?;
+                    Ok(())
+                })
+            })
+            .connect_with(opts.clone())
+            .await
+            .expect("connect");
+        let schema_sql = format!(
+            "DROP SCHEMA IF EXISTS \"{s}\" CASCADE; CREATE SCHEMA \"{s}\"; \
+             CREATE TABLE \"{s}\".rows (id text PRIMARY KEY, body bytea NOT NULL); \
+             CREATE TABLE \"{s}\".log (seq bigint PRIMARY KEY, body bytea NOT NULL);",
+            s = schema
+        );
+        pool.execute(sqlx::AssertSqlSafe(schema_sql))
+            .await
+            .expect("plain schema");
+        Self::Postgres(pool)
+    }
+
+    /// Upserts row `id` with `body`: one durable commit.
+    pub async fn put(&mut self, id: &str, body: &[u8]) {
+        match self {
+            Self::Sqlite(c) => {
+                c.prepare_cached(
+                    "INSERT INTO rows (id, body) VALUES (?1, ?2) \
+                     ON CONFLICT (id) DO UPDATE SET body = excluded.body",
+                )
+                .and_then(|mut s| s.execute(rusqlite::params![id, body]))
+                .expect("upsert");
+            }
+            Self::Redb(db) => {
+                let mut txn = db.begin_write().expect("begin");
+                txn.set_durability(redb::Durability::Immediate)
+                    .expect("durability");
+                txn.open_table(ROWS)
+                    .expect("rows")
+                    .insert(id, body)
+                    .expect("insert");
+                txn.commit().expect("commit");
+            }
+            Self::Postgres(pool) => {
+                sqlx::query(
+                    "INSERT INTO rows (id, body) VALUES ($1, $2) \
+                     ON CONFLICT (id) DO UPDATE SET body = excluded.body",
+                )
+                .bind(id)
+                .bind(body)
+                .execute(&*pool)
+                .await
+                .expect("upsert");
+            }
+        }
+    }
+
+    /// Appends row `seq` with `body`: one durable commit.
+    pub async fn append(&mut self, seq: u64, body: &[u8]) {
+        self.tick(None, &[(seq, body)]).await;
+    }
+
+    /// One transaction: upserts each `(id, body)` of `rows` and appends each `(seq, body)` of
+    /// `entries`, then one durable commit.
+    pub async fn tick(&mut self, rows: Option<&[(&str, &[u8])]>, entries: &[(u64, &[u8])]) {
+        let rows = rows.unwrap_or(&[]);
+        match self {
+            Self::Sqlite(c) => {
+                let tx = c.transaction().expect("begin");
+                for (id, body) in rows {
+                    tx.prepare_cached(
+                        "INSERT INTO rows (id, body) VALUES (?1, ?2) \
+                         ON CONFLICT (id) DO UPDATE SET body = excluded.body",
+                    )
+                    .and_then(|mut s| s.execute(rusqlite::params![id, body]))
+                    .expect("upsert");
+                }
+                for (seq, body) in entries {
+                    tx.prepare_cached("INSERT INTO log (seq, body) VALUES (?1, ?2)")
+                        .and_then(|mut s| s.execute(rusqlite::params![*seq as i64, body]))
+                        .expect("append");
+                }
+                tx.commit().expect("commit");
+            }
+            Self::Redb(db) => {
+                let mut txn = db.begin_write().expect("begin");
+                txn.set_durability(redb::Durability::Immediate)
+                    .expect("durability");
+                {
+                    let mut t = txn.open_table(ROWS).expect("rows");
+                    for (id, body) in rows {
+                        t.insert(*id, *body).expect("insert");
+                    }
+                    let mut l = txn.open_table(LOG).expect("log");
+                    for (seq, body) in entries {
+                        l.insert(*seq, *body).expect("append");
+                    }
+                }
+                txn.commit().expect("commit");
+            }
+            Self::Postgres(pool) => {
+                // One statement, as a driver user would write it: the rows and the entries
+                // as arrays, so the whole tick is one round trip and one commit.
+                let (ids, bodies): (Vec<&str>, Vec<&[u8]>) = rows.iter().copied().unzip();
+                let (seqs, logged): (Vec<i64>, Vec<&[u8]>) =
+                    entries.iter().map(|(s, b)| (*s as i64, *b)).unzip();
+                sqlx::query(
+                    "WITH r AS (INSERT INTO rows (id, body) SELECT * FROM UNNEST($1::text[], \
+                     $2::bytea[]) ON CONFLICT (id) DO UPDATE SET body = excluded.body) \
+                     INSERT INTO log (seq, body) SELECT * FROM UNNEST($3::bigint[], $4::bytea[])",
+                )
+                .bind(ids)
+                .bind(bodies)
+                .bind(seqs)
+                .bind(logged)
+                .execute(&*pool)
+                .await
+                .expect("tick");
+            }
+        }
+    }
+
+    /// Reads row `id` back (`None` if absent): the engine's plain point read.
+    pub fn get(&self, id: &str) -> Option<Vec<u8>> {
+        match self {
+            Self::Sqlite(c) => {
+                use rusqlite::OptionalExtension;
+                c.prepare_cached("SELECT body FROM rows WHERE id = ?1")
+                    .and_then(|mut s| s.query_row([id], |r| r.get(0)).optional())
+                    .expect("read")
+            }
+            Self::Redb(db) => {
+                let txn = db.begin_read().expect("begin");
+                let t = txn.open_table(ROWS).expect("rows");
+                t.get(id).expect("read").map(|v| v.value().to_vec())
+            }
+            Self::Postgres(_) => None,
+        }
+    }
+}
