@@ -118,6 +118,25 @@ impl Plain {
         }
     }
 
+    /// PostgreSQL only: [`Plain::put`] plus one `pg_notify` on `channel` in the same
+    /// statement, what tierstate's CAS announces each commit with.
+    pub async fn put_notify(&mut self, id: &str, body: &[u8], channel: &str) {
+        let Self::Postgres(pool) = self else {
+            return self.put(id, body).await;
+        };
+        sqlx::query(
+            "WITH u AS (INSERT INTO rows (id, body) VALUES ($1, $2) \
+             ON CONFLICT (id) DO UPDATE SET body = excluded.body) \
+             SELECT pg_notify($3, 'plain 0 ' || $1)",
+        )
+        .bind(id)
+        .bind(body)
+        .bind(channel)
+        .execute(&*pool)
+        .await
+        .expect("upsert and notify");
+    }
+
     /// Appends row `seq` with `body`: one durable commit.
     pub async fn append(&mut self, seq: u64, body: &[u8]) {
         self.tick(None, &[(seq, body)]).await;

@@ -34,6 +34,8 @@ pub struct PostgresStore {
     /// Bumped after this store's appends and on every change-feed event (other processes'
     /// appends, gaps): what journal tails wait on.
     signal: Arc<Signal>,
+    /// Lone state updates, grouped into one statement per round trip.
+    lane: Arc<crate::lane::Lane>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -45,7 +47,7 @@ impl std::fmt::Debug for PostgresStore {
 }
 
 /// An error raised before the transaction began: nothing was applied.
-fn not_applied(e: sqlx::Error) -> Error {
+pub(crate) fn not_applied(e: sqlx::Error) -> Error {
     match map(e) {
         Error::Backend {
             kind: BackendErrorKind::Timeout | BackendErrorKind::Unavailable,
@@ -64,7 +66,7 @@ fn not_applied(e: sqlx::Error) -> Error {
 
 /// An error raised once a write transaction was under way: an I/O failure may have happened
 /// after the server committed, so the outcome is unknown.
-fn in_flight(e: sqlx::Error) -> Error {
+pub(crate) fn in_flight(e: sqlx::Error) -> Error {
     match map(e) {
         Error::Backend {
             kind: BackendErrorKind::Unavailable,
@@ -288,11 +290,13 @@ impl PostgresStore {
         } else {
             None
         };
+        let lane = Arc::new(crate::lane::Lane::start(pool.clone()));
         Ok(Self {
             pool,
             config,
             feed,
             signal,
+            lane,
         })
     }
 
@@ -440,7 +444,7 @@ enum Attempt {
 }
 
 /// SQLSTATEs after which the transaction certainly rolled back and a rerun sees the winner.
-fn lost_race(e: &sqlx::Error) -> bool {
+pub(crate) fn lost_race(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("23505" | "40P01" | "40001")))
 }
 
@@ -509,6 +513,14 @@ impl StateStore for PostgresStore {
         if batch.is_empty() {
             return Ok(Committed::default());
         }
+        let batch = if crate::lane::Lane::takes(&batch) {
+            match self.lane.submit(batch).await {
+                crate::lane::Outcome::Done(r) => return r,
+                crate::lane::Outcome::Fallback(b) => b,
+            }
+        } else {
+            batch
+        };
         let reads = batch.reads();
         let appends = !batch.appends.is_empty();
         let mut attempt = 0u32;

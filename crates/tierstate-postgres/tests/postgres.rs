@@ -237,3 +237,101 @@ async fn unreachable_server_is_retryable_and_not_applied() {
         "{err:?}"
     );
 }
+
+/// Lone state updates share one statement per group: 32 writers on their own deployments and
+/// 8 racing on one. Every committed version is announced, stored once, pruned to the
+/// retention, and keeps `created_at`; each racer that lost hears the exact conflict.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grouped_updates_commit_announce_and_conflict_exactly() {
+    use std::num::NonZeroU32;
+    let Some(url) = common::url() else { return };
+    let schema = common::fresh_schema("lane");
+    let store = PostgresStore::connect(PostgresConfig::new(&url).schema(&schema).unwrap())
+        .await
+        .unwrap();
+    let keep = Retention::KeepLast(NonZeroU32::new(3).unwrap());
+    let obj = |n: u64| serde_json::json!({ "n": n }).as_object().unwrap().clone();
+    let ids: Vec<DeploymentId> = (0..33)
+        .map(|i| DeploymentId::new(format!("w{i}")).unwrap())
+        .collect();
+    let mut created = Vec::new();
+    for id in &ids {
+        let d = store
+            .put(StateWrite::create(id.clone(), obj(0)), keep)
+            .await
+            .unwrap();
+        created.push(d.created_at);
+    }
+    let mut feed = store.changes().expect("listening");
+    let mut tasks = tokio::task::JoinSet::new();
+    for id in ids[..32].iter() {
+        let (s, id) = (store.clone(), id.clone());
+        tasks.spawn(async move {
+            for v in 1..=10u64 {
+                let d = s.put(StateWrite::update(id.clone(), v, obj(v)), keep).await;
+                assert_eq!(d.unwrap().version, v + 1);
+            }
+            0u32
+        });
+    }
+    // Eight racers, each trying every version once: exactly one wins each round.
+    let raced = ids[32].clone();
+    for _ in 0..8 {
+        let (s, id) = (store.clone(), raced.clone());
+        tasks.spawn(async move {
+            let mut lost = 0;
+            for v in 1..=10u64 {
+                match s.put(StateWrite::update(id.clone(), v, obj(v)), keep).await {
+                    Ok(d) => assert_eq!(d.version, v + 1),
+                    Err(Error::Conflict {
+                        expected, actual, ..
+                    }) => {
+                        assert_eq!(expected, v);
+                        let actual = actual.expect("the deployment exists");
+                        assert!(actual > v, "actual {actual} after expecting {v}");
+                        lost += 1;
+                    }
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            lost
+        });
+    }
+    let mut lost = 0;
+    while let Some(r) = tasks.join_next().await {
+        lost += r.unwrap();
+    }
+    assert_eq!(
+        lost,
+        8 * 10 - 10,
+        "one winner per version of the raced deployment"
+    );
+    for (id, at) in ids.iter().zip(&created) {
+        let d = store.get(id).await.unwrap().unwrap();
+        assert_eq!((d.version, d.state.clone()), (11, obj(10)), "{id}");
+        assert_eq!(d.created_at, *at, "created_at kept for {id}");
+        let versions: Vec<u64> = store
+            .history(id, 100)
+            .await
+            .unwrap()
+            .iter()
+            .map(|h| h.version)
+            .collect();
+        assert_eq!(versions, vec![11, 10, 9], "retention of 3 for {id}");
+    }
+    // 33 deployments x 10 updates announced, each once.
+    let mut heard = std::collections::HashSet::new();
+    while heard.len() < 330 {
+        let change = tokio::time::timeout(std::time::Duration::from_secs(10), feed.events.recv())
+            .await
+            .expect("every commit announced")
+            .unwrap();
+        if let tierstate_core::Change::Committed {
+            deployment_id,
+            version,
+        } = change
+        {
+            assert!(heard.insert((deployment_id, version)), "announced twice");
+        }
+    }
+}

@@ -1,0 +1,252 @@
+//! The CAS lane: a batch that is one state update (`PutMode::Update`, nothing else) commits in
+//! one round trip instead of a seven-statement transaction, grouped with every other such
+//! update queued at the same moment.
+//!
+//! One statement per group, in autocommit: a CTE moves each head only where it still stands at
+//! the expected version, inserts those versions, prunes what retention drops and queues the
+//! NOTIFY; the server's commit makes all of it durable at once. An update whose head had moved,
+//! or a group that lost a race (deadlock), goes back to the general transaction path, which
+//! locks, re-reads and reports the exact conflict. Up to [`IN_FLIGHT`] groups run at once; what
+//! arrives meanwhile forms the next group, as the embedded backends' writer threads do.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+
+use chrono::DateTime;
+use sqlx::PgPool;
+use tierstate_core::group;
+use tierstate_core::plan::{Snapshot, plan};
+use tierstate_core::{
+    BackendErrorKind, Committed, DeploymentId, Error, PreparedBatch, PutMode, Result, commit_time,
+};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use crate::error::BACKEND;
+use crate::store::{NOTIFY_CHANNEL, in_flight, lost_race, not_applied};
+
+/// Groups committing at once (each holds one pooled connection while it does).
+const IN_FLIGHT: usize = 4;
+/// Most updates in one statement.
+const MAX_GROUP: usize = 512;
+
+/// How the lane finished with a batch.
+pub(crate) enum Outcome {
+    /// Committed, or failed in a way the general path would not change.
+    Done(Result<Committed>),
+    /// Not applied: run it through the general transaction path.
+    Fallback(PreparedBatch),
+}
+
+struct Job {
+    batch: PreparedBatch,
+    reply: oneshot::Sender<Outcome>,
+}
+
+/// The queue into the lane's task; the task ends when the last store clone drops this.
+pub(crate) struct Lane {
+    queue: mpsc::UnboundedSender<Job>,
+}
+
+impl Lane {
+    /// Starts the lane's task on the current runtime.
+    pub(crate) fn start(pool: PgPool) -> Self {
+        let (queue, rx) = mpsc::unbounded_channel();
+        tokio::spawn(run(pool, rx));
+        Self { queue }
+    }
+
+    /// True if `batch` is a single state update and nothing else.
+    pub(crate) fn takes(batch: &PreparedBatch) -> bool {
+        batch.writes.len() == 1
+            && matches!(batch.writes[0].mode, PutMode::Update { .. })
+            && batch.documents.is_empty()
+            && batch.removals.is_empty()
+            && batch.appends.is_empty()
+            && batch.checks.is_empty()
+    }
+
+    /// Commits `batch` (one that [`Lane::takes`]) in the next group.
+    pub(crate) async fn submit(&self, batch: PreparedBatch) -> Outcome {
+        let (reply, done) = oneshot::channel();
+        if let Err(mpsc::error::SendError(job)) = self.queue.send(Job { batch, reply }) {
+            return Outcome::Fallback(job.batch);
+        }
+        match done.await {
+            Ok(outcome) => outcome,
+            // The group was dropped mid-flight (its runtime is shutting down).
+            Err(_) => Outcome::Done(Err(Error::Backend {
+                backend: BACKEND,
+                kind: BackendErrorKind::ConnectionLost,
+                message: "the runtime shut down while the write was in flight; its outcome is \
+                          unknown: read the state back"
+                    .into(),
+                source: None,
+            })),
+        }
+    }
+}
+
+async fn run(pool: PgPool, mut rx: mpsc::UnboundedReceiver<Job>) {
+    let permits = Arc::new(Semaphore::new(IN_FLIGHT));
+    // Updates of a deployment already in the forming group wait for the next one: one
+    // statement must not move a head twice.
+    let mut carried: VecDeque<Job> = VecDeque::new();
+    loop {
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            return;
+        };
+        let first = match carried.pop_front() {
+            Some(j) => j,
+            None => match rx.recv().await {
+                Some(j) => j,
+                None => return,
+            },
+        };
+        let mut ids = HashSet::from([first.batch.writes[0].deployment_id.clone()]);
+        let mut group = vec![first];
+        let mut later = Vec::new();
+        while group.len() < MAX_GROUP {
+            let Some(job) = carried.pop_front().or_else(|| rx.try_recv().ok()) else {
+                break;
+            };
+            if ids.insert(job.batch.writes[0].deployment_id.clone()) {
+                group.push(job);
+            } else {
+                later.push(job);
+            }
+        }
+        carried.extend(later);
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            commit(&pool, group).await;
+            drop(permit);
+        });
+    }
+}
+
+/// The group's statement. `$1..$8`: one array element per update; `$9`: the NOTIFY channel.
+const SQL: &str = "WITH a AS (
+    SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::int[], $5::text[],
+        $6::bigint[], $7::bytea[], $8::bigint[])
+        AS a(id, expected, version, schema_version, checksum, updated_at, body, prune_below)
+), h AS (
+    UPDATE ts_head t SET version = a.version FROM a
+    WHERE t.deployment_id = a.id AND t.version = a.expected
+    RETURNING t.deployment_id, t.created_at
+), v AS (
+    INSERT INTO ts_version (deployment_id, version, schema_version, checksum, updated_at, body)
+    SELECT a.id, a.version, a.schema_version, a.checksum, a.updated_at, a.body
+    FROM a JOIN h ON h.deployment_id = a.id
+), p AS (
+    DELETE FROM ts_version d USING a, h
+    WHERE h.deployment_id = a.id AND d.deployment_id = a.id AND d.version < a.prune_below
+), n AS (
+    SELECT pg_notify($9, current_schema() || ' ' || a.version::text || ' ' || a.id)
+    FROM a JOIN h ON h.deployment_id = a.id
+)
+SELECT h.deployment_id, h.created_at, (SELECT count(*) FROM n) FROM h";
+
+async fn commit(pool: &PgPool, group: Vec<Job>) {
+    let now = commit_time();
+    // Each update planned as if its head stands where the caller expects; the statement
+    // applies it only if that is still true.
+    let mut planned = Vec::with_capacity(group.len());
+    for job in group {
+        let w = &job.batch.writes[0];
+        let PutMode::Update { expected } = w.mode else {
+            let _ = job.reply.send(Outcome::Fallback(job.batch));
+            continue;
+        };
+        let mut snap = Snapshot::default();
+        snap.states.insert(w.deployment_id.clone(), (expected, 0));
+        match plan(job.batch.clone(), &snap, now) {
+            Ok(p) => planned.push((job, expected, p)),
+            Err(e) => {
+                let _ = job.reply.send(Outcome::Done(Err(e)));
+            }
+        }
+    }
+    if planned.is_empty() {
+        return;
+    }
+    let rows = planned.iter().map(|(_, e, p)| (*e, &p.states[0]));
+    let n = planned.len();
+    let (mut ids, mut expected, mut versions, mut schemas) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let (mut sums, mut times, mut bodies, mut prunes) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for (e, w) in rows {
+        ids.push(w.address.as_str());
+        expected.push(i64_of(e));
+        versions.push(i64_of(w.version));
+        schemas.push(i32::try_from(w.schema_version).unwrap_or(i32::MAX));
+        sums.push(w.checksum.as_str());
+        times.push(w.updated_us);
+        bodies.push(w.body.as_slice());
+        prunes.push(w.prune_below.map(i64_of));
+    }
+    let result = match pool.acquire().await {
+        Err(e) => Err((false, e)),
+        Ok(mut c) => sqlx::query_as::<_, (String, i64, i64)>(SQL)
+            .bind(&ids)
+            .bind(&expected)
+            .bind(&versions)
+            .bind(&schemas)
+            .bind(&sums)
+            .bind(&times)
+            .bind(&bodies)
+            .bind(&prunes)
+            .bind(NOTIFY_CHANNEL)
+            .fetch_all(&mut *c)
+            .await
+            .map_err(|e| (true, e)),
+    };
+    drop((ids, sums, bodies));
+    let moved: HashMap<String, i64> = match result {
+        Ok(rows) => rows
+            .into_iter()
+            .map(|(id, created, _)| (id, created))
+            .collect(),
+        Err((sent, e)) => {
+            let race = lost_race(&e);
+            let err = if sent { in_flight(e) } else { not_applied(e) };
+            for (job, _, _) in planned {
+                let out = if race {
+                    Outcome::Fallback(job.batch)
+                } else {
+                    Outcome::Done(Err(group::replicate(BACKEND, &err)))
+                };
+                let _ = job.reply.send(out);
+            }
+            return;
+        }
+    };
+    for (job, _, mut p) in planned {
+        let id: &DeploymentId = &job.batch.writes[0].deployment_id;
+        let out = match moved.get(id.as_str()) {
+            Some(&created) => {
+                if let (Some(s), Some(at)) = (
+                    p.committed.states.first_mut(),
+                    DateTime::from_timestamp_micros(created),
+                ) {
+                    s.created_at = at;
+                }
+                Outcome::Done(Ok(p.committed))
+            }
+            None => Outcome::Fallback(job.batch),
+        };
+        let _ = job.reply.send(out);
+    }
+}
+
+fn i64_of(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
