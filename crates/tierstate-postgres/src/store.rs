@@ -569,33 +569,38 @@ impl StateStore for PostgresStore {
     }
 
     async fn get_document(&self, address: &DocAddr) -> Result<Option<Document>> {
-        let mut c = self.pool.acquire().await.map_err(map)?;
-        let (rows, _) = crate::records::doc_versions(&mut c, address, true, None, 1)
-            .await
-            .map_err(map)?;
-        if rows.is_empty() {
-            // Absent only if there is no head either: a head naming a row that is gone is
-            // damage, not "no document".
-            let head: Option<i64> = sqlx::query_scalar(
-                "SELECT version FROM ts_doc_head WHERE deployment_id = $1 AND collection = $2 AND key = $3",
-            )
-            .bind(address.deployment_id.as_str())
-            .bind(address.collection.as_str())
-            .bind(address.key.as_str())
-            .fetch_optional(&mut *c)
-            .await
-            .map_err(map)?;
-            if let Some(v) = head {
-                return Err(tierstate_core::Error::missing_version(
-                    address,
-                    u64::try_from(v).unwrap_or(0),
-                ));
+        // Head and row in one statement (one snapshot): no head is "absent"; a head naming a
+        // row that is gone is damage. (Two statements would see a document created between
+        // them as damaged.)
+        let row: Option<(i64, i64, Option<String>, Option<i64>, Option<Vec<u8>>)> = sqlx::query_as(
+            "SELECT h.created_at, h.version, v.checksum, v.updated_at, v.body FROM ts_doc_head h \
+             LEFT JOIN ts_doc_version v ON v.deployment_id = h.deployment_id \
+             AND v.collection = h.collection AND v.key = h.key AND v.version = h.version \
+             WHERE h.deployment_id = $1 AND h.collection = $2 AND h.key = $3",
+        )
+        .bind(address.deployment_id.as_str())
+        .bind(address.collection.as_str())
+        .bind(address.key.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map)?;
+        let Some((created, version, checksum, updated, body)) = row else {
+            return Ok(None);
+        };
+        let version = u64::try_from(version).unwrap_or(0);
+        match (checksum, updated, body) {
+            (Some(checksum), Some(updated), Some(body)) => tierstate_core::StoredDoc {
+                address: address.clone(),
+                version,
+                body,
+                checksum,
+                created_at_us: created,
+                updated_at_us: updated,
             }
+            .verify(Tier::Warm)
+            .map(Some),
+            _ => Err(tierstate_core::Error::missing_version(address, version)),
         }
-        rows.into_iter()
-            .next()
-            .map(|r| r.verify(Tier::Warm))
-            .transpose()
     }
 
     async fn document_history(&self, address: &DocAddr, limit: usize) -> Result<Vec<Document>> {

@@ -405,6 +405,9 @@ pub(crate) fn doc_versions(
     at_us: Option<i64>,
     limit: usize,
 ) -> Result<Vec<StoredDoc>> {
+    if current_only && at_us.is_none() {
+        return current_doc(conn, a).map(|d| d.into_iter().collect());
+    }
     let cond = if current_only {
         " AND v.version = h.version"
     } else {
@@ -426,30 +429,47 @@ pub(crate) fn doc_versions(
             doc_of(a.clone()),
         )
         .map_err(map)?;
-    let out = docs(rows)?;
-    // No current row: absent only if there is no head either; a head naming a row that is
-    // gone is damage.
-    if current_only && at_us.is_none() && out.is_empty() {
-        let head: Option<i64> = conn
-            .prepare_cached(
-                "SELECT version FROM ts_doc_head WHERE deployment_id = ?1 AND collection = ?2 AND key = ?3",
+    docs(rows)
+}
+
+/// The current version of a document, head and row read by one statement (one snapshot): no
+/// head is "absent"; a head naming a row that is gone is damage.
+fn current_doc(conn: &Connection, a: &DocAddr) -> Result<Option<StoredDoc>> {
+    type Raw = (i64, i64, Option<Vec<u8>>, Option<i64>, Option<Vec<u8>>);
+    let raw: Option<Raw> = conn
+        .prepare_cached(
+            "SELECT h.created_at, h.version, CAST(v.checksum AS BLOB), v.updated_at, v.body \
+             FROM ts_doc_head h LEFT JOIN ts_doc_version v ON v.deployment_id = h.deployment_id \
+             AND v.collection = h.collection AND v.key = h.key AND v.version = h.version \
+             WHERE h.deployment_id = ?1 AND h.collection = ?2 AND h.key = ?3",
+        )
+        .and_then(|mut st| {
+            st.query_row(
+                params![
+                    a.deployment_id.as_str(),
+                    a.collection.as_str(),
+                    a.key.as_str()
+                ],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
             )
-            .and_then(|mut st| {
-                st.query_row(
-                    params![a.deployment_id.as_str(), a.collection.as_str(), a.key.as_str()],
-                    |r| r.get(0),
-                )
-                .optional()
-            })
-            .map_err(map)?;
-        if let Some(v) = head {
-            return Err(tierstate_core::Error::missing_version(
-                a,
-                u64_of(v, "version")?,
-            ));
-        }
+            .optional()
+        })
+        .map_err(map)?;
+    let Some((created, version, checksum, updated, body)) = raw else {
+        return Ok(None);
+    };
+    let version = u64_of(version, "version")?;
+    match (checksum, updated, body) {
+        (Some(checksum), Some(updated), Some(body)) => Ok(Some(StoredDoc {
+            address: a.clone(),
+            version,
+            created_at_us: created,
+            checksum: String::from_utf8_lossy(&checksum).into_owned(),
+            updated_at_us: updated,
+            body,
+        })),
+        _ => Err(tierstate_core::Error::missing_version(a, version)),
     }
-    Ok(out)
 }
 
 /// The oldest retained version of a document.
