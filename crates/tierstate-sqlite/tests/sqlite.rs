@@ -406,8 +406,8 @@ async fn a_transient_lock_holder_is_waited_for_a_real_one_refused() {
     );
 }
 
-/// Point reads on the calling task and on the blocking pool return the same verified record,
-/// including while every pooled reader is taken (64 concurrent reads over one connection).
+/// Point reads on the calling task and on the blocking pool both pass the shared check of
+/// concurrent point reads over one pooled reader.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn point_reads_agree_inline_and_pooled_under_load() {
     let dir = tempfile::tempdir().unwrap();
@@ -416,29 +416,7 @@ async fn point_reads_agree_inline_and_pooled_under_load() {
         let store = SqliteStore::open(SqliteConfig::new(&path).readers(1).inline_reads(inline))
             .await
             .unwrap();
-        if inline {
-            store
-                .put(
-                    StateWrite::create(id("p"), obj(json!({"n": 1}))),
-                    Retention::DEFAULT,
-                )
-                .await
-                .unwrap();
-        }
-        let mut tasks = tokio::task::JoinSet::new();
-        for _ in 0..64 {
-            let s = store.clone();
-            tasks.spawn(async move { s.get(&id("p")).await });
-        }
-        while let Some(r) = tasks.join_next().await {
-            let d = r.unwrap().unwrap().expect("stored");
-            assert_eq!(
-                (d.version, d.state),
-                (1, obj(json!({"n": 1}))),
-                "inline {inline}"
-            );
-        }
-        assert!(store.get(&id("absent")).await.unwrap().is_none());
+        tierstate_testkit::checks::point_reads_agree_on(std::sync::Arc::new(store.clone())).await;
         store.close().await;
     }
 }

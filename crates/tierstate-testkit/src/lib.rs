@@ -164,6 +164,7 @@ macro_rules! conformance_tests {
             batch_guards_a_document,
             tail_follows_a_journal,
             catalog_lists_collections_and_streams,
+            concurrent_point_reads_agree,
         );
     };
     (@each $factory:path; $($check:ident),* $(,)?) => {

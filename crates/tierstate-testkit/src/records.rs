@@ -1100,3 +1100,47 @@ pub async fn catalog_lists_collections_and_streams(h: &Harness) {
     assert!(s.collections(&nobody, None, 10).await.unwrap().is_empty());
     assert!(s.streams(&nobody, None, 10).await.unwrap().is_empty());
 }
+
+/// 64 concurrent point reads (a state, a document, an absent id) all return the one committed
+/// record: however a backend runs point reads (on the calling task or on a pool), they agree
+/// under load.
+pub async fn concurrent_point_reads_agree(h: &Harness) {
+    point_reads_agree_on(h.store.clone()).await;
+}
+
+/// The body of [`concurrent_point_reads_agree`], for a store a backend opened with its own
+/// read settings (e.g. inline reads off, one pooled reader).
+pub async fn point_reads_agree_on(s: Arc<dyn StateStore>) {
+    let d = DeploymentId::new("reads").expect("valid id");
+    let a = doc("reads", "book", "p");
+    if s.get(&d).await.unwrap().is_none() {
+        s.put(
+            StateWrite::create(d.clone(), obj(json!({"n": 1}))),
+            Retention::DEFAULT,
+        )
+        .await
+        .unwrap();
+        s.put_document(DocWrite::new(
+            a.clone(),
+            PutMode::Create,
+            obj(json!({"q": 2})),
+        ))
+        .await
+        .unwrap();
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..64 {
+        let (s, d, a) = (s.clone(), d.clone(), a.clone());
+        tasks.spawn(async move {
+            let st = s.get(&d).await.unwrap().expect("stored state");
+            assert_eq!((st.version, st.state), (1, obj(json!({"n": 1}))));
+            let d2 = s.get_document(&a).await.unwrap().expect("stored document");
+            assert_eq!((d2.version, d2.value), (1, obj(json!({"q": 2}))));
+            let absent = DeploymentId::new("reads-absent").expect("valid id");
+            assert!(s.get(&absent).await.unwrap().is_none(), "absent id");
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.expect("a reader panicked");
+    }
+}
