@@ -22,6 +22,7 @@ use tierstate_core::{
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::error::BACKEND;
+use crate::heads::Heads;
 use crate::store::{NOTIFY_CHANNEL, in_flight, lost_race, not_applied};
 
 /// Groups committing at once (each holds one pooled connection while it does).
@@ -49,9 +50,9 @@ pub(crate) struct Lane {
 
 impl Lane {
     /// Starts the lane's task on the current runtime.
-    pub(crate) fn start(pool: PgPool) -> Self {
+    pub(crate) fn start(pool: PgPool, heads: Arc<Heads>) -> Self {
         let (queue, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(pool, rx));
+        tokio::spawn(run(pool, heads, rx));
         Self { queue }
     }
 
@@ -86,7 +87,7 @@ impl Lane {
     }
 }
 
-async fn run(pool: PgPool, mut rx: mpsc::UnboundedReceiver<Job>) {
+async fn run(pool: PgPool, heads: Arc<Heads>, mut rx: mpsc::UnboundedReceiver<Job>) {
     let permits = Arc::new(Semaphore::new(IN_FLIGHT));
     // Updates of a deployment already in the forming group wait for the next one: one
     // statement must not move a head twice.
@@ -116,9 +117,9 @@ async fn run(pool: PgPool, mut rx: mpsc::UnboundedReceiver<Job>) {
             }
         }
         carried.extend(later);
-        let pool = pool.clone();
+        let (pool, heads) = (pool.clone(), heads.clone());
         tokio::spawn(async move {
-            commit(&pool, group).await;
+            commit(&pool, &heads, group).await;
             drop(permit);
         });
     }
@@ -146,7 +147,7 @@ const SQL: &str = "WITH a AS (
 )
 SELECT h.deployment_id, h.created_at, (SELECT count(*) FROM n) FROM h";
 
-async fn commit(pool: &PgPool, group: Vec<Job>) {
+async fn commit(pool: &PgPool, heads: &Heads, group: Vec<Job>) {
     let now = commit_time();
     // Each update planned as if its head stands where the caller expects; the statement
     // applies it only if that is still true.
@@ -233,6 +234,10 @@ async fn commit(pool: &PgPool, group: Vec<Job>) {
         let id: &DeploymentId = &job.batch.writes[0].deployment_id;
         let out = match moved.get(id.as_str()) {
             Some(&created) => {
+                if let Some(w) = p.states.first_mut() {
+                    w.created_us = created;
+                }
+                heads.committed(&p);
                 if let (Some(s), Some(at)) = (
                     p.committed.states.first_mut(),
                     DateTime::from_timestamp_micros(created),

@@ -1,9 +1,12 @@
 //! PostgreSQL WARM backend for tierstate: one database shared by many strategy processes on
 //! many machines.
 //!
-//! A batch is one transaction that locks the heads it depends on, lets the core planner decide,
-//! and stores the plan. A lone state update skips all that: it commits in one round trip, one
-//! statement per group of such updates queued together (see `lane.rs`). The canonical
+//! A batch over heads this process already knows (it committed them, see `heads.rs`) is
+//! planned from them and stored in one autocommit statement whose guards refuse any head that
+//! moved meanwhile (`statement.rs`): one round trip. Any other batch, or one a guard refused, is
+//! a transaction that locks the heads it depends on, lets the core planner decide, and stores
+//! the plan with the same statement. A lone state update is grouped with the updates queued
+//! beside it into one statement per group (see `lane.rs`). The canonical
 //! JSON bytes are stored as `BYTEA`, exactly the bytes the checksum covers. The schema is
 //! versioned with embedded sqlx migrations, applied on connect under sqlx's advisory lock; a
 //! database migrated by a newer tierstate is refused. Every commit publishes
@@ -13,9 +16,11 @@
 
 mod config;
 mod error;
+mod heads;
 mod lane;
 mod listener;
 mod records;
+mod statement;
 mod store;
 
 pub use config::PostgresConfig;

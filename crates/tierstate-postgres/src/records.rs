@@ -189,93 +189,12 @@ pub(crate) async fn head(
         .transpose())
 }
 
-/// Stores everything a plan decided.
-pub(crate) async fn store(
+/// Removes the documents a plan removes, with their history (the rest of the plan is stored
+/// by `statement::store`).
+pub(crate) async fn remove(
     c: &mut PgConnection,
     plan: &Plan,
 ) -> std::result::Result<(), sqlx::Error> {
-    for w in &plan.states {
-        let id = w.address.as_str();
-        sqlx::query(
-            "INSERT INTO ts_head (deployment_id, version, created_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (deployment_id) DO UPDATE SET version = excluded.version",
-        )
-        .bind(id)
-        .bind(i64_of(w.version))
-        .bind(w.created_us)
-        .execute(&mut *c)
-        .await?;
-        sqlx::query(
-            "INSERT INTO ts_version (deployment_id, version, schema_version, checksum, updated_at, body) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(id)
-        .bind(i64_of(w.version))
-        .bind(i32::try_from(w.schema_version).unwrap_or(i32::MAX))
-        .bind(&w.checksum)
-        .bind(w.updated_us)
-        .bind(&w.body)
-        .execute(&mut *c)
-        .await?;
-        if let Some(below) = w.prune_below {
-            sqlx::query("DELETE FROM ts_version WHERE deployment_id = $1 AND version < $2")
-                .bind(id)
-                .bind(i64_of(below))
-                .execute(&mut *c)
-                .await?;
-        }
-    }
-    // Documents: heads, versions, retention and removals, each one statement per chunk (a
-    // batch holds an address at most once, so no upsert touches a row twice).
-    for chunk in plan.documents.chunks(CHUNK) {
-        let addrs: Vec<&DocAddr> = chunk.iter().map(|w| &w.address).collect();
-        let (ds, cs, ks) = columns(addrs.iter().copied());
-        let versions: Vec<i64> = chunk.iter().map(|w| i64_of(w.version)).collect();
-        sqlx::query(
-            "INSERT INTO ts_doc_head (deployment_id, collection, key, version, created_at) \
-             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[]) \
-             ON CONFLICT (deployment_id, collection, key) DO UPDATE SET version = excluded.version",
-        )
-        .bind(&ds)
-        .bind(&cs)
-        .bind(&ks)
-        .bind(&versions)
-        .bind(chunk.iter().map(|w| w.created_us).collect::<Vec<_>>())
-        .execute(&mut *c)
-        .await?;
-        sqlx::query(
-            "INSERT INTO ts_doc_version (deployment_id, collection, key, version, checksum, updated_at, body) \
-             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], \
-             $6::bigint[], $7::bytea[])",
-        )
-        .bind(&ds)
-        .bind(&cs)
-        .bind(&ks)
-        .bind(&versions)
-        .bind(chunk.iter().map(|w| w.checksum.as_str()).collect::<Vec<_>>())
-        .bind(chunk.iter().map(|w| w.updated_us).collect::<Vec<_>>())
-        .bind(chunk.iter().map(|w| w.body.as_slice()).collect::<Vec<_>>())
-        .execute(&mut *c)
-        .await?;
-        let pruned: Vec<(&DocAddr, i64)> = chunk
-            .iter()
-            .filter_map(|w| Some((&w.address, i64_of(w.prune_below?))))
-            .collect();
-        if !pruned.is_empty() {
-            let (ds, cs, ks) = columns(pruned.iter().map(|p| p.0));
-            sqlx::query(
-                "DELETE FROM ts_doc_version v USING UNNEST($1::text[], $2::text[], $3::text[], \
-                 $4::bigint[]) AS p(d, c, k, below) WHERE v.deployment_id = p.d \
-                 AND v.collection = p.c AND v.key = p.k AND v.version < p.below",
-            )
-            .bind(ds)
-            .bind(cs)
-            .bind(ks)
-            .bind(pruned.iter().map(|p| p.1).collect::<Vec<_>>())
-            .execute(&mut *c)
-            .await?;
-        }
-    }
     for chunk in plan.removals.chunks(CHUNK) {
         let (ds, cs, ks) = columns(chunk);
         for table in ["ts_doc_version", "ts_doc_head"] {
@@ -290,37 +209,10 @@ pub(crate) async fn store(
             .await?;
         }
     }
-    // All entries in one statement per chunk (arrays unnested server-side), not one round
-    // trip per entry.
-    for chunk in plan.entries.chunks(CHUNK) {
-        let col = |f: fn(&tierstate_core::StoredEntry) -> &str| -> Vec<&str> {
-            chunk.iter().map(f).collect()
-        };
-        sqlx::query(
-            "INSERT INTO ts_journal (deployment_id, stream, seq, event_at, commit_at, idem_key, \
-             checksum, prev_hash, hash, body) SELECT * FROM UNNEST($1::text[], $2::text[], \
-             $3::bigint[], $4::bigint[], $5::bigint[], $6::text[], $7::text[], $8::text[], \
-             $9::text[], $10::bytea[])",
-        )
-        .bind(col(|e| e.stream.deployment_id.as_str()))
-        .bind(col(|e| e.stream.stream.as_str()))
-        .bind(chunk.iter().map(|e| i64_of(e.seq)).collect::<Vec<_>>())
-        .bind(chunk.iter().map(|e| e.event_us).collect::<Vec<_>>())
-        .bind(chunk.iter().map(|e| e.commit_us).collect::<Vec<_>>())
-        .bind(chunk.iter().map(|e| e.key.as_deref()).collect::<Vec<_>>())
-        .bind(col(|e| e.checksum.as_str()))
-        .bind(col(|e| e.prev_hash.as_str()))
-        .bind(col(|e| e.hash.as_str()))
-        .bind(chunk.iter().map(|e| e.body.as_slice()).collect::<Vec<_>>())
-        .execute(&mut *c)
-        .await?;
-    }
-    for (s, h, _) in &plan.heads {
-        put_head(&mut *c, s, h).await?;
-    }
     Ok(())
 }
 
+/// Writes a stream's head whole (truncation moves its anchor).
 pub(crate) async fn put_head(
     c: &mut PgConnection,
     s: &StreamAddr,

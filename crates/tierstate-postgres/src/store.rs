@@ -18,7 +18,9 @@ use tokio::sync::watch;
 
 use crate::PostgresConfig;
 use crate::error::{BACKEND, map};
+use crate::heads::Heads;
 use crate::listener;
+use crate::statement;
 
 /// The channel every commit is announced on: payload `"<schema> <version> <deployment id>"`.
 pub const NOTIFY_CHANNEL: &str = "tierstate_state";
@@ -36,6 +38,8 @@ pub struct PostgresStore {
     signal: Arc<Signal>,
     /// Lone state updates, grouped into one statement per round trip.
     lane: Arc<crate::lane::Lane>,
+    /// Heads this process last saw committed: batches over them commit in one round trip.
+    heads: Arc<Heads>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -229,34 +233,95 @@ impl PostgresStore {
             Err(e) if lost_race(&e) => return Attempt::Retry(map(e)),
             Err(e) => return Attempt::Done(Err(in_flight(e))),
         };
+        self.heads.saw(reads, &snap);
         // On a plan error the transaction is dropped and rolled back: nothing stays.
         let plan = match tierstate_core::plan::plan(batch, &snap, commit_time()) {
             Ok(p) => p,
             Err(e) => return Attempt::Done(Err(e)),
         };
-        if let Err(e) = crate::records::store(&mut tx, &plan).await {
+        if !plan.removals.is_empty()
+            && let Err(e) = crate::records::remove(&mut tx, &plan).await
+        {
             return if lost_race(&e) {
                 Attempt::Retry(map(e))
             } else {
                 Attempt::Done(Err(in_flight(e)))
             };
         }
-        // One round trip for the whole batch; delivered only if the transaction commits.
-        let mut payloads: Vec<String> = plan
-            .states
-            .iter()
-            .map(|w| format!("{} {}", w.version, w.address))
-            .collect();
-        payloads.extend(plan.heads.iter().map(|(s, _, _)| format!("j {s}")));
-        if !payloads.is_empty()
-            && let Err(e) = notify(&mut tx, &payloads).await
-        {
-            return Attempt::Done(Err(e));
+        // Everything else, NOTIFY included (delivered only if the transaction commits), in one
+        // round trip. Its guards only fail here if a create raced this one.
+        if let Err(e) = statement::store(&mut tx, &plan).await {
+            return if lost_race(&e) || statement::head_moved(&e) {
+                Attempt::Retry(map(e))
+            } else {
+                Attempt::Done(Err(in_flight(e)))
+            };
         }
         match tx.commit().await {
-            Ok(()) => Attempt::Done(Ok(plan.committed)),
+            Ok(()) => {
+                self.heads.committed(&plan);
+                Attempt::Done(Ok(plan.committed))
+            }
             Err(e) if lost_race(&e) => Attempt::Retry(map(e)),
             Err(e) => Attempt::Done(Err(in_flight(e))),
+        }
+    }
+
+    /// A batch over remembered heads, planned without reading them and stored in one
+    /// autocommit statement. `Err` hands the batch back for the locking path: a head was not
+    /// remembered, was stale (a guard refused it), or the plan failed on what was remembered
+    /// (the locking path then reports the real outcome).
+    async fn try_optimistic(
+        &self,
+        reads: &Reads,
+        batch: PreparedBatch,
+    ) -> std::result::Result<Result<Committed>, PreparedBatch> {
+        if !Heads::eligible(&batch) {
+            return Err(batch);
+        }
+        let Some(snap) = self.heads.snapshot(reads) else {
+            return Err(batch);
+        };
+        let Ok(mut plan) = tierstate_core::plan::plan(batch.clone(), &snap, commit_time()) else {
+            return Err(batch);
+        };
+        let mut c = match self.pool.acquire().await {
+            Ok(c) => c,
+            Err(e) => return Ok(Err(not_applied(e))),
+        };
+        match statement::store(&mut c, &plan).await {
+            Ok(moved) => {
+                // Version 1's time as stored (a remembered one may predate a re-creation).
+                for (w, s) in plan.states.iter().zip(plan.committed.states.iter_mut()) {
+                    if let Some(at) = moved.states.get(w.address.as_str()) {
+                        s.created_at =
+                            chrono::DateTime::from_timestamp_micros(*at).unwrap_or(s.created_at);
+                    }
+                }
+                for (w, d) in plan
+                    .documents
+                    .iter()
+                    .zip(plan.committed.documents.iter_mut())
+                {
+                    let a = &w.address;
+                    let k = (
+                        a.deployment_id.as_str().to_owned(),
+                        a.collection.as_str().to_owned(),
+                        a.key.as_str().to_owned(),
+                    );
+                    if let Some(at) = moved.documents.get(&k) {
+                        d.created_at =
+                            chrono::DateTime::from_timestamp_micros(*at).unwrap_or(d.created_at);
+                    }
+                }
+                self.heads.committed(&plan);
+                Ok(Ok(plan.committed))
+            }
+            Err(e) if statement::head_moved(&e) || lost_race(&e) => {
+                self.heads.forget(reads);
+                Err(batch)
+            }
+            Err(e) => Ok(Err(in_flight(e))),
         }
     }
 
@@ -290,13 +355,15 @@ impl PostgresStore {
         } else {
             None
         };
-        let lane = Arc::new(crate::lane::Lane::start(pool.clone()));
+        let heads = Arc::new(Heads::new());
+        let lane = Arc::new(crate::lane::Lane::start(pool.clone(), heads.clone()));
         Ok(Self {
             pool,
             config,
             feed,
             signal,
             lane,
+            heads,
         })
     }
 
@@ -523,6 +590,15 @@ impl StateStore for PostgresStore {
         };
         let reads = batch.reads();
         let appends = !batch.appends.is_empty();
+        let batch = match self.try_optimistic(&reads, batch).await {
+            Ok(out) => {
+                if appends && out.is_ok() {
+                    self.signal.bump();
+                }
+                return out;
+            }
+            Err(batch) => batch,
+        };
         let mut attempt = 0u32;
         let out = loop {
             attempt += 1;

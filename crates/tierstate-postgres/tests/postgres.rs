@@ -335,3 +335,109 @@ async fn grouped_updates_commit_announce_and_conflict_exactly() {
         }
     }
 }
+
+/// Two stores on one schema, as two processes: each remembers the heads it committed and
+/// plans its next batch from them. Whenever the other wrote in between, the remembered heads
+/// are stale and the batch must still land exactly as the locking path would land it: the
+/// right conflict, the next sequence number with an intact chain, a replayed key answered
+/// with the stored entry, and no re-creation of what was deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remembered_heads_yield_to_other_writers() {
+    use tierstate_core::journal::{Append, JournalQuery};
+    use tierstate_core::{DocAddr, DocWrite, Name, PutMode, StreamAddr, WriteBatch};
+    let Some(url) = common::url() else { return };
+    let schema = common::fresh_schema("heads");
+    let open = || async {
+        PostgresStore::connect(PostgresConfig::new(&url).schema(&schema).unwrap())
+            .await
+            .unwrap()
+    };
+    let (a, b) = (open().await, open().await);
+    let obj = |n: u64| serde_json::json!({ "n": n }).as_object().unwrap().clone();
+    let id = DeploymentId::new("d").unwrap();
+    let doc = DocAddr::new("d", "book", "k").unwrap();
+    let fills = StreamAddr::new("d", "fills").unwrap();
+    let at = chrono::Utc::now();
+    let tick = |expected: Option<u64>, n: u64| {
+        let mode = expected.map_or(PutMode::Overwrite, |e| PutMode::Update { expected: e });
+        WriteBatch::new()
+            .put(tierstate_core::StateWrite::new(id.clone(), mode, obj(n)))
+            .document(DocWrite::new(doc.clone(), PutMode::Overwrite, obj(n)))
+            .append(Append::new(fills.clone(), at, obj(n)))
+    };
+    let seqs = |c: &tierstate_core::Committed| -> Vec<u64> {
+        c.entries.iter().map(|e| e.entry.seq).collect()
+    };
+
+    // a creates everything (locking path), then ticks from its remembered heads.
+    a.write(
+        WriteBatch::new()
+            .put(StateWrite::create(id.clone(), obj(0)))
+            .document(DocWrite::new(doc.clone(), PutMode::Create, obj(0)))
+            .append(Append::new(fills.clone(), at, obj(0))),
+    )
+    .await
+    .unwrap();
+    let c = a.write(tick(Some(1), 1)).await.unwrap();
+    assert_eq!((c.states[0].version, c.documents[0].version), (2, 2));
+    assert_eq!(seqs(&c), vec![2]);
+    // b ticks: a's remembered heads are now one behind.
+    let c = b.write(tick(Some(2), 2)).await.unwrap();
+    assert_eq!((c.states[0].version, seqs(&c)), (3, vec![3]));
+    // A caller of a who read version 2 hears the exact conflict; nothing of the tick lands.
+    match a.write(tick(Some(2), 9)).await {
+        Err(Error::Conflict {
+            expected, actual, ..
+        }) => assert_eq!((expected, actual), (2, Some(3))),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    // Planned from stale heads, refused by the guards, committed by the locking path.
+    let c = a.write(tick(None, 4)).await.unwrap();
+    assert_eq!(
+        (c.states[0].version, c.documents[0].version, seqs(&c)),
+        (4, 4, vec![4])
+    );
+    let c = b.write(tick(None, 5)).await.unwrap();
+    assert_eq!(seqs(&c), vec![5]);
+    // A keyed entry replayed through a store whose heads are current: the key's unique index
+    // refuses the optimistic insert and the stored entry is the answer.
+    let keyed =
+        |n: u64| Append::new(fills.clone(), at, obj(n)).with_key(Name::key("fill-1").unwrap());
+    let first = a.append(keyed(6)).await.unwrap();
+    assert!(first.fresh);
+    assert_eq!(first.entry.seq, 6);
+    let again = a.append(keyed(6)).await.unwrap();
+    assert_eq!((again.fresh, again.entry.seq), (false, 6));
+    let again = b.append(keyed(6)).await.unwrap();
+    assert_eq!((again.fresh, again.entry.seq), (false, 6));
+    assert!(matches!(
+        a.append(keyed(7)).await,
+        Err(Error::KeyReused { seq: 6, .. })
+    ));
+    // Every entry once, contiguous, chained.
+    let page = b
+        .read_journal(&fills, JournalQuery::from_seq(1, 100))
+        .await
+        .unwrap();
+    let got: Vec<u64> = page.entries.iter().map(|e| e.seq).collect();
+    assert_eq!(got, (1..=6).collect::<Vec<_>>());
+    for w in page.entries.windows(2) {
+        assert_eq!(w[1].prev_hash, w[0].hash, "chain at {}", w[1].seq);
+    }
+    // b deletes the deployment; a still remembers version 5 of its state.
+    assert_eq!(a.get(&id).await.unwrap().unwrap().version, 5);
+    assert!(b.delete(&id).await.unwrap());
+    match a
+        .put(
+            StateWrite::update(id.clone(), 5, obj(8)),
+            Retention::DEFAULT,
+        )
+        .await
+    {
+        Err(Error::Conflict {
+            expected, actual, ..
+        }) => assert_eq!((expected, actual), (5, None)),
+        other => panic!("a deleted deployment must not be re-created: {other:?}"),
+    }
+    assert!(a.get(&id).await.unwrap().is_none());
+}

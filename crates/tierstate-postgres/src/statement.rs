@@ -1,0 +1,486 @@
+//! One statement that stores a whole plan: every head moves only where it still stands where
+//! the plan assumed, every version, entry and prune is written, and the NOTIFY is queued. If a
+//! single head had moved, the statement raises and nothing of it stays.
+//!
+//! The locking transaction runs it after reading its snapshot under row locks (the guards then
+//! only catch a create that raced it); the optimistic path (`optimistic.rs`) runs it alone in
+//! autocommit against heads it remembers, so a batch commits in one round trip.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
+use sqlx::postgres::PgArguments;
+use sqlx::{Arguments, PgConnection};
+use tierstate_core::plan::Plan;
+use tierstate_core::{DocAddr, StreamAddr};
+
+use crate::store::NOTIFY_CHANNEL;
+
+/// The `created_at` (µs) of every state and document head the statement moved.
+#[derive(Debug, Default)]
+pub(crate) struct Moved {
+    /// By deployment id.
+    pub(crate) states: HashMap<String, i64>,
+    /// By (deployment id, collection, key).
+    pub(crate) documents: HashMap<(String, String, String), i64>,
+}
+
+/// One row of the statement's answer: the guard's result, then a moved head's kind (`s` or
+/// `d`), address and `created_at`.
+type MovedRow = (
+    i32,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+);
+
+/// The text of the error the statement raises when a head had moved (SQLSTATE 22P02: a cast
+/// of this text to an integer, the one way a plain statement can raise without a function).
+const MOVED: &str = "tierstate: a head moved since the batch was planned";
+
+/// True if `e` is the statement's own guard: a head had moved, nothing was written.
+pub(crate) fn head_moved(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db)
+        if db.code().as_deref() == Some("22P02") && db.message().contains(MOVED))
+}
+
+/// Where the statement expects a stream's head: the sequence number and hash the plan chained
+/// its first entry to.
+pub(crate) fn expected_heads(plan: &Plan) -> Vec<(&StreamAddr, i64, &str)> {
+    let mut firsts: HashMap<&StreamAddr, (i64, &str)> = HashMap::new();
+    for e in &plan.entries {
+        firsts
+            .entry(&e.stream)
+            .or_insert((i64_of(e.seq.saturating_sub(1)), e.prev_hash.as_str()));
+    }
+    plan.heads
+        .iter()
+        .filter_map(|(s, _, _)| firsts.get(s).map(|(seq, hash)| (s, *seq, *hash)))
+        .collect()
+}
+
+/// The NOTIFY payloads of a plan: `"<version> <id>"` per state, `"j <stream>"` per journal.
+pub(crate) fn payloads(plan: &Plan) -> Vec<String> {
+    let mut p: Vec<String> = plan
+        .states
+        .iter()
+        .map(|w| format!("{} {}", w.version, w.address))
+        .collect();
+    p.extend(plan.heads.iter().map(|(s, _, _)| format!("j {s}")));
+    p
+}
+
+/// Stores `plan` (all but its document removals) in one statement.
+///
+/// # Errors
+/// The statement's error: [`head_moved`] if a head no longer stood where the plan assumed, a
+/// unique violation if a row it inserts exists (another writer won), or the connection's.
+pub(crate) async fn store(c: &mut PgConnection, plan: &Plan) -> Result<Moved, sqlx::Error> {
+    if plan.states.is_empty() && plan.documents.is_empty() && plan.entries.is_empty() {
+        // Only replays (or removals, stored apart): nothing to write or announce.
+        return Ok(Moved::default());
+    }
+    let mut sql = String::from("WITH ");
+    let mut args = PgArguments::default();
+    let mut n = 0usize;
+    // The next placeholder, cast to its SQL type; its value is added to `args` in order.
+    let mut bind = |sql_type: &str| -> String {
+        n += 1;
+        format!("${n}::{sql_type}")
+    };
+    let mut ctes: Vec<String> = Vec::new();
+    // Heads are named in the final SELECT in this order (states, documents, journals, each
+    // sorted), the order the locking path takes row locks in.
+    let mut counted: Vec<&str> = Vec::new();
+    let mut expected_moves = 0usize;
+
+    let mut states: Vec<_> = plan.states.iter().collect();
+    states.sort_by(|a, b| a.address.cmp(&b.address));
+    if !states.is_empty() {
+        let cols = [
+            bind("text[]"),
+            bind("bigint[]"),
+            bind("bigint[]"),
+            bind("int[]"),
+            bind("text[]"),
+            bind("bigint[]"),
+            bind("bytea[]"),
+            bind("bigint[]"),
+        ];
+        add(
+            &mut args,
+            states
+                .iter()
+                .map(|w| w.address.as_str())
+                .collect::<Vec<_>>(),
+        );
+        add(
+            &mut args,
+            states.iter().map(|w| i64_of(w.version)).collect::<Vec<_>>(),
+        );
+        add(
+            &mut args,
+            states.iter().map(|w| w.created_us).collect::<Vec<_>>(),
+        );
+        add(
+            &mut args,
+            states
+                .iter()
+                .map(|w| i32::try_from(w.schema_version).unwrap_or(i32::MAX))
+                .collect::<Vec<_>>(),
+        );
+        add(
+            &mut args,
+            states
+                .iter()
+                .map(|w| w.checksum.as_str())
+                .collect::<Vec<_>>(),
+        );
+        add(
+            &mut args,
+            states.iter().map(|w| w.updated_us).collect::<Vec<_>>(),
+        );
+        add(
+            &mut args,
+            states.iter().map(|w| w.body.as_slice()).collect::<Vec<_>>(),
+        );
+        add(
+            &mut args,
+            states
+                .iter()
+                .map(|w| w.prune_below.map(i64_of))
+                .collect::<Vec<_>>(),
+        );
+        ctes.push(format!(
+            "sa AS (SELECT * FROM UNNEST({}) WITH ORDINALITY \
+             AS a(id, version, created_at, schema_version, checksum, updated_at, body, prune_below, n))",
+            cols.join(", ")
+        ));
+        // An existing head moves only from the version the plan assumed; version 1 is only
+        // ever inserted (so a head deleted meanwhile is not silently re-created).
+        ctes.push(
+            "su AS (UPDATE ts_head t SET version = sa.version FROM sa \
+             WHERE t.deployment_id = sa.id AND sa.version > 1 AND t.version = sa.version - 1 \
+             RETURNING t.deployment_id, t.created_at)"
+                .into(),
+        );
+        ctes.push(
+            "si AS (INSERT INTO ts_head (deployment_id, version, created_at) \
+             SELECT id, version, created_at FROM sa WHERE version = 1 ORDER BY n \
+             ON CONFLICT DO NOTHING RETURNING deployment_id, created_at)"
+                .into(),
+        );
+        ctes.push("sh AS (SELECT * FROM su UNION ALL SELECT * FROM si)".into());
+        ctes.push(
+            "sv AS (INSERT INTO ts_version (deployment_id, version, schema_version, checksum, \
+             updated_at, body) SELECT id, version, schema_version, checksum, updated_at, body FROM sa)"
+                .into(),
+        );
+        if states.iter().any(|w| w.prune_below.is_some()) {
+            ctes.push(
+                "sp AS (DELETE FROM ts_version d USING sa WHERE d.deployment_id = sa.id \
+                 AND d.version < sa.prune_below)"
+                    .into(),
+            );
+        }
+        counted.push("sh");
+        expected_moves += states.len();
+    }
+
+    let mut docs: Vec<_> = plan.documents.iter().collect();
+    docs.sort_by(|a, b| a.address.cmp(&b.address));
+    if !docs.is_empty() {
+        let cols = [
+            bind("text[]"),
+            bind("text[]"),
+            bind("text[]"),
+            bind("bigint[]"),
+            bind("bigint[]"),
+            bind("text[]"),
+            bind("bigint[]"),
+            bind("bytea[]"),
+            bind("bigint[]"),
+        ];
+        let addr = |f: fn(&DocAddr) -> &str| docs.iter().map(|w| f(&w.address)).collect::<Vec<_>>();
+        add(&mut args, addr(|a| a.deployment_id.as_str()));
+        add(&mut args, addr(|a| a.collection.as_str()));
+        add(&mut args, addr(|a| a.key.as_str()));
+        add(
+            &mut args,
+            docs.iter().map(|w| i64_of(w.version)).collect::<Vec<_>>(),
+        );
+        add(
+            &mut args,
+            docs.iter().map(|w| w.created_us).collect::<Vec<_>>(),
+        );
+        add(
+            &mut args,
+            docs.iter().map(|w| w.checksum.as_str()).collect::<Vec<_>>(),
+        );
+        add(
+            &mut args,
+            docs.iter().map(|w| w.updated_us).collect::<Vec<_>>(),
+        );
+        add(
+            &mut args,
+            docs.iter().map(|w| w.body.as_slice()).collect::<Vec<_>>(),
+        );
+        add(
+            &mut args,
+            docs.iter()
+                .map(|w| w.prune_below.map(i64_of))
+                .collect::<Vec<_>>(),
+        );
+        ctes.push(format!(
+            "da AS (SELECT * FROM UNNEST({}) WITH ORDINALITY \
+             AS a(d, c, k, version, created_at, checksum, updated_at, body, prune_below, n))",
+            cols.join(", ")
+        ));
+        ctes.push(
+            "du AS (UPDATE ts_doc_head t SET version = da.version FROM da \
+             WHERE t.deployment_id = da.d AND t.collection = da.c AND t.key = da.k \
+             AND da.version > 1 AND t.version = da.version - 1 \
+             RETURNING t.deployment_id, t.collection, t.key, t.created_at)"
+                .into(),
+        );
+        ctes.push(
+            "di AS (INSERT INTO ts_doc_head (deployment_id, collection, key, version, created_at) \
+             SELECT d, c, k, version, created_at FROM da WHERE version = 1 ORDER BY n \
+             ON CONFLICT DO NOTHING RETURNING deployment_id, collection, key, created_at)"
+                .into(),
+        );
+        ctes.push("dh AS (SELECT * FROM du UNION ALL SELECT * FROM di)".into());
+        ctes.push(
+            "dv AS (INSERT INTO ts_doc_version (deployment_id, collection, key, version, checksum, \
+             updated_at, body) SELECT d, c, k, version, checksum, updated_at, body FROM da)"
+                .into(),
+        );
+        if docs.iter().any(|w| w.prune_below.is_some()) {
+            ctes.push(
+                "dp AS (DELETE FROM ts_doc_version v USING da WHERE v.deployment_id = da.d \
+                 AND v.collection = da.c AND v.key = da.k AND v.version < da.prune_below)"
+                    .into(),
+            );
+        }
+        counted.push("dh");
+        expected_moves += docs.len();
+    }
+
+    if !plan.entries.is_empty() {
+        let e = &plan.entries;
+        let cols = [
+            bind("text[]"),
+            bind("text[]"),
+            bind("bigint[]"),
+            bind("bigint[]"),
+            bind("bigint[]"),
+            bind("text[]"),
+            bind("text[]"),
+            bind("text[]"),
+            bind("text[]"),
+            bind("bytea[]"),
+        ];
+        add(
+            &mut args,
+            e.iter()
+                .map(|e| e.stream.deployment_id.as_str())
+                .collect::<Vec<_>>(),
+        );
+        add(
+            &mut args,
+            e.iter()
+                .map(|e| e.stream.stream.as_str())
+                .collect::<Vec<_>>(),
+        );
+        add(
+            &mut args,
+            e.iter().map(|e| i64_of(e.seq)).collect::<Vec<_>>(),
+        );
+        add(&mut args, e.iter().map(|e| e.event_us).collect::<Vec<_>>());
+        add(&mut args, e.iter().map(|e| e.commit_us).collect::<Vec<_>>());
+        add(
+            &mut args,
+            e.iter().map(|e| e.key.as_deref()).collect::<Vec<_>>(),
+        );
+        add(
+            &mut args,
+            e.iter().map(|e| e.checksum.as_str()).collect::<Vec<_>>(),
+        );
+        add(
+            &mut args,
+            e.iter().map(|e| e.prev_hash.as_str()).collect::<Vec<_>>(),
+        );
+        add(
+            &mut args,
+            e.iter().map(|e| e.hash.as_str()).collect::<Vec<_>>(),
+        );
+        add(
+            &mut args,
+            e.iter().map(|e| e.body.as_slice()).collect::<Vec<_>>(),
+        );
+        ctes.push(format!(
+            "je AS (INSERT INTO ts_journal (deployment_id, stream, seq, event_at, commit_at, \
+             idem_key, checksum, prev_hash, hash, body) SELECT * FROM UNNEST({}))",
+            cols.join(", ")
+        ));
+    }
+
+    let mut heads: Vec<_> = plan.heads.iter().collect();
+    heads.sort_by(|a, b| a.0.cmp(&b.0));
+    let expected = expected_heads(plan);
+    if !heads.is_empty() {
+        let cols = [
+            bind("text[]"),
+            bind("text[]"),
+            bind("bigint[]"),
+            bind("text[]"),
+            bind("bigint[]"),
+            bind("text[]"),
+            bind("bigint[]"),
+        ];
+        let prev = |s: &StreamAddr| expected.iter().find(|(x, _, _)| *x == s);
+        add(
+            &mut args,
+            heads
+                .iter()
+                .map(|h| h.0.deployment_id.as_str())
+                .collect::<Vec<_>>(),
+        );
+        add(
+            &mut args,
+            heads
+                .iter()
+                .map(|h| h.0.stream.as_str())
+                .collect::<Vec<_>>(),
+        );
+        add(
+            &mut args,
+            heads
+                .iter()
+                .map(|h| prev(&h.0).map_or(-1, |p| p.1))
+                .collect::<Vec<_>>(),
+        );
+        add(
+            &mut args,
+            heads
+                .iter()
+                .map(|h| prev(&h.0).map_or("", |p| p.2))
+                .collect::<Vec<_>>(),
+        );
+        add(
+            &mut args,
+            heads
+                .iter()
+                .map(|h| i64_of(h.1.last_seq))
+                .collect::<Vec<_>>(),
+        );
+        add(
+            &mut args,
+            heads
+                .iter()
+                .map(|h| h.1.last_hash.to_hex())
+                .collect::<Vec<_>>(),
+        );
+        add(
+            &mut args,
+            heads.iter().map(|h| h.1.last_commit_us).collect::<Vec<_>>(),
+        );
+        ctes.push(format!(
+            "ha AS (SELECT * FROM UNNEST({}) AS a(d, s, prev_seq, prev_hash, last_seq, last_hash, \
+             last_commit_at))",
+            cols.join(", ")
+        ));
+        // Only the `last_*` columns: a truncation's anchor (`base_*`) is not the append's to set.
+        ctes.push(
+            "jh AS (UPDATE ts_journal_head t SET last_seq = ha.last_seq, last_hash = ha.last_hash, \
+             last_commit_at = ha.last_commit_at FROM ha WHERE t.deployment_id = ha.d \
+             AND t.stream = ha.s AND t.last_seq = ha.prev_seq AND t.last_hash = ha.prev_hash \
+             RETURNING 1)"
+                .into(),
+        );
+        counted.push("jh");
+        expected_moves += heads.len();
+    }
+
+    let notes = payloads(plan);
+    if !notes.is_empty() {
+        let (ch, p) = (bind("text"), bind("text[]"));
+        add(&mut args, NOTIFY_CHANNEL);
+        add(&mut args, notes);
+        // Prefixed with the schema: managers on other schemas of the same database hear the
+        // channel too, and must not evict their own entries of the same id.
+        ctes.push(format!(
+            "nt AS (SELECT pg_notify({ch}, current_schema() || ' ' || p) FROM UNNEST({p}) AS p)"
+        ));
+        // Counted so the CTE is evaluated at all (an unreferenced SELECT is not).
+        counted.push("nt");
+        expected_moves += plan.states.len() + plan.heads.len();
+    }
+
+    let want = bind("bigint");
+    add(&mut args, i64::try_from(expected_moves).unwrap_or(i64::MAX));
+    let total = if counted.is_empty() {
+        "0".to_owned()
+    } else {
+        counted
+            .iter()
+            .map(|c| format!("(SELECT count(*) FROM {c})"))
+            .collect::<Vec<_>>()
+            .join(" + ")
+    };
+    ctes.push(format!(
+        "g AS (SELECT CASE WHEN m = {want} THEN 0 ELSE \
+         ('{MOVED}: ' || m || ' of ' || {want} || ' rows')::int END AS ok \
+         FROM (SELECT {total} AS m) t)"
+    ));
+    sql.push_str(&ctes.join(", "));
+    let mut rows: Vec<String> = Vec::new();
+    if counted.contains(&"sh") {
+        rows.push("SELECT 's', deployment_id, '', '', created_at FROM sh".into());
+    }
+    if counted.contains(&"dh") {
+        rows.push("SELECT 'd', deployment_id, collection, key, created_at FROM dh".into());
+    }
+    if rows.is_empty() {
+        sql.push_str(
+            " SELECT g.ok, NULL::text, NULL::text, NULL::text, NULL::text, NULL::bigint FROM g",
+        );
+    } else {
+        let _ = write!(
+            sql,
+            " SELECT g.ok, r.* FROM g LEFT JOIN ({}) AS r(kind, d, c, k, created_at) ON true",
+            rows.join(" UNION ALL ")
+        );
+    }
+
+    let found: Vec<MovedRow> = sqlx::query_as_with(sqlx::AssertSqlSafe(sql), args)
+        .fetch_all(&mut *c)
+        .await?;
+    let mut moved = Moved::default();
+    for (_, kind, d, col, k, created) in found {
+        match (kind.as_deref(), d, col, k, created) {
+            (Some("s"), Some(d), _, _, Some(at)) => {
+                moved.states.insert(d, at);
+            }
+            (Some("d"), Some(d), Some(col), Some(k), Some(at)) => {
+                moved.documents.insert((d, col, k), at);
+            }
+            _ => {}
+        }
+    }
+    Ok(moved)
+}
+
+/// Adds one bound value (encoding into a growable buffer cannot fail for these types).
+fn add<'q, T>(args: &mut PgArguments, v: T)
+where
+    T: 'q + sqlx::Encode<'q, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
+{
+    let _ = args.add(v);
+}
+
+fn i64_of(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
