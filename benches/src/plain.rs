@@ -202,6 +202,39 @@ impl Plain {
         }
     }
 
+    /// PostgreSQL only: [`Plain::tick`] in one statement that also sends one `pg_notify` on
+    /// `channel` per note, as tierstate announces each moved head and journal.
+    pub async fn tick_notify(
+        &mut self,
+        rows: &[(&str, &[u8])],
+        entries: &[(u64, &[u8])],
+        channel: &str,
+        notes: &[&str],
+    ) {
+        let Self::Postgres(pool) = self else {
+            return self.tick(Some(rows), entries).await;
+        };
+        let (ids, bodies): (Vec<&str>, Vec<&[u8]>) = rows.iter().copied().unzip();
+        let (seqs, logged): (Vec<i64>, Vec<&[u8]>) =
+            entries.iter().map(|(s, b)| (*s as i64, *b)).unzip();
+        sqlx::query(
+            "WITH r AS (INSERT INTO rows (id, body) SELECT * FROM UNNEST($1::text[], \
+             $2::bytea[]) ON CONFLICT (id) DO UPDATE SET body = excluded.body), \
+             l AS (INSERT INTO log (seq, body) SELECT * FROM UNNEST($3::bigint[], $4::bytea[]) \
+             ON CONFLICT (seq) DO UPDATE SET body = excluded.body) \
+             SELECT pg_notify($5, 'plain ' || p) FROM UNNEST($6::text[]) AS p",
+        )
+        .bind(ids)
+        .bind(bodies)
+        .bind(seqs)
+        .bind(logged)
+        .bind(channel)
+        .bind(notes)
+        .execute(&*pool)
+        .await
+        .expect("tick and notify");
+    }
+
     /// Reads row `id` back (`None` if absent): the engine's plain point read.
     pub fn get(&self, id: &str) -> Option<Vec<u8>> {
         match self {

@@ -910,7 +910,8 @@ async fn journal_append(dir: &Path, backend: Warm, scale: usize) -> Row {
     let st = stream("append");
     let n = 2000 / scale;
     let disk = fsync_baseline(dir, 1024, n);
-    let (mut ours, mut base) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let (mut ours, mut base, mut noted) =
+        (Vec::with_capacity(n), Vec::with_capacity(n), Vec::new());
     for i in 0..n {
         let body = state_of_size(1024, i as u64);
         let raw = body_of(&body);
@@ -918,11 +919,24 @@ async fn journal_append(dir: &Path, backend: Warm, scale: usize) -> Row {
         let t = Instant::now();
         engine.append(i as u64, &raw).await;
         base.push(t.elapsed());
+        if backend == Warm::Postgres {
+            let t = Instant::now();
+            engine
+                .tick_notify(
+                    &[],
+                    &[(i as u64, &raw)],
+                    tierstate_postgres::NOTIFY_CHANNEL,
+                    &["j"],
+                )
+                .await;
+            noted.push(t.elapsed());
+        }
         let t = Instant::now();
         store.append(a).await.unwrap();
         ours.push(t.elapsed());
     }
     let (ours, base) = (Samples::of(ours), Samples::of(base));
+    let notify = notify_note(&ours, noted, "insert");
     let (goal, _) = write_goal(backend);
     p50_row(
         format!("Durable journal append {}, 1 KiB (p50)", backend.name()),
@@ -931,11 +945,25 @@ async fn journal_append(dir: &Path, backend: Warm, scale: usize) -> Row {
         "engine's plain insert, same row",
         goal,
         format!(
-            "p99 ours {:.0} µs vs {:.0} µs; append+fdatasync p50 {:.0} µs",
+            "p99 ours {:.0} µs vs {:.0} µs; append+fdatasync p50 {:.0} µs{notify}",
             us(ours.quantile(0.99)),
             us(base.quantile(0.99)),
             us(disk.quantile(0.5)),
         ),
+    )
+}
+
+/// PostgreSQL: `ours` beside the plain write that also sends the NOTIFYs tierstate sends
+/// (`noted`, timed in the same loop), as a note; empty when nothing was timed.
+fn notify_note(ours: &Samples, noted: Vec<Duration>, what: &str) -> String {
+    if noted.is_empty() {
+        return String::new();
+    }
+    let s = Samples::of(noted);
+    format!(
+        "; plain {what} + pg_notify with a listener p50 {:.0} µs (ours {:.2}x of it)",
+        us(s.quantile(0.5)),
+        us(ours.quantile(0.5)) / us(s.quantile(0.5))
     )
 }
 
@@ -960,7 +988,8 @@ async fn tick_batch(dir: &Path, backend: Warm, scale: usize) -> Row {
         .await
         .unwrap();
     let n = 2000 / scale;
-    let (mut ours, mut base) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let (mut ours, mut base, mut noted) =
+        (Vec::with_capacity(n), Vec::with_capacity(n), Vec::new());
     for i in 1..=n as u64 {
         let (state, book) = (state_of_size(1024, i), state_of_size(512, i));
         let entries: Vec<_> = (0..3).map(|j| state_of_size(200, j)).collect();
@@ -985,11 +1014,25 @@ async fn tick_batch(dir: &Path, backend: Warm, scale: usize) -> Row {
         let t = Instant::now();
         engine.tick(Some(&rows), &logged).await;
         base.push(t.elapsed());
+        if backend == Warm::Postgres {
+            // tierstate announces the state's new version and the journal.
+            let t = Instant::now();
+            engine
+                .tick_notify(
+                    &rows,
+                    &logged,
+                    tierstate_postgres::NOTIFY_CHANNEL,
+                    &["s", "j"],
+                )
+                .await;
+            noted.push(t.elapsed());
+        }
         let t = Instant::now();
         store.write(b).await.unwrap();
         ours.push(t.elapsed());
     }
     let (ours, base) = (Samples::of(ours), Samples::of(base));
+    let notify = notify_note(&ours, noted, "txn");
     let (goal, _) = write_goal(backend);
     p50_row(
         format!("Tick batch {}: state+doc+3 entries (p50)", backend.name()),
@@ -998,7 +1041,7 @@ async fn tick_batch(dir: &Path, backend: Warm, scale: usize) -> Row {
         "engine's plain txn, same 5 rows",
         goal,
         format!(
-            "p99 ours {:.0} µs vs {:.0} µs",
+            "p99 ours {:.0} µs vs {:.0} µs{notify}",
             us(ours.quantile(0.99)),
             us(base.quantile(0.99))
         ),
