@@ -11,8 +11,8 @@ use std::fmt::Write as _;
 
 use sqlx::postgres::PgArguments;
 use sqlx::{Arguments, PgConnection};
+use tierstate_core::StreamAddr;
 use tierstate_core::plan::Plan;
-use tierstate_core::{DocAddr, StreamAddr};
 
 use crate::store::NOTIFY_CHANNEL;
 
@@ -82,16 +82,9 @@ pub(crate) async fn store(c: &mut PgConnection, plan: &Plan) -> Result<Moved, sq
         // Only replays (or removals, stored apart): nothing to write or announce.
         return Ok(Moved::default());
     }
-    let mut sql = String::from("WITH ");
-    let mut args = PgArguments::default();
-    let mut n = 0usize;
-    // The next placeholder, cast to its SQL type; its value is added to `args` in order.
-    let mut bind = |sql_type: &str| -> String {
-        n += 1;
-        format!("${n}::{sql_type}")
-    };
+    let mut b = Binds::default();
     let mut ctes: Vec<String> = Vec::new();
-    // Heads are named in the final SELECT in this order (states, documents, journals, each
+    // Heads are counted in the final SELECT in this order (states, documents, journals, each
     // sorted), the order the locking path takes row locks in.
     let mut counted: Vec<&str> = Vec::new();
     let mut expected_moves = 0usize;
@@ -99,60 +92,19 @@ pub(crate) async fn store(c: &mut PgConnection, plan: &Plan) -> Result<Moved, sq
     let mut states: Vec<_> = plan.states.iter().collect();
     states.sort_by(|a, b| a.address.cmp(&b.address));
     if !states.is_empty() {
+        let s = &states;
         let cols = [
-            bind("text[]"),
-            bind("bigint[]"),
-            bind("bigint[]"),
-            bind("int[]"),
-            bind("text[]"),
-            bind("bigint[]"),
-            bind("bytea[]"),
-            bind("bigint[]"),
+            b.col("text[]", s, |w| w.address.as_str()),
+            b.col("bigint[]", s, |w| i64_of(w.version)),
+            b.col("bigint[]", s, |w| w.created_us),
+            b.col("int[]", s, |w| {
+                i32::try_from(w.schema_version).unwrap_or(i32::MAX)
+            }),
+            b.col("text[]", s, |w| w.checksum.as_str()),
+            b.col("bigint[]", s, |w| w.updated_us),
+            b.col("bytea[]", s, |w| w.body.as_slice()),
+            b.col("bigint[]", s, |w| w.prune_below.map(i64_of)),
         ];
-        add(
-            &mut args,
-            states
-                .iter()
-                .map(|w| w.address.as_str())
-                .collect::<Vec<_>>(),
-        );
-        add(
-            &mut args,
-            states.iter().map(|w| i64_of(w.version)).collect::<Vec<_>>(),
-        );
-        add(
-            &mut args,
-            states.iter().map(|w| w.created_us).collect::<Vec<_>>(),
-        );
-        add(
-            &mut args,
-            states
-                .iter()
-                .map(|w| i32::try_from(w.schema_version).unwrap_or(i32::MAX))
-                .collect::<Vec<_>>(),
-        );
-        add(
-            &mut args,
-            states
-                .iter()
-                .map(|w| w.checksum.as_str())
-                .collect::<Vec<_>>(),
-        );
-        add(
-            &mut args,
-            states.iter().map(|w| w.updated_us).collect::<Vec<_>>(),
-        );
-        add(
-            &mut args,
-            states.iter().map(|w| w.body.as_slice()).collect::<Vec<_>>(),
-        );
-        add(
-            &mut args,
-            states
-                .iter()
-                .map(|w| w.prune_below.map(i64_of))
-                .collect::<Vec<_>>(),
-        );
         ctes.push(format!(
             "sa AS (SELECT * FROM UNNEST({}) WITH ORDINALITY \
              AS a(id, version, created_at, schema_version, checksum, updated_at, body, prune_below, n))",
@@ -192,47 +144,18 @@ pub(crate) async fn store(c: &mut PgConnection, plan: &Plan) -> Result<Moved, sq
     let mut docs: Vec<_> = plan.documents.iter().collect();
     docs.sort_by(|a, b| a.address.cmp(&b.address));
     if !docs.is_empty() {
+        let d = &docs;
         let cols = [
-            bind("text[]"),
-            bind("text[]"),
-            bind("text[]"),
-            bind("bigint[]"),
-            bind("bigint[]"),
-            bind("text[]"),
-            bind("bigint[]"),
-            bind("bytea[]"),
-            bind("bigint[]"),
+            b.col("text[]", d, |w| w.address.deployment_id.as_str()),
+            b.col("text[]", d, |w| w.address.collection.as_str()),
+            b.col("text[]", d, |w| w.address.key.as_str()),
+            b.col("bigint[]", d, |w| i64_of(w.version)),
+            b.col("bigint[]", d, |w| w.created_us),
+            b.col("text[]", d, |w| w.checksum.as_str()),
+            b.col("bigint[]", d, |w| w.updated_us),
+            b.col("bytea[]", d, |w| w.body.as_slice()),
+            b.col("bigint[]", d, |w| w.prune_below.map(i64_of)),
         ];
-        let addr = |f: fn(&DocAddr) -> &str| docs.iter().map(|w| f(&w.address)).collect::<Vec<_>>();
-        add(&mut args, addr(|a| a.deployment_id.as_str()));
-        add(&mut args, addr(|a| a.collection.as_str()));
-        add(&mut args, addr(|a| a.key.as_str()));
-        add(
-            &mut args,
-            docs.iter().map(|w| i64_of(w.version)).collect::<Vec<_>>(),
-        );
-        add(
-            &mut args,
-            docs.iter().map(|w| w.created_us).collect::<Vec<_>>(),
-        );
-        add(
-            &mut args,
-            docs.iter().map(|w| w.checksum.as_str()).collect::<Vec<_>>(),
-        );
-        add(
-            &mut args,
-            docs.iter().map(|w| w.updated_us).collect::<Vec<_>>(),
-        );
-        add(
-            &mut args,
-            docs.iter().map(|w| w.body.as_slice()).collect::<Vec<_>>(),
-        );
-        add(
-            &mut args,
-            docs.iter()
-                .map(|w| w.prune_below.map(i64_of))
-                .collect::<Vec<_>>(),
-        );
         ctes.push(format!(
             "da AS (SELECT * FROM UNNEST({}) WITH ORDINALITY \
              AS a(d, c, k, version, created_at, checksum, updated_at, body, prune_below, n))",
@@ -271,55 +194,17 @@ pub(crate) async fn store(c: &mut PgConnection, plan: &Plan) -> Result<Moved, sq
     if !plan.entries.is_empty() {
         let e = &plan.entries;
         let cols = [
-            bind("text[]"),
-            bind("text[]"),
-            bind("bigint[]"),
-            bind("bigint[]"),
-            bind("bigint[]"),
-            bind("text[]"),
-            bind("text[]"),
-            bind("text[]"),
-            bind("text[]"),
-            bind("bytea[]"),
+            b.col("text[]", e, |e| e.stream.deployment_id.as_str()),
+            b.col("text[]", e, |e| e.stream.stream.as_str()),
+            b.col("bigint[]", e, |e| i64_of(e.seq)),
+            b.col("bigint[]", e, |e| e.event_us),
+            b.col("bigint[]", e, |e| e.commit_us),
+            b.col("text[]", e, |e| e.key.as_deref()),
+            b.col("text[]", e, |e| e.checksum.as_str()),
+            b.col("text[]", e, |e| e.prev_hash.as_str()),
+            b.col("text[]", e, |e| e.hash.as_str()),
+            b.col("bytea[]", e, |e| e.body.as_slice()),
         ];
-        add(
-            &mut args,
-            e.iter()
-                .map(|e| e.stream.deployment_id.as_str())
-                .collect::<Vec<_>>(),
-        );
-        add(
-            &mut args,
-            e.iter()
-                .map(|e| e.stream.stream.as_str())
-                .collect::<Vec<_>>(),
-        );
-        add(
-            &mut args,
-            e.iter().map(|e| i64_of(e.seq)).collect::<Vec<_>>(),
-        );
-        add(&mut args, e.iter().map(|e| e.event_us).collect::<Vec<_>>());
-        add(&mut args, e.iter().map(|e| e.commit_us).collect::<Vec<_>>());
-        add(
-            &mut args,
-            e.iter().map(|e| e.key.as_deref()).collect::<Vec<_>>(),
-        );
-        add(
-            &mut args,
-            e.iter().map(|e| e.checksum.as_str()).collect::<Vec<_>>(),
-        );
-        add(
-            &mut args,
-            e.iter().map(|e| e.prev_hash.as_str()).collect::<Vec<_>>(),
-        );
-        add(
-            &mut args,
-            e.iter().map(|e| e.hash.as_str()).collect::<Vec<_>>(),
-        );
-        add(
-            &mut args,
-            e.iter().map(|e| e.body.as_slice()).collect::<Vec<_>>(),
-        );
         ctes.push(format!(
             "je AS (INSERT INTO ts_journal (deployment_id, stream, seq, event_at, commit_at, \
              idem_key, checksum, prev_hash, hash, body) SELECT * FROM UNNEST({}))",
@@ -331,62 +216,17 @@ pub(crate) async fn store(c: &mut PgConnection, plan: &Plan) -> Result<Moved, sq
     heads.sort_by(|a, b| a.0.cmp(&b.0));
     let expected = expected_heads(plan);
     if !heads.is_empty() {
-        let cols = [
-            bind("text[]"),
-            bind("text[]"),
-            bind("bigint[]"),
-            bind("text[]"),
-            bind("bigint[]"),
-            bind("text[]"),
-            bind("bigint[]"),
-        ];
         let prev = |s: &StreamAddr| expected.iter().find(|(x, _, _)| *x == s);
-        add(
-            &mut args,
-            heads
-                .iter()
-                .map(|h| h.0.deployment_id.as_str())
-                .collect::<Vec<_>>(),
-        );
-        add(
-            &mut args,
-            heads
-                .iter()
-                .map(|h| h.0.stream.as_str())
-                .collect::<Vec<_>>(),
-        );
-        add(
-            &mut args,
-            heads
-                .iter()
-                .map(|h| prev(&h.0).map_or(-1, |p| p.1))
-                .collect::<Vec<_>>(),
-        );
-        add(
-            &mut args,
-            heads
-                .iter()
-                .map(|h| prev(&h.0).map_or("", |p| p.2))
-                .collect::<Vec<_>>(),
-        );
-        add(
-            &mut args,
-            heads
-                .iter()
-                .map(|h| i64_of(h.1.last_seq))
-                .collect::<Vec<_>>(),
-        );
-        add(
-            &mut args,
-            heads
-                .iter()
-                .map(|h| h.1.last_hash.to_hex())
-                .collect::<Vec<_>>(),
-        );
-        add(
-            &mut args,
-            heads.iter().map(|h| h.1.last_commit_us).collect::<Vec<_>>(),
-        );
+        let h = &heads;
+        let cols = [
+            b.col("text[]", h, |h| h.0.deployment_id.as_str()),
+            b.col("text[]", h, |h| h.0.stream.as_str()),
+            b.col("bigint[]", h, |h| prev(&h.0).map_or(-1, |p| p.1)),
+            b.col("text[]", h, |h| prev(&h.0).map_or("", |p| p.2)),
+            b.col("bigint[]", h, |h| i64_of(h.1.last_seq)),
+            b.col("text[]", h, |h| h.1.last_hash.to_hex()),
+            b.col("bigint[]", h, |h| h.1.last_commit_us),
+        ];
         ctes.push(format!(
             "ha AS (SELECT * FROM UNNEST({}) AS a(d, s, prev_seq, prev_hash, last_seq, last_hash, \
              last_commit_at))",
@@ -406,9 +246,8 @@ pub(crate) async fn store(c: &mut PgConnection, plan: &Plan) -> Result<Moved, sq
 
     let notes = payloads(plan);
     if !notes.is_empty() {
-        let (ch, p) = (bind("text"), bind("text[]"));
-        add(&mut args, NOTIFY_CHANNEL);
-        add(&mut args, notes);
+        let ch = b.one("text", NOTIFY_CHANNEL);
+        let p = b.one("text[]", notes);
         // Prefixed with the schema: managers on other schemas of the same database hear the
         // channel too, and must not evict their own entries of the same id.
         ctes.push(format!(
@@ -419,8 +258,7 @@ pub(crate) async fn store(c: &mut PgConnection, plan: &Plan) -> Result<Moved, sq
         expected_moves += plan.states.len() + plan.heads.len();
     }
 
-    let want = bind("bigint");
-    add(&mut args, i64::try_from(expected_moves).unwrap_or(i64::MAX));
+    let want = b.one("bigint", i64::try_from(expected_moves).unwrap_or(i64::MAX));
     let total = if counted.is_empty() {
         "0".to_owned()
     } else {
@@ -435,7 +273,7 @@ pub(crate) async fn store(c: &mut PgConnection, plan: &Plan) -> Result<Moved, sq
          ('{MOVED}: ' || m || ' of ' || {want} || ' rows')::int END AS ok \
          FROM (SELECT {total} AS m) t)"
     ));
-    sql.push_str(&ctes.join(", "));
+    let mut sql = format!("WITH {}", ctes.join(", "));
     let mut rows: Vec<String> = Vec::new();
     if counted.contains(&"sh") {
         rows.push("SELECT 's', deployment_id, '', '', created_at FROM sh".into());
@@ -455,7 +293,7 @@ pub(crate) async fn store(c: &mut PgConnection, plan: &Plan) -> Result<Moved, sq
         );
     }
 
-    let found: Vec<MovedRow> = sqlx::query_as_with(sqlx::AssertSqlSafe(sql), args)
+    let found: Vec<MovedRow> = sqlx::query_as_with(sqlx::AssertSqlSafe(sql), b.args)
         .fetch_all(&mut *c)
         .await?;
     let mut moved = Moved::default();
@@ -473,12 +311,32 @@ pub(crate) async fn store(c: &mut PgConnection, plan: &Plan) -> Result<Moved, sq
     Ok(moved)
 }
 
-/// Adds one bound value (encoding into a growable buffer cannot fail for these types).
-fn add<'q, T>(args: &mut PgArguments, v: T)
-where
-    T: 'q + sqlx::Encode<'q, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
-{
-    let _ = args.add(v);
+/// Bound values with their placeholders, made together so the two cannot drift apart.
+#[derive(Default)]
+struct Binds {
+    args: PgArguments,
+    n: usize,
+}
+
+impl Binds {
+    /// Binds `v`; returns its placeholder, cast to `sql_type`. (Encoding into a growable
+    /// buffer cannot fail for these types.)
+    fn one<'q, T>(&mut self, sql_type: &str, v: T) -> String
+    where
+        T: 'q + sqlx::Encode<'q, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
+    {
+        let _ = self.args.add(v);
+        self.n += 1;
+        format!("${}::{sql_type}", self.n)
+    }
+
+    /// Binds one column of `rows` as an array (for `UNNEST`).
+    fn col<'q, 'r, R, T>(&mut self, sql_type: &str, rows: &'r [R], f: impl Fn(&'r R) -> T) -> String
+    where
+        Vec<T>: 'q + sqlx::Encode<'q, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
+    {
+        self.one(sql_type, rows.iter().map(f).collect::<Vec<_>>())
+    }
 }
 
 fn i64_of(v: u64) -> i64 {
