@@ -9,21 +9,14 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
+use chrono::DateTime;
+
 use sqlx::postgres::PgArguments;
 use sqlx::{Arguments, PgConnection};
 use tierstate_core::StreamAddr;
 use tierstate_core::plan::Plan;
 
 use crate::store::NOTIFY_CHANNEL;
-
-/// The `created_at` (µs) of every state and document head the statement moved.
-#[derive(Debug, Default)]
-pub(crate) struct Moved {
-    /// By deployment id.
-    pub(crate) states: HashMap<String, i64>,
-    /// By (deployment id, collection, key).
-    pub(crate) documents: HashMap<(String, String, String), i64>,
-}
 
 /// One row of the statement's answer: the guard's result, then a moved head's kind (`s` or
 /// `d`), address and `created_at`.
@@ -72,15 +65,17 @@ pub(crate) fn payloads(plan: &Plan) -> Vec<String> {
     p
 }
 
-/// Stores `plan` (all but its document removals) in one statement.
+/// Stores `plan` (all but its document removals) in one statement, and sets each moved head's
+/// `created_at` in the plan (and what it reports) to the stored one: a head planned from a
+/// remembered version may have been re-created since.
 ///
 /// # Errors
 /// The statement's error: [`head_moved`] if a head no longer stood where the plan assumed, a
 /// unique violation if a row it inserts exists (another writer won), or the connection's.
-pub(crate) async fn store(c: &mut PgConnection, plan: &Plan) -> Result<Moved, sqlx::Error> {
+pub(crate) async fn store(c: &mut PgConnection, plan: &mut Plan) -> Result<(), sqlx::Error> {
     if plan.states.is_empty() && plan.documents.is_empty() && plan.entries.is_empty() {
         // Only replays (or removals, stored apart): nothing to write or announce.
-        return Ok(Moved::default());
+        return Ok(());
     }
     let mut b = Binds::default();
     let mut ctes: Vec<String> = Vec::new();
@@ -296,19 +291,44 @@ pub(crate) async fn store(c: &mut PgConnection, plan: &Plan) -> Result<Moved, sq
     let found: Vec<MovedRow> = sqlx::query_as_with(sqlx::AssertSqlSafe(sql), b.args)
         .fetch_all(&mut *c)
         .await?;
-    let mut moved = Moved::default();
+    let mut states: HashMap<String, i64> = HashMap::new();
+    let mut docs: HashMap<(String, String, String), i64> = HashMap::new();
     for (_, kind, d, col, k, created) in found {
         match (kind.as_deref(), d, col, k, created) {
             (Some("s"), Some(d), _, _, Some(at)) => {
-                moved.states.insert(d, at);
+                states.insert(d, at);
             }
             (Some("d"), Some(d), Some(col), Some(k), Some(at)) => {
-                moved.documents.insert((d, col, k), at);
+                docs.insert((d, col, k), at);
             }
             _ => {}
         }
     }
-    Ok(moved)
+    let time = |at: i64, or| DateTime::from_timestamp_micros(at).unwrap_or(or);
+    // Planned rows and reported records are in the same (batch) order.
+    for (w, r) in plan.states.iter_mut().zip(plan.committed.states.iter_mut()) {
+        if let Some(&at) = states.get(w.address.as_str()) {
+            w.created_us = at;
+            r.created_at = time(at, r.created_at);
+        }
+    }
+    for (w, r) in plan
+        .documents
+        .iter_mut()
+        .zip(plan.committed.documents.iter_mut())
+    {
+        let a = &w.address;
+        let k = (
+            a.deployment_id.to_string(),
+            a.collection.to_string(),
+            a.key.to_string(),
+        );
+        if let Some(&at) = docs.get(&k) {
+            w.created_us = at;
+            r.created_at = time(at, r.created_at);
+        }
+    }
+    Ok(())
 }
 
 /// Bound values with their placeholders, made together so the two cannot drift apart.

@@ -235,7 +235,7 @@ impl PostgresStore {
         };
         self.heads.saw(reads, &snap);
         // On a plan error the transaction is dropped and rolled back: nothing stays.
-        let plan = match tierstate_core::plan::plan(batch, &snap, commit_time()) {
+        let mut plan = match tierstate_core::plan::plan(batch, &snap, commit_time()) {
             Ok(p) => p,
             Err(e) => return Attempt::Done(Err(e)),
         };
@@ -250,7 +250,7 @@ impl PostgresStore {
         }
         // Everything else, NOTIFY included (delivered only if the transaction commits), in one
         // round trip. Its guards only fail here if a create raced this one.
-        if let Err(e) = statement::store(&mut tx, &plan).await {
+        if let Err(e) = statement::store(&mut tx, &mut plan).await {
             return if lost_race(&e) || statement::head_moved(&e) {
                 Attempt::Retry(map(e))
             } else {
@@ -289,31 +289,8 @@ impl PostgresStore {
             Ok(c) => c,
             Err(e) => return Ok(Err(not_applied(e))),
         };
-        match statement::store(&mut c, &plan).await {
-            Ok(moved) => {
-                // Version 1's time as stored (a remembered one may predate a re-creation).
-                for (w, s) in plan.states.iter().zip(plan.committed.states.iter_mut()) {
-                    if let Some(at) = moved.states.get(w.address.as_str()) {
-                        s.created_at =
-                            chrono::DateTime::from_timestamp_micros(*at).unwrap_or(s.created_at);
-                    }
-                }
-                for (w, d) in plan
-                    .documents
-                    .iter()
-                    .zip(plan.committed.documents.iter_mut())
-                {
-                    let a = &w.address;
-                    let k = (
-                        a.deployment_id.as_str().to_owned(),
-                        a.collection.as_str().to_owned(),
-                        a.key.as_str().to_owned(),
-                    );
-                    if let Some(at) = moved.documents.get(&k) {
-                        d.created_at =
-                            chrono::DateTime::from_timestamp_micros(*at).unwrap_or(d.created_at);
-                    }
-                }
+        match statement::store(&mut c, &mut plan).await {
+            Ok(()) => {
                 self.heads.committed(&plan);
                 Ok(Ok(plan.committed))
             }
@@ -590,23 +567,20 @@ impl StateStore for PostgresStore {
         };
         let reads = batch.reads();
         let appends = !batch.appends.is_empty();
-        let batch = match self.try_optimistic(&reads, batch).await {
-            Ok(out) => {
-                if appends && out.is_ok() {
-                    self.signal.bump();
-                }
-                return out;
-            }
-            Err(batch) => batch,
-        };
-        let mut attempt = 0u32;
-        let out = loop {
-            attempt += 1;
-            match self.try_write(&reads, batch.clone()).await {
-                Attempt::Done(r) => break r,
-                Attempt::Retry(e) if attempt >= 10 => break Err(e),
-                Attempt::Retry(_) => {
-                    tokio::time::sleep(std::time::Duration::from_millis(u64::from(attempt))).await;
+        let out = match self.try_optimistic(&reads, batch).await {
+            Ok(out) => out,
+            Err(batch) => {
+                let mut attempt = 0u32;
+                loop {
+                    attempt += 1;
+                    match self.try_write(&reads, batch.clone()).await {
+                        Attempt::Done(r) => break r,
+                        Attempt::Retry(e) if attempt >= 10 => break Err(e),
+                        Attempt::Retry(_) => {
+                            let pause = std::time::Duration::from_millis(u64::from(attempt));
+                            tokio::time::sleep(pause).await;
+                        }
+                    }
                 }
             }
         };
