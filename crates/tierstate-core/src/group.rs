@@ -1,36 +1,69 @@
 //! The group-commit worker shared by the embedded backends: one thread owns the write
 //! connection, drains every queued job into one batch, and hands the batch to the backend, which
 //! commits it in one transaction (one fsync) and answers each job.
+//!
+//! A job that finds the writer idle (nothing queued, no commit running) may instead be committed
+//! on the caller's own thread: handing it to a sleeping thread and being woken by it costs two
+//! cross-CPU wake-ups, which on a virtual machine are worth more than the commit's own CPU time.
 
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::thread::JoinHandle;
 
 use parking_lot::Mutex;
 
+use tokio::runtime::{Handle, RuntimeFlavor};
 use tokio::sync::oneshot;
 
 use crate::{BackendErrorKind, Committed, Error, Result};
+
+/// What commits a group: the backend's closure over its write connection. `None` once closed
+/// (or after it panicked, which leaves the connection in an unknown state).
+type Committer<J> = Arc<Mutex<Option<Box<dyn FnMut(Vec<J>) + Send>>>>;
 
 /// A worker thread that receives jobs of type `J` and processes them in groups.
 pub struct GroupWriter<J> {
     backend: &'static str,
     tx: Mutex<Option<Sender<J>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    commit: Committer<J>,
+    /// Jobs sent to the thread and not yet committed.
+    queued: Arc<AtomicUsize>,
+    inline: bool,
+}
+
+/// Runs one group, and retires the committer if it panics (then re-raises the panic).
+fn run<J>(slot: &mut Option<Box<dyn FnMut(Vec<J>) + Send>>, group: Vec<J>) -> bool {
+    let Some(commit) = slot.as_mut() else {
+        return false;
+    };
+    if let Err(panic) = catch_unwind(AssertUnwindSafe(|| commit(group))) {
+        *slot = None;
+        resume_unwind(panic);
+    }
+    true
 }
 
 impl<J: Send + 'static> GroupWriter<J> {
     /// Starts the thread. `commit` gets each group (at most `max_group` jobs, in arrival order)
-    /// and must answer every job in it.
+    /// and must answer every job in it. With `inline`, [`send`](Self::send) may run `commit`
+    /// for a lone job on the caller's thread when the writer is idle.
     ///
     /// # Errors
     /// `Backend` (`Io`) if the thread cannot be spawned.
     pub fn start(
         backend: &'static str,
         max_group: usize,
-        mut commit: impl FnMut(Vec<J>) + Send + 'static,
+        inline: bool,
+        commit: impl FnMut(Vec<J>) + Send + 'static,
     ) -> Result<Self> {
         let (tx, rx): (Sender<J>, Receiver<J>) = channel();
         let max_group = max_group.max(1);
+        let committer: Committer<J> = Arc::new(Mutex::new(Some(Box::new(commit))));
+        let queued = Arc::new(AtomicUsize::new(0));
+        let (c, q) = (committer.clone(), queued.clone());
         let thread = std::thread::Builder::new()
             .name(format!("tierstate-{backend}-writer"))
             .spawn(move || {
@@ -42,7 +75,11 @@ impl<J: Send + 'static> GroupWriter<J> {
                             Err(_) => break,
                         }
                     }
-                    commit(group);
+                    let n = group.len();
+                    // A retired committer drops the group, and with it the replies: their
+                    // callers hear `Closed`.
+                    run(&mut c.lock(), group);
+                    q.fetch_sub(n, Ordering::AcqRel);
                 }
             })
             .map_err(|e| Error::backend(backend, BackendErrorKind::Io, e))?;
@@ -50,26 +87,73 @@ impl<J: Send + 'static> GroupWriter<J> {
             backend,
             tx: Mutex::new(Some(tx)),
             thread: Mutex::new(Some(thread)),
+            commit: committer,
+            queued,
+            inline,
         })
     }
 
-    /// Queues a job.
+    /// Hands over a job: committed at once on this thread if the writer is idle and this thread
+    /// may block (not a current-thread tokio runtime; on a multi-thread one inside
+    /// `block_in_place`, so the worker's other tasks move on), otherwise queued for the thread.
     ///
     /// # Errors
     /// `Backend` (`Closed`) if the writer has stopped.
     pub fn send(&self, job: J) -> Result<()> {
+        let job = match self.try_inline(job) {
+            Ok(done) => return done,
+            Err(job) => job,
+        };
         match &*self.tx.lock() {
-            Some(tx) => tx.send(job).map_err(|_| closed(self.backend)),
+            Some(tx) => {
+                self.queued.fetch_add(1, Ordering::AcqRel);
+                tx.send(job).map_err(|_| {
+                    self.queued.fetch_sub(1, Ordering::AcqRel);
+                    closed(self.backend)
+                })
+            }
             None => Err(closed(self.backend)),
         }
     }
 
-    /// Stops taking jobs, lets the thread finish the queued ones, and waits for it.
+    /// Commits `job` on this thread if nothing is queued and no commit is running; gives it back
+    /// otherwise.
+    fn try_inline(&self, job: J) -> std::result::Result<Result<()>, J> {
+        if !self.inline || self.queued.load(Ordering::Acquire) != 0 {
+            return Err(job);
+        }
+        let blocking = match Handle::try_current() {
+            Err(_) => false,
+            Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => true,
+            Ok(_) => return Err(job),
+        };
+        if self.tx.lock().is_none() {
+            return Ok(Err(closed(self.backend)));
+        }
+        let Some(mut slot) = self.commit.try_lock() else {
+            return Err(job);
+        };
+        let ran = if blocking {
+            tokio::task::block_in_place(|| run(&mut slot, vec![job]))
+        } else {
+            run(&mut slot, vec![job])
+        };
+        // A retired committer dropped the job's reply, so its caller hears `Closed`.
+        Ok(if ran {
+            Ok(())
+        } else {
+            Err(closed(self.backend))
+        })
+    }
+
+    /// Stops taking jobs, lets the thread finish the queued ones, waits for it, and drops the
+    /// committer (closing the backend's write connection) once any inline commit is done.
     pub fn close(&self) {
         drop(self.tx.lock().take());
         if let Some(thread) = self.thread.lock().take() {
             let _ = thread.join();
         }
+        drop(self.commit.lock().take());
     }
 }
 
@@ -136,6 +220,102 @@ impl Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A job: its number and where to say which thread committed it.
+    type Probe = (u32, oneshot::Sender<String>);
+
+    fn writer(inline: bool) -> GroupWriter<Probe> {
+        GroupWriter::start("test", 8, inline, |group: Vec<Probe>| {
+            let here = std::thread::current().name().unwrap_or("?").to_owned();
+            for (_, reply) in group {
+                let _ = reply.send(here.clone());
+            }
+        })
+        .unwrap()
+    }
+
+    async fn committed_on(w: &GroupWriter<Probe>, n: u32) -> Result<String> {
+        let (tx, rx) = oneshot::channel();
+        w.send((n, tx))?;
+        rx.await.map_err(|_| closed("test"))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_idle_writer_commits_on_the_callers_thread() {
+        let w = writer(true);
+        let caller = std::thread::current().name().unwrap_or("?").to_owned();
+        assert_eq!(committed_on(&w, 1).await.unwrap(), caller);
+        let w = writer(false);
+        assert_eq!(committed_on(&w, 1).await.unwrap(), "tierstate-test-writer");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_current_thread_runtime_always_queues() {
+        let w = writer(true);
+        assert_eq!(committed_on(&w, 1).await.unwrap(), "tierstate-test-writer");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn inline_and_queued_commits_answer_every_job() {
+        let w = Arc::new(writer(true));
+        let tasks: Vec<_> = (0..64)
+            .map(|n| {
+                let w = w.clone();
+                tokio::spawn(async move {
+                    let mut threads = Vec::new();
+                    for i in 0..20 {
+                        threads.push(committed_on(&w, n * 100 + i).await.unwrap());
+                    }
+                    threads
+                })
+            })
+            .collect();
+        let mut total = 0;
+        for t in tasks {
+            total += t.await.unwrap().len();
+        }
+        assert_eq!(total, 64 * 20);
+        w.close();
+        assert!(matches!(
+            committed_on(&w, 0).await,
+            Err(Error::Backend {
+                kind: BackendErrorKind::Closed,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn a_commit_that_panics_closes_the_writer() {
+        let w = GroupWriter::start("test", 8, true, |group: Vec<Probe>| {
+            assert!(group.iter().all(|(n, _)| *n != 13), "job 13");
+            for (_, reply) in group {
+                let _ = reply.send(String::new());
+            }
+        })
+        .unwrap();
+        let (tx, _rx) = oneshot::channel();
+        let inline = std::panic::catch_unwind(AssertUnwindSafe(|| w.send((13, tx))));
+        assert!(inline.is_err());
+        let (tx, _rx) = oneshot::channel();
+        assert!(matches!(
+            w.send((1, tx)),
+            Err(Error::Backend {
+                kind: BackendErrorKind::Closed,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn outside_a_runtime_an_idle_writer_commits_inline() {
+        let w = writer(true);
+        let (tx, mut rx) = oneshot::channel();
+        w.send((1, tx)).unwrap();
+        // Committed before `send` returned.
+        let here = std::thread::current().name().unwrap_or("?").to_owned();
+        assert_eq!(rx.try_recv().unwrap(), here);
+    }
 
     #[test]
     fn a_replicated_error_reads_like_the_original() {

@@ -27,6 +27,12 @@ pub struct RedbConfig {
     /// (default: yes). From the page cache such a read takes a few microseconds, less than
     /// the hop to tokio's blocking pool costs; scans and histories always take that hop.
     pub inline_reads: bool,
+    /// Whether a write that finds the writer idle commits on the calling thread (default:
+    /// yes) instead of waking the writer thread and waiting to be woken by it; on a tokio
+    /// multi-thread runtime it runs inside `block_in_place`, so the worker's other tasks move
+    /// to another thread. Writes that arrive while one commits still queue and commit together.
+    /// On a current-thread runtime writes always go to the writer thread.
+    pub inline_writes: bool,
 }
 
 impl RedbConfig {
@@ -37,6 +43,7 @@ impl RedbConfig {
             durability: RedbDurability::Immediate,
             max_group: 256,
             inline_reads: true,
+            inline_writes: true,
         }
     }
 
@@ -45,6 +52,13 @@ impl RedbConfig {
     /// other tasks on the same runtime worker.
     pub fn inline_reads(mut self, inline: bool) -> Self {
         self.inline_reads = inline;
+        self
+    }
+
+    /// Sets whether a write that finds the writer idle commits on the calling thread; see
+    /// the `inline_writes` field.
+    pub fn inline_writes(mut self, inline: bool) -> Self {
+        self.inline_writes = inline;
         self
     }
 

@@ -130,7 +130,12 @@ impl RedbStore {
 
     fn start(config: RedbConfig, db: Database, reopen: crate::handle::Reopen) -> Result<Self> {
         let db = Arc::new(Handle::new(db, reopen));
-        let writer = writer::start(db.clone(), config.durability, config.max_group)?;
+        let writer = writer::start(
+            db.clone(),
+            config.durability,
+            config.max_group,
+            config.inline_writes,
+        )?;
         Ok(Self {
             inner: Arc::new(Inner {
                 config,

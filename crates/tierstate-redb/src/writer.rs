@@ -81,12 +81,13 @@ pub(crate) fn start(
     db: Arc<Handle>,
     durability: RedbDurability,
     max_group: usize,
+    inline: bool,
 ) -> Result<Writer> {
     let durability = match durability {
         RedbDurability::Immediate => Durability::Immediate,
         RedbDurability::None => Durability::None,
     };
-    GroupWriter::start(BACKEND, max_group, move |group| {
+    GroupWriter::start(BACKEND, max_group, inline, move |group| {
         commit_group(&db, durability, group)
     })
 }

@@ -38,6 +38,12 @@ pub struct SqliteConfig {
     /// (default: yes). From the page cache such a read takes a few microseconds, less than
     /// the hop to tokio's blocking pool costs; scans and histories always take that hop.
     pub inline_reads: bool,
+    /// Whether a write that finds the writer idle commits on the calling thread (default:
+    /// yes) instead of waking the writer thread and waiting to be woken by it; on a tokio
+    /// multi-thread runtime it runs inside `block_in_place`, so the worker's other tasks move
+    /// to another thread. Writes that arrive while one commits still queue and commit together.
+    /// On a current-thread runtime writes always go to the writer thread.
+    pub inline_writes: bool,
 }
 
 impl SqliteConfig {
@@ -51,6 +57,7 @@ impl SqliteConfig {
             max_group: 256,
             sharing: Sharing::Exclusive,
             inline_reads: true,
+            inline_writes: true,
         }
     }
 
@@ -77,6 +84,13 @@ impl SqliteConfig {
     /// other tasks on the same runtime worker.
     pub fn inline_reads(mut self, inline: bool) -> Self {
         self.inline_reads = inline;
+        self
+    }
+
+    /// Sets whether a write that finds the writer idle commits on the calling thread; see
+    /// the `inline_writes` field.
+    pub fn inline_writes(mut self, inline: bool) -> Self {
+        self.inline_writes = inline;
         self
     }
 

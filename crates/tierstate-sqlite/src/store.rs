@@ -76,7 +76,12 @@ impl SqliteStore {
         })
         .await
         .map_err(|_| closed())??;
-        let writer = writer::start(writer_conn, config.max_group, probe.clone())?;
+        let writer = writer::start(
+            writer_conn,
+            config.max_group,
+            config.inline_writes,
+            probe.clone(),
+        )?;
         let readers = Readers::new(config.clone());
         readers.give_back(reader_conn);
         Ok(Self {

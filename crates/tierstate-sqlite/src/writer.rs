@@ -62,13 +62,14 @@ pub(crate) type Writer = GroupWriter<Job>;
 pub(crate) fn start(
     conn: Connection,
     max_group: usize,
+    inline: bool,
     probe: Option<Arc<SharedProbe>>,
 ) -> Result<Writer> {
     let mut shared = match probe {
         Some(p) => Some((WriterWatch::new(&conn)?, p)),
         None => None,
     };
-    GroupWriter::start(BACKEND, max_group, move |group| {
+    GroupWriter::start(BACKEND, max_group, inline, move |group| {
         commit_group(&conn, group, shared.as_mut())
     })
 }
@@ -91,6 +92,13 @@ fn commit_group(
     let now = commit_time();
     let mut done = Vec::with_capacity(group.len());
     let mut broken = None;
+    if group.len() == 1 {
+        // A lone job needs no SAVEPOINT: its transaction is its own, and a failure rolls all of
+        // it back. A savepoint would make SQLite copy every page it touches into a statement
+        // journal first (a temporary file once the copies pass 64 KiB).
+        lone(conn, group, now, shared);
+        return;
+    }
     for job in group {
         if let Some(e) = &broken {
             fail(job, e);
@@ -116,6 +124,38 @@ fn commit_group(
         Some(e) => Some(e),
         None => conn.execute_batch("COMMIT").map_err(map).err(),
     };
+    finish(conn, failure, done, shared);
+}
+
+/// Commits a group of one job (the transaction is already open).
+fn lone(
+    conn: &Connection,
+    group: Vec<Job>,
+    now: DateTime<Utc>,
+    shared: Option<&mut (WriterWatch, Arc<SharedProbe>)>,
+) {
+    let mut done = Vec::with_capacity(1);
+    for job in group {
+        done.push(apply(conn, job, now));
+    }
+    let end = if done.iter().all(Done::is_ok) {
+        "COMMIT"
+    } else {
+        "ROLLBACK"
+    };
+    let failure = conn.execute_batch(end).map_err(map).err();
+    finish(conn, failure, done, shared);
+}
+
+/// After the transaction ended (`failure` says how): makes sure it is closed, updates the
+/// shared-file probe, and answers every job with its own result, or with `failure` if it had
+/// succeeded.
+fn finish(
+    conn: &Connection,
+    failure: Option<Error>,
+    done: Vec<Done>,
+    shared: Option<&mut (WriterWatch, Arc<SharedProbe>)>,
+) {
     if failure.is_some() {
         // COMMIT can fail and leave the transaction open (e.g. busy): end it for sure.
         let _ = conn.execute_batch("ROLLBACK");
