@@ -15,7 +15,7 @@ use crate::config::Synchronous;
 use crate::error::{BACKEND, map};
 
 /// The schema version this build writes and the newest it can open.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// `PRAGMA application_id` of tierstate files: "tSt1".
 const APPLICATION_ID: i32 = 0x7453_7431;
@@ -29,6 +29,8 @@ const APPLICATION_ID: i32 = 0x7453_7431;
 /// (deployment, collection, key)) and journals (`ts_journal_head`: last sequence, last hash and
 /// the truncation anchor per stream; `ts_journal`: the hash-chained entries, with a unique
 /// index on idempotency keys and an index on event time).
+/// v4: drops v2's index again: no query used it (every time read goes through a deployment's
+/// primary key), and it cost a page write on every version stored or pruned.
 pub const STEPS: &[(u32, &str)] = &[
     (
         1,
@@ -98,6 +100,7 @@ CREATE UNIQUE INDEX ts_journal_key ON ts_journal (deployment_id, stream, idem_ke
     WHERE idem_key IS NOT NULL;
 CREATE INDEX ts_journal_event ON ts_journal (deployment_id, stream, event_at, seq);",
     ),
+    (4, "DROP INDEX ts_version_updated_at;"),
 ];
 
 /// The DDL of every step up to [`SCHEMA_VERSION`], concatenated.
