@@ -241,17 +241,24 @@ fn migrate_upgrades_an_old_database_in_place() {
     let db = format!("sqlite:{}", path.display());
     let r = tierstate(&["--db", &db, "migrate", "--dry-run"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
+    let latest = tierstate_sqlite::SCHEMA_VERSION;
     assert!(
-        r.stdout.contains("schema 2, latest 3") && r.stdout.contains("step 3"),
+        r.stdout.contains(&format!("schema 2, latest {latest}"))
+            && (3..=latest).all(|v| r.stdout.contains(&format!("step {v}:"))),
         "{}",
         r.stdout
     );
     assert!(r.stdout.contains("dry run: nothing changed"));
     let r = tierstate(&["--db", &db, "migrate"]);
-    assert!(r.stdout.contains("upgraded to 3"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains(&format!("upgraded to {latest}")),
+        "{}",
+        r.stdout
+    );
     let r = tierstate(&["--db", &db, "migrate", "--dry-run"]);
     assert!(
-        r.stdout.contains("schema 3, latest 3") && r.stdout.contains("up to date"),
+        r.stdout.contains(&format!("schema {latest}, latest {latest}"))
+            && r.stdout.contains("up to date"),
         "{}",
         r.stdout
     );
