@@ -257,7 +257,8 @@ fn migrate_upgrades_an_old_database_in_place() {
     );
     let r = tierstate(&["--db", &db, "migrate", "--dry-run"]);
     assert!(
-        r.stdout.contains(&format!("schema {latest}, latest {latest}"))
+        r.stdout
+            .contains(&format!("schema {latest}, latest {latest}"))
             && r.stdout.contains("up to date"),
         "{}",
         r.stdout

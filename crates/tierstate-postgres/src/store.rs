@@ -27,6 +27,10 @@ pub const NOTIFY_CHANNEL: &str = "tierstate_state";
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
+/// The `after` bound of a first page: below every id and name (none is empty), so a paged
+/// query keeps one shape, `key > $n`, which is an index seek under any plan.
+const FIRST: &str = "";
+
 /// The PostgreSQL WARM store. Clone it freely: clones share the pool and the listener.
 #[derive(Clone)]
 pub struct PostgresStore {
@@ -701,7 +705,7 @@ impl StateStore for PostgresStore {
         let rows: Vec<String> = sqlx::query_scalar(
             "WITH RECURSIVE c(name) AS ( \
                (SELECT collection FROM ts_doc_head WHERE deployment_id = $1 \
-                  AND ($2::text IS NULL OR collection > $2) ORDER BY collection LIMIT 1) \
+                  AND collection > $2 ORDER BY collection LIMIT 1) \
                UNION ALL \
                SELECT (SELECT h.collection FROM ts_doc_head h WHERE h.deployment_id = $1 \
                          AND h.collection > c.name ORDER BY h.collection LIMIT 1) \
@@ -709,7 +713,7 @@ impl StateStore for PostgresStore {
              SELECT name FROM c WHERE name IS NOT NULL LIMIT $3",
         )
         .bind(id.as_str())
-        .bind(after.map(Name::as_str))
+        .bind(after.map_or(FIRST, Name::as_str))
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .fetch_all(&self.pool)
         .await
@@ -725,10 +729,10 @@ impl StateStore for PostgresStore {
     ) -> Result<Vec<Name>> {
         let rows: Vec<String> = sqlx::query_scalar(
             "SELECT stream FROM ts_journal_head WHERE deployment_id = $1 \
-             AND ($2::text IS NULL OR stream > $2) ORDER BY stream LIMIT $3",
+             AND stream > $2 ORDER BY stream LIMIT $3",
         )
         .bind(id.as_str())
-        .bind(after.map(Name::as_str))
+        .bind(after.map_or(FIRST, Name::as_str))
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .fetch_all(&self.pool)
         .await
@@ -843,11 +847,11 @@ impl StateStore for PostgresStore {
 
     async fn list(&self, after: Option<&DeploymentId>, limit: usize) -> Result<Vec<DeploymentId>> {
         let rows: Vec<String> = sqlx::query_scalar(
-            "SELECT deployment_id FROM ts_head WHERE ($1::text IS NULL OR deployment_id > $1) \
+            "SELECT deployment_id FROM ts_head WHERE deployment_id > $1 \
              AND NOT (deployment_id >= $3 AND deployment_id < $4) \
              ORDER BY deployment_id LIMIT $2",
         )
-        .bind(after.map(|a| a.as_str()))
+        .bind(after.map_or(FIRST, |a| a.as_str()))
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .bind(DeploymentId::RESERVED_RANGE.0)
         .bind(DeploymentId::RESERVED_RANGE.1)
@@ -865,14 +869,19 @@ impl StateStore for PostgresStore {
         let sql = concat!(
             "SELECT ",
             columns!(),
-            " FROM ts_head h JOIN ts_version v \
-             ON v.deployment_id = h.deployment_id AND v.version = h.version \
-             WHERE ($1::text IS NULL OR h.deployment_id > $1) \
-             AND NOT (h.deployment_id >= $3 AND h.deployment_id < $4) \
-             ORDER BY h.deployment_id LIMIT $2"
+            " FROM (SELECT deployment_id, version, created_at FROM ts_head \
+               WHERE deployment_id > $1 AND NOT (deployment_id >= $3 AND deployment_id < $4) \
+               ORDER BY deployment_id LIMIT $2) h \
+             CROSS JOIN LATERAL (SELECT * FROM ts_version v \
+               WHERE v.deployment_id = h.deployment_id AND v.version = h.version) v \
+             ORDER BY h.deployment_id"
         );
+        // The page of heads first (one index seek), then each head's version by primary key:
+        // the plan cannot be anything else. As a plain join, fresh tables without statistics
+        // (right after a bulk load) got a sequential scan and a sort of every head per page,
+        // 130-175 ms instead of 1.5 ms; and a `$1 IS NULL OR` bound walked every earlier row.
         let rows = sqlx::query(sql)
-            .bind(after.map(|a| a.as_str()))
+            .bind(after.map_or(FIRST, |a| a.as_str()))
             .bind(i64::try_from(limit).unwrap_or(i64::MAX))
             .bind(DeploymentId::RESERVED_RANGE.0)
             .bind(DeploymentId::RESERVED_RANGE.1)

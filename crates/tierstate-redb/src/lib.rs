@@ -1,7 +1,8 @@
 //! redb WARM backend for tierstate: pure Rust, no C toolchain, no SQL, one file.
 //!
 //! Commits use `Durability::Immediate` by default (fsync before `Ok`). One writer thread takes
-//! every queued write into one transaction (group commit); reads run in MVCC snapshots, point
+//! every queued write into one transaction (group commit), and a write that finds it idle is
+//! committed on the calling thread instead ([`RedbConfig::inline_writes()`]); reads run in MVCC snapshots, point
 //! reads on the calling task and scans on tokio's blocking pool. redb allows one process per file: a second process gets a typed
 //! `Locked` error instead of blocking. After an I/O error (a full disk) the store reopens the
 //! file by itself, with backoff, losing no acknowledged write.
