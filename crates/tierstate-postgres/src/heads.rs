@@ -74,30 +74,27 @@ impl Heads {
     /// including which heads do not exist.
     pub(crate) fn saw(&self, reads: &Reads, snap: &Snapshot) {
         for id in &reads.states {
-            let k = Key::State(id.clone());
-            match snap.states.get(id) {
-                Some(&(v, at)) => self.cache.insert(k, Head::Row(v, at)),
-                None => {
-                    self.cache.remove(&k);
-                }
-            }
+            let seen = snap.states.get(id).map(|&(v, at)| Head::Row(v, at));
+            self.set(Key::State(id.clone()), seen);
         }
         for a in &reads.documents {
-            let k = Key::Doc(a.clone());
-            match snap.documents.get(a) {
-                Some(&(v, at)) => self.cache.insert(k, Head::Row(v, at)),
-                None => {
-                    self.cache.remove(&k);
-                }
-            }
+            let seen = snap.documents.get(a).map(|&(v, at)| Head::Row(v, at));
+            self.set(Key::Doc(a.clone()), seen);
         }
         for s in &reads.streams {
-            let k = Key::Stream(s.clone());
-            match snap.heads.get(s) {
-                Some(h) => self.cache.insert(k, Head::Journal(*h)),
-                None => {
-                    self.cache.remove(&k);
-                }
+            self.set(
+                Key::Stream(s.clone()),
+                snap.heads.get(s).map(|h| Head::Journal(*h)),
+            );
+        }
+    }
+
+    /// Remembers `head` for `k`, or forgets `k` when it has none.
+    fn set(&self, k: Key, head: Option<Head>) {
+        match head {
+            Some(h) => self.cache.insert(k, h),
+            None => {
+                self.cache.remove(&k);
             }
         }
     }
