@@ -59,8 +59,10 @@ impl Plain {
         use sqlx::Executor;
         let name = schema.to_owned();
         let opts: sqlx::postgres::PgConnectOptions = url.parse().expect("database URL");
+        // No ping before each statement (sqlx's default): the bare statement is the baseline.
         let pool = sqlx::postgres::PgPoolOptions::new()
             .max_connections(1)
+            .test_before_acquire(false)
             .after_connect(move |c, _| {
                 let set = format!("SET search_path TO \"{name}\"");
                 Box::pin(async move {

@@ -20,6 +20,10 @@ pub struct PostgresConfig {
     /// `application_name` of every connection (shows in `pg_stat_activity`). Default
     /// `"tierstate"`.
     pub application_name: String,
+    /// A pooled connection idle at least this long is pinged before use, and replaced if the
+    /// server hung up. Default 1 s: a ping is a round trip, and pinging every acquire (sqlx's
+    /// default) put one before every statement.
+    pub ping_after_idle: Duration,
 }
 
 impl PostgresConfig {
@@ -32,7 +36,15 @@ impl PostgresConfig {
             acquire_timeout: Duration::from_secs(5),
             listen: true,
             application_name: "tierstate".to_owned(),
+            ping_after_idle: Duration::from_secs(1),
         }
+    }
+
+    /// Sets how long a pooled connection may sit idle before it is pinged on acquire
+    /// (`Duration::ZERO` pings every time).
+    pub fn ping_after_idle(mut self, idle: Duration) -> Self {
+        self.ping_after_idle = idle;
+        self
     }
 
     /// Sets the `application_name` the connections report to the server.
@@ -120,6 +132,7 @@ impl fmt::Debug for PostgresConfig {
             .field("acquire_timeout", &self.acquire_timeout)
             .field("listen", &self.listen)
             .field("application_name", &self.application_name)
+            .field("ping_after_idle", &self.ping_after_idle)
             .finish()
     }
 }

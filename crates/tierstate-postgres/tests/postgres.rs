@@ -441,3 +441,103 @@ async fn remembered_heads_yield_to_other_writers() {
     }
     assert!(a.get(&id).await.unwrap().is_none());
 }
+
+/// Sequential scans of `schema`'s tierstate tables so far, and rows inserted into its versions
+/// (which shows when the writers' statistics have reached the server).
+async fn table_scans(pool: &sqlx::PgPool, schema: &str) -> (i64, i64) {
+    let _ = sqlx::query("SELECT pg_stat_clear_snapshot()")
+        .execute(pool)
+        .await;
+    sqlx::query_as(
+        "SELECT coalesce(sum(seq_scan), 0)::bigint, \
+         coalesce(sum(n_tup_ins) FILTER (WHERE relname = 'ts_version'), 0)::bigint \
+         FROM pg_stat_user_tables WHERE schemaname = $1 AND relname LIKE 'ts\\_%'",
+    )
+    .bind(schema)
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+/// The sequential scans of `schema`'s tables once the store's statistics show `versions`
+/// stored versions (a backend sends its statistics when it next goes idle).
+async fn settled(
+    store: &PostgresStore,
+    monitor: &sqlx::PgPool,
+    schema: &str,
+    versions: i64,
+) -> i64 {
+    sqlx::query("SELECT pg_stat_force_next_flush()")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let mut seen = (0, 0);
+    for _ in 0..200 {
+        seen = table_scans(monitor, schema).await;
+        if seen.1 >= versions {
+            return seen.0;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("statistics never showed {versions} versions: {seen:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_writes_reach_rows_by_key_not_by_table_scans() {
+    use std::num::NonZeroU32;
+    use tierstate_core::{Append, DocAddr, DocWrite, PutMode, StreamAddr, WriteBatch};
+    let Some(url) = common::url() else { return };
+    let schema = common::fresh_schema("keyed");
+    // One pooled connection: its cached plans turn generic after five runs of a statement.
+    let cfg = PostgresConfig::new(&url)
+        .schema(&schema)
+        .unwrap()
+        .max_connections(1)
+        .listen(false);
+    let store = PostgresStore::connect(cfg).await.unwrap();
+    let keep = Retention::KeepLast(NonZeroU32::new(3).unwrap());
+    let obj = |n: u64| serde_json::json!({ "n": n }).as_object().unwrap().clone();
+    let id = DeploymentId::new("tick").unwrap();
+    let doc = DocAddr::new("tick", "book", "positions").unwrap();
+    let stream = StreamAddr::new("tick", "fills").unwrap();
+    let first = WriteBatch::new()
+        .put(StateWrite::create(id.clone(), obj(0)))
+        .document(DocWrite::new(doc.clone(), PutMode::Create, obj(0)))
+        .with_retention(keep);
+    store.write(first).await.unwrap();
+    let monitor = sqlx::PgPool::connect(&url).await.unwrap();
+    // Building each index during the migrations counted one scan of its table.
+    let before = settled(&store, &monitor, &schema, 1).await;
+    let ticks = 40u64;
+    for i in 1..=ticks {
+        let mut b = WriteBatch::new()
+            .put(StateWrite::update(id.clone(), 2 * i - 1, obj(i)))
+            .document(DocWrite::new(
+                doc.clone(),
+                PutMode::Update { expected: i },
+                obj(i),
+            ))
+            .with_retention(keep);
+        for j in 0..3 {
+            b = b.append(Append::new(stream.clone(), chrono::Utc::now(), obj(j)));
+        }
+        store.write(b).await.unwrap();
+        // Lone updates too (the CAS lane's statement).
+        store
+            .put(StateWrite::update(id.clone(), 2 * i, obj(i)), keep)
+            .await
+            .unwrap_or_else(|e| panic!("update {i}: {e}"));
+    }
+    let after = settled(
+        &store,
+        &monitor,
+        &schema,
+        1 + 2 * i64::try_from(ticks).unwrap(),
+    )
+    .await;
+    assert_eq!(
+        after - before,
+        0,
+        "sequential scans of tierstate tables during keyed writes"
+    );
+}
