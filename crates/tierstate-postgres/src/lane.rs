@@ -28,6 +28,7 @@ use tierstate_core::{
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::error::BACKEND;
+use crate::fast::{Conn, Fast};
 use crate::heads::Heads;
 use crate::store::{NOTIFY_CHANNEL, in_flight, lost_race, not_applied};
 
@@ -52,8 +53,8 @@ struct Job {
 /// The queue into the lane's task; the task ends when the last store clone drops this.
 pub(crate) struct Lane {
     queue: mpsc::UnboundedSender<Job>,
-    pool: PgPool,
     heads: Arc<Heads>,
+    fast: Arc<Fast>,
     /// Lane writes submitted and not yet answered (inline or queued).
     busy: AtomicUsize,
 }
@@ -69,13 +70,13 @@ impl Drop for Busy<'_> {
 
 impl Lane {
     /// Starts the lane's task on the current runtime.
-    pub(crate) fn start(pool: PgPool, heads: Arc<Heads>) -> Self {
+    pub(crate) fn start(pool: PgPool, heads: Arc<Heads>, fast: Arc<Fast>) -> Self {
         let (queue, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(pool.clone(), heads.clone(), rx));
+        tokio::spawn(run(pool, heads.clone(), rx));
         Self {
             queue,
-            pool,
             heads,
+            fast,
             busy: AtomicUsize::new(0),
         }
     }
@@ -97,7 +98,12 @@ impl Lane {
         let (reply, done) = oneshot::channel();
         if idle {
             // Nothing to group with: commit on this task, a group of one.
-            commit(&self.pool, &self.heads, vec![Job { batch, reply }]).await;
+            commit(
+                Via::Fast(&self.fast),
+                &self.heads,
+                vec![Job { batch, reply }],
+            )
+            .await;
         } else if let Err(mpsc::error::SendError(job)) = self.queue.send(Job { batch, reply }) {
             return Outcome::Fallback(job.batch);
         }
@@ -148,7 +154,7 @@ async fn run(pool: PgPool, heads: Arc<Heads>, mut rx: mpsc::UnboundedReceiver<Jo
         carried.extend(later);
         let (pool, heads) = (pool.clone(), heads.clone());
         tokio::spawn(async move {
-            commit(&pool, &heads, group).await;
+            commit(Via::Pool(&pool), &heads, group).await;
             drop(permit);
         });
     }
@@ -194,7 +200,13 @@ const SQL_ONE: &str = "WITH h AS (
 )
 SELECT h.deployment_id, h.created_at, (SELECT count(*) FROM n) FROM h";
 
-async fn commit(pool: &PgPool, heads: &Heads, group: Vec<Job>) {
+/// Where a group gets its connection.
+enum Via<'a> {
+    Pool(&'a PgPool),
+    Fast(&'a Fast),
+}
+
+async fn commit(via: Via<'_>, heads: &Heads, group: Vec<Job>) {
     let now = commit_time();
     // Each update planned as if its head stands where the caller expects; the statement
     // applies it only if that is still true.
@@ -241,34 +253,48 @@ async fn commit(pool: &PgPool, heads: &Heads, group: Vec<Job>) {
         bodies.push(w.body.as_slice());
         prunes.push(w.prune_below.map(i64_of));
     }
-    let result = match pool.acquire().await {
+    let conn = match via {
+        Via::Pool(pool) => pool.acquire().await.map(Conn::Pooled),
+        Via::Fast(fast) => fast.acquire().await,
+    };
+    let result = match conn {
         Err(e) => Err((false, e)),
-        Ok(mut c) if n == 1 => sqlx::query_as::<_, (String, i64, i64)>(SQL_ONE)
-            .bind(ids[0])
-            .bind(expected[0])
-            .bind(versions[0])
-            .bind(schemas[0])
-            .bind(sums[0])
-            .bind(times[0])
-            .bind(bodies[0])
-            .bind(prunes[0])
-            .bind(NOTIFY_CHANNEL)
-            .fetch_all(&mut *c)
-            .await
-            .map_err(|e| (true, e)),
-        Ok(mut c) => sqlx::query_as::<_, (String, i64, i64)>(SQL)
-            .bind(&ids)
-            .bind(&expected)
-            .bind(&versions)
-            .bind(&schemas)
-            .bind(&sums)
-            .bind(&times)
-            .bind(&bodies)
-            .bind(&prunes)
-            .bind(NOTIFY_CHANNEL)
-            .fetch_all(&mut *c)
-            .await
-            .map_err(|e| (true, e)),
+        Ok(mut c) => {
+            let out = if n == 1 {
+                sqlx::query_as::<_, (String, i64, i64)>(SQL_ONE)
+                    .bind(ids[0])
+                    .bind(expected[0])
+                    .bind(versions[0])
+                    .bind(schemas[0])
+                    .bind(sums[0])
+                    .bind(times[0])
+                    .bind(bodies[0])
+                    .bind(prunes[0])
+                    .bind(NOTIFY_CHANNEL)
+                    .fetch_all(&mut *c)
+                    .await
+            } else {
+                sqlx::query_as::<_, (String, i64, i64)>(SQL)
+                    .bind(&ids)
+                    .bind(&expected)
+                    .bind(&versions)
+                    .bind(&schemas)
+                    .bind(&sums)
+                    .bind(&times)
+                    .bind(&bodies)
+                    .bind(&prunes)
+                    .bind(NOTIFY_CHANNEL)
+                    .fetch_all(&mut *c)
+                    .await
+            };
+            match out {
+                Ok(rows) => Ok(rows),
+                Err(e) => {
+                    c.after_error(&e);
+                    Err((true, e))
+                }
+            }
+        }
     };
     drop((ids, sums, bodies));
     let moved: HashMap<String, i64> = match result {

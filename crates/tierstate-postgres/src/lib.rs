@@ -16,6 +16,7 @@
 
 mod config;
 mod error;
+mod fast;
 mod heads;
 mod lane;
 mod listener;

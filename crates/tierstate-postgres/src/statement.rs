@@ -101,9 +101,9 @@ pub(crate) async fn store(c: &mut PgConnection, plan: &mut Plan) -> Result<(), s
             b.col("bigint[]", s, |w| w.prune_below.map(i64_of)),
         ];
         ctes.push(format!(
-            "sa AS (SELECT * FROM UNNEST({}) WITH ORDINALITY \
+            "sa AS (SELECT * FROM {} \
              AS a(id, version, created_at, schema_version, checksum, updated_at, body, prune_below, n))",
-            cols.join(", ")
+            rows_of(s.len(), &cols, true)
         ));
         // An existing head moves only from the version the plan assumed; version 1 is only
         // ever inserted (so a head deleted meanwhile is not silently re-created).
@@ -152,9 +152,9 @@ pub(crate) async fn store(c: &mut PgConnection, plan: &mut Plan) -> Result<(), s
             b.col("bigint[]", d, |w| w.prune_below.map(i64_of)),
         ];
         ctes.push(format!(
-            "da AS (SELECT * FROM UNNEST({}) WITH ORDINALITY \
+            "da AS (SELECT * FROM {} \
              AS a(d, c, k, version, created_at, checksum, updated_at, body, prune_below, n))",
-            cols.join(", ")
+            rows_of(d.len(), &cols, true)
         ));
         ctes.push(
             "du AS (UPDATE ts_doc_head t SET version = da.version FROM da \
@@ -202,8 +202,8 @@ pub(crate) async fn store(c: &mut PgConnection, plan: &mut Plan) -> Result<(), s
         ];
         ctes.push(format!(
             "je AS (INSERT INTO ts_journal (deployment_id, stream, seq, event_at, commit_at, \
-             idem_key, checksum, prev_hash, hash, body) SELECT * FROM UNNEST({}))",
-            cols.join(", ")
+             idem_key, checksum, prev_hash, hash, body) SELECT * FROM {} AS j)",
+            rows_of(e.len(), &cols, false)
         ));
     }
 
@@ -223,9 +223,9 @@ pub(crate) async fn store(c: &mut PgConnection, plan: &mut Plan) -> Result<(), s
             b.col("bigint[]", h, |h| h.1.last_commit_us),
         ];
         ctes.push(format!(
-            "ha AS (SELECT * FROM UNNEST({}) AS a(d, s, prev_seq, prev_hash, last_seq, last_hash, \
+            "ha AS (SELECT * FROM {} AS a(d, s, prev_seq, prev_hash, last_seq, last_hash, \
              last_commit_at))",
-            cols.join(", ")
+            rows_of(h.len(), &cols, false)
         ));
         // Only the `last_*` columns: a truncation's anchor (`base_*`) is not the append's to set.
         ctes.push(
@@ -242,11 +242,12 @@ pub(crate) async fn store(c: &mut PgConnection, plan: &mut Plan) -> Result<(), s
     let notes = payloads(plan);
     if !notes.is_empty() {
         let ch = b.one("text", NOTIFY_CHANNEL);
-        let p = b.one("text[]", notes);
+        let p = b.col("text[]", &notes, String::as_str);
         // Prefixed with the schema: managers on other schemas of the same database hear the
         // channel too, and must not evict their own entries of the same id.
         ctes.push(format!(
-            "nt AS (SELECT pg_notify({ch}, current_schema() || ' ' || p) FROM UNNEST({p}) AS p)"
+            "nt AS (SELECT pg_notify({ch}, current_schema() || ' ' || p) FROM {} AS n(p))",
+            rows_of(notes.len(), &[p], false)
         ));
         // Counted so the CTE is evaluated at all (an unreferenced SELECT is not).
         counted.push("nt");
@@ -350,12 +351,29 @@ impl Binds {
         format!("${}::{sql_type}", self.n)
     }
 
-    /// Binds one column of `rows` as an array (for `UNNEST`).
+    /// Binds one column of `rows`: an array (for `UNNEST`), or for a single row its value
+    /// (for `VALUES`; see [`rows_of`]). `sql_type` is the array type.
     fn col<'q, 'r, R, T>(&mut self, sql_type: &str, rows: &'r [R], f: impl Fn(&'r R) -> T) -> String
     where
+        T: 'q + sqlx::Encode<'q, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
         Vec<T>: 'q + sqlx::Encode<'q, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
     {
-        self.one(sql_type, rows.iter().map(f).collect::<Vec<_>>())
+        match rows {
+            [one] => self.one(sql_type.trim_end_matches("[]"), f(one)),
+            _ => self.one(sql_type, rows.iter().map(f).collect::<Vec<_>>()),
+        }
+    }
+}
+
+/// The `FROM` item of `n` rows whose columns [`Binds::col`] bound: `UNNEST` of the arrays, or
+/// for one row a `VALUES` row of plain parameters, whose plan costs no array unpacking and
+/// whose joins are estimated at one row. `ordinal` appends the row number (`WITH ORDINALITY`).
+fn rows_of(n: usize, cols: &[String], ordinal: bool) -> String {
+    match (n, ordinal) {
+        (1, true) => format!("(VALUES ({}, 1::bigint))", cols.join(", ")),
+        (1, false) => format!("(VALUES ({}))", cols.join(", ")),
+        (_, true) => format!("UNNEST({}) WITH ORDINALITY", cols.join(", ")),
+        (_, false) => format!("UNNEST({})", cols.join(", ")),
     }
 }
 

@@ -44,6 +44,8 @@ pub struct PostgresStore {
     lane: Arc<crate::lane::Lane>,
     /// Heads this process last saw committed: batches over them commit in one round trip.
     heads: Arc<Heads>,
+    /// The connection one-round-trip writes use when it is free.
+    fast: Arc<crate::fast::Fast>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -295,20 +297,26 @@ impl PostgresStore {
         let Ok(mut plan) = tierstate_core::plan::plan(batch.clone(), &snap, commit_time()) else {
             return Err(batch);
         };
-        let mut c = match self.pool.acquire().await {
+        let mut c = match self.fast.acquire().await {
             Ok(c) => c,
             Err(e) => return Ok(Err(not_applied(e))),
         };
-        match statement::store(&mut c, &mut plan).await {
+        let stored = statement::store(&mut c, &mut plan).await;
+        match stored {
             Ok(()) => {
+                drop(c);
                 self.heads.committed(&plan);
                 Ok(Ok(plan.committed))
             }
-            Err(e) if statement::head_moved(&e) || lost_race(&e) => {
-                self.heads.forget(reads);
-                Err(batch)
+            Err(e) => {
+                c.after_error(&e);
+                if statement::head_moved(&e) || lost_race(&e) {
+                    self.heads.forget(reads);
+                    Err(batch)
+                } else {
+                    Ok(Err(in_flight(e)))
+                }
             }
-            Err(e) => Ok(Err(in_flight(e))),
         }
     }
 
@@ -353,7 +361,12 @@ impl PostgresStore {
             None
         };
         let heads = Arc::new(Heads::new());
-        let lane = Arc::new(crate::lane::Lane::start(pool.clone(), heads.clone()));
+        let fast = Arc::new(crate::fast::Fast::new(pool.clone(), config.ping_after_idle));
+        let lane = Arc::new(crate::lane::Lane::start(
+            pool.clone(),
+            heads.clone(),
+            fast.clone(),
+        ));
         Ok(Self {
             pool,
             config,
@@ -361,6 +374,7 @@ impl PostgresStore {
             signal,
             lane,
             heads,
+            fast,
         })
     }
 
@@ -420,9 +434,11 @@ impl PostgresStore {
         &self.pool
     }
 
-    /// Closes the pool; later operations fail with a `Closed` error.
+    /// Closes the pool and the kept write connection; later operations fail with a `Closed`
+    /// error.
     pub async fn close(&self) {
         self.pool.close().await;
+        self.fast.close().await;
     }
 }
 

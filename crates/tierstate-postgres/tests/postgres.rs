@@ -459,18 +459,10 @@ async fn table_scans(pool: &sqlx::PgPool, schema: &str) -> (i64, i64) {
     .unwrap()
 }
 
-/// The sequential scans of `schema`'s tables once the store's statistics show `versions`
-/// stored versions (a backend sends its statistics when it next goes idle).
-async fn settled(
-    store: &PostgresStore,
-    monitor: &sqlx::PgPool,
-    schema: &str,
-    versions: i64,
-) -> i64 {
-    sqlx::query("SELECT pg_stat_force_next_flush()")
-        .execute(store.pool())
-        .await
-        .unwrap();
+/// The sequential scans of `schema`'s tables once `store` is closed and its statistics show
+/// `versions` stored versions (a backend sends its statistics when it exits).
+async fn settled(store: PostgresStore, monitor: &sqlx::PgPool, schema: &str, versions: i64) -> i64 {
+    store.close().await;
     let mut seen = (0, 0);
     for _ in 0..200 {
         seen = table_scans(monitor, schema).await;
@@ -488,56 +480,131 @@ async fn repeated_writes_reach_rows_by_key_not_by_table_scans() {
     use tierstate_core::{Append, DocAddr, DocWrite, PutMode, StreamAddr, WriteBatch};
     let Some(url) = common::url() else { return };
     let schema = common::fresh_schema("keyed");
-    // One pooled connection: its cached plans turn generic after five runs of a statement.
+    // Few connections: each runs a statement often enough for its cached plan to turn
+    // generic (after five runs).
     let cfg = PostgresConfig::new(&url)
         .schema(&schema)
         .unwrap()
         .max_connections(1)
         .listen(false);
-    let store = PostgresStore::connect(cfg).await.unwrap();
     let keep = Retention::KeepLast(NonZeroU32::new(3).unwrap());
     let obj = |n: u64| serde_json::json!({ "n": n }).as_object().unwrap().clone();
-    let id = DeploymentId::new("tick").unwrap();
-    let doc = DocAddr::new("tick", "book", "positions").unwrap();
-    let stream = StreamAddr::new("tick", "fills").unwrap();
-    let first = WriteBatch::new()
-        .put(StateWrite::create(id.clone(), obj(0)))
-        .document(DocWrite::new(doc.clone(), PutMode::Create, obj(0)))
-        .with_retention(keep);
+    // Two of each per batch: the statement's multi-row (array) form.
+    let ids = [
+        DeploymentId::new("a").unwrap(),
+        DeploymentId::new("b").unwrap(),
+    ];
+    let docs = [
+        DocAddr::new("a", "book", "positions").unwrap(),
+        DocAddr::new("b", "book", "positions").unwrap(),
+    ];
+    let stream = StreamAddr::new("a", "fills").unwrap();
+    let store = PostgresStore::connect(cfg.clone()).await.unwrap();
+    let mut first = WriteBatch::new().with_retention(keep);
+    for (id, doc) in ids.iter().zip(&docs) {
+        first = first
+            .put(StateWrite::create(id.clone(), obj(0)))
+            .document(DocWrite::new(doc.clone(), PutMode::Create, obj(0)));
+    }
     store.write(first).await.unwrap();
     let monitor = sqlx::PgPool::connect(&url).await.unwrap();
     // Building each index during the migrations counted one scan of its table.
-    let before = settled(&store, &monitor, &schema, 1).await;
+    let before = settled(store, &monitor, &schema, 2).await;
+    let store = PostgresStore::connect(cfg).await.unwrap();
     let ticks = 40u64;
     for i in 1..=ticks {
+        // State "a" also takes a lone update per tick; "b" only the batches.
         let mut b = WriteBatch::new()
-            .put(StateWrite::update(id.clone(), 2 * i - 1, obj(i)))
-            .document(DocWrite::new(
+            .put(StateWrite::update(ids[0].clone(), 2 * i - 1, obj(i)))
+            .put(StateWrite::update(ids[1].clone(), i, obj(i)))
+            .with_retention(keep);
+        for doc in &docs {
+            b = b.document(DocWrite::new(
                 doc.clone(),
                 PutMode::Update { expected: i },
                 obj(i),
-            ))
-            .with_retention(keep);
+            ));
+        }
         for j in 0..3 {
             b = b.append(Append::new(stream.clone(), chrono::Utc::now(), obj(j)));
         }
         store.write(b).await.unwrap();
-        // Lone updates too (the CAS lane's statement).
+        // The CAS lane's statement.
         store
-            .put(StateWrite::update(id.clone(), 2 * i, obj(i)), keep)
+            .put(StateWrite::update(ids[0].clone(), 2 * i, obj(i)), keep)
             .await
             .unwrap_or_else(|e| panic!("update {i}: {e}"));
     }
-    let after = settled(
-        &store,
-        &monitor,
-        &schema,
-        1 + 2 * i64::try_from(ticks).unwrap(),
-    )
-    .await;
+    let versions = 2 + 3 * i64::try_from(ticks).unwrap();
+    let after = settled(store, &monitor, &schema, versions).await;
     assert_eq!(
         after - before,
         0,
         "sequential scans of tierstate tables during keyed writes"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_recover_from_killed_connections_and_stop_after_close() {
+    let Some(url) = common::url() else { return };
+    let schema = common::fresh_schema("kept");
+    let app = format!("tierstate-{schema}");
+    let cfg = PostgresConfig::new(&url)
+        .schema(&schema)
+        .unwrap()
+        .application_name(&app)
+        .listen(false);
+    let store = PostgresStore::connect(cfg).await.unwrap();
+    let obj = |n: u64| serde_json::json!({ "n": n }).as_object().unwrap().clone();
+    let d = DeploymentId::new("kept").unwrap();
+    let keep = Retention::DEFAULT;
+    store
+        .put(StateWrite::create(d.clone(), obj(0)), keep)
+        .await
+        .unwrap();
+    let mut version = 1;
+    let monitor = sqlx::PgPool::connect(&url).await.unwrap();
+    for round in 0..3 {
+        // Lone updates: the lane's kept connection.
+        store
+            .put(StateWrite::update(d.clone(), version, obj(version)), keep)
+            .await
+            .unwrap();
+        version += 1;
+        let killed: Vec<bool> = sqlx::query_scalar(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+        )
+        .bind(&app)
+        .fetch_all(&monitor)
+        .await
+        .unwrap();
+        assert!(!killed.is_empty(), "round {round}: no connection to kill");
+        // The first write may learn of the loss (and not know its outcome); the next ones
+        // run on fresh connections.
+        let mut failures = 0;
+        loop {
+            match store
+                .put(StateWrite::update(d.clone(), version, obj(version)), keep)
+                .await
+            {
+                Ok(s) => {
+                    assert_eq!(s.version, version + 1);
+                    version += 1;
+                    break;
+                }
+                Err(e) if failures < 2 && e.is_retryable() => failures += 1,
+                Err(e) => panic!("round {round}, after {failures} failures: {e}"),
+            }
+        }
+    }
+    let stored = store.get(&d).await.unwrap().unwrap();
+    assert_eq!(stored.version, version);
+    store.close().await;
+    match store
+        .put(StateWrite::update(d.clone(), version, obj(0)), keep)
+        .await
+    {
+        Err(Error::Backend { kind, .. }) => assert_eq!(kind, BackendErrorKind::Closed),
+        other => panic!("a write after close: {other:?}"),
+    }
 }
