@@ -471,11 +471,15 @@ async fn raw_reads(
             })
         }
         Warm::Postgres => {
-            let pool = sqlx::PgPool::connect_with(
-                std::str::FromStr::from_str(&std::env::var("TEST_DATABASE_URL").unwrap()).unwrap(),
-            )
-            .await
-            .unwrap();
+            // No ping before each statement (sqlx's default): the bare read is the baseline.
+            let pool = sqlx::postgres::PgPoolOptions::new()
+                .test_before_acquire(false)
+                .connect_with(
+                    std::str::FromStr::from_str(&std::env::var("TEST_DATABASE_URL").unwrap())
+                        .unwrap(),
+                )
+                .await
+                .unwrap();
             let schema = pg_config(name).schema.unwrap();
             let sql = format!(
                 "SELECT body FROM {schema}.ts_version WHERE deployment_id = $1 AND version = 1"

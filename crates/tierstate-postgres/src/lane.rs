@@ -32,8 +32,10 @@ use crate::fast::{Conn, Fast};
 use crate::heads::Heads;
 use crate::store::{NOTIFY_CHANNEL, in_flight, lost_race, not_applied};
 
-/// Groups committing at once (each holds one pooled connection while it does).
-const IN_FLIGHT: usize = 4;
+/// Groups committing at once (each holds one pooled connection while it does). Two: the
+/// server's WAL flush already overlaps them, and fewer, bigger groups spend less of a 2-core
+/// machine per update (64 writers: about 25,000 updates/s with 2, 20,000 with 4).
+const IN_FLIGHT: usize = 2;
 /// Most updates in one statement.
 const MAX_GROUP: usize = 512;
 
