@@ -5,8 +5,11 @@
 //! planned from them and stored in one autocommit statement whose guards refuse any head that
 //! moved meanwhile (`statement.rs`): one round trip. Any other batch, or one a guard refused, is
 //! a transaction that locks the heads it depends on, lets the core planner decide, and stores
-//! the plan with the same statement. A lone state update is grouped with the updates queued
-//! beside it into one statement per group (see `lane.rs`). The canonical
+//! the plan with the same statement. A lone state update commits on the caller's task, or is
+//! grouped with the updates queued beside it into one statement per group (see `lane.rs`);
+//! one-round-trip writes use a connection kept beside the pool when it is free (`fast.rs`).
+//! Sessions run with sequential and bitmap scans off: every statement reaches rows by key. The
+//! canonical
 //! JSON bytes are stored as `BYTEA`, exactly the bytes the checksum covers. The schema is
 //! versioned with embedded sqlx migrations, applied on connect under sqlx's advisory lock; a
 //! database migrated by a newer tierstate is refused. Every commit publishes
