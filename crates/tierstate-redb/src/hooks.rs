@@ -13,22 +13,22 @@ pub(crate) fn damage_document(t: &mut Tables<'_>, a: &DocAddr) -> Result<bool, S
         a.collection.as_str(),
         a.key.as_str(),
     );
-    let Some((v, _)) = t.doc_head.get(k).map_err(stop)?.map(|g| g.value()) else {
+    let Some((v, _)) = t.doc_head()?.get(k).map_err(stop)?.map(|g| g.value()) else {
         return Ok(false);
     };
-    let Some((updated, sum, mut body)) =
-        t.doc_versions
-            .get((k.0, k.1, k.2, v))
-            .map_err(stop)?
-            .map(|g| {
-                let (u, s, b) = g.value();
-                (u, s.to_vec(), b.to_vec())
-            })
+    let Some((updated, sum, mut body)) = t
+        .doc_versions()?
+        .get((k.0, k.1, k.2, v))
+        .map_err(stop)?
+        .map(|g| {
+            let (u, s, b) = g.value();
+            (u, s.to_vec(), b.to_vec())
+        })
     else {
         return Ok(false);
     };
     flip(&mut body);
-    t.doc_versions
+    t.doc_versions()?
         .insert(
             (k.0, k.1, k.2, v),
             (updated, sum.as_slice(), body.as_slice()),
@@ -43,10 +43,10 @@ pub(crate) fn lose_document_row(t: &mut Tables<'_>, a: &DocAddr) -> Result<bool,
         a.collection.as_str(),
         a.key.as_str(),
     );
-    let Some((v, _)) = t.doc_head.get(k).map_err(stop)?.map(|g| g.value()) else {
+    let Some((v, _)) = t.doc_head()?.get(k).map_err(stop)?.map(|g| g.value()) else {
         return Ok(false);
     };
-    Ok(t.doc_versions
+    Ok(t.doc_versions()?
         .remove((k.0, k.1, k.2, v))
         .map_err(stop)?
         .is_some())
@@ -59,7 +59,7 @@ pub(crate) fn damage_entry(
     damage: EntryDamage,
 ) -> Result<bool, Stop> {
     let k = (s.deployment_id.as_str(), s.stream.as_str(), seq);
-    let Some(v) = t.journal.get(k).map_err(stop)?.map(|g| {
+    let Some(v) = t.journal()?.get(k).map_err(stop)?.map(|g| {
         let (e, c, key, sum, prev, hash, body) = g.value();
         (
             e,
@@ -75,10 +75,10 @@ pub(crate) fn damage_entry(
     };
     let (e, c, key, mut sum, prev, mut hash, mut body) = v;
     if !damage.apply(&mut body, &mut sum, &mut hash) {
-        t.journal.remove(k).map_err(stop)?;
+        t.journal()?.remove(k).map_err(stop)?;
         return Ok(true);
     }
-    t.journal
+    t.journal()?
         .insert(
             k,
             (

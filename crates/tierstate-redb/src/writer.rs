@@ -125,15 +125,7 @@ fn commit_group(handle: &Handle, durability: Durability, group: Vec<Job>) {
     let mut done = Vec::with_capacity(group.len());
     let mut broken: Option<Error> = None;
     {
-        let mut tables = match Tables::open(&txn) {
-            Ok(t) => t,
-            Err(e) => {
-                let e = map(e);
-                handle.poisoned_by(&e);
-                group.into_iter().for_each(|j| fail(j, &e));
-                return;
-            }
-        };
+        let mut tables = Tables::new(&txn);
         for job in group {
             if let Some(e) = &broken {
                 fail(job, e);
@@ -153,14 +145,14 @@ fn commit_group(handle: &Handle, durability: Durability, group: Vec<Job>) {
                     Err(Stop(e)) => Err((e, Done::Count(reply, Ok(0)))),
                 },
                 Job::Delete { id, reply } => {
-                    match delete(&mut tables.head, &mut tables.versions, &id) {
+                    match tables.states().and_then(|(h, v)| delete(h, v, &id)) {
                         Ok(r) => Ok(Done::Flag(reply, Ok(r))),
                         Err(Stop(e)) => Err((e, Done::Flag(reply, Ok(false)))),
                     }
                 }
                 #[cfg(feature = "test-hooks")]
                 Job::Damage { target, reply } => {
-                    match target.apply(&mut tables.versions, &mut tables.head) {
+                    match tables.states().and_then(|(h, v)| target.apply(v, h)) {
                         Ok(r) => Ok(Done::Flag(reply, Ok(r))),
                         Err(Stop(e)) => Err((e, Done::Flag(reply, Ok(false)))),
                     }
