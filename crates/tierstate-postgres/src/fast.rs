@@ -10,7 +10,7 @@ use sqlx::postgres::{PgConnection, PgPool, Postgres};
 use sqlx::{Connection, Error};
 use tokio::sync::{Mutex, MutexGuard};
 
-/// The kept connection and when it was last used.
+/// The kept connection and when it was last lent.
 type Slot = Option<(PgConnection, Instant)>;
 
 /// The kept connection, taken from (and counted beside) the pool on first use.
@@ -50,15 +50,16 @@ impl Fast {
         {
             *slot = None;
         }
-        if slot.is_none() {
-            let c = self.pool.acquire().await?.detach();
-            *slot = Some((c, Instant::now()));
+        match slot.as_mut() {
+            Some((_, used)) => *used = Instant::now(),
+            None => {
+                let c = self.pool.acquire().await?.detach();
+                *slot = Some((c, Instant::now()));
+            }
         }
         Ok(Conn::Kept(slot))
     }
-}
 
-impl Fast {
     /// Closes the kept connection once its write (if any) is done; the pool is closed by the
     /// caller, so none is taken again.
     pub(crate) async fn close(&self) {
@@ -98,10 +99,7 @@ impl DerefMut for Conn<'_> {
     fn deref_mut(&mut self) -> &mut PgConnection {
         match self {
             Conn::Kept(slot) => match slot.as_mut() {
-                Some((c, used)) => {
-                    *used = Instant::now();
-                    c
-                }
+                Some((c, _)) => c,
                 None => unreachable!("a kept connection is present while it is lent"),
             },
             Conn::Pooled(c) => c,
