@@ -9,7 +9,6 @@
 //! is 128) parses back.
 
 use std::fmt;
-use std::io::Write;
 
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -101,38 +100,14 @@ impl Checksum {
 
     /// Parses 64 hex digits; `None` for anything else.
     pub fn from_hex(hex: &str) -> Option<Self> {
-        let bytes = hex.as_bytes();
-        if bytes.len() != 64 {
-            return None;
-        }
         let mut out = [0u8; 32];
-        for (i, pair) in bytes.chunks_exact(2).enumerate() {
-            let hi = (pair[0] as char).to_digit(16)?;
-            let lo = (pair[1] as char).to_digit(16)?;
-            out[i] = (hi * 16 + lo) as u8;
-        }
+        hex::decode_to_slice(hex, &mut out).ok()?;
         Some(Self(out))
     }
 
     /// The digest as 64 lowercase hex digits.
     pub fn to_hex(&self) -> String {
-        let mut s = String::with_capacity(64);
-        for b in self.0 {
-            write!(HexSink(&mut s), "{b:02x}").expect("writing to a String");
-        }
-        s
-    }
-}
-
-struct HexSink<'a>(&'a mut String);
-impl Write for HexSink<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .push_str(std::str::from_utf8(buf).map_err(std::io::Error::other)?);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
+        hex::encode(self.0)
     }
 }
 
