@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use sqlx::postgres::{PgListener, PgPool};
 use tierstate_core::{Change, ChangeFeed, DeploymentId, Signal};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, oneshot};
 
 /// The feed's sender and its liveness. Changing liveness (and announcing it) and subscribing
 /// (and reading it) each happen under one lock, so a subscriber sees either the old state and
@@ -71,56 +71,77 @@ fn parse(payload: &str, schema: &str) -> Option<Change> {
     })
 }
 
-/// Runs the listener until the pool is closed.
-pub(crate) fn spawn(pool: PgPool, feed: Arc<Feed>, schema: String) {
+/// Held by every clone of a store: when the last one is dropped the listener stops, so a
+/// store dropped without `close` does not leave a listening connection behind (one that every
+/// NOTIFY in the database would wake) nor keep its pool alive.
+#[derive(Debug)]
+pub(crate) struct Stop {
+    _dropped_with_the_store: oneshot::Sender<()>,
+}
+
+/// Runs the listener until the pool is closed or the returned [`Stop`] is dropped.
+pub(crate) fn spawn(pool: PgPool, feed: Arc<Feed>, schema: String) -> Stop {
+    let (stop, mut stopped) = oneshot::channel::<()>();
     tokio::spawn(async move {
-        let mut backoff = Duration::from_millis(50);
-        loop {
-            let mut listener = match PgListener::connect_with(&pool).await {
-                Ok(l) => l,
-                Err(e) => {
-                    tracing::warn!(error = %crate::config::redact(&e.to_string()), "tierstate listener cannot connect");
-                    feed.set_live(false);
-                    if feed.tx.receiver_count() == 0 && pool.is_closed() {
-                        return;
-                    }
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
-                    continue;
-                }
-            };
-            if listener.listen(NOTIFY_CHANNEL).await.is_err() {
-                feed.set_live(false);
-                tokio::time::sleep(backoff).await;
-                continue;
-            }
-            backoff = Duration::from_millis(50);
-            feed.set_live(true);
-            loop {
-                match listener.try_recv().await {
-                    Ok(Some(n)) => {
-                        if n.payload()
-                            .split_once(' ')
-                            .is_some_and(|(s, _)| s == schema)
-                        {
-                            feed.signal.bump();
-                        }
-                        if let Some(change) = parse(n.payload(), &schema) {
-                            feed.send(change);
-                        }
-                    }
-                    // The connection was lost: notifications may have been missed.
-                    Ok(None) | Err(_) => {
-                        feed.set_live(false);
-                        break;
-                    }
-                }
-            }
-            if pool.is_closed() {
-                return;
-            }
+        tokio::select! {
+            // Sender dropped (the store is gone) or, never, sent.
+            _ = &mut stopped => {}
+            () = listen(&pool, &feed, &schema) => {}
         }
     });
+    Stop {
+        _dropped_with_the_store: stop,
+    }
+}
+
+/// Listens, reconnecting with backoff, until the pool is closed.
+async fn listen(pool: &PgPool, feed: &Feed, schema: &str) {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let mut listener = match PgListener::connect_with(pool).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %crate::config::redact(&e.to_string()), "tierstate listener cannot connect");
+                feed.set_live(false);
+                if feed.tx.receiver_count() == 0 && pool.is_closed() {
+                    return;
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+                continue;
+            }
+        };
+        if listener.listen(NOTIFY_CHANNEL).await.is_err() {
+            feed.set_live(false);
+            tokio::time::sleep(backoff).await;
+            continue;
+        }
+        backoff = Duration::from_millis(50);
+        feed.set_live(true);
+        loop {
+            match listener.try_recv().await {
+                Ok(Some(n)) => {
+                    if n.payload()
+                        .split_once(' ')
+                        .is_some_and(|(s, _)| s == schema)
+                    {
+                        feed.signal.bump();
+                    }
+                    if let Some(change) = parse(n.payload(), schema) {
+                        feed.send(change);
+                    }
+                }
+                // The connection was lost: notifications may have been missed.
+                Ok(None) | Err(_) => {
+                    feed.set_live(false);
+                    break;
+                }
+            }
+        }
+        if pool.is_closed() {
+            return;
+        }
+    }
 }
 
 #[cfg(test)]

@@ -37,6 +37,8 @@ pub struct PostgresStore {
     pool: PgPool,
     config: PostgresConfig,
     feed: Option<Arc<listener::Feed>>,
+    /// Stops the listener when the last clone is dropped.
+    _listening: Option<Arc<listener::Stop>>,
     /// Bumped after this store's appends and on every change-feed event (other processes'
     /// appends, gaps): what journal tails wait on.
     signal: Arc<Signal>,
@@ -353,16 +355,16 @@ impl PostgresStore {
             .await
             .map_err(not_applied)?;
         let signal = Arc::new(Signal::new());
-        let feed = if config.listen {
+        let (feed, listening) = if config.listen {
             let schema: String = sqlx::query_scalar("SELECT current_schema()")
                 .fetch_one(&pool)
                 .await
                 .map_err(map)?;
             let feed = listener::Feed::new(signal.clone());
-            listener::spawn(pool.clone(), feed.clone(), schema);
-            Some(feed)
+            let stop = listener::spawn(pool.clone(), feed.clone(), schema);
+            (Some(feed), Some(Arc::new(stop)))
         } else {
-            None
+            (None, None)
         };
         let heads = Arc::new(Heads::new());
         let fast = Arc::new(crate::fast::Fast::new(pool.clone(), config.ping_after_idle));
@@ -375,6 +377,7 @@ impl PostgresStore {
             pool,
             config,
             feed,
+            _listening: listening,
             signal,
             lane,
             heads,

@@ -2,7 +2,9 @@
 
 mod common;
 
-use tierstate_core::{BackendErrorKind, DeploymentId, Error, Retention, StateStore, StateWrite};
+use tierstate_core::{
+    BackendErrorKind, Change, DeploymentId, Error, Retention, StateStore, StateWrite,
+};
 use tierstate_postgres::{PostgresConfig, PostgresStore};
 
 /// Columns, indexes and checks of tierstate's tables in `schema`, as text.
@@ -607,4 +609,66 @@ async fn writes_recover_from_killed_connections_and_stop_after_close() {
         Err(Error::Backend { kind, .. }) => assert_eq!(kind, BackendErrorKind::Closed),
         other => panic!("a write after close: {other:?}"),
     }
+}
+
+/// Connections of `app` the server still has (the monitor's own excluded).
+async fn connections(monitor: &sqlx::PgPool, app: &str) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1")
+        .bind(app)
+        .fetch_one(monitor)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_store_leaves_no_connection_listening() {
+    let Some(url) = common::url() else { return };
+    let schema = common::fresh_schema("dropped");
+    let app = format!("tierstate-{schema}");
+    let cfg = PostgresConfig::new(&url)
+        .schema(&schema)
+        .unwrap()
+        .application_name(&app);
+    let store = PostgresStore::connect(cfg).await.unwrap();
+    let mut changes = store
+        .changes()
+        .expect("a listening store has a change feed");
+    let wait = std::time::Duration::from_secs(10);
+    if !changes.live {
+        tokio::time::timeout(wait, async {
+            while !matches!(changes.events.recv().await, Ok(Change::Resumed)) {}
+        })
+        .await
+        .expect("the listener starts listening");
+    }
+    let d = DeploymentId::new("dropped").unwrap();
+    let obj = serde_json::json!({ "n": 1 }).as_object().unwrap().clone();
+    let clone = store.clone();
+    store
+        .put(StateWrite::create(d.clone(), obj), Retention::DEFAULT)
+        .await
+        .unwrap();
+    tokio::time::timeout(wait, async {
+        while !matches!(changes.events.recv().await, Ok(Change::Committed { .. })) {}
+    })
+    .await
+    .expect("the listener hears the commit");
+    let monitor = sqlx::PgPool::connect(&url).await.unwrap();
+    assert!(connections(&monitor, &app).await >= 2, "pool and listener");
+    drop(store);
+    assert!(
+        connections(&monitor, &app).await >= 2,
+        "a clone still holds the listener and the pool"
+    );
+    drop(clone);
+    // The server sees the sockets close a moment later; wait for it, bounded.
+    let mut left = connections(&monitor, &app).await;
+    for _ in 0..200 {
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        left = connections(&monitor, &app).await;
+    }
+    assert_eq!(left, 0, "connections left behind by a dropped store");
 }
