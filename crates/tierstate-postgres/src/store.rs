@@ -31,7 +31,9 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 /// query keeps one shape, `key > $n`, which is an index seek under any plan.
 const FIRST: &str = "";
 
-/// The PostgreSQL WARM store. Clone it freely: clones share the pool and the listener.
+/// The PostgreSQL WARM store. Clone it freely: clones share the pool and the listener. When
+/// the last clone is dropped the listener stops and the pool's connections close; `close`
+/// does it at once.
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: PgPool,
