@@ -113,13 +113,19 @@ pub(crate) async fn store(c: &mut PgConnection, plan: &mut Plan) -> Result<(), s
              RETURNING t.deployment_id, t.created_at)"
                 .into(),
         );
-        ctes.push(
-            "si AS (INSERT INTO ts_head (deployment_id, version, created_at) \
-             SELECT id, version, created_at FROM sa WHERE version = 1 ORDER BY n \
-             ON CONFLICT DO NOTHING RETURNING deployment_id, created_at)"
-                .into(),
-        );
-        ctes.push("sh AS (SELECT * FROM su UNION ALL SELECT * FROM si)".into());
+        // The insert of first versions is left out when there is none (a tick's usual case):
+        // every node of this statement is set up on each execution.
+        if states.iter().any(|w| w.version == 1) {
+            ctes.push(
+                "si AS (INSERT INTO ts_head (deployment_id, version, created_at) \
+                 SELECT id, version, created_at FROM sa WHERE version = 1 ORDER BY n \
+                 ON CONFLICT DO NOTHING RETURNING deployment_id, created_at)"
+                    .into(),
+            );
+            ctes.push("sh AS (SELECT * FROM su UNION ALL SELECT * FROM si)".into());
+        } else {
+            ctes.push("sh AS (SELECT * FROM su)".into());
+        }
         ctes.push(
             "sv AS (INSERT INTO ts_version (deployment_id, version, schema_version, checksum, \
              updated_at, body) SELECT id, version, schema_version, checksum, updated_at, body FROM sa)"
@@ -163,13 +169,17 @@ pub(crate) async fn store(c: &mut PgConnection, plan: &mut Plan) -> Result<(), s
              RETURNING t.deployment_id, t.collection, t.key, t.created_at)"
                 .into(),
         );
-        ctes.push(
-            "di AS (INSERT INTO ts_doc_head (deployment_id, collection, key, version, created_at) \
-             SELECT d, c, k, version, created_at FROM da WHERE version = 1 ORDER BY n \
-             ON CONFLICT DO NOTHING RETURNING deployment_id, collection, key, created_at)"
-                .into(),
-        );
-        ctes.push("dh AS (SELECT * FROM du UNION ALL SELECT * FROM di)".into());
+        if docs.iter().any(|w| w.version == 1) {
+            ctes.push(
+                "di AS (INSERT INTO ts_doc_head (deployment_id, collection, key, version, created_at) \
+                 SELECT d, c, k, version, created_at FROM da WHERE version = 1 ORDER BY n \
+                 ON CONFLICT DO NOTHING RETURNING deployment_id, collection, key, created_at)"
+                    .into(),
+            );
+            ctes.push("dh AS (SELECT * FROM du UNION ALL SELECT * FROM di)".into());
+        } else {
+            ctes.push("dh AS (SELECT * FROM du)".into());
+        }
         ctes.push(
             "dv AS (INSERT INTO ts_doc_version (deployment_id, collection, key, version, checksum, \
              updated_at, body) SELECT d, c, k, version, checksum, updated_at, body FROM da)"
@@ -264,10 +274,12 @@ pub(crate) async fn store(c: &mut PgConnection, plan: &mut Plan) -> Result<(), s
             .collect::<Vec<_>>()
             .join(" + ")
     };
+    // `OFFSET 0` keeps `m` a subquery of its own: pulled up, each count's sub-select was set
+    // up twice, once for each use of `m`.
     ctes.push(format!(
         "g AS (SELECT CASE WHEN m = {want} THEN 0 ELSE \
          ('{MOVED}: ' || m || ' of ' || {want} || ' rows')::int END AS ok \
-         FROM (SELECT {total} AS m) t)"
+         FROM (SELECT {total} AS m OFFSET 0) t)"
     ));
     let mut sql = format!("WITH {}", ctes.join(", "));
     let mut rows: Vec<String> = Vec::new();
