@@ -100,14 +100,18 @@ impl Checksum {
 
     /// Parses 64 hex digits; `None` for anything else.
     pub fn from_hex(hex: &str) -> Option<Self> {
+        // Exactly 64 digits: const-hex would also take a `0x` prefix.
+        if hex.len() != 64 {
+            return None;
+        }
         let mut out = [0u8; 32];
-        hex::decode_to_slice(hex, &mut out).ok()?;
+        const_hex::decode_to_slice(hex, &mut out).ok()?;
         Some(Self(out))
     }
 
     /// The digest as 64 lowercase hex digits.
     pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
+        const_hex::encode(self.0)
     }
 }
 
@@ -169,6 +173,13 @@ mod tests {
         assert_eq!(Checksum::from_hex(&c.to_hex()), Some(c));
         assert_eq!(Checksum::from_hex("zz"), None);
         assert_eq!(Checksum::from_hex(&"g".repeat(64)), None);
+        assert_eq!(Checksum::from_hex(&format!("0x{}", c.to_hex())), None);
+        assert_eq!(Checksum::from_hex(&format!("0x{}", &c.to_hex()[2..])), None);
+        assert_eq!(
+            Checksum::from_hex(&c.to_hex().to_uppercase()),
+            Some(c),
+            "as before"
+        );
     }
 
     /// A state nested `levels` deep (the state object is level 1), built without recursion.
