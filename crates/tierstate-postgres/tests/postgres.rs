@@ -546,16 +546,23 @@ async fn repeated_writes_reach_rows_by_key_not_by_table_scans() {
     );
 }
 
+/// A config on a fresh schema whose connections carry their own `application_name` (returned),
+/// so a test can find them in `pg_stat_activity`.
+fn named_store(url: &str, prefix: &str) -> (String, PostgresConfig) {
+    let schema = common::fresh_schema(prefix);
+    let app = format!("tierstate-{schema}");
+    let cfg = PostgresConfig::new(url)
+        .schema(&schema)
+        .unwrap()
+        .application_name(&app);
+    (app, cfg)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_recover_from_killed_connections_and_stop_after_close() {
     let Some(url) = common::url() else { return };
-    let schema = common::fresh_schema("kept");
-    let app = format!("tierstate-{schema}");
-    let cfg = PostgresConfig::new(&url)
-        .schema(&schema)
-        .unwrap()
-        .application_name(&app)
-        .listen(false);
+    let (app, cfg) = named_store(&url, "kept");
+    let cfg = cfg.listen(false);
     let store = PostgresStore::connect(cfg).await.unwrap();
     let obj = |n: u64| serde_json::json!({ "n": n }).as_object().unwrap().clone();
     let d = DeploymentId::new("kept").unwrap();
@@ -623,12 +630,7 @@ async fn connections(monitor: &sqlx::PgPool, app: &str) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_store_leaves_no_connection_listening() {
     let Some(url) = common::url() else { return };
-    let schema = common::fresh_schema("dropped");
-    let app = format!("tierstate-{schema}");
-    let cfg = PostgresConfig::new(&url)
-        .schema(&schema)
-        .unwrap()
-        .application_name(&app);
+    let (app, cfg) = named_store(&url, "dropped");
     let store = PostgresStore::connect(cfg).await.unwrap();
     let mut changes = store
         .changes()
