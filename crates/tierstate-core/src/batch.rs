@@ -32,7 +32,9 @@ pub enum PutMode {
 /// How many versions of each deployment a commit keeps (the newest is always kept).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Retention {
-    /// Keep the newest `n` versions; older ones are pruned in the same transaction.
+    /// Keep the newest `n` versions; older ones are pruned in the same transaction: no read
+    /// returns them after it commits, whatever later writes keep. (SQLite deletes their rows
+    /// a run of versions at a time, not one per commit.)
     KeepLast(NonZeroU32),
     /// Keep every version.
     KeepAll,

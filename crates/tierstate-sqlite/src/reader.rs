@@ -126,7 +126,7 @@ pub(crate) fn get_version(
     };
     let sql = format!(
         "SELECT {COLUMNS} FROM ts_head h JOIN ts_version v ON v.deployment_id = h.deployment_id \
-         WHERE h.deployment_id = ?1 AND v.version = ?2"
+         AND v.version >= h.keep_from WHERE h.deployment_id = ?1 AND v.version = ?2"
     );
     let raw = conn
         .prepare_cached(&sql)
@@ -138,7 +138,7 @@ pub(crate) fn get_version(
 pub(crate) fn history(conn: &Connection, id: &str, limit: usize) -> Result<Vec<StoredRecord>> {
     let sql = format!(
         "SELECT {COLUMNS} FROM ts_head h JOIN ts_version v ON v.deployment_id = h.deployment_id \
-         WHERE h.deployment_id = ?1 ORDER BY v.version DESC LIMIT ?2"
+         AND v.version >= h.keep_from WHERE h.deployment_id = ?1 ORDER BY v.version DESC LIMIT ?2"
     );
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let mut stmt = conn.prepare_cached(&sql).map_err(map)?;
@@ -202,7 +202,7 @@ pub(crate) fn scan(
 pub(crate) fn as_of(conn: &Connection, id: &str, at_us: i64) -> Result<Option<StoredRecord>> {
     let sql = format!(
         "SELECT {COLUMNS} FROM ts_head h JOIN ts_version v ON v.deployment_id = h.deployment_id \
-         WHERE h.deployment_id = ?1 AND v.updated_at <= ?2 ORDER BY v.version DESC LIMIT 1"
+         AND v.version >= h.keep_from WHERE h.deployment_id = ?1 AND v.updated_at <= ?2 ORDER BY v.version DESC LIMIT 1"
     );
     let raw = conn
         .prepare_cached(&sql)

@@ -68,15 +68,33 @@ pub(crate) fn snapshot(conn: &Connection, reads: &Reads) -> Result<Snapshot> {
     Ok(snap)
 }
 
+/// Versions below a head's `keep_from` are reclaimed this many at a time: the commit whose
+/// retention boundary reaches a multiple of it deletes every row below the boundary. Reads
+/// never see those rows (they filter on `keep_from`); at most this many wait on disk, more
+/// only while a write's retention is raised or set to keep everything.
+pub(crate) const PRUNE_RUN: u64 = 16;
+
+/// The head's new `keep_from` for a write with this retention boundary (the head keeps the
+/// larger of the two: a retention that keeps more never brings pruned versions back).
+fn keep_from(prune_below: Option<u64>) -> i64 {
+    i64_of(prune_below.unwrap_or(1))
+}
+
+/// The boundary to delete rows below in this commit, if this is a reclaiming commit.
+fn reclaim_below(prune_below: Option<u64>) -> Option<i64> {
+    prune_below.filter(|b| b % PRUNE_RUN == 0).map(i64_of)
+}
+
 /// Stores everything a plan decided.
 pub(crate) fn store(conn: &Connection, plan: &Plan) -> Result<()> {
     for w in &plan.states {
         let (id, v) = (w.address.as_str(), i64_of(w.version));
         conn.prepare_cached(
-            "INSERT INTO ts_head (deployment_id, version, created_at) VALUES (?1, ?2, ?3) \
-             ON CONFLICT (deployment_id) DO UPDATE SET version = excluded.version",
+            "INSERT INTO ts_head (deployment_id, version, created_at, keep_from) \
+             VALUES (?1, ?2, ?3, ?4) ON CONFLICT (deployment_id) DO UPDATE SET \
+             version = excluded.version, keep_from = max(keep_from, excluded.keep_from)",
         )
-        .and_then(|mut s| s.execute(params![id, v, w.created_us]))
+        .and_then(|mut s| s.execute(params![id, v, w.created_us, keep_from(w.prune_below)]))
         .map_err(map)?;
         conn.prepare_cached(
             "INSERT INTO ts_version (deployment_id, version, schema_version, checksum, updated_at, body) \
@@ -84,9 +102,9 @@ pub(crate) fn store(conn: &Connection, plan: &Plan) -> Result<()> {
         )
         .and_then(|mut s| s.execute(params![id, v, w.schema_version, w.checksum, w.updated_us, w.body]))
         .map_err(map)?;
-        if let Some(below) = w.prune_below {
+        if let Some(below) = reclaim_below(w.prune_below) {
             conn.prepare_cached("DELETE FROM ts_version WHERE deployment_id = ?1 AND version < ?2")
-                .and_then(|mut s| s.execute(params![id, i64_of(below)]))
+                .and_then(|mut s| s.execute(params![id, below]))
                 .map_err(map)?;
         }
     }
@@ -99,11 +117,11 @@ pub(crate) fn store(conn: &Connection, plan: &Plan) -> Result<()> {
             i64_of(w.version),
         );
         conn.prepare_cached(
-            "INSERT INTO ts_doc_head (deployment_id, collection, key, version, created_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5) \
-             ON CONFLICT (deployment_id, collection, key) DO UPDATE SET version = excluded.version",
+            "INSERT INTO ts_doc_head (deployment_id, collection, key, version, created_at, keep_from) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (deployment_id, collection, key) DO UPDATE \
+             SET version = excluded.version, keep_from = max(keep_from, excluded.keep_from)",
         )
-        .and_then(|mut s| s.execute(params![d, c, k, v, w.created_us]))
+        .and_then(|mut s| s.execute(params![d, c, k, v, w.created_us, keep_from(w.prune_below)]))
         .map_err(map)?;
         conn.prepare_cached(
             "INSERT INTO ts_doc_version (deployment_id, collection, key, version, checksum, updated_at, body) \
@@ -111,12 +129,12 @@ pub(crate) fn store(conn: &Connection, plan: &Plan) -> Result<()> {
         )
         .and_then(|mut s| s.execute(params![d, c, k, v, w.checksum, w.updated_us, w.body]))
         .map_err(map)?;
-        if let Some(below) = w.prune_below {
+        if let Some(below) = reclaim_below(w.prune_below) {
             conn.prepare_cached(
                 "DELETE FROM ts_doc_version WHERE deployment_id = ?1 AND collection = ?2 \
                  AND key = ?3 AND version < ?4",
             )
-            .and_then(|mut s| s.execute(params![d, c, k, i64_of(below)]))
+            .and_then(|mut s| s.execute(params![d, c, k, below]))
             .map_err(map)?;
         }
     }
@@ -394,7 +412,7 @@ fn docs(rows: impl Iterator<Item = rusqlite::Result<(i64, StoredDoc)>>) -> Resul
 }
 
 const DOC_JOIN: &str = "FROM ts_doc_head h JOIN ts_doc_version v ON v.deployment_id = h.deployment_id \
-     AND v.collection = h.collection AND v.key = h.key \
+     AND v.collection = h.collection AND v.key = h.key AND v.version >= h.keep_from \
      WHERE h.deployment_id = ?1 AND h.collection = ?2 AND h.key = ?3";
 
 /// Versions of one document, newest first, optionally only those committed by `at_us`.
@@ -474,11 +492,25 @@ fn current_doc(conn: &Connection, a: &DocAddr) -> Result<Option<StoredDoc>> {
 
 /// The oldest retained version of a document.
 pub(crate) fn doc_oldest(conn: &Connection, a: &DocAddr) -> Result<Option<u64>> {
-    let v: Option<i64> = conn
-        .prepare_cached("SELECT min(version) FROM ts_doc_version WHERE deployment_id = ?1 AND collection = ?2 AND key = ?3")
-        .and_then(|mut s| s.query_row(params![a.deployment_id.as_str(), a.collection.as_str(), a.key.as_str()], |r| r.get(0)))
+    let v: Option<Option<i64>> = conn
+        .prepare_cached(
+            "SELECT max(h.keep_from, (SELECT min(v.version) FROM ts_doc_version v \
+             WHERE v.deployment_id = ?1 AND v.collection = ?2 AND v.key = ?3)) \
+             FROM ts_doc_head h WHERE h.deployment_id = ?1 AND h.collection = ?2 AND h.key = ?3",
+        )
+        .and_then(|mut s| {
+            s.query_row(
+                params![
+                    a.deployment_id.as_str(),
+                    a.collection.as_str(),
+                    a.key.as_str()
+                ],
+                |r| r.get::<_, Option<i64>>(0),
+            )
+            .optional()
+        })
         .map_err(map)?;
-    v.map(|v| u64_of(v, "version")).transpose()
+    v.flatten().map(|v| u64_of(v, "version")).transpose()
 }
 
 /// The document scan for each shape of [`KeyRange`]: one statement per shape, so each bound
@@ -578,11 +610,15 @@ pub(crate) fn state_as_of(
     at_us: i64,
 ) -> Result<(Option<StoredRecord>, Option<u64>)> {
     let found = crate::reader::as_of(conn, id, at_us)?;
-    let oldest: Option<i64> = conn
-        .prepare_cached("SELECT min(version) FROM ts_version WHERE deployment_id = ?1")
-        .and_then(|mut s| s.query_row([id], |r| r.get(0)))
+    let oldest: Option<Option<i64>> = conn
+        .prepare_cached(
+            "SELECT max(h.keep_from, (SELECT min(v.version) FROM ts_version v \
+             WHERE v.deployment_id = ?1)) FROM ts_head h WHERE h.deployment_id = ?1",
+        )
+        .and_then(|mut s| s.query_row([id], |r| r.get(0)).optional())
         .map_err(map)?;
-    Ok((found, oldest.map(|v| u64_of(v, "version")).transpose()?))
+    let oldest = oldest.flatten().map(|v| u64_of(v, "version")).transpose()?;
+    Ok((found, oldest))
 }
 
 /// Up to `limit` collections of `id` with a current document, after `after`: one index seek

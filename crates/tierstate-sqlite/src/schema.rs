@@ -15,7 +15,7 @@ use crate::config::Synchronous;
 use crate::error::{BACKEND, map};
 
 /// The schema version this build writes and the newest it can open.
-pub const SCHEMA_VERSION: u32 = 4;
+pub const SCHEMA_VERSION: u32 = 5;
 
 /// `PRAGMA application_id` of tierstate files: "tSt1".
 const APPLICATION_ID: i32 = 0x7453_7431;
@@ -31,6 +31,10 @@ const APPLICATION_ID: i32 = 0x7453_7431;
 /// index on idempotency keys and an index on event time).
 /// v4: drops v2's index again: no query used it (every time read goes through a deployment's
 /// primary key), and it cost a page write on every version stored or pruned.
+/// v5: `keep_from` on `ts_head` and `ts_doc_head`: the oldest version reads may return.
+/// Retention moves it in the commit itself; the rows below it are deleted in runs of
+/// [`crate::records::PRUNE_RUN`] versions, not one per commit (each delete dirtied the leaf
+/// holding the oldest version: a page in the WAL and a statement on every write).
 pub const STEPS: &[(u32, &str)] = &[
     (
         1,
@@ -101,6 +105,11 @@ CREATE UNIQUE INDEX ts_journal_key ON ts_journal (deployment_id, stream, idem_ke
 CREATE INDEX ts_journal_event ON ts_journal (deployment_id, stream, event_at, seq);",
     ),
     (4, "DROP INDEX ts_version_updated_at;"),
+    (
+        5,
+        "ALTER TABLE ts_head ADD COLUMN keep_from INTEGER NOT NULL DEFAULT 1 CHECK (keep_from >= 1);
+ALTER TABLE ts_doc_head ADD COLUMN keep_from INTEGER NOT NULL DEFAULT 1 CHECK (keep_from >= 1);",
+    ),
 ];
 
 /// The DDL of every step up to [`SCHEMA_VERSION`], concatenated.

@@ -224,6 +224,47 @@ async fn reopen_resumes_from_disk() {
     assert_eq!(store.history(&id("a"), 10).await.unwrap().len(), 2);
 }
 
+/// Pruned versions leave reads at once and the file in runs: after any number of writes
+/// keeping 4, at most 4 + 16 rows of a deployment's versions are on disk (the reclaiming
+/// commit deletes everything below the boundary), and never fewer than the 4 kept.
+#[tokio::test]
+async fn pruned_versions_are_reclaimed_in_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.db");
+    let store = SqliteStore::open(SqliteConfig::new(&path)).await.unwrap();
+    let keep4 = Retention::KeepLast(std::num::NonZeroU32::new(4).unwrap());
+    store
+        .put(StateWrite::create(id("a"), obj(json!({"n": 1}))), keep4)
+        .await
+        .unwrap();
+    let rows = |conn: &Connection| -> i64 {
+        conn.query_row(
+            "SELECT count(*) FROM ts_version WHERE deployment_id = 'a'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    let (mut most, mut least) = (0, i64::MAX);
+    for v in 1..100u64 {
+        store
+            .put(
+                StateWrite::update(id("a"), v, obj(json!({"n": v + 1}))),
+                keep4,
+            )
+            .await
+            .unwrap();
+        let on_disk = rows(&Connection::open(&path).unwrap());
+        most = most.max(on_disk);
+        if v >= 4 {
+            least = least.min(on_disk);
+        }
+    }
+    assert!(most <= 4 + 16, "{most} rows on disk for 4 kept");
+    assert_eq!(least, 4, "a reclaiming commit deletes every pruned row");
+    assert_eq!(store.history(&id("a"), 100).await.unwrap().len(), 4);
+}
+
 #[tokio::test]
 async fn newer_schema_is_refused() {
     let dir = tempfile::tempdir().unwrap();

@@ -307,6 +307,70 @@ pub async fn retention_prunes_in_the_same_commit(h: &Harness) {
     assert_eq!(s.get(&id("a")).await.unwrap().unwrap().version, 7);
 }
 
+/// A version retention pruned stays gone, whatever a later write keeps: a store may reclaim
+/// pruned rows later than the commit that pruned them, but no read returns them again, not
+/// after a write that keeps everything or more. States and documents alike.
+pub async fn retention_never_brings_pruned_versions_back(h: &Harness) {
+    use tierstate_core::{DocAddr, DocWrite};
+    let s = &h.store;
+    let a = DocAddr::new("a", "book", "positions").expect("valid address");
+    let write = |v: u64, retention: Retention| {
+        let n = obj(json!({ "n": v }));
+        let (state, doc) = if v == 1 {
+            (
+                StateWrite::create(id("a"), n.clone()),
+                DocWrite::new(a.clone(), PutMode::Create, n),
+            )
+        } else {
+            (
+                StateWrite::update(id("a"), v - 1, n.clone()),
+                DocWrite::new(a.clone(), PutMode::Update { expected: v - 1 }, n),
+            )
+        };
+        WriteBatch::new()
+            .put(state)
+            .document(doc)
+            .with_retention(retention)
+    };
+    // 40 versions keeping 4: past more than one run of deferred reclaiming.
+    for v in 1..=40 {
+        s.write(write(v, keep(4))).await.unwrap();
+    }
+    for (v, retention) in [(41, KEEP_ALL), (42, keep(100)), (43, KEEP_ALL)] {
+        s.write(write(v, retention)).await.unwrap();
+    }
+    let states: Vec<u64> = s
+        .history(&id("a"), 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|d| d.version)
+        .collect();
+    let docs: Vec<u64> = s
+        .document_history(&a, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|d| d.version)
+        .collect();
+    let kept: Vec<u64> = (37..=43).rev().collect();
+    assert_eq!(states, kept, "state versions after keeping 4, then more");
+    assert_eq!(docs, kept, "document versions after keeping 4, then more");
+    for v in [1, 20, 32, 36] {
+        assert!(
+            s.get_version(&id("a"), v).await.unwrap().is_none(),
+            "state v{v} was pruned"
+        );
+    }
+    assert_eq!(
+        s.get_version(&id("a"), 37)
+            .await
+            .unwrap()
+            .map(|d| d.version),
+        Some(37)
+    );
+}
+
 /// Every member of a batch commits, and the results come back in batch order.
 pub async fn batch_commits_all(h: &Harness) {
     let s = &h.store;

@@ -136,6 +136,7 @@ macro_rules! conformance_tests {
             delete_removes_state_and_history,
             history_newest_first,
             retention_prunes_in_the_same_commit,
+            retention_never_brings_pruned_versions_back,
             batch_commits_all,
             batch_failing_member_writes_nothing,
             corruption_is_detected_never_returned,
