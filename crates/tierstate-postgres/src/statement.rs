@@ -240,12 +240,27 @@ pub(crate) async fn store(c: &mut PgConnection, plan: &mut Plan) -> Result<(), s
         // Only the `last_*` columns: a truncation's anchor (`base_*`) is not the append's to set.
         ctes.push(
             "jh AS (UPDATE ts_journal_head t SET last_seq = ha.last_seq, last_hash = ha.last_hash, \
-             last_commit_at = ha.last_commit_at FROM ha WHERE t.deployment_id = ha.d \
-             AND t.stream = ha.s AND t.last_seq = ha.prev_seq AND t.last_hash = ha.prev_hash \
-             RETURNING 1)"
+             last_commit_at = ha.last_commit_at FROM ha WHERE ha.prev_seq > 0 \
+             AND t.deployment_id = ha.d AND t.stream = ha.s AND t.last_seq = ha.prev_seq \
+             AND t.last_hash = ha.prev_hash RETURNING 1)"
                 .into(),
         );
         counted.push("jh");
+        // A first append: the head row may not exist yet (the optimistic path guessed the
+        // stream empty without reading it), so it is inserted, or moved only if still empty.
+        if expected.iter().any(|(_, seq, _)| *seq == 0) {
+            ctes.push(
+                "jf AS (INSERT INTO ts_journal_head AS t (deployment_id, stream, last_seq, \
+                 last_hash, last_commit_at, base_seq, base_hash) \
+                 SELECT d, s, last_seq, last_hash, last_commit_at, 0, prev_hash FROM ha \
+                 WHERE prev_seq = 0 ORDER BY d, s \
+                 ON CONFLICT (deployment_id, stream) DO UPDATE SET last_seq = excluded.last_seq, \
+                 last_hash = excluded.last_hash, last_commit_at = excluded.last_commit_at \
+                 WHERE t.last_seq = 0 AND t.last_hash = excluded.base_hash RETURNING 1)"
+                    .into(),
+            );
+            counted.push("jf");
+        }
         expected_moves += heads.len();
     }
 

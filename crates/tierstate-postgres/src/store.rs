@@ -299,7 +299,7 @@ impl PostgresStore {
         if !Heads::eligible(&batch) {
             return Err(batch);
         }
-        let Some(snap) = self.heads.snapshot(reads) else {
+        let Some(snap) = self.heads.snapshot(reads, &batch) else {
             return Err(batch);
         };
         let Ok(mut plan) = tierstate_core::plan::plan(batch.clone(), &snap, commit_time()) else {

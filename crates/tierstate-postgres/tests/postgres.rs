@@ -338,6 +338,153 @@ async fn grouped_updates_commit_announce_and_conflict_exactly() {
     }
 }
 
+/// A store that remembers nothing guesses a created or overwritten state or document absent
+/// and a journal whose first append expects it empty, empty, and commits in one statement. When another
+/// store created them first the guess is refused and the batch ends as the locking path ends
+/// it: `AlreadyExists` or the exact conflict, with nothing of it stored. Racing creators of
+/// one order: exactly one wins, and its journal holds exactly its entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_writes_guessed_absent_yield_to_other_writers() {
+    use tierstate_core::journal::{Append, JournalQuery, genesis_hash};
+    use tierstate_core::{DocAddr, DocWrite, PutMode, StreamAddr, WriteBatch};
+    let Some(url) = common::url() else { return };
+    let schema = common::fresh_schema("guess");
+    let open = || async {
+        PostgresStore::connect(
+            PostgresConfig::new(&url)
+                .schema(&schema)
+                .unwrap()
+                .listen(false),
+        )
+        .await
+        .unwrap()
+    };
+    let (a, b) = (open().await, open().await);
+    let obj = |n: u64| serde_json::json!({ "n": n }).as_object().unwrap().clone();
+    let at = chrono::Utc::now();
+    let place = |order: &str, n: u64| {
+        WriteBatch::new()
+            .put(StateWrite::create(
+                DeploymentId::new(order).unwrap(),
+                obj(n),
+            ))
+            .document(DocWrite::new(
+                DocAddr::new("p", "orders", order).unwrap(),
+                PutMode::Create,
+                obj(n),
+            ))
+            .append(Append::new(StreamAddr::new("p", order).unwrap(), at, obj(n)).expecting(0))
+            .append(Append::new(
+                StreamAddr::new("p", order).unwrap(),
+                at,
+                obj(n + 1),
+            ))
+    };
+    let entries = |s: &PostgresStore, order: &'static str| {
+        let s = s.clone();
+        async move {
+            s.read_journal(
+                &StreamAddr::new("p", order).unwrap(),
+                JournalQuery::from_seq(1, 100),
+            )
+            .await
+            .unwrap()
+            .entries
+        }
+    };
+
+    let c = a.write(place("o1", 1)).await.unwrap();
+    assert_eq!((c.states[0].version, c.documents[0].version), (1, 1));
+    let got = entries(&a, "o1").await;
+    assert_eq!(got.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2]);
+    let genesis = genesis_hash(&StreamAddr::new("p", "o1").unwrap());
+    assert_eq!(
+        got[0].prev_hash, genesis,
+        "the first entry links to genesis"
+    );
+    assert_eq!(got[1].prev_hash, got[0].hash);
+
+    // b remembers nothing and guesses o1 new: refused, and nothing of its batch stays.
+    assert!(matches!(
+        b.write(place("o1", 7)).await,
+        Err(Error::AlreadyExists { .. })
+    ));
+    let only_append = WriteBatch::new()
+        .append(Append::new(StreamAddr::new("p", "o1").unwrap(), at, obj(7)).expecting(0));
+    match b.write(only_append).await {
+        Err(Error::Conflict {
+            expected, actual, ..
+        }) => assert_eq!((expected, actual), (0, Some(2))),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    assert_eq!(entries(&b, "o1").await.len(), 2);
+    // An overwrite is guessed a first version too; here it is not, and lands as version 2.
+    let c = b
+        .write(
+            WriteBatch::new()
+                .put(StateWrite::overwrite(
+                    DeploymentId::new("o1").unwrap(),
+                    obj(9),
+                ))
+                .document(DocWrite::new(
+                    DocAddr::new("p", "orders", "o1").unwrap(),
+                    PutMode::Overwrite,
+                    obj(9),
+                )),
+        )
+        .await
+        .unwrap();
+    assert_eq!((c.states[0].version, c.documents[0].version), (2, 2));
+    // The journal head the guess inserted is a real one: b appends after it.
+    let c = b
+        .write(WriteBatch::new().append(Append::new(
+            StreamAddr::new("p", "o1").unwrap(),
+            at,
+            obj(8),
+        )))
+        .await
+        .unwrap();
+    assert_eq!(c.entries[0].entry.seq, 3);
+    assert_eq!(c.entries[0].entry.prev_hash, got[1].hash);
+
+    // Eight stores that remember nothing race to place o2: one wins.
+    let mut racers = tokio::task::JoinSet::new();
+    for n in 0..8 {
+        let (s, batch) = (open().await, place("o2", 10 * n));
+        racers.spawn(async move { s.write(batch).await });
+    }
+    let mut won = 0;
+    while let Some(r) = racers.join_next().await {
+        match r.unwrap() {
+            Ok(_) => won += 1,
+            Err(Error::AlreadyExists { .. } | Error::Conflict { .. }) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(won, 1);
+    let got = entries(&a, "o2").await;
+    assert_eq!(got.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2]);
+    let state = a
+        .get(&DeploymentId::new("o2").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let doc = a
+        .get_document(&DocAddr::new("p", "orders", "o2").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(state.version, 1);
+    assert_eq!(
+        state.state["n"], doc.value["n"],
+        "state and document of the same winner"
+    );
+    assert_eq!(
+        got[0].value["n"], doc.value["n"],
+        "journal of the same winner"
+    );
+}
+
 /// Two stores on one schema, as two processes: each remembers the heads it committed and
 /// plans its next batch from them. Whenever the other wrote in between, the remembered heads
 /// are stale and the batch must still land exactly as the locking path would land it: the
