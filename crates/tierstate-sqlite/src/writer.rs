@@ -74,12 +74,21 @@ pub(crate) fn start(
     })
 }
 
+/// Runs one statement from the connection's cache: `BEGIN`, `COMMIT` and the savepoints are
+/// parsed once, not on every transaction as `execute_batch` would.
+fn run(conn: &Connection, sql: &str) -> Result<()> {
+    conn.prepare_cached(sql)
+        .and_then(|mut s| s.execute([]))
+        .map(drop)
+        .map_err(map)
+}
+
 fn commit_group(
     conn: &Connection,
     group: Vec<Job>,
     mut shared: Option<&mut (WriterWatch, Arc<SharedProbe>)>,
 ) {
-    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE").map_err(map) {
+    if let Err(e) = run(conn, "BEGIN IMMEDIATE") {
         for job in group {
             fail(job, &e);
         }
@@ -104,25 +113,25 @@ fn commit_group(
             fail(job, e);
             continue;
         }
-        if let Err(e) = conn.execute_batch("SAVEPOINT job").map_err(map) {
+        if let Err(e) = run(conn, "SAVEPOINT job") {
             fail(job, &e);
             broken = Some(e);
             continue;
         }
         let result = apply(conn, job, now);
         let end = if result.is_ok() {
-            "RELEASE job"
+            run(conn, "RELEASE job")
         } else {
-            "ROLLBACK TO job; RELEASE job"
+            run(conn, "ROLLBACK TO job").and_then(|()| run(conn, "RELEASE job"))
         };
-        if let Err(e) = conn.execute_batch(end).map_err(map) {
+        if let Err(e) = end {
             broken = Some(e);
         }
         done.push(result);
     }
     let failure = match broken {
         Some(e) => Some(e),
-        None => conn.execute_batch("COMMIT").map_err(map).err(),
+        None => run(conn, "COMMIT").err(),
     };
     finish(conn, failure, done, shared);
 }
@@ -143,7 +152,7 @@ fn lone(
     } else {
         "ROLLBACK"
     };
-    let failure = conn.execute_batch(end).map_err(map).err();
+    let failure = run(conn, end).err();
     finish(conn, failure, done, shared);
 }
 
@@ -158,7 +167,7 @@ fn finish(
 ) {
     if failure.is_some() {
         // COMMIT can fail and leave the transaction open (e.g. busy): end it for sure.
-        let _ = conn.execute_batch("ROLLBACK");
+        let _ = run(conn, "ROLLBACK");
     }
     if let Some((watch, probe)) = shared {
         // Before anyone hears of this commit: the probe's next change is our own, unless
