@@ -33,8 +33,8 @@ pub enum PutMode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Retention {
     /// Keep the newest `n` versions; older ones are pruned in the same transaction: no read
-    /// returns them after it commits, whatever later writes keep. (SQLite deletes their rows
-    /// a run of versions at a time, not one per commit.)
+    /// returns them after it commits, whatever later writes keep. (SQLite may delete their
+    /// rows a few commits later, in runs.)
     KeepLast(NonZeroU32),
     /// Keep every version.
     KeepAll,

@@ -68,10 +68,12 @@ pub(crate) fn snapshot(conn: &Connection, reads: &Reads) -> Result<Snapshot> {
     Ok(snap)
 }
 
-/// Versions below a head's `keep_from` are reclaimed this many at a time: the commit whose
-/// retention boundary reaches a multiple of it deletes every row below the boundary. Reads
-/// never see those rows (they filter on `keep_from`); at most this many wait on disk, more
-/// only while a write's retention is raised or set to keep everything.
+/// A commit of one writer alone deletes the rows below a head's `keep_from` only when the
+/// boundary reaches a multiple of this: one delete per run of versions (a tick's versions of
+/// one record sit together, and deleting them one per commit dirtied the oldest leaf every
+/// time). A commit of several writers deletes them at once: their oldest rows were written
+/// together and share pages. Reads never see the rows either way (they filter on
+/// `keep_from`); at most this many wait on disk.
 pub(crate) const PRUNE_RUN: u64 = 16;
 
 /// The head's new `keep_from` for a write with this retention boundary (the head keeps the
@@ -80,13 +82,53 @@ fn keep_from(prune_below: Option<u64>) -> i64 {
     i64_of(prune_below.unwrap_or(1))
 }
 
-/// The boundary to delete rows below in this commit, if this is a reclaiming commit.
-fn reclaim_below(prune_below: Option<u64>) -> Option<i64> {
-    prune_below.filter(|b| b % PRUNE_RUN == 0).map(i64_of)
+/// Rows below a head's `keep_from` to delete: reads no longer see them, so the writer deletes
+/// them after the group's savepoints are released (inside one, SQLite would first copy every
+/// page the delete touches into the statement journal), and a lone commit only every
+/// [`PRUNE_RUN`] versions.
+#[derive(Debug)]
+pub(crate) enum Reclaim {
+    /// A deployment's state versions below the boundary.
+    State(String, u64),
+    /// A document's versions below the boundary.
+    Document(DocAddr, u64),
 }
 
-/// Stores everything a plan decided.
-pub(crate) fn store(conn: &Connection, plan: &Plan) -> Result<()> {
+impl Reclaim {
+    /// True if a commit of one writer alone deletes these rows now.
+    pub(crate) fn due_alone(&self) -> bool {
+        let (Reclaim::State(_, below) | Reclaim::Document(_, below)) = self;
+        below % PRUNE_RUN == 0
+    }
+
+    /// Deletes the rows, in the open transaction.
+    pub(crate) fn run(&self, conn: &Connection) -> Result<()> {
+        match self {
+            Reclaim::State(id, below) => conn
+                .prepare_cached("DELETE FROM ts_version WHERE deployment_id = ?1 AND version < ?2")
+                .and_then(|mut s| s.execute(params![id, i64_of(*below)])),
+            Reclaim::Document(a, below) => conn
+                .prepare_cached(
+                    "DELETE FROM ts_doc_version WHERE deployment_id = ?1 AND collection = ?2 \
+                     AND key = ?3 AND version < ?4",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![
+                        a.deployment_id.as_str(),
+                        a.collection.as_str(),
+                        a.key.as_str(),
+                        i64_of(*below)
+                    ])
+                }),
+        }
+        .map(drop)
+        .map_err(map)
+    }
+}
+
+/// Stores everything a plan decided, and adds to `reclaim` the pruned rows it leaves for
+/// the writer to delete before the transaction commits.
+pub(crate) fn store(conn: &Connection, plan: &Plan, reclaim: &mut Vec<Reclaim>) -> Result<()> {
     for w in &plan.states {
         let (id, v) = (w.address.as_str(), i64_of(w.version));
         conn.prepare_cached(
@@ -102,10 +144,8 @@ pub(crate) fn store(conn: &Connection, plan: &Plan) -> Result<()> {
         )
         .and_then(|mut s| s.execute(params![id, v, w.schema_version, w.checksum, w.updated_us, w.body]))
         .map_err(map)?;
-        if let Some(below) = reclaim_below(w.prune_below) {
-            conn.prepare_cached("DELETE FROM ts_version WHERE deployment_id = ?1 AND version < ?2")
-                .and_then(|mut s| s.execute(params![id, below]))
-                .map_err(map)?;
+        if let Some(below) = w.prune_below {
+            reclaim.push(Reclaim::State(id.to_owned(), below));
         }
     }
     for w in &plan.documents {
@@ -129,13 +169,8 @@ pub(crate) fn store(conn: &Connection, plan: &Plan) -> Result<()> {
         )
         .and_then(|mut s| s.execute(params![d, c, k, v, w.checksum, w.updated_us, w.body]))
         .map_err(map)?;
-        if let Some(below) = reclaim_below(w.prune_below) {
-            conn.prepare_cached(
-                "DELETE FROM ts_doc_version WHERE deployment_id = ?1 AND collection = ?2 \
-                 AND key = ?3 AND version < ?4",
-            )
-            .and_then(|mut s| s.execute(params![d, c, k, below]))
-            .map_err(map)?;
+        if let Some(below) = w.prune_below {
+            reclaim.push(Reclaim::Document(a.clone(), below));
         }
     }
     for a in &plan.removals {

@@ -16,6 +16,7 @@ use tokio::sync::oneshot;
 use std::sync::Arc;
 
 use crate::error::{BACKEND, map};
+use crate::records::Reclaim;
 use crate::sharing::{SharedProbe, WriterWatch};
 
 /// Work for the writer thread.
@@ -101,6 +102,7 @@ fn commit_group(
     let now = commit_time();
     let mut done = Vec::with_capacity(group.len());
     let mut broken = None;
+    let mut reclaim = Vec::new();
     if group.len() == 1 {
         // A lone job needs no SAVEPOINT: its transaction is its own, and a failure rolls all of
         // it back. A savepoint would make SQLite copy every page it touches into a statement
@@ -118,20 +120,25 @@ fn commit_group(
             broken = Some(e);
             continue;
         }
-        let result = apply(conn, job, now);
+        let mut mine = Vec::new();
+        let result = apply(conn, job, now, &mut mine);
         let end = if result.is_ok() {
             run(conn, "RELEASE job")
         } else {
             run(conn, "ROLLBACK TO job").and_then(|()| run(conn, "RELEASE job"))
         };
-        if let Err(e) = end {
-            broken = Some(e);
+        match end {
+            Err(e) => broken = Some(e),
+            Ok(()) if result.is_ok() => reclaim.append(&mut mine),
+            Ok(()) => {}
         }
         done.push(result);
     }
     let failure = match broken {
         Some(e) => Some(e),
-        None => run(conn, "COMMIT").err(),
+        None => reclaim_all(conn, &reclaim)
+            .and_then(|()| run(conn, "COMMIT"))
+            .err(),
     };
     finish(conn, failure, done, shared);
 }
@@ -144,16 +151,24 @@ fn lone(
     shared: Option<&mut (WriterWatch, Arc<SharedProbe>)>,
 ) {
     let mut done = Vec::with_capacity(1);
+    let mut reclaim = Vec::new();
     for job in group {
-        done.push(apply(conn, job, now));
+        done.push(apply(conn, job, now, &mut reclaim));
     }
-    let end = if done.iter().all(Done::is_ok) {
-        "COMMIT"
+    reclaim.retain(Reclaim::due_alone);
+    let failure = if done.iter().all(Done::is_ok) {
+        reclaim_all(conn, &reclaim)
+            .and_then(|()| run(conn, "COMMIT"))
+            .err()
     } else {
-        "ROLLBACK"
+        run(conn, "ROLLBACK").err()
     };
-    let failure = run(conn, end).err();
     finish(conn, failure, done, shared);
+}
+
+/// Deletes the pruned rows the group's committed jobs left (outside every savepoint).
+fn reclaim_all(conn: &Connection, reclaim: &[Reclaim]) -> Result<()> {
+    reclaim.iter().try_for_each(|r| r.run(conn))
 }
 
 /// After the transaction ended (`failure` says how): makes sure it is closed, updates the
@@ -191,9 +206,9 @@ fn fail(job: Job, e: &Error) {
 }
 
 /// Runs one job inside the open transaction.
-fn apply(conn: &Connection, job: Job, now: DateTime<Utc>) -> Done {
+fn apply(conn: &Connection, job: Job, now: DateTime<Utc>, reclaim: &mut Vec<Reclaim>) -> Done {
     match job {
-        Job::Commit { batch, reply } => Done::Commit(reply, apply_batch(conn, batch, now)),
+        Job::Commit { batch, reply } => Done::Commit(reply, apply_batch(conn, batch, now, reclaim)),
         Job::Truncate {
             stream,
             before,
@@ -208,10 +223,15 @@ fn apply(conn: &Connection, job: Job, now: DateTime<Utc>) -> Done {
 }
 
 /// Reads what the batch depends on, lets the core planner decide, and stores the plan.
-fn apply_batch(conn: &Connection, batch: PreparedBatch, now: DateTime<Utc>) -> Result<Committed> {
+fn apply_batch(
+    conn: &Connection,
+    batch: PreparedBatch,
+    now: DateTime<Utc>,
+    reclaim: &mut Vec<Reclaim>,
+) -> Result<Committed> {
     let snap = crate::records::snapshot(conn, &batch.reads())?;
     let plan = tierstate_core::plan::plan(batch, &snap, now)?;
-    crate::records::store(conn, &plan)?;
+    crate::records::store(conn, &plan, reclaim)?;
     Ok(plan.committed)
 }
 

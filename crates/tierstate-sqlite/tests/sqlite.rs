@@ -265,6 +265,60 @@ async fn pruned_versions_are_reclaimed_in_runs() {
     assert_eq!(store.history(&id("a"), 100).await.unwrap().len(), 4);
 }
 
+/// Writers committed together (one group, one transaction) delete their pruned rows in that
+/// commit: after concurrent writers keeping 4, every deployment's history is its 4 newest
+/// versions and at most 4 + 16 of its rows are on disk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn group_commits_reclaim_pruned_rows_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("g.db");
+    let store = Arc::new(SqliteStore::open(SqliteConfig::new(&path)).await.unwrap());
+    let keep4 = Retention::KeepLast(std::num::NonZeroU32::new(4).unwrap());
+    let mut tasks = tokio::task::JoinSet::new();
+    for w in 0..8 {
+        let store = store.clone();
+        tasks.spawn(async move {
+            let d = id(&format!("w{w}"));
+            store
+                .put(StateWrite::create(d.clone(), obj(json!({"n": 1}))), keep4)
+                .await
+                .unwrap();
+            for v in 1..50u64 {
+                store
+                    .put(
+                        StateWrite::update(d.clone(), v, obj(json!({"n": v + 1}))),
+                        keep4,
+                    )
+                    .await
+                    .unwrap();
+            }
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.unwrap();
+    }
+    let conn = Connection::open(&path).unwrap();
+    for w in 0..8 {
+        let d = format!("w{w}");
+        let versions: Vec<u64> = store
+            .history(&id(&d), 100)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.version)
+            .collect();
+        assert_eq!(versions, vec![50, 49, 48, 47], "{d}");
+        let on_disk: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM ts_version WHERE deployment_id = ?1",
+                [&d],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!((4..=4 + 16).contains(&on_disk), "{on_disk} rows of {d}");
+    }
+}
+
 #[tokio::test]
 async fn newer_schema_is_refused() {
     let dir = tempfile::tempdir().unwrap();
