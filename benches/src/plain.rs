@@ -16,6 +16,26 @@ use redb::{ReadableDatabase, TableDefinition};
 const ROWS: TableDefinition<'static, &'static str, &'static [u8]> = TableDefinition::new("rows");
 /// redb table of appended rows.
 const LOG: TableDefinition<'static, u64, &'static [u8]> = TableDefinition::new("log");
+/// redb table of kept versions, by (id, version).
+const HIST: TableDefinition<'static, (&'static str, u64), &'static [u8]> =
+    TableDefinition::new("hist");
+/// redb table of appended rows with an event time.
+const ELOG: TableDefinition<'static, u64, (i64, &'static [u8])> = TableDefinition::new("elog");
+/// redb index of `ELOG` by (event time, seq).
+const ELOG_EVENT: TableDefinition<'static, (i64, u64), ()> = TableDefinition::new("elog_event");
+
+/// What [`Plain::tick_history`] writes: the rows as new versions of their ids, keeping the
+/// newest `keep`, and entries with event times.
+pub struct HistoryTick<'a> {
+    /// `(id, body)` of each row; each becomes version `version` of its id.
+    pub rows: &'a [(&'a str, &'a [u8])],
+    /// The version the rows get (1, 2, … per tick).
+    pub version: u64,
+    /// Versions kept per id (older ones are deleted in the same transaction).
+    pub keep: u64,
+    /// `(seq, event time µs, body)` of each entry.
+    pub entries: &'a [(u64, i64, &'a [u8])],
+}
 
 /// One engine, opened for plain writes.
 pub enum Plain {
@@ -38,7 +58,12 @@ impl Plain {
         c.pragma_update(None, "synchronous", "FULL").expect("FULL");
         c.execute_batch(
             "CREATE TABLE IF NOT EXISTS rows (id TEXT PRIMARY KEY, body BLOB NOT NULL) WITHOUT ROWID;
-             CREATE TABLE IF NOT EXISTS log (seq INTEGER PRIMARY KEY, body BLOB NOT NULL);",
+             CREATE TABLE IF NOT EXISTS log (seq INTEGER PRIMARY KEY, body BLOB NOT NULL);
+             CREATE TABLE IF NOT EXISTS hist (id TEXT NOT NULL, version INTEGER NOT NULL, \
+                 body BLOB NOT NULL, PRIMARY KEY (id, version));
+             CREATE TABLE IF NOT EXISTS elog (seq INTEGER PRIMARY KEY, event_at INTEGER NOT NULL, \
+                 body BLOB NOT NULL);
+             CREATE INDEX IF NOT EXISTS elog_event ON elog (event_at, seq);",
         )
         .expect("plain tables");
         Self::Sqlite(c)
@@ -50,6 +75,9 @@ impl Plain {
         let txn = db.begin_write().expect("begin");
         txn.open_table(ROWS).expect("rows");
         txn.open_table(LOG).expect("log");
+        txn.open_table(HIST).expect("hist");
+        txn.open_table(ELOG).expect("elog");
+        txn.open_table(ELOG_EVENT).expect("elog_event");
         txn.commit().expect("commit");
         Self::Redb(db)
     }
@@ -76,7 +104,12 @@ impl Plain {
         let schema_sql = format!(
             "DROP SCHEMA IF EXISTS \"{s}\" CASCADE; CREATE SCHEMA \"{s}\"; \
              CREATE TABLE \"{s}\".rows (id text PRIMARY KEY, body bytea NOT NULL); \
-             CREATE TABLE \"{s}\".log (seq bigint PRIMARY KEY, body bytea NOT NULL);",
+             CREATE TABLE \"{s}\".log (seq bigint PRIMARY KEY, body bytea NOT NULL); \
+             CREATE TABLE \"{s}\".hist (id text, version bigint, body bytea NOT NULL, \
+             PRIMARY KEY (id, version)); \
+             CREATE TABLE \"{s}\".elog (seq bigint PRIMARY KEY, event_at bigint NOT NULL, \
+             body bytea NOT NULL); \
+             CREATE INDEX ON \"{s}\".elog (event_at, seq);",
             s = schema
         );
         pool.execute(sqlx::AssertSqlSafe(schema_sql))
@@ -235,6 +268,83 @@ impl Plain {
         .execute(&*pool)
         .await
         .expect("tick and notify");
+    }
+
+    /// One transaction that keeps history as a plain user of the engine would: each row
+    /// inserted as a new version (the oldest beyond `keep` deleted), each entry appended with
+    /// its event time and indexed by it; then one durable commit. On PostgreSQL the same
+    /// statement sends one `pg_notify` on `channel` per note. What the contract's history and
+    /// time windows cost the engine itself, without checksums, chains or CAS.
+    pub async fn tick_history(&mut self, t: &HistoryTick<'_>, channel: &str, notes: &[&str]) {
+        let old = t.version.checked_sub(t.keep);
+        match self {
+            Self::Sqlite(c) => {
+                let tx = c.transaction().expect("begin");
+                for (id, body) in t.rows {
+                    tx.prepare_cached("INSERT INTO hist (id, version, body) VALUES (?1, ?2, ?3)")
+                        .and_then(|mut s| s.execute(rusqlite::params![id, t.version as i64, body]))
+                        .expect("version");
+                    if let Some(old) = old {
+                        tx.prepare_cached("DELETE FROM hist WHERE id = ?1 AND version <= ?2")
+                            .and_then(|mut s| s.execute(rusqlite::params![id, old as i64]))
+                            .expect("prune");
+                    }
+                }
+                for (seq, at, body) in t.entries {
+                    tx.prepare_cached("INSERT INTO elog (seq, event_at, body) VALUES (?1, ?2, ?3)")
+                        .and_then(|mut s| s.execute(rusqlite::params![*seq as i64, at, body]))
+                        .expect("append");
+                }
+                tx.commit().expect("commit");
+            }
+            Self::Redb(db) => {
+                let mut txn = db.begin_write().expect("begin");
+                txn.set_durability(redb::Durability::Immediate)
+                    .expect("durability");
+                {
+                    let mut h = txn.open_table(HIST).expect("hist");
+                    for (id, body) in t.rows {
+                        h.insert((*id, t.version), *body).expect("version");
+                        if let Some(old) = old {
+                            h.remove((*id, old)).expect("prune");
+                        }
+                    }
+                    let mut l = txn.open_table(ELOG).expect("elog");
+                    let mut e = txn.open_table(ELOG_EVENT).expect("elog_event");
+                    for (seq, at, body) in t.entries {
+                        l.insert(*seq, (*at, *body)).expect("append");
+                        e.insert((*at, *seq), ()).expect("index");
+                    }
+                }
+                txn.commit().expect("commit");
+            }
+            Self::Postgres(pool) => {
+                let (ids, bodies): (Vec<&str>, Vec<&[u8]>) = t.rows.iter().copied().unzip();
+                let seqs: Vec<i64> = t.entries.iter().map(|e| e.0 as i64).collect();
+                let ats: Vec<i64> = t.entries.iter().map(|e| e.1).collect();
+                let logged: Vec<&[u8]> = t.entries.iter().map(|e| e.2).collect();
+                sqlx::query(
+                    "WITH h AS (INSERT INTO hist (id, version, body) \
+                     SELECT i, $2, b FROM UNNEST($1::text[], $3::bytea[]) AS u(i, b)), \
+                     p AS (DELETE FROM hist WHERE id = ANY($1) AND version <= $4), \
+                     l AS (INSERT INTO elog (seq, event_at, body) \
+                     SELECT * FROM UNNEST($5::bigint[], $6::bigint[], $7::bytea[])) \
+                     SELECT pg_notify($8, 'plain ' || p) FROM UNNEST($9::text[]) AS p",
+                )
+                .bind(ids)
+                .bind(t.version as i64)
+                .bind(bodies)
+                .bind(old.map_or(0, |o| o as i64))
+                .bind(seqs)
+                .bind(ats)
+                .bind(logged)
+                .bind(channel)
+                .bind(notes)
+                .execute(&*pool)
+                .await
+                .expect("tick with history");
+            }
+        }
     }
 
     /// Reads row `id` back (`None` if absent): the engine's plain point read.
