@@ -13,7 +13,7 @@ pub(crate) fn damage_document(t: &mut Tables<'_>, a: &DocAddr) -> Result<bool, S
         a.collection.as_str(),
         a.key.as_str(),
     );
-    let Some((v, _)) = t.doc_head()?.get(k).map_err(stop)?.map(|g| g.value()) else {
+    let Some((v, _, _)) = t.doc_head()?.get(k).map_err(stop)?.map(|g| g.value()) else {
         return Ok(false);
     };
     let Some((updated, sum, mut body)) = t
@@ -43,7 +43,7 @@ pub(crate) fn lose_document_row(t: &mut Tables<'_>, a: &DocAddr) -> Result<bool,
         a.collection.as_str(),
         a.key.as_str(),
     );
-    let Some((v, _)) = t.doc_head()?.get(k).map_err(stop)?.map(|g| g.value()) else {
+    let Some((v, _, _)) = t.doc_head()?.get(k).map_err(stop)?.map(|g| g.value()) else {
         return Ok(false);
     };
     Ok(t.doc_versions()?

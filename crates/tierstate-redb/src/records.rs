@@ -29,9 +29,9 @@ type EventKey = (&'static str, &'static str, i64, u64);
 /// doubled a plain redb insert's CPU time, 7 µs to 14.5 µs).
 pub(crate) struct Tables<'t> {
     txn: &'t redb::WriteTransaction,
-    head: Option<Table<'t, &'static str, (u64, i64, i64)>>,
+    head: Option<Table<'t, &'static str, crate::tables::StateHead>>,
     versions: Option<Table<'t, crate::tables::VersionKey, crate::tables::VersionValue>>,
-    doc_head: Option<Table<'t, DocKey, (u64, i64)>>,
+    doc_head: Option<Table<'t, DocKey, crate::tables::DocHead>>,
     doc_versions: Option<Table<'t, DocVersionKey, DocVersionRow>>,
     j_head: Option<Table<'t, StreamKey, HeadValue>>,
     journal: Option<Table<'t, EntryKey, EntryValue>>,
@@ -76,7 +76,7 @@ impl<'t> Tables<'t> {
 
     pub(crate) fn head(
         &mut self,
-    ) -> std::result::Result<&mut Table<'t, &'static str, (u64, i64, i64)>, Stop> {
+    ) -> std::result::Result<&mut Table<'t, &'static str, crate::tables::StateHead>, Stop> {
         opened(&mut self.head, self.txn, HEAD)
     }
 
@@ -107,7 +107,7 @@ impl<'t> Tables<'t> {
 
     pub(crate) fn doc_head(
         &mut self,
-    ) -> std::result::Result<&mut Table<'t, DocKey, (u64, i64)>, Stop> {
+    ) -> std::result::Result<&mut Table<'t, DocKey, crate::tables::DocHead>, Stop> {
         opened(&mut self.doc_head, self.txn, DOC_HEAD)
     }
 
@@ -152,13 +152,14 @@ pub(crate) fn snapshot(
     let mut snap = Snapshot::default();
     for id in &reads.states {
         if let Some(g) = t.head()?.get(id.as_str()).map_err(stop)? {
-            let (v, created, _) = g.value();
+            let (v, created, _, _) = g.value();
             snap.states.insert(id.clone(), (v, created));
         }
     }
     for a in &reads.documents {
         if let Some(g) = t.doc_head()?.get(doc_key(a)).map_err(stop)? {
-            snap.documents.insert(a.clone(), g.value());
+            let (v, created, _) = g.value();
+            snap.documents.insert(a.clone(), (v, created));
         }
     }
     for s in &reads.streams {
@@ -195,12 +196,20 @@ fn stream_key(s: &StreamAddr) -> (&str, &str) {
     (s.deployment_id.as_str(), s.stream.as_str())
 }
 
+/// The boundary below which this commit removes rows: only on a multiple of
+/// [`crate::tables::PRUNE_RUN`] (reads already skip everything below the head's `keep_from`).
+fn reclaim_below(prune_below: Option<u64>) -> Option<u64> {
+    prune_below.filter(|b| b % crate::tables::PRUNE_RUN == 0)
+}
+
 /// Stores everything a plan decided; any failure aborts the transaction.
 pub(crate) fn store(t: &mut Tables<'_>, plan: &Plan) -> std::result::Result<(), Stop> {
     for w in &plan.states {
         let id = w.address.as_str();
+        let kept = t.head()?.get(id).map_err(stop)?.map_or(1, |g| g.value().3);
+        let keep_from = kept.max(w.prune_below.unwrap_or(1));
         t.head()?
-            .insert(id, (w.version, w.created_us, w.updated_us))
+            .insert(id, (w.version, w.created_us, w.updated_us, keep_from))
             .map_err(stop)?;
         t.versions()?
             .insert(
@@ -213,7 +222,7 @@ pub(crate) fn store(t: &mut Tables<'_>, plan: &Plan) -> std::result::Result<(), 
                 ),
             )
             .map_err(stop)?;
-        if let Some(below) = w.prune_below {
+        if let Some(below) = reclaim_below(w.prune_below) {
             let old: Vec<u64> = t
                 .versions()?
                 .range((id, 0)..(id, below))
@@ -228,8 +237,14 @@ pub(crate) fn store(t: &mut Tables<'_>, plan: &Plan) -> std::result::Result<(), 
     }
     for w in &plan.documents {
         let (d, c, k) = doc_key(&w.address);
+        let kept = t
+            .doc_head()?
+            .get((d, c, k))
+            .map_err(stop)?
+            .map_or(1, |g| g.value().2);
+        let keep_from = kept.max(w.prune_below.unwrap_or(1));
         t.doc_head()?
-            .insert((d, c, k), (w.version, w.created_us))
+            .insert((d, c, k), (w.version, w.created_us, keep_from))
             .map_err(stop)?;
         t.doc_versions()?
             .insert(
@@ -237,7 +252,7 @@ pub(crate) fn store(t: &mut Tables<'_>, plan: &Plan) -> std::result::Result<(), 
                 (w.updated_us, w.checksum.as_bytes(), w.body.as_slice()),
             )
             .map_err(stop)?;
-        if let Some(below) = w.prune_below {
+        if let Some(below) = reclaim_below(w.prune_below) {
             remove_doc_versions(t, &w.address, below)?;
         }
     }
@@ -563,16 +578,21 @@ pub(crate) fn doc_versions(
     limit: usize,
 ) -> Result<(Vec<StoredDoc>, Option<u64>)> {
     let heads = txn.open_table(DOC_HEAD).map_err(map)?;
-    let Some((current, created)) = heads.get(doc_key(a)).map_err(map)?.map(|g| g.value()) else {
+    let Some((current, created, keep_from)) =
+        heads.get(doc_key(a)).map_err(map)?.map(|g| g.value())
+    else {
         return Ok((Vec::new(), None));
     };
     let versions = txn.open_table(DOC_VERSIONS).map_err(map)?;
     let (d, c, k) = doc_key(a);
     let top = if current_only { current } else { u64::MAX };
     let mut out = Vec::new();
-    let mut range = versions.range((d, c, k, 0)..=(d, c, k, top)).map_err(map)?;
+    // Rows below `keep_from` were pruned: they may still be on disk, but are never read.
+    let mut range = versions
+        .range((d, c, k, keep_from)..=(d, c, k, top))
+        .map_err(map)?;
     let oldest = match versions
-        .range((d, c, k, 0)..=(d, c, k, u64::MAX))
+        .range((d, c, k, keep_from)..=(d, c, k, u64::MAX))
         .map_err(map)?
         .next()
     {
@@ -639,7 +659,7 @@ pub(crate) fn scan_docs(
     for r in rows.take(limit) {
         let (k, v) = r.map_err(map)?;
         let (_, _, key) = k.value();
-        let (version, created) = v.value();
+        let (version, created, _) = v.value();
         let key = match Name::key(key) {
             Ok(key) => key,
             Err(e) => {

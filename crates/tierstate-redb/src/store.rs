@@ -292,7 +292,7 @@ fn bad_name(what: &str, name: &str, e: Error) -> Error {
 type HeadRow<'t> = std::result::Result<
     (
         redb::AccessGuard<'t, &'static str>,
-        redb::AccessGuard<'t, (u64, i64, i64)>,
+        redb::AccessGuard<'t, crate::tables::StateHead>,
     ),
     redb::StorageError,
 >;
@@ -300,7 +300,7 @@ type HeadRow<'t> = std::result::Result<
 /// The heads after `after` (all of them for `None`), in id order, without tierstate's reserved
 /// ids (those are not callers' deployments).
 fn heads_after<'t>(
-    head: &'t redb::ReadOnlyTable<&'static str, (u64, i64, i64)>,
+    head: &'t redb::ReadOnlyTable<&'static str, crate::tables::StateHead>,
     after: Option<&DeploymentId>,
 ) -> Result<impl Iterator<Item = HeadRow<'t>> + 't> {
     use std::ops::Bound;
@@ -340,11 +340,16 @@ fn get_version_in(
     version: Option<u64>,
 ) -> Result<Option<StoredRecord>> {
     let head = txn.open_table(HEAD).map_err(map)?;
-    let Some((current, created, _)) = head.get(id).map_err(map)?.map(|g| g.value()) else {
+    let Some((current, created, _, keep_from)) = head.get(id).map_err(map)?.map(|g| g.value())
+    else {
         return Ok(None);
     };
     let versions = txn.open_table(VERSIONS).map_err(map)?;
     let v = version.unwrap_or(current);
+    if v < keep_from {
+        // Pruned: its row may wait on disk for the next run's removal, but is never read.
+        return Ok(None);
+    }
     let Some(row) = versions.get((id, v)).map_err(map)? else {
         return Ok(None);
     };
@@ -381,14 +386,15 @@ impl StateStore for RedbStore {
         let id = id.clone();
         self.read(move |t| {
             let head = t.open_table(HEAD).map_err(map)?;
-            let Some((_, created, _)) = head.get(id.as_str()).map_err(map)?.map(|g| g.value())
+            let Some((_, created, _, keep_from)) =
+                head.get(id.as_str()).map_err(map)?.map(|g| g.value())
             else {
                 return Ok(Vec::new());
             };
             let versions = t.open_table(VERSIONS).map_err(map)?;
             let mut out = Vec::new();
             for row in versions
-                .range((id.as_str(), 0)..=(id.as_str(), u64::MAX))
+                .range((id.as_str(), keep_from)..=(id.as_str(), u64::MAX))
                 .map_err(map)?
                 .rev()
                 .take(limit)
@@ -420,7 +426,7 @@ impl StateStore for RedbStore {
         let (found, oldest) = self
             .read(move |t| {
                 let head = t.open_table(HEAD).map_err(map)?;
-                let Some((current, created, updated)) =
+                let Some((current, created, updated, keep_from)) =
                     head.get(key.as_str()).map_err(map)?.map(|g| g.value())
                 else {
                     return Ok((None, None));
@@ -428,7 +434,7 @@ impl StateStore for RedbStore {
                 let versions = t.open_table(VERSIONS).map_err(map)?;
                 let id = key.as_str();
                 let oldest = match versions
-                    .range((id, 0)..=(id, u64::MAX))
+                    .range((id, keep_from)..=(id, u64::MAX))
                     .map_err(map)?
                     .next()
                 {
@@ -439,7 +445,11 @@ impl StateStore for RedbStore {
                     // The head's commit time answers without scanning history.
                     return Ok((get_version_in(t, id, Some(current))?, oldest));
                 }
-                for r in versions.range((id, 0)..(id, current)).map_err(map)?.rev() {
+                for r in versions
+                    .range((id, keep_from)..(id, current))
+                    .map_err(map)?
+                    .rev()
+                {
                     let (k, v) = r.map_err(map)?;
                     if v.value().1 <= at_us {
                         return Ok((Some(record(id, k.value().1, created, v.value())?), oldest));
@@ -636,7 +646,7 @@ impl StateStore for RedbStore {
             for row in iter.take(limit) {
                 let (k, v) = row.map_err(map)?;
                 let id = k.value();
-                let (version, created, _) = v.value();
+                let (version, created, _, _) = v.value();
                 let Some(body) = versions.get((id, version)).map_err(map)? else {
                     continue;
                 };
@@ -670,7 +680,7 @@ impl Damage {
 
         use crate::writer::Stop;
         let id = self.id.as_str();
-        let Some((current, _, _)) = head.get(id).map_err(|e| Stop(map(e)))?.map(|g| g.value())
+        let Some((current, _, _, _)) = head.get(id).map_err(|e| Stop(map(e)))?.map(|g| g.value())
         else {
             return Ok(false);
         };

@@ -1,12 +1,14 @@
 //! Table layout and the format version.
 //!
-//! Format 2 (current):
-//! - `ts_head_v2`: deployment id → (current version, created_at µs, updated_at µs of the current
-//!   version) — the CAS point; the commit time lets a read as of a time answer from the head.
+//! Format 3 (current):
+//! - `ts_head_v3`: deployment id → (current version, created_at µs, updated_at µs of the current
+//!   version, keep_from) — the CAS point; the commit time lets a read as of a time answer from
+//!   the head; `keep_from` is the oldest version reads may return (retention moves it in the
+//!   commit; the rows below it are removed [`PRUNE_RUN`] versions at a time).
 //! - `ts_version`: (deployment id, version) → (schema_version, updated_at µs, checksum hex bytes,
 //!   canonical JSON body).
-//! - `ts_doc_head` / `ts_doc_version`: the same two shapes for documents, keyed by
-//!   (deployment, collection, key).
+//! - `ts_doc_head_v3` / `ts_doc_version`: the same two shapes for documents, keyed by
+//!   (deployment, collection, key); the head is (version, created_at µs, keep_from).
 //! - `ts_journal_head`: (deployment, stream) → (last seq, last hash, last commit µs, anchor seq,
 //!   anchor hash); `ts_journal`: (deployment, stream, seq) → the entry; `ts_journal_key`: the
 //!   unique idempotency-key index; `ts_journal_event`: the event-time index.
@@ -14,7 +16,8 @@
 //! Checksums, hashes and keys are kept as bytes, not `&str`: redb decodes `&str` values with a
 //! panic on invalid UTF-8, and a damaged record must be an integrity error, not a panic.
 //!
-//! Format 1 had `ts_head` (version, created_at) and no documents or journals.
+//! Format 1 had `ts_head` (version, created_at) and no documents or journals; format 2 had
+//! `ts_head_v2` and `ts_doc_head` without `keep_from` (every stored version was retained).
 
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use tierstate_core::{Error, Result};
@@ -22,16 +25,31 @@ use tierstate_core::{Error, Result};
 use crate::error::{BACKEND, map};
 
 /// The format this build writes and the newest it opens.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
+
+/// Rows below a head's `keep_from` are removed by the commit whose retention boundary reaches
+/// a multiple of this: one removal per run of versions, so a record's oldest leaf is copied
+/// (copy-on-write) once per run instead of on every commit. At most this many wait on disk.
+pub(crate) const PRUNE_RUN: u64 = 16;
 
 pub(crate) const META: TableDefinition<&str, u32> = TableDefinition::new("tierstate_meta");
 /// Format 1's head table: replaced by [`HEAD`] in the step to format 2.
 pub(crate) const HEAD_V1: TableDefinition<&str, (u64, i64)> = TableDefinition::new("ts_head");
-/// deployment id → (version, created_at µs, updated_at µs).
-pub(crate) const HEAD: TableDefinition<&str, (u64, i64, i64)> = TableDefinition::new("ts_head_v2");
-/// (deployment, collection, key) → (version, created_at µs).
-pub(crate) const DOC_HEAD: TableDefinition<(&str, &str, &str), (u64, i64)> =
+/// Format 2's head table: replaced by [`HEAD`] in the step to format 3.
+pub(crate) const HEAD_V2: TableDefinition<&str, (u64, i64, i64)> =
+    TableDefinition::new("ts_head_v2");
+/// A state head: (version, created_at µs, updated_at µs, keep_from).
+pub(crate) type StateHead = (u64, i64, i64, u64);
+/// deployment id → [`StateHead`].
+pub(crate) const HEAD: TableDefinition<&str, StateHead> = TableDefinition::new("ts_head_v3");
+/// Format 2's document head table: replaced by [`DOC_HEAD`] in the step to format 3.
+pub(crate) const DOC_HEAD_V2: TableDefinition<(&str, &str, &str), (u64, i64)> =
     TableDefinition::new("ts_doc_head");
+/// A document head: (version, created_at µs, keep_from).
+pub(crate) type DocHead = (u64, i64, u64);
+/// (deployment, collection, key) → [`DocHead`].
+pub(crate) const DOC_HEAD: TableDefinition<(&str, &str, &str), DocHead> =
+    TableDefinition::new("ts_doc_head_v3");
 /// (deployment, collection, key, version) → (updated_at µs, checksum hex, body).
 pub(crate) type DocVersionKey = (&'static str, &'static str, &'static str, u64);
 /// A document version's value: (updated_at µs, checksum hex, body).
@@ -74,11 +92,19 @@ const FORMAT_KEY: &str = "format_version";
 
 /// Upgrade steps: step `v` takes a file from format `v - 1` to `v` inside the opening write
 /// transaction, so an upgrade happens wholly or not at all.
-pub const STEPS: &[Step] = &[(
-    2,
-    "copy ts_head (version, created_at) into ts_head_v2 (version, created_at, updated_at of the \
-     current version, read from ts_version), drop ts_head; create the document and journal tables",
-)];
+pub const STEPS: &[Step] = &[
+    (
+        2,
+        "copy ts_head (version, created_at) into ts_head_v2 (version, created_at, updated_at of \
+         the current version, read from ts_version), drop ts_head; create the document and \
+         journal tables",
+    ),
+    (
+        3,
+        "copy ts_head_v2 into ts_head_v3 and ts_doc_head into ts_doc_head_v3, each head with \
+         keep_from 1 (every stored version stays readable), drop the old head tables",
+    ),
+];
 
 /// One upgrade step: the format it produces and what it does.
 pub type Step = (u32, &'static str);
@@ -134,6 +160,10 @@ pub(crate) fn ensure_format(txn: &WriteTransaction) -> Result<()> {
                 upgrade_to_2(txn)?;
                 tracing::info!(step = 2, "upgraded tierstate redb format");
             }
+            if v < 3 {
+                upgrade_to_3(txn)?;
+                tracing::info!(step = 3, "upgraded tierstate redb format");
+            }
             meta.insert(FORMAT_KEY, FORMAT_VERSION).map_err(map)?;
         }
     }
@@ -157,7 +187,7 @@ fn create_tables(txn: &WriteTransaction) -> Result<()> {
 fn upgrade_to_2(txn: &WriteTransaction) -> Result<()> {
     let old = txn.open_table(HEAD_V1).map_err(map)?;
     let versions = txn.open_table(VERSIONS).map_err(map)?;
-    let mut new = txn.open_table(HEAD).map_err(map)?;
+    let mut new = txn.open_table(HEAD_V2).map_err(map)?;
     for row in old.iter().map_err(map)? {
         let (k, v) = row.map_err(map)?;
         let (id, (version, created)) = (k.value(), v.value());
@@ -171,6 +201,30 @@ fn upgrade_to_2(txn: &WriteTransaction) -> Result<()> {
     }
     drop((old, versions, new));
     txn.delete_table(HEAD_V1).map_err(map)?;
+    Ok(())
+}
+
+/// Step 3: copies every state and document head into the tables with `keep_from`.
+fn upgrade_to_3(txn: &WriteTransaction) -> Result<()> {
+    {
+        let old = txn.open_table(HEAD_V2).map_err(map)?;
+        let mut new = txn.open_table(HEAD).map_err(map)?;
+        for row in old.iter().map_err(map)? {
+            let (k, v) = row.map_err(map)?;
+            let (version, created, updated) = v.value();
+            new.insert(k.value(), (version, created, updated, 1))
+                .map_err(map)?;
+        }
+        let old = txn.open_table(DOC_HEAD_V2).map_err(map)?;
+        let mut new = txn.open_table(DOC_HEAD).map_err(map)?;
+        for row in old.iter().map_err(map)? {
+            let (k, v) = row.map_err(map)?;
+            let (version, created) = v.value();
+            new.insert(k.value(), (version, created, 1)).map_err(map)?;
+        }
+    }
+    txn.delete_table(HEAD_V2).map_err(map)?;
+    txn.delete_table(DOC_HEAD_V2).map_err(map)?;
     Ok(())
 }
 

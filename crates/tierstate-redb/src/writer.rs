@@ -21,7 +21,7 @@ use crate::handle::Handle;
 use crate::records::Tables;
 use crate::tables::{VersionKey, VersionValue};
 
-pub(crate) type Head<'t> = Table<'t, &'static str, (u64, i64, i64)>;
+pub(crate) type Head<'t> = Table<'t, &'static str, crate::tables::StateHead>;
 pub(crate) type Versions<'t> = Table<'t, VersionKey, VersionValue>;
 
 /// Work for the writer thread.

@@ -61,6 +61,53 @@ async fn newer_format_is_refused() {
     );
 }
 
+/// Pruned versions leave reads at once and the file in runs of 16: after 100 writes keeping
+/// 4, history is the 4 newest, and between 4 and 4 + 16 rows of the deployment are on disk.
+#[tokio::test]
+async fn pruned_versions_are_removed_in_runs() {
+    use redb::ReadableDatabase;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.redb");
+    let store = RedbStore::open(RedbConfig::new(&path)).await.unwrap();
+    let keep4 = Retention::KeepLast(std::num::NonZeroU32::new(4).unwrap());
+    store
+        .put(StateWrite::create(id("a"), obj(json!({"n": 1}))), keep4)
+        .await
+        .unwrap();
+    for v in 1..100u64 {
+        store
+            .put(
+                StateWrite::update(id("a"), v, obj(json!({"n": v + 1}))),
+                keep4,
+            )
+            .await
+            .unwrap();
+    }
+    let kept: Vec<u64> = store
+        .history(&id("a"), 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|d| d.version)
+        .collect();
+    assert_eq!(kept, vec![100, 99, 98, 97]);
+    assert!(store.get_version(&id("a"), 96).await.unwrap().is_none());
+    store.close().await;
+    drop(store);
+    let db = redb::Database::open(&path).unwrap();
+    let txn = db.begin_read().unwrap();
+    let versions = txn
+        .open_table(
+            redb::TableDefinition::<(&str, u64), (u32, i64, &[u8], &[u8])>::new("ts_version"),
+        )
+        .unwrap();
+    let on_disk = versions.range(("a", 0)..=("a", u64::MAX)).unwrap().count();
+    assert!(
+        (4..=4 + 16).contains(&on_disk),
+        "{on_disk} rows on disk for 4 kept"
+    );
+}
+
 #[tokio::test]
 async fn new_files_are_private_and_reopen_resumes() {
     let dir = tempfile::tempdir().unwrap();
@@ -151,10 +198,11 @@ async fn format_snapshots() {
     let path = dir.path().join("s.redb");
     drop(RedbStore::open(RedbConfig::new(&path)).await.unwrap());
     assert!(layout(&path).starts_with(&format!("format_version: {FORMAT_VERSION}\n")));
-    insta::assert_snapshot!("redb_format_v2", layout(&path));
+    insta::assert_snapshot!("redb_format_current", layout(&path));
 }
 
-/// A format-1 file with data upgrades to format 2 on open, in one transaction, data intact:
+/// A format-1 file with data upgrades to the current format on open, in one transaction, data
+/// intact:
 /// the heads are copied with their current version's commit time, the old table is gone, and
 /// the new record kinds work. The dry run lists the step first and changes nothing.
 #[tokio::test]
@@ -179,7 +227,7 @@ async fn format_1_fixture_upgrades_with_data_intact() {
     let (found, steps) = tierstate_redb::pending_steps(&path).unwrap();
     assert_eq!(
         (found, steps.iter().map(|s| s.0).collect::<Vec<_>>()),
-        (Some(1), vec![2])
+        (Some(1), vec![2, 3])
     );
     assert_eq!(
         tierstate_redb::pending_steps(&path).unwrap().0,
