@@ -85,9 +85,20 @@ async fn outage_fails_saves_keeps_cached_loads_and_recovers() {
     );
 
     server.stop();
+    // A write racing the shutdown may reach a backend as it ends: its outcome is unknown. Once
+    // the store has seen the outage (its listener lost its connection), no write is sent on a
+    // connection the server ended, so each fails as not applied.
+    let seen = Instant::now() + Duration::from_secs(10);
+    while manager.hot_is_coherent() && Instant::now() < seen {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     // Run the outage checks as a task: if one fails, the server is still restarted first.
     let (m, id) = (manager.clone(), x.clone());
     let outcome = tokio::spawn(async move {
+        assert!(
+            !m.hot_is_coherent(),
+            "the listener never noticed the outage"
+        );
         let err = m.update(&id, 1, n(2)).await.unwrap_err();
         assert!(err.is_retryable(), "an outage must be retryable: {err:?}");
         assert!(err.is_not_applied(), "nothing reached the server: {err:?}");

@@ -19,7 +19,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use chrono::DateTime;
-use sqlx::PgPool;
 use tierstate_core::group;
 use tierstate_core::plan::{Snapshot, plan};
 use tierstate_core::{
@@ -28,7 +27,7 @@ use tierstate_core::{
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::error::BACKEND;
-use crate::fast::{Conn, Fast};
+use crate::fast::Fast;
 use crate::heads::Heads;
 use crate::store::{NOTIFY_CHANNEL, in_flight, lost_race, not_applied};
 
@@ -72,9 +71,9 @@ impl Drop for Busy<'_> {
 
 impl Lane {
     /// Starts the lane's task on the current runtime.
-    pub(crate) fn start(pool: PgPool, heads: Arc<Heads>, fast: Arc<Fast>) -> Self {
+    pub(crate) fn start(heads: Arc<Heads>, fast: Arc<Fast>) -> Self {
         let (queue, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(pool, heads.clone(), rx));
+        tokio::spawn(run(fast.clone(), heads.clone(), rx));
         Self {
             queue,
             heads,
@@ -124,7 +123,7 @@ impl Lane {
     }
 }
 
-async fn run(pool: PgPool, heads: Arc<Heads>, mut rx: mpsc::UnboundedReceiver<Job>) {
+async fn run(fast: Arc<Fast>, heads: Arc<Heads>, mut rx: mpsc::UnboundedReceiver<Job>) {
     let permits = Arc::new(Semaphore::new(IN_FLIGHT));
     // Updates of a deployment already in the forming group wait for the next one: one
     // statement must not move a head twice.
@@ -154,9 +153,9 @@ async fn run(pool: PgPool, heads: Arc<Heads>, mut rx: mpsc::UnboundedReceiver<Jo
             }
         }
         carried.extend(later);
-        let (pool, heads) = (pool.clone(), heads.clone());
+        let (fast, heads) = (fast.clone(), heads.clone());
         tokio::spawn(async move {
-            commit(Via::Pool(&pool), &heads, group).await;
+            commit(Via::Pool(&fast), &heads, group).await;
             drop(permit);
         });
     }
@@ -204,7 +203,9 @@ SELECT h.deployment_id, h.created_at, (SELECT count(*) FROM n) FROM h";
 
 /// Where a group gets its connection.
 enum Via<'a> {
-    Pool(&'a PgPool),
+    /// A connection from the pool (pinged while an outage is unchecked).
+    Pool(&'a Fast),
+    /// The kept connection if free.
     Fast(&'a Fast),
 }
 
@@ -256,7 +257,7 @@ async fn commit(via: Via<'_>, heads: &Heads, group: Vec<Job>) {
         prunes.push(w.prune_below.map(i64_of));
     }
     let conn = match via {
-        Via::Pool(pool) => pool.acquire().await.map(Conn::Pooled),
+        Via::Pool(fast) => fast.pooled().await,
         Via::Fast(fast) => fast.acquire().await,
     };
     let result = match conn {

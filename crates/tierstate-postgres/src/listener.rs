@@ -3,6 +3,7 @@
 //! If its connection drops it sends [`Change::Gap`] (changes may have been missed) and keeps
 //! reconnecting with backoff; once listening again it sends [`Change::Resumed`].
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,14 +22,18 @@ pub(crate) struct Feed {
     /// Journal tails' wake-up: bumped on every notification of this schema and every gap or
     /// resumption (a tail then re-reads from its own position).
     signal: Arc<Signal>,
+    /// Bumped each time the listener loses its connection: the server may have ended every
+    /// other connection too (a restart, a failover), so the writers' kept ones are suspect.
+    breaks: Arc<AtomicU64>,
 }
 
 impl Feed {
-    pub(crate) fn new(signal: Arc<Signal>) -> Arc<Self> {
+    pub(crate) fn new(signal: Arc<Signal>, breaks: Arc<AtomicU64>) -> Arc<Self> {
         Arc::new(Self {
             tx: broadcast::channel(4096).0,
             live: Mutex::new(false),
             signal,
+            breaks,
         })
     }
 
@@ -44,6 +49,9 @@ impl Feed {
     /// Sets the liveness and announces it (`Resumed` or `Gap`) atomically.
     fn set_live(&self, now: bool) {
         let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        if *live && !now {
+            self.breaks.fetch_add(1, Ordering::AcqRel);
+        }
         *live = now;
         self.signal.bump();
         let _ = self

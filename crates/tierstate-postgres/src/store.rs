@@ -357,24 +357,25 @@ impl PostgresStore {
             .await
             .map_err(not_applied)?;
         let signal = Arc::new(Signal::new());
+        let breaks = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let (feed, listening) = if config.listen {
             let schema: String = sqlx::query_scalar("SELECT current_schema()")
                 .fetch_one(&pool)
                 .await
                 .map_err(map)?;
-            let feed = listener::Feed::new(signal.clone());
+            let feed = listener::Feed::new(signal.clone(), breaks.clone());
             let stop = listener::spawn(pool.clone(), feed.clone(), schema);
             (Some(feed), Some(Arc::new(stop)))
         } else {
             (None, None)
         };
         let heads = Arc::new(Heads::new());
-        let fast = Arc::new(crate::fast::Fast::new(pool.clone(), config.ping_after_idle));
-        let lane = Arc::new(crate::lane::Lane::start(
+        let fast = Arc::new(crate::fast::Fast::new(
             pool.clone(),
-            heads.clone(),
-            fast.clone(),
+            config.ping_after_idle,
+            breaks,
         ));
+        let lane = Arc::new(crate::lane::Lane::start(heads.clone(), fast.clone()));
         Ok(Self {
             pool,
             config,
