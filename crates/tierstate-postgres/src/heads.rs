@@ -37,11 +37,11 @@ impl Heads {
         }
     }
 
-    /// True if `batch` may be planned from remembered heads: nothing in it needs to see a head
-    /// it does not move (a removal, a version check), which a guard on moved heads cannot
-    /// cover.
+    /// True if `batch` may be planned from remembered heads: each of its checks expects a
+    /// version (the statement share-locks the head where it must stand; that a document is
+    /// absent, no lock can hold). Removals are guarded by the version they delete.
     pub(crate) fn eligible(batch: &PreparedBatch) -> bool {
-        batch.removals.is_empty() && batch.checks.is_empty()
+        batch.checks.iter().all(|(_, v)| v.is_some())
     }
 
     /// A snapshot of `reads` if every head in it is remembered or implied by the batch

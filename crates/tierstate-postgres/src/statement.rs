@@ -13,8 +13,8 @@ use chrono::DateTime;
 
 use sqlx::postgres::PgArguments;
 use sqlx::{Arguments, PgConnection};
-use tierstate_core::StreamAddr;
 use tierstate_core::plan::Plan;
+use tierstate_core::{DocAddr, StreamAddr};
 
 use crate::store::NOTIFY_CHANNEL;
 
@@ -65,15 +65,35 @@ pub(crate) fn payloads(plan: &Plan) -> Vec<String> {
     p
 }
 
-/// Stores `plan` (all but its document removals) in one statement, and sets each moved head's
-/// `created_at` in the plan (and what it reports) to the stored one: a head planned from a
-/// remembered version may have been re-created since.
+/// A document head the statement guards: the version it must stand at, and whether the
+/// statement removes the document (with its history) or only checks it (under a share lock).
+pub(crate) struct DocGuard<'a> {
+    /// The document.
+    pub(crate) address: &'a DocAddr,
+    /// The version its head must have.
+    pub(crate) version: u64,
+    /// Remove it (a planned removal) rather than only check it (a batch guard).
+    pub(crate) remove: bool,
+}
+
+/// Stores `plan` in one statement, and sets each moved head's `created_at` in the plan (and
+/// what it reports) to the stored one: a head planned from a remembered version may have been
+/// re-created since. The plan's document removals are stored apart by the locking path; the
+/// optimistic path passes them, and the batch's checks, as `guards`.
 ///
 /// # Errors
 /// The statement's error: [`head_moved`] if a head no longer stood where the plan assumed, a
 /// unique violation if a row it inserts exists (another writer won), or the connection's.
-pub(crate) async fn store(c: &mut PgConnection, plan: &mut Plan) -> Result<(), sqlx::Error> {
-    if plan.states.is_empty() && plan.documents.is_empty() && plan.entries.is_empty() {
+pub(crate) async fn store(
+    c: &mut PgConnection,
+    plan: &mut Plan,
+    guards: &[DocGuard<'_>],
+) -> Result<(), sqlx::Error> {
+    if plan.states.is_empty()
+        && plan.documents.is_empty()
+        && plan.entries.is_empty()
+        && guards.is_empty()
+    {
         // Only replays (or removals, stored apart): nothing to write or announce.
         return Ok(());
     }
@@ -262,6 +282,43 @@ pub(crate) async fn store(c: &mut PgConnection, plan: &mut Plan) -> Result<(), s
             counted.push("jf");
         }
         expected_moves += heads.len();
+    }
+
+    if !guards.is_empty() {
+        let g = guards;
+        let cols = [
+            b.col("text[]", g, |g| g.address.deployment_id.as_str()),
+            b.col("text[]", g, |g| g.address.collection.as_str()),
+            b.col("text[]", g, |g| g.address.key.as_str()),
+            b.col("bigint[]", g, |g| i64_of(g.version)),
+            b.col("bool[]", g, |g| g.remove),
+        ];
+        ctes.push(format!(
+            "ga AS (SELECT * FROM {} AS a(d, c, k, v, rm))",
+            rows_of(g.len(), &cols, false)
+        ));
+        // A checked head is share-locked where it stands, so no writer moves it before this
+        // commits; a removed one is deleted only where it stands.
+        ctes.push(
+            "gc AS (SELECT 1 FROM ts_doc_head t, ga WHERE NOT ga.rm AND t.deployment_id = ga.d \
+             AND t.collection = ga.c AND t.key = ga.k AND t.version = ga.v FOR SHARE OF t)"
+                .into(),
+        );
+        ctes.push(
+            "gr AS (DELETE FROM ts_doc_head t USING ga WHERE ga.rm AND t.deployment_id = ga.d \
+             AND t.collection = ga.c AND t.key = ga.k AND t.version = ga.v RETURNING 1)"
+                .into(),
+        );
+        if guards.iter().any(|g| g.remove) {
+            ctes.push(
+                "gv AS (DELETE FROM ts_doc_version v USING ga WHERE ga.rm \
+                 AND v.deployment_id = ga.d AND v.collection = ga.c AND v.key = ga.k)"
+                    .into(),
+            );
+        }
+        counted.push("gc");
+        counted.push("gr");
+        expected_moves += guards.len();
     }
 
     let notes = payloads(plan);

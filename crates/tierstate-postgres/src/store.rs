@@ -270,7 +270,7 @@ impl PostgresStore {
         }
         // Everything else, NOTIFY included (delivered only if the transaction commits), in one
         // round trip. Its guards only fail here if a create raced this one.
-        if let Err(e) = statement::store(&mut tx, &mut plan).await {
+        if let Err(e) = statement::store(&mut tx, &mut plan, &[]).await {
             return if lost_race(&e) || statement::head_moved(&e) {
                 Attempt::Retry(map(e))
             } else {
@@ -305,11 +305,34 @@ impl PostgresStore {
         let Ok(mut plan) = tierstate_core::plan::plan(batch.clone(), &snap, commit_time()) else {
             return Err(batch);
         };
+        // The removals the plan decided, where the remembered heads stand; and the batch's
+        // checks (each expects a version: `Heads::eligible`).
+        let removals = plan.removals.clone();
+        let mut guards = Vec::with_capacity(removals.len() + batch.checks.len());
+        for a in &removals {
+            let Some(&(version, _)) = snap.documents.get(a) else {
+                return Err(batch);
+            };
+            guards.push(statement::DocGuard {
+                address: a,
+                version,
+                remove: true,
+            });
+        }
+        for (a, v) in &batch.checks {
+            if let Some(version) = *v {
+                guards.push(statement::DocGuard {
+                    address: a,
+                    version,
+                    remove: false,
+                });
+            }
+        }
         let mut c = match self.fast.acquire().await {
             Ok(c) => c,
             Err(e) => return Ok(Err(not_applied(e))),
         };
-        let stored = statement::store(&mut c, &mut plan).await;
+        let stored = statement::store(&mut c, &mut plan, &guards).await;
         match stored {
             Ok(()) => {
                 drop(c);

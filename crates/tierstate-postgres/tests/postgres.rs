@@ -485,6 +485,105 @@ async fn first_writes_guessed_absent_yield_to_other_writers() {
     );
 }
 
+/// Removals and version checks commit in one statement from remembered heads, guarded where
+/// those heads stand: when another store moved them, the batch ends as the locking path ends
+/// it (the removal removes what is there now, the check reports the exact conflict and nothing
+/// of its batch stays).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removals_and_checks_on_remembered_heads_yield_to_other_writers() {
+    use tierstate_core::{DocAddr, DocWrite, PutMode, WriteBatch};
+    let Some(url) = common::url() else { return };
+    let schema = common::fresh_schema("guards");
+    let open = || async {
+        PostgresStore::connect(
+            PostgresConfig::new(&url)
+                .schema(&schema)
+                .unwrap()
+                .listen(false),
+        )
+        .await
+        .unwrap()
+    };
+    let (a, b) = (open().await, open().await);
+    let obj = |n: u64| serde_json::json!({ "n": n }).as_object().unwrap().clone();
+    let (x, g, y) = (
+        DocAddr::new("d", "book", "x").unwrap(),
+        DocAddr::new("d", "registry", "g").unwrap(),
+        DocAddr::new("d", "book", "y").unwrap(),
+    );
+    let put = |addr: &DocAddr, mode, n| {
+        WriteBatch::new().document(DocWrite::new(addr.clone(), mode, obj(n)))
+    };
+    a.write(put(&x, PutMode::Create, 1)).await.unwrap();
+    a.write(put(&g, PutMode::Create, 1)).await.unwrap();
+
+    // Remembered and current: the removal and the check commit in one statement.
+    let c = a
+        .write(
+            put(&y, PutMode::Create, 1)
+                .expect(g.clone(), Some(1))
+                .delete_document(x.clone(), Some(1)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(c.removed, vec![true]);
+    assert!(a.get_document(&x).await.unwrap().is_none());
+    assert!(
+        a.document_history(&x, 10).await.unwrap().is_empty(),
+        "history removed too"
+    );
+
+    // b moves x (re-created) and g; a still remembers g at 1 and x as removed.
+    b.write(put(&x, PutMode::Create, 5)).await.unwrap();
+    b.write(put(&x, PutMode::Update { expected: 1 }, 6))
+        .await
+        .unwrap();
+    b.write(put(&g, PutMode::Update { expected: 1 }, 2))
+        .await
+        .unwrap();
+    match a
+        .write(put(&y, PutMode::Update { expected: 1 }, 2).expect(g.clone(), Some(1)))
+        .await
+    {
+        Err(Error::Conflict {
+            expected, actual, ..
+        }) => assert_eq!((expected, actual), (1, Some(2))),
+        other => panic!("expected the check's conflict, got {other:?}"),
+    }
+    assert_eq!(
+        a.get_document(&y).await.unwrap().unwrap().version,
+        1,
+        "nothing stayed"
+    );
+    // a learns x at 2 from b's writes only through the locking path; a stale removal of a
+    // remembered head is refused by its guard and lands as the locking path lands it.
+    let x_at = b.get_document(&x).await.unwrap().unwrap().version;
+    assert_eq!(x_at, 2);
+    a.write(put(&x, PutMode::Update { expected: 2 }, 7))
+        .await
+        .unwrap();
+    b.write(put(&x, PutMode::Update { expected: 3 }, 8))
+        .await
+        .unwrap();
+    match a
+        .write(WriteBatch::new().delete_document(x.clone(), Some(3)))
+        .await
+    {
+        Err(Error::Conflict {
+            expected, actual, ..
+        }) => assert_eq!((expected, actual), (3, Some(4))),
+        other => panic!("expected the removal's conflict, got {other:?}"),
+    }
+    assert_eq!(b.get_document(&x).await.unwrap().unwrap().version, 4);
+    let c = a
+        .write(WriteBatch::new().delete_document(x.clone(), None))
+        .await
+        .unwrap();
+    assert_eq!(c.removed, vec![true]);
+    assert!(b.get_document(&x).await.unwrap().is_none());
+    assert!(b.document_history(&x, 10).await.unwrap().is_empty());
+}
+
 /// Two stores on one schema, as two processes: each remembers the heads it committed and
 /// plans its next batch from them. Whenever the other wrote in between, the remembered heads
 /// are stale and the batch must still land exactly as the locking path would land it: the
