@@ -1,9 +1,10 @@
 //! The writer thread: owns the only write connection and commits queued writes in groups.
 //!
 //! Every write that arrives while a commit is in flight waits in the queue; the next
-//! transaction takes all of them (up to `max_group`), each inside its own SAVEPOINT so one
-//! member's conflict does not disturb the others, and ends with one COMMIT — one fsync for the
-//! whole group. No caller hears `Ok` before that COMMIT returned.
+//! transaction takes all of them (up to `max_group`) and ends with one COMMIT — one fsync for
+//! the whole group. One member's conflict does not disturb the others: a batch is planned
+//! (read and checked) before it writes, and other jobs run inside a SAVEPOINT of their own.
+//! No caller hears `Ok` before that COMMIT returned.
 
 use chrono::{DateTime, Utc};
 use rusqlite::Connection;
@@ -115,6 +116,25 @@ fn commit_group(
             fail(job, e);
             continue;
         }
+        let job = match job {
+            Job::Commit { batch, reply } => {
+                // A batch is planned before it writes anything: a conflict leaves no trace, so
+                // it needs no savepoint of its own. A failed store (I/O, a full disk) breaks
+                // the whole group's transaction instead.
+                match plan_batch(conn, batch, now) {
+                    Err(e) => done.push(Done::Commit(reply, Err(e))),
+                    Ok(plan) => match crate::records::store(conn, &plan, &mut reclaim) {
+                        Ok(()) => done.push(Done::Commit(reply, Ok(plan.committed))),
+                        Err(e) => {
+                            let _ = reply.send(Err(replicate(&e)));
+                            broken = Some(e);
+                        }
+                    },
+                }
+                continue;
+            }
+            other => other,
+        };
         if let Err(e) = run(conn, "SAVEPOINT job") {
             fail(job, &e);
             broken = Some(e);
@@ -220,6 +240,16 @@ fn apply(conn: &Connection, job: Job, now: DateTime<Utc>, reclaim: &mut Vec<Recl
         #[cfg(feature = "test-hooks")]
         Job::Hook { run, reply } => Done::Flag(reply, run(conn)),
     }
+}
+
+/// Reads what the batch depends on and lets the core planner decide (nothing is written).
+fn plan_batch(
+    conn: &Connection,
+    batch: PreparedBatch,
+    now: DateTime<Utc>,
+) -> Result<tierstate_core::plan::Plan> {
+    let snap = crate::records::snapshot(conn, &batch.reads())?;
+    tierstate_core::plan::plan(batch, &snap, now)
 }
 
 /// Reads what the batch depends on, lets the core planner decide, and stores the plan.

@@ -74,8 +74,13 @@ async fn main() {
                     .put(next, CRASH_RETENTION)
                     .await
                     .expect("sole writer never conflicts");
-                writeln!(out, "ack {id} {}", done.version).unwrap();
-                out.flush().unwrap();
+                if writeln!(out, "ack {id} {}", done.version)
+                    .and_then(|()| out.flush())
+                    .is_err()
+                {
+                    // The harness stopped reading (it had what it needed): stop quietly.
+                    std::process::exit(0);
+                }
             }
         }
         "batch" => {
