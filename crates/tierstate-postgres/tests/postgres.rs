@@ -338,6 +338,15 @@ async fn grouped_updates_commit_announce_and_conflict_exactly() {
     }
 }
 
+/// A store on `schema` that does not listen, as another process of the fleet would open it.
+async fn quiet_store(url: &str, schema: &str) -> PostgresStore {
+    let cfg = PostgresConfig::new(url)
+        .schema(schema)
+        .unwrap()
+        .listen(false);
+    PostgresStore::connect(cfg).await.unwrap()
+}
+
 /// A store that remembers nothing guesses a created or overwritten state or document absent
 /// and a journal whose first append expects it empty, empty, and commits in one statement. When another
 /// store created them first the guess is refused and the batch ends as the locking path ends
@@ -349,16 +358,7 @@ async fn first_writes_guessed_absent_yield_to_other_writers() {
     use tierstate_core::{DocAddr, DocWrite, PutMode, StreamAddr, WriteBatch};
     let Some(url) = common::url() else { return };
     let schema = common::fresh_schema("guess");
-    let open = || async {
-        PostgresStore::connect(
-            PostgresConfig::new(&url)
-                .schema(&schema)
-                .unwrap()
-                .listen(false),
-        )
-        .await
-        .unwrap()
-    };
+    let open = || quiet_store(&url, &schema);
     let (a, b) = (open().await, open().await);
     let obj = |n: u64| serde_json::json!({ "n": n }).as_object().unwrap().clone();
     let at = chrono::Utc::now();
@@ -494,16 +494,7 @@ async fn removals_and_checks_on_remembered_heads_yield_to_other_writers() {
     use tierstate_core::{DocAddr, DocWrite, PutMode, WriteBatch};
     let Some(url) = common::url() else { return };
     let schema = common::fresh_schema("guards");
-    let open = || async {
-        PostgresStore::connect(
-            PostgresConfig::new(&url)
-                .schema(&schema)
-                .unwrap()
-                .listen(false),
-        )
-        .await
-        .unwrap()
-    };
+    let open = || quiet_store(&url, &schema);
     let (a, b) = (open().await, open().await);
     let obj = |n: u64| serde_json::json!({ "n": n }).as_object().unwrap().clone();
     let (x, g, y) = (

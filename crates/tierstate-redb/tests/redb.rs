@@ -70,19 +70,7 @@ async fn pruned_versions_are_removed_in_runs() {
     let path = dir.path().join("p.redb");
     let store = RedbStore::open(RedbConfig::new(&path)).await.unwrap();
     let keep4 = Retention::KeepLast(std::num::NonZeroU32::new(4).unwrap());
-    store
-        .put(StateWrite::create(id("a"), obj(json!({"n": 1}))), keep4)
-        .await
-        .unwrap();
-    for v in 1..100u64 {
-        store
-            .put(
-                StateWrite::update(id("a"), v, obj(json!({"n": v + 1}))),
-                keep4,
-            )
-            .await
-            .unwrap();
-    }
+    tierstate_testkit::write_versions(&store, &id("a"), 1..=100, keep4).await;
     let kept: Vec<u64> = store
         .history(&id("a"), 100)
         .await

@@ -233,10 +233,7 @@ async fn pruned_versions_are_reclaimed_in_runs() {
     let path = dir.path().join("p.db");
     let store = SqliteStore::open(SqliteConfig::new(&path)).await.unwrap();
     let keep4 = Retention::KeepLast(std::num::NonZeroU32::new(4).unwrap());
-    store
-        .put(StateWrite::create(id("a"), obj(json!({"n": 1}))), keep4)
-        .await
-        .unwrap();
+    tierstate_testkit::write_versions(&store, &id("a"), 1..=1, keep4).await;
     let rows = |conn: &Connection| -> i64 {
         conn.query_row(
             "SELECT count(*) FROM ts_version WHERE deployment_id = 'a'",
@@ -247,13 +244,7 @@ async fn pruned_versions_are_reclaimed_in_runs() {
     };
     let (mut most, mut least) = (0, i64::MAX);
     for v in 1..100u64 {
-        store
-            .put(
-                StateWrite::update(id("a"), v, obj(json!({"n": v + 1}))),
-                keep4,
-            )
-            .await
-            .unwrap();
+        tierstate_testkit::write_versions(&store, &id("a"), v + 1..=v + 1, keep4).await;
         let on_disk = rows(&Connection::open(&path).unwrap());
         most = most.max(on_disk);
         if v >= 4 {
@@ -279,19 +270,7 @@ async fn group_commits_reclaim_pruned_rows_too() {
         let store = store.clone();
         tasks.spawn(async move {
             let d = id(&format!("w{w}"));
-            store
-                .put(StateWrite::create(d.clone(), obj(json!({"n": 1}))), keep4)
-                .await
-                .unwrap();
-            for v in 1..50u64 {
-                store
-                    .put(
-                        StateWrite::update(d.clone(), v, obj(json!({"n": v + 1}))),
-                        keep4,
-                    )
-                    .await
-                    .unwrap();
-            }
+            tierstate_testkit::write_versions(&*store, &d, 1..=50, keep4).await;
         });
     }
     while let Some(r) = tasks.join_next().await {

@@ -28,6 +28,12 @@ fn keep(n: u32) -> Retention {
     Retention::KeepLast(NonZeroU32::new(n).expect("n > 0"))
 }
 
+/// The retained versions of deployment `name`, newest first.
+async fn versions(s: &Arc<dyn StateStore>, name: &str) -> Vec<u64> {
+    let history = s.history(&id(name), 100).await.expect("history");
+    history.iter().map(|d| d.version).collect()
+}
+
 /// Create returns version 1 and the stored record loads back identical.
 pub async fn create_then_load(h: &Harness) {
     let s = &h.store;
@@ -277,13 +283,7 @@ pub async fn retention_prunes_in_the_same_commit(h: &Harness) {
         .await
         .unwrap();
     }
-    let kept: Vec<u64> = s
-        .history(&id("a"), 100)
-        .await
-        .unwrap()
-        .iter()
-        .map(|d| d.version)
-        .collect();
+    let kept = versions(s, "a").await;
     assert_eq!(kept, vec![6, 5, 4]);
     assert!(
         s.get_version(&id("a"), 3).await.unwrap().is_none(),
@@ -296,13 +296,7 @@ pub async fn retention_prunes_in_the_same_commit(h: &Harness) {
     )
     .await
     .unwrap();
-    let kept: Vec<u64> = s
-        .history(&id("a"), 100)
-        .await
-        .unwrap()
-        .iter()
-        .map(|d| d.version)
-        .collect();
+    let kept = versions(s, "a").await;
     assert_eq!(kept, vec![7]);
     assert_eq!(s.get(&id("a")).await.unwrap().unwrap().version, 7);
 }
@@ -339,13 +333,7 @@ pub async fn retention_never_brings_pruned_versions_back(h: &Harness) {
     for (v, retention) in [(41, KEEP_ALL), (42, keep(100)), (43, KEEP_ALL)] {
         s.write(write(v, retention)).await.unwrap();
     }
-    let states: Vec<u64> = s
-        .history(&id("a"), 100)
-        .await
-        .unwrap()
-        .iter()
-        .map(|d| d.version)
-        .collect();
+    let states = versions(s, "a").await;
     let docs: Vec<u64> = s
         .document_history(&a, 100)
         .await

@@ -82,6 +82,32 @@ pub async fn memory_harness() -> Harness {
     }
 }
 
+/// Writes versions `versions` of `id`, each `{"n": v}` (version 1 creates it), every write
+/// keeping `retention`: history for backend tests of pruning.
+///
+/// # Panics
+/// If a write fails.
+pub async fn write_versions(
+    store: &dyn StateStore,
+    id: &DeploymentId,
+    versions: std::ops::RangeInclusive<u64>,
+    retention: tierstate_core::Retention,
+) {
+    use tierstate_core::StateWrite;
+    for v in versions {
+        let n = serde_json::json!({ "n": v })
+            .as_object()
+            .expect("an object")
+            .clone();
+        let w = if v == 1 {
+            StateWrite::create(id.clone(), n)
+        } else {
+            StateWrite::update(id.clone(), v - 1, n)
+        };
+        store.put(w, retention).await.expect("write a version");
+    }
+}
+
 /// The PostgreSQL server for tests, from `TEST_DATABASE_URL`. Without it the caller skips its
 /// test, after this says so loudly, unless `TIERSTATE_REQUIRE_POSTGRES=1` (what
 /// `cargo xtask test --require-postgres` sets), which makes it fail instead.
