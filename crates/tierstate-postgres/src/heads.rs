@@ -46,11 +46,10 @@ impl Heads {
 
     /// A snapshot of `reads` if every head in it is remembered or implied by the batch
     /// itself: a state or document no write of which expects a version (creates and
-    /// overwrites) is guessed absent, and a
-    /// stream whose first append expects it empty is guessed empty (the first write of a
-    /// new order or position would otherwise always take the locking path). Idempotency keys
-    /// are assumed unused. A wrong guess fails the statement (a guard, or a unique index), and
-    /// the locking path then finds the truth.
+    /// overwrites) is guessed absent, and a stream whose first append expects it empty is
+    /// guessed empty (the first write of a new order or position would otherwise always take
+    /// the locking path). Idempotency keys are assumed unused. A wrong guess fails the
+    /// statement (a guard, or a unique index), and the locking path then finds the truth.
     pub(crate) fn snapshot(&self, reads: &Reads, batch: &PreparedBatch) -> Option<Snapshot> {
         let mut snap = Snapshot::default();
         for id in &reads.states {
