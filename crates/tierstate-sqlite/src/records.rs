@@ -17,6 +17,15 @@ fn u64_of(v: i64, what: &str) -> Result<u64> {
     u64::try_from(v).map_err(|_| bad_row(format!("{what} {v}")))
 }
 
+/// A document's key columns, in the order every statement here binds them (`?1..?3`).
+fn doc_key(a: &DocAddr) -> [&str; 3] {
+    [
+        a.deployment_id.as_str(),
+        a.collection.as_str(),
+        a.key.as_str(),
+    ]
+}
+
 /// Reads the heads and keyed entries a batch depends on (inside the write transaction).
 pub(crate) fn snapshot(conn: &Connection, reads: &Reads) -> Result<Snapshot> {
     let mut snap = Snapshot::default();
@@ -39,15 +48,8 @@ pub(crate) fn snapshot(conn: &Connection, reads: &Reads) -> Result<Snapshot> {
                  WHERE deployment_id = ?1 AND collection = ?2 AND key = ?3",
             )
             .and_then(|mut s| {
-                s.query_row(
-                    params![
-                        a.deployment_id.as_str(),
-                        a.collection.as_str(),
-                        a.key.as_str()
-                    ],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()
+                s.query_row(doc_key(a), |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()
             })
             .map_err(map)?;
         if let Some((v, c)) = head {
@@ -174,11 +176,7 @@ pub(crate) fn store(conn: &Connection, plan: &Plan, reclaim: &mut Vec<Reclaim>) 
         }
     }
     for a in &plan.removals {
-        let p = params![
-            a.deployment_id.as_str(),
-            a.collection.as_str(),
-            a.key.as_str()
-        ];
+        let p = doc_key(a);
         for table in ["ts_doc_version", "ts_doc_head"] {
             conn.prepare_cached(&format!(
                 "DELETE FROM {table} WHERE deployment_id = ?1 AND collection = ?2 AND key = ?3"
@@ -497,14 +495,9 @@ fn current_doc(conn: &Connection, a: &DocAddr) -> Result<Option<StoredDoc>> {
              WHERE h.deployment_id = ?1 AND h.collection = ?2 AND h.key = ?3",
         )
         .and_then(|mut st| {
-            st.query_row(
-                params![
-                    a.deployment_id.as_str(),
-                    a.collection.as_str(),
-                    a.key.as_str()
-                ],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-            )
+            st.query_row(doc_key(a), |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
             .optional()
         })
         .map_err(map)?;
@@ -534,15 +527,8 @@ pub(crate) fn doc_oldest(conn: &Connection, a: &DocAddr) -> Result<Option<u64>> 
              FROM ts_doc_head h WHERE h.deployment_id = ?1 AND h.collection = ?2 AND h.key = ?3",
         )
         .and_then(|mut s| {
-            s.query_row(
-                params![
-                    a.deployment_id.as_str(),
-                    a.collection.as_str(),
-                    a.key.as_str()
-                ],
-                |r| r.get::<_, Option<i64>>(0),
-            )
-            .optional()
+            s.query_row(doc_key(a), |r| r.get::<_, Option<i64>>(0))
+                .optional()
         })
         .map_err(map)?;
     v.flatten().map(|v| u64_of(v, "version")).transpose()
