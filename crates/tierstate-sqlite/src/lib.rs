@@ -29,7 +29,7 @@ mod sharing;
 mod store;
 mod writer;
 
-pub use config::{SqliteConfig, Synchronous};
+pub use config::{DEFAULT_PAGE_SIZE, SqliteConfig, Synchronous};
 pub use schema::{
     SCHEMA_VERSION, STEPS, create_at_version, pending_steps, schema_sql, steps_after,
 };

@@ -225,8 +225,18 @@ pub(crate) fn open_writer(config: &SqliteConfig) -> Result<Connection> {
 }
 
 fn open_writer_unnamed(config: &SqliteConfig) -> Result<Connection> {
+    let size = config.page_size;
+    if !(512..=65536).contains(&size) || !size.is_power_of_two() {
+        return Err(Error::invalid(
+            "page_size",
+            format!("{size} is not a power of two from 512 to 65536"),
+        ));
+    }
     create_private(&config.path)?;
     let conn = open(&config.path, config)?;
+    // Takes effect only while the file is still empty (SQLite ignores it later), so a file
+    // keeps the page size it was created with.
+    conn.pragma_update(None, "page_size", size).map_err(map)?;
     let mode: String = retry_busy(config.busy_timeout, || {
         conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
             .map_err(map)

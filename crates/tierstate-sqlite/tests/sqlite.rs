@@ -224,6 +224,81 @@ async fn reopen_resumes_from_disk() {
     assert_eq!(store.history(&id("a"), 10).await.unwrap().len(), 2);
 }
 
+fn page_size(path: &std::path::Path) -> u32 {
+    Connection::open(path)
+        .unwrap()
+        .query_row("PRAGMA page_size", [], |r| r.get(0))
+        .unwrap()
+}
+
+/// A new file gets the configured page size (1 KiB by default); a file that exists keeps the
+/// size it was created with, data intact; an invalid size is refused and creates nothing.
+#[tokio::test]
+async fn page_size_is_set_at_creation_and_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    let store = SqliteStore::open(SqliteConfig::new(&path)).await.unwrap();
+    store
+        .put(
+            StateWrite::create(id("a"), obj(json!({"n": 1}))),
+            Retention::DEFAULT,
+        )
+        .await
+        .unwrap();
+    store.close().await;
+    drop(store);
+    assert_eq!(page_size(&path), tierstate_sqlite::DEFAULT_PAGE_SIZE);
+    assert_eq!(tierstate_sqlite::DEFAULT_PAGE_SIZE, 1024);
+
+    let big = dir.path().join("big.db");
+    let store = SqliteStore::open(SqliteConfig::new(&big).page_size(8192))
+        .await
+        .unwrap();
+    store
+        .put(
+            StateWrite::create(id("a"), obj(json!({"n": 1}))),
+            Retention::DEFAULT,
+        )
+        .await
+        .unwrap();
+    store.close().await;
+    drop(store);
+    assert_eq!(page_size(&big), 8192);
+    let store = SqliteStore::open(SqliteConfig::new(&big).page_size(512))
+        .await
+        .unwrap();
+    store
+        .put(
+            StateWrite::update(id("a"), 1, obj(json!({"n": 2}))),
+            Retention::DEFAULT,
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.get(&id("a")).await.unwrap().unwrap().version, 2);
+    store.close().await;
+    drop(store);
+    assert_eq!(page_size(&big), 8192);
+
+    for bad in [0, 256, 1000, 131_072] {
+        let p = dir.path().join(format!("bad{bad}.db"));
+        let e = SqliteStore::open(SqliteConfig::new(&p).page_size(bad))
+            .await
+            .err()
+            .unwrap();
+        assert!(
+            matches!(
+                e,
+                Error::InvalidInput {
+                    field: "page_size",
+                    ..
+                }
+            ),
+            "{bad}: {e}"
+        );
+        assert!(!p.exists(), "{bad}: refused size created {}", p.display());
+    }
+}
+
 /// Pruned versions leave reads at once and the file in runs: after any number of writes
 /// keeping 4, at most 4 + 16 rows of a deployment's versions are on disk (the reclaiming
 /// commit deletes everything below the boundary), and never fewer than the 4 kept.
