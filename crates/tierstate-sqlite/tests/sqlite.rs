@@ -231,7 +231,7 @@ fn page_size(path: &std::path::Path) -> u32 {
         .unwrap()
 }
 
-/// A new file gets the configured page size (1 KiB by default); a file that exists keeps the
+/// A new file gets the configured page size (SQLite's 4 KiB by default); a file that exists keeps the
 /// size it was created with, data intact; an invalid size is refused and creates nothing.
 #[tokio::test]
 async fn page_size_is_set_at_creation_and_kept() {
@@ -248,10 +248,10 @@ async fn page_size_is_set_at_creation_and_kept() {
     store.close().await;
     drop(store);
     assert_eq!(page_size(&path), tierstate_sqlite::DEFAULT_PAGE_SIZE);
-    assert_eq!(tierstate_sqlite::DEFAULT_PAGE_SIZE, 1024);
+    assert_eq!(tierstate_sqlite::DEFAULT_PAGE_SIZE, 4096);
 
     let big = dir.path().join("big.db");
-    let store = SqliteStore::open(SqliteConfig::new(&big).page_size(8192))
+    let store = SqliteStore::open(SqliteConfig::new(&big).page_size(1024))
         .await
         .unwrap();
     store
@@ -263,7 +263,7 @@ async fn page_size_is_set_at_creation_and_kept() {
         .unwrap();
     store.close().await;
     drop(store);
-    assert_eq!(page_size(&big), 8192);
+    assert_eq!(page_size(&big), 1024);
     let store = SqliteStore::open(SqliteConfig::new(&big).page_size(512))
         .await
         .unwrap();
@@ -277,7 +277,7 @@ async fn page_size_is_set_at_creation_and_kept() {
     assert_eq!(store.get(&id("a")).await.unwrap().unwrap().version, 2);
     store.close().await;
     drop(store);
-    assert_eq!(page_size(&big), 8192);
+    assert_eq!(page_size(&big), 1024);
 
     for bad in [0, 256, 1000, 131_072] {
         let p = dir.path().join(format!("bad{bad}.db"));
