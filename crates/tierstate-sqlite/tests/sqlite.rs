@@ -231,53 +231,36 @@ fn page_size(path: &std::path::Path) -> u32 {
         .unwrap()
 }
 
-/// A new file gets the configured page size (SQLite's 4 KiB by default); a file that exists keeps the
-/// size it was created with, data intact; an invalid size is refused and creates nothing.
+/// Opens the file at `path` with `page_size`, commits `w`, closes the store and returns the
+/// file's page size.
+async fn write_with_page_size(path: &std::path::Path, size: u32, w: StateWrite) -> u32 {
+    let store = SqliteStore::open(SqliteConfig::new(path).page_size(size))
+        .await
+        .unwrap();
+    store.put(w, Retention::DEFAULT).await.unwrap();
+    store.close().await;
+    drop(store);
+    page_size(path)
+}
+
+/// A new file gets the configured page size (SQLite's 4 KiB by default); a file that exists
+/// keeps the size it was created with, data intact; an invalid size is refused and creates
+/// nothing.
 #[tokio::test]
 async fn page_size_is_set_at_creation_and_kept() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("s.db");
-    let store = SqliteStore::open(SqliteConfig::new(&path)).await.unwrap();
-    store
-        .put(
-            StateWrite::create(id("a"), obj(json!({"n": 1}))),
-            Retention::DEFAULT,
-        )
-        .await
-        .unwrap();
-    store.close().await;
-    drop(store);
-    assert_eq!(page_size(&path), tierstate_sqlite::DEFAULT_PAGE_SIZE);
     assert_eq!(tierstate_sqlite::DEFAULT_PAGE_SIZE, 4096);
-
-    let big = dir.path().join("big.db");
-    let store = SqliteStore::open(SqliteConfig::new(&big).page_size(1024))
-        .await
-        .unwrap();
-    store
-        .put(
-            StateWrite::create(id("a"), obj(json!({"n": 1}))),
-            Retention::DEFAULT,
-        )
-        .await
-        .unwrap();
-    store.close().await;
-    drop(store);
-    assert_eq!(page_size(&big), 1024);
-    let store = SqliteStore::open(SqliteConfig::new(&big).page_size(512))
-        .await
-        .unwrap();
-    store
-        .put(
-            StateWrite::update(id("a"), 1, obj(json!({"n": 2}))),
-            Retention::DEFAULT,
-        )
-        .await
-        .unwrap();
+    assert_eq!(
+        SqliteConfig::new("x").page_size,
+        tierstate_sqlite::DEFAULT_PAGE_SIZE
+    );
+    let small = dir.path().join("small.db");
+    let create = StateWrite::create(id("a"), obj(json!({"n": 1})));
+    assert_eq!(write_with_page_size(&small, 1024, create).await, 1024);
+    let update = StateWrite::update(id("a"), 1, obj(json!({"n": 2})));
+    assert_eq!(write_with_page_size(&small, 512, update).await, 1024);
+    let store = SqliteStore::open(SqliteConfig::new(&small)).await.unwrap();
     assert_eq!(store.get(&id("a")).await.unwrap().unwrap().version, 2);
-    store.close().await;
-    drop(store);
-    assert_eq!(page_size(&big), 1024);
 
     for bad in [0, 256, 1000, 131_072] {
         let p = dir.path().join(format!("bad{bad}.db"));
