@@ -52,9 +52,10 @@ pub struct SqliteConfig {
 
 /// Page size of new files: SQLite's own default. Every page a commit changes goes to the WAL
 /// whole and is fsynced, so 1 KiB pages make a lone tick (state, document, three entries)
-/// write about 22 KB of WAL instead of 54 KB and commit 5–10% faster; but 64 concurrent
-/// writers commit about 12% fewer writes per second (a group's rows spread over four times as
-/// many pages) and large states read 10–15% slower (two full bench runs; see the README).
+/// write about 22 KB of WAL instead of 54 KB and commit 5–10% faster, and a lone writer about
+/// 8% faster; but 64 concurrent writers gain nothing (their groups wrote as many per second),
+/// and reads of large states and time windows take 10–15% longer (full bench runs on the same
+/// day; see the README).
 pub const DEFAULT_PAGE_SIZE: u32 = 4096;
 
 impl SqliteConfig {
