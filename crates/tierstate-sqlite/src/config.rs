@@ -76,7 +76,8 @@ impl SqliteConfig {
 
     /// Sets the page size of a file this store creates; see the `page_size` field and
     /// [`DEFAULT_PAGE_SIZE`] for what 1 KiB pages gain (a lone writer's small commits) and
-    /// cost (group throughput, large reads). An invalid size is refused when the store opens.
+    /// cost (reads of large states and time windows). An invalid size is refused when the
+    /// store opens.
     pub fn page_size(mut self, bytes: u32) -> Self {
         self.page_size = bytes;
         self
