@@ -130,9 +130,7 @@ impl Plain {
                 .expect("upsert");
             }
             Self::Redb(db) => {
-                let mut txn = db.begin_write().expect("begin");
-                txn.set_durability(redb::Durability::Immediate)
-                    .expect("durability");
+                let txn = durable_write(db);
                 txn.open_table(ROWS)
                     .expect("rows")
                     .insert(id, body)
@@ -200,9 +198,7 @@ impl Plain {
                 tx.commit().expect("commit");
             }
             Self::Redb(db) => {
-                let mut txn = db.begin_write().expect("begin");
-                txn.set_durability(redb::Durability::Immediate)
-                    .expect("durability");
+                let txn = durable_write(db);
                 {
                     let mut t = txn.open_table(ROWS).expect("rows");
                     for (id, body) in rows {
@@ -298,9 +294,7 @@ impl Plain {
                 tx.commit().expect("commit");
             }
             Self::Redb(db) => {
-                let mut txn = db.begin_write().expect("begin");
-                txn.set_durability(redb::Durability::Immediate)
-                    .expect("durability");
+                let txn = durable_write(db);
                 {
                     let mut h = txn.open_table(HIST).expect("hist");
                     for (id, body) in t.rows {
@@ -364,4 +358,13 @@ impl Plain {
             Self::Postgres(_) => None,
         }
     }
+}
+
+/// A redb write transaction that commits with `Durability::Immediate` (one fsync), as every
+/// plain durable write here does.
+fn durable_write(db: &redb::Database) -> redb::WriteTransaction {
+    let mut txn = db.begin_write().expect("begin");
+    txn.set_durability(redb::Durability::Immediate)
+        .expect("durability");
+    txn
 }
