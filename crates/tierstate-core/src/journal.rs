@@ -166,7 +166,7 @@ pub struct StoredEntry {
 
 impl StoredEntry {
     /// Verifies the body checksum and the entry's own chain hash (not its link to neighbours:
-    /// see [`verify_run`]) and decodes it.
+    /// see [`Resolved::finish`]) and decodes it.
     ///
     /// # Errors
     /// `Integrity` naming the stream and sequence number.
