@@ -129,6 +129,16 @@ impl<'t> Tables<'t> {
         opened(&mut self.journal, self.txn, JOURNAL)
     }
 
+    /// The event-time index alone (an append without a key leaves the keys table unopened).
+    pub(crate) fn events(&mut self) -> std::result::Result<&mut Table<'t, EventKey, ()>, Stop> {
+        opened(&mut self.j_events, self.txn, J_EVENTS)
+    }
+
+    /// The idempotency keys alone.
+    pub(crate) fn keys(&mut self) -> std::result::Result<&mut Table<'t, KeyKey, u64>, Stop> {
+        opened(&mut self.j_keys, self.txn, J_KEYS)
+    }
+
     /// Entries, keys and event-time index at once.
     pub(crate) fn journal_tables(&mut self) -> std::result::Result<JournalTables<'_, 't>, Stop> {
         let txn = self.txn;
@@ -279,8 +289,7 @@ pub(crate) fn store(t: &mut Tables<'_>, plan: &Plan) -> std::result::Result<(), 
             .map_err(stop)?;
         if let Some(k) = &e.key {
             // The planner found no entry with this key; the table's key makes it unique anyway.
-            if t.journal_tables()?
-                .1
+            if t.keys()?
                 .insert((d, s, k.as_str()), e.seq)
                 .map_err(stop)?
                 .is_some()
@@ -293,8 +302,7 @@ pub(crate) fn store(t: &mut Tables<'_>, plan: &Plan) -> std::result::Result<(), 
                 }));
             }
         }
-        t.journal_tables()?
-            .2
+        t.events()?
             .insert((d, s, e.event_us, e.seq), ())
             .map_err(stop)?;
     }
@@ -553,13 +561,9 @@ pub(crate) fn truncate(
         .map_err(stop)?;
     for (seq, event, key) in doomed {
         t.journal()?.remove((d, st, seq)).map_err(stop)?;
-        t.journal_tables()?
-            .2
-            .remove((d, st, event, seq))
-            .map_err(stop)?;
+        t.events()?.remove((d, st, event, seq)).map_err(stop)?;
         if !key.is_empty() {
-            t.journal_tables()?
-                .1
+            t.keys()?
                 .remove((d, st, String::from_utf8_lossy(&key).as_ref()))
                 .map_err(stop)?;
         }
