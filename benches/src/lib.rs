@@ -1,6 +1,7 @@
 //! Shared helpers of the benchmarks: payloads of a given size and latency statistics.
 #![deny(missing_docs)]
 
+pub mod floor;
 pub mod plain;
 
 use std::time::{Duration, Instant};

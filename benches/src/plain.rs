@@ -362,7 +362,7 @@ impl Plain {
 
 /// A redb write transaction that commits with `Durability::Immediate` (one fsync), as every
 /// plain durable write here does.
-fn durable_write(db: &redb::Database) -> redb::WriteTransaction {
+pub(crate) fn durable_write(db: &redb::Database) -> redb::WriteTransaction {
     let mut txn = db.begin_write().expect("begin");
     txn.set_durability(redb::Durability::Immediate)
         .expect("durability");
