@@ -1067,12 +1067,7 @@ async fn tick_batch(dir: &Path, backend: Warm, scale: usize) -> Row {
         for e in entries {
             b = b.append(Append::new(st.clone(), event_at(i), e));
         }
-        let rows: [(&str, &[u8]); 2] = [("tick", &sb), ("tick/book/positions", &bb)];
-        let logged: Vec<(u64, &[u8])> = eb
-            .iter()
-            .enumerate()
-            .map(|(j, e)| (i * 3 + j as u64, e.as_slice()))
-            .collect();
+        let (rows, logged) = plain_tick(i, &sb, &bb, &eb);
         let t = Instant::now();
         engine.tick(Some(&rows), &logged).await;
         base.push(t.elapsed());
@@ -1123,12 +1118,7 @@ async fn tick_batch(dir: &Path, backend: Warm, scale: usize) -> Row {
                 body_of(&state_of_size(512, i)),
             );
             let eb: Vec<Vec<u8>> = (0..3).map(|j| body_of(&state_of_size(200, j))).collect();
-            let rows: [(&str, &[u8]); 2] = [("tick", &sb), ("tick/book/positions", &bb)];
-            let logged: Vec<(u64, &[u8])> = eb
-                .iter()
-                .enumerate()
-                .map(|(j, e)| (i * 3 + j as u64, e.as_slice()))
-                .collect();
+            let (rows, logged) = plain_tick(i, &sb, &bb, &eb);
             let entries: Vec<(i64, &[u8])> = eb
                 .iter()
                 .map(|e| (event_at(i).timestamp_micros(), e.as_slice()))
@@ -1187,6 +1177,20 @@ async fn tick_batch(dir: &Path, backend: Warm, scale: usize) -> Row {
             us(base.quantile(0.99))
         ),
     )
+}
+
+/// A tick as the plain transaction writes it: two `(id, body)` rows and `(seq, body)` entries.
+type PlainTick<'a> = ([(&'static str, &'a [u8]); 2], Vec<(u64, &'a [u8])>);
+
+/// The plain transaction's rows for tick `i`: the state and document bodies as two rows, the
+/// entries at sequence numbers `3i, 3i + 1, …`.
+fn plain_tick<'a>(i: u64, state: &'a [u8], doc: &'a [u8], entries: &'a [Vec<u8>]) -> PlainTick<'a> {
+    let logged = entries
+        .iter()
+        .enumerate()
+        .map(|(j, e)| (i * 3 + j as u64, e.as_slice()))
+        .collect();
+    ([("tick", state), ("tick/book/positions", doc)], logged)
 }
 
 /// Adds to the tick row's note the records issue's own figure: the tick's p50 against our
