@@ -15,8 +15,6 @@ use std::path::Path;
 use redb::TableDefinition;
 use rusqlite::{TransactionBehavior, params};
 
-/// Versions kept per record (tierstate's default retention).
-const KEEP: u64 = 32;
 /// Rows below the retention boundary are deleted when it reaches a multiple of this.
 pub const PRUNE_RUN: u64 = 16;
 
@@ -91,8 +89,10 @@ impl Floor {
     /// Commits one tick durably.
     pub fn tick(&mut self, t: &FloorTick<'_>) {
         let v = t.version;
-        let keep_from = v.saturating_sub(KEEP - 1).max(1);
-        let reclaim = keep_from > 1 && keep_from.is_multiple_of(PRUNE_RUN);
+        // tierstate's default retention decides the boundary, as it does for our writes.
+        let below = tierstate_core::Retention::DEFAULT.prune_below(v);
+        let keep_from = below.unwrap_or(1);
+        let reclaim = below.is_some_and(|b| b.is_multiple_of(PRUNE_RUN));
         let n = t.entries.len() as u64;
         let seq = |j: usize| (v - 1) * n + j as u64 + 1;
         match self {
