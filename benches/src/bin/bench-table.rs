@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use serde_json::json;
 use tierstate::{
-    Append, DeploymentId, DocAddr, DocWrite, HotConfig, InMemoryStore, JournalQuery, PutMode,
-    Retention, SqliteConfig, StateData, StateManager, StateStore, StateWrite, StreamAddr,
+    Append, DeploymentId, DocAddr, DocWrite, GroupStats, HotConfig, InMemoryStore, JournalQuery,
+    PutMode, Retention, SqliteConfig, StateData, StateManager, StateStore, StateWrite, StreamAddr,
     WriteBatch,
 };
 use tierstate_benches::floor::{Floor, FloorTick};
@@ -692,8 +692,56 @@ async fn durable_cas(dir: &Path, backend: Warm, size: usize, scale: usize) -> Ro
     }
 }
 
+/// A bench manager over an embedded store kept aside, to read how its writer grouped commits.
+async fn grouping_manager(dir: &Path, backend: Warm, name: &str) -> (StateManager, GroupProbe) {
+    let path = dir.join(format!("{}-{name}", backend.name()));
+    let (store, probe): (Arc<dyn StateStore>, GroupProbe) = match backend {
+        Warm::Sqlite => {
+            let s = Arc::new(
+                tierstate::SqliteStore::open(SqliteConfig::new(path))
+                    .await
+                    .unwrap(),
+            );
+            (s.clone(), GroupProbe::Sqlite(s))
+        }
+        Warm::Redb => {
+            let s = Arc::new(
+                tierstate::RedbStore::open(tierstate::RedbConfig::new(path))
+                    .await
+                    .unwrap(),
+            );
+            (s.clone(), GroupProbe::Redb(s))
+        }
+        Warm::Postgres => return (manager(dir, backend, name, true).await, GroupProbe::None),
+    };
+    let m = StateManager::builder()
+        .warm_up(false)
+        .warm(store)
+        .build()
+        .await
+        .unwrap();
+    (m, probe)
+}
+
+/// The embedded store whose group commits a row reports (PostgreSQL has no writer thread).
+enum GroupProbe {
+    Sqlite(Arc<tierstate::SqliteStore>),
+    Redb(Arc<tierstate::RedbStore>),
+    None,
+}
+
+impl GroupProbe {
+    fn stats(&self) -> GroupStats {
+        match self {
+            GroupProbe::Sqlite(s) => s.group_stats(),
+            GroupProbe::Redb(s) => s.group_stats(),
+            GroupProbe::None => GroupStats::default(),
+        }
+    }
+}
+
 async fn concurrent_writers(dir: &Path, backend: Warm, scale: usize) -> Row {
-    let m = manager(dir, backend, "writers.db", true).await;
+    let (m, probe) = grouping_manager(dir, backend, "writers.db").await;
     let per = 200 / scale;
     let single_n = 64 * per / 4;
     m.create(&id("solo"), state_of_size(1024, 0)).await.unwrap();
@@ -709,6 +757,7 @@ async fn concurrent_writers(dir: &Path, backend: Warm, scale: usize) -> Row {
             .await
             .unwrap();
     }
+    let before = probe.stats();
     let start = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for w in 0..64 {
@@ -726,14 +775,25 @@ async fn concurrent_writers(dir: &Path, backend: Warm, scale: usize) -> Row {
         r.unwrap();
     }
     let many = (64 * per) as f64 / start.elapsed().as_secs_f64();
+    let ours = probe.stats().since(&before);
     let note = if backend == Warm::Postgres {
         String::new()
     } else {
-        let (one, grouped) = engine_grouping(dir, backend, per).await;
+        let g = even_group(ours.mean_group());
+        let e = engine_grouping(dir, backend, per, g).await;
         format!(
-            "the engine's plain history-keeping commits (a version row per write, 32 kept): \
-             {one:.0}/s one row per commit, {grouped:.0}/s 64 rows per commit ({:.2}x)",
-            grouped / one
+            "our writer formed groups of {:.1} writes on average ({} commits, {} writes alone); \
+             the engine's plain history-keeping commits (a version row per write, 32 kept): \
+             {:.0}/s one row per commit, {:.0}/s {g} rows per commit ({:.2}x), {:.0}/s 64 rows \
+             per commit ({:.2}x)",
+            ours.mean_group(),
+            ours.groups,
+            ours.inline,
+            e.one,
+            e.like_ours,
+            e.like_ours / e.one,
+            e.all,
+            e.all / e.one
         )
     };
     // PostgreSQL's writers share its server's two cores with this process.
@@ -756,9 +816,31 @@ async fn concurrent_writers(dir: &Path, backend: Warm, scale: usize) -> Row {
     }
 }
 
-/// Rows per second of the engine's plain history-keeping writes of 1 KiB rows: one row per
-/// commit, and 64 distinct rows per commit (the best a group commit of 64 writers can do).
-async fn engine_grouping(dir: &Path, backend: Warm, per: usize) -> (f64, f64) {
+/// The divisor of 64 nearest a mean group size (at least 2): the engine's grouped commits then
+/// take the 64 rows in equal windows, so each row's versions stay evenly spaced.
+fn even_group(mean: f64) -> usize {
+    [2usize, 4, 8, 16, 32, 64]
+        .into_iter()
+        .min_by(|a, b| {
+            (*a as f64 - mean)
+                .abs()
+                .total_cmp(&(*b as f64 - mean).abs())
+        })
+        .unwrap_or(64)
+}
+
+/// Rows per second of the engine's plain history-keeping commits of 1 KiB rows.
+struct EngineGrouping {
+    /// One row per commit.
+    one: f64,
+    /// As many rows per commit as our writer's groups had.
+    like_ours: f64,
+    /// 64 distinct rows per commit (the best a group commit of 64 writers can do).
+    all: f64,
+}
+
+/// Measures [`EngineGrouping`]; `g` divides 64 (see [`even_group`]).
+async fn engine_grouping(dir: &Path, backend: Warm, per: usize, g: usize) -> EngineGrouping {
     use tierstate_benches::plain::HistoryTick;
     let mut engine = plain(dir, backend, "grouping.db").await;
     let names: Vec<String> = (0..64).map(|w| format!("w{w}")).collect();
@@ -786,8 +868,27 @@ async fn engine_grouping(dir: &Path, backend: Warm, per: usize) -> (f64, f64) {
         };
         engine.tick_history(&t, "", &[]).await;
     }
-    let grouped = (64 * n64) as f64 / start.elapsed().as_secs_f64();
-    (one, grouped)
+    let all = (64 * n64) as f64 / start.elapsed().as_secs_f64();
+    // Windows of `g` rows in turn: a row gets every (64 / g)-th version, so keeping
+    // 32 × (64 / g) versions keeps 32 of its own.
+    let windows = (64 / g) as u64;
+    let start = Instant::now();
+    for k in 1..=n64 * windows {
+        let w = (k % windows) as usize * g;
+        let t = HistoryTick {
+            rows: &rows[w..w + g],
+            version: n1 + n64 + k,
+            keep: 32 * windows,
+            entries: &[],
+        };
+        engine.tick_history(&t, "", &[]).await;
+    }
+    let like_ours = (64 * n64) as f64 / start.elapsed().as_secs_f64();
+    EngineGrouping {
+        one,
+        like_ours,
+        all,
+    }
 }
 
 fn increment(
@@ -1052,6 +1153,7 @@ async fn tick_batch(dir: &Path, backend: Warm, scale: usize) -> Row {
         Warm::Postgres => None,
     };
     let mut floored = Vec::with_capacity(n);
+    let mut singles = Vec::with_capacity(n);
     for i in 1..=n as u64 {
         let (state, book) = (state_of_size(1024, i), state_of_size(512, i));
         let entries: Vec<_> = (0..3).map(|j| state_of_size(200, j)).collect();
@@ -1103,11 +1205,29 @@ async fn tick_batch(dir: &Path, backend: Warm, scale: usize) -> Row {
             )
             .await;
         history.push(t.elapsed());
+        let solo = [("solo", &sb[..])];
+        let single = tierstate_benches::plain::HistoryTick {
+            rows: &solo,
+            version: i,
+            keep: 32,
+            entries: &[],
+        };
+        let t = Instant::now();
+        engine
+            .tick_history(&single, tierstate_postgres::NOTIFY_CHANNEL, &["s"])
+            .await;
+        singles.push(t.elapsed());
         let t = Instant::now();
         store.write(b).await.unwrap();
         ours.push(t.elapsed());
     }
     let (ours, base, history) = (Samples::of(ours), Samples::of(base), Samples::of(history));
+    let singles = Samples::of(singles);
+    eprintln!(
+        "SINGLEHIST {} tick_hist/single_hist = {:.2}",
+        backend.name(),
+        us(history.quantile(0.5)) / us(singles.quantile(0.5))
+    );
     // In a loop of their own with the plain txn: a fourth file written between ours and the
     // plain one slowed both (its fsyncs share the disk's journal).
     let mut plain_again = Vec::with_capacity(n);

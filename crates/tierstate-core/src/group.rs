@@ -8,7 +8,7 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::thread::JoinHandle;
 
@@ -23,6 +23,47 @@ use crate::{BackendErrorKind, Committed, Error, Result};
 /// (or after it panicked, which leaves the connection in an unknown state).
 type Committer<J> = Arc<Mutex<Option<Box<dyn FnMut(Vec<J>) + Send>>>>;
 
+/// How a writer has committed since it started: an operator reads the mean group size to see
+/// whether concurrent writes share their fsyncs (and whether `max_group` caps them).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GroupStats {
+    /// Groups the writer thread handed to the backend (one transaction each; counted before
+    /// the backend answers their jobs).
+    pub groups: u64,
+    /// Jobs in those groups.
+    pub grouped: u64,
+    /// Jobs committed alone on their caller's thread because the writer was idle.
+    pub inline: u64,
+}
+
+impl GroupStats {
+    /// Jobs per group on the writer thread (0 before its first group).
+    pub fn mean_group(&self) -> f64 {
+        if self.groups == 0 {
+            0.0
+        } else {
+            self.grouped as f64 / self.groups as f64
+        }
+    }
+
+    /// What happened between `earlier` and `self` (both from the same writer).
+    pub fn since(&self, earlier: &GroupStats) -> GroupStats {
+        GroupStats {
+            groups: self.groups.saturating_sub(earlier.groups),
+            grouped: self.grouped.saturating_sub(earlier.grouped),
+            inline: self.inline.saturating_sub(earlier.inline),
+        }
+    }
+}
+
+/// The live counters behind [`GroupStats`].
+#[derive(Default)]
+struct Counters {
+    groups: AtomicU64,
+    grouped: AtomicU64,
+    inline: AtomicU64,
+}
+
 /// A worker thread that receives jobs of type `J` and processes them in groups.
 pub struct GroupWriter<J> {
     backend: &'static str,
@@ -32,6 +73,7 @@ pub struct GroupWriter<J> {
     /// Jobs sent to the thread and not yet committed.
     queued: Arc<AtomicUsize>,
     inline: bool,
+    counters: Arc<Counters>,
 }
 
 /// Runs one group, and retires the committer if it panics (then re-raises the panic).
@@ -63,7 +105,8 @@ impl<J: Send + 'static> GroupWriter<J> {
         let max_group = max_group.max(1);
         let committer: Committer<J> = Arc::new(Mutex::new(Some(Box::new(commit))));
         let queued = Arc::new(AtomicUsize::new(0));
-        let (c, q) = (committer.clone(), queued.clone());
+        let counters = Arc::new(Counters::default());
+        let (c, q, k) = (committer.clone(), queued.clone(), counters.clone());
         let thread = std::thread::Builder::new()
             .name(format!("tierstate-{backend}-writer"))
             .spawn(move || {
@@ -78,7 +121,15 @@ impl<J: Send + 'static> GroupWriter<J> {
                     let n = group.len();
                     // A retired committer drops the group, and with it the replies: their
                     // callers hear `Closed`.
-                    run(&mut c.lock(), group);
+                    let mut slot = c.lock();
+                    if slot.is_some() {
+                        // Counted before the commit answers anyone: whoever heard back from
+                        // a job finds it in the stats.
+                        k.groups.fetch_add(1, Ordering::Relaxed);
+                        k.grouped.fetch_add(n as u64, Ordering::Relaxed);
+                    }
+                    run(&mut slot, group);
+                    drop(slot);
                     q.fetch_sub(n, Ordering::AcqRel);
                 }
             })
@@ -90,7 +141,17 @@ impl<J: Send + 'static> GroupWriter<J> {
             commit: committer,
             queued,
             inline,
+            counters,
         })
+    }
+
+    /// How this writer has committed so far.
+    pub fn stats(&self) -> GroupStats {
+        GroupStats {
+            groups: self.counters.groups.load(Ordering::Relaxed),
+            grouped: self.counters.grouped.load(Ordering::Relaxed),
+            inline: self.counters.inline.load(Ordering::Relaxed),
+        }
     }
 
     /// Hands over a job: committed at once on this thread if the writer is idle and this thread
@@ -133,6 +194,9 @@ impl<J: Send + 'static> GroupWriter<J> {
         let Some(mut slot) = self.commit.try_lock() else {
             return Err(job);
         };
+        if slot.is_some() {
+            self.counters.inline.fetch_add(1, Ordering::Relaxed);
+        }
         let ran = if blocking {
             tokio::task::block_in_place(|| run(&mut slot, vec![job]))
         } else {
@@ -275,6 +339,9 @@ mod tests {
             total += t.await.unwrap().len();
         }
         assert_eq!(total, 64 * 20);
+        let stats = w.stats();
+        assert_eq!(stats.grouped + stats.inline, 64 * 20, "{stats:?}");
+        assert!(stats.groups <= stats.grouped, "{stats:?}");
         w.close();
         assert!(matches!(
             committed_on(&w, 0).await,
@@ -283,6 +350,71 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn stats_count_inline_commits_and_groups() {
+        let w = writer(true);
+        assert_eq!(w.stats(), GroupStats::default());
+        assert_eq!(w.stats().mean_group(), 0.0);
+        committed_on(&w, 0).await.unwrap();
+        let expected = GroupStats {
+            groups: 0,
+            grouped: 0,
+            inline: 1,
+        };
+        assert_eq!(w.stats(), expected);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn stats_count_the_jobs_that_waited_for_a_commit_as_one_group() {
+        let (started_tx, started) = std::sync::mpsc::channel();
+        let (release, gate) = std::sync::mpsc::channel::<()>();
+        let mut first = true;
+        let w = GroupWriter::start("test", 8, false, move |group: Vec<Probe>| {
+            if std::mem::take(&mut first) {
+                started_tx.send(()).unwrap();
+                gate.recv().unwrap();
+            }
+            for (_, reply) in group {
+                let _ = reply.send(String::new());
+            }
+        })
+        .unwrap();
+        let (tx, held) = oneshot::channel();
+        w.send((1, tx)).unwrap();
+        started.recv().unwrap();
+        // Five more arrive while the first commits: the thread takes them as one group.
+        let waiting: Vec<_> = (2..7)
+            .map(|n| {
+                let (tx, rx) = oneshot::channel();
+                w.send((n, tx)).unwrap();
+                rx
+            })
+            .collect();
+        release.send(()).unwrap();
+        held.await.unwrap();
+        for rx in waiting {
+            rx.await.unwrap();
+        }
+        let stats = w.stats();
+        let expected = GroupStats {
+            groups: 2,
+            grouped: 6,
+            inline: 0,
+        };
+        assert_eq!(stats, expected);
+        assert_eq!(stats.mean_group(), 3.0);
+        assert_eq!(
+            stats
+                .since(&GroupStats {
+                    groups: 1,
+                    grouped: 1,
+                    inline: 0
+                })
+                .mean_group(),
+            5.0
+        );
     }
 
     #[test]

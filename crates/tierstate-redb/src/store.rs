@@ -151,6 +151,12 @@ impl RedbStore {
         &self.inner.config
     }
 
+    /// How the writer has grouped commits since the store opened: a mean group near 1 under
+    /// many concurrent writers means they are not sharing fsyncs.
+    pub fn group_stats(&self) -> tierstate_core::group::GroupStats {
+        self.inner.writer.stats()
+    }
+
     /// Stops the writer after it committed everything queued and waits for it. The file stays
     /// locked until the last clone is dropped.
     pub async fn close(&self) {

@@ -96,6 +96,36 @@ async fn pruned_versions_are_removed_in_runs() {
     );
 }
 
+/// Concurrent writers: every write is committed once, in a group on the writer thread or alone
+/// on its caller's, and the store's group stats say which.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn group_stats_count_every_committed_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(
+        RedbStore::open(RedbConfig::new(dir.path().join("g.redb")))
+            .await
+            .unwrap(),
+    );
+    let mut tasks = tokio::task::JoinSet::new();
+    for w in 0..8 {
+        let store = store.clone();
+        tasks.spawn(async move {
+            let d = id(&format!("w{w}"));
+            tierstate_testkit::write_versions(&*store, &d, 1..=50, Retention::DEFAULT).await;
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.unwrap();
+    }
+    let stats = store.group_stats();
+    assert_eq!(stats.grouped + stats.inline, 8 * 50, "{stats:?}");
+    assert!(stats.groups <= stats.grouped, "{stats:?}");
+    for w in 0..8 {
+        let head = store.get(&id(&format!("w{w}"))).await.unwrap().unwrap();
+        assert_eq!(head.version, 50);
+    }
+}
+
 #[tokio::test]
 async fn new_files_are_private_and_reopen_resumes() {
     let dir = tempfile::tempdir().unwrap();

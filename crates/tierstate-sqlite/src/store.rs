@@ -101,6 +101,12 @@ impl SqliteStore {
         &self.inner.config
     }
 
+    /// How the writer has grouped commits since the store opened: a mean group near 1 under
+    /// many concurrent writers means they are not sharing fsyncs.
+    pub fn group_stats(&self) -> tierstate_core::group::GroupStats {
+        self.inner.writer.stats()
+    }
+
     /// Stops the writer after it has committed everything queued, and waits for it. Later
     /// writes fail with a `Closed` error. Dropping the last clone does the same.
     pub async fn close(&self) {

@@ -334,6 +334,10 @@ async fn group_commits_reclaim_pruned_rows_too() {
     while let Some(r) = tasks.join_next().await {
         r.unwrap();
     }
+    // Every write was committed once: in a group on the writer thread or alone on its caller's.
+    let stats = store.group_stats();
+    assert_eq!(stats.grouped + stats.inline, 8 * 50, "{stats:?}");
+    assert!(stats.groups <= stats.grouped, "{stats:?}");
     let conn = Connection::open(&path).unwrap();
     for w in 0..8 {
         let d = format!("w{w}");

@@ -38,6 +38,7 @@ pub use hot::HotConfig;
 pub use manager::{StateManager, Versioned};
 pub use metrics::{Metrics, Op, OpRecord, Outcome, TierSummary};
 pub use payload::PAYLOAD_MARKER;
+pub use tierstate_core::group::GroupStats;
 pub use tierstate_core::{
     Append, Appended, BackendErrorKind, BatchOp, Checksum, CommitProbe, Committed, DeploymentId,
     DocAddr, DocWrite, Document, Error, InMemoryStore, JournalEntry, JournalInfo, JournalPage,
