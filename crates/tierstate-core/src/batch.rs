@@ -489,24 +489,26 @@ impl PreparedWrite {
         })
     }
 
-    /// The record this write becomes once committed at `version`: built from the write itself,
-    /// in the committing transaction, with no second read.
-    pub fn committed(
-        &self,
+    /// The record this write becomes once committed at `version`, and the body bytes to store:
+    /// built from the write itself, in the committing transaction, with no second read and no
+    /// copy of the state (the writer thread of a group commit pays for every copy).
+    pub fn into_committed(
+        self,
         version: u64,
         created_at: DateTime<Utc>,
         updated_at: DateTime<Utc>,
-    ) -> StateData {
-        StateData {
-            deployment_id: self.deployment_id.clone(),
+    ) -> (StateData, Vec<u8>) {
+        let record = StateData {
+            deployment_id: self.deployment_id,
             version,
-            state: self.state.clone(),
+            state: self.state,
             schema_version: self.schema_version,
             checksum: self.checksum,
             created_at,
             updated_at,
             loaded_from: Tier::Warm,
-        }
+        };
+        (record, self.body)
     }
 }
 

@@ -151,17 +151,21 @@ pub fn plan(batch: PreparedBatch, snap: &Snapshot, now: DateTime<Utc>) -> Result
         let version = cas::next_version(&w.deployment_id, w.mode, head.map(|h| h.0))?;
         let created_us = head.map_or(now_us, |h| h.1);
         let created_at = DateTime::from_timestamp_micros(created_us).unwrap_or(now);
-        out.committed
-            .states
-            .push(w.committed(version, created_at, now));
+        let (address, schema_version, checksum) = (
+            w.deployment_id.clone(),
+            w.schema_version,
+            w.checksum.to_hex(),
+        );
+        let (record, body) = w.into_committed(version, created_at, now);
+        out.committed.states.push(record);
         out.states.push(RowWrite {
-            address: w.deployment_id,
+            address,
             version,
             created_us,
             updated_us: now_us,
-            schema_version: w.schema_version,
-            checksum: w.checksum.to_hex(),
-            body: w.body,
+            schema_version,
+            checksum,
+            body,
             prune_below: retention.prune_below(version),
             is_new: head.is_none(),
         });
