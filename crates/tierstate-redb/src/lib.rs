@@ -2,7 +2,8 @@
 //!
 //! Commits use `Durability::Immediate` by default (fsync before `Ok`). One writer thread takes
 //! every queued write into one transaction (group commit), and a write that finds it idle is
-//! committed on the calling thread instead ([`RedbConfig::inline_writes()`]); reads run in MVCC snapshots, point
+//! committed on the calling thread instead ([`RedbConfig::inline_writes()`];
+//! [`RedbStore::group_stats()`] counts both kinds); reads run in MVCC snapshots, point
 //! reads on the calling task and scans on tokio's blocking pool. redb allows one process per file: a second process gets a typed
 //! `Locked` error instead of blocking. After an I/O error (a full disk) the store reopens the
 //! file by itself, with backoff, losing no acknowledged write.

@@ -4,7 +4,8 @@
 //! survived `kill -9` and power loss of the process. One writer thread owns the only write
 //! connection and commits concurrent writes together (group commit: one transaction, one fsync,
 //! each caller still gets its own result), and a write that finds it idle is committed on the
-//! calling thread instead, sparing two thread wake-ups ([`SqliteConfig::inline_writes()`]); reads use a pool of reader connections, point reads
+//! calling thread instead, sparing two thread wake-ups ([`SqliteConfig::inline_writes()`];
+//! [`SqliteStore::group_stats()`] counts both kinds); reads use a pool of reader connections, point reads
 //! on the calling task and scans on tokio's blocking pool. A file belongs to one process by default (a second one is refused with a
 //! typed `Locked` error); opened with [`Sharing::Shared`] in every process, several may share it:
 //! `BEGIN IMMEDIATE` plus a busy timeout keep compare-and-swap exact across them, and a commit
