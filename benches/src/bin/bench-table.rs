@@ -1011,20 +1011,36 @@ async fn warm_up(dir: &Path, backend: Warm, n: usize) -> Row {
     let base = t.elapsed();
     assert_eq!(count, n);
     let t = Instant::now();
+    // Opened apart from the manager, so the note can say which part took the time.
+    let store: Arc<dyn StateStore> = match backend {
+        Warm::Sqlite => Arc::new(
+            tierstate::SqliteStore::open(SqliteConfig::new(&path))
+                .await
+                .unwrap(),
+        ),
+        Warm::Redb => Arc::new(
+            tierstate::RedbStore::open(tierstate::RedbConfig::new(&path))
+                .await
+                .unwrap(),
+        ),
+        Warm::Postgres => Arc::new(
+            tierstate::PostgresStore::connect(pg_config(name))
+                .await
+                .unwrap(),
+        ),
+    };
+    let opened = t.elapsed();
     // `capacity` is a hard ceiling and the cache's shards evict independently, so a working
     // set of n gets the usual headroom (1/8) to fit whole.
-    let b = StateManager::builder().hot(HotConfig {
-        capacity: n + n / 8,
-        ttl: None,
-    });
-    let m = match backend {
-        Warm::Sqlite => b.sqlite(&path),
-        Warm::Redb => b.redb(&path),
-        Warm::Postgres => b.postgres(pg_config(name)),
-    }
-    .build()
-    .await
-    .unwrap();
+    let m = StateManager::builder()
+        .hot(HotConfig {
+            capacity: n + n / 8,
+            ttl: None,
+        })
+        .warm(store)
+        .build()
+        .await
+        .unwrap();
     let ours = t.elapsed();
     let cached = m.hot_len();
     Row {
@@ -1035,7 +1051,11 @@ async fn warm_up(dir: &Path, backend: Warm, n: usize) -> Row {
         baseline: base.as_secs_f64(),
         goal: "<= 1.5 s",
         pass: Some(ours.as_secs_f64() <= 1.5 && cached == n),
-        note: format!("{cached} of {n} cached (open + verify + parse + insert)"),
+        note: format!(
+            "{cached} of {n} cached (open + verify + parse + insert); opening the store took \
+             {:.3} s of it",
+            opened.as_secs_f64()
+        ),
     }
 }
 
