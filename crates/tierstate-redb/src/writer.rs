@@ -9,6 +9,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use redb::{Durability, ReadableTable, Table};
 use tierstate_core::group::{self, GroupWriter, Reply as Done};
+use tierstate_core::plan::Reads;
 use tierstate_core::{
     BackendErrorKind, Committed, DeploymentId, Error, PreparedBatch, Result, StreamAddr,
     TruncateBefore, commit_time,
@@ -28,6 +29,9 @@ pub(crate) type Versions<'t> = Table<'t, VersionKey, VersionValue>;
 pub(crate) enum Job {
     Commit {
         batch: PreparedBatch,
+        /// What the batch's plan reads, worked out on the caller's thread (the writer's time
+        /// is shared by every queued write).
+        reads: Reads,
         reply: oneshot::Sender<Result<Committed>>,
     },
     Truncate {
@@ -132,7 +136,11 @@ fn commit_group(handle: &Handle, durability: Durability, group: Vec<Job>) {
                 continue;
             }
             let outcome = match job {
-                Job::Commit { batch, reply } => match apply_batch(&mut tables, batch, now) {
+                Job::Commit {
+                    batch,
+                    reads,
+                    reply,
+                } => match apply_batch(&mut tables, batch, &reads, now) {
                     Ok(r) => Ok(Done::Commit(reply, r)),
                     Err(Stop(e)) => Err((e, Done::Commit(reply, Ok(Committed::default())))),
                 },
@@ -193,9 +201,10 @@ fn commit_group(handle: &Handle, durability: Durability, group: Vec<Job>) {
 fn apply_batch(
     tables: &mut Tables<'_>,
     batch: PreparedBatch,
+    reads: &Reads,
     now: DateTime<Utc>,
 ) -> Result<Result<Committed>, Stop> {
-    let snap = match crate::records::snapshot(tables, &batch.reads())? {
+    let snap = match crate::records::snapshot(tables, reads)? {
         Ok(s) => s,
         Err(e) => return Ok(Err(e)),
     };

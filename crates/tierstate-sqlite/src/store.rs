@@ -257,7 +257,14 @@ impl StateStore for SqliteStore {
             return Ok(Committed::default());
         }
         let appends = !batch.appends.is_empty();
-        let committed = self.send_job(|reply| Job::Commit { batch, reply }).await?;
+        let reads = batch.reads();
+        let committed = self
+            .send_job(|reply| Job::Commit {
+                batch,
+                reads,
+                reply,
+            })
+            .await?;
         if appends {
             self.inner.signal.bump();
         }

@@ -9,6 +9,7 @@
 use chrono::{DateTime, Utc};
 use rusqlite::Connection;
 use tierstate_core::group::{self, GroupWriter, Reply as Done};
+use tierstate_core::plan::Reads;
 use tierstate_core::{
     Committed, DeploymentId, Error, PreparedBatch, Result, StreamAddr, TruncateBefore, commit_time,
 };
@@ -24,6 +25,9 @@ use crate::sharing::{SharedProbe, WriterWatch};
 pub(crate) enum Job {
     Commit {
         batch: PreparedBatch,
+        /// What the batch's plan reads, worked out on the caller's thread (the writer's time
+        /// is shared by every queued write).
+        reads: Reads,
         reply: oneshot::Sender<Result<Committed>>,
     },
     Truncate {
@@ -117,11 +121,15 @@ fn commit_group(
             continue;
         }
         let job = match job {
-            Job::Commit { batch, reply } => {
+            Job::Commit {
+                batch,
+                reads,
+                reply,
+            } => {
                 // A batch is planned before it writes anything: a conflict leaves no trace, so
                 // it needs no savepoint of its own. A failed store (I/O, a full disk) breaks
                 // the whole group's transaction instead.
-                match plan_batch(conn, batch, now) {
+                match plan_batch(conn, batch, &reads, now) {
                     Err(e) => done.push(Done::Commit(reply, Err(e))),
                     Ok(plan) => match crate::records::store(conn, &plan, &mut reclaim) {
                         Ok(()) => done.push(Done::Commit(reply, Ok(plan.committed))),
@@ -228,7 +236,11 @@ fn fail(job: Job, e: &Error) {
 /// Runs one job inside the open transaction.
 fn apply(conn: &Connection, job: Job, now: DateTime<Utc>, reclaim: &mut Vec<Reclaim>) -> Done {
     match job {
-        Job::Commit { batch, reply } => Done::Commit(reply, apply_batch(conn, batch, now, reclaim)),
+        Job::Commit {
+            batch,
+            reads,
+            reply,
+        } => Done::Commit(reply, apply_batch(conn, batch, &reads, now, reclaim)),
         Job::Truncate {
             stream,
             before,
@@ -246,9 +258,10 @@ fn apply(conn: &Connection, job: Job, now: DateTime<Utc>, reclaim: &mut Vec<Recl
 fn plan_batch(
     conn: &Connection,
     batch: PreparedBatch,
+    reads: &Reads,
     now: DateTime<Utc>,
 ) -> Result<tierstate_core::plan::Plan> {
-    let snap = crate::records::snapshot(conn, &batch.reads())?;
+    let snap = crate::records::snapshot(conn, reads)?;
     tierstate_core::plan::plan(batch, &snap, now)
 }
 
@@ -256,10 +269,11 @@ fn plan_batch(
 fn apply_batch(
     conn: &Connection,
     batch: PreparedBatch,
+    reads: &Reads,
     now: DateTime<Utc>,
     reclaim: &mut Vec<Reclaim>,
 ) -> Result<Committed> {
-    let snap = crate::records::snapshot(conn, &batch.reads())?;
+    let snap = crate::records::snapshot(conn, reads)?;
     let plan = tierstate_core::plan::plan(batch, &snap, now)?;
     crate::records::store(conn, &plan, reclaim)?;
     Ok(plan.committed)
