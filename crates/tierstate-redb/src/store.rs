@@ -419,14 +419,7 @@ impl StateStore for RedbStore {
             return Ok(Committed::default());
         }
         let appends = !batch.appends.is_empty();
-        let reads = batch.reads();
-        let committed = self
-            .send_job(|reply| Job::Commit {
-                batch,
-                reads,
-                reply,
-            })
-            .await?;
+        let committed = self.send_job(|reply| Job::commit(batch, reply)).await?;
         if appends {
             self.inner.signal.bump();
         }

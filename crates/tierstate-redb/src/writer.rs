@@ -29,8 +29,7 @@ pub(crate) type Versions<'t> = Table<'t, VersionKey, VersionValue>;
 pub(crate) enum Job {
     Commit {
         batch: PreparedBatch,
-        /// What the batch's plan reads, worked out on the caller's thread (the writer's time
-        /// is shared by every queued write).
+        /// What the batch's plan reads (see [`Job::commit`]).
         reads: Reads,
         reply: oneshot::Sender<Result<Committed>>,
     },
@@ -54,6 +53,19 @@ pub(crate) enum Job {
         run: HookFn,
         reply: oneshot::Sender<Result<bool>>,
     },
+}
+
+impl Job {
+    /// A batch to commit, with its read set worked out here, on the caller's thread: the
+    /// writer's time is shared by every queued write.
+    pub(crate) fn commit(batch: PreparedBatch, reply: oneshot::Sender<Result<Committed>>) -> Self {
+        let reads = batch.reads();
+        Job::Commit {
+            batch,
+            reads,
+            reply,
+        }
+    }
 }
 
 /// Test hook work run inside the writer's transaction.

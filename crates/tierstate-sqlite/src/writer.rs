@@ -25,8 +25,7 @@ use crate::sharing::{SharedProbe, WriterWatch};
 pub(crate) enum Job {
     Commit {
         batch: PreparedBatch,
-        /// What the batch's plan reads, worked out on the caller's thread (the writer's time
-        /// is shared by every queued write).
+        /// What the batch's plan reads (see [`Job::commit`]).
         reads: Reads,
         reply: oneshot::Sender<Result<Committed>>,
     },
@@ -50,6 +49,19 @@ pub(crate) enum Job {
         run: HookFn,
         reply: oneshot::Sender<Result<bool>>,
     },
+}
+
+impl Job {
+    /// A batch to commit, with its read set worked out here, on the caller's thread: the
+    /// writer's time is shared by every queued write.
+    pub(crate) fn commit(batch: PreparedBatch, reply: oneshot::Sender<Result<Committed>>) -> Self {
+        let reads = batch.reads();
+        Job::Commit {
+            batch,
+            reads,
+            reply,
+        }
+    }
 }
 
 fn replicate(e: &Error) -> Error {
