@@ -285,10 +285,17 @@ fn run_counting(cmd: &mut Command) -> Result<(u64, u64, u64), String> {
         .spawn()
         .map_err(|e| format!("cannot start {}: {e}", shown(cmd)))?;
     let mut totals = (0, 0, 0);
+    let mut failed = Vec::new();
     let stdout = child.stdout.take().expect("piped stdout");
     for line in BufReader::new(stdout).lines() {
         let line = line.map_err(|e| format!("reading test output: {e}"))?;
         println!("{line}");
+        if let Some(name) = line
+            .strip_prefix("test ")
+            .and_then(|l| l.strip_suffix(" ... FAILED"))
+        {
+            failed.push(name.to_owned());
+        }
         if let Some(rest) = line.strip_prefix("test result: ") {
             let count = |word: &str| -> u64 {
                 rest.split(['.', ';'])
@@ -311,6 +318,10 @@ fn run_counting(cmd: &mut Command) -> Result<(u64, u64, u64), String> {
             totals.1.max(1),
             totals.2
         );
+        // Named again at the end: a long run's log may be cut, and its last lines are read first.
+        if !failed.is_empty() {
+            println!("xtask: failed: {}", failed.join(", "));
+        }
         return Err(format!("{} failed: {status}", shown(cmd)));
     }
     Ok(totals)
