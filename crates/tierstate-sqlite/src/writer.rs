@@ -5,6 +5,12 @@
 //! the whole group. One member's conflict does not disturb the others: a batch is planned
 //! (read and checked) before it writes, and other jobs run inside a SAVEPOINT of their own.
 //! No caller hears `Ok` before that COMMIT returned.
+//!
+//! The fsync stays inside COMMIT (`synchronous=FULL`) on purpose. Moving it to a second thread,
+//! so the next group could start while the last one synced, was measured (2026-11-22, 64
+//! writers): groups shrank from 31 to 21 writes and throughput fell from 48k/s to 43k/s,
+//! because on two cores the writer is CPU-bound and the fsync wait is what lets a group grow.
+//! It would also let readers see a commit before it is durable.
 
 use chrono::{DateTime, Utc};
 use rusqlite::Connection;
