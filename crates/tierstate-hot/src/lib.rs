@@ -311,16 +311,33 @@ impl HotCache {
 
     /// Caches `data` unless a newer version is cached. Called with the book locked.
     fn store(&self, data: &StateData) -> InsertOutcome {
-        if let Some(cur) = self.cache.peek(&data.deployment_id)
-            && cur.data.version >= data.version
-            && self.ttl.is_none_or(|t| cur.inserted.elapsed() < t)
-        {
+        if self.keeps_newer(data) {
             return InsertOutcome::KeptNewer;
         }
+        self.insert(data.clone())
+    }
+
+    /// [`HotCache::store`] for a record the caller gives away (no copy of its state).
+    fn store_owned(&self, data: StateData) -> InsertOutcome {
+        if self.keeps_newer(&data) {
+            return InsertOutcome::KeptNewer;
+        }
+        self.insert(data)
+    }
+
+    /// True if a fresh entry at `data`'s version or newer is cached.
+    fn keeps_newer(&self, data: &StateData) -> bool {
+        self.cache.peek(&data.deployment_id).is_some_and(|cur| {
+            cur.data.version >= data.version && self.ttl.is_none_or(|t| cur.inserted.elapsed() < t)
+        })
+    }
+
+    /// Caches `data` as served from HOT. Called with the book locked.
+    fn insert(&self, data: StateData) -> InsertOutcome {
         self.cache.insert(
             data.deployment_id.clone(),
             Entry {
-                data: Arc::new(data.clone().served_from(tierstate_core::Tier::Hot)),
+                data: Arc::new(data.served_from(tierstate_core::Tier::Hot)),
                 inserted: Instant::now(),
             },
         );
@@ -411,7 +428,8 @@ impl HotCache {
     /// Offers one record of a bulk read. Refused if its deployment changed after the ticket was
     /// taken (a write, an invalidation, a delete, a remote commit) or has an operation in
     /// flight, and after [`HotCache::invalidate_all`]; other deployments' changes do not matter.
-    pub fn fill_bulk(&self, ticket: &BulkTicket<'_>, data: &StateData) -> InsertOutcome {
+    /// Takes the record by value: a warm-up owns what it read, so nothing is copied.
+    pub fn fill_bulk(&self, ticket: &BulkTicket<'_>, data: StateData) -> InsertOutcome {
         let book = self.book.lock();
         if self.global.load(Ordering::Acquire) != ticket.global
             || book.contains_key(&data.deployment_id)
@@ -419,7 +437,7 @@ impl HotCache {
         {
             return InsertOutcome::Invalidated;
         }
-        self.store(data)
+        self.store_owned(data)
     }
 
     /// Number of cached entries (expired ones included until touched); never above

@@ -267,34 +267,34 @@ fn bulk_fills_are_refused_for_what_changed_during_them() {
     let b = versions("b", 1);
     let c = versions("c", 1);
     let t = hot.begin_bulk();
-    assert_eq!(hot.fill_bulk(&t, &a[0]), InsertOutcome::Stored);
+    assert_eq!(hot.fill_bulk(&t, a[0].clone()), InsertOutcome::Stored);
     // Another deployment's change does not spoil the page...
     hot.forget(&DeploymentId::new("z").unwrap());
     hot.observe(&DeploymentId::new("y").unwrap(), 3);
-    assert_eq!(hot.fill_bulk(&t, &b[0]), InsertOutcome::Stored);
+    assert_eq!(hot.fill_bulk(&t, b[0].clone()), InsertOutcome::Stored);
     // ...but its own does, whatever the kind, and so does a write in flight.
     hot.observe(&DeploymentId::new("c").unwrap(), 2);
-    assert_eq!(hot.fill_bulk(&t, &c[0]), InsertOutcome::Invalidated);
+    assert_eq!(hot.fill_bulk(&t, c[0].clone()), InsertOutcome::Invalidated);
     drop(t);
     hot.invalidate_all();
     let t = hot.begin_bulk();
     let w = hot.begin_write(&DeploymentId::new("b").unwrap());
-    assert_eq!(hot.fill_bulk(&t, &b[0]), InsertOutcome::Invalidated);
+    assert_eq!(hot.fill_bulk(&t, b[0].clone()), InsertOutcome::Invalidated);
     drop(w);
     assert_eq!(
-        hot.fill_bulk(&t, &b[0]),
+        hot.fill_bulk(&t, b[0].clone()),
         InsertOutcome::Invalidated,
         "b changed during the read"
     );
-    assert_eq!(hot.fill_bulk(&t, &c[0]), InsertOutcome::Stored);
+    assert_eq!(hot.fill_bulk(&t, c[0].clone()), InsertOutcome::Stored);
     hot.invalidate_all();
     assert_eq!(
-        hot.fill_bulk(&t, &a[0]),
+        hot.fill_bulk(&t, a[0].clone()),
         InsertOutcome::Invalidated,
         "everything was dropped"
     );
     drop(t);
     // A later bulk read starts clean.
     let t = hot.begin_bulk();
-    assert_eq!(hot.fill_bulk(&t, &b[0]), InsertOutcome::Stored);
+    assert_eq!(hot.fill_bulk(&t, b[0].clone()), InsertOutcome::Stored);
 }

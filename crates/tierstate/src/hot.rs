@@ -118,8 +118,9 @@ impl Hot {
         None
     }
 
-    /// Offers one warm-up record; true if it was cached.
-    pub(crate) fn fill_bulk(&self, _ticket: &BulkTicket<'_>, _data: &StateData) -> bool {
+    /// Offers one warm-up record (given away: it is cached without a copy); true if it was
+    /// cached.
+    pub(crate) fn fill_bulk(&self, _ticket: &BulkTicket<'_>, _data: StateData) -> bool {
         #[cfg(feature = "hot")]
         if let (Some(c), Some(t)) = (&self.cache, _ticket) {
             return c.fill_bulk(t, _data) == tierstate_hot::InsertOutcome::Stored;

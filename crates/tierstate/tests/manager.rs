@@ -121,6 +121,51 @@ async fn damaged_warm_record_is_never_cached() {
     assert_eq!(m.metrics().tier(Tier::Warm).errors, 2);
 }
 
+/// Warm-up reads the next page while it caches the last: damaged records on a page's edge
+/// are skipped and counted, the pages after them still load, and nothing is cached twice.
+async fn warm_up_steps_over_damaged_records_on_page_edges() {
+    let store = Arc::new(InMemoryStore::new());
+    let mut b = WriteBatch::new();
+    for i in 0..2500 {
+        b = b.put(StateWrite::create(
+            id(&format!("d{i:04}")),
+            obj(json!({"i": i})),
+        ));
+    }
+    store.write(b).await.unwrap();
+    // The last record of the first page of 1000 and the first of the third.
+    for i in [999, 2000] {
+        assert!(store.damage_stored_state(&id(&format!("d{i:04}")), None));
+    }
+    let m = StateManager::builder()
+        .warm(store.clone())
+        .hot(HotConfig {
+            capacity: 10_000,
+            ttl: None,
+        })
+        .warm_up(false)
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(m.warm_up().await.unwrap(), 2498);
+    assert_eq!(m.hot_len(), 2498);
+    for i in [0, 998, 1000, 1999, 2001, 2499] {
+        let d = m.load(&id(&format!("d{i:04}"))).await.unwrap().unwrap();
+        assert_eq!((d.loaded_from, d.state["i"].clone()), (Tier::Hot, json!(i)));
+    }
+    assert!(m.load(&id("d0999")).await.is_err());
+}
+
+#[tokio::test]
+async fn warm_up_steps_over_damaged_records_on_a_current_thread_runtime() {
+    warm_up_steps_over_damaged_records_on_page_edges().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warm_up_steps_over_damaged_records_on_a_multi_thread_runtime() {
+    warm_up_steps_over_damaged_records_on_page_edges().await;
+}
+
 #[tokio::test]
 async fn delete_propagates_warm_errors_and_never_deletes_hot_only() {
     let dir = tempfile::tempdir().unwrap();
