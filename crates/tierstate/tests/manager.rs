@@ -121,8 +121,8 @@ async fn damaged_warm_record_is_never_cached() {
     assert_eq!(m.metrics().tier(Tier::Warm).errors, 2);
 }
 
-/// Warm-up reads the next page while it caches the last: damaged records on a page's edge
-/// are skipped and counted, the pages after them still load, and nothing is cached twice.
+/// Warm-up pages step over damaged records on a page's edge: they are skipped, the pages after
+/// them still load, and nothing is cached twice.
 async fn warm_up_steps_over_damaged_records_on_page_edges() {
     let store = Arc::new(InMemoryStore::new());
     let mut b = WriteBatch::new();
