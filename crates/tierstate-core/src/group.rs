@@ -17,7 +17,8 @@ use parking_lot::Mutex;
 use tokio::runtime::{Handle, RuntimeFlavor};
 use tokio::sync::oneshot;
 
-use crate::{BackendErrorKind, Committed, Error, Result};
+use crate::plan::Reads;
+use crate::{BackendErrorKind, Committed, Error, PreparedBatch, Result};
 
 /// What commits a group: the backend's closure over its write connection. `None` once closed
 /// (or after it panicked, which leaves the connection in an unknown state).
@@ -243,6 +244,29 @@ pub fn replicate(backend: &'static str, e: &Error) -> Error {
         kind,
         message,
         source: None,
+    }
+}
+
+/// A batch for a writer thread to commit, with what its plan reads worked out on the caller's
+/// thread when it is queued: the writer's time is shared by every queued write.
+pub struct CommitJob {
+    /// The batch.
+    pub batch: PreparedBatch,
+    /// What the batch's plan reads.
+    pub reads: Reads,
+    /// Where the committed records go.
+    pub reply: oneshot::Sender<Result<Committed>>,
+}
+
+impl CommitJob {
+    /// A job for `batch`, its read set computed now.
+    pub fn new(batch: PreparedBatch, reply: oneshot::Sender<Result<Committed>>) -> Self {
+        let reads = batch.reads();
+        Self {
+            batch,
+            reads,
+            reply,
+        }
     }
 }
 

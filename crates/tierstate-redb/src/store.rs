@@ -419,7 +419,9 @@ impl StateStore for RedbStore {
             return Ok(Committed::default());
         }
         let appends = !batch.appends.is_empty();
-        let committed = self.send_job(|reply| Job::commit(batch, reply)).await?;
+        let committed = self
+            .send_job(|reply| Job::Commit(tierstate_core::group::CommitJob::new(batch, reply)))
+            .await?;
         if appends {
             self.inner.signal.bump();
         }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use redb::{Durability, ReadableTable, Table};
-use tierstate_core::group::{self, GroupWriter, Reply as Done};
+use tierstate_core::group::{self, CommitJob, GroupWriter, Reply as Done};
 use tierstate_core::plan::Reads;
 use tierstate_core::{
     BackendErrorKind, Committed, DeploymentId, Error, PreparedBatch, Result, StreamAddr,
@@ -27,12 +27,8 @@ pub(crate) type Versions<'t> = Table<'t, VersionKey, VersionValue>;
 
 /// Work for the writer thread.
 pub(crate) enum Job {
-    Commit {
-        batch: PreparedBatch,
-        /// What the batch's plan reads (see [`Job::commit`]).
-        reads: Reads,
-        reply: oneshot::Sender<Result<Committed>>,
-    },
+    /// A batch, with its read set worked out on the caller's thread.
+    Commit(CommitJob),
     Truncate {
         stream: StreamAddr,
         before: TruncateBefore,
@@ -55,19 +51,6 @@ pub(crate) enum Job {
     },
 }
 
-impl Job {
-    /// A batch to commit, with its read set worked out here, on the caller's thread: the
-    /// writer's time is shared by every queued write.
-    pub(crate) fn commit(batch: PreparedBatch, reply: oneshot::Sender<Result<Committed>>) -> Self {
-        let reads = batch.reads();
-        Job::Commit {
-            batch,
-            reads,
-            reply,
-        }
-    }
-}
-
 /// Test hook work run inside the writer's transaction.
 #[cfg(feature = "test-hooks")]
 pub(crate) type HookFn = Box<dyn FnOnce(&mut Tables<'_>) -> Result<bool, Stop> + Send>;
@@ -81,7 +64,7 @@ fn replicate(e: &Error) -> Error {
 
 fn fail(job: Job, e: &Error) {
     match job {
-        Job::Commit { reply, .. } => drop(reply.send(Err(replicate(e)))),
+        Job::Commit(c) => drop(c.reply.send(Err(replicate(e)))),
         Job::Truncate { reply, .. } => drop(reply.send(Err(replicate(e)))),
         Job::Delete { reply, .. } => drop(reply.send(Err(replicate(e)))),
         #[cfg(feature = "test-hooks")]
@@ -148,11 +131,11 @@ fn commit_group(handle: &Handle, durability: Durability, group: Vec<Job>) {
                 continue;
             }
             let outcome = match job {
-                Job::Commit {
+                Job::Commit(CommitJob {
                     batch,
                     reads,
                     reply,
-                } => match apply_batch(&mut tables, batch, &reads, now) {
+                }) => match apply_batch(&mut tables, batch, &reads, now) {
                     Ok(r) => Ok(Done::Commit(reply, r)),
                     Err(Stop(e)) => Err((e, Done::Commit(reply, Ok(Committed::default())))),
                 },

@@ -14,7 +14,7 @@
 
 use chrono::{DateTime, Utc};
 use rusqlite::Connection;
-use tierstate_core::group::{self, GroupWriter, Reply as Done};
+use tierstate_core::group::{self, CommitJob, GroupWriter, Reply as Done};
 use tierstate_core::plan::Reads;
 use tierstate_core::{
     Committed, DeploymentId, Error, PreparedBatch, Result, StreamAddr, TruncateBefore, commit_time,
@@ -29,12 +29,8 @@ use crate::sharing::{SharedProbe, WriterWatch};
 
 /// Work for the writer thread.
 pub(crate) enum Job {
-    Commit {
-        batch: PreparedBatch,
-        /// What the batch's plan reads (see [`Job::commit`]).
-        reads: Reads,
-        reply: oneshot::Sender<Result<Committed>>,
-    },
+    /// A batch, with its read set worked out on the caller's thread.
+    Commit(CommitJob),
     Truncate {
         stream: StreamAddr,
         before: TruncateBefore,
@@ -55,19 +51,6 @@ pub(crate) enum Job {
         run: HookFn,
         reply: oneshot::Sender<Result<bool>>,
     },
-}
-
-impl Job {
-    /// A batch to commit, with its read set worked out here, on the caller's thread: the
-    /// writer's time is shared by every queued write.
-    pub(crate) fn commit(batch: PreparedBatch, reply: oneshot::Sender<Result<Committed>>) -> Self {
-        let reads = batch.reads();
-        Job::Commit {
-            batch,
-            reads,
-            reply,
-        }
-    }
 }
 
 fn replicate(e: &Error) -> Error {
@@ -139,11 +122,11 @@ fn commit_group(
             continue;
         }
         let job = match job {
-            Job::Commit {
+            Job::Commit(CommitJob {
                 batch,
                 reads,
                 reply,
-            } => {
+            }) => {
                 // A batch is planned before it writes anything: a conflict leaves no trace, so
                 // it needs no savepoint of its own. A failed store (I/O, a full disk) breaks
                 // the whole group's transaction instead.
@@ -243,7 +226,7 @@ fn finish(
 
 fn fail(job: Job, e: &Error) {
     match job {
-        Job::Commit { reply, .. } => drop(reply.send(Err(replicate(e)))),
+        Job::Commit(c) => drop(c.reply.send(Err(replicate(e)))),
         Job::Truncate { reply, .. } => drop(reply.send(Err(replicate(e)))),
         Job::Delete { reply, .. } => drop(reply.send(Err(replicate(e)))),
         #[cfg(feature = "test-hooks")]
@@ -254,11 +237,11 @@ fn fail(job: Job, e: &Error) {
 /// Runs one job inside the open transaction.
 fn apply(conn: &Connection, job: Job, now: DateTime<Utc>, reclaim: &mut Vec<Reclaim>) -> Done {
     match job {
-        Job::Commit {
+        Job::Commit(CommitJob {
             batch,
             reads,
             reply,
-        } => Done::Commit(reply, apply_batch(conn, batch, &reads, now, reclaim)),
+        }) => Done::Commit(reply, apply_batch(conn, batch, &reads, now, reclaim)),
         Job::Truncate {
             stream,
             before,
