@@ -90,3 +90,38 @@ impl Samples {
         self.ops as f64 / self.wall.as_secs_f64()
     }
 }
+
+/// This process's page faults and CPU time so far, from `/proc/self/stat` (Linux; `None`
+/// elsewhere): a row that allocates much can say whether its time went to first touches of
+/// memory rather than to its own work.
+#[derive(Debug, Clone, Copy)]
+pub struct ProcessCounters {
+    /// Minor page faults (first touches of memory that needed no I/O).
+    pub minor_faults: u64,
+    /// CPU time spent in the kernel on this process's behalf.
+    pub system_cpu: Duration,
+}
+
+impl ProcessCounters {
+    /// The counters now.
+    pub fn now() -> Option<Self> {
+        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        // Fields after the parenthesised command name, which may itself contain spaces.
+        let fields: Vec<&str> = stat.get(stat.rfind(')')? + 2..)?.split(' ').collect();
+        // proc(5): minflt is field 10, stime field 15 (in USER_HZ ticks, 100 per second);
+        // `fields` starts at field 3.
+        let field = |n: usize| fields.get(n - 3)?.parse::<u64>().ok();
+        Some(Self {
+            minor_faults: field(10)?,
+            system_cpu: Duration::from_millis(field(15)? * 10),
+        })
+    }
+
+    /// What happened between `earlier` and `self`.
+    pub fn since(&self, earlier: &Self) -> Self {
+        Self {
+            minor_faults: self.minor_faults.saturating_sub(earlier.minor_faults),
+            system_cpu: self.system_cpu.saturating_sub(earlier.system_cpu),
+        }
+    }
+}

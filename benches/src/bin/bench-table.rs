@@ -17,7 +17,7 @@ use tierstate::{
 };
 use tierstate_benches::floor::{Floor, FloorTick};
 use tierstate_benches::plain::Plain;
-use tierstate_benches::{Samples, state_of_size};
+use tierstate_benches::{ProcessCounters, Samples, state_of_size};
 use tierstate_hot::HotCache;
 
 #[derive(Parser)]
@@ -1030,6 +1030,7 @@ async fn warm_up(dir: &Path, backend: Warm, n: usize) -> Row {
         ),
     };
     let opened = t.elapsed();
+    let before = ProcessCounters::now();
     // `capacity` is a hard ceiling and the cache's shards evict independently, so a working
     // set of n gets the usual headroom (1/8) to fit whole.
     let m = StateManager::builder()
@@ -1042,6 +1043,19 @@ async fn warm_up(dir: &Path, backend: Warm, n: usize) -> Row {
         .await
         .unwrap();
     let ours = t.elapsed();
+    let faults = match (before, ProcessCounters::now()) {
+        (Some(b), Some(a)) => {
+            let d = a.since(&b);
+            format!(
+                "; the load took {} page faults and {:.2} s of system CPU (on this kind of \
+                 VM a first touch of memory the host had taken back costs about 10 µs, \
+                 otherwise 1.5-2.5 µs)",
+                d.minor_faults,
+                d.system_cpu.as_secs_f64()
+            )
+        }
+        _ => String::new(),
+    };
     let cached = m.hot_len();
     Row {
         metric: format!("Warm-up {n} x 1 KiB into HOT, {}", backend.name()),
@@ -1053,7 +1067,7 @@ async fn warm_up(dir: &Path, backend: Warm, n: usize) -> Row {
         pass: Some(ours.as_secs_f64() <= 1.5 && cached == n),
         note: format!(
             "{cached} of {n} cached (open + verify + parse + insert); opening the store took \
-             {:.3} s of it",
+             {:.3} s of it{faults}",
             opened.as_secs_f64()
         ),
     }
