@@ -1129,7 +1129,7 @@ async fn journal_append(dir: &Path, backend: Warm, scale: usize) -> Row {
         }
     }
     let (ours, base) = (Samples::of(ours), Samples::of(base));
-    let notify = notify_note(&ours, &base, plain_b, noted, "insert");
+    let notify = notify_note(&ours, &base, p50_of(plain_b), noted, "insert");
     let (goal, _) = write_goal(backend);
     p50_row(
         format!("Durable journal append {}, 1 KiB (p50)", backend.name()),
@@ -1147,22 +1147,20 @@ async fn journal_append(dir: &Path, backend: Warm, scale: usize) -> Row {
 }
 
 /// PostgreSQL: the plain write that also sends the NOTIFYs tierstate sends (`noted`), timed
-/// beside the plain write again (`plain`) in a loop of its own, and ours scaled through the two
-/// loops' plain writes (`ours` against `base`), as a note; empty when nothing was timed.
+/// beside the plain write again (its p50 in µs: `plain`) in a loop of its own, and ours scaled
+/// through the two loops' plain writes (`ours` against `base`), as a note; empty when nothing
+/// was timed.
 fn notify_note(
     ours: &Samples,
     base: &Samples,
-    plain: Vec<Duration>,
+    plain: Option<f64>,
     noted: Vec<Duration>,
     what: &str,
 ) -> String {
-    if noted.is_empty() || plain.is_empty() {
+    let Some(p) = plain.filter(|_| !noted.is_empty()) else {
         return String::new();
-    }
-    let (m, p) = (
-        us(Samples::of(noted).quantile(0.5)),
-        us(Samples::of(plain).quantile(0.5)),
-    );
+    };
+    let m = us(Samples::of(noted).quantile(0.5));
     let r = us(ours.quantile(0.5)) / us(base.quantile(0.5));
     format!(
         "; plain {what} + pg_notify with a listener p50 {m:.0} µs ({:.2}x the plain {what} in \
@@ -1229,11 +1227,7 @@ async fn tick_batch(dir: &Path, backend: Warm, scale: usize) -> Row {
         Vec::with_capacity(n),
     );
     for i in n as u64 + 1..=2 * n as u64 {
-        let (sb, bb) = (
-            body_of(&state_of_size(1024, i)),
-            body_of(&state_of_size(512, i)),
-        );
-        let eb: Vec<Vec<u8>> = (0..3).map(|j| body_of(&state_of_size(200, j))).collect();
+        let (sb, bb, eb) = tick_bodies(i);
         let (rows, logged) = plain_tick(i, &sb, &bb, &eb);
         let t = Instant::now();
         engine.tick(Some(&rows), &logged).await;
@@ -1294,18 +1288,14 @@ async fn tick_batch(dir: &Path, backend: Warm, scale: usize) -> Row {
     };
     let mut floored = Vec::with_capacity(n);
     let (ours, base) = (Samples::of(ours), Samples::of(base));
-    let p50 = |v: Vec<Duration>| us(Samples::of(v).quantile(0.5));
+    let p50 = |v: Vec<Duration>| p50_of(v).unwrap_or(f64::NAN);
     // Ours against the plain txn of its own loop: the base every other form is scaled by.
     let r = us(ours.quantile(0.5)) / us(base.quantile(0.5));
-    let (b50, h, single) = (p50(plain_b.clone()), p50(history), p50(singles));
+    let (b50, h, single) = (p50(plain_b), p50(history), p50(singles));
     let mut plain_again = Vec::with_capacity(n);
     if let Some(floor) = &mut floor {
         for i in 2 * n as u64 + 1..=3 * n as u64 {
-            let (sb, bb) = (
-                body_of(&state_of_size(1024, i)),
-                body_of(&state_of_size(512, i)),
-            );
-            let eb: Vec<Vec<u8>> = (0..3).map(|j| body_of(&state_of_size(200, j))).collect();
+            let (sb, bb, eb) = tick_bodies(i);
             let (rows, logged) = plain_tick(i, &sb, &bb, &eb);
             let entries: Vec<(i64, &[u8])> = eb
                 .iter()
@@ -1339,7 +1329,7 @@ async fn tick_batch(dir: &Path, backend: Warm, scale: usize) -> Row {
             r / f
         )
     };
-    let notify = notify_note(&ours, &base, plain_b.clone(), noted, "txn");
+    let notify = notify_note(&ours, &base, Some(b50), noted, "txn");
     let history = format!(
         "; plain txn keeping 32 versions and an event-time index{} p50 {h:.0} µs ({:.2}x the \
          plain txn in its loop; ours {:.2}x of it; {:.2}x the same engine's history-keeping \
@@ -1370,6 +1360,20 @@ async fn tick_batch(dir: &Path, backend: Warm, scale: usize) -> Row {
 
 /// A tick as the plain transaction writes it: two `(id, body)` rows and `(seq, body)` entries.
 type PlainTick<'a> = ([(&'static str, &'a [u8]); 2], Vec<(u64, &'a [u8])>);
+
+/// The p50 of `samples` in µs, if there are any.
+fn p50_of(samples: Vec<Duration>) -> Option<f64> {
+    (!samples.is_empty()).then(|| us(Samples::of(samples).quantile(0.5)))
+}
+
+/// The bodies of tick `i` as the engine writes them: state, document and three entries.
+fn tick_bodies(i: u64) -> (Vec<u8>, Vec<u8>, Vec<Vec<u8>>) {
+    (
+        body_of(&state_of_size(1024, i)),
+        body_of(&state_of_size(512, i)),
+        (0..3).map(|j| body_of(&state_of_size(200, j))).collect(),
+    )
+}
 
 /// The plain transaction's rows for tick `i`: the state and document bodies as two rows, the
 /// entries at sequence numbers `3i, 3i + 1, …`.
