@@ -70,9 +70,11 @@ pub enum Floor {
 }
 
 impl Floor {
-    /// A fresh SQLite file at `path` with tierstate's schema.
+    /// A fresh SQLite file at `path` with tierstate's schema and page size.
     pub fn sqlite(path: &Path) -> Self {
         let c = rusqlite::Connection::open(path).expect("open floor SQLite file");
+        c.pragma_update(None, "page_size", tierstate_sqlite::DEFAULT_PAGE_SIZE)
+            .expect("page_size");
         c.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0))
             .expect("WAL");
         c.pragma_update(None, "synchronous", "FULL").expect("FULL");

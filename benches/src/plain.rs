@@ -48,9 +48,19 @@ pub enum Plain {
 }
 
 impl Plain {
-    /// A fresh SQLite file at `path` with a row table and a log table.
+    /// A fresh SQLite file at `path` with a row table and a log table, in SQLite's own page
+    /// size (4 KiB).
     pub fn sqlite(path: &Path) -> Self {
+        Self::sqlite_paged(path, None)
+    }
+
+    /// [`Plain::sqlite`] with pages of `page_size` bytes (SQLite's own size if `None`): the
+    /// plain write in a file laid out in tierstate's page size.
+    pub fn sqlite_paged(path: &Path, page_size: Option<u32>) -> Self {
         let c = rusqlite::Connection::open(path).expect("open plain SQLite file");
+        if let Some(size) = page_size {
+            c.pragma_update(None, "page_size", size).expect("page_size");
+        }
         let mode: String = c
             .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
             .expect("WAL");
