@@ -44,19 +44,19 @@ pub struct SqliteConfig {
     /// to another thread. Writes that arrive while one commits still queue and commit together.
     /// On a current-thread runtime writes always go to the writer thread.
     pub inline_writes: bool,
-    /// Page size in bytes of a file this store creates (default [`DEFAULT_PAGE_SIZE`]); a
-    /// power of two from 512 to 65536. A file that already exists keeps the size it was
+    /// Page size in bytes of a file this store creates (default [`DEFAULT_PAGE_SIZE`], 1 KiB);
+    /// a power of two from 512 to 65536. A file that already exists keeps the size it was
     /// created with: SQLite cannot change it in WAL mode.
     pub page_size: u32,
 }
 
-/// Page size of new files: SQLite's own default. Every page a commit changes goes to the WAL
-/// whole and is fsynced, so 1 KiB pages make a lone tick (state, document, three entries)
-/// write about 22 KB of WAL instead of 54 KB and commit 5–10% faster, and a lone writer about
-/// 8% faster; but 64 concurrent writers gain nothing (their groups wrote as many per second),
-/// and reads of large states and time windows take 10–15% longer (full bench runs on the same
-/// day; see the README).
-pub const DEFAULT_PAGE_SIZE: u32 = 4096;
+/// Page size of new files: 1 KiB, a quarter of SQLite's own. Every page a commit changes goes
+/// to the WAL whole and is fsynced, and a tick changes a page in each of several B-trees (state,
+/// history, document, journal and its indexes), so 1 KiB pages make a lone tick write about
+/// 22 KB of WAL instead of 54 KB and commit about 8% faster. The cost is on reads that span
+/// many pages: a 64 KiB state or a long time window loads 10–18% slower from WARM (the HOT
+/// tier serves repeated reads). Files of large states may prefer 4096 (see the README).
+pub const DEFAULT_PAGE_SIZE: u32 = 1024;
 
 impl SqliteConfig {
     /// Durable defaults for the file at `path`.

@@ -243,23 +243,28 @@ async fn write_with_page_size(path: &std::path::Path, size: u32, w: StateWrite) 
     page_size(path)
 }
 
-/// A new file gets the configured page size (SQLite's 4 KiB by default); a file that exists
+/// A new file gets the configured page size (1 KiB by default); a file that exists
 /// keeps the size it was created with, data intact; an invalid size is refused and creates
 /// nothing.
 #[tokio::test]
 async fn page_size_is_set_at_creation_and_kept() {
     let dir = tempfile::tempdir().unwrap();
-    assert_eq!(tierstate_sqlite::DEFAULT_PAGE_SIZE, 4096);
+    assert_eq!(tierstate_sqlite::DEFAULT_PAGE_SIZE, 1024);
     assert_eq!(
         SqliteConfig::new("x").page_size,
         tierstate_sqlite::DEFAULT_PAGE_SIZE
     );
-    let small = dir.path().join("small.db");
+    let fresh = dir.path().join("fresh.db");
+    let store = SqliteStore::open(SqliteConfig::new(&fresh)).await.unwrap();
+    store.close().await;
+    drop(store);
+    assert_eq!(page_size(&fresh), 1024);
+    let big = dir.path().join("big.db");
     let create = StateWrite::create(id("a"), obj(json!({"n": 1})));
-    assert_eq!(write_with_page_size(&small, 1024, create).await, 1024);
+    assert_eq!(write_with_page_size(&big, 4096, create).await, 4096);
     let update = StateWrite::update(id("a"), 1, obj(json!({"n": 2})));
-    assert_eq!(write_with_page_size(&small, 512, update).await, 1024);
-    let store = SqliteStore::open(SqliteConfig::new(&small)).await.unwrap();
+    assert_eq!(write_with_page_size(&big, 512, update).await, 4096);
+    let store = SqliteStore::open(SqliteConfig::new(&big)).await.unwrap();
     assert_eq!(store.get(&id("a")).await.unwrap().unwrap().version, 2);
 
     for bad in [0, 256, 1000, 131_072] {
