@@ -221,9 +221,8 @@ fn open(path: &Path, config: &SqliteConfig) -> Result<Connection> {
     conn.busy_timeout(config.busy_timeout).map_err(map)?;
     conn.set_prepared_statement_cache_capacity(32);
     // One plan per statement whatever its bound values: every tierstate statement reaches its
-    // rows by key, and without this the bundled SQLite (built with STAT4) re-prepared a range
-    // read each time its bounds changed (a NAV page after a cursor: 18 ms, when the parse's
-    // allocation made glibc consolidate the frees of a scan just before).
+    // rows by key, and without this the bundled SQLite (built with STAT4) re-parsed a range
+    // read each time its bounds changed (every NAV page after a cursor, every time window).
     conn.set_db_config(
         rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
         true,
