@@ -1286,39 +1286,38 @@ async fn tick_batch(dir: &Path, backend: Warm, scale: usize) -> Row {
         Warm::Redb => Some(Floor::redb(&dir.join("tick-floor.redb"))),
         Warm::Postgres => None,
     };
-    let mut floored = Vec::with_capacity(n);
     let (ours, base) = (Samples::of(ours), Samples::of(base));
     let p50 = |v: Vec<Duration>| p50_of(v).unwrap_or(f64::NAN);
     // Ours against the plain txn of its own loop: the base every other form is scaled by.
     let r = us(ours.quantile(0.5)) / us(base.quantile(0.5));
     let (b50, h, single) = (p50(plain_b), p50(history), p50(singles));
-    let mut plain_again = Vec::with_capacity(n);
-    if let Some(floor) = &mut floor {
-        for i in 2 * n as u64 + 1..=3 * n as u64 {
-            let (sb, bb, eb) = tick_bodies(i);
-            let (rows, logged) = plain_tick(i, &sb, &bb, &eb);
-            let entries: Vec<(i64, &[u8])> = eb
-                .iter()
-                .map(|e| (event_at(i).timestamp_micros(), e.as_slice()))
-                .collect();
-            let t = Instant::now();
-            engine.tick(Some(&rows), &logged).await;
-            plain_again.push(t.elapsed());
-            let t = Instant::now();
-            floor.tick(&FloorTick {
-                version: i - 2 * n as u64,
-                state: &sb,
-                doc: &bb,
-                entries: &entries,
-            });
-            floored.push(t.elapsed());
-        }
-    }
-    let floor = if floored.is_empty() {
-        String::new()
-    } else {
-        let f = p50(floored) / p50(plain_again);
-        format!(
+    let floored = match &mut floor {
+        Some(floor) => Some(
+            beside_plain(
+                &mut engine,
+                2 * n as u64 + 1..=3 * n as u64,
+                async |i, (sb, bb, eb), _| {
+                    let entries: Vec<(i64, &[u8])> = eb
+                        .iter()
+                        .map(|e| (event_at(i).timestamp_micros(), e.as_slice()))
+                        .collect();
+                    let t = Instant::now();
+                    floor.tick(&FloorTick {
+                        version: i - 2 * n as u64,
+                        state: sb,
+                        doc: bb,
+                        entries: &entries,
+                    });
+                    t.elapsed()
+                },
+            )
+            .await,
+        ),
+        None => None,
+    };
+    let floor = match floored {
+        None => String::new(),
+        Some(f) => format!(
             "; our own {} with every value precomputed, in a loop of its own with the plain \
              txn: {f:.2}x it (so ours is {:.2}x of it)",
             if backend == Warm::Sqlite {
@@ -1327,25 +1326,23 @@ async fn tick_batch(dir: &Path, backend: Warm, scale: usize) -> Row {
                 "table operations"
             },
             r / f
-        )
+        ),
     };
     // SQLite: the plain txn in a file with our page size, beside the plain txn in SQLite's own,
     // so the note separates what the page size gains from what our code costs.
     let paged = if backend == Warm::Sqlite {
         let size = tierstate_sqlite::DEFAULT_PAGE_SIZE;
         let mut paged = Plain::sqlite_paged(&dir.join("plain-sqlite-paged-tick.db"), Some(size));
-        let (mut own, mut ours_size) = (Vec::with_capacity(n), Vec::with_capacity(n));
-        for i in 3 * n as u64 + 1..=4 * n as u64 {
-            let (sb, bb, eb) = tick_bodies(i);
-            let (rows, logged) = plain_tick(i, &sb, &bb, &eb);
-            let t = Instant::now();
-            engine.tick(Some(&rows), &logged).await;
-            own.push(t.elapsed());
-            let t = Instant::now();
-            paged.tick(Some(&rows), &logged).await;
-            ours_size.push(t.elapsed());
-        }
-        let p = p50(ours_size) / p50(own);
+        let p = beside_plain(
+            &mut engine,
+            3 * n as u64 + 1..=4 * n as u64,
+            async |_, _, (rows, logged)| {
+                let t = Instant::now();
+                paged.tick(Some(rows), logged).await;
+                t.elapsed()
+            },
+        )
+        .await;
         format!(
             "; the plain txn in a file of our {} KiB pages, in a loop of its own with the plain \
              txn: {p:.2}x it (ours {:.2}x of it)",
@@ -1383,6 +1380,30 @@ async fn tick_batch(dir: &Path, backend: Warm, scale: usize) -> Row {
         ),
     )
 }
+
+/// Ticks `ticks` alternating the engine's plain txn with `other` (given the tick's number,
+/// bodies and plain rows; it returns the time of what it measures): `other`'s p50 over the
+/// plain txn's, both from this one loop.
+async fn beside_plain(
+    engine: &mut Plain,
+    ticks: std::ops::RangeInclusive<u64>,
+    mut other: impl AsyncFnMut(u64, TickBodies<'_>, &PlainTick<'_>) -> Duration,
+) -> f64 {
+    let (mut plain, mut theirs) = (Vec::new(), Vec::new());
+    for i in ticks {
+        let (sb, bb, eb) = tick_bodies(i);
+        let tick = plain_tick(i, &sb, &bb, &eb);
+        let t = Instant::now();
+        engine.tick(Some(&tick.0), &tick.1).await;
+        plain.push(t.elapsed());
+        theirs.push(other(i, (&sb, &bb, &eb), &tick).await);
+    }
+    let p50 = |v| p50_of(v).unwrap_or(f64::NAN);
+    p50(theirs) / p50(plain)
+}
+
+/// A tick's bodies, borrowed: state, document and three entries.
+type TickBodies<'a> = (&'a [u8], &'a [u8], &'a [Vec<u8>]);
 
 /// A tick as the plain transaction writes it: two `(id, body)` rows and `(seq, body)` entries.
 type PlainTick<'a> = ([(&'static str, &'a [u8]); 2], Vec<(u64, &'a [u8])>);
