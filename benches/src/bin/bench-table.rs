@@ -1287,10 +1287,13 @@ async fn tick_batch(dir: &Path, backend: Warm, scale: usize) -> Row {
         Warm::Postgres => None,
     };
     let (ours, base) = (Samples::of(ours), Samples::of(base));
-    let p50 = |v: Vec<Duration>| p50_of(v).unwrap_or(f64::NAN);
     // Ours against the plain txn of its own loop: the base every other form is scaled by.
     let r = us(ours.quantile(0.5)) / us(base.quantile(0.5));
-    let (b50, h, single) = (p50(plain_b), p50(history), p50(singles));
+    let (b50, h, single) = (
+        p50_or_nan(plain_b),
+        p50_or_nan(history),
+        p50_or_nan(singles),
+    );
     let floored = match &mut floor {
         Some(floor) => Some(
             beside_plain(
@@ -1398,8 +1401,7 @@ async fn beside_plain(
         plain.push(t.elapsed());
         theirs.push(other(i, (&sb, &bb, &eb), &tick).await);
     }
-    let p50 = |v| p50_of(v).unwrap_or(f64::NAN);
-    p50(theirs) / p50(plain)
+    p50_or_nan(theirs) / p50_or_nan(plain)
 }
 
 /// A tick's bodies, borrowed: state, document and three entries.
@@ -1411,6 +1413,11 @@ type PlainTick<'a> = ([(&'static str, &'a [u8]); 2], Vec<(u64, &'a [u8])>);
 /// The p50 of `samples` in µs, if there are any.
 fn p50_of(samples: Vec<Duration>) -> Option<f64> {
     (!samples.is_empty()).then(|| us(Samples::of(samples).quantile(0.5)))
+}
+
+/// The p50 of `samples` in µs; NaN (printed as such) if there are none.
+fn p50_or_nan(samples: Vec<Duration>) -> f64 {
+    p50_of(samples).unwrap_or(f64::NAN)
 }
 
 /// The bodies of tick `i` as the engine writes them: state, document and three entries.
