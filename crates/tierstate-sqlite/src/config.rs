@@ -53,10 +53,10 @@ pub struct SqliteConfig {
 /// Page size of new files: 1 KiB, a quarter of SQLite's own. Every page a commit changes goes
 /// to the WAL whole and is fsynced, and a tick changes a page in each of several B-trees (state,
 /// history, document, journal and its indexes), so 1 KiB pages make a lone tick write about
-/// 22 KB of WAL instead of 54 KB and commit about 8% faster. The cost is on reads that span
+/// 22 KB of WAL instead of 54 KB and commit about 12% faster. The cost is on reads that span
 /// pages: from WARM a 1 KiB state loads about 10% slower, a 64 KiB one 14%, and a verified
 /// journal range read delivers 12% fewer entries/s (the HOT tier serves repeated reads). Files
-/// of large states may prefer 4096 (figures in the README).
+/// of large states may prefer 4096 (full bench runs; figures in the README).
 pub const DEFAULT_PAGE_SIZE: u32 = 1024;
 
 impl SqliteConfig {
