@@ -58,8 +58,12 @@ impl<'de> Deserialize<'de> for Amount {
         if text == "unmeasured" {
             return Ok(Self::Unmeasured);
         }
-        text.parse::<Decimal>().map(Self::Measured).map_err(|_| {
-            serde::de::Error::custom(format!("{text:?} is neither a decimal nor \"unmeasured\""))
-        })
+        tierstate_core::parse_decimal("amount", &text)
+            .map(Self::Measured)
+            .map_err(|e| {
+                serde::de::Error::custom(format!(
+                    "{text:?} is neither a decimal that fits exactly nor \"unmeasured\" ({e})"
+                ))
+            })
     }
 }

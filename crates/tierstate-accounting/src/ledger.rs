@@ -846,7 +846,7 @@ pub(crate) fn to_object<T: Serialize>(
 }
 
 /// Decodes a record written by [`to_object`], refusing a newer schema.
-pub(crate) fn from_object<T: for<'de> Deserialize<'de>>(
+pub(crate) fn from_object<T: for<'de> Deserialize<'de> + Serialize>(
     what: &'static str,
     supported: u64,
     mut value: Map<String, Value>,
@@ -859,7 +859,7 @@ pub(crate) fn from_object<T: for<'de> Deserialize<'de>>(
             supported,
         });
     }
-    serde_json::from_value(Value::Object(value))
+    tierstate_core::exact::from_map(&value)
         .map_err(|e| AccountingError::invalid(what, format!("stored record is malformed: {e}")))
 }
 

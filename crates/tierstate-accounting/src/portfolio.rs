@@ -876,7 +876,7 @@ fn with_schema<T: Serialize>(v: &T) -> Result<Map<String, Value>> {
 }
 
 /// Decodes a document value written with [`with_schema`], refusing a newer schema.
-fn decode_versioned<T: for<'de> Deserialize<'de>>(
+fn decode_versioned<T: for<'de> Deserialize<'de> + Serialize>(
     mut value: Map<String, Value>,
     address: &DocAddr,
     what: &str,
@@ -890,7 +890,7 @@ fn decode_versioned<T: for<'de> Deserialize<'de>>(
         });
     }
     value.remove("schema");
-    serde_json::from_value(Value::Object(value)).map_err(|e| {
+    tierstate_core::exact::from_map(&value).map_err(|e| {
         AccountingError::invalid(
             "stored record",
             format!("{what} at {address} is malformed: {e}"),

@@ -119,9 +119,10 @@ impl Document {
     /// Decodes the value into a typed one.
     ///
     /// # Errors
-    /// `InvalidInput` (field `document`) naming the address if the value does not match `T`.
-    pub fn to_typed<T: DeserializeOwned>(&self) -> Result<T> {
-        T::deserialize(&Value::Object(self.value.clone())).map_err(|e| {
+    /// `InvalidInput` (field `document`) naming the address if the value does not match `T`,
+    /// or holds decimal text that a `Decimal` field of `T` could only hold rounded.
+    pub fn to_typed<T: DeserializeOwned + Serialize>(&self) -> Result<T> {
+        crate::exact::from_map(&self.value).map_err(|e| {
             Error::invalid(
                 "document",
                 format!("{} does not match the requested type: {e}", self.address),

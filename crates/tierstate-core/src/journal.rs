@@ -118,9 +118,10 @@ impl JournalEntry {
     /// Decodes the entry into a typed value.
     ///
     /// # Errors
-    /// `InvalidInput` (field `entry`) if the value does not match `T`.
-    pub fn to_typed<T: DeserializeOwned>(&self) -> Result<T> {
-        T::deserialize(&Value::Object(self.value.clone())).map_err(|e| {
+    /// `InvalidInput` (field `entry`) if the value does not match `T`, or holds decimal text
+    /// that a `Decimal` field of `T` could only hold rounded.
+    pub fn to_typed<T: DeserializeOwned + Serialize>(&self) -> Result<T> {
+        crate::exact::from_map(&self.value).map_err(|e| {
             Error::invalid(
                 "entry",
                 format!(

@@ -12,6 +12,7 @@ pub mod canonical;
 pub mod cas;
 mod document;
 mod error;
+pub mod exact;
 mod feed;
 mod finite;
 pub mod group;
@@ -32,6 +33,7 @@ pub use batch::{
 pub use canonical::{Checksum, canonical_json};
 pub use document::{DocWrite, Document, KeyRange, StoredDoc};
 pub use error::{BackendErrorKind, Error, Result};
+pub use exact::parse_decimal;
 pub use feed::{Change, ChangeFeed};
 pub use id::DeploymentId;
 pub use journal::{

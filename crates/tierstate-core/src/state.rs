@@ -65,9 +65,10 @@ impl StateData {
     /// Decodes the state into a typed value.
     ///
     /// # Errors
-    /// `Serialization` if the state does not match `T`.
-    pub fn to_typed<T: DeserializeOwned>(&self) -> Result<T> {
-        T::deserialize(&Value::Object(self.state.clone())).map_err(|source| Error::Serialization {
+    /// `Serialization` if the state does not match `T`, or holds decimal text that a
+    /// `Decimal` field of `T` could only hold rounded (refused, naming the field).
+    pub fn to_typed<T: DeserializeOwned + Serialize>(&self) -> Result<T> {
+        crate::exact::from_map(&self.state).map_err(|source| Error::Serialization {
             deployment_id: self.deployment_id.clone(),
             source,
         })

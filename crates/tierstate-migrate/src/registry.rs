@@ -116,11 +116,11 @@ impl StateMigration {
         convert: impl Fn(From) -> Result<To, String> + Send + Sync + 'static,
     ) -> Self
     where
-        From: DeserializeOwned,
+        From: DeserializeOwned + Serialize,
         To: Serialize,
     {
         Self::new(version, description, rollback_safe_until, move |state| {
-            let old: From = serde_json::from_value(Value::Object(state))
+            let old: From = tierstate_core::exact::from_map(&state)
                 .map_err(|e| format!("state does not match the step's input type: {e}"))?;
             match serde_json::to_value(convert(old)?) {
                 Ok(Value::Object(map)) => Ok(map),

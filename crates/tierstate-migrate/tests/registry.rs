@@ -116,7 +116,7 @@ fn failing_step_is_named_and_input_untouched() {
 
 #[test]
 fn typed_steps() {
-    #[derive(Deserialize)]
+    #[derive(Deserialize, Serialize)]
     struct V1 {
         qty: f64,
     }

@@ -251,5 +251,5 @@ fn decimal(field: &'static str, v: &Value) -> Result<Decimal> {
         value: v.to_string(),
     };
     let s = v.as_str().ok_or_else(bad)?;
-    s.parse::<Decimal>().map_err(|_| bad())
+    tierstate_core::parse_decimal(field, s).map_err(|_| bad())
 }

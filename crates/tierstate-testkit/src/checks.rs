@@ -726,7 +726,7 @@ pub async fn typed_state_round_trips(h: &Harness) {
     s.put(w, KEEP_ALL).await.unwrap();
     let back: Strategy = s.get(&id("t")).await.unwrap().unwrap().to_typed().unwrap();
     assert_eq!(back, st);
-    #[derive(Debug, Deserialize)]
+    #[derive(Debug, Deserialize, serde::Serialize)]
     #[allow(dead_code)]
     struct Wrong {
         symbol: u64,

@@ -388,8 +388,10 @@ impl StateManager {
     /// Loads and decodes the state as `T`.
     ///
     /// # Errors
-    /// As [`StateManager::load`], plus `Serialization` if the state does not match `T`.
-    pub async fn load_as<T: DeserializeOwned>(
+    /// As [`StateManager::load`], plus `Serialization` if the state does not match `T` or
+    /// holds decimal text that a `Decimal` field of `T` could only hold rounded (refused,
+    /// naming the field: money is never rounded on the way in).
+    pub async fn load_as<T: DeserializeOwned + serde::Serialize>(
         &self,
         id: &DeploymentId,
     ) -> Result<Option<Versioned<T>>> {

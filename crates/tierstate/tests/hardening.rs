@@ -257,3 +257,38 @@ async fn deep_states_are_refused_before_anything_is_cached() {
         assert!(m.load(&id("deep")).await.unwrap().is_none(), "{name}");
     }
 }
+
+/// Decimal text that does not fit a `Decimal` exactly (a token amount with 18 decimals and a
+/// large integer part) is refused by `load_as`, naming the field, on every backend; it was
+/// rounded to 28 digits before. The same text in a `String` field loads unchanged.
+#[tokio::test]
+async fn decimal_text_is_never_rounded_on_the_way_in() {
+    #[derive(Debug, serde::Serialize, serde::Deserialize)]
+    struct Holding {
+        amount: rust_decimal::Decimal,
+        memo: String,
+    }
+    let long = "123456789012.123456789012345678"; // 30 significant digits
+    for (name, store, _guard) in stores().await {
+        let m = manager(store).await;
+        let d = id("token-amounts");
+        m.create(&d, obj(json!({"amount": long, "memo": "x"})))
+            .await
+            .unwrap();
+        match m.load_as::<Holding>(&d).await {
+            Err(Error::Serialization { source, .. }) => {
+                let e = source.to_string();
+                assert!(e.contains("$.amount") && e.contains(long), "{name}: {e}");
+            }
+            other => panic!("{name}: read as {other:?}"),
+        }
+        let fits = "1234567890.123456789012345678"; // 28 digits: exact
+        let d2 = id("fits");
+        m.create(&d2, obj(json!({"amount": fits, "memo": long})))
+            .await
+            .unwrap();
+        let h = m.load_as::<Holding>(&d2).await.unwrap().unwrap().value;
+        assert_eq!(h.amount.to_string(), fits, "{name}");
+        assert_eq!(h.memo, long, "{name}");
+    }
+}
