@@ -19,7 +19,9 @@ use rust_decimal::Decimal;
 
 use crate::error::{OrdersError, Result};
 use crate::exchange::{Exchange, ExchangeError, VenueOrder, VenueStatus};
-use crate::model::{ActualOrder, ActualStatus, IntentStatus, OrderEvent, OrderIntent};
+use crate::model::{
+    ActualOrder, ActualStatus, IntentStatus, OrderEvent, OrderIntent, TimeInForce, fold,
+};
 use crate::retry::{RetryPolicy, retry_on_conflict};
 use crate::store::{OrderStore, ReconStatus, StoredActual, StoredIntent};
 
@@ -241,21 +243,33 @@ impl Reconciler {
             })
     }
 
-    /// Makes the placement durable, then sends it.
+    /// Makes a placement of what the intent may still trade durable (replacing `replaces`, a
+    /// terminal placement, whose fills then count as prior), then sends it.
     async fn place(&self, intent: &OrderIntent, replaces: Option<&StoredActual>) -> Result<Action> {
         let id = &intent.intent_id;
         let client = intent.client_order_id();
-        let mut events = Vec::new();
-        if replaces.is_some() {
-            events.push(OrderEvent::Removed);
+        let mut spec = intent.spec.clone();
+        spec.size = intent.spec.size - filled_toward(intent, replaces.map(|a| &a.order));
+        if spec.size <= Decimal::ZERO {
+            return Err(OrdersError::invalid(
+                "placement",
+                format!("{id}: nothing left to trade"),
+            ));
         }
-        events.push(OrderEvent::Created {
-            revision: intent.revision,
-            client_order_id: client.clone(),
-            spec: intent.spec.clone(),
-        });
+        let event = match replaces {
+            Some(_) => OrderEvent::Replaced {
+                revision: intent.revision,
+                client_order_id: client.clone(),
+                spec,
+            },
+            None => OrderEvent::Created {
+                revision: intent.revision,
+                client_order_id: client.clone(),
+                spec,
+            },
+        };
         let pending = self
-            .advance(id, replaces, &events, ReconStatus::Pending)
+            .advance(id, replaces, &[event], ReconStatus::Pending)
             .await?;
         self.send(intent, &pending).await?;
         Ok(Action::Place {
@@ -281,7 +295,8 @@ impl Reconciler {
                         exchange_order_id: v.exchange_order_id.clone(),
                     },
                 ];
-                events.extend(venue_events(order, &v));
+                let acked = fold_all(order, &events)?;
+                events.extend(venue_events(&acked, &v));
                 self.orders
                     .apply(id, Some(pending), &events, ReconStatus::InSync, now)
                     .await?;
@@ -318,7 +333,8 @@ impl Reconciler {
     }
 
     /// Resolves an unknown outcome by client id: adopt what the venue has, or send again with
-    /// the same client id (or give up the placement if the intent no longer wants it).
+    /// the same client id while the intent still wants that placement (or give it up if the
+    /// intent no longer wants it).
     async fn resolve(
         &self,
         id: &str,
@@ -329,10 +345,11 @@ impl Reconciler {
         let now = Utc::now();
         match found {
             Some(v) => {
-                let mut events = vec![OrderEvent::Adopted {
+                let adopted = vec![OrderEvent::Adopted {
                     exchange_order_id: v.exchange_order_id.clone(),
                 }];
-                events.extend(venue_events(&a.order, &v));
+                let mut events = adopted.clone();
+                events.extend(venue_events(&fold_all(&a.order, &adopted)?, &v));
                 self.orders
                     .apply(id, Some(a), &events, ReconStatus::InSync, now)
                     .await?;
@@ -341,9 +358,29 @@ impl Reconciler {
                 }))
             }
             None => match wanted {
-                Some(i) if i.intent.revision == a.order.revision => {
+                Some(i) => {
+                    let left = i.intent.spec.size
+                        - a.order
+                            .prior_filled(&i.intent.spec.symbol, i.intent.spec.side);
+                    if left <= Decimal::ZERO || left < self.exchange.min_size(&i.intent.spec.symbol)
+                    {
+                        // Earlier placements filled it: done. Should this send land after
+                        // all, it is adopted and cancelled (the intent no longer wants it).
+                        return self.finish(i, a).await.map(Some);
+                    }
+                    // Send again under the same client order id, as the intent now wants it:
+                    // the venue keeps at most one order per client id, so either this send or
+                    // the first one lands, never both (a late first one is adopted with the
+                    // order it carries, then modified or cancelled).
+                    let mut spec = i.intent.spec.clone();
+                    spec.size = left;
+                    let mut events = Vec::new();
+                    if spec != a.order.spec {
+                        events.push(OrderEvent::SpecSet { spec });
+                    }
+                    events.push(OrderEvent::NotFound);
                     let again = self
-                        .advance(id, Some(a), &[OrderEvent::NotFound], ReconStatus::Pending)
+                        .advance(id, Some(a), &events, ReconStatus::Pending)
                         .await?;
                     self.send(&i.intent, &again).await?;
                     Ok(Some(Action::Place {
@@ -351,10 +388,10 @@ impl Reconciler {
                         client_order_id: a.order.client_order_id.clone(),
                     }))
                 }
-                // Not wanted (or a newer revision is), and not on the venue: yet. "Not found"
-                // is no proof the send will never land, so the placement stays pending and is
-                // queried again each pass; if it lands, it is adopted, then cancelled.
-                _ => {
+                // Not wanted, and not on the venue: yet. "Not found" is no proof the send will
+                // never land, so the placement stays pending and is queried again each pass;
+                // if it lands, it is adopted, then cancelled.
+                None => {
                     if a.order.status == ActualStatus::Unknown {
                         self.orders
                             .apply(
@@ -372,7 +409,8 @@ impl Reconciler {
         }
     }
 
-    /// An active intent with a known order: sync, then modify, finish or replace as needed.
+    /// An active intent with a known order: sync with the venue, then modify, cancel, finish
+    /// or replace as the over-trading rule says (see [`Reconciler::decide`]).
     async fn keep(&self, i: &StoredIntent, a: &StoredActual) -> Result<Option<Action>> {
         let id = &i.intent.intent_id;
         let now = Utc::now();
@@ -387,29 +425,11 @@ impl Reconciler {
                 return Ok(Some(Action::Sync { intent: id.clone() }));
             }
         }
-        match a.order.status {
-            ActualStatus::Filled => {
-                // Done; and the rest of its OCO group is no longer wanted.
-                let mut done = i.intent.clone();
-                done.status = IntentStatus::Done;
-                done.updated_at = now;
-                self.orders.update_intent(i, done).await?;
-                if let Some(g) = &i.intent.oco_group {
-                    for sib in self.orders.group(g).await? {
-                        if sib.intent.intent_id != *id && sib.intent.status == IntentStatus::Active
-                        {
-                            let mut c = sib.intent.clone();
-                            c.status = IntentStatus::Cancelled;
-                            c.updated_at = now;
-                            self.orders.update_intent(&sib, c).await?;
-                        }
-                    }
-                }
-                Ok(Some(Action::Done { intent: id.clone() }))
-            }
-            ActualStatus::Rejected => Ok(None), // diverged: the strategy decides (new revision)
-            ActualStatus::Cancelled | ActualStatus::Expired => {
-                // Gone from the venue but still wanted: place anew under the next revision.
+        match self.decide(&i.intent, &a.order) {
+            Decision::Cancel => self.cancel(id, a).await.map(Some),
+            Decision::Modify { size } => self.modify(&i.intent, a, size).await.map(Some),
+            Decision::Finish => self.finish(i, a).await.map(Some),
+            Decision::Replace => {
                 if i.intent.revision > a.order.revision {
                     return self.place(&i.intent, Some(a)).await.map(Some);
                 }
@@ -419,43 +439,114 @@ impl Reconciler {
                 let bumped = self.orders.update_intent(i, next).await?;
                 self.place(&bumped.intent, Some(a)).await.map(Some)
             }
-            ActualStatus::CancelRequested => Ok(None), // resolved by the sync above
-            _ => {
-                if self.differs(&i.intent, &a.order) {
-                    return self.modify(&i.intent, a).await.map(Some);
-                }
-                if a.recon != ReconStatus::InSync {
-                    self.orders
-                        .apply(id, Some(a), &[], ReconStatus::InSync, now)
-                        .await?;
+            Decision::Hold => {
+                let recon = if a.order.status == ActualStatus::Rejected {
+                    ReconStatus::Diverged
+                } else {
+                    ReconStatus::InSync
+                };
+                if a.recon != recon {
+                    self.orders.apply(id, Some(a), &[], recon, now).await?;
                 }
                 Ok(None)
             }
         }
     }
 
-    fn differs(&self, i: &OrderIntent, a: &ActualOrder) -> bool {
-        let price_moved = match (i.spec.price, a.spec.price) {
-            (Some(x), Some(y)) => (x - y).abs() > self.tolerance,
-            (x, y) => x != y,
-        };
-        price_moved || i.spec.size != a.spec.size
+    /// The over-trading rule. What the intent may still trade is its size minus everything
+    /// filled across all its placements in its direction (market and side). A working order
+    /// that the venue cannot modify into the intent's (another market, side, kind or time in
+    /// force), or that is no longer needed because nothing is left, is cancelled; one that can
+    /// is modified to the intent's price and to a size that leaves exactly the remainder. Once
+    /// the order is terminal: nothing left (or less than the venue's minimum) finishes the
+    /// intent; an IOC order that ran its course finishes it too (IOC is one shot); otherwise a
+    /// replacement is placed for the remainder. A rejected order waits for the intent to
+    /// change (the strategy decides).
+    fn decide(&self, i: &OrderIntent, a: &ActualOrder) -> Decision {
+        let left = i.spec.size - filled_toward(i, Some(a));
+        let nothing_left = left <= Decimal::ZERO || left < self.exchange.min_size(&i.spec.symbol);
+        if !a.status.is_terminal() {
+            if nothing_left || !same_kind(&i.spec, &a.spec) || a.exchange_order_id.is_none() {
+                return Decision::Cancel;
+            }
+            if a.status == ActualStatus::CancelRequested {
+                // Its cancel went out but the venue still has it: ask again.
+                return Decision::Cancel;
+            }
+            let size = i.spec.size - a.prior_filled(&i.spec.symbol, i.spec.side);
+            if self.price_moved(i, a) || a.spec.size != size {
+                return Decision::Modify { size };
+            }
+            return Decision::Hold;
+        }
+        if nothing_left {
+            return Decision::Finish;
+        }
+        let this_direction = same_kind(&i.spec, &a.spec);
+        match a.status {
+            ActualStatus::Rejected => {
+                let as_rejected = this_direction
+                    && !self.price_moved(i, a)
+                    && a.spec.size == i.spec.size - a.prior_filled(&i.spec.symbol, i.spec.side);
+                if as_rejected && i.revision <= a.revision {
+                    Decision::Hold
+                } else {
+                    Decision::Replace
+                }
+            }
+            _ if this_direction && i.spec.tif == TimeInForce::Ioc && i.revision <= a.revision => {
+                Decision::Finish
+            }
+            _ => Decision::Replace,
+        }
     }
 
-    async fn modify(&self, i: &OrderIntent, a: &StoredActual) -> Result<Action> {
+    fn price_moved(&self, i: &OrderIntent, a: &ActualOrder) -> bool {
+        match (i.spec.price, a.spec.price) {
+            (Some(x), Some(y)) => (x - y).abs() > self.tolerance,
+            (x, y) => x != y,
+        }
+    }
+
+    /// Marks the intent done; if it traded, the rest of its OCO group is no longer wanted.
+    async fn finish(&self, i: &StoredIntent, a: &StoredActual) -> Result<Action> {
+        let id = &i.intent.intent_id;
+        let now = Utc::now();
+        let mut done = i.intent.clone();
+        done.status = IntentStatus::Done;
+        done.updated_at = now;
+        self.orders.update_intent(i, done).await?;
+        let traded = filled_toward(&i.intent, Some(&a.order)) > Decimal::ZERO;
+        if traded && let Some(g) = &i.intent.oco_group {
+            for sib in self.orders.group(g).await? {
+                if sib.intent.intent_id != *id && sib.intent.status == IntentStatus::Active {
+                    let mut c = sib.intent.clone();
+                    c.status = IntentStatus::Cancelled;
+                    c.updated_at = now;
+                    self.orders.update_intent(&sib, c).await?;
+                }
+            }
+        }
+        Ok(Action::Done { intent: id.clone() })
+    }
+
+    /// Changes the working order's price to the intent's and its size to `size` (its fills
+    /// plus the intent's remainder).
+    async fn modify(&self, i: &OrderIntent, a: &StoredActual, size: Decimal) -> Result<Action> {
         let id = &i.intent_id;
         let x = a
             .order
             .exchange_order_id
             .clone()
             .ok_or_else(|| OrdersError::invalid("modify", "no exchange id yet"))?;
-        let v = self.exchange.modify(&x, i.spec.price, i.spec.size).await?;
-        let mut events = vec![OrderEvent::Modified {
+        let v = self.exchange.modify(&x, i.spec.price, size).await?;
+        let modified = vec![OrderEvent::Modified {
             price: v.spec.price,
             size: v.spec.size,
             revision: i.revision,
         }];
-        events.extend(venue_events(&a.order, &v));
+        let mut events = modified.clone();
+        events.extend(venue_events(&fold_all(&a.order, &modified)?, &v));
         self.orders
             .apply(id, Some(a), &events, ReconStatus::InSync, Utc::now())
             .await?;
@@ -575,8 +666,45 @@ impl EngineHandle {
     }
 }
 
-/// The events that bring `a` up to what the venue reports: new fills (each once), and a
-/// terminal status.
+/// What the engine does next with an active intent's order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Decision {
+    /// Nothing: the order matches (or waits for the strategy).
+    Hold,
+    /// Change the working order's price and total size.
+    Modify { size: Decimal },
+    /// Cancel the working order.
+    Cancel,
+    /// Place a new order for the remainder.
+    Replace,
+    /// The intent is done.
+    Finish,
+}
+
+/// Whether two orders are the same market, side, kind and time in force: what a venue cannot
+/// modify.
+fn same_kind(x: &crate::model::OrderSpec, y: &crate::model::OrderSpec) -> bool {
+    x.symbol == y.symbol && x.side == y.side && x.kind == y.kind && x.tif == y.tif
+}
+
+/// What the intent has filled in its direction across every placement (`a`, if any).
+fn filled_toward(i: &OrderIntent, a: Option<&ActualOrder>) -> Decimal {
+    a.map_or(Decimal::ZERO, |a| {
+        a.filled_toward(&i.spec.symbol, i.spec.side)
+    })
+}
+
+/// The order after `events`.
+fn fold_all(a: &ActualOrder, events: &[OrderEvent]) -> Result<ActualOrder> {
+    let mut next = Some(a.clone());
+    for e in events {
+        next = fold(next, &a.intent_id, e)?;
+    }
+    next.ok_or_else(|| OrdersError::invalid("order events", "they removed the order"))
+}
+
+/// The events that bring `a` up to what the venue reports: its price and size, new fills
+/// (each once), and a terminal status (a venue's `Filled` included).
 fn venue_events(a: &ActualOrder, v: &VenueOrder) -> Vec<OrderEvent> {
     let mut out = Vec::new();
     if a.exchange_order_id.is_none() && !a.status.is_unresolved() {
@@ -584,16 +712,32 @@ fn venue_events(a: &ActualOrder, v: &VenueOrder) -> Vec<OrderEvent> {
             exchange_order_id: v.exchange_order_id.clone(),
         });
     }
+    if v.spec != a.spec {
+        // The venue is the truth about the order it holds (e.g. a late first send of a
+        // placement that was resent as the intent changed).
+        out.push(OrderEvent::SpecSet {
+            spec: v.spec.clone(),
+        });
+    }
+    let mut filled = a.filled();
+    let mut new_fills = false;
     for f in &v.fills {
         if !a.fills.iter().any(|x| x.fill_id == f.fill_id) {
+            filled += f.size;
+            new_fills = true;
             out.push(OrderEvent::Filled { fill: f.clone() });
         }
     }
+    // A new fill that reaches the order's size marks it filled by itself.
+    let filled_by_fills = new_fills && filled >= v.spec.size;
     match v.status {
         VenueStatus::Cancelled if a.status != ActualStatus::Cancelled => {
             out.push(OrderEvent::Cancelled)
         }
         VenueStatus::Expired if a.status != ActualStatus::Expired => out.push(OrderEvent::Expired),
+        VenueStatus::Filled if a.status != ActualStatus::Filled && !filled_by_fills => {
+            out.push(OrderEvent::Completed)
+        }
         _ => {}
     }
     out

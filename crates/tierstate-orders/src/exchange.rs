@@ -87,4 +87,9 @@ pub trait Exchange: Send + Sync {
     async fn query(&self, client_order_id: &str) -> Result<Option<VenueOrder>, ExchangeError>;
     /// The open orders, optionally of one symbol.
     async fn open_orders(&self, symbol: Option<&str>) -> Result<Vec<VenueOrder>, ExchangeError>;
+    /// The smallest order size the venue takes on `symbol`: an intent with less than this
+    /// left to trade is done. Zero unless the venue says otherwise.
+    fn min_size(&self, _symbol: &str) -> Decimal {
+        Decimal::ZERO
+    }
 }

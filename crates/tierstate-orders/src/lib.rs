@@ -45,7 +45,7 @@ pub use error::{OrdersError, Result};
 pub use exchange::{Exchange, ExchangeError, VenueOrder, VenueStatus};
 pub use model::{
     ActualOrder, ActualStatus, Fill, IntentStatus, MAX_ID_LEN, OrderEvent, OrderIntent, OrderKind,
-    OrderSpec, Rebuilt, Side, TimeInForce, client_order_id, fold,
+    OrderSpec, PriorFills, Rebuilt, Side, TimeInForce, client_order_id, fold,
 };
 pub use retry::{RetryPolicy, retry_on_conflict};
 pub use sim::{FaultPlan, SimExchange};

@@ -253,7 +253,21 @@ pub struct Fill {
     pub size: Decimal,
 }
 
-/// Actual state: what the exchange has for an intent's current placement.
+/// What the earlier placements of an intent filled in one direction: an intent may trade only
+/// its size minus everything filled across all its placements in its direction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PriorFills {
+    /// The market.
+    pub symbol: String,
+    /// The side.
+    pub side: Side,
+    /// Size filled that way by placements that were replaced.
+    pub filled: Decimal,
+}
+
+/// Actual state: what the exchange has for an intent's current placement, and what its
+/// earlier placements filled.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
@@ -274,12 +288,57 @@ pub struct ActualOrder {
     pub fills: Vec<Fill>,
     /// Why it was rejected.
     pub reject_reason: Option<String>,
+    /// What earlier placements of the intent filled, per direction (empty until a placement
+    /// is replaced).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prior: Vec<PriorFills>,
 }
 
 impl ActualOrder {
-    /// Filled size: the sum of the fills.
+    /// Filled size of this placement: the sum of its fills.
     pub fn filled(&self) -> Decimal {
         self.fills.iter().map(|f| f.size).sum()
+    }
+
+    /// Size filled by earlier placements of the intent on `symbol`, `side`.
+    pub fn prior_filled(&self, symbol: &str, side: Side) -> Decimal {
+        self.prior
+            .iter()
+            .filter(|p| p.symbol == symbol && p.side == side)
+            .map(|p| p.filled)
+            .sum()
+    }
+
+    /// Size filled on `symbol`, `side` across every placement of the intent, this one
+    /// included: what the intent's size is measured against.
+    pub fn filled_toward(&self, symbol: &str, side: Side) -> Decimal {
+        let here = if self.spec.symbol == symbol && self.spec.side == side {
+            self.filled()
+        } else {
+            Decimal::ZERO
+        };
+        self.prior_filled(symbol, side) + here
+    }
+
+    /// Moves this placement's fills into `prior`, as it is replaced.
+    fn retire_placement(&mut self) {
+        let filled = self.filled();
+        if filled.is_zero() {
+            return;
+        }
+        let (symbol, side) = (self.spec.symbol.clone(), self.spec.side);
+        match self
+            .prior
+            .iter_mut()
+            .find(|p| p.symbol == symbol && p.side == side)
+        {
+            Some(p) => p.filled += filled,
+            None => self.prior.push(PriorFills {
+                symbol,
+                side,
+                filled,
+            }),
+        }
     }
 }
 
@@ -303,6 +362,23 @@ pub enum OrderEvent {
         /// Its client order id.
         client_order_id: String,
         /// The order sent.
+        spec: OrderSpec,
+    },
+    /// A new placement replaces the current one (which is terminal on the venue): its fills
+    /// count against the intent as prior fills, and the new placement starts pending.
+    Replaced {
+        /// The revision placed.
+        revision: u32,
+        /// Its client order id.
+        client_order_id: String,
+        /// The order sent: the intent's order for what it may still trade.
+        spec: OrderSpec,
+    },
+    /// The placement's order is now `spec`: resent under the same client order id before the
+    /// first send was seen (the venue keeps at most one of the two), or as the venue reports
+    /// it holds the order.
+    SpecSet {
+        /// The order.
         spec: OrderSpec,
     },
     /// Sent to the exchange.
@@ -342,6 +418,9 @@ pub enum OrderEvent {
     },
     /// Expired.
     Expired,
+    /// The venue reports the order completely filled (e.g. after its size was cut to what
+    /// had filled).
+    Completed,
     /// The send's outcome is unknown.
     Unknown,
     /// The exchange has no order with the client id: the send never arrived.
@@ -388,7 +467,30 @@ pub fn fold(
             status: ActualStatus::PendingSubmit,
             fills: Vec::new(),
             reject_reason: None,
+            prior: Vec::new(),
         }),
+        OrderEvent::Replaced {
+            revision,
+            client_order_id,
+            spec,
+        } => {
+            let mut prior = actual.map_or_else(Vec::new, |mut a| {
+                a.retire_placement();
+                a.prior
+            });
+            prior.retain(|p| !p.filled.is_zero());
+            Some(ActualOrder {
+                intent_id: intent_id.to_owned(),
+                revision: *revision,
+                client_order_id: client_order_id.clone(),
+                exchange_order_id: None,
+                spec: spec.clone(),
+                status: ActualStatus::PendingSubmit,
+                fills: Vec::new(),
+                reject_reason: None,
+                prior,
+            })
+        }
         OrderEvent::Removed => None,
         other => {
             let mut a = need(actual)?;
@@ -431,6 +533,8 @@ pub fn fold(
                     a.reject_reason = Some(reason.clone());
                 }
                 OrderEvent::Expired => a.status = ActualStatus::Expired,
+                OrderEvent::Completed => a.status = ActualStatus::Filled,
+                OrderEvent::SpecSet { spec } => a.spec = spec.clone(),
                 OrderEvent::Unknown => a.status = ActualStatus::Unknown,
                 _ => {}
             }

@@ -39,6 +39,21 @@ impl Default for RetryPolicy {
 pub async fn retry_on_conflict<T, F, Fut>(
     what: &'static str,
     policy: RetryPolicy,
+    op: F,
+) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    retry_if(what, policy, OrdersError::is_conflict, op).await
+}
+
+/// As [`retry_on_conflict`], retrying only the conflicts `retry` picks (the others are
+/// returned): e.g. a lost race on an internal index, not on the caller's own record.
+pub(crate) async fn retry_if<T, F, Fut>(
+    what: &'static str,
+    policy: RetryPolicy,
+    retry: impl Fn(&OrdersError) -> bool,
     mut op: F,
 ) -> Result<T>
 where
@@ -55,7 +70,7 @@ where
     loop {
         attempts += 1;
         match op().await {
-            Err(e) if e.is_conflict() => match delays.next() {
+            Err(e) if e.is_conflict() && retry(&e) => match delays.next() {
                 Some(d) => tokio::time::sleep(d).await,
                 None => {
                     return Err(OrdersError::Contended {

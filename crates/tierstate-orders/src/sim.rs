@@ -90,6 +90,8 @@ struct State {
     /// answering.
     file: Option<std::path::PathBuf>,
     ack_delay: std::time::Duration,
+    /// Smallest size a place may have (zero: any positive size).
+    min_size: Decimal,
 }
 
 /// What a durable venue writes to its file after every change.
@@ -137,6 +139,7 @@ impl SimExchange {
                 plan,
                 file: None,
                 ack_delay: std::time::Duration::ZERO,
+                min_size: Decimal::ZERO,
             }),
         }
     }
@@ -172,6 +175,11 @@ impl SimExchange {
     /// the generator's position.
     pub fn set_faults(&self, plan: FaultPlan) {
         self.state.lock().plan = plan;
+    }
+
+    /// Sets the smallest size a place may have on every symbol; smaller places are rejected.
+    pub fn set_min_size(&self, size: Decimal) {
+        self.state.lock().min_size = size;
     }
 
     /// Delivers every place still in flight.
@@ -494,6 +502,12 @@ impl SimExchange {
         if s.by_client.contains_key(client_order_id) {
             return Err(ExchangeError::Duplicate(client_order_id.to_owned()));
         }
+        if spec.size < s.min_size {
+            return Err(ExchangeError::Rejected(format!(
+                "size {} is below the minimum {}",
+                spec.size, s.min_size
+            )));
+        }
         match fault {
             Fault::Reject => Err(ExchangeError::Rejected("simulated reject".into())),
             Fault::Delay => {
@@ -661,5 +675,9 @@ impl Exchange for SimExchange {
         let r = self.open_orders_now(symbol);
         self.persist()?;
         r
+    }
+
+    fn min_size(&self, _symbol: &str) -> Decimal {
+        self.state.lock().min_size
     }
 }

@@ -22,6 +22,7 @@ use tierstate_core::{
 
 use crate::error::{OrdersError, Result};
 use crate::model::{ActualOrder, OrderEvent, OrderIntent, Rebuilt, check_id, fold};
+use crate::retry::{RetryPolicy, retry_if};
 
 const INTENTS: &str = "orders.intents";
 const GROUPS: &str = "orders.groups";
@@ -176,29 +177,52 @@ impl OrderStore {
     pub async fn create_intent(&self, intent: &OrderIntent) -> Result<StoredIntent> {
         intent.validate()?;
         self.check_owned(intent)?;
-        let mut ops = vec![BatchOp::Document(DocWrite::new(
-            self.addr(INTENTS, &intent.intent_id)?,
-            PutMode::Create,
-            intent_doc(intent)?,
-        ))];
-        if let Some(g) = &intent.oco_group {
-            ops.push(self.group_op(g, Some(&intent.intent_id), None).await?);
-        }
-        ops.extend(
-            self.event_ops(
-                &intent.intent_id,
-                &[OrderEvent::IntentSet {
-                    intent: intent.clone(),
-                }],
-                intent.updated_at,
-            )
-            .await?,
-        );
-        self.commit(ops).await?;
+        let own = self.addr(INTENTS, &intent.intent_id)?;
+        self.internally_retried(&own, || async {
+            let mut ops = vec![BatchOp::Document(DocWrite::new(
+                own.clone(),
+                PutMode::Create,
+                intent_doc(intent)?,
+            ))];
+            if let Some(g) = &intent.oco_group {
+                ops.push(self.group_op(g, Some(&intent.intent_id), None).await?);
+            }
+            ops.extend(
+                self.event_ops(
+                    &intent.intent_id,
+                    &[OrderEvent::IntentSet {
+                        intent: intent.clone(),
+                    }],
+                    intent.updated_at,
+                )
+                .await?,
+            );
+            self.commit(ops).await
+        })
+        .await?;
         Ok(StoredIntent {
             intent: intent.clone(),
             version: 1,
         })
+    }
+
+    /// Runs `op` (which plans from fresh reads and commits) again while it loses a race on a
+    /// record the caller never read (an OCO group's index, the order's journal), with jittered
+    /// backoff; a lost race on `own` (the caller's intent) is the caller's error.
+    async fn internally_retried<F, Fut>(&self, own: &DocAddr, op: F) -> Result<()>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<()>>,
+    {
+        let mine = tierstate_core::Target::document(own);
+        let internal = |e: &OrdersError| match e {
+            OrdersError::Store(
+                tierstate_core::Error::Conflict { target, .. }
+                | tierstate_core::Error::AlreadyExists { target, .. },
+            ) => *target != mine,
+            _ => false,
+        };
+        retry_if("an order index", RetryPolicy::default(), internal, op).await
     }
 
     /// The intent, if stored.
@@ -234,32 +258,36 @@ impl OrderStore {
                 "an update keeps the intent id",
             ));
         }
-        let mut ops = vec![BatchOp::Document(DocWrite::new(
-            self.addr(INTENTS, &next.intent_id)?,
-            PutMode::Update {
-                expected: current.version,
-            },
-            intent_doc(&next)?,
-        ))];
-        if current.intent.oco_group != next.oco_group {
-            if let Some(g) = &current.intent.oco_group {
-                ops.push(self.group_op(g, None, Some(&next.intent_id)).await?);
+        let own = self.addr(INTENTS, &next.intent_id)?;
+        self.internally_retried(&own, || async {
+            let mut ops = vec![BatchOp::Document(DocWrite::new(
+                own.clone(),
+                PutMode::Update {
+                    expected: current.version,
+                },
+                intent_doc(&next)?,
+            ))];
+            if current.intent.oco_group != next.oco_group {
+                if let Some(g) = &current.intent.oco_group {
+                    ops.push(self.group_op(g, None, Some(&next.intent_id)).await?);
+                }
+                if let Some(g) = &next.oco_group {
+                    ops.push(self.group_op(g, Some(&next.intent_id), None).await?);
+                }
             }
-            if let Some(g) = &next.oco_group {
-                ops.push(self.group_op(g, Some(&next.intent_id), None).await?);
-            }
-        }
-        ops.extend(
-            self.event_ops(
-                &next.intent_id,
-                &[OrderEvent::IntentSet {
-                    intent: next.clone(),
-                }],
-                next.updated_at,
-            )
-            .await?,
-        );
-        self.commit(ops).await?;
+            ops.extend(
+                self.event_ops(
+                    &next.intent_id,
+                    &[OrderEvent::IntentSet {
+                        intent: next.clone(),
+                    }],
+                    next.updated_at,
+                )
+                .await?,
+            );
+            self.commit(ops).await
+        })
+        .await?;
         Ok(StoredIntent {
             intent: next,
             version: current.version + 1,
@@ -272,15 +300,19 @@ impl OrderStore {
     /// `Store(Conflict)` if it changed since.
     pub async fn delete_intent(&self, current: &StoredIntent, at: DateTime<Utc>) -> Result<()> {
         let id = &current.intent.intent_id;
-        let mut ops = vec![BatchOp::DeleteDocument {
-            address: self.addr(INTENTS, id)?,
-            expected: Some(current.version),
-        }];
-        if let Some(g) = &current.intent.oco_group {
-            ops.push(self.group_op(g, None, Some(id)).await?);
-        }
-        ops.extend(self.event_ops(id, &[OrderEvent::IntentDeleted], at).await?);
-        self.commit(ops).await
+        let own = self.addr(INTENTS, id)?;
+        self.internally_retried(&own, || async {
+            let mut ops = vec![BatchOp::DeleteDocument {
+                address: own.clone(),
+                expected: Some(current.version),
+            }];
+            if let Some(g) = &current.intent.oco_group {
+                ops.push(self.group_op(g, None, Some(id)).await?);
+            }
+            ops.extend(self.event_ops(id, &[OrderEvent::IntentDeleted], at).await?);
+            self.commit(ops).await
+        })
+        .await
     }
 
     /// The group index write that adds or removes an intent, expecting the version read.
@@ -389,7 +421,9 @@ impl OrderStore {
         }
     }
 
-    /// The actual order with this exchange id: one index read, then the order.
+    /// The placement that carries this exchange id: one index read, then the order; `None`
+    /// if no current placement carries it (a replaced placement's id never resolves to the
+    /// placement that replaced it).
     ///
     /// # Errors
     /// `InvalidInput` for a bad id; `Store`.
@@ -413,7 +447,10 @@ impl OrderStore {
                 )
             })?
             .to_owned();
-        self.actual(&intent).await
+        Ok(self
+            .actual(&intent)
+            .await?
+            .filter(|a| a.order.exchange_order_id.as_deref() == Some(exchange_order_id)))
     }
 
     /// Every actual order, optionally of one symbol and/or reconciliation status.
@@ -528,6 +565,15 @@ impl OrderStore {
                     )));
                 }
                 let known = current.and_then(|c| c.order.exchange_order_id.as_deref());
+                if let Some(old) = known
+                    && order.exchange_order_id.as_deref() != Some(old)
+                {
+                    // A replaced placement's id no longer names this intent's order.
+                    ops.push(BatchOp::DeleteDocument {
+                        address: self.addr(BY_EXCHANGE_ID, old)?,
+                        expected: None,
+                    });
+                }
                 if let Some(x) = order.exchange_order_id.as_deref()
                     && known != Some(x)
                 {
@@ -552,6 +598,12 @@ impl OrderStore {
                         address: at_doc,
                         expected: Some(c.version),
                     });
+                    if let Some(x) = c.order.exchange_order_id.as_deref() {
+                        ops.push(BatchOp::DeleteDocument {
+                            address: self.addr(BY_EXCHANGE_ID, x)?,
+                            expected: None,
+                        });
+                    }
                 }
                 None
             }
@@ -588,10 +640,9 @@ impl OrderStore {
         while let Some(query) = q {
             let page = self.store.read_journal(&st, query).await?;
             for e in page.entries {
-                let ev: OrderEvent =
-                    serde_json::from_value(Value::Object(e.value)).map_err(|x| {
-                        OrdersError::invalid("order event", format!("{intent_id} #{}: {x}", e.seq))
-                    })?;
+                let ev: OrderEvent = tierstate_core::exact::from_map(&e.value).map_err(|x| {
+                    OrdersError::invalid("order event", format!("{intent_id} #{}: {x}", e.seq))
+                })?;
                 out.push((e.seq, ev));
             }
             q = page.next;
@@ -681,7 +732,7 @@ fn schema_of(what: &str, v: &Map<String, Value>) -> Result<()> {
 
 fn decode_intent(d: Document) -> Result<StoredIntent> {
     schema_of("a stored order intent", &d.value)?;
-    let doc: IntentDoc = serde_json::from_value(Value::Object(d.value))
+    let doc: IntentDoc = tierstate_core::exact::from_map(&d.value)
         .map_err(|e| OrdersError::invalid("intent", format!("{}: {e}", d.address)))?;
     doc.intent.validate()?;
     Ok(StoredIntent {
@@ -692,7 +743,7 @@ fn decode_intent(d: Document) -> Result<StoredIntent> {
 
 fn decode_actual(d: Document) -> Result<StoredActual> {
     schema_of("a stored actual order", &d.value)?;
-    let doc: ActualDoc = serde_json::from_value(Value::Object(d.value))
+    let doc: ActualDoc = tierstate_core::exact::from_map(&d.value)
         .map_err(|e| OrdersError::invalid("actual order", format!("{}: {e}", d.address)))?;
     Ok(StoredActual {
         order: doc.order,
