@@ -157,10 +157,16 @@ impl ClobOrders {
     /// `Store(AlreadyExists)` if the order id is taken (open or closed); `Contended`.
     pub async fn create(&self, order: ClobOrder) -> Result<StoredOrder> {
         let mut retry = Retry::new("the intent index");
+        let own = tierstate_core::Target::document(&self.addr(&self.orders, &order.order_id)?);
         loop {
             let change = self.plan_create(&order).await?;
             match self.commit(&change).await {
-                Err(e) if e.is_conflict() => retry.wait().await?, // the intent index moved: re-read it
+                // The intent index moved (or was created) under us: re-read it. A taken order
+                // id is the caller's error.
+                Err(AccountingError::Store(
+                    tierstate_core::Error::Conflict { target, .. }
+                    | tierstate_core::Error::AlreadyExists { target, .. },
+                )) if target != own => retry.wait().await?,
                 other => return other,
             }
         }
@@ -569,7 +575,7 @@ pub(crate) fn decode(value: Map<String, Value>) -> Result<ClobOrder> {
     if let Some(Value::String(v)) = value.get("status") {
         v.parse::<OrderStatus>()?;
     }
-    let d: OrderDoc = serde_json::from_value(Value::Object(value)).map_err(|e| {
+    let d: OrderDoc = tierstate_core::exact::from_map(&value).map_err(|e| {
         AccountingError::invalid("order", format!("stored order is malformed: {e}"))
     })?;
     let order = ClobOrder {

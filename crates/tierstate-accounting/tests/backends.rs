@@ -22,6 +22,7 @@ on_every_backend!(
     fills_are_idempotent_bounded_and_exact_under_concurrency,
     an_order_change_commits_with_the_strategy_state_or_not_at_all,
     order_ids_are_unique_open_or_closed,
+    concurrent_creates_for_one_intent_are_all_stored_and_indexed,
     stored_orders_that_do_not_decode_are_refused_by_name,
     snapshot_saves_are_idempotent_and_replace_only_by_upsert,
     snapshot_time_queries_mean_what_they_say_across_offsets,
@@ -399,6 +400,48 @@ async fn order_ids_are_unique_open_or_closed(store: Arc<dyn StateStore>) {
     ));
     assert!(orders.get("v").await.unwrap().is_none());
     assert!(orders.get("w").await.unwrap().is_none());
+}
+
+async fn concurrent_creates_for_one_intent_are_all_stored_and_indexed(store: Arc<dyn StateStore>) {
+    // Eight orders for one intent at once: each create extends the intent's index, which the
+    // callers never read; every distinct order id is stored and indexed.
+    let orders = ClobOrders::new(store.clone(), &dep());
+    let mut tasks = Vec::new();
+    for k in 0..8 {
+        let orders = orders.clone();
+        tasks.push(tokio::spawn(async move {
+            let o = new_order(&format!("o{k}"), "m", k)
+                .with_intent("intent-1")
+                .unwrap();
+            orders.create(o).await
+        }));
+    }
+    for (k, t) in tasks.into_iter().enumerate() {
+        let r = t.await.unwrap();
+        let stored = orders.get(&format!("o{k}")).await.unwrap().is_some();
+        assert!(
+            r.is_ok(),
+            "create o{k} failed ({:?}); order stored: {stored}",
+            r.unwrap_err()
+        );
+    }
+    let mut ids: Vec<String> = orders
+        .by_intent("intent-1")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.order.order_id)
+        .collect();
+    ids.sort();
+    assert_eq!(ids, (0..8).map(|k| format!("o{k}")).collect::<Vec<_>>());
+    // A taken order id is still the caller's error.
+    assert!(matches!(
+        orders
+            .create(new_order("o3", "m", 9).with_intent("intent-1").unwrap())
+            .await,
+        Err(AccountingError::Store(Error::AlreadyExists { .. }))
+    ));
+    assert_eq!(orders.by_intent("intent-1").await.unwrap().len(), 8);
 }
 
 fn raw_order(status: &str) -> Map<String, Value> {
