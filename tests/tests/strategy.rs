@@ -21,6 +21,7 @@ on_every_backend!(
     a_tick_commits_everything_or_nothing,
     replayed_ticks_write_nothing_and_bad_input_changes_nothing,
     extra_records_ride_in_the_ticks_transaction,
+    non_finite_numbers_in_a_tick_state_are_refused_by_field_path,
 );
 
 fn t(s: i64) -> DateTime<Utc> {
@@ -279,4 +280,62 @@ async fn extra_records_ride_in_the_ticks_transaction(store: Arc<dyn StateStore>)
         store.get_document(&book).await.unwrap().unwrap().value,
         quotes(1)
     );
+}
+
+/// A state with floats, as a strategy may keep one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Signals {
+    z_scores: Vec<f64>,
+    last: f64,
+}
+
+async fn non_finite_numbers_in_a_tick_state_are_refused_by_field_path(store: Arc<dyn StateStore>) {
+    let s = StrategyStore::<Signals>::new(store.clone(), &DeploymentId::new("sig").unwrap());
+    for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+        let state = Signals {
+            z_scores: vec![0.5, bad],
+            last: 1.0,
+        };
+        let e = s
+            .tick(Tick {
+                time: t(1),
+                expected: None,
+                state: &state,
+                trades: &[],
+                positions: None,
+                metrics: &[],
+            })
+            .await
+            .unwrap_err();
+        match &e {
+            Error::InvalidInput { reason, .. } => {
+                assert!(reason.contains("$.z_scores[1]"), "{e}")
+            }
+            other => panic!("{bad}: stored or failed otherwise: {other:?}"),
+        }
+        // Nothing was written (on main it was stored as null).
+        assert!(
+            store
+                .get(&DeploymentId::new("sig").unwrap())
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+    // Finite values round-trip bit-exactly.
+    let ok = Signals {
+        z_scores: vec![0.1 + 0.2, -1e-300],
+        last: f64::MAX,
+    };
+    s.tick(Tick {
+        time: t(1),
+        expected: None,
+        state: &ok,
+        trades: &[],
+        positions: None,
+        metrics: &[],
+    })
+    .await
+    .unwrap();
+    assert_eq!(s.load().await.unwrap().unwrap().state, ok);
 }

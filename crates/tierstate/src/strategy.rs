@@ -17,8 +17,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tierstate_core::{
-    Append, DeploymentId, Error, JournalQuery, Name, Result, StateStore, StateWrite, StreamAddr,
-    WriteBatch,
+    Append, DeploymentId, Error, JournalQuery, Name, PutMode, Result, StateStore, StateWrite,
+    StreamAddr, WriteBatch,
 };
 
 /// The trades journal.
@@ -213,7 +213,7 @@ impl<S: Serialize + DeserializeOwned> StrategyStore<S> {
         let Some(d) = self.store.get(&self.deployment).await? else {
             return Ok(None);
         };
-        let state = serde_json::from_value(Value::Object(d.state)).map_err(|e| {
+        let state = tierstate_core::exact::from_map(&d.state).map_err(|e| {
             Error::invalid(
                 "strategy state",
                 format!("{} v{} does not decode: {e}", self.deployment, d.version),
@@ -244,20 +244,13 @@ impl<S: Serialize + DeserializeOwned> StrategyStore<S> {
     /// # Errors
     /// As [`StrategyStore::tick`], and whatever a member of `extra` fails with.
     pub async fn tick_with(&self, t: Tick<'_, S>, extra: WriteBatch) -> Result<TickCommitted> {
-        let state = match serde_json::to_value(t.state) {
-            Ok(Value::Object(m)) => m,
-            Ok(_) => {
-                return Err(Error::invalid(
-                    "strategy state",
-                    "must serialize to an object",
-                ));
-            }
-            Err(e) => return Err(Error::invalid("strategy state", e.to_string())),
+        // Typed: NaN and ±Infinity are refused with their field path (serde_json would store
+        // them as null), as every typed state write does.
+        let mode = match t.expected {
+            Some(expected) => PutMode::Update { expected },
+            None => PutMode::Create,
         };
-        let write = match t.expected {
-            Some(v) => StateWrite::update(self.deployment.clone(), v, state),
-            None => StateWrite::create(self.deployment.clone(), state),
-        };
+        let write = StateWrite::typed(self.deployment.clone(), mode, t.state)?;
         let mut batch = WriteBatch::new().put(write);
         let trades = self.stream(TRADES)?;
         for tr in t.trades {
@@ -379,6 +372,6 @@ impl<S: Serialize + DeserializeOwned> StrategyStore<S> {
     }
 }
 
-fn decode<T: DeserializeOwned>(what: &'static str, v: Map<String, Value>) -> Result<T> {
-    serde_json::from_value(Value::Object(v)).map_err(|e| Error::invalid(what, e.to_string()))
+fn decode<T: DeserializeOwned + Serialize>(what: &'static str, v: Map<String, Value>) -> Result<T> {
+    tierstate_core::exact::from_map(&v).map_err(|e| Error::invalid(what, e.to_string()))
 }
