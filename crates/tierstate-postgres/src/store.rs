@@ -224,11 +224,13 @@ async fn prepare_database(
             }
         }
         refuse_newer(&mut *conn).await?;
-        match version {
-            None => MIGRATOR.run(&mut *conn).await,
-            Some(v) => MIGRATOR.run_to(v, &mut *conn).await,
-        }
-        .map_err(migration_failed)
+        // `run_direct` takes the connection itself: `run`'s generic `Acquire` bound makes the
+        // future impossible to prove `Send` for every lifetime, and a store must be openable
+        // on a spawned task.
+        MIGRATOR
+            .run_direct(version, &mut *conn, false)
+            .await
+            .map_err(migration_failed)
     }
     .await;
     let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
