@@ -23,7 +23,7 @@
 //! orders.create_intent(&OrderIntent::new("bid-1", "mm-1", spec, chrono::Utc::now())?).await?;
 //! let engine = Reconciler::new(orders.clone(), venue.clone(), Decimal::ZERO);
 //! engine.reconcile_all().await?; // places the order, durable before the send
-//! venue.maker("ETH-USD", Side::Sell, "2500".parse()?, "1".parse()?); // someone sells into it
+//! venue.maker("ETH-USD", Side::Sell, "2500".parse()?, "1".parse()?)?; // someone sells into it
 //! engine.reconcile_all().await?; // records the fill, marks the intent done
 //! let actual = orders.actual("bid-1").await?.unwrap();
 //! assert_eq!(actual.order.status, ActualStatus::Filled);

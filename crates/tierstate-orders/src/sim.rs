@@ -59,20 +59,21 @@ impl FaultPlan {
     }
 }
 
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct Resting {
     order: VenueOrder,
     seq: u64,
     maker: bool,
 }
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Book {
     /// Price → order ids in time order.
     bids: BTreeMap<Decimal, VecDeque<String>>,
     asks: BTreeMap<Decimal, VecDeque<String>>,
 }
 
+#[derive(Clone)]
 struct State {
     orders: HashMap<String, Resting>,
     by_client: HashMap<String, String>,
@@ -92,6 +93,8 @@ struct State {
     ack_delay: std::time::Duration,
     /// Smallest size a place may have (zero: any positive size).
     min_size: Decimal,
+    /// Who the venue belongs to (e.g. the identity of the database that trades on it).
+    owner: Option<String>,
 }
 
 /// What a durable venue writes to its file after every change.
@@ -102,11 +105,17 @@ struct Saved {
     in_flight: Vec<(String, OrderSpec, u32)>,
     seq: u64,
     fills: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    owner: Option<String>,
 }
 
 /// The simulated exchange.
 pub struct SimExchange {
     state: Mutex<State>,
+    /// Why the last change could not be saved, until one is saved again.
+    storage: Mutex<Option<String>>,
+    /// A durable venue's lock on `<file>.lock`, held for its life: one process per file.
+    _lock: Option<std::fs::File>,
 }
 
 impl std::fmt::Debug for SimExchange {
@@ -140,35 +149,116 @@ impl SimExchange {
                 file: None,
                 ack_delay: std::time::Duration::ZERO,
                 min_size: Decimal::ZERO,
+                owner: None,
             }),
+            _lock: None,
+            storage: Mutex::new(None),
         }
     }
 
     /// A venue whose state lives in `file`: loaded if it exists, and written (to a temporary
-    /// file, synced, renamed) after every change, before the change is answered. A process
-    /// killed mid-call leaves the venue as it was after the last change, like a real one.
+    /// file, synced, renamed) after every change, before the change is answered; a change
+    /// that cannot be written fails (`Unavailable`) and is undone. A process killed mid-call
+    /// leaves the venue as it was after the last change, like a real one. One process owns
+    /// the file at a time (a lock on `<file>.lock`, released when the process ends).
     /// `ack_delay` is slept between accepting a place and answering it.
     ///
     /// # Errors
-    /// I/O errors, or a file that is not a saved venue.
+    /// `WouldBlock` if another venue (process) holds the file; I/O errors; a file that is not
+    /// a saved venue.
     pub fn durable(
         file: impl Into<std::path::PathBuf>,
         plan: FaultPlan,
         ack_delay: std::time::Duration,
     ) -> std::io::Result<Self> {
         let file = file.into();
-        let sim = Self::new(plan);
+        let mut lock_path = file.clone().into_os_string();
+        lock_path.push(".lock");
+        let lock = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::WouldBlock,
+                    format!(
+                        "the venue file {} is in use by another process (one venue per file)",
+                        file.display()
+                    ),
+                ));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(e),
+        }
+        let mut sim = Self::new(plan);
         {
             let mut s = sim.state.lock();
             if file.exists() {
-                let saved: Saved = serde_json::from_slice(&std::fs::read(&file)?)
-                    .map_err(std::io::Error::other)?;
+                let saved: Saved = serde_json::from_slice(&std::fs::read(&file)?).map_err(|e| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!("{} is not a saved venue: {e}", file.display()),
+                    )
+                })?;
                 s.restore(saved);
             }
             s.file = Some(file);
             s.ack_delay = ack_delay;
         }
+        sim._lock = Some(lock);
         Ok(sim)
+    }
+
+    /// Who the venue belongs to, if anyone claimed it.
+    pub fn owner(&self) -> Option<String> {
+        self.state.lock().owner.clone()
+    }
+
+    /// Claims the venue for `owner` (saved with it), or checks that it is `owner`'s: a venue
+    /// file belongs to the one database that trades on it.
+    ///
+    /// # Errors
+    /// `Rejected` naming the owner if another one claimed it; `Unavailable` if the claim
+    /// cannot be saved (nothing changes).
+    pub fn claim(&self, owner: &str) -> Result<(), ExchangeError> {
+        self.change(|s| match &s.owner {
+            Some(o) if o == owner => Ok(()),
+            Some(o) => Err(ExchangeError::Rejected(format!(
+                "the venue belongs to {o}, not {owner}"
+            ))),
+            None => {
+                s.owner = Some(owner.to_owned());
+                Ok(())
+            }
+        })?
+    }
+
+    /// Runs `f` on the venue and saves the result (a durable venue); if the save fails the
+    /// change is undone and the call fails with `Unavailable`.
+    fn change<T>(&self, f: impl FnOnce(&mut State) -> T) -> Result<T, ExchangeError> {
+        let mut s = self.state.lock();
+        let before = s.file.is_some().then(|| s.clone());
+        let out = f(&mut s);
+        if let Err(e) = s.save() {
+            if let Some(b) = before {
+                *s = b;
+            }
+            *self.storage.lock() = Some(e.to_string());
+            return Err(e);
+        }
+        if s.file.is_some() {
+            *self.storage.lock() = None;
+        }
+        Ok(out)
+    }
+
+    /// Why the venue's last change could not be written to its file (it was undone), until
+    /// a change is written again: a full disk, a file that cannot be replaced.
+    pub fn storage_error(&self) -> Option<String> {
+        self.storage.lock().clone()
     }
 
     /// Replaces the fault plan (e.g. `FaultPlan::none()` to let the engine converge), keeping
@@ -183,37 +273,39 @@ impl SimExchange {
     }
 
     /// Delivers every place still in flight.
-    pub fn deliver(&self) {
-        let mut s = self.state.lock();
-        s.deliver();
-        let _ = s.save();
+    ///
+    /// # Errors
+    /// `Unavailable` if a durable venue cannot save (nothing is delivered).
+    pub fn deliver(&self) -> Result<(), ExchangeError> {
+        self.change(State::deliver)
     }
 
     /// A market maker's order (no client id): rests or trades against what is on the book.
     /// Returns the maker order as it stands.
-    pub fn maker(&self, symbol: &str, side: Side, price: Decimal, size: Decimal) -> VenueOrder {
-        let mut s = self.state.lock();
-        s.deliver();
-        let spec = OrderSpec {
-            symbol: symbol.to_owned(),
-            side,
-            kind: OrderKind::Limit,
-            price: Some(price),
-            size,
-            tif: TimeInForce::Gtc,
-        };
-        let id = format!("mk-{}", s.seq + 1);
-        s.accept(id.clone(), String::new(), spec, true);
-        let _ = s.save();
-        s.orders[&id].order.clone()
-    }
-
-    /// Saves a durable venue's state (every change is saved before it is answered); returns
-    /// the answer delay.
-    fn persist(&self) -> Result<std::time::Duration, ExchangeError> {
-        let s = self.state.lock();
-        s.save()?;
-        Ok(s.ack_delay)
+    ///
+    /// # Errors
+    /// `Unavailable` if a durable venue cannot save (nothing happens).
+    pub fn maker(
+        &self,
+        symbol: &str,
+        side: Side,
+        price: Decimal,
+        size: Decimal,
+    ) -> Result<VenueOrder, ExchangeError> {
+        self.change(|s| {
+            s.deliver();
+            let spec = OrderSpec {
+                symbol: symbol.to_owned(),
+                side,
+                kind: OrderKind::Limit,
+                price: Some(price),
+                size,
+                tif: TimeInForce::Gtc,
+            };
+            let id = format!("mk-{}", s.seq + 1);
+            s.accept(id.clone(), String::new(), spec, true);
+            s.orders[&id].order.clone()
+        })
     }
 
     /// How many times each client id was accepted (every value must be 1).
@@ -237,6 +329,7 @@ impl SimExchange {
 
 impl State {
     fn restore(&mut self, saved: Saved) {
+        self.owner = saved.owner;
         self.accepted = saved.accepted;
         self.in_flight = saved.in_flight;
         self.seq = saved.seq;
@@ -295,6 +388,7 @@ impl State {
             in_flight: self.in_flight.clone(),
             seq: self.seq,
             fills: self.fills,
+            owner: self.owner.clone(),
         };
         let write = || -> std::io::Result<()> {
             use std::io::Write;
@@ -487,13 +581,13 @@ impl State {
     }
 }
 
-impl SimExchange {
+impl State {
     fn place_now(
-        &self,
+        &mut self,
         client_order_id: &str,
         spec: &OrderSpec,
     ) -> Result<VenueOrder, ExchangeError> {
-        let mut s = self.state.lock();
+        let s = self;
         s.deliver();
         let fault = s.fault_for_place();
         if matches!(fault, Fault::Outage) {
@@ -534,12 +628,12 @@ impl SimExchange {
     }
 
     fn modify_now(
-        &self,
+        &mut self,
         exchange_order_id: &str,
         price: Option<Decimal>,
         size: Decimal,
     ) -> Result<VenueOrder, ExchangeError> {
-        let mut s = self.state.lock();
+        let s = self;
         s.deliver();
         s.outage()?;
         let Some(r) = s.orders.get(exchange_order_id) else {
@@ -587,8 +681,8 @@ impl SimExchange {
         Ok(s.orders[exchange_order_id].order.clone())
     }
 
-    fn cancel_now(&self, exchange_order_id: &str) -> Result<VenueOrder, ExchangeError> {
-        let mut s = self.state.lock();
+    fn cancel_now(&mut self, exchange_order_id: &str) -> Result<VenueOrder, ExchangeError> {
+        let s = self;
         s.deliver();
         s.outage()?;
         let Some(r) = s.orders.get(exchange_order_id) else {
@@ -611,16 +705,16 @@ impl SimExchange {
         Ok(s.orders[exchange_order_id].order.clone())
     }
 
-    fn query_now(&self, client_order_id: &str) -> Result<Option<VenueOrder>, ExchangeError> {
-        let mut s = self.state.lock();
+    fn query_now(&mut self, client_order_id: &str) -> Result<Option<VenueOrder>, ExchangeError> {
+        let s = self;
         s.outage()?;
         Ok(s.by_client
             .get(client_order_id)
             .map(|id| s.orders[id].order.clone()))
     }
 
-    fn open_orders_now(&self, symbol: Option<&str>) -> Result<Vec<VenueOrder>, ExchangeError> {
-        let mut s = self.state.lock();
+    fn open_orders_now(&mut self, symbol: Option<&str>) -> Result<Vec<VenueOrder>, ExchangeError> {
+        let s = self;
         s.deliver();
         s.outage()?;
         let mut v: Vec<VenueOrder> = s
@@ -642,8 +736,7 @@ impl Exchange for SimExchange {
         client_order_id: &str,
         spec: &OrderSpec,
     ) -> Result<VenueOrder, ExchangeError> {
-        let r = self.place_now(client_order_id, spec);
-        let delay = self.persist()?;
+        let (r, delay) = self.change(|s| (s.place_now(client_order_id, spec), s.ack_delay))?;
         if !delay.is_zero() && matches!(r, Ok(_) | Err(ExchangeError::Unknown(_))) {
             tokio::time::sleep(delay).await; // accepted, not yet answered
         }
@@ -656,25 +749,19 @@ impl Exchange for SimExchange {
         price: Option<Decimal>,
         size: Decimal,
     ) -> Result<VenueOrder, ExchangeError> {
-        let r = self.modify_now(exchange_order_id, price, size);
-        self.persist()?;
-        r
+        self.change(|s| s.modify_now(exchange_order_id, price, size))?
     }
 
     async fn cancel(&self, exchange_order_id: &str) -> Result<VenueOrder, ExchangeError> {
-        let r = self.cancel_now(exchange_order_id);
-        self.persist()?;
-        r
+        self.change(|s| s.cancel_now(exchange_order_id))?
     }
 
     async fn query(&self, client_order_id: &str) -> Result<Option<VenueOrder>, ExchangeError> {
-        self.query_now(client_order_id)
+        self.state.lock().query_now(client_order_id)
     }
 
     async fn open_orders(&self, symbol: Option<&str>) -> Result<Vec<VenueOrder>, ExchangeError> {
-        let r = self.open_orders_now(symbol);
-        self.persist()?;
-        r
+        self.change(|s| s.open_orders_now(symbol))?
     }
 
     fn min_size(&self, _symbol: &str) -> Decimal {

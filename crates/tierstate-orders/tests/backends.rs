@@ -230,7 +230,9 @@ async fn placement_fills_and_oco_cancel_converge(store: Arc<dyn StateStore>) {
     );
     assert_eq!(venue.open_orders(None).await.unwrap().len(), 2);
     // Half fills at 2500: partially filled, still open.
-    venue.maker("ETH-USD", Side::Sell, d("2500"), d("0.4"));
+    venue
+        .maker("ETH-USD", Side::Sell, d("2500"), d("0.4"))
+        .unwrap();
     e.reconcile_all().await.unwrap();
     let hi = o.actual("hi").await.unwrap().unwrap();
     assert_eq!(
@@ -238,7 +240,9 @@ async fn placement_fills_and_oco_cancel_converge(store: Arc<dyn StateStore>) {
         (ActualStatus::PartiallyFilled, d("0.4"))
     );
     // The rest fills: done, and the other leg is cancelled on the venue.
-    venue.maker("ETH-USD", Side::Sell, d("2499"), d("5"));
+    venue
+        .maker("ETH-USD", Side::Sell, d("2499"), d("5"))
+        .unwrap();
     for _ in 0..3 {
         e.reconcile_all().await.unwrap();
     }
@@ -335,7 +339,7 @@ async fn delayed_delivery_never_makes_a_second_order(store: Arc<dyn StateStore>)
     // id (also delayed); when they land, the venue keeps one.
     e.reconcile_intent("a").await.unwrap();
     venue.set_faults(FaultPlan::none());
-    venue.deliver();
+    venue.deliver().unwrap();
     for _ in 0..3 {
         e.reconcile_all().await.unwrap();
     }

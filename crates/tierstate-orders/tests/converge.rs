@@ -76,14 +76,14 @@ proptest! {
                         }
                     }
                     Op::Sell(price, size) => {
-                        venue.maker("X", Side::Sell, Decimal::from(*price), Decimal::new(i64::from(*size), 1));
+                        venue.maker("X", Side::Sell, Decimal::from(*price), Decimal::new(i64::from(*size), 1)).unwrap();
                     }
                     Op::Pass => { let _ = e.reconcile_all().await; }
                 }
             }
             // The faults stop; the engine converges.
             venue.set_faults(FaultPlan::none());
-            venue.deliver();
+            venue.deliver().unwrap();
             let mut settled = false;
             for _ in 0..20 {
                 let pass = e.reconcile_all().await.unwrap();

@@ -153,12 +153,14 @@ async fn run_case(seed: u64) -> Result<(), String> {
             }
             // Someone trades against the book.
             5..=6 => {
-                venue.maker(
-                    SYMBOLS[r.random_range(0..2)],
-                    side(&mut r),
-                    Decimal::from(r.random_range(95..=105)),
-                    tenths(r.random_range(1..=15)),
-                );
+                venue
+                    .maker(
+                        SYMBOLS[r.random_range(0..2)],
+                        side(&mut r),
+                        Decimal::from(r.random_range(95..=105)),
+                        tenths(r.random_range(1..=15)),
+                    )
+                    .unwrap();
             }
             // The venue cancels an order on its own.
             7 => {
@@ -176,7 +178,7 @@ async fn run_case(seed: u64) -> Result<(), String> {
     }
     // The faults stop; everything in flight lands; the engine settles.
     venue.set_faults(FaultPlan::none());
-    venue.deliver();
+    venue.deliver().unwrap();
     let mut settled = false;
     for _ in 0..25 {
         let pass = e.reconcile_all().await.map_err(|e| e.to_string())?;

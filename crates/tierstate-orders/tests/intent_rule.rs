@@ -106,7 +106,9 @@ async fn a_side_change_cancels_the_old_order_and_places_the_new_side(store: Arc<
     .await;
     settle(&e).await;
     // A seller at 100 would have filled the old buy.
-    venue.maker("ETH-USD", Side::Sell, d("100"), d("1"));
+    venue
+        .maker("ETH-USD", Side::Sell, d("100"), d("1"))
+        .unwrap();
     settle(&e).await;
     assert_eq!(filled(&venue, Side::Buy), Decimal::ZERO, "it bought");
     let open = venue.open_orders(None).await.unwrap();
@@ -123,7 +125,7 @@ async fn a_side_change_cancels_the_old_order_and_places_the_new_side(store: Arc<
     assert_eq!(all[0].status, VenueStatus::Cancelled);
     o.verify("a").await.unwrap();
     // A buyer at 110 fills the sell, and the intent is done.
-    venue.maker("ETH-USD", Side::Buy, d("110"), d("3"));
+    venue.maker("ETH-USD", Side::Buy, d("110"), d("3")).unwrap();
     settle(&e).await;
     assert_eq!(filled(&venue, Side::Sell), d("1"));
     assert_eq!(
@@ -140,7 +142,9 @@ async fn a_symbol_change_cancels_and_replaces(store: Arc<dyn StateStore>) {
     settle(&e).await;
     edit(&o, "a", |i| i.spec.symbol = "BTC-USD".into()).await;
     settle(&e).await;
-    venue.maker("ETH-USD", Side::Sell, d("100"), d("1"));
+    venue
+        .maker("ETH-USD", Side::Sell, d("100"), d("1"))
+        .unwrap();
     settle(&e).await;
     let eth: Decimal = venue
         .client_orders()
@@ -161,12 +165,16 @@ async fn a_symbol_change_cancels_and_replaces(store: Arc<dyn StateStore>) {
 
 async fn an_ioc_intent_is_sent_once(store: Arc<dyn StateStore>) {
     let (venue, e, o) = setup(&store);
-    venue.maker("ETH-USD", Side::Sell, d("100"), d("0.4"));
+    venue
+        .maker("ETH-USD", Side::Sell, d("100"), d("0.4"))
+        .unwrap();
     let mut ioc = limit("a", Side::Buy, "100", "1");
     ioc.spec.tif = TimeInForce::Ioc;
     o.create_intent(&ioc).await.unwrap();
     settle(&e).await;
-    venue.maker("ETH-USD", Side::Sell, d("100"), d("5"));
+    venue
+        .maker("ETH-USD", Side::Sell, d("100"), d("5"))
+        .unwrap();
     for _ in 0..4 {
         settle(&e).await;
     }
@@ -189,11 +197,15 @@ async fn a_size_cut_below_the_filled_size_stops_buying(store: Arc<dyn StateStore
         .await
         .unwrap();
     settle(&e).await;
-    venue.maker("ETH-USD", Side::Sell, d("100"), d("0.6"));
+    venue
+        .maker("ETH-USD", Side::Sell, d("100"), d("0.6"))
+        .unwrap();
     settle(&e).await;
     edit(&o, "a", |i| i.spec.size = d("0.5")).await;
     settle(&e).await; // every pass succeeds
-    venue.maker("ETH-USD", Side::Sell, d("100"), d("1"));
+    venue
+        .maker("ETH-USD", Side::Sell, d("100"), d("1"))
+        .unwrap();
     settle(&e).await;
     assert_eq!(filled(&venue, Side::Buy), d("0.6"));
     assert!(venue.open_orders(None).await.unwrap().is_empty());
@@ -212,7 +224,9 @@ async fn a_venue_cancel_of_a_partly_filled_order_is_replaced_for_the_remainder(
         .await
         .unwrap();
     settle(&e).await;
-    venue.maker("ETH-USD", Side::Sell, d("100"), d("0.4"));
+    venue
+        .maker("ETH-USD", Side::Sell, d("100"), d("0.4"))
+        .unwrap();
     settle(&e).await;
     // The venue cancels the rest (a venue-side cancel: maintenance, self-trade prevention).
     let x = o
@@ -228,7 +242,9 @@ async fn a_venue_cancel_of_a_partly_filled_order_is_replaced_for_the_remainder(
     let open = venue.open_orders(None).await.unwrap();
     assert_eq!(open.len(), 1);
     assert_eq!(open[0].spec.size, d("0.6"), "the replacement's size");
-    venue.maker("ETH-USD", Side::Sell, d("100"), d("5"));
+    venue
+        .maker("ETH-USD", Side::Sell, d("100"), d("5"))
+        .unwrap();
     settle(&e).await;
     assert_eq!(filled(&venue, Side::Buy), d("1"));
     assert_eq!(
@@ -249,7 +265,9 @@ async fn an_intent_trimmed_to_its_filled_size_is_done_and_cancels_its_group(
         .await
         .unwrap();
     settle(&e).await;
-    venue.maker("ETH-USD", Side::Sell, d("100"), d("0.6"));
+    venue
+        .maker("ETH-USD", Side::Sell, d("100"), d("0.6"))
+        .unwrap();
     settle(&e).await;
     edit(&o, "a", |i| i.spec.size = d("0.6")).await;
     settle(&e).await;
@@ -278,7 +296,9 @@ async fn the_venue_reporting_filled_completes_the_order(store: Arc<dyn StateStor
         .await
         .unwrap();
     settle(&e).await;
-    venue.maker("ETH-USD", Side::Sell, d("100"), d("0.6"));
+    venue
+        .maker("ETH-USD", Side::Sell, d("100"), d("0.6"))
+        .unwrap();
     settle(&e).await;
     // Someone trims the order on the venue to what has filled: the venue calls it filled.
     let x = o
@@ -417,7 +437,9 @@ async fn a_remainder_below_the_venue_minimum_is_done(store: Arc<dyn StateStore>)
         .await
         .unwrap();
     settle(&e).await;
-    venue.maker("ETH-USD", Side::Sell, d("100"), d("0.95"));
+    venue
+        .maker("ETH-USD", Side::Sell, d("100"), d("0.95"))
+        .unwrap();
     settle(&e).await;
     // 0.05 left, below the venue's minimum of 0.1: the intent is done, the rest cancelled.
     let x = o
