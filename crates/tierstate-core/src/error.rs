@@ -76,7 +76,7 @@ pub enum Error {
     /// Stored bytes do not match their checksum: the record was damaged after it was written.
     /// The record is never returned or cached; restore it from history or a backup.
     #[error(
-        "integrity failure in {tier} tier for {deployment_id}{target} v{version}: checksum expected {expected}, computed {actual}"
+        "integrity failure in {tier} tier for {deployment_id}{target} {}: checksum expected {expected}, computed {actual}", record_number(target, *version)
     )]
     Integrity {
         /// The deployment whose record is damaged.
@@ -169,6 +169,29 @@ pub enum Error {
         /// The time asked for.
         at: DateTime<Utc>,
     },
+    /// The storage engine found damage below tierstate's records (a page, an index, the
+    /// file's own structure): reported, never a panic. Restore the file from a backup.
+    #[error("integrity failure in the {backend} engine ({location}): {detail}")]
+    Corrupt {
+        /// Which backend.
+        backend: &'static str,
+        /// The file or database.
+        location: String,
+        /// What the engine said.
+        detail: String,
+    },
+    /// Another process holds the deployment's writer lease: one writer per deployment.
+    #[error(
+        "deployment {deployment_id} is being written by {holder} until {until} (one writer per deployment): stop that process or wait for its lease to expire"
+    )]
+    Held {
+        /// The deployment.
+        deployment_id: DeploymentId,
+        /// Who holds it (process and host).
+        holder: String,
+        /// When its lease expires unless renewed.
+        until: DateTime<Utc>,
+    },
     /// The backend failed; [`Error::is_retryable`] says whether trying again may help.
     #[error("{backend} backend error ({kind:?}): {message}")]
     Backend {
@@ -191,6 +214,14 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+}
+
+/// How a record's number reads: `v7` for a version, `#7` for a journal entry's sequence.
+fn record_number(target: &Target, n: u64) -> String {
+    match target {
+        Target::Journal { .. } => format!("#{n}"),
+        _ => format!("v{n}"),
+    }
 }
 
 fn fmt_actual(actual: &Option<u64>) -> String {
@@ -261,6 +292,7 @@ impl Error {
                 | Self::Conflict { .. }
                 | Self::KeyReused { .. }
                 | Self::AlreadyExists { .. }
+                | Self::Held { .. }
                 | Self::Backend {
                     kind: BackendErrorKind::Busy | BackendErrorKind::Unavailable,
                     ..
@@ -271,5 +303,11 @@ impl Error {
     /// True for a compare-and-swap conflict: reload the state, re-apply, write again.
     pub fn is_conflict(&self) -> bool {
         matches!(self, Self::Conflict { .. })
+    }
+
+    /// True for damage: a record that fails its checksum or chain (`Integrity`), or damage
+    /// the storage engine itself found (`Corrupt`).
+    pub fn is_damage(&self) -> bool {
+        matches!(self, Self::Integrity { .. } | Self::Corrupt { .. })
     }
 }

@@ -420,6 +420,15 @@ pub enum JournalQuery {
     Last,
     /// The entry holding an idempotency key.
     ByKey(Name),
+    /// Entries from `from` on, ascending, at most `limit`, for a verifier: a damaged or
+    /// missing entry does not fail the read but is listed in [`JournalPage::damage`], and the
+    /// walk goes on past it.
+    Audit {
+        /// Lowest sequence number wanted.
+        from: u64,
+        /// Most entries examined.
+        limit: usize,
+    },
 }
 
 impl JournalQuery {
@@ -475,6 +484,17 @@ pub struct JournalPage {
     pub next: Option<JournalQuery>,
     /// For a window query: more entries matched than the limit allowed.
     pub truncated: bool,
+    /// For an [`JournalQuery::Audit`] read: the damaged or missing entries it stepped over.
+    pub damage: Vec<Damage>,
+}
+
+/// A damaged or missing journal entry found by an [`JournalQuery::Audit`] read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Damage {
+    /// Its sequence number.
+    pub seq: u64,
+    /// What is wrong, as the read would have reported it.
+    pub what: String,
 }
 
 impl JournalPage {
@@ -483,6 +503,7 @@ impl JournalPage {
         Self {
             entries: Vec::new(),
             next: None,
+            damage: Vec::new(),
             truncated: false,
         }
     }
@@ -651,6 +672,18 @@ impl JournalQuery {
                     None,
                 )
             }
+            Self::Audit { limit: 0, .. } => {
+                return Err(Error::invalid("limit", "must be at least 1"));
+            }
+            Self::Audit { from, limit } => {
+                let lo = (*from).max(first);
+                if lo > last {
+                    (Fetch::Nothing, None)
+                } else {
+                    let hi = lo.saturating_add(*limit as u64 - 1).min(last);
+                    (seq_fetch(lo, hi, head.base_seq), Some((lo, hi)))
+                }
+            }
             Self::AtOrBefore(t) => (
                 Fetch::AtOrBefore {
                     at_us: t.timestamp_micros(),
@@ -678,20 +711,46 @@ fn seq_fetch(lo: u64, hi: u64, base: u64) -> Fetch {
 }
 
 impl Resolved {
-    /// Verifies what the backend fetched and builds the page.
+    /// For reads by time or key: the entries the backend must fetch besides `rows`, so that
+    /// every returned entry's links to both neighbours are checked (each row's predecessor and
+    /// successor that are not themselves among the rows). A deleted entry is then found by
+    /// every read that returns a neighbour of it, not only by sequence reads. Empty for
+    /// sequence reads.
+    pub fn links(&self, rows: &[StoredEntry]) -> Vec<u64> {
+        if self.want.is_some() {
+            return Vec::new();
+        }
+        let have: std::collections::BTreeSet<u64> = rows.iter().map(|r| r.seq).collect();
+        let mut need: Vec<u64> = rows
+            .iter()
+            .flat_map(|r| [r.seq.saturating_sub(1), r.seq.saturating_add(1)])
+            .filter(|n| *n > self.head.base_seq && *n <= self.head.last_seq && !have.contains(n))
+            .collect();
+        need.sort_unstable();
+        need.dedup();
+        need
+    }
+
+    /// Verifies what the backend fetched (`rows`, and for reads by time or key the entries
+    /// [`Resolved::links`] asked for in `linked`) and builds the page.
     ///
     /// # Errors
     /// `Integrity` naming the stream and sequence number of the first entry that is damaged,
-    /// missing, out of order or does not link to its neighbour or the head.
+    /// missing, out of order or does not link to its neighbour or the head (an
+    /// [`JournalQuery::Audit`] read lists them in the page instead).
     pub fn finish(
         self,
         stream: &StreamAddr,
         rows: Vec<StoredEntry>,
+        linked: Vec<StoredEntry>,
         tier: Tier,
     ) -> Result<JournalPage> {
         let Some((lo, hi)) = self.want else {
-            return self.finish_unordered(stream, rows, tier);
+            return self.finish_unordered(stream, rows, linked, tier);
         };
+        if matches!(self.query, JournalQuery::Audit { .. }) {
+            return Ok(self.finish_audit(stream, rows, (lo, hi), tier));
+        }
         let fetched_lo = match self.fetch {
             Fetch::Seq { lo, .. } => lo,
             _ => lo,
@@ -790,17 +849,168 @@ impl Resolved {
             entries: out,
             next,
             truncated: false,
+            damage: Vec::new(),
         })
+    }
+
+    /// Walks `lo..=hi` entry by entry, keeping what verifies and listing what does not.
+    fn finish_audit(
+        self,
+        stream: &StreamAddr,
+        rows: Vec<StoredEntry>,
+        (lo, hi): (u64, u64),
+        tier: Tier,
+    ) -> JournalPage {
+        let head = self.head;
+        let fetched_lo = match self.fetch {
+            Fetch::Seq { lo, .. } => lo,
+            _ => lo,
+        };
+        // The hash the next entry must link to; `None` when it cannot be known (the entry
+        // before is missing or damaged: that one is reported, not its neighbour).
+        let mut prev = (fetched_lo == lo).then_some(head.base_hash);
+        let mut rows = rows.into_iter().peekable();
+        let mut out = Vec::new();
+        let mut damage = Vec::new();
+        for seq in fetched_lo..=hi {
+            while rows.peek().is_some_and(|r| r.seq < seq) {
+                rows.next(); // a duplicate or out-of-order row: its own seq is walked too
+            }
+            let row = rows.next_if(|r| r.seq == seq);
+            let Some(row) = row else {
+                if seq >= lo {
+                    damage.push(Damage {
+                        seq,
+                        what: integrity(
+                            stream,
+                            seq,
+                            tier,
+                            format!("entry {seq}"),
+                            "missing".into(),
+                        )
+                        .to_string(),
+                    });
+                }
+                prev = None;
+                continue;
+            };
+            match row.verify(tier) {
+                Ok(entry) => {
+                    if let Some(p) = prev
+                        && entry.prev_hash != p
+                        && seq >= lo
+                    {
+                        damage.push(Damage {
+                            seq,
+                            what: integrity(
+                                stream,
+                                seq,
+                                tier,
+                                format!("link to previous hash {}", p.to_hex()),
+                                entry.prev_hash.to_hex(),
+                            )
+                            .to_string(),
+                        });
+                    }
+                    prev = Some(entry.hash);
+                    if seq >= lo {
+                        out.push(entry);
+                    }
+                }
+                Err(e) => {
+                    if seq >= lo {
+                        damage.push(Damage {
+                            seq,
+                            what: e.to_string(),
+                        });
+                    }
+                    prev = None;
+                }
+            }
+        }
+        if hi == head.last_seq
+            && let Some(p) = prev
+            && p != head.last_hash
+        {
+            damage.push(Damage {
+                seq: hi,
+                what: integrity(
+                    stream,
+                    hi,
+                    tier,
+                    format!("head hash {}", head.last_hash.to_hex()),
+                    p.to_hex(),
+                )
+                .to_string(),
+            });
+        }
+        let next = match self.query {
+            JournalQuery::Audit { limit, .. } if hi < head.last_seq => Some(JournalQuery::Audit {
+                from: hi + 1,
+                limit,
+            }),
+            _ => None,
+        };
+        JournalPage {
+            entries: out,
+            next,
+            truncated: false,
+            damage,
+        }
     }
 
     fn finish_unordered(
         self,
         stream: &StreamAddr,
         rows: Vec<StoredEntry>,
+        linked: Vec<StoredEntry>,
         tier: Tier,
     ) -> Result<JournalPage> {
+        // The stored chain hashes of every fetched entry: each returned entry must link to its
+        // predecessor's, and its successor (or the head) to it — a row deleted from the
+        // middle or the end of a stream breaks one of these.
+        let mut stored: std::collections::BTreeMap<u64, (&str, &str)> =
+            std::collections::BTreeMap::new();
+        for r in rows.iter().chain(linked.iter()) {
+            stored.insert(r.seq, (r.prev_hash.as_str(), r.hash.as_str()));
+        }
+        let missing = |seq: u64, next_to: u64| {
+            integrity(
+                stream,
+                seq,
+                tier,
+                format!("entry {seq}"),
+                format!("missing (entry {next_to} has no neighbour there)"),
+            )
+        };
+        let mut links = Vec::with_capacity(rows.len());
+        for r in &rows {
+            if r.seq <= self.head.base_seq || r.seq > self.head.last_seq {
+                links.push((None, None)); // refused below, naming the entry
+                continue;
+            }
+            let p = r.seq - 1;
+            let expected = if p <= self.head.base_seq {
+                Some(self.head.base_hash)
+            } else {
+                match stored.get(&p) {
+                    Some((_, h)) => Checksum::from_hex(h),
+                    None => return Err(missing(p, r.seq)),
+                }
+            };
+            // What must link back to this entry: its successor's stored link, or the head.
+            let back = if r.seq == self.head.last_seq {
+                Some(self.head.last_hash)
+            } else {
+                match stored.get(&(r.seq + 1)) {
+                    Some((prev, _)) => Checksum::from_hex(prev),
+                    None => return Err(missing(r.seq + 1, r.seq)),
+                }
+            };
+            links.push((expected, back));
+        }
         let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
+        for (row, (expected, back)) in rows.into_iter().zip(links) {
             if row.seq <= self.head.base_seq || row.seq > self.head.last_seq {
                 return Err(integrity(
                     stream,
@@ -814,7 +1024,34 @@ impl Resolved {
                     format!("entry {}", row.seq),
                 ));
             }
-            out.push(row.verify(tier)?);
+            let entry = row.verify(tier)?;
+            if expected != Some(entry.prev_hash) {
+                return Err(integrity(
+                    stream,
+                    entry.seq,
+                    tier,
+                    format!(
+                        "link to previous hash {}",
+                        expected.map(|h| h.to_hex()).unwrap_or_default()
+                    ),
+                    entry.prev_hash.to_hex(),
+                ));
+            }
+            if back != Some(entry.hash) {
+                let (what, seq) = if entry.seq == self.head.last_seq {
+                    ("head hash", entry.seq)
+                } else {
+                    ("link from the next entry", entry.seq + 1)
+                };
+                return Err(integrity(
+                    stream,
+                    seq,
+                    tier,
+                    format!("{what} {}", entry.hash.to_hex()),
+                    back.map(|h| h.to_hex()).unwrap_or_default(),
+                ));
+            }
+            out.push(entry);
         }
         let capped = |mut out: Vec<JournalEntry>,
                       limit: usize,
@@ -831,6 +1068,7 @@ impl Resolved {
                 entries: out,
                 next,
                 truncated,
+                damage: Vec::new(),
             })
         };
         match self.query {
@@ -854,6 +1092,7 @@ impl Resolved {
                 entries: out,
                 next: None,
                 truncated: false,
+                damage: Vec::new(),
             }),
         }
     }
@@ -954,7 +1193,7 @@ mod tests {
                 .collect(),
             _ => Vec::new(),
         };
-        r.finish(&addr(), picked, Tier::Warm)
+        r.finish(&addr(), picked, Vec::new(), Tier::Warm)
     }
 
     #[test]

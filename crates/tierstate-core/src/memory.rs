@@ -266,6 +266,33 @@ impl StateStore for InMemoryStore {
         rows.into_iter().map(|r| r.verify(Tier::Warm)).collect()
     }
 
+    async fn document_version(&self, address: &DocAddr, version: u64) -> Result<Option<Document>> {
+        let row = self
+            .data
+            .lock()
+            .docs
+            .get(address)
+            .and_then(|v| v.iter().find(|r| r.version == version).cloned());
+        row.map(|r| r.verify(Tier::Warm)).transpose()
+    }
+
+    async fn deployments(
+        &self,
+        after: Option<&DeploymentId>,
+        limit: usize,
+    ) -> Result<Vec<DeploymentId>> {
+        let data = self.data.lock();
+        let mut all: std::collections::BTreeSet<&DeploymentId> = data.rows.keys().collect();
+        all.extend(data.docs.keys().map(|a| &a.deployment_id));
+        all.extend(data.journals.keys().map(|s| &s.deployment_id));
+        Ok(all
+            .into_iter()
+            .filter(|id| !id.is_reserved() && after.is_none_or(|a| *id > a))
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
     async fn document_as_of(
         &self,
         address: &DocAddr,
@@ -437,8 +464,13 @@ impl StateStore for InMemoryStore {
                 .into_iter()
                 .collect(),
         };
+        let linked: Vec<StoredEntry> = resolved
+            .links(&rows)
+            .into_iter()
+            .filter_map(|p| entries.get(&p).cloned())
+            .collect();
         drop(data);
-        resolved.finish(stream, rows, Tier::Warm)
+        resolved.finish(stream, rows, linked, Tier::Warm)
     }
 
     async fn truncate_journal(&self, stream: &StreamAddr, before: TruncateBefore) -> Result<u64> {

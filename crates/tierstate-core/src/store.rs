@@ -129,6 +129,35 @@ pub trait StateStore: Send + Sync + Debug + 'static {
         at: DateTime<Utc>,
     ) -> Result<Option<Document>>;
 
+    /// One retained version of a document, or `None` if it never existed or was pruned: what
+    /// a verifier reads to get past a damaged version of a document's history.
+    ///
+    /// # Errors
+    /// `Integrity` if that version is damaged; `Backend` if the store fails.
+    async fn document_version(&self, address: &DocAddr, version: u64) -> Result<Option<Document>>;
+
+    /// Up to `limit` deployments holding any record (a state, a document or a journal), in
+    /// byte order, after `after`; tierstate's own records are left out. What a tool walks to
+    /// see everything ([`StateStore::list`] lists only deployments with a state).
+    ///
+    /// # Errors
+    /// `Backend` if the store fails; `Integrity` for a stored id that is not valid.
+    async fn deployments(
+        &self,
+        after: Option<&DeploymentId>,
+        limit: usize,
+    ) -> Result<Vec<DeploymentId>>;
+
+    /// Runs the storage engine's own consistency check (SQLite's `integrity_check`, redb's
+    /// check of its trees): `Ok(None)` if the backend has none to run, otherwise the problems
+    /// found (empty: none). Reads only.
+    ///
+    /// # Errors
+    /// `Backend` if the check cannot run.
+    async fn check_engine(&self) -> Result<Option<Vec<String>>> {
+        Ok(None)
+    }
+
     /// Up to `limit` current documents of one collection inside `range`, in its key order
     /// (byte order of the keys). A damaged document appears as its `Integrity` error in place.
     /// Each bound is a seek, so a page costs the same however large the collection is.

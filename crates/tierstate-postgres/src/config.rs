@@ -24,6 +24,10 @@ pub struct PostgresConfig {
     /// server hung up. Default 1 s: a ping is a round trip, and pinging every acquire (sqlx's
     /// default) put one before every statement.
     pub ping_after_idle: Duration,
+    /// Connect for reading only (default: no): no schema is created or migrated, the
+    /// sessions are read-only (`default_transaction_read_only`), every write fails; a schema
+    /// at an older or newer migration is refused by name.
+    pub read_only: bool,
 }
 
 impl PostgresConfig {
@@ -37,7 +41,14 @@ impl PostgresConfig {
             listen: true,
             application_name: "tierstate".to_owned(),
             ping_after_idle: Duration::from_secs(1),
+            read_only: false,
         }
+    }
+
+    /// Sets read-only connecting; see the `read_only` field.
+    pub fn read_only(mut self, read_only: bool) -> Self {
+        self.read_only = read_only;
+        self
     }
 
     /// Sets how long a pooled connection may sit idle before it is pinged on acquire

@@ -371,6 +371,37 @@ pub(crate) async fn doc_versions(
     Ok((out, oldest.map(u64_of)))
 }
 
+/// One retained version of a document (`None`: never stored, or pruned).
+pub(crate) async fn doc_version(
+    c: &mut PgConnection,
+    a: &DocAddr,
+    version: u64,
+) -> std::result::Result<Option<StoredDoc>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT h.created_at, v.version, v.checksum, v.updated_at, v.body FROM ts_doc_head h \
+         JOIN ts_doc_version v ON v.deployment_id = h.deployment_id AND v.collection = h.collection \
+         AND v.key = h.key WHERE h.deployment_id = $1 AND h.collection = $2 AND h.key = $3 \
+         AND v.version = $4",
+    )
+    .bind(a.deployment_id.as_str())
+    .bind(a.collection.as_str())
+    .bind(a.key.as_str())
+    .bind(i64_of(version))
+    .fetch_optional(&mut *c)
+    .await?;
+    row.map(|r| {
+        Ok(StoredDoc {
+            address: a.clone(),
+            version: u64_of(r.try_get(1)?),
+            body: r.try_get(4)?,
+            checksum: r.try_get(2)?,
+            created_at_us: r.try_get(0)?,
+            updated_at_us: r.try_get(3)?,
+        })
+    })
+    .transpose()
+}
+
 /// Current documents of one collection inside `range`, in its key order. One statement per
 /// shape of range, so each bound is an index seek (a `$3 IS NULL OR key > $3` filter can
 /// become a walk from the collection's start under a generic plan).

@@ -134,6 +134,11 @@ fn connect_options(config: &PostgresConfig) -> Result<PgConnectOptions> {
     let opts = opts
         .application_name(&config.application_name)
         .options([("enable_seqscan", "off"), ("enable_bitmapscan", "off")]);
+    let opts = if config.read_only {
+        opts.options([("default_transaction_read_only", "on")])
+    } else {
+        opts
+    };
     Ok(match &config.schema {
         Some(schema) => opts.options([("search_path", schema.as_str())]),
         None => opts,
@@ -362,7 +367,11 @@ impl PostgresStore {
     /// a migration fails; `SchemaTooNew` if the database was migrated by a newer tierstate.
     pub async fn connect(config: PostgresConfig) -> Result<Self> {
         let mut setup = connect_once(&config).await?;
-        let prepared = prepare_database(&mut setup, &config, None).await;
+        let prepared = if config.read_only {
+            check_readable(&mut setup, &config).await
+        } else {
+            prepare_database(&mut setup, &config, None).await
+        };
         let _ = setup.close().await;
         prepared?;
         let ping_after = config.ping_after_idle;
@@ -478,6 +487,57 @@ impl PostgresStore {
 }
 
 /// Refuses a database on which a newer tierstate applied migrations this build does not know.
+/// A read-only connect's check: the schema holds tierstate's tables at this build's
+/// migration, older and newer ones refused by name; nothing is created or changed.
+async fn check_readable(conn: &mut PgConnection, config: &PostgresConfig) -> Result<()> {
+    let schema = config.schema.as_deref().unwrap_or("public");
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(map)?;
+    let found: Option<i64> = if exists {
+        sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations")
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(map)?
+    } else {
+        None
+    };
+    let supported = PostgresStore::schema_version();
+    match found {
+        None => Err(Error::Backend {
+            backend: BACKEND,
+            kind: BackendErrorKind::Io,
+            message: format!("schema {schema:?} holds no tierstate tables"),
+            source: None,
+        }),
+        Some(f) if f > supported => Err(Error::SchemaTooNew {
+            backend: BACKEND,
+            found: u32::try_from(f).unwrap_or(u32::MAX),
+            supported: u32::try_from(supported).unwrap_or(u32::MAX),
+        }),
+        Some(f) if f < supported => Err(Error::Backend {
+            backend: BACKEND,
+            kind: BackendErrorKind::Other,
+            message: format!(
+                "schema {schema:?} is at migration {f}, older than this build's {supported}: a read does not upgrade it; run `tierstate migrate` first"
+            ),
+            source: None,
+        }),
+        Some(_) => Ok(()),
+    }
+}
+
+/// The error a write to a store connected read-only gets.
+fn read_only() -> Error {
+    Error::Backend {
+        backend: BACKEND,
+        kind: BackendErrorKind::Other,
+        message: "this store was connected read-only: it takes no writes".into(),
+        source: None,
+    }
+}
+
 async fn refuse_newer(conn: &mut PgConnection) -> Result<()> {
     let exists: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
         .fetch_one(&mut *conn)
@@ -624,6 +684,9 @@ impl StateStore for PostgresStore {
     }
 
     async fn write(&self, batch: WriteBatch) -> Result<Committed> {
+        if self.config.read_only {
+            return Err(read_only());
+        }
         let batch = batch.prepare()?;
         if batch.is_empty() {
             return Ok(Committed::default());
@@ -722,6 +785,37 @@ impl StateStore for PostgresStore {
             .map(Some),
             _ => Err(tierstate_core::Error::missing_version(address, version)),
         }
+    }
+
+    async fn document_version(&self, address: &DocAddr, version: u64) -> Result<Option<Document>> {
+        let mut c = self.pool.acquire().await.map_err(map)?;
+        let row = crate::records::doc_version(&mut c, address, version)
+            .await
+            .map_err(map)?;
+        row.map(|r| r.verify(Tier::Warm)).transpose()
+    }
+
+    async fn deployments(
+        &self,
+        after: Option<&DeploymentId>,
+        limit: usize,
+    ) -> Result<Vec<DeploymentId>> {
+        let rows: Vec<String> = sqlx::query_scalar(
+            "SELECT deployment_id FROM ( \
+               SELECT deployment_id FROM ts_head WHERE deployment_id > $1 \
+               UNION SELECT deployment_id FROM ts_doc_head WHERE deployment_id > $1 \
+               UNION SELECT deployment_id FROM ts_journal_head WHERE deployment_id > $1) d \
+             WHERE NOT (deployment_id >= $3 AND deployment_id < $4) \
+             ORDER BY deployment_id LIMIT $2",
+        )
+        .bind(after.map_or(FIRST, |a| a.as_str()))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .bind(DeploymentId::RESERVED_RANGE.0)
+        .bind(DeploymentId::RESERVED_RANGE.1)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map)?;
+        rows.iter().map(DeploymentId::from_stored).collect()
     }
 
     async fn document_history(&self, address: &DocAddr, limit: usize) -> Result<Vec<Document>> {
@@ -831,11 +925,23 @@ impl StateStore for PostgresStore {
         let rows = crate::records::fetch(&mut tx, stream, &resolved.fetch)
             .await
             .map_err(map)?;
+        let mut linked = Vec::new();
+        for p in resolved.links(&rows) {
+            let seq = tierstate_core::journal::Fetch::Seq { lo: p, hi: p };
+            linked.extend(
+                crate::records::fetch(&mut tx, stream, &seq)
+                    .await
+                    .map_err(map)?,
+            );
+        }
         tx.commit().await.map_err(map)?;
-        resolved.finish(stream, rows, Tier::Warm)
+        resolved.finish(stream, rows, linked, Tier::Warm)
     }
 
     async fn truncate_journal(&self, stream: &StreamAddr, before: TruncateBefore) -> Result<u64> {
+        if self.config.read_only {
+            return Err(read_only());
+        }
         let mut tx = self.pool.begin().await.map_err(not_applied)?;
         let Some(head) = crate::records::head(&mut tx, stream, true)
             .await
@@ -895,6 +1001,9 @@ impl StateStore for PostgresStore {
     }
 
     async fn delete(&self, id: &DeploymentId) -> Result<bool> {
+        if self.config.read_only {
+            return Err(read_only());
+        }
         let mut tx = self.pool.begin().await.map_err(not_applied)?;
         sqlx::query("DELETE FROM ts_version WHERE deployment_id = $1")
             .bind(id.as_str())

@@ -36,3 +36,56 @@ pub(crate) fn map(e: impl Into<redb::Error>) -> Error {
 pub(crate) fn closed() -> Error {
     tierstate_core::group::closed(BACKEND)
 }
+
+/// The error a write to a store opened read-only gets.
+pub(crate) fn read_only() -> Error {
+    Error::Backend {
+        backend: BACKEND,
+        kind: BackendErrorKind::Other,
+        message: "this store was opened read-only: it takes no writes".into(),
+        source: None,
+    }
+}
+
+std::thread_local! {
+    /// Set while this thread runs redb code under [`guarded`].
+    static GUARDED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f`, turning a panic inside redb (damage its decoders do not expect, e.g. a flipped
+/// bit in a key) into a `Corrupt` error naming the file.
+pub(crate) fn guarded<T>(
+    file: &std::path::Path,
+    f: impl FnOnce() -> tierstate_core::Result<T>,
+) -> tierstate_core::Result<T> {
+    let outer = GUARDED.with(|g| g.replace(true));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    GUARDED.with(|g| g.set(outer));
+    r.unwrap_or_else(|p| {
+        let why = p
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| p.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+            .unwrap_or_else(|| "a panic".into());
+        Err(Error::Corrupt {
+            backend: BACKEND,
+            location: file.display().to_string(),
+            detail: format!("the file is damaged: redb failed reading it ({why})"),
+        })
+    })
+}
+
+/// Installs a panic hook (once, chaining to the previous one) that stays silent for panics
+/// the store turns into `Corrupt` errors: a command-line tool then reports damage in its own
+/// words instead of a panic message. Other panics print as before.
+pub fn quiet_engine_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !GUARDED.with(std::cell::Cell::get) {
+                previous(info);
+            }
+        }));
+    });
+}

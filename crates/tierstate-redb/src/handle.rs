@@ -12,17 +12,47 @@ use std::time::{Duration, Instant};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 use parking_lot::{Mutex, RwLock};
-use redb::Database;
+use redb::{Database, ReadOnlyDatabase, ReadTransaction, ReadableDatabase};
 use tierstate_core::{BackendErrorKind, Error, Result};
 
 use crate::error::BACKEND;
 
+/// The open file: for writing (the store's own), or read-only (a reader beside nobody).
+pub(crate) enum Db {
+    /// Opened for writing.
+    Rw(Database),
+    /// Opened read-only: no writer, no repair, no upgrade.
+    Ro(ReadOnlyDatabase),
+}
+
+impl Db {
+    /// A read transaction.
+    pub(crate) fn begin_read(
+        &self,
+    ) -> std::result::Result<ReadTransaction, redb::TransactionError> {
+        match self {
+            Db::Rw(d) => d.begin_read(),
+            Db::Ro(d) => d.begin_read(),
+        }
+    }
+
+    /// The database for writing, or the error a read-only store gives a write.
+    pub(crate) fn rw(&self) -> Result<&Database> {
+        match self {
+            Db::Rw(d) => Ok(d),
+            Db::Ro(_) => Err(crate::error::read_only()),
+        }
+    }
+}
+
 /// Opens the database again (from its path, or over the same storage backend in tests).
-pub(crate) type Reopen = Box<dyn Fn() -> Result<Database> + Send + Sync>;
+pub(crate) type Reopen = Box<dyn Fn() -> Result<Db> + Send + Sync>;
 
 /// The shared database handle. Lock order: `recovery`, then `db`.
 pub(crate) struct Handle {
-    db: RwLock<Option<Arc<Database>>>,
+    /// The file, for messages.
+    pub(crate) path: std::path::PathBuf,
+    db: RwLock<Option<Arc<Db>>>,
     reopen: Reopen,
     /// Mirrors `recovery.is_some()`, so the read path takes no mutex.
     poisoned: AtomicBool,
@@ -56,8 +86,9 @@ fn backoff() -> backon::ExponentialBackoff {
 }
 
 impl Handle {
-    pub(crate) fn new(db: Database, reopen: Reopen) -> Self {
+    pub(crate) fn new(db: Db, reopen: Reopen, path: std::path::PathBuf) -> Self {
         Self {
+            path,
             db: RwLock::new(Some(Arc::new(db))),
             reopen,
             poisoned: AtomicBool::new(false),
@@ -82,7 +113,7 @@ impl Handle {
     }
 
     /// The open database, or a retryable error while it is being recovered.
-    pub(crate) fn current(&self) -> Result<Arc<Database>> {
+    pub(crate) fn current(&self) -> Result<Arc<Db>> {
         if self.poisoned.load(Ordering::Acquire) {
             let cause = self.recovery.lock().as_ref().map(Recovery::describe);
             if let Some(cause) = cause {

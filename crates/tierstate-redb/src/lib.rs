@@ -29,6 +29,7 @@ mod tables;
 mod writer;
 
 pub use config::{RedbConfig, RedbDurability};
+pub use error::quiet_engine_panics;
 #[cfg(feature = "test-hooks")]
 pub use flaky::FlakyDevice;
 pub use store::RedbStore;

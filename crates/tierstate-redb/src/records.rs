@@ -628,6 +628,142 @@ pub(crate) fn doc_versions(
     Ok((out, oldest))
 }
 
+/// One retained version of a document (`None`: never stored, or pruned); a version the head
+/// says is retained but has no row is damage.
+pub(crate) fn doc_version(
+    txn: &redb::ReadTransaction,
+    a: &DocAddr,
+    version: u64,
+) -> Result<Option<StoredDoc>> {
+    let heads = txn.open_table(DOC_HEAD).map_err(map)?;
+    let Some((current, created, keep_from)) =
+        heads.get(doc_key(a)).map_err(map)?.map(|g| g.value())
+    else {
+        return Ok(None);
+    };
+    if version < keep_from || version > current {
+        return Ok(None);
+    }
+    let versions = txn.open_table(DOC_VERSIONS).map_err(map)?;
+    let (d, c, k) = doc_key(a);
+    let Some(g) = versions.get((d, c, k, version)).map_err(map)? else {
+        return Err(tierstate_core::Error::missing_version(a, version));
+    };
+    let (updated, checksum, body) = g.value();
+    Ok(Some(StoredDoc {
+        address: a.clone(),
+        version,
+        body: body.to_vec(),
+        checksum: lossy(checksum),
+        created_at_us: created,
+        updated_at_us: updated,
+    }))
+}
+
+/// Deployments holding any record (state, document or journal) after `after`, in id order:
+/// one seek per table and id, however many records each holds.
+pub(crate) fn deployments(
+    txn: &redb::ReadTransaction,
+    after: Option<&tierstate_core::DeploymentId>,
+    limit: usize,
+) -> Result<Vec<tierstate_core::DeploymentId>> {
+    use std::ops::Bound;
+    fn open<T>(r: std::result::Result<T, redb::TableError>) -> Result<Option<T>> {
+        match r {
+            Ok(t) => Ok(Some(t)),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+            Err(e) => Err(map(e)),
+        }
+    }
+    let heads = open(txn.open_table(crate::tables::HEAD))?;
+    let docs = open(txn.open_table(DOC_HEAD))?;
+    let journals = open(txn.open_table(J_HEAD))?;
+    let mut cur: Option<String> = after.map(|a| a.as_str().to_owned());
+    let mut out = Vec::new();
+    while out.len() < limit {
+        // The smallest id above `cur` in each table: every key of `cur` sorts before
+        // `cur + "\0"`.
+        let floor = cur.as_ref().map(|c| format!("{c}\0"));
+        let mut next: Option<String> = None;
+        let mut consider = |id: &str| {
+            if next.as_deref().is_none_or(|n| id < n) {
+                next = Some(id.to_owned());
+            }
+        };
+        if let Some(t) = &heads {
+            let lo = match &cur {
+                Some(c) => Bound::Excluded(c.as_str()),
+                None => Bound::Unbounded,
+            };
+            if let Some(r) = t.range::<&str>((lo, Bound::Unbounded)).map_err(map)?.next() {
+                consider(r.map_err(map)?.0.value());
+            }
+        }
+        if let Some(t) = &docs {
+            let f = floor.as_deref().unwrap_or("");
+            if let Some(r) = t.range((f, "", "")..).map_err(map)?.next() {
+                consider(r.map_err(map)?.0.value().0);
+            }
+        }
+        if let Some(t) = &journals {
+            let f = floor.as_deref().unwrap_or("");
+            if let Some(r) = t.range((f, "")..).map_err(map)?.next() {
+                consider(r.map_err(map)?.0.value().0);
+            }
+        }
+        let Some(id) = next else { break };
+        if !id.starts_with(tierstate_core::DeploymentId::RESERVED_PREFIX) {
+            out.push(tierstate_core::DeploymentId::from_stored(&id).map_err(|e| {
+                tierstate_core::Error::Backend {
+                    backend: crate::error::BACKEND,
+                    kind: tierstate_core::BackendErrorKind::Other,
+                    message: format!("unexpected stored deployment id {id:?}: {e}"),
+                    source: None,
+                }
+            })?);
+        }
+        cur = Some(id);
+    }
+    Ok(out)
+}
+
+/// redb's part of `verify`: reads every table of the file end to end (every page, key and
+/// value decoded), naming each table that cannot be read.
+pub(crate) fn check_tables(txn: &redb::ReadTransaction) -> Result<Vec<String>> {
+    fn walk<K: redb::Key + 'static, V: redb::Value + 'static>(
+        txn: &redb::ReadTransaction,
+        def: redb::TableDefinition<K, V>,
+    ) -> std::result::Result<(), String> {
+        let t = match txn.open_table(def) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
+            Err(e) => return Err(e.to_string()),
+        };
+        for r in t.iter().map_err(|e| e.to_string())? {
+            let (k, v) = r.map_err(|e| e.to_string())?;
+            let _ = (k.value(), v.value());
+        }
+        Ok(())
+    }
+    let mut problems = Vec::new();
+    let mut check = |name: &str, r: std::result::Result<(), String>| {
+        if let Err(e) = r {
+            problems.push(format!("table {name}: {e}"));
+        }
+    };
+    use crate::tables as t;
+    check("tierstate_meta", walk(txn, t::META));
+    check("ts_head_v3", walk(txn, t::HEAD));
+    check("ts_version", walk(txn, t::VERSIONS));
+    check("ts_doc_head_v3", walk(txn, t::DOC_HEAD));
+    check("ts_doc_version", walk(txn, t::DOC_VERSIONS));
+    check("ts_journal_head", walk(txn, t::J_HEAD));
+    check("ts_journal", walk(txn, t::JOURNAL));
+    check("ts_journal_key", walk(txn, t::J_KEYS));
+    check("ts_journal_event", walk(txn, t::J_EVENTS));
+    Ok(problems)
+}
+
 /// Current documents of one collection inside `range`, in its key order.
 pub(crate) fn scan_docs(
     txn: &redb::ReadTransaction,

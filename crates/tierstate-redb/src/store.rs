@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use redb::{Database, ReadTransaction, ReadableDatabase};
+use redb::{Database, ReadTransaction};
 use tierstate_core::journal::{JournalInfo, JournalPage, JournalQuery};
 use tierstate_core::{
     BackendErrorKind, Committed, DeploymentId, DocAddr, Document, Error, KeyRange, Name, Result,
@@ -29,13 +29,27 @@ pub struct RedbStore {
 struct Inner {
     config: RedbConfig,
     db: Arc<Handle>,
-    writer: Writer,
+    /// `None` for a store opened read-only.
+    writer: Option<Writer>,
     signal: Signal,
+    /// A repaired copy read in place of a file its last writer did not close (read-only).
+    _scratch: Option<Scratch>,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        self.writer.close();
+        if let Some(w) = &self.writer {
+            w.close();
+        }
+    }
+}
+
+/// A temporary file removed when dropped.
+struct Scratch(std::path::PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
     }
 }
 
@@ -48,7 +62,7 @@ impl std::fmt::Debug for RedbStore {
     }
 }
 
-fn open_db(config: &RedbConfig) -> Result<Database> {
+fn open_db(config: &RedbConfig) -> Result<crate::handle::Db> {
     // Create the file 0600 first; redb would use the process umask.
     match OpenOptions::new()
         .write(true)
@@ -67,14 +81,81 @@ fn open_db(config: &RedbConfig) -> Result<Database> {
             });
         }
     }
-    let db = Database::create(&config.path).map_err(|e| {
-        let mut err = map(e);
-        if let Error::Backend { message, .. } = &mut err {
-            *message = format!("cannot open {}: {message}", config.path.display());
-        }
-        err
+    let db = crate::error::guarded(&config.path, || {
+        Database::create(&config.path).map_err(|e| naming(&config.path, map(e)))
     })?;
-    init(db)
+    init(db).map(crate::handle::Db::Rw)
+}
+
+/// Names the file in an error from opening it.
+fn naming(path: &std::path::Path, mut err: Error) -> Error {
+    if let Error::Backend { message, .. } = &mut err {
+        *message = format!("cannot open {}: {message}", path.display());
+    }
+    err
+}
+
+/// Opens an existing file read-only and checks its format. A file whose last writer was
+/// killed needs a repair, which a reader must not make: it reads a repaired copy instead (in
+/// the temporary directory, removed when the store is dropped), so the file itself is
+/// untouched.
+fn open_read_only(path: &std::path::Path) -> Result<(crate::handle::Db, Option<Scratch>)> {
+    let opened = crate::error::guarded(path, || Ok(redb::ReadOnlyDatabase::open(path)))?;
+    let (db, scratch) = match opened {
+        Ok(db) => (crate::handle::Db::Ro(db), None),
+        Err(redb::DatabaseError::RepairAborted) => {
+            static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let copy = std::env::temp_dir().join(format!(
+                "tierstate-read-{}-{}.redb",
+                std::process::id(),
+                N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            ));
+            let scratch = Scratch(copy.clone());
+            std::fs::copy(path, &copy).map_err(|e| Error::Backend {
+                backend: BACKEND,
+                kind: BackendErrorKind::Io,
+                message: format!(
+                    "{} needs a repair (its last writer did not close it) and cannot be copied to repair it aside: {e}",
+                    path.display()
+                ),
+                source: Some(Box::new(e)),
+            })?;
+            tracing::info!(file = %path.display(), "reading a repaired copy: the file was not closed by its last writer");
+            let repaired = crate::error::guarded(path, || {
+                Database::create(&copy).map_err(|e| naming(path, map(e)))
+            })?;
+            (crate::handle::Db::Rw(repaired), Some(scratch))
+        }
+        Err(e) => return Err(naming(path, map(e))),
+    };
+    let format = crate::error::guarded(path, || {
+        let txn = db.begin_read().map_err(map)?;
+        crate::tables::read_format(&txn)
+    })?;
+    match format {
+        Some(v) if v == crate::tables::FORMAT_VERSION => Ok((db, scratch)),
+        Some(v) if v > crate::tables::FORMAT_VERSION => Err(Error::SchemaTooNew {
+            backend: BACKEND,
+            found: v,
+            supported: crate::tables::FORMAT_VERSION,
+        }),
+        Some(v) => Err(Error::Backend {
+            backend: BACKEND,
+            kind: BackendErrorKind::Other,
+            message: format!(
+                "{} is at format {v}, older than this build's {}: a read does not upgrade it; run `tierstate migrate` first",
+                path.display(),
+                crate::tables::FORMAT_VERSION
+            ),
+            source: None,
+        }),
+        None => Err(Error::Backend {
+            backend: BACKEND,
+            kind: BackendErrorKind::Io,
+            message: format!("{} holds no tierstate tables", path.display()),
+            source: None,
+        }),
+    }
 }
 
 /// Creates the tables of a new database or checks the format of an existing one.
@@ -104,6 +185,36 @@ impl RedbStore {
         Self::start(config, db, Box::new(move || open_db(&cfg)))
     }
 
+    /// Opens an existing file for reading only: nothing is created, upgraded, repaired or
+    /// written (every write fails), and the file may be read-only. A file whose last writer
+    /// was killed is read from a repaired copy in the temporary directory.
+    ///
+    /// # Errors
+    /// `Backend` (`Locked` while another process has the file open; `Io` for a missing file
+    /// or one with no tierstate tables; `Other` for an older format, naming `migrate`);
+    /// `SchemaTooNew`.
+    pub async fn open_read_only(path: impl Into<std::path::PathBuf>) -> Result<Self> {
+        let config = RedbConfig::new(path);
+        let p = config.path.clone();
+        let (db, scratch) = tokio::task::spawn_blocking(move || open_read_only(&p))
+            .await
+            .map_err(|_| closed())??;
+        let handle = Arc::new(Handle::new(
+            db,
+            Box::new(|| Err(crate::error::read_only())),
+            config.path.clone(),
+        ));
+        Ok(Self {
+            inner: Arc::new(Inner {
+                config,
+                db: handle,
+                writer: None,
+                signal: Signal::new(),
+                _scratch: scratch,
+            }),
+        })
+    }
+
     /// Opens a store over a custom redb storage backend (fault injection in tests); `config.path`
     /// is only used in messages.
     ///
@@ -120,6 +231,7 @@ impl RedbStore {
                     .create_with_backend(backend.clone())
                     .map_err(map)?,
             )
+            .map(crate::handle::Db::Rw)
         };
         let first = open.clone();
         let db = tokio::task::spawn_blocking(first)
@@ -128,8 +240,12 @@ impl RedbStore {
         Self::start(config, db, Box::new(open))
     }
 
-    fn start(config: RedbConfig, db: Database, reopen: crate::handle::Reopen) -> Result<Self> {
-        let db = Arc::new(Handle::new(db, reopen));
+    fn start(
+        config: RedbConfig,
+        db: crate::handle::Db,
+        reopen: crate::handle::Reopen,
+    ) -> Result<Self> {
+        let db = Arc::new(Handle::new(db, reopen, config.path.clone()));
         let writer = writer::start(
             db.clone(),
             config.durability,
@@ -140,8 +256,9 @@ impl RedbStore {
             inner: Arc::new(Inner {
                 config,
                 db,
-                writer,
+                writer: Some(writer),
                 signal: Signal::new(),
+                _scratch: None,
             }),
         })
     }
@@ -154,14 +271,23 @@ impl RedbStore {
     /// How the writer has grouped commits since the store opened: a mean group near 1 under
     /// many concurrent writers means they are not sharing fsyncs.
     pub fn group_stats(&self) -> tierstate_core::group::GroupStats {
-        self.inner.writer.stats()
+        self.inner
+            .writer
+            .as_ref()
+            .map(Writer::stats)
+            .unwrap_or_default()
     }
 
     /// Stops the writer after it committed everything queued and waits for it. The file stays
     /// locked until the last clone is dropped.
     pub async fn close(&self) {
         let inner = self.inner.clone();
-        let _ = tokio::task::spawn_blocking(move || inner.writer.close()).await;
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Some(w) = &inner.writer {
+                w.close();
+            }
+        })
+        .await;
     }
 
     async fn read<T: Send + 'static>(
@@ -189,7 +315,11 @@ impl RedbStore {
 
     async fn send_job<T>(&self, job: impl FnOnce(oneshot::Sender<Result<T>>) -> Job) -> Result<T> {
         let (tx, rx) = oneshot::channel();
-        self.inner.writer.send(job(tx))?;
+        self.inner
+            .writer
+            .as_ref()
+            .ok_or_else(crate::error::read_only)?
+            .send(job(tx))?;
         rx.await.map_err(|_| closed())?
     }
 
@@ -268,7 +398,9 @@ impl RedbStore {
 fn read_on<T>(handle: &Handle, f: impl FnOnce(&ReadTransaction) -> Result<T>) -> Result<T> {
     handle.recover()?;
     let db = handle.current()?;
-    let out = db.begin_read().map_err(map).and_then(|txn| f(&txn));
+    let out = crate::error::guarded(&handle.path, || {
+        db.begin_read().map_err(map).and_then(|txn| f(&txn))
+    });
     if let Err(e) = &out {
         handle.poisoned_by(e);
     }
@@ -480,6 +612,36 @@ impl StateStore for RedbStore {
             .transpose()
     }
 
+    async fn document_version(&self, address: &DocAddr, version: u64) -> Result<Option<Document>> {
+        let a = address.clone();
+        let row = self
+            .point_read(move |t| crate::records::doc_version(t, &a, version))
+            .await?;
+        row.map(|r| r.verify(Tier::Warm)).transpose()
+    }
+
+    async fn deployments(
+        &self,
+        after: Option<&DeploymentId>,
+        limit: usize,
+    ) -> Result<Vec<DeploymentId>> {
+        let after = after.cloned();
+        self.read(move |t| crate::records::deployments(t, after.as_ref(), limit))
+            .await
+    }
+
+    async fn check_engine(&self) -> Result<Option<Vec<String>>> {
+        // A panic while walking one table is damage in it: each table is walked under its own
+        // guard, so the others are still checked.
+        let path = self.inner.config.path.clone();
+        self.read(move |t| {
+            crate::error::guarded(&path, || crate::records::check_tables(t))
+                .or_else(|e| Ok(vec![e.to_string()]))
+        })
+        .await
+        .map(Some)
+    }
+
     async fn document_history(&self, address: &DocAddr, limit: usize) -> Result<Vec<Document>> {
         let a = address.clone();
         let (rows, _) = self
@@ -598,7 +760,14 @@ impl StateStore for RedbStore {
             let events = t.open_table(J_EVENTS).map_err(map)?;
             let rows = crate::records::fetch(&journal, &keys, &events, &s, &resolved.fetch)
                 .map_err(map)??;
-            resolved.finish(&s, rows, Tier::Warm)
+            let mut linked = Vec::new();
+            for p in resolved.links(&rows) {
+                let seq = tierstate_core::journal::Fetch::Seq { lo: p, hi: p };
+                linked.extend(
+                    crate::records::fetch(&journal, &keys, &events, &s, &seq).map_err(map)??,
+                );
+            }
+            resolved.finish(&s, rows, linked, Tier::Warm)
         })
         .await
     }

@@ -141,6 +141,15 @@ pub fn pending_steps(path: &std::path::Path) -> Result<(Option<u32>, Vec<Step>)>
 }
 
 /// Creates the tables of a new file, upgrades an older format, refuses a newer one.
+/// The format recorded in the file (`None`: no tierstate tables), read without changing it.
+pub(crate) fn read_format(txn: &redb::ReadTransaction) -> Result<Option<u32>> {
+    match txn.open_table(META) {
+        Ok(meta) => Ok(meta.get(FORMAT_KEY).map_err(map)?.map(|v| v.value())),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(e) => Err(map(e)),
+    }
+}
+
 pub(crate) fn ensure_format(txn: &WriteTransaction) -> Result<()> {
     let mut meta = txn.open_table(META).map_err(map)?;
     let found = meta.get(FORMAT_KEY).map_err(map)?.map(|v| v.value());

@@ -101,6 +101,13 @@ fn commit_group(handle: &Handle, durability: Durability, group: Vec<Job>) {
             return;
         }
     };
+    let db = match db.rw() {
+        Ok(db) => db,
+        Err(e) => {
+            group.into_iter().for_each(|j| fail(j, &e));
+            return;
+        }
+    };
     let mut txn = match db.begin_write() {
         Ok(t) => t,
         Err(e) => {

@@ -44,6 +44,9 @@ pub struct SqliteConfig {
     /// to another thread. Writes that arrive while one commits still queue and commit together.
     /// On a current-thread runtime writes always go to the writer thread.
     pub inline_writes: bool,
+    /// Open an existing file for reading only (default: no): nothing is created, upgraded,
+    /// locked or written, and the file and its directory may be read-only. Every write fails.
+    pub read_only: bool,
     /// Page size in bytes of a file this store creates (default [`DEFAULT_PAGE_SIZE`], 1 KiB);
     /// a power of two from 512 to 65536. A file that already exists keeps the size it was
     /// created with: SQLite cannot change it in WAL mode.
@@ -71,8 +74,16 @@ impl SqliteConfig {
             sharing: Sharing::Exclusive,
             inline_reads: true,
             inline_writes: true,
+            read_only: false,
             page_size: DEFAULT_PAGE_SIZE,
         }
+    }
+
+    /// Sets read-only opening; see the `read_only` field. A read-only store reads beside a
+    /// writer of any sharing mode (SQLite's own WAL locking keeps each read consistent).
+    pub fn read_only(mut self, read_only: bool) -> Self {
+        self.read_only = read_only;
+        self
     }
 
     /// Sets the page size of a file this store creates; see the `page_size` field and

@@ -11,18 +11,20 @@ use tierstate_core::{DeploymentId, Result, StoredRecord};
 
 use crate::SqliteConfig;
 use crate::error::{bad_row, map};
-use crate::schema::open_reader;
+use crate::schema::{ReadMode, open_reader};
 
 /// Reader connections, opened on demand and kept up to `config.readers`.
 pub(crate) struct Readers {
     config: SqliteConfig,
+    mode: ReadMode,
     idle: Mutex<Vec<Connection>>,
 }
 
 impl Readers {
-    pub(crate) fn new(config: SqliteConfig) -> Self {
+    pub(crate) fn new(config: SqliteConfig, mode: ReadMode) -> Self {
         Self {
             config,
+            mode,
             idle: Mutex::new(Vec::new()),
         }
     }
@@ -32,7 +34,7 @@ impl Readers {
         let pooled = self.idle.lock().pop();
         let conn = match pooled {
             Some(c) => c,
-            None => open_reader(&self.config)?,
+            None => open_reader(&self.config, self.mode)?,
         };
         let out = f(&conn);
         self.give_back(conn);
@@ -169,6 +171,44 @@ pub(crate) fn list(
         DeploymentId::from_stored(&id).map_err(|e| bad_row(format!("deployment id {id:?}: {e}")))
     })
     .collect()
+}
+
+/// Deployments holding any record (state, document or journal) after `after`, in id order.
+pub(crate) fn deployments(
+    conn: &Connection,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<Vec<DeploymentId>> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    // Each arm is an index seek per distinct id (the heads' primary keys lead with it).
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT deployment_id FROM (                SELECT deployment_id FROM ts_head WHERE (?1 IS NULL OR deployment_id > ?1)                UNION SELECT DISTINCT deployment_id FROM ts_doc_head WHERE (?1 IS NULL OR deployment_id > ?1)                UNION SELECT DISTINCT deployment_id FROM ts_journal_head WHERE (?1 IS NULL OR deployment_id > ?1))              WHERE NOT (deployment_id >= ?3 AND deployment_id < ?4)              ORDER BY deployment_id LIMIT ?2",
+        )
+        .map_err(map)?;
+    let rows = stmt
+        .query_map(params![after, limit, RESERVED.0, RESERVED.1], |r| {
+            r.get::<_, String>(0)
+        })
+        .map_err(map)?;
+    rows.map(|r| {
+        let id = r.map_err(map)?;
+        DeploymentId::from_stored(&id).map_err(|e| bad_row(format!("deployment id {id:?}: {e}")))
+    })
+    .collect()
+}
+
+/// SQLite's own check of the file: `PRAGMA integrity_check` (every page, index and
+/// constraint); the problems it lists, empty if none.
+pub(crate) fn integrity_check(conn: &Connection) -> Result<Vec<String>> {
+    let mut stmt = conn.prepare("PRAGMA integrity_check").map_err(map)?;
+    let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(map)?;
+    let found: Vec<String> = rows.collect::<rusqlite::Result<_>>().map_err(map)?;
+    Ok(if found.len() == 1 && found[0] == "ok" {
+        Vec::new()
+    } else {
+        found
+    })
 }
 
 /// Current records after `after`, in id order; each is verified by the caller.

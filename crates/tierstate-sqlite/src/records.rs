@@ -483,6 +483,28 @@ pub(crate) fn doc_versions(
     docs(rows)
 }
 
+/// One retained version of a document (`None`: never stored, or pruned).
+pub(crate) fn doc_version(
+    conn: &Connection,
+    a: &DocAddr,
+    version: u64,
+) -> Result<Option<StoredDoc>> {
+    let sql = format!("SELECT {DOC} {DOC_JOIN} AND v.version = ?4");
+    let mut stmt = conn.prepare_cached(&sql).map_err(map)?;
+    let rows = stmt
+        .query_map(
+            params![
+                a.deployment_id.as_str(),
+                a.collection.as_str(),
+                a.key.as_str(),
+                i64_of(version)
+            ],
+            doc_of(a.clone()),
+        )
+        .map_err(map)?;
+    Ok(docs(rows)?.into_iter().next())
+}
+
 /// The current version of a document, head and row read by one statement (one snapshot): no
 /// head is "absent"; a head naming a row that is gone is damage.
 fn current_doc(conn: &Connection, a: &DocAddr) -> Result<Option<StoredDoc>> {

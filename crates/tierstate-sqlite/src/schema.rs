@@ -296,12 +296,134 @@ fn retry_busy<T>(timeout: std::time::Duration, mut op: impl FnMut() -> Result<T>
     }
 }
 
+/// How reader connections open the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReadMode {
+    /// Beside this store's own writer: read-write connections that refuse writes.
+    Writer,
+    /// A read-only store while the file has a write-ahead log (a writer has it open, or one
+    /// was killed): SQLite's read-only mode, which reads the log with the file.
+    ReadOnly,
+    /// A read-only store of a file nobody has open, in a directory it may write: connections
+    /// that refuse writes, opened read-write so the last one to close removes the `-wal` and
+    /// `-shm` files its reads created (SQLite's own clean-up; nothing is written to the file).
+    QueryOnly,
+    /// A read-only store of a file nobody has open, which this process may not write (or in a
+    /// directory it may not write): read as an immutable file, with no lock and no side files.
+    Immutable,
+}
+
+impl ReadMode {
+    /// The mode a read-only store of `path` tries first: `ReadOnly` while a write-ahead log
+    /// exists, else `QueryOnly` (the store falls back to `Immutable` if the file or its
+    /// directory cannot be written).
+    pub(crate) fn for_reader(path: &Path) -> Self {
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
+        if Path::new(&wal).exists() {
+            Self::ReadOnly
+        } else {
+            Self::QueryOnly
+        }
+    }
+}
+
 /// Opens a reader connection; it refuses writes. Every failure names the file.
-pub(crate) fn open_reader(config: &SqliteConfig) -> Result<Connection> {
-    let conn = open(&config.path, config).map_err(|e| naming(&config.path, e))?;
+pub(crate) fn open_reader(config: &SqliteConfig, mode: ReadMode) -> Result<Connection> {
+    let named = |e| naming(&config.path, e);
+    let conn = match mode {
+        ReadMode::Writer | ReadMode::QueryOnly => open(&config.path, config).map_err(named)?,
+        ReadMode::ReadOnly | ReadMode::Immutable => {
+            let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                | OpenFlags::SQLITE_OPEN_URI;
+            let conn = if mode == ReadMode::Immutable {
+                let uri = format!(
+                    "file:{}?immutable=1",
+                    uri_path(&config.path).map_err(named)?
+                );
+                Connection::open_with_flags(uri, flags)
+            } else {
+                Connection::open_with_flags(&config.path, flags)
+            }
+            .map_err(|e| named(map(e)))?;
+            conn.busy_timeout(config.busy_timeout)
+                .map_err(|e| named(map(e)))?;
+            conn
+        }
+    };
     conn.pragma_update(None, "query_only", true)
-        .map_err(|e| naming(&config.path, map(e)))?;
+        .map_err(|e| named(map(e)))?;
     Ok(conn)
+}
+
+/// `path` as the path part of a `file:` URI (absolute, with `%`, `?` and `#` escaped).
+fn uri_path(path: &Path) -> Result<String> {
+    let abs = std::path::absolute(path).map_err(|e| Error::Backend {
+        backend: BACKEND,
+        kind: BackendErrorKind::Io,
+        message: format!("cannot resolve {}: {e}", path.display()),
+        source: Some(Box::new(e)),
+    })?;
+    let text = abs
+        .to_str()
+        .ok_or_else(|| Error::invalid("path", format!("{} is not UTF-8", abs.display())))?;
+    Ok(text
+        .replace('%', "%25")
+        .replace('?', "%3f")
+        .replace('#', "%23"))
+}
+
+/// Checks, without changing anything, that `conn` reads a tierstate database at this build's
+/// schema: an empty file, a foreign one, an older or a newer schema are refused by name.
+pub(crate) fn check_readable(conn: &Connection, path: &Path) -> Result<()> {
+    let named = |e| naming(path, map(e));
+    let app_id: i32 = conn
+        .query_row("PRAGMA application_id", [], |r| r.get(0))
+        .map_err(named)?;
+    let version: u32 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(named)?;
+    let not_ours = |why: String| Error::Backend {
+        backend: BACKEND,
+        kind: BackendErrorKind::Io,
+        message: why,
+        source: None,
+    };
+    let objects: i64 = conn
+        .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
+        .map_err(named)?;
+    if app_id == 0 && version == 0 && objects == 0 {
+        return Err(not_ours(format!(
+            "{} is not a tierstate database (it holds no tierstate schema)",
+            path.display()
+        )));
+    }
+    if app_id != APPLICATION_ID {
+        return Err(not_ours(format!(
+            "{} is a SQLite database that tierstate did not create (application_id {app_id:#x})",
+            path.display()
+        )));
+    }
+    if version > SCHEMA_VERSION {
+        return Err(Error::SchemaTooNew {
+            backend: BACKEND,
+            found: version,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    if version < SCHEMA_VERSION {
+        return Err(Error::Backend {
+            backend: BACKEND,
+            kind: BackendErrorKind::Other,
+            message: format!(
+                "{} is at schema {version}, older than this build's {SCHEMA_VERSION}: a read does not upgrade it; run `tierstate migrate` first",
+                path.display()
+            ),
+            source: None,
+        });
+    }
+    Ok(())
 }
 
 /// Creates the schema in a new file, accepts the current one, refuses a newer or foreign one.

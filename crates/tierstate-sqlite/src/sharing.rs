@@ -43,6 +43,19 @@ pub enum Sharing {
 /// The lock file that says who uses the database.
 pub(crate) struct LockFile {
     _file: File,
+    path: PathBuf,
+    /// This open created the lock file (it did not exist before).
+    created: bool,
+}
+
+impl LockFile {
+    /// Removes the lock file again if this open created it: an open that failed (a file that
+    /// is not a database) leaves nothing behind.
+    pub(crate) fn release_if_created(&self) {
+        if self.created {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
 }
 
 fn lock_path(db: &Path) -> PathBuf {
@@ -68,6 +81,7 @@ impl LockFile {
             message: format!("cannot {what} {}: {e}", path.display()),
             source: Some(Box::new(e)),
         };
+        let created = !path.exists();
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -90,7 +104,11 @@ impl LockFile {
             }
         };
         match taken {
-            Ok(()) => Ok(Self { _file: file }),
+            Ok(()) => Ok(Self {
+                _file: file,
+                path,
+                created,
+            }),
             Err(std::fs::TryLockError::WouldBlock) => Err(Error::Backend {
                 backend: BACKEND,
                 kind: BackendErrorKind::Locked,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::Connection;
-use tierstate_core::journal::{JournalInfo, JournalPage, JournalQuery};
+use tierstate_core::journal::{Fetch, JournalInfo, JournalPage, JournalQuery};
 use tierstate_core::{
     CommitProbe, Committed, DeploymentId, DocAddr, Document, KeyRange, Name, Result, Signal,
     StateData, StateStore, StreamAddr, Tier, TruncateBefore, WriteBatch,
@@ -15,7 +15,7 @@ use tokio::sync::{oneshot, watch};
 use crate::SqliteConfig;
 use crate::error::closed;
 use crate::reader::{self, Readers};
-use crate::schema::open_writer;
+use crate::schema::{ReadMode, open_writer};
 use crate::sharing::{LockFile, SharedProbe, Sharing};
 use crate::writer::{self, Job, Writer};
 
@@ -27,18 +27,31 @@ pub struct SqliteStore {
 
 struct Inner {
     config: SqliteConfig,
-    writer: Writer,
+    /// `None` for a store opened read-only.
+    writer: Option<Writer>,
     readers: Readers,
     probe: Option<Arc<SharedProbe>>,
     signal: Signal,
-    /// Held for the store's life: says who else may use the file.
-    _lock: LockFile,
+    /// Held for the store's life: says who else may use the file (none when read-only).
+    _lock: Option<LockFile>,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
         // The writer finishes what is queued (nobody waits for it any more) and exits.
-        self.writer.close();
+        if let Some(w) = &self.writer {
+            w.close();
+        }
+    }
+}
+
+/// The error a write to a store opened read-only gets.
+fn read_only() -> tierstate_core::Error {
+    tierstate_core::Error::Backend {
+        backend: crate::error::BACKEND,
+        kind: tierstate_core::BackendErrorKind::Other,
+        message: "this store was opened read-only: it takes no writes".into(),
+        source: None,
     }
 }
 
@@ -60,16 +73,20 @@ impl SqliteStore {
     /// [`Sharing::Shared`]; `SchemaTooNew` if a newer tierstate wrote it; `Busy` if another
     /// process holds the write lock past the busy timeout.
     pub async fn open(config: SqliteConfig) -> Result<Self> {
+        if config.read_only {
+            return Self::open_read_only(config).await;
+        }
         let cfg = config.clone();
         let (lock, writer_conn, reader_conn, probe) = tokio::task::spawn_blocking(move || {
             let lock = LockFile::take(&cfg.path, cfg.sharing)?;
-            let w = open_writer(&cfg)?;
+            let w = open_writer(&cfg).inspect_err(|_| lock.release_if_created())?;
             // Open one reader now so a file readers cannot open fails here, not on first load.
-            let r = crate::schema::open_reader(&cfg)?;
+            let r = crate::schema::open_reader(&cfg, ReadMode::Writer)?;
             let probe = match cfg.sharing {
                 Sharing::Exclusive => None,
                 Sharing::Shared => Some(Arc::new(SharedProbe::new(crate::schema::open_reader(
                     &cfg,
+                    ReadMode::Writer,
                 )?)?)),
             };
             Ok::<_, tierstate_core::Error>((lock, w, r, probe))
@@ -82,16 +99,71 @@ impl SqliteStore {
             config.inline_writes,
             probe.clone(),
         )?;
-        let readers = Readers::new(config.clone());
+        let readers = Readers::new(config.clone(), ReadMode::Writer);
         readers.give_back(reader_conn);
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
-                writer,
+                writer: Some(writer),
                 readers,
                 probe,
                 signal: Signal::new(),
-                _lock: lock,
+                _lock: Some(lock),
+            }),
+        })
+    }
+
+    /// Opens an existing file for reading only ([`SqliteConfig::read_only`]): no lock file, no
+    /// writer, no schema change; refuses an empty or foreign file and an older or newer schema
+    /// by name. Reads alongside any writer (SQLite's WAL keeps each read consistent).
+    async fn open_read_only(config: SqliteConfig) -> Result<Self> {
+        let cfg = config.clone();
+        let (mode, conn) = tokio::task::spawn_blocking(move || {
+            let missing = |what: &str| tierstate_core::Error::Backend {
+                backend: crate::error::BACKEND,
+                kind: tierstate_core::BackendErrorKind::Io,
+                message: format!("{} {what}", cfg.path.display()),
+                source: None,
+            };
+            match std::fs::metadata(&cfg.path) {
+                Err(_) => return Err(missing("does not exist")),
+                Ok(m) if !m.is_file() => return Err(missing("is not a file")),
+                Ok(m) if m.len() == 0 => {
+                    return Err(missing("is empty: not a tierstate database"));
+                }
+                Ok(_) => {}
+            }
+            let first = ReadMode::for_reader(&cfg.path);
+            let probe = |mode| -> Result<rusqlite::Connection> {
+                let c = crate::schema::open_reader(&cfg, mode)?;
+                crate::schema::check_readable(&c, &cfg.path)?;
+                Ok(c)
+            };
+            match probe(first) {
+                Ok(c) => Ok((first, c)),
+                // The file or its directory cannot be written (its side files cannot be made):
+                // nobody can be writing it from here, so read it as it stands.
+                Err(tierstate_core::Error::Backend {
+                    kind: tierstate_core::BackendErrorKind::Io,
+                    ..
+                }) if first == ReadMode::QueryOnly => {
+                    Ok((ReadMode::Immutable, probe(ReadMode::Immutable)?))
+                }
+                Err(e) => Err(e),
+            }
+        })
+        .await
+        .map_err(|_| closed())??;
+        let readers = Readers::new(config.clone(), mode);
+        readers.give_back(conn);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                config,
+                writer: None,
+                readers,
+                probe: None,
+                signal: Signal::new(),
+                _lock: None,
             }),
         })
     }
@@ -104,14 +176,23 @@ impl SqliteStore {
     /// How the writer has grouped commits since the store opened: a mean group near 1 under
     /// many concurrent writers means they are not sharing fsyncs.
     pub fn group_stats(&self) -> tierstate_core::group::GroupStats {
-        self.inner.writer.stats()
+        self.inner
+            .writer
+            .as_ref()
+            .map(Writer::stats)
+            .unwrap_or_default()
     }
 
     /// Stops the writer after it has committed everything queued, and waits for it. Later
     /// writes fail with a `Closed` error. Dropping the last clone does the same.
     pub async fn close(&self) {
         let inner = self.inner.clone();
-        let _ = tokio::task::spawn_blocking(move || inner.writer.close()).await;
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Some(w) = &inner.writer {
+                w.close();
+            }
+        })
+        .await;
     }
 
     async fn read<T: Send + 'static>(
@@ -142,7 +223,11 @@ impl SqliteStore {
 
     async fn send_job<T>(&self, job: impl FnOnce(oneshot::Sender<Result<T>>) -> Job) -> Result<T> {
         let (tx, rx) = oneshot::channel();
-        self.inner.writer.send(job(tx))?;
+        self.inner
+            .writer
+            .as_ref()
+            .ok_or_else(read_only)?
+            .send(job(tx))?;
         rx.await.map_err(|_| closed())?
     }
 
@@ -285,6 +370,28 @@ impl StateStore for SqliteStore {
             .transpose()
     }
 
+    async fn document_version(&self, address: &DocAddr, version: u64) -> Result<Option<Document>> {
+        let a = address.clone();
+        let row = self
+            .point_read(move |c| crate::records::doc_version(c, &a, version))
+            .await?;
+        row.map(|r| r.verify(Tier::Warm)).transpose()
+    }
+
+    async fn deployments(
+        &self,
+        after: Option<&DeploymentId>,
+        limit: usize,
+    ) -> Result<Vec<DeploymentId>> {
+        let after = after.cloned();
+        self.read(move |c| reader::deployments(c, after.as_ref().map(|a| a.as_str()), limit))
+            .await
+    }
+
+    async fn check_engine(&self) -> Result<Option<Vec<String>>> {
+        self.read(reader::integrity_check).await.map(Some)
+    }
+
     async fn document_history(&self, address: &DocAddr, limit: usize) -> Result<Vec<Document>> {
         let a = address.clone();
         let rows = self
@@ -369,7 +476,11 @@ impl StateStore for SqliteStore {
                 let head = crate::records::journal_head(c, &s)?;
                 let resolved = query.resolve(head, &s)?;
                 let rows = crate::records::fetch(c, &s, &resolved.fetch)?;
-                resolved.finish(&s, rows, Tier::Warm)
+                let mut linked = Vec::new();
+                for p in resolved.links(&rows) {
+                    linked.extend(crate::records::fetch(c, &s, &Fetch::Seq { lo: p, hi: p })?);
+                }
+                resolved.finish(&s, rows, linked, Tier::Warm)
             })();
             let _ = c.execute_batch("COMMIT");
             out

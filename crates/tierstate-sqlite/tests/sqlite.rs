@@ -561,3 +561,113 @@ async fn point_reads_agree_inline_and_pooled_under_load() {
         store.close().await;
     }
 }
+
+fn files(dir: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    v.sort();
+    v
+}
+
+/// A read-only store creates, upgrades, locks and writes nothing: it reads a file nobody has
+/// open and leaves no side file, reads beside the file's exclusive writer and sees its commits,
+/// refuses every write, and refuses empty, older and foreign files by name, unchanged.
+#[tokio::test]
+async fn read_only_stores_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.db");
+    {
+        let w = SqliteStore::open(SqliteConfig::new(&path)).await.unwrap();
+        w.put(
+            StateWrite::create(id("a"), obj(json!({"n": 1}))),
+            Retention::default(),
+        )
+        .await
+        .unwrap();
+        w.close().await;
+    }
+    let before = files(dir.path());
+    assert_eq!(before, ["r.db", "r.db-lock"]);
+    std::fs::remove_file(dir.path().join("r.db-lock")).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    {
+        let r = SqliteStore::open(SqliteConfig::new(&path).read_only(true))
+            .await
+            .unwrap();
+        assert_eq!(r.get(&id("a")).await.unwrap().unwrap().state["n"], 1);
+        let e = r
+            .put(
+                StateWrite::create(id("b"), obj(json!({}))),
+                Retention::default(),
+            )
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("read-only"), "{e}");
+    }
+    assert_eq!(files(dir.path()), ["r.db"], "side files left behind");
+    assert_eq!(std::fs::read(&path).unwrap(), bytes, "the file changed");
+    // Beside its exclusive writer: reads see every commit the writer made.
+    let w = SqliteStore::open(SqliteConfig::new(&path)).await.unwrap();
+    let r = SqliteStore::open(SqliteConfig::new(&path).read_only(true))
+        .await
+        .unwrap();
+    for n in 2..5 {
+        let cur = w.get(&id("a")).await.unwrap().unwrap();
+        w.put(
+            StateWrite::update(id("a"), cur.version, obj(json!({"n": n}))),
+            Retention::default(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.get(&id("a")).await.unwrap().unwrap().state["n"], n);
+    }
+    drop((w, r));
+    // Empty, older and foreign files are refused and left as they were.
+    let empty = dir.path().join("empty.db");
+    std::fs::write(&empty, b"").unwrap();
+    let e = SqliteStore::open(SqliteConfig::new(&empty).read_only(true))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("empty"), "{e}");
+    assert_eq!(std::fs::metadata(&empty).unwrap().len(), 0);
+    let old = dir.path().join("old.db");
+    {
+        let conn = Connection::open(&old).unwrap();
+        create_at_version(&conn, 1).unwrap();
+    }
+    let e = SqliteStore::open(SqliteConfig::new(&old).read_only(true))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("schema 1") && e.contains("migrate"), "{e}");
+    assert_eq!(
+        pending_steps(&old).unwrap().0,
+        1,
+        "a read upgraded the file"
+    );
+    let foreign = dir.path().join("foreign.db");
+    Connection::open(&foreign)
+        .unwrap()
+        .execute_batch("CREATE TABLE t (x)")
+        .unwrap();
+    let e = SqliteStore::open(SqliteConfig::new(&foreign).read_only(true))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("did not create"), "{e}");
+    let missing = SqliteStore::open(SqliteConfig::new(dir.path().join("none.db")).read_only(true))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(missing.contains("does not exist"), "{missing}");
+    assert!(!dir.path().join("none.db").exists());
+    for f in files(dir.path()) {
+        assert!(
+            f.starts_with("r.db") || !f.contains('-'),
+            "a refused read left {f}"
+        );
+    }
+}

@@ -12,6 +12,7 @@ use tierstate_core::{
 };
 
 use crate::Harness;
+pub use crate::audit::*;
 pub use crate::records::*;
 
 fn id(s: &str) -> DeploymentId {

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use tierstate_core::journal::EntryDamage;
 use tierstate_core::{DeploymentId, DocAddr, InMemoryStore, StateStore, StreamAddr};
 
+pub mod audit;
 pub mod checks;
 pub mod records;
 
@@ -192,6 +193,11 @@ macro_rules! conformance_tests {
             tail_follows_a_journal,
             catalog_lists_collections_and_streams,
             concurrent_point_reads_agree,
+            every_deployment_with_any_record_is_listed,
+            document_versions_read_by_number,
+            audit_reads_step_over_damage,
+            reads_by_time_see_a_deleted_neighbour,
+            engine_check_passes_on_a_healthy_store,
         );
     };
     (@each $factory:path; $($check:ident),* $(,)?) => {
