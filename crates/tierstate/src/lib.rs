@@ -25,6 +25,8 @@
 mod builder;
 mod bulk;
 mod hot;
+#[cfg(feature = "strategy")]
+pub mod lease;
 mod manager;
 pub mod metrics;
 mod payload;

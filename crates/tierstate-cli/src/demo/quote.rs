@@ -241,7 +241,10 @@ impl MarketMaker {
             (step.buy, Side::Buy, step.mid + hs * REACH),
         ] {
             let Some(size) = size else { continue };
-            let o = self.venue.maker(SYMBOL, side, price.round_dp(2), size);
+            let o = self
+                .venue
+                .maker(SYMBOL, side, price.round_dp(2), size)
+                .map_err(|e| venue_storage(&self.venue, e))?;
             if o.status == VenueStatus::Open {
                 let _ = self.venue.cancel(&o.exchange_order_id).await;
             }
@@ -560,6 +563,15 @@ impl MarketMaker {
             if agree { "agree" } else { "NOT EQUAL (fills not yet synced are booked by the next run)" }
         ));
         Ok(s)
+    }
+}
+
+/// A failure of the venue's own file (a full disk) stops the demo: nothing the venue did was
+/// kept, and trading on would book what the venue forgets.
+fn venue_storage(venue: &SimExchange, e: tierstate::orders::ExchangeError) -> CliError {
+    match venue.storage_error() {
+        Some(why) => CliError::Other(format!("the venue cannot save its book: {why}")),
+        None => CliError::Other(format!("the venue failed: {e}")),
     }
 }
 

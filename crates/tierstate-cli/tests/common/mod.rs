@@ -166,7 +166,9 @@ pub async fn fixture(path: &Path) {
             .unwrap();
         engine.reconcile_intent(intent).await.unwrap();
     }
-    venue.maker("ETH-USD", Side::Buy, d("2540.00"), d("0.20"));
+    venue
+        .maker("ETH-USD", Side::Buy, d("2540.00"), d("0.20"))
+        .unwrap();
     engine.reconcile_intent("ask-1").await.unwrap();
     // A second deployment with two versions of a plain state.
     let other = DeploymentId::new("fy").unwrap();
