@@ -90,15 +90,23 @@ pub async fn nav(
     let title = format!("{id}: NAV and drawdown");
     let data = curve(&points);
     let mut written = Vec::new();
-    register_font()?;
+    let font = register_font();
+    let labels = font.is_ok();
     if let Some(path) = &svg {
-        let root = SVGBackend::new(path, (1000, 600)).into_drawing_area();
-        draw(root, &data, start, &title).map_err(|e| chart_error(path, e))?;
+        // SVG text is laid out by the viewer; a font only sizes the labels here, so without
+        // one the chart is still drawn.
+        write_chart(path, "svg", |tmp| {
+            let root = SVGBackend::new(tmp, (1000, 600)).into_drawing_area();
+            draw(root, &data, start, &title, labels)
+        })?;
         written.push(path.clone());
     }
     if let Some(path) = &png {
-        let root = BitMapBackend::new(path, (1000, 600)).into_drawing_area();
-        draw(root, &data, start, &title).map_err(|e| chart_error(path, e))?;
+        font?;
+        write_chart(path, "png", |tmp| {
+            let root = BitMapBackend::new(tmp, (1000, 600)).into_drawing_area();
+            draw(root, &data, start, &title, true)
+        })?;
         written.push(path.clone());
     }
     let fold = summary.fold;
@@ -134,25 +142,68 @@ fn chart_error(path: &Path, e: impl std::fmt::Display) -> CliError {
     CliError::Other(format!("cannot draw {}: {e}", path.display()))
 }
 
-/// Loads the labels' font (plotters keeps it for the process).
-fn register_font() -> Result<()> {
-    let named = std::env::var_os("TIERSTATE_FONT").map(PathBuf::from);
-    let path = named
-        .clone()
-        .into_iter()
-        .chain(FONTS.iter().map(PathBuf::from))
-        .find(|p| p.is_file())
-        .ok_or_else(|| {
-            CliError::Other(
-                "no TrueType font for the chart's labels: install fonts-dejavu-core or set TIERSTATE_FONT=/path/to/font.ttf"
-                    .into(),
-            )
-        })?;
-    let bytes = std::fs::read(&path).map_err(|e| CliError::io(&path, e))?;
-    // plotters keeps registered fonts for the life of the process.
-    let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
-    plotters::style::register_font("sans-serif", FontStyle::Normal, bytes)
-        .map_err(|_| CliError::Other(format!("{} is not a usable TrueType font", path.display())))
+/// Checks that `path` suits the format (`.svg`/`.png`, any case, or no extension) before
+/// anything is drawn.
+///
+/// # Errors
+/// `Usage` naming the file and the format it would get.
+pub fn check_chart_path(path: &Path, format: &str) -> Result<()> {
+    match path.extension().and_then(|e| e.to_str()) {
+        None => Ok(()),
+        Some(e) if e.eq_ignore_ascii_case(format) => Ok(()),
+        Some(e) => Err(CliError::Usage(format!(
+            "{} would hold a {} chart but ends in .{e}: name it .{format} (or drop the extension)",
+            path.display(),
+            format.to_uppercase()
+        ))),
+    }
+}
+
+/// Draws into a temporary file of the right extension beside `path` (the encoder picks the
+/// format by extension), then renames it into place: a failed draw leaves no partial file.
+fn write_chart(
+    path: &Path,
+    format: &str,
+    draw: impl FnOnce(&Path) -> std::result::Result<(), String>,
+) -> Result<()> {
+    check_chart_path(path, format)?;
+    let name = path
+        .file_name()
+        .map_or_else(|| "chart".into(), |n| n.to_string_lossy().into_owned());
+    let tmp = path.with_file_name(format!(".{name}.tmp-{}.{format}", std::process::id()));
+    let drawn = draw(&tmp).map_err(|e| chart_error(path, e));
+    let placed = drawn.and_then(|()| std::fs::rename(&tmp, path).map_err(|e| CliError::io(path, e)));
+    if placed.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    placed
+}
+
+/// Loads the labels' font once (plotters keeps it for the process): `TIERSTATE_FONT` if set
+/// (and only it), else DejaVu or Liberation Sans where Debian puts them.
+fn register_font() -> std::result::Result<(), CliError> {
+    static FONT: std::sync::OnceLock<std::result::Result<(), String>> = std::sync::OnceLock::new();
+    FONT.get_or_init(|| {
+        let path = match std::env::var_os("TIERSTATE_FONT").map(PathBuf::from) {
+            Some(p) if p.is_file() => p,
+            Some(p) => {
+                return Err(format!(
+                    "TIERSTATE_FONT={} is not a font file",
+                    p.display()
+                ));
+            }
+            None => FONTS.iter().map(PathBuf::from).find(|p| p.is_file()).ok_or_else(|| {
+                "no TrueType font for the chart's labels: install fonts-dejavu-core or set TIERSTATE_FONT=/path/to/font.ttf".to_owned()
+            })?,
+        };
+        let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        // plotters keeps registered fonts for the life of the process.
+        let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+        plotters::style::register_font("sans-serif", FontStyle::Normal, bytes)
+            .map_err(|_| format!("{} is not a usable TrueType font", path.display()))
+    })
+    .clone()
+    .map_err(CliError::Other)
 }
 
 fn draw<DB: DrawingBackend>(
@@ -160,6 +211,7 @@ fn draw<DB: DrawingBackend>(
     data: &[(f64, f64, f64)],
     start: DateTime<Utc>,
     title: &str,
+    labels: bool,
 ) -> std::result::Result<(), String>
 where
     DB::ErrorType: 'static,
@@ -178,18 +230,25 @@ where
         t.format("%H:%M:%S").to_string()
     };
 
-    let mut nav = ChartBuilder::on(&top)
-        .caption(title, ("sans-serif", 22))
+    // Without a font (an SVG drawn where none is installed) the chart has no text.
+    let mut builder = ChartBuilder::on(&top);
+    builder
         .margin(12)
         .x_label_area_size(28)
-        .y_label_area_size(80)
+        .y_label_area_size(80);
+    if labels {
+        builder.caption(title, ("sans-serif", 22));
+    }
+    let mut nav = builder
         .build_cartesian_2d(0.0..x_max, (lo - pad)..(hi + pad))
         .map_err(err)?;
-    nav.configure_mesh()
-        .x_label_formatter(&label)
-        .y_desc("NAV (USD)")
-        .draw()
-        .map_err(err)?;
+    let mut mesh = nav.configure_mesh();
+    if labels {
+        mesh.x_label_formatter(&label).y_desc("NAV (USD)");
+    } else {
+        mesh.x_labels(0).y_labels(0);
+    }
+    mesh.draw().map_err(err)?;
     nav.draw_series(LineSeries::new(data.iter().map(|d| (d.0, d.1)), &BLUE))
         .map_err(err)?;
 
@@ -199,11 +258,13 @@ where
         .y_label_area_size(80)
         .build_cartesian_2d(0.0..x_max, (dd_min * 1.05)..0.0)
         .map_err(err)?;
-    dd.configure_mesh()
-        .x_label_formatter(&label)
-        .y_desc("drawdown %")
-        .draw()
-        .map_err(err)?;
+    let mut mesh = dd.configure_mesh();
+    if labels {
+        mesh.x_label_formatter(&label).y_desc("drawdown %");
+    } else {
+        mesh.x_labels(0).y_labels(0);
+    }
+    mesh.draw().map_err(err)?;
     dd.draw_series(
         AreaSeries::new(data.iter().map(|d| (d.0, d.2)), 0.0, RED.mix(0.3)).border_style(RED),
     )

@@ -13,7 +13,8 @@ use tierstate::strategy::{StrategyState, StrategyStore};
 
 use crate::error::Result;
 use crate::out::{Report, table, time};
-use crate::records::{deployment, parse_time};
+use crate::error::CliError;
+use crate::records::{deployment, parse_time, require_deployment};
 
 /// A serde enum's wire name (`partially_filled`), as the JSON output spells it.
 pub fn name<T: Serialize>(v: &T) -> String {
@@ -31,6 +32,7 @@ fn opt<T: ToString>(v: Option<T>) -> String {
 /// `orders ID [--open]`: each intent beside its actual order.
 pub async fn orders(store: &Arc<dyn StateStore>, id: &str, open: bool) -> Result<Report> {
     let id = deployment(id)?;
+    require_deployment(store, &id).await?;
     let o = OrderStore::new(store.clone(), &id);
     let mut actuals: BTreeMap<String, _> = o
         .actuals(None, None)
@@ -55,8 +57,10 @@ pub async fn orders(store: &Arc<dyn StateStore>, id: &str, open: bool) -> Result
             spec.size.to_string(),
             name(&i.intent.status),
             a.as_ref().map_or("-".into(), |a| name(&a.order.status)),
-            a.as_ref()
-                .map_or("-".into(), |a| a.order.filled().to_string()),
+            // What the intent has bought or sold its way, across every placement.
+            a.as_ref().map_or("-".into(), |a| {
+                a.order.filled_toward(&spec.symbol, spec.side).to_string()
+            }),
             a.as_ref().map_or("-".into(), |a| name(&a.recon)),
             a.as_ref()
                 .and_then(|a| a.order.exchange_order_id.clone())
@@ -111,8 +115,12 @@ pub async fn ledger(
     limit: usize,
 ) -> Result<Report> {
     let id = deployment(id)?;
+    if limit == 0 {
+        return Err(CliError::Usage("--limit must be at least 1".into()));
+    }
+    require_deployment(store, &id).await?;
     let ledger = Ledger::new(store.clone(), &id);
-    let mut q = LedgerQuery::newest(limit.max(1));
+    let mut q = LedgerQuery::newest(limit);
     q.since = since.map(parse_time).transpose()?;
     let page = ledger.entries(&q).await?;
     let stats = ledger.stats().await?;
@@ -168,6 +176,7 @@ pub async fn ledger(
 /// `positions ID`: the latest positions snapshot and the holdings in the state.
 pub async fn positions(store: &Arc<dyn StateStore>, id: &str) -> Result<Report> {
     let id = deployment(id)?;
+    require_deployment(store, &id).await?;
     let s = StrategyStore::<StrategyState>::new(store.clone(), &id);
     let snap = s.positions(None).await?;
     let holdings = s.load().await?.map(|c| c.state.portfolio);

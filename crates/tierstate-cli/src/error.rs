@@ -34,6 +34,12 @@ pub enum CliError {
     /// `verify` found damage (it has printed each finding).
     #[error("{0} damaged record(s) found")]
     Damaged(u64),
+    /// A read found damage: its report is printed, then the error.
+    #[error("{1} damaged record(s) found")]
+    DamagedReport(crate::out::Report, u64),
+    /// Stopped by Ctrl-C (exit 130); what it says was already printed.
+    #[error("stopped by Ctrl-C")]
+    Interrupted,
     /// Something else, said in one line.
     #[error("{0}")]
     Other(String),

@@ -13,37 +13,113 @@ use tierstate::{JournalQuery, Name, StateStore, StreamAddr};
 
 use crate::chart::series;
 use crate::error::{CliError, Result};
-use crate::out::{Report, time};
-use crate::records::{deployment, streams};
+use crate::out::Report;
+use crate::records::{deployment, require_deployment, streams};
 
 /// Entries read per page.
 const PAGE: usize = 5_000;
 
+/// The files an export writes, in order.
+const FILES: [&str; 5] = [
+    "trades.csv",
+    "positions.csv",
+    "metrics.csv",
+    "nav.csv",
+    "ledger.csv",
+];
+
+/// A time with microseconds (two events in one millisecond stay apart and in order).
+fn time_us(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+/// One CSV file being written under a temporary name in its directory; renamed into place by
+/// [`Sheet::finish`] only once every file is complete, and removed if dropped before that.
 struct Sheet {
+    tmp: std::path::PathBuf,
     path: std::path::PathBuf,
-    w: csv::Writer<std::fs::File>,
+    w: Option<csv::Writer<std::fs::File>>,
     rows: u64,
 }
 
 impl Sheet {
     fn create(dir: &Path, name: &str, header: &[&str]) -> Result<Self> {
         let path = dir.join(name);
-        let mut w = csv::Writer::from_path(&path).map_err(|e| csv_error(&path, e))?;
-        w.write_record(header).map_err(|e| csv_error(&path, e))?;
-        Ok(Self { path, w, rows: 0 })
+        let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+        let file = std::fs::File::create(&tmp).map_err(|e| CliError::io(&tmp, e))?;
+        let mut sheet = Self {
+            tmp,
+            path,
+            w: Some(csv::Writer::from_writer(file)),
+            rows: 0,
+        };
+        sheet.write(header)?;
+        Ok(sheet)
+    }
+
+    fn write<S: AsRef<[u8]>>(&mut self, cells: &[S]) -> Result<()> {
+        let tmp = self.tmp.clone();
+        match &mut self.w {
+            Some(w) => w.write_record(cells).map_err(|e| csv_error(&tmp, e)),
+            None => Ok(()),
+        }
     }
 
     fn row(&mut self, cells: &[String]) -> Result<()> {
         self.rows += 1;
-        self.w
-            .write_record(cells)
-            .map_err(|e| csv_error(&self.path, e))
+        self.write(cells)
     }
 
-    fn finish(mut self) -> Result<(String, u64)> {
-        self.w.flush().map_err(|e| CliError::io(&self.path, e))?;
-        Ok((self.path.display().to_string(), self.rows))
+    /// Flushes and syncs the temporary file; it is renamed by [`publish`].
+    fn finish(mut self) -> Result<Finished> {
+        let w = self.w.take().ok_or_else(|| CliError::Other("sheet written twice".into()))?;
+        let file = w
+            .into_inner()
+            .map_err(|e| CliError::io(&self.tmp, e.into_error()))?;
+        file.sync_all().map_err(|e| CliError::io(&self.tmp, e))?;
+        Ok(Finished {
+            tmp: std::mem::take(&mut self.tmp),
+            path: std::mem::take(&mut self.path),
+            rows: self.rows,
+        })
     }
+}
+
+impl Drop for Sheet {
+    fn drop(&mut self) {
+        if !self.tmp.as_os_str().is_empty() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// A complete file under its temporary name.
+struct Finished {
+    tmp: std::path::PathBuf,
+    path: std::path::PathBuf,
+    rows: u64,
+}
+
+impl Drop for Finished {
+    fn drop(&mut self) {
+        if !self.tmp.as_os_str().is_empty() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// Renames every finished file into place: the export appears whole or not at all.
+fn publish(files: &mut [Finished], dir: &Path) -> Result<Vec<(String, u64)>> {
+    let mut out = Vec::new();
+    for f in files.iter_mut() {
+        std::fs::rename(&f.tmp, &f.path).map_err(|e| CliError::io(&f.path, e))?;
+        f.tmp = std::path::PathBuf::new();
+        out.push((f.path.display().to_string(), f.rows));
+    }
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(out)
 }
 
 fn csv_error(path: &Path, e: csv::Error) -> CliError {
@@ -70,13 +146,63 @@ async fn each_entry(
     Ok(())
 }
 
-/// Writes the five files.
+/// Writes the five files: each under a temporary name first, then all renamed into place, so
+/// an error or an interruption leaves no partial file. Existing files are refused unless
+/// `force`.
 ///
 /// # Errors
-/// `Io` naming the directory or file; `Store`/`Accounting` if a read fails.
-pub async fn csv(store: &Arc<dyn StateStore>, id: &str, dir: &Path) -> Result<Report> {
+/// `Other` for a deployment that holds nothing or files that exist; `Io` naming the
+/// directory or file; `Store`/`Accounting` if a read fails or finds damage.
+pub async fn csv(store: &Arc<dyn StateStore>, id: &str, dir: &Path, force: bool) -> Result<Report> {
     let id = deployment(id)?;
+    require_deployment(store, &id).await?;
+    let taken: Vec<String> = FILES
+        .iter()
+        .map(|f| dir.join(f))
+        .filter(|p| p.exists())
+        .map(|p| p.display().to_string())
+        .collect();
+    if !taken.is_empty() && !force {
+        return Err(CliError::Usage(format!(
+            "{} already exist(s): pass --force to overwrite",
+            taken.join(", ")
+        )));
+    }
+    let created = !dir.exists();
     std::fs::create_dir_all(dir).map_err(|e| CliError::io(dir, e))?;
+    let written = write_all(store, &id, dir).await;
+    let mut files = match written {
+        Ok(f) => f,
+        Err(e) => {
+            if created {
+                let _ = std::fs::remove_dir(dir); // only if empty: nothing of ours is left
+            }
+            return Err(e);
+        }
+    };
+    let files = publish(&mut files, dir)?;
+    let mut text = String::new();
+    for (f, n) in &files {
+        text.push_str(&format!("wrote {f} ({n} rows)\n"));
+    }
+    Ok(Report {
+        text,
+        json: json!(
+            files
+                .iter()
+                .map(|(f, n)| json!({"file": f, "rows": n}))
+                .collect::<Vec<_>>()
+        ),
+    })
+}
+
+/// Writes every file under its temporary name.
+async fn write_all(
+    store: &Arc<dyn StateStore>,
+    id: &tierstate::DeploymentId,
+    dir: &Path,
+) -> Result<Vec<Finished>> {
+    let id = id.clone();
     let mut files = Vec::new();
 
     let strategy = StrategyStore::<StrategyState>::new(store.clone(), &id);
@@ -90,7 +216,7 @@ pub async fn csv(store: &Arc<dyn StateStore>, id: &str, dir: &Path) -> Result<Re
         let page = strategy.trades(from, PAGE).await?;
         for t in &page {
             trades.row(&[
-                time(t.time),
+                time_us(t.time),
                 t.trade_id.clone(),
                 t.symbol.clone(),
                 crate::domain::name(&t.side),
@@ -125,7 +251,7 @@ pub async fn csv(store: &Arc<dyn StateStore>, id: &str, dir: &Path) -> Result<Re
             })?;
         for p in &snap.positions {
             positions.row(&[
-                time(snap.time),
+                time_us(snap.time),
                 p.symbol.clone(),
                 p.size.to_string(),
                 p.avg_price.to_string(),
@@ -146,8 +272,13 @@ pub async fn csv(store: &Arc<dyn StateStore>, id: &str, dir: &Path) -> Result<Re
             stream: s.clone(),
         };
         each_entry(store, &addr, |e| {
-            let v = e.value.get("value").cloned().unwrap_or_default();
-            metrics.row(&[time(e.event_time), metric.clone(), v.to_string()])
+            // Decimal text (0.000007, never 7e-6): a float's shortest exact form.
+            let v = e
+                .value
+                .get("value")
+                .and_then(serde_json::Value::as_f64)
+                .ok_or_else(|| CliError::Other(format!("{addr} #{}: holds no value", e.seq)))?;
+            metrics.row(&[time_us(e.event_time), metric.clone(), format!("{v}")])
         })
         .await?;
     }
@@ -155,7 +286,7 @@ pub async fn csv(store: &Arc<dyn StateStore>, id: &str, dir: &Path) -> Result<Re
 
     let mut nav = Sheet::create(dir, "nav.csv", &["time", "seq", "nav"])?;
     for p in series(&Portfolio::new(store.clone(), &id)).await? {
-        nav.row(&[time(p.time), p.seq.to_string(), p.value.to_string()])?;
+        nav.row(&[time_us(p.time), p.seq.to_string(), p.value.to_string()])?;
     }
     files.push(nav.finish()?);
 
@@ -192,7 +323,7 @@ pub async fn csv(store: &Arc<dyn StateStore>, id: &str, dir: &Path) -> Result<Re
         let e = &s.entry;
         ledger.row(&[
             s.seq.to_string(),
-            time(e.time),
+            time_us(e.time),
             e.id.clone(),
             e.intent_type.clone(),
             cell(e.token_in.clone()),
@@ -203,19 +334,22 @@ pub async fn csv(store: &Arc<dyn StateStore>, id: &str, dir: &Path) -> Result<Re
             e.success.to_string(),
         ])?;
     }
-    files.push(ledger.finish()?);
-
-    let mut text = String::new();
-    for (f, n) in &files {
-        text.push_str(&format!("wrote {f} ({n} rows)\n"));
+    // The ledger is read through its time index: what that index returned must be every
+    // entry the journal holds (its head counts them).
+    let ledger_stream = StreamAddr {
+        deployment_id: id.clone(),
+        stream: Name::stream(tierstate::accounting::LEDGER)?,
+    };
+    let held = store
+        .journal_info(&ledger_stream)
+        .await?
+        .map_or(0, |i| i.count);
+    if ledger.rows != held {
+        return Err(CliError::Other(format!(
+            "{id} ledger: the journal holds {held} entries but {} were read (a missing entry, or a writer committing meanwhile): nothing was written; run verify",
+            ledger.rows
+        )));
     }
-    Ok(Report {
-        text,
-        json: json!(
-            files
-                .iter()
-                .map(|(f, n)| json!({"file": f, "rows": n}))
-                .collect::<Vec<_>>()
-        ),
-    })
+    files.push(ledger.finish()?);
+    Ok(files)
 }

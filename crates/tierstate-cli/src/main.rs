@@ -135,7 +135,8 @@ enum Command {
         #[arg(long)]
         png: Option<std::path::PathBuf>,
     },
-    /// Writes trades, positions, metrics, NAV and ledger as CSV files into a directory.
+    /// Writes trades, positions, metrics, NAV and ledger as CSV files into a directory: all
+    /// of them or none (each is written under a temporary name, then renamed).
     Export {
         /// The deployment.
         id: String,
@@ -144,6 +145,9 @@ enum Command {
         format: String,
         /// The directory (created if missing).
         dir: std::path::PathBuf,
+        /// Overwrite files an earlier export left there.
+        #[arg(long)]
+        force: bool,
     },
     /// Upgrades the database's own schema in place (`--dry-run` shows the steps).
     Migrate {
@@ -156,8 +160,13 @@ enum Command {
     Demo(demo::DemoArgs),
 }
 
+/// The exit code of a command stopped by Ctrl-C (128 + SIGINT), as shells report it.
+const INTERRUPTED: u8 = 130;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Damage inside redb's own structures is reported as an error, not a panic message.
+    tierstate_redb::quiet_engine_panics();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -176,6 +185,12 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Ok(None) => ExitCode::SUCCESS,
+        Err(CliError::Interrupted) => ExitCode::from(INTERRUPTED),
+        Err(CliError::DamagedReport(report, n)) => {
+            report.print(json);
+            eprintln!("error: {n} damaged record(s) found");
+            ExitCode::FAILURE
+        }
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
@@ -189,9 +204,47 @@ async fn run(cli: Cli) -> Result<Option<Report>> {
         Command::Demo(args) => demo::run(&url, args).await.map(|()| None),
         Command::Migrate { dry_run } => migrate::run(&url, dry_run).await.map(Some),
         read => {
-            let store = url.open(false).await?;
-            query(read, &store, cli.json).await
+            // Bad arguments are refused before anything is opened.
+            check_arguments(&read)?;
+            let store = url.open_read().await?;
+            // Ctrl-C stops a read (an export leaves no file behind) with exit 130.
+            tokio::select! {
+                r = query(read, &store, cli.json) => r,
+                _ = tokio::signal::ctrl_c() => {
+                    eprintln!("stopped by Ctrl-C");
+                    Err(CliError::Interrupted)
+                }
+            }
         }
+    }
+}
+
+/// Refuses arguments that cannot work, before the database is opened.
+fn check_arguments(command: &Command) -> Result<()> {
+    match command {
+        Command::Export { format, .. } if format != "csv" => Err(CliError::Usage(format!(
+            "unknown export format {format:?}: only csv is built (see the README on Parquet)"
+        ))),
+        Command::Nav { svg, png, .. } => {
+            if svg.is_none() && png.is_none() {
+                return Err(CliError::Usage(
+                    "name a file: --svg FILE or --png FILE".into(),
+                ));
+            }
+            if let Some(p) = svg {
+                chart::check_chart_path(p, "svg")?;
+            }
+            if let Some(p) = png {
+                chart::check_chart_path(p, "png")?;
+            }
+            Ok(())
+        }
+        Command::History { limit: 0, .. }
+        | Command::Ledger { limit: 0, .. }
+        | Command::At { limit: 0, .. } => {
+            Err(CliError::Usage("--limit must be at least 1".into()))
+        }
+        _ => Ok(()),
     }
 }
 
@@ -223,14 +276,7 @@ async fn query(
             return Ok(None);
         }
         Command::Nav { id, svg, png } => chart::nav(store, &id, svg, png).await?,
-        Command::Export { id, format, dir } => {
-            if format != "csv" {
-                return Err(CliError::Usage(format!(
-                    "unknown export format {format:?}: only csv is built (see the README on Parquet)"
-                )));
-            }
-            export::csv(store, &id, &dir).await?
-        }
+        Command::Export { id, dir, force, .. } => export::csv(store, &id, &dir, force).await?,
         Command::Demo(_) | Command::Migrate { .. } => {
             return Err(CliError::Other("not a read command".into()));
         }

@@ -21,7 +21,8 @@ pub async fn run(url: &Url, dry_run: bool) -> Result<Report> {
     {
         return Err(CliError::Missing(p.to_owned()));
     }
-    let (name, found, latest, steps): (String, String, String, Vec<String>) = match url {
+    // (shown URL, schema found (`None`: no tierstate tables yet), latest, steps)
+    let (name, found, latest, steps): (String, Option<u64>, u64, Vec<String>) = match url {
         Url::Sqlite(path) => {
             let (found, steps) = tierstate_sqlite::pending_steps(path)?;
             let steps = steps
@@ -30,8 +31,8 @@ pub async fn run(url: &Url, dry_run: bool) -> Result<Report> {
                 .collect();
             (
                 url.shown(),
-                found.to_string(),
-                tierstate_sqlite::SCHEMA_VERSION.to_string(),
+                Some(u64::from(found)),
+                u64::from(tierstate_sqlite::SCHEMA_VERSION),
                 steps,
             )
         }
@@ -46,8 +47,8 @@ pub async fn run(url: &Url, dry_run: bool) -> Result<Report> {
             }
             (
                 url.shown(),
-                found.map_or_else(|| "none".into(), |v| v.to_string()),
-                tierstate_redb::FORMAT_VERSION.to_string(),
+                found.map(u64::from),
+                u64::from(tierstate_redb::FORMAT_VERSION),
                 steps,
             )
         }
@@ -63,10 +64,16 @@ pub async fn run(url: &Url, dry_run: bool) -> Result<Report> {
                 .iter()
                 .map(|(v, d)| format!("migration {v}: {d}"))
                 .collect();
-            (url.shown(), found.to_string(), latest.to_string(), steps)
+            (
+                url.shown(),
+                Some(u64::try_from(found).unwrap_or(0)),
+                u64::try_from(latest).unwrap_or(0),
+                steps,
+            )
         }
     };
-    let mut text = format!("{name}: schema {found}, latest {latest}\n");
+    let shown_found = found.map_or_else(|| "none".to_owned(), |v| v.to_string());
+    let mut text = format!("{name}: schema {shown_found}, latest {latest}\n");
     for s in &steps {
         text.push_str(&format!("  {s}\n"));
     }

@@ -5,8 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tierstate::{
-    PostgresConfig, PostgresStore, RedbConfig, RedbStore, Sharing, SqliteConfig, SqliteStore,
-    StateStore,
+    PostgresConfig, PostgresStore, RedbConfig, RedbStore, SqliteConfig, SqliteStore, StateStore,
 };
 
 use crate::error::{CliError, Result};
@@ -72,35 +71,66 @@ impl Url {
         }
     }
 
-    /// Opens the store. With `create` false a missing file is an error instead of a new
-    /// database: a read command never leaves an empty file behind a typo.
+    /// Opens the store for a read command: read-only, so nothing is created, upgraded, locked
+    /// or written, on a read-only file too, beside a running writer.
     ///
     /// # Errors
-    /// `Missing`; `Store` for a file that is not a tierstate database, a lock held by another
-    /// process, or a server that cannot be reached.
-    pub async fn open(&self, create: bool) -> Result<Arc<dyn StateStore>> {
-        if let Some(path) = self.file()
-            && !create
-            && !path.exists()
-        {
-            return Err(CliError::Missing(path.to_owned()));
+    /// `Missing` for a file that is not there; `Store` for a file that is not a tierstate
+    /// database, an older schema (naming `migrate`), a newer one, a redb file another process
+    /// has open, or a server that cannot be reached.
+    pub async fn open_read(&self) -> Result<Arc<dyn StateStore>> {
+        self.require_file()?;
+        Ok(match self {
+            Self::Sqlite(p) => {
+                Arc::new(SqliteStore::open(SqliteConfig::new(p).read_only(true)).await?)
+            }
+            Self::Redb(p) => Arc::new(RedbStore::open_read_only(p.clone()).await?),
+            Self::Postgres { .. } => Arc::new(
+                PostgresStore::connect(self.postgres_config()?.read_only(true)).await?,
+            ),
+        })
+    }
+
+    /// Opens the store for a command that writes (the demo): the embedded file exclusively
+    /// (a second writer is refused), created if `create`.
+    ///
+    /// # Errors
+    /// As [`Url::open_read`], and `Locked` if another process holds the file.
+    pub async fn open_write(&self, create: bool) -> Result<Arc<dyn StateStore>> {
+        if !create {
+            self.require_file()?;
         }
         Ok(match self {
-            // Shared: the CLI can read a file the demo is writing.
-            Self::Sqlite(p) => {
-                Arc::new(SqliteStore::open(SqliteConfig::new(p).sharing(Sharing::Shared)).await?)
-            }
+            Self::Sqlite(p) => Arc::new(SqliteStore::open(SqliteConfig::new(p)).await?),
             Self::Redb(p) => Arc::new(RedbStore::open(RedbConfig::new(p)).await?),
-            Self::Postgres { url, schema } => {
-                let mut config = PostgresConfig::new(url.clone())
-                    .application_name("tierstate-cli")
-                    .max_connections(4);
-                if let Some(s) = schema {
-                    config = config.schema(s)?;
-                }
-                Arc::new(PostgresStore::connect(config).await?)
+            Self::Postgres { .. } => {
+                Arc::new(PostgresStore::connect(self.postgres_config()?).await?)
             }
         })
+    }
+
+    fn require_file(&self) -> Result<()> {
+        match self.file() {
+            Some(path) if !path.exists() => Err(CliError::Missing(path.to_owned())),
+            _ => Ok(()),
+        }
+    }
+
+    /// The PostgreSQL settings of this URL.
+    ///
+    /// # Errors
+    /// `Store` for a bad schema name; `Other` if this is not a PostgreSQL URL.
+    pub fn postgres_config(&self) -> Result<PostgresConfig> {
+        let Self::Postgres { url, schema } = self else {
+            return Err(CliError::Other(format!("{} is not PostgreSQL", self.shown())));
+        };
+        let mut config = PostgresConfig::new(url.clone())
+            .application_name("tierstate-cli")
+            .max_connections(4);
+        if let Some(s) = schema {
+            config = config.schema(s)?;
+        }
+        Ok(config)
     }
 }
 

@@ -12,8 +12,6 @@ use crate::out::{Report, table, time};
 
 /// Catalog pages (collections and streams are listed this many at a time).
 const PAGE: usize = 1_000;
-/// Journals named in `inspect` before the rest are counted.
-const STREAMS_SHOWN: usize = 12;
 
 /// Parses a deployment id, refusing bad ones with the rule they break.
 pub fn deployment(id: &str) -> Result<DeploymentId> {
@@ -29,13 +27,6 @@ pub fn parse_time(s: &str) -> Result<DateTime<Utc>> {
                 "{s:?} is not an RFC 3339 time ({e}); e.g. 2026-11-21T14:03:07Z"
             ))
         })
-}
-
-async fn current(store: &Arc<dyn StateStore>, id: &DeploymentId) -> Result<StateData> {
-    store
-        .get(id)
-        .await?
-        .ok_or_else(|| CliError::Other(format!("no deployment {id}")))
 }
 
 fn state_bytes(d: &StateData) -> usize {
@@ -68,11 +59,27 @@ pub async fn streams(store: &Arc<dyn StateStore>, id: &DeploymentId) -> Result<V
     }
 }
 
-/// Every deployment id.
+/// Fails with "no deployment ID" unless the deployment holds some record (a state, a
+/// document or a journal): a command on a typo says so instead of printing nothing.
+///
+/// # Errors
+/// `Other` naming the deployment; `Store` if the store fails.
+pub async fn require_deployment(store: &Arc<dyn StateStore>, id: &DeploymentId) -> Result<()> {
+    let found = matches!(store.get(id).await, Ok(Some(_)) | Err(tierstate::Error::Integrity { .. }))
+        || !store.collections(id, None, 1).await?.is_empty()
+        || !store.streams(id, None, 1).await?.is_empty();
+    if found {
+        Ok(())
+    } else {
+        Err(CliError::Other(format!("no deployment {id}")))
+    }
+}
+
+/// Every deployment holding any record (a state, a document or a journal).
 pub async fn deployments(store: &Arc<dyn StateStore>) -> Result<Vec<DeploymentId>> {
     let mut out: Vec<DeploymentId> = Vec::new();
     loop {
-        let page = store.list(out.last(), PAGE).await?;
+        let page = store.deployments(out.last(), PAGE).await?;
         let done = page.len() < PAGE;
         out.extend(page);
         if done {
@@ -81,52 +88,52 @@ pub async fn deployments(store: &Arc<dyn StateStore>) -> Result<Vec<DeploymentId
     }
 }
 
-/// `list`: every deployment; a damaged one is listed as damaged, not hidden.
+/// `list`: every deployment holding any record, with its state's version, schema, size and
+/// last update; a damaged state is listed as damaged (not hidden) and fails the command.
 pub async fn list(store: &Arc<dyn StateStore>) -> Result<Report> {
     let mut rows = Vec::new();
     let mut items = Vec::new();
-    let mut after: Option<DeploymentId> = None;
-    loop {
-        let page = store.scan(after.as_ref(), PAGE).await?;
-        let n = page.len();
-        for r in page {
-            match r {
-                Ok(d) => {
-                    rows.push(vec![
-                        d.deployment_id.to_string(),
-                        d.version.to_string(),
-                        d.schema_version.to_string(),
-                        state_bytes(&d).to_string(),
-                        time(d.updated_at),
-                    ]);
-                    items.push(json!({
-                        "deployment": d.deployment_id.as_str(),
-                        "version": d.version,
-                        "schema_version": d.schema_version,
-                        "bytes": state_bytes(&d),
-                        "updated_at": d.updated_at,
-                    }));
-                    after = Some(d.deployment_id);
-                }
-                Err(e) => {
-                    let id = match &e {
-                        tierstate::Error::Integrity { deployment_id, .. } => deployment_id.clone(),
-                        _ => return Err(e.into()),
-                    };
-                    rows.push(vec![
-                        id.to_string(),
-                        "DAMAGED".into(),
-                        String::new(),
-                        String::new(),
-                        e.to_string(),
-                    ]);
-                    items.push(json!({"deployment": id.as_str(), "damaged": e.to_string()}));
-                    after = Some(id);
-                }
+    let mut damaged = 0u64;
+    for id in deployments(store).await? {
+        match store.get(&id).await {
+            Ok(Some(d)) => {
+                rows.push(vec![
+                    d.deployment_id.to_string(),
+                    d.version.to_string(),
+                    d.schema_version.to_string(),
+                    state_bytes(&d).to_string(),
+                    time(d.updated_at),
+                ]);
+                items.push(json!({
+                    "deployment": d.deployment_id.as_str(),
+                    "version": d.version,
+                    "schema_version": d.schema_version,
+                    "bytes": state_bytes(&d),
+                    "updated_at": d.updated_at,
+                }));
             }
-        }
-        if n < PAGE {
-            break;
+            Ok(None) => {
+                rows.push(vec![
+                    id.to_string(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    "(no state; documents or journals only)".into(),
+                ]);
+                items.push(json!({"deployment": id.as_str(), "version": null}));
+            }
+            Err(e) if e.is_damage() => {
+                damaged += 1;
+                rows.push(vec![
+                    id.to_string(),
+                    "DAMAGED".into(),
+                    String::new(),
+                    String::new(),
+                    e.to_string(),
+                ]);
+                items.push(json!({"deployment": id.as_str(), "damaged": e.to_string()}));
+            }
+            Err(e) => return Err(e.into()),
         }
     }
     let mut text = table(
@@ -134,17 +141,56 @@ pub async fn list(store: &Arc<dyn StateStore>) -> Result<Report> {
         &rows,
     );
     text.push_str(&format!("{} deployment(s)\n", rows.len()));
-    Ok(Report {
+    let report = Report {
         text,
         json: Value::Array(items),
-    })
+    };
+    if damaged > 0 {
+        return Err(CliError::DamagedReport(report, damaged));
+    }
+    Ok(report)
+}
+
+/// Journals listed one per line; a family of more than this many (`orders.ev.*`, one per
+/// order) is summed up in one line.
+const FAMILY: usize = 5;
+
+/// The journal lines of `inspect`: each journal, or each large family of them summed up
+/// (the family's name is its members' name up to their last dot).
+fn journal_lines(journals: &[(String, u64, u64, u64)]) -> Vec<String> {
+    let family = |s: &str| s.rsplit_once('.').map(|(p, _)| p.to_owned());
+    let mut sizes: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
+    for (s, count, _, _) in journals {
+        if let Some(f) = family(s) {
+            let e = sizes.entry(f).or_default();
+            e.0 += 1;
+            e.1 += count;
+        }
+    }
+    let mut out = Vec::new();
+    let mut summed = std::collections::BTreeSet::new();
+    for (s, count, first, last) in journals {
+        match family(s) {
+            Some(f) if sizes[&f].0 > FAMILY as u64 => {
+                if summed.insert(f.clone()) {
+                    let (n, entries) = sizes[&f];
+                    out.push(format!("  {f}.*: {n} journals, {entries} entries in all"));
+                }
+            }
+            _ => out.push(format!("  {s}: {count} entries (#{first}..#{last})")),
+        }
+    }
+    out
 }
 
 /// `inspect ID`: the current state with its version, checksum, schema and tier, and the
 /// deployment's collections and journals.
 pub async fn inspect(store: &Arc<dyn StateStore>, id: &str) -> Result<Report> {
     let id = deployment(id)?;
-    let d = current(store, &id).await?;
+    require_deployment(store, &id).await?;
+    let Some(d) = store.get(&id).await? else {
+        return inspect_records_only(store, &id).await;
+    };
     let colls = collections(store, &id).await?;
     let journals = streams(store, &id).await?;
     let mut jrows = Vec::new();
@@ -159,9 +205,7 @@ pub async fn inspect(store: &Arc<dyn StateStore>, id: &str) -> Result<Report> {
         jitems.push(
             json!({"stream": s.as_str(), "first_seq": first, "last_seq": last, "count": count}),
         );
-        if jrows.len() < STREAMS_SHOWN {
-            jrows.push((s.to_string(), count, first, last));
-        }
+        jrows.push((s.to_string(), count, first, last));
     }
     let pretty = serde_json::to_string_pretty(&d.state).unwrap_or_default();
     let mut text = format!(
@@ -189,11 +233,9 @@ pub async fn inspect(store: &Arc<dyn StateStore>, id: &str) -> Result<Report> {
         }
     ));
     text.push_str(&format!("journals    {}\n", journals.len()));
-    for (s, count, first, last) in &jrows {
-        text.push_str(&format!("  {s}: {count} entries (#{first}..#{last})\n"));
-    }
-    if journals.len() > jrows.len() {
-        text.push_str(&format!("  … and {} more\n", journals.len() - jrows.len()));
+    for l in journal_lines(&jrows) {
+        text.push_str(&l);
+        text.push('\n');
     }
     text.push_str("state\n");
     text.push_str(&pretty);
@@ -216,10 +258,56 @@ pub async fn inspect(store: &Arc<dyn StateStore>, id: &str) -> Result<Report> {
     })
 }
 
+/// `inspect` of a deployment with documents or journals but no state.
+async fn inspect_records_only(store: &Arc<dyn StateStore>, id: &DeploymentId) -> Result<Report> {
+    let colls = collections(store, id).await?;
+    let mut jrows = Vec::new();
+    let mut jitems = Vec::new();
+    for s in streams(store, id).await? {
+        let addr = StreamAddr {
+            deployment_id: id.clone(),
+            stream: s.clone(),
+        };
+        let info = store.journal_info(&addr).await?;
+        let (first, last, count) = info.map_or((0, 0, 0), |i| (i.first_seq, i.last_seq, i.count));
+        jitems.push(
+            json!({"stream": s.as_str(), "first_seq": first, "last_seq": last, "count": count}),
+        );
+        jrows.push((s.to_string(), count, first, last));
+    }
+    let mut text = format!(
+        "deployment  {id}\nstate       none (this deployment holds documents or journals only)\ncollections {}\njournals    {}\n",
+        if colls.is_empty() {
+            "none".to_owned()
+        } else {
+            colls.iter().map(Name::as_str).collect::<Vec<_>>().join(", ")
+        },
+        jrows.len()
+    );
+    for l in journal_lines(&jrows) {
+        text.push_str(&l);
+        text.push('\n');
+    }
+    Ok(Report {
+        text,
+        json: json!({
+            "deployment": id.as_str(),
+            "version": null,
+            "backend": store.backend(),
+            "collections": colls.iter().map(Name::as_str).collect::<Vec<_>>(),
+            "journals": jitems,
+            "state": null,
+        }),
+    })
+}
+
 /// `history ID`: retained versions, newest first.
 pub async fn history(store: &Arc<dyn StateStore>, id: &str, limit: usize) -> Result<Report> {
     let id = deployment(id)?;
-    let versions = store.history(&id, limit.max(1)).await?;
+    if limit == 0 {
+        return Err(CliError::Usage("--limit must be at least 1".into()));
+    }
+    let versions = store.history(&id, limit).await?;
     if versions.is_empty() {
         return Err(CliError::Other(format!("no deployment {id}")));
     }
@@ -297,13 +385,30 @@ pub async fn diff(store: &Arc<dyn StateStore>, id: &str, v1: u64, v2: u64) -> Re
 }
 
 /// `at ID TIME`: the state and documents as they stood at `TIME`, and how long each journal
-/// was then.
+/// was then. What retention pruned (or a journal's truncation removed) is said, part by part;
+/// the rest is shown.
 pub async fn at(store: &Arc<dyn StateStore>, id: &str, when: &str, limit: usize) -> Result<Report> {
     let id = deployment(id)?;
     let t = parse_time(when)?;
-    let state = store.get_as_of(&id, t).await?;
+    if limit == 0 {
+        return Err(CliError::Usage("--limit must be at least 1".into()));
+    }
+    require_deployment(store, &id).await?;
+    let head = store.get(&id).await?;
     let mut text = format!("{id} as of {}\n", time(t));
     let mut docs_json = Vec::new();
+    let mut pruned = Vec::new();
+    let state = match store.get_as_of(&id, t).await {
+        Ok(s) => s,
+        Err(tierstate::Error::NotRetained { .. }) => {
+            match &head {
+                Some(h) if h.created_at > t => {}
+                _ => pruned.push("state".to_owned()),
+            }
+            None
+        }
+        Err(e) => return Err(e.into()),
+    };
     match &state {
         Some(d) => text.push_str(&format!(
             "state v{} (committed {})\n{}\n",
@@ -311,21 +416,40 @@ pub async fn at(store: &Arc<dyn StateStore>, id: &str, when: &str, limit: usize)
             time(d.updated_at),
             serde_json::to_string_pretty(&d.state).unwrap_or_default()
         )),
+        None if !pruned.is_empty() => {
+            let oldest = store.history(&id, usize::MAX).await?.pop();
+            text.push_str(&match oldest {
+                Some(o) => format!(
+                    "state: pruned (retention keeps the newest versions; the oldest kept is v{}, committed {})\n",
+                    o.version,
+                    time(o.updated_at)
+                ),
+                None => "state: pruned by retention\n".to_owned(),
+            });
+        }
         None => text.push_str("state: did not exist yet\n"),
     }
     for c in collections(store, &id).await? {
-        let page = store.list_documents(&id, &c, None, limit.max(1)).await?;
+        let page = store.list_documents(&id, &c, None, limit).await?;
         let mut shown = Vec::new();
+        let mut gone = 0;
         for doc in page {
             let doc = doc?;
-            if let Some(then) = store.document_as_of(&doc.address, t).await? {
-                shown.push(then);
+            match store.document_as_of(&doc.address, t).await {
+                Ok(Some(then)) => shown.push(then),
+                Ok(None) => {}
+                Err(tierstate::Error::NotRetained { .. }) if doc.created_at <= t => gone += 1,
+                Err(tierstate::Error::NotRetained { .. }) => {}
+                Err(e) => return Err(e.into()),
             }
         }
-        if shown.is_empty() {
+        if gone > 0 {
+            pruned.push(format!("{gone} document(s) of {c}"));
+        }
+        if shown.is_empty() && gone == 0 {
             continue;
         }
-        text.push_str(&format!("collection {c} (first {} keys)\n", limit.max(1)));
+        text.push_str(&format!("collection {c} (first {limit} keys)\n"));
         for d in &shown {
             text.push_str(&format!(
                 "  {} v{}: {}\n",
@@ -340,6 +464,11 @@ pub async fn at(store: &Arc<dyn StateStore>, id: &str, when: &str, limit: usize)
                 "value": d.value,
             }));
         }
+        if gone > 0 {
+            text.push_str(&format!(
+                "  {gone} more: versions of then pruned by retention\n"
+            ));
+        }
     }
     let mut journals_json = Vec::new();
     let mut lines = Vec::new();
@@ -348,18 +477,21 @@ pub async fn at(store: &Arc<dyn StateStore>, id: &str, when: &str, limit: usize)
             deployment_id: id.clone(),
             stream: s.clone(),
         };
-        let upto = last_committed_by(store, &addr, t).await?;
-        journals_json.push(json!({"stream": s.as_str(), "last_seq": upto}));
+        let (upto, truncated) = last_committed_by(store, &addr, t).await?;
+        journals_json.push(json!({"stream": s.as_str(), "last_seq": upto, "truncated_before": truncated}));
+        if let Some(first) = truncated {
+            pruned.push(format!("{s} before #{first}"));
+        }
         if upto > 0 {
-            lines.push(format!("  {s}: through #{upto}\n"));
+            lines.push((s.to_string(), upto, 0, upto));
         }
     }
     text.push_str(&format!("journals with entries by then: {}\n", lines.len()));
-    for l in lines.iter().take(STREAMS_SHOWN) {
-        text.push_str(l);
+    for (s, upto, _, _) in &lines {
+        text.push_str(&format!("  {s}: through #{upto}\n"));
     }
-    if lines.len() > STREAMS_SHOWN {
-        text.push_str(&format!("  … and {} more\n", lines.len() - STREAMS_SHOWN));
+    if !pruned.is_empty() {
+        text.push_str(&format!("not retained as of then: {}\n", pruned.join("; ")));
     }
     Ok(Report {
         text,
@@ -369,19 +501,21 @@ pub async fn at(store: &Arc<dyn StateStore>, id: &str, when: &str, limit: usize)
             "state": state.map(|d| json!({"version": d.version, "updated_at": d.updated_at, "state": d.state})),
             "documents": docs_json,
             "journals": journals_json,
+            "not_retained": pruned,
         }),
     })
 }
 
-/// The last sequence number of `stream` committed at or before `t` (0: none): a binary search
-/// of point reads, commit times never decreasing along a stream.
+/// The last sequence number of `stream` committed at or before `t` (0: none), and whether
+/// truncation removed entries that may have been there then (`Some(first retained)`): a
+/// binary search of point reads, commit times never decreasing along a stream.
 async fn last_committed_by(
     store: &Arc<dyn StateStore>,
     stream: &StreamAddr,
     t: DateTime<Utc>,
-) -> Result<u64> {
+) -> Result<(u64, Option<u64>)> {
     let Some(info) = store.journal_info(stream).await? else {
-        return Ok(0);
+        return Ok((0, None));
     };
     let (mut lo, mut hi, mut found) = (info.first_seq, info.last_seq, 0);
     while lo <= hi && hi > 0 {
@@ -405,5 +539,8 @@ async fn last_committed_by(
             hi = mid - 1;
         }
     }
-    Ok(found)
+    // Nothing retained was committed by then, but entries before the first retained one were
+    // removed: what the journal held then is gone.
+    let truncated = (found == 0 && info.first_seq > 1).then_some(info.first_seq);
+    Ok((found, truncated))
 }

@@ -49,7 +49,7 @@ async fn open(db: &str) -> Arc<dyn StateStore> {
 }
 
 /// Checks the books against the venue, independently of the demo's own audit.
-async fn books_agree_with_the_venue(db: &str, venue_file: &Path) {
+async fn books_agree_with_the_venue(db: &str, venue_file: &Path, ticks: u64) {
     let venue = SimExchange::durable(venue_file, FaultPlan::none(), Duration::ZERO).unwrap();
     let accepted = venue.accepted();
     assert!(!accepted.is_empty());
@@ -86,7 +86,7 @@ async fn books_agree_with_the_venue(db: &str, venue_file: &Path) {
     let position = cp.state.portfolio.positions["ETH-USD"];
     assert_eq!(position, booked);
     assert_eq!(position, venue_position);
-    assert_eq!(cp.state.runtime["tick"].as_u64(), TICKS.parse().ok());
+    assert_eq!(cp.state.runtime["tick"].as_u64(), Some(ticks));
     let stats = Ledger::new(store.clone(), &id).stats().await.unwrap();
     assert_eq!(
         stats.count,
@@ -153,7 +153,7 @@ fn killed_and_resumed(scheme: &str, faults: &str) {
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(books_agree_with_the_venue(&db, &venue));
+    rt.block_on(books_agree_with_the_venue(&db, &venue, total));
     let v = tierstate(&["--db", &db, "verify"]);
     assert_eq!(v.code, 0, "{}{}", v.stdout, v.stderr);
     assert!(v.stdout.contains("no damage found"));
@@ -203,8 +203,10 @@ fn ctrl_c_stops_between_ticks_and_the_next_run_resumes() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr),
     );
-    assert!(out.status.success(), "{stdout}{stderr}");
+    // Interrupted, as shells report SIGINT: 130, not success.
+    assert_eq!(out.status.code(), Some(130), "{stdout}{stderr}");
     assert!(stderr.contains("stopped by Ctrl-C"), "{stderr}");
+    assert!(stdout.contains("audit:"), "the summary is still printed: {stdout}");
     let out = demo(&db, &venue).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success());
@@ -213,7 +215,7 @@ fn ctrl_c_stops_between_ticks_and_the_next_run_resumes() {
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(books_agree_with_the_venue(&db, &venue));
+    rt.block_on(books_agree_with_the_venue(&db, &venue, committed_tick(&db)));
 }
 
 #[test]
@@ -236,7 +238,7 @@ fn a_run_refuses_a_venue_it_did_not_trade_on() {
     assert_eq!(ran(&a, &venue).code, 0);
     // Another database on that venue would book fills that are not its own.
     let e = common::one_line_error(&ran(&b, &venue));
-    assert!(e.contains("never placed"), "{e}");
+    assert!(e.contains("belongs to another database"), "{e}");
     // A started run without its venue file cannot check its orders.
     let e = common::one_line_error(&ran(&a, &dir.path().join("other.json")));
     assert!(e.contains("is missing"), "{e}");
@@ -282,4 +284,219 @@ fn the_demo_and_the_cli_work_on_postgres() {
             assert!(!r.stdout.contains(&password) && !r.stderr.contains(&password));
         }
     }
+}
+
+/// Runs `tierstate --db DB demo --ticks N --venue V …` to completion.
+fn demo_run(db: &str, venue: &Path, ticks: &str, extra: &[&str]) -> common::Run {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_tierstate"));
+    c.args(["--db", db, "demo", "--ticks", ticks, "--venue"])
+        .arg(venue)
+        .args(extra)
+        .env_remove("TIERSTATE_DB");
+    if !extra.contains(&"--seed") {
+        c.args(["--seed", "11"]);
+    }
+    if !extra.contains(&"--chart") {
+        c.arg("--chart").arg(venue.with_extension("svg"));
+    }
+    let out = c.output().unwrap();
+    common::Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Starts a slow demo and waits until it has committed a tick.
+fn running_demo(db: &str, venue: &Path) -> std::process::Child {
+    let child = demo_to(db, venue, "100000")
+        .args(["--tick-ms", "20"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while committed_tick(db) == 0 {
+        assert!(started.elapsed() < Duration::from_secs(30), "never ticked");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child
+}
+
+/// Two demos on one database: the second is refused at once, with a one-line error, and the
+/// first one's books stay in agreement with its venue.
+#[test]
+fn a_second_demo_on_the_same_database_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite:{}", dir.path().join("demo.db").display());
+    let venue = dir.path().join("venue.json");
+    let mut first = running_demo(&db, &venue);
+    // The same venue file, and another venue file: both refused while the first runs.
+    for v in [venue.clone(), dir.path().join("other.json")] {
+        let second = demo_run(&db, &v, "300", &[]);
+        let e = common::one_line_error(&second);
+        assert!(e.contains("in use"), "{e}");
+    }
+    // Another database on the first one's venue file: refused too (one process per venue).
+    let other_db = format!("sqlite:{}", dir.path().join("b.db").display());
+    let e = common::one_line_error(&demo_run(&other_db, &venue, "10", &[]));
+    assert!(e.contains("in use by another process"), "{e}");
+    Command::new("kill")
+        .args(["-INT", &first.id().to_string()])
+        .status()
+        .unwrap();
+    first.wait().unwrap();
+    // Resumed alone, the books agree with the venue.
+    let ticked = committed_tick(&db);
+    let r = demo_run(&db, &venue, &(ticked + 5).to_string(), &[]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains(": agree"), "{}", r.stdout);
+}
+
+/// A venue file of another run with the same seed (whose client order ids are the same) is
+/// refused: the file carries the identity of the database it belongs to.
+#[test]
+fn a_venue_of_another_run_with_the_same_seed_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (
+        format!("sqlite:{}", dir.path().join("a.db").display()),
+        format!("sqlite:{}", dir.path().join("b.db").display()),
+    );
+    let (va, vb) = (dir.path().join("a.json"), dir.path().join("b.json"));
+    assert_eq!(demo_run(&a, &va, "20", &[]).code, 0);
+    assert_eq!(demo_run(&b, &vb, "20", &[]).code, 0);
+    let e = common::one_line_error(&demo_run(&b, &va, "30", &[]));
+    assert!(e.contains("belongs to another database"), "{e}");
+    // Its own venue still works.
+    let r = demo_run(&b, &vb, "30", &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains(": agree"), "{}", r.stdout);
+}
+
+/// A venue whose file cannot be written stops the demo with an error (it does not trade on in
+/// memory); once the disk is back the run resumes and the books agree with the venue.
+#[test]
+fn a_venue_that_cannot_save_stops_the_demo_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite:{}", dir.path().join("demo.db").display());
+    let venue = dir.path().join("venue.json");
+    assert_eq!(demo_run(&db, &venue, "10", &[]).code, 0);
+    let before = std::fs::read(&venue).unwrap();
+    // The venue's temporary file name is taken: every save fails, as on a full disk.
+    let blocker = venue.with_extension("tmp");
+    std::fs::create_dir(&blocker).unwrap();
+    let r = demo_run(&db, &venue, "20", &[]);
+    assert_ne!(r.code, 0, "{}", r.stdout);
+    let e = r.stderr.trim_end().lines().last().unwrap_or_default().to_owned();
+    assert!(e.starts_with("error: ") && e.contains("cannot save"), "{}", r.stderr);
+    assert_eq!(std::fs::read(&venue).unwrap(), before, "the venue file changed");
+    assert_eq!(committed_tick(&db), 10, "a tick committed without its venue");
+    std::fs::remove_dir(&blocker).unwrap();
+    let r = demo_run(&db, &venue, "20", &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("tick 20/20") && r.stdout.contains(": agree"), "{}", r.stdout);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(books_agree_with_the_venue(&db, &venue, 20));
+}
+
+/// What a run says: the total already reached is not "tick 1000/10"; the next commands are
+/// printed one per line, runnable; rejected quotes are not left active; a bad deployment id
+/// or chart name creates nothing.
+#[test]
+fn the_demo_says_what_it_did_and_refuses_bad_arguments_before_creating_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("demo.db");
+    let db = format!("sqlite:{}", path.display());
+    let venue = dir.path().join("venue.json");
+    // Bad arguments: nothing is created.
+    for (args, says) in [
+        (vec!["--deployment", ""], "--deployment"),
+        (vec!["--chart", "x.jpg"], ".svg or .png"),
+        (vec!["--faults", "0.9"], "--faults"),
+    ] {
+        let e = common::one_line_error(&demo_run(&db, &venue, "5", &args));
+        assert!(e.contains(says), "{e}");
+        assert!(!path.exists() && !venue.exists(), "{args:?} created files");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "{args:?}");
+    }
+    let r = demo_run(&db, &venue, "30", &["--faults", "0.2", "--seed", "3"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let next: Vec<&str> = r
+        .stdout
+        .lines()
+        .skip_while(|l| *l != "next:")
+        .skip(1)
+        .collect();
+    assert!(next.len() >= 5, "{}", r.stdout);
+    for l in &next {
+        assert!(!l.contains('|') && !l.contains('$'), "{l}");
+        let args: Vec<&str> = l.split_whitespace().skip(1).collect();
+        let ran = tierstate(&args);
+        assert_eq!(ran.code, 0, "{l}: {}", ran.stderr);
+    }
+    // The total is reached: a smaller --ticks says so.
+    let r = demo_run(&db, &venue, "10", &["--faults", "0.2", "--seed", "3"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("already at tick 30, past --ticks 10"), "{}", r.stdout);
+    assert!(!r.stdout.contains("30/10"), "{}", r.stdout);
+    // No intent is left active beside a rejected order.
+    let o = tierstate(&["--db", &db, "--json", "orders", "mm-demo"]);
+    let orders: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    for i in orders.as_array().unwrap() {
+        if i["actual"]["status"] == "rejected" {
+            assert_ne!(i["intent"]["status"], "active", "{i}");
+        }
+    }
+    // A PNG chart when the name says PNG.
+    let png = dir.path().join("nav.png");
+    let r = demo_run(
+        &db,
+        &venue,
+        "31",
+        &["--faults", "0.2", "--seed", "3", "--chart", png.to_str().unwrap()],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let head = std::fs::read(&png).unwrap();
+    assert_eq!(&head[..8], b"\x89PNG\r\n\x1a\n", "not a PNG");
+}
+
+/// On PostgreSQL (shared by machines, so no file lock can say it) a second demo on the same
+/// deployment is refused by the deployment's writer lease, naming the process that holds it;
+/// once the first stops cleanly the deployment is free again.
+#[test]
+fn a_second_demo_on_one_postgres_deployment_is_refused_by_its_lease() {
+    let Ok(url) = std::env::var("TEST_DATABASE_URL") else {
+        assert!(
+            std::env::var_os("TIERSTATE_REQUIRE_POSTGRES").is_none(),
+            "TEST_DATABASE_URL is required here"
+        );
+        eprintln!("skipped: TEST_DATABASE_URL is not set (cargo xtask test sets it)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let schema = format!("cli_lease_{}", std::process::id());
+    let db = format!(
+        "{url}{}schema={schema}",
+        if url.contains('?') { '&' } else { '?' }
+    );
+    let mut first = running_demo(&db, &dir.path().join("a.json"));
+    let second = demo_run(&db, &dir.path().join("b.json"), "300", &[]);
+    let e = second.stderr.trim_end().lines().last().unwrap_or_default().to_owned();
+    assert_ne!(second.code, 0, "{}", second.stdout);
+    assert!(
+        e.contains("is being written by process") && e.contains(&first.id().to_string()),
+        "{}",
+        second.stderr
+    );
+    Command::new("kill")
+        .args(["-INT", &first.id().to_string()])
+        .status()
+        .unwrap();
+    first.wait().unwrap();
+    let ticked = committed_tick(&db);
+    let r = demo_run(&db, &dir.path().join("a.json"), &(ticked + 3).to_string(), &[]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
 }

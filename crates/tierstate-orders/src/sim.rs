@@ -224,6 +224,9 @@ impl SimExchange {
     /// `Rejected` naming the owner if another one claimed it; `Unavailable` if the claim
     /// cannot be saved (nothing changes).
     pub fn claim(&self, owner: &str) -> Result<(), ExchangeError> {
+        if self.owner().as_deref() == Some(owner) {
+            return Ok(()); // already this owner's: nothing to save
+        }
         self.change(|s| match &s.owner {
             Some(o) if o == owner => Ok(()),
             Some(o) => Err(ExchangeError::Rejected(format!(

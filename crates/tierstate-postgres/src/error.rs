@@ -27,7 +27,27 @@ pub(crate) fn map(e: sqlx::Error) -> Error {
     Error::Backend {
         backend: BACKEND,
         kind,
-        message: redact(&e.to_string()),
+        message: redact(&message(&e)),
         source: Some(Box::new(e)),
     }
+}
+
+/// What the server said, for people: its message, SQLSTATE and detail. sqlx's own text ends
+/// in the line of the *server's* C source that raised it ("at line 3211"), which tells an
+/// operator nothing.
+pub(crate) fn message(e: &sqlx::Error) -> String {
+    let sqlx::Error::Database(db) = e else {
+        return e.to_string();
+    };
+    let mut out = format!("error returned from database: {}", db.message());
+    if let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+        out.push_str(&format!(" (SQLSTATE {})", pg.code()));
+        if let Some(d) = pg.detail() {
+            out.push_str(&format!("; {d}"));
+        }
+        if let Some(h) = pg.hint() {
+            out.push_str(&format!("; hint: {h}"));
+        }
+    }
+    out
 }

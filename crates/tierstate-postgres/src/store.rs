@@ -104,7 +104,10 @@ fn migration_failed(e: sqlx::migrate::MigrateError) -> Error {
         kind: BackendErrorKind::Other,
         message: format!(
             "migration failed: {}",
-            crate::config::redact(&e.to_string())
+            crate::config::redact(&match &e {
+                sqlx::migrate::MigrateError::Execute(inner) => crate::error::message(inner),
+                other => other.to_string(),
+            })
         ),
         source: Some(Box::new(e)),
     }

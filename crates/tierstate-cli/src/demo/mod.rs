@@ -69,9 +69,12 @@ fn beside(url: &Url, suffix: &str) -> PathBuf {
 /// `Store` if the database fails or is damaged; `Usage` for bad options; `Io` for the venue
 /// file.
 pub async fn run(url: &Url, args: DemoArgs) -> Result<()> {
+    // Every argument is checked before anything is opened or created.
     if !(0.0..=0.5).contains(&args.faults) {
         return Err(CliError::Usage("--faults must be within 0..=0.5".into()));
     }
+    let id = tierstate::DeploymentId::new(&args.deployment)
+        .map_err(|e| CliError::Usage(format!("--deployment: {e}")))?;
     let venue_file = args
         .venue
         .clone()
@@ -80,7 +83,20 @@ pub async fn run(url: &Url, args: DemoArgs) -> Result<()> {
         .chart
         .clone()
         .unwrap_or_else(|| beside(url, "-nav.svg"));
-    let store = url.open(true).await?;
+    let chart_format = match chart.extension().and_then(|e| e.to_str()) {
+        Some(e) if e.eq_ignore_ascii_case("png") => "png",
+        Some(e) if e.eq_ignore_ascii_case("svg") => "svg",
+        _ => {
+            return Err(CliError::Usage(format!(
+                "--chart {}: name the file .svg or .png (the format follows the name)",
+                chart.display()
+            )));
+        }
+    };
+    // The database is this process's alone while it runs (a second demo is refused), and so
+    // is the venue's file.
+    let store = url.open_write(true).await?;
+    let lease = tierstate::lease::Lease::take(&*store, &id, LEASE_TTL).await?;
     let plan = if args.faults > 0.0 {
         FaultPlan::uniform(args.seed, args.faults)
     } else {
@@ -88,10 +104,15 @@ pub async fn run(url: &Url, args: DemoArgs) -> Result<()> {
     };
     let existed = venue_file.exists();
     let venue = Arc::new(
-        SimExchange::durable(&venue_file, plan, Duration::ZERO)
-            .map_err(|e| CliError::io(&venue_file, e))?,
+        SimExchange::durable(&venue_file, plan, Duration::ZERO).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::WouldBlock {
+                CliError::Other(format!("{e}: is another demo running on it?"))
+            } else {
+                CliError::io(&venue_file, e)
+            }
+        })?,
     );
-    let mut mm = MarketMaker::open(store.clone(), &args, venue.clone()).await?;
+    let mut mm = MarketMaker::open(store.clone(), &args, venue.clone(), lease).await?;
     mm.check_venue(&venue_file, existed).await?;
     let resumed = mm.tick_no();
     eprintln!(
@@ -141,43 +162,97 @@ pub async fn run(url: &Url, args: DemoArgs) -> Result<()> {
         }
     }
     bar.finish_and_clear();
+    let interrupted = stop.load(Ordering::SeqCst);
     let secs = started.elapsed().as_secs_f64();
-    if stop.load(Ordering::SeqCst) {
+    if interrupted {
         eprintln!(
             "demo: stopped by Ctrl-C after tick {} (every committed tick is kept; run again to resume)",
             mm.tick_no()
         );
     }
-    let rate = if secs > 0.0 { done as f64 / secs } else { 0.0 };
-    println!(
-        "{}: tick {}/{} ({} this run in {:.1} s, {:.0} ticks/s)",
-        args.deployment,
-        mm.tick_no(),
-        args.ticks,
-        done,
-        secs,
-        rate
-    );
-    if mm.tick_no() == 0 {
-        return Ok(());
+    if done == 0 && resumed > args.ticks {
+        println!(
+            "{}: already at tick {}, past --ticks {} (the total to reach; pass a larger one to go on)",
+            args.deployment,
+            mm.tick_no(),
+            args.ticks
+        );
+    } else if done == 0 && resumed == args.ticks {
+        println!(
+            "{}: tick {}/{} (reached before this run; --ticks is the total to reach)",
+            args.deployment,
+            mm.tick_no(),
+            args.ticks
+        );
+    } else {
+        let rate = if secs > 0.0 { done as f64 / secs } else { 0.0 };
+        println!(
+            "{}: tick {}/{} ({} this run in {:.1} s, {:.0} ticks/s)",
+            args.deployment,
+            mm.tick_no(),
+            args.ticks,
+            done,
+            secs,
+            rate
+        );
     }
-    let summary = mm.summary().await?;
+    if mm.tick_no() == 0 {
+        mm.release().await;
+        return if interrupted {
+            Err(CliError::Interrupted)
+        } else {
+            Ok(())
+        };
+    }
+    let audit = mm.summary().await;
+    mm.release().await;
+    let (summary, disagreement) = audit?;
     print!("{summary}");
-    match crate::chart::nav(&store, &args.deployment, Some(chart.clone()), None).await {
+    let drawn = match chart_format {
+        "png" => crate::chart::nav(&store, &args.deployment, None, Some(chart.clone())).await,
+        _ => crate::chart::nav(&store, &args.deployment, Some(chart.clone()), None).await,
+    };
+    match drawn {
         Ok(_) => println!("chart: {}", chart.display()),
         Err(e) => println!("chart: not written ({e})"),
     }
-    let db = match url {
-        Url::Sqlite(_) | Url::Redb(_) => format!(" --db {}", url.shown()),
-        Url::Postgres { .. } => " --db $TIERSTATE_DB".into(),
-    };
-    let dflt = url.shown() == "sqlite:tierstate-demo.db";
-    let db = if dflt { String::new() } else { db };
-    println!(
-        "next: tierstate{db} inspect {id} | verify | orders {id} --open | ledger {id} | positions {id} | nav {id} --svg nav.svg",
-        id = args.deployment
-    );
+    println!("next:");
+    for cmd in next_commands(url, &args.deployment) {
+        println!("  {cmd}");
+    }
+    if let Some(d) = disagreement {
+        return Err(CliError::Other(format!("the audit disagrees: {d}")));
+    }
+    if interrupted {
+        return Err(CliError::Interrupted);
+    }
     Ok(())
+}
+
+/// How long the demo's writer lease lasts unless a tick renews it (a demo killed on another
+/// machine blocks the deployment this long; on this one, a restart takes over at once).
+const LEASE_TTL: Duration = Duration::from_secs(10);
+
+/// The commands to look at what the run left, each runnable as printed.
+fn next_commands(url: &Url, id: &str) -> Vec<String> {
+    let db = match url {
+        _ if url.shown() == "sqlite:tierstate-demo.db" => String::new(),
+        Url::Sqlite(_) | Url::Redb(_) => format!(" --db {}", url.shown()),
+        Url::Postgres { .. } if std::env::var_os("TIERSTATE_DB").is_some() => String::new(),
+        // The URL is shown with its password masked: put it back, or export TIERSTATE_DB.
+        Url::Postgres { .. } => format!(" --db '{}'", url.shown()),
+    };
+    [
+        format!("inspect {id}"),
+        "verify".to_owned(),
+        format!("orders {id} --open"),
+        format!("ledger {id}"),
+        format!("positions {id}"),
+        format!("nav {id} --svg nav.svg"),
+    ]
+    .into_iter()
+    .map(|c| format!("tierstate{db} {c}"))
+    .collect()
 }
 
 /// Decimal with thousands kept plain, rounded for people.

@@ -19,7 +19,8 @@ use tierstate::orders::{
 use tierstate::strategy::{
     Checkpoint, Holdings, PositionRow, StrategyState, StrategyStore, Tick, Trade, TradeSide,
 };
-use tierstate::{DeploymentId, Name, StateStore, StreamAddr, WriteBatch};
+use tierstate::lease::Lease;
+use tierstate::{DeploymentId, Name, StateStore, WriteBatch};
 
 use super::market;
 use super::{DemoArgs, money};
@@ -47,6 +48,9 @@ const SKEW: Decimal = Decimal::from_parts(4, 0, 0, false, 0);
 const REQUOTE: Decimal = Decimal::from_parts(50, 0, 0, false, 2);
 /// Fee on every fill (1 bp of the notional, a maker fee).
 const FEE: Decimal = Decimal::from_parts(1, 0, 0, false, 4);
+
+/// Collection of the database's identity for its venue.
+const IDENTITY: &str = "demo.identity";
 
 /// What the strategy keeps beside its portfolio, in the state's `runtime`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -103,6 +107,8 @@ impl TickOutcome {
 /// The strategy with everything it trades and books through.
 pub struct MarketMaker {
     id: DeploymentId,
+    /// This process's writer lease on the deployment: every tick checks or renews it.
+    lease: Option<Lease>,
     store: Arc<dyn StateStore>,
     strategy: StrategyStore<StrategyState>,
     orders: OrderStore,
@@ -130,6 +136,7 @@ impl MarketMaker {
         store: Arc<dyn StateStore>,
         args: &DemoArgs,
         venue: Arc<SimExchange>,
+        lease: Lease,
     ) -> Result<Self> {
         let id = DeploymentId::new(&args.deployment)?;
         let strategy = StrategyStore::<StrategyState>::new(store.clone(), &id);
@@ -162,6 +169,7 @@ impl MarketMaker {
         Ok(Self {
             ledger: Ledger::new(store.clone(), &id),
             portfolio: Portfolio::new(store.clone(), &id),
+            lease: Some(lease),
             id,
             store,
             strategy,
@@ -180,6 +188,19 @@ impl MarketMaker {
     /// # Errors
     /// `Usage` naming the file.
     pub async fn check_venue(&self, file: &std::path::Path, existed: bool) -> Result<()> {
+        // The venue file carries the identity of the database it belongs to: another run's
+        // file (even of the same seed, whose client ids are the same) is refused.
+        let identity = self.identity().await?;
+        match self.venue.claim(&identity) {
+            Ok(()) => {}
+            Err(tierstate::orders::ExchangeError::Rejected(why)) => {
+                return Err(CliError::Usage(format!(
+                    "the venue file {} belongs to another database ({why}): pass --venue with this database's file, or a new one",
+                    file.display()
+                )));
+            }
+            Err(e) => return Err(venue_storage(&self.venue, e)),
+        }
         if self.checkpoint.is_some() && !existed {
             return Err(CliError::Usage(format!(
                 "{} has traded, but its venue file {} is missing: pass --venue with the file it traded on",
@@ -207,6 +228,49 @@ impl MarketMaker {
             )));
         }
         Ok(())
+    }
+
+    /// This database's identity for its venue: a random id stored once (before any venue is
+    /// claimed with it), so a restart after a crash claims with the same one.
+    async fn identity(&self) -> Result<String> {
+        let at = tierstate::DocAddr {
+            deployment_id: self.id.clone(),
+            collection: Name::collection(IDENTITY)?,
+            key: Name::key("venue")?,
+        };
+        if let Some(d) = self.store.get_document(&at).await? {
+            return d
+                .value
+                .get("id")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .ok_or_else(|| CliError::Other(format!("{at} holds no venue identity")));
+        }
+        let fresh = {
+            use rand::{Rng, SeedableRng};
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64);
+            let mut r = rand::rngs::StdRng::seed_from_u64(nanos ^ u64::from(std::process::id()));
+            format!("{:032x}", r.random::<u128>())
+        };
+        let mut m = Map::new();
+        m.insert("id".into(), Value::from(fresh.clone()));
+        let write = tierstate::DocWrite::new(at.clone(), tierstate::PutMode::Create, m);
+        match self.store.put_document(write).await {
+            Ok(_) => Ok(fresh),
+            Err(tierstate::Error::AlreadyExists { .. }) => Box::pin(self.identity()).await,
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Gives the writer lease up (a clean stop): the next run need not wait for it.
+    pub async fn release(&mut self) {
+        if let Some(l) = self.lease.take()
+            && let Err(e) = l.release(&*self.store).await
+        {
+            eprintln!("demo: the writer lease was not released ({e}); it expires by itself");
+        }
     }
 
     /// Ticks committed so far.
@@ -267,6 +331,13 @@ impl MarketMaker {
         // line): place, modify or cancel.
         for id in changed {
             book.venue_errors += venue_error(self.engine.reconcile_intent(&id).await)?;
+        }
+        // A venue that could not save what it did has undone it: stop before this tick books
+        // anything (the next run, disk back, redoes the tick).
+        if let Some(why) = self.venue.storage_error() {
+            return Err(CliError::Other(format!(
+                "the venue cannot save its book: {why}"
+            )));
         }
         // Book every fill not yet booked.
         let mut trades = Vec::new();
@@ -372,6 +443,13 @@ impl MarketMaker {
         if !entries.is_empty() {
             extra = self.ledger.plan_append_batch(&entries).await?.add_to(extra);
         }
+        // The tick commits only while this process holds the deployment's writer lease.
+        let lease = self
+            .lease
+            .as_ref()
+            .ok_or_else(|| CliError::Other("the writer lease was given up".into()))?;
+        let (guard, renewal) = lease.guard()?;
+        extra.push(guard);
         let f = |d: Decimal| d.to_f64().unwrap_or(0.0);
         let metrics = [
             ("nav", f(nav)),
@@ -392,16 +470,25 @@ impl MarketMaker {
                 },
                 extra,
             )
-            .await
-            .map_err(|e| match e {
-                tierstate::Error::Conflict { .. } | tierstate::Error::AlreadyExists { .. } => {
-                    CliError::Other(format!(
-                        "{}: another process committed to this deployment ({e}); run one demo per database",
-                        self.id
-                    ))
-                }
-                e => e.into(),
-            })?;
+            .await;
+        let committed = match committed {
+            Ok(c) => c,
+            Err(e) if lease.lost(&e) => {
+                return Err(lease.holder_error(&*self.store).await?.into());
+            }
+            Err(
+                e @ (tierstate::Error::Conflict { .. } | tierstate::Error::AlreadyExists { .. }),
+            ) => {
+                return Err(CliError::Other(format!(
+                    "{}: another process committed to this deployment ({e}); run one demo per deployment",
+                    self.id
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if let Some(l) = &mut self.lease {
+            l.committed(renewal);
+        }
         if committed.replayed_trades > 0 {
             return Err(CliError::Other(format!(
                 "{} fill(s) were already booked: the book-keeping is inconsistent",
@@ -471,6 +558,16 @@ impl MarketMaker {
             match intent {
                 _ if retired => {
                     book.quotes.remove(key);
+                    // A quote whose order ended (a reject under --faults) is no longer wanted:
+                    // say so, instead of leaving the intent active beside a dead order.
+                    if let Some(current) = intent
+                        && current.intent.status == IntentStatus::Active
+                    {
+                        let mut next = current.intent.clone();
+                        next.status = IntentStatus::Cancelled;
+                        next.updated_at = now;
+                        self.orders.update_intent(&current, next).await?;
+                    }
                 }
                 Some(current) if !wanted => {
                     let mut next = current.intent.clone();
@@ -514,30 +611,49 @@ impl MarketMaker {
         Ok(None)
     }
 
-    /// The end-of-run summary, with the audit of the venue against the books.
+    /// The end-of-run summary, with the audit of the venue against the books, and what
+    /// disagrees if anything does (a fill booked that the venue never made, a fill booked
+    /// twice, a ledger that does not match the trades, a client order id accepted twice).
     ///
     /// # Errors
     /// `Store` if a read fails.
-    pub async fn summary(&self) -> Result<String> {
+    pub async fn summary(&self) -> Result<(String, Option<String>)> {
         let b = &self.book;
         let h = self.holdings();
         let cash = h.cash.get("USD").copied().unwrap_or_default();
         let pos = h.positions.get(SYMBOL).copied().unwrap_or_default();
         let nav = cash + pos * b.mid;
         let fold = self.portfolio.nav_summary().await?.fold;
-        let trades_stream = StreamAddr {
-            deployment_id: self.id.clone(),
-            stream: Name::stream(tierstate::strategy::TRADES)?,
-        };
-        let booked = self
-            .store
-            .journal_info(&trades_stream)
-            .await?
-            .map_or(0, |i| i.count);
+        let mut booked = std::collections::BTreeSet::new();
+        let mut twice = 0u64;
+        let mut from = 1;
+        loop {
+            let page = self.strategy.trades(from, 5_000).await?;
+            for t in &page {
+                if !booked.insert(t.trade_id.clone()) {
+                    twice += 1;
+                }
+            }
+            if page.len() < 5_000 {
+                break;
+            }
+            from += 5_000;
+        }
         let ledger = self.ledger.stats().await?.count;
-        let venue_orders = self.venue.client_orders();
-        let venue_fills: usize = venue_orders.iter().map(|o| o.fills.len()).sum();
-        let twice = self.venue.accepted().values().filter(|n| **n > 1).count();
+        let venue_fills: std::collections::BTreeSet<String> = self
+            .venue
+            .client_orders()
+            .iter()
+            .flat_map(|o| {
+                o.fills
+                    .iter()
+                    .map(|f| format!("{}:{}", o.client_order_id, f.fill_id))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let accepted_twice = self.venue.accepted().values().filter(|n| **n > 1).count();
+        let phantom = booked.difference(&venue_fills).count();
+        let unbooked = venue_fills.difference(&booked).count();
         let mut s = String::new();
         s.push_str(&format!(
             "orders {}  fills {}  volume {} {}  venue errors {}\n",
@@ -557,12 +673,37 @@ impl MarketMaker {
             money(cash),
             b.mid
         ));
-        let agree = venue_fills as u64 == booked && booked == ledger;
+        let mut wrong = Vec::new();
+        if phantom > 0 {
+            wrong.push(format!("{phantom} booked fill(s) the venue never made"));
+        }
+        if twice > 0 {
+            wrong.push(format!("{twice} fill(s) booked twice"));
+        }
+        if ledger != booked.len() as u64 + twice {
+            wrong.push(format!(
+                "{ledger} ledger entries for {} booked trades",
+                booked.len() as u64 + twice
+            ));
+        }
+        if accepted_twice > 0 {
+            wrong.push(format!(
+                "{accepted_twice} client order id(s) accepted twice"
+            ));
+        }
+        let verdict = if !wrong.is_empty() {
+            format!("NOT EQUAL: {}", wrong.join("; "))
+        } else if unbooked > 0 {
+            format!("agree, {unbooked} venue fill(s) not yet synced (the next run books them)")
+        } else {
+            "agree".to_owned()
+        };
         s.push_str(&format!(
-            "audit: venue fills {venue_fills}, trades booked {booked}, ledger entries {ledger}: {}; client order ids accepted twice: {twice}\n",
-            if agree { "agree" } else { "NOT EQUAL (fills not yet synced are booked by the next run)" }
+            "audit: venue fills {}, trades booked {}, ledger entries {ledger}: {verdict}; client order ids accepted twice: {accepted_twice}\n",
+            venue_fills.len(),
+            booked.len() as u64 + twice,
         ));
-        Ok(s)
+        Ok((s, (!wrong.is_empty()).then(|| wrong.join("; "))))
     }
 }
 
