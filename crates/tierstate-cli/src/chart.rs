@@ -172,7 +172,8 @@ fn write_chart(
         .map_or_else(|| "chart".into(), |n| n.to_string_lossy().into_owned());
     let tmp = path.with_file_name(format!(".{name}.tmp-{}.{format}", std::process::id()));
     let drawn = draw(&tmp).map_err(|e| chart_error(path, e));
-    let placed = drawn.and_then(|()| std::fs::rename(&tmp, path).map_err(|e| CliError::io(path, e)));
+    let placed =
+        drawn.and_then(|()| std::fs::rename(&tmp, path).map_err(|e| CliError::io(path, e)));
     if placed.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }

@@ -11,9 +11,9 @@ use tierstate::accounting::{Ledger, LedgerQuery};
 use tierstate::orders::OrderStore;
 use tierstate::strategy::{StrategyState, StrategyStore};
 
+use crate::error::CliError;
 use crate::error::Result;
 use crate::out::{Report, table, time};
-use crate::error::CliError;
 use crate::records::{deployment, parse_time, require_deployment};
 
 /// A serde enum's wire name (`partially_filled`), as the JSON output spells it.

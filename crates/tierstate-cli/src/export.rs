@@ -72,7 +72,10 @@ impl Sheet {
 
     /// Flushes and syncs the temporary file; it is renamed by [`publish`].
     fn finish(mut self) -> Result<Finished> {
-        let w = self.w.take().ok_or_else(|| CliError::Other("sheet written twice".into()))?;
+        let w = self
+            .w
+            .take()
+            .ok_or_else(|| CliError::Other("sheet written twice".into()))?;
         let file = w
             .into_inner()
             .map_err(|e| CliError::io(&self.tmp, e.into_error()))?;

@@ -241,9 +241,7 @@ fn check_arguments(command: &Command) -> Result<()> {
         }
         Command::History { limit: 0, .. }
         | Command::Ledger { limit: 0, .. }
-        | Command::At { limit: 0, .. } => {
-            Err(CliError::Usage("--limit must be at least 1".into()))
-        }
+        | Command::At { limit: 0, .. } => Err(CliError::Usage("--limit must be at least 1".into())),
         _ => Ok(()),
     }
 }

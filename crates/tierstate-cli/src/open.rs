@@ -85,9 +85,9 @@ impl Url {
                 Arc::new(SqliteStore::open(SqliteConfig::new(p).read_only(true)).await?)
             }
             Self::Redb(p) => Arc::new(RedbStore::open_read_only(p.clone()).await?),
-            Self::Postgres { .. } => Arc::new(
-                PostgresStore::connect(self.postgres_config()?.read_only(true)).await?,
-            ),
+            Self::Postgres { .. } => {
+                Arc::new(PostgresStore::connect(self.postgres_config()?.read_only(true)).await?)
+            }
         })
     }
 
@@ -122,7 +122,10 @@ impl Url {
     /// `Store` for a bad schema name; `Other` if this is not a PostgreSQL URL.
     pub fn postgres_config(&self) -> Result<PostgresConfig> {
         let Self::Postgres { url, schema } = self else {
-            return Err(CliError::Other(format!("{} is not PostgreSQL", self.shown())));
+            return Err(CliError::Other(format!(
+                "{} is not PostgreSQL",
+                self.shown()
+            )));
         };
         let mut config = PostgresConfig::new(url.clone())
             .application_name("tierstate-cli")

@@ -65,8 +65,10 @@ pub async fn streams(store: &Arc<dyn StateStore>, id: &DeploymentId) -> Result<V
 /// # Errors
 /// `Other` naming the deployment; `Store` if the store fails.
 pub async fn require_deployment(store: &Arc<dyn StateStore>, id: &DeploymentId) -> Result<()> {
-    let found = matches!(store.get(id).await, Ok(Some(_)) | Err(tierstate::Error::Integrity { .. }))
-        || !store.collections(id, None, 1).await?.is_empty()
+    let found = matches!(
+        store.get(id).await,
+        Ok(Some(_)) | Err(tierstate::Error::Integrity { .. })
+    ) || !store.collections(id, None, 1).await?.is_empty()
         || !store.streams(id, None, 1).await?.is_empty();
     if found {
         Ok(())
@@ -280,7 +282,11 @@ async fn inspect_records_only(store: &Arc<dyn StateStore>, id: &DeploymentId) ->
         if colls.is_empty() {
             "none".to_owned()
         } else {
-            colls.iter().map(Name::as_str).collect::<Vec<_>>().join(", ")
+            colls
+                .iter()
+                .map(Name::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
         },
         jrows.len()
     );
@@ -478,7 +484,8 @@ pub async fn at(store: &Arc<dyn StateStore>, id: &str, when: &str, limit: usize)
             stream: s.clone(),
         };
         let (upto, truncated) = last_committed_by(store, &addr, t).await?;
-        journals_json.push(json!({"stream": s.as_str(), "last_seq": upto, "truncated_before": truncated}));
+        journals_json
+            .push(json!({"stream": s.as_str(), "last_seq": upto, "truncated_before": truncated}));
         if let Some(first) = truncated {
             pruned.push(format!("{s} before #{first}"));
         }

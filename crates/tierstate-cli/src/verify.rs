@@ -176,6 +176,10 @@ async fn walk(
             t.check::<()>(Err(e))?;
             Some(version)
         }
+        Err(e) if e.is_damage() => {
+            t.check::<()>(Err(e))?;
+            None
+        }
         Err(e) => return Err(e.into()),
     };
     if let Some(head) = head {
@@ -189,11 +193,26 @@ async fn walk(
     }
     // Every document, every retained version of each.
     let mut snapshots = None;
-    for c in collections(store, id).await? {
+    // Damage in the engine's own structures (a catalog, an index page) stops the walk of that
+    // part only: it is reported and the rest is still walked.
+    let colls = match collections(store, id).await {
+        Err(CliError::Store(e)) if e.is_damage() => {
+            t.check::<()>(Err(e))?;
+            Vec::new()
+        }
+        other => other?,
+    };
+    for c in colls {
         let mut after: Option<Name> = None;
         let mut current = 0u64;
         loop {
-            let page = store.list_documents(id, &c, after.as_ref(), PAGE).await?;
+            let page = match store.list_documents(id, &c, after.as_ref(), PAGE).await {
+                Err(e) if e.is_damage() => {
+                    t.check::<()>(Err(e))?;
+                    break;
+                }
+                other => other?,
+            };
             let n = page.len();
             for doc in page {
                 let (address, top) = match doc {
@@ -242,7 +261,14 @@ async fn walk(
         }
     }
     // Every journal entry, stepping over damaged and missing ones.
-    for s in streams(store, id).await? {
+    let journals = match streams(store, id).await {
+        Err(CliError::Store(e)) if e.is_damage() => {
+            t.check::<()>(Err(e))?;
+            Vec::new()
+        }
+        other => other?,
+    };
+    for s in journals {
         let addr = StreamAddr {
             deployment_id: id.clone(),
             stream: s,
@@ -257,7 +283,13 @@ async fn walk(
             limit: PAGE,
         });
         while let Some(query) = q {
-            let page = store.read_journal(&addr, query).await?;
+            let page = match store.read_journal(&addr, query).await {
+                Err(e) if e.is_damage() => {
+                    t.check::<()>(Err(e))?;
+                    break;
+                }
+                other => other?,
+            };
             t.entries += page.entries.len() as u64;
             for d in page.damage {
                 t.found(format!("{addr} #{}", d.seq), d.what);

@@ -206,7 +206,10 @@ fn ctrl_c_stops_between_ticks_and_the_next_run_resumes() {
     // Interrupted, as shells report SIGINT: 130, not success.
     assert_eq!(out.status.code(), Some(130), "{stdout}{stderr}");
     assert!(stderr.contains("stopped by Ctrl-C"), "{stderr}");
-    assert!(stdout.contains("audit:"), "the summary is still printed: {stdout}");
+    assert!(
+        stdout.contains("audit:"),
+        "the summary is still printed: {stdout}"
+    );
     let out = demo(&db, &venue).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success());
@@ -387,14 +390,36 @@ fn a_venue_that_cannot_save_stops_the_demo_and_loses_nothing() {
     std::fs::create_dir(&blocker).unwrap();
     let r = demo_run(&db, &venue, "20", &[]);
     assert_ne!(r.code, 0, "{}", r.stdout);
-    let e = r.stderr.trim_end().lines().last().unwrap_or_default().to_owned();
-    assert!(e.starts_with("error: ") && e.contains("cannot save"), "{}", r.stderr);
-    assert_eq!(std::fs::read(&venue).unwrap(), before, "the venue file changed");
-    assert_eq!(committed_tick(&db), 10, "a tick committed without its venue");
+    let e = r
+        .stderr
+        .trim_end()
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        e.starts_with("error: ") && e.contains("cannot save"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        std::fs::read(&venue).unwrap(),
+        before,
+        "the venue file changed"
+    );
+    assert_eq!(
+        committed_tick(&db),
+        10,
+        "a tick committed without its venue"
+    );
     std::fs::remove_dir(&blocker).unwrap();
     let r = demo_run(&db, &venue, "20", &[]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert!(r.stdout.contains("tick 20/20") && r.stdout.contains(": agree"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("tick 20/20") && r.stdout.contains(": agree"),
+        "{}",
+        r.stdout
+    );
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -420,7 +445,11 @@ fn the_demo_says_what_it_did_and_refuses_bad_arguments_before_creating_anything(
         let e = common::one_line_error(&demo_run(&db, &venue, "5", &args));
         assert!(e.contains(says), "{e}");
         assert!(!path.exists() && !venue.exists(), "{args:?} created files");
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "{args:?}");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "{args:?}"
+        );
     }
     let r = demo_run(&db, &venue, "30", &["--faults", "0.2", "--seed", "3"]);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
@@ -440,7 +469,11 @@ fn the_demo_says_what_it_did_and_refuses_bad_arguments_before_creating_anything(
     // The total is reached: a smaller --ticks says so.
     let r = demo_run(&db, &venue, "10", &["--faults", "0.2", "--seed", "3"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert!(r.stdout.contains("already at tick 30, past --ticks 10"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("already at tick 30, past --ticks 10"),
+        "{}",
+        r.stdout
+    );
     assert!(!r.stdout.contains("30/10"), "{}", r.stdout);
     // No intent is left active beside a rejected order.
     let o = tierstate(&["--db", &db, "--json", "orders", "mm-demo"]);
@@ -456,7 +489,14 @@ fn the_demo_says_what_it_did_and_refuses_bad_arguments_before_creating_anything(
         &db,
         &venue,
         "31",
-        &["--faults", "0.2", "--seed", "3", "--chart", png.to_str().unwrap()],
+        &[
+            "--faults",
+            "0.2",
+            "--seed",
+            "3",
+            "--chart",
+            png.to_str().unwrap(),
+        ],
     );
     assert_eq!(r.code, 0, "{}", r.stderr);
     let head = std::fs::read(&png).unwrap();
@@ -484,7 +524,13 @@ fn a_second_demo_on_one_postgres_deployment_is_refused_by_its_lease() {
     );
     let mut first = running_demo(&db, &dir.path().join("a.json"));
     let second = demo_run(&db, &dir.path().join("b.json"), "300", &[]);
-    let e = second.stderr.trim_end().lines().last().unwrap_or_default().to_owned();
+    let e = second
+        .stderr
+        .trim_end()
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_owned();
     assert_ne!(second.code, 0, "{}", second.stdout);
     assert!(
         e.contains("is being written by process") && e.contains(&first.id().to_string()),
@@ -497,6 +543,11 @@ fn a_second_demo_on_one_postgres_deployment_is_refused_by_its_lease() {
         .unwrap();
     first.wait().unwrap();
     let ticked = committed_tick(&db);
-    let r = demo_run(&db, &dir.path().join("a.json"), &(ticked + 3).to_string(), &[]);
+    let r = demo_run(
+        &db,
+        &dir.path().join("a.json"),
+        &(ticked + 3).to_string(),
+        &[],
+    );
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
 }

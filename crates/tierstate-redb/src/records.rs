@@ -729,7 +729,10 @@ pub(crate) fn deployments(
 
 /// redb's part of `verify`: reads every table of the file end to end (every page, key and
 /// value decoded), naming each table that cannot be read.
-pub(crate) fn check_tables(txn: &redb::ReadTransaction) -> Result<Vec<String>> {
+pub(crate) fn check_tables(
+    txn: &redb::ReadTransaction,
+    file: &std::path::Path,
+) -> Result<Vec<String>> {
     fn walk<K: redb::Key + 'static, V: redb::Value + 'static>(
         txn: &redb::ReadTransaction,
         def: redb::TableDefinition<K, V>,
@@ -746,21 +749,26 @@ pub(crate) fn check_tables(txn: &redb::ReadTransaction) -> Result<Vec<String>> {
         Ok(())
     }
     let mut problems = Vec::new();
-    let mut check = |name: &str, r: std::result::Result<(), String>| {
-        if let Err(e) = r {
-            problems.push(format!("table {name}: {e}"));
+    // Each table under its own guard: a panic in one (damage redb's decoders do not expect)
+    // is that table's problem, and the others are still walked.
+    let mut check = |name: &str, walk: &dyn Fn() -> std::result::Result<(), String>| {
+        let r = crate::error::guarded(file, || Ok(walk()));
+        match r {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => problems.push(format!("table {name}: {e}")),
+            Err(e) => problems.push(format!("table {name}: {e}")),
         }
     };
     use crate::tables as t;
-    check("tierstate_meta", walk(txn, t::META));
-    check("ts_head_v3", walk(txn, t::HEAD));
-    check("ts_version", walk(txn, t::VERSIONS));
-    check("ts_doc_head_v3", walk(txn, t::DOC_HEAD));
-    check("ts_doc_version", walk(txn, t::DOC_VERSIONS));
-    check("ts_journal_head", walk(txn, t::J_HEAD));
-    check("ts_journal", walk(txn, t::JOURNAL));
-    check("ts_journal_key", walk(txn, t::J_KEYS));
-    check("ts_journal_event", walk(txn, t::J_EVENTS));
+    check("tierstate_meta", &|| walk(txn, t::META));
+    check("ts_head_v3", &|| walk(txn, t::HEAD));
+    check("ts_version", &|| walk(txn, t::VERSIONS));
+    check("ts_doc_head_v3", &|| walk(txn, t::DOC_HEAD));
+    check("ts_doc_version", &|| walk(txn, t::DOC_VERSIONS));
+    check("ts_journal_head", &|| walk(txn, t::J_HEAD));
+    check("ts_journal", &|| walk(txn, t::JOURNAL));
+    check("ts_journal_key", &|| walk(txn, t::J_KEYS));
+    check("ts_journal_event", &|| walk(txn, t::J_EVENTS));
     Ok(problems)
 }
 

@@ -634,12 +634,9 @@ impl StateStore for RedbStore {
         // A panic while walking one table is damage in it: each table is walked under its own
         // guard, so the others are still checked.
         let path = self.inner.config.path.clone();
-        self.read(move |t| {
-            crate::error::guarded(&path, || crate::records::check_tables(t))
-                .or_else(|e| Ok(vec![e.to_string()]))
-        })
-        .await
-        .map(Some)
+        self.read(move |t| crate::records::check_tables(t, &path))
+            .await
+            .map(Some)
     }
 
     async fn document_history(&self, address: &DocAddr, limit: usize) -> Result<Vec<Document>> {

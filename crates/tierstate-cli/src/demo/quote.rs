@@ -12,6 +12,7 @@ use serde_json::{Map, Value, json};
 use tierstate::accounting::{
     Amount, ExecutionMode, Ledger, LedgerEntry, Portfolio, PortfolioSnapshot, ValueConfidence,
 };
+use tierstate::lease::Lease;
 use tierstate::orders::{
     Exchange, IntentStatus, OrderIntent, OrderSpec, OrderStore, OrdersError, Reconciler, Side,
     SimExchange, VenueStatus,
@@ -19,7 +20,6 @@ use tierstate::orders::{
 use tierstate::strategy::{
     Checkpoint, Holdings, PositionRow, StrategyState, StrategyStore, Tick, Trade, TradeSide,
 };
-use tierstate::lease::Lease;
 use tierstate::{DeploymentId, Name, StateStore, WriteBatch};
 
 use super::market;
