@@ -194,21 +194,7 @@ pub async fn inspect(store: &Arc<dyn StateStore>, id: &str) -> Result<Report> {
         return inspect_records_only(store, &id).await;
     };
     let colls = collections(store, &id).await?;
-    let journals = streams(store, &id).await?;
-    let mut jrows = Vec::new();
-    let mut jitems = Vec::new();
-    for s in &journals {
-        let addr = StreamAddr {
-            deployment_id: id.clone(),
-            stream: s.clone(),
-        };
-        let info = store.journal_info(&addr).await?;
-        let (first, last, count) = info.map_or((0, 0, 0), |i| (i.first_seq, i.last_seq, i.count));
-        jitems.push(
-            json!({"stream": s.as_str(), "first_seq": first, "last_seq": last, "count": count}),
-        );
-        jrows.push((s.to_string(), count, first, last));
-    }
+    let (jrows, jitems) = journal_rows(store, &id).await?;
     let pretty = serde_json::to_string_pretty(&d.state).unwrap_or_default();
     let mut text = format!(
         "deployment  {}\nversion     {}\nchecksum    {}\nschema      {}\ntier        {} ({})\ncreated     {}\nupdated     {}\nbytes       {}\n",
@@ -234,7 +220,7 @@ pub async fn inspect(store: &Arc<dyn StateStore>, id: &str) -> Result<Report> {
                 .join(", ")
         }
     ));
-    text.push_str(&format!("journals    {}\n", journals.len()));
+    text.push_str(&format!("journals    {}\n", jrows.len()));
     for l in journal_lines(&jrows) {
         text.push_str(&l);
         text.push('\n');
@@ -260,11 +246,13 @@ pub async fn inspect(store: &Arc<dyn StateStore>, id: &str) -> Result<Report> {
     })
 }
 
-/// `inspect` of a deployment with documents or journals but no state.
-async fn inspect_records_only(store: &Arc<dyn StateStore>, id: &DeploymentId) -> Result<Report> {
-    let colls = collections(store, id).await?;
-    let mut jrows = Vec::new();
-    let mut jitems = Vec::new();
+/// Each journal of a deployment as (name, entries, first, last), and as JSON.
+async fn journal_rows(
+    store: &Arc<dyn StateStore>,
+    id: &DeploymentId,
+) -> Result<(Vec<(String, u64, u64, u64)>, Vec<Value>)> {
+    let mut rows = Vec::new();
+    let mut items = Vec::new();
     for s in streams(store, id).await? {
         let addr = StreamAddr {
             deployment_id: id.clone(),
@@ -272,11 +260,18 @@ async fn inspect_records_only(store: &Arc<dyn StateStore>, id: &DeploymentId) ->
         };
         let info = store.journal_info(&addr).await?;
         let (first, last, count) = info.map_or((0, 0, 0), |i| (i.first_seq, i.last_seq, i.count));
-        jitems.push(
+        items.push(
             json!({"stream": s.as_str(), "first_seq": first, "last_seq": last, "count": count}),
         );
-        jrows.push((s.to_string(), count, first, last));
+        rows.push((s.to_string(), count, first, last));
     }
+    Ok((rows, items))
+}
+
+/// `inspect` of a deployment with documents or journals but no state.
+async fn inspect_records_only(store: &Arc<dyn StateStore>, id: &DeploymentId) -> Result<Report> {
+    let colls = collections(store, id).await?;
+    let (jrows, jitems) = journal_rows(store, id).await?;
     let mut text = format!(
         "deployment  {id}\nstate       none (this deployment holds documents or journals only)\ncollections {}\njournals    {}\n",
         if colls.is_empty() {

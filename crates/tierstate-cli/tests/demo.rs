@@ -249,20 +249,11 @@ fn a_run_refuses_a_venue_it_did_not_trade_on() {
 
 #[test]
 fn the_demo_and_the_cli_work_on_postgres() {
-    let Ok(url) = std::env::var("TEST_DATABASE_URL") else {
-        assert!(
-            std::env::var_os("TIERSTATE_REQUIRE_POSTGRES").is_none(),
-            "TEST_DATABASE_URL is required here"
-        );
-        eprintln!("skipped: TEST_DATABASE_URL is not set (cargo xtask test sets it)");
+    let Some(db) = common::pg_url(&format!("cli_demo_{}", std::process::id())) else {
         return;
     };
+    let url = std::env::var("TEST_DATABASE_URL").unwrap_or_default();
     let dir = tempfile::tempdir().unwrap();
-    let schema = format!("cli_demo_{}", std::process::id());
-    let db = format!(
-        "{url}{}schema={schema}",
-        if url.contains('?') { '&' } else { '?' }
-    );
     let venue = dir.path().join("venue.json");
     let out = demo_to(&db, &venue, "40").output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -508,20 +499,10 @@ fn the_demo_says_what_it_did_and_refuses_bad_arguments_before_creating_anything(
 /// once the first stops cleanly the deployment is free again.
 #[test]
 fn a_second_demo_on_one_postgres_deployment_is_refused_by_its_lease() {
-    let Ok(url) = std::env::var("TEST_DATABASE_URL") else {
-        assert!(
-            std::env::var_os("TIERSTATE_REQUIRE_POSTGRES").is_none(),
-            "TEST_DATABASE_URL is required here"
-        );
-        eprintln!("skipped: TEST_DATABASE_URL is not set (cargo xtask test sets it)");
+    let Some(db) = common::pg_url(&format!("cli_lease_{}", std::process::id())) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let schema = format!("cli_lease_{}", std::process::id());
-    let db = format!(
-        "{url}{}schema={schema}",
-        if url.contains('?') { '&' } else { '?' }
-    );
     let mut first = running_demo(&db, &dir.path().join("a.json"));
     let second = demo_run(&db, &dir.path().join("b.json"), "300", &[]);
     let e = second

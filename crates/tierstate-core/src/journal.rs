@@ -872,6 +872,10 @@ impl Resolved {
         let mut rows = rows.into_iter().peekable();
         let mut out = Vec::new();
         let mut damage = Vec::new();
+        let found = |seq: u64, expected: String, actual: String| Damage {
+            seq,
+            what: integrity(stream, seq, tier, expected, actual).to_string(),
+        };
         for seq in fetched_lo..=hi {
             while rows.peek().is_some_and(|r| r.seq < seq) {
                 rows.next(); // a duplicate or out-of-order row: its own seq is walked too
@@ -879,17 +883,7 @@ impl Resolved {
             let row = rows.next_if(|r| r.seq == seq);
             let Some(row) = row else {
                 if seq >= lo {
-                    damage.push(Damage {
-                        seq,
-                        what: integrity(
-                            stream,
-                            seq,
-                            tier,
-                            format!("entry {seq}"),
-                            "missing".into(),
-                        )
-                        .to_string(),
-                    });
+                    damage.push(found(seq, format!("entry {seq}"), "missing".into()));
                 }
                 prev = None;
                 continue;
@@ -900,17 +894,11 @@ impl Resolved {
                         && entry.prev_hash != p
                         && seq >= lo
                     {
-                        damage.push(Damage {
+                        damage.push(found(
                             seq,
-                            what: integrity(
-                                stream,
-                                seq,
-                                tier,
-                                format!("link to previous hash {}", p.to_hex()),
-                                entry.prev_hash.to_hex(),
-                            )
-                            .to_string(),
-                        });
+                            format!("link to previous hash {}", p.to_hex()),
+                            entry.prev_hash.to_hex(),
+                        ));
                     }
                     prev = Some(entry.hash);
                     if seq >= lo {
@@ -932,17 +920,11 @@ impl Resolved {
             && let Some(p) = prev
             && p != head.last_hash
         {
-            damage.push(Damage {
-                seq: hi,
-                what: integrity(
-                    stream,
-                    hi,
-                    tier,
-                    format!("head hash {}", head.last_hash.to_hex()),
-                    p.to_hex(),
-                )
-                .to_string(),
-            });
+            damage.push(found(
+                hi,
+                format!("head hash {}", head.last_hash.to_hex()),
+                p.to_hex(),
+            ));
         }
         let next = match self.query {
             JournalQuery::Audit { limit, .. } if hi < head.last_seq => Some(JournalQuery::Audit {

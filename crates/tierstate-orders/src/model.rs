@@ -458,17 +458,13 @@ pub fn fold(
             revision,
             client_order_id,
             spec,
-        } => Some(ActualOrder {
-            intent_id: intent_id.to_owned(),
-            revision: *revision,
-            client_order_id: client_order_id.clone(),
-            exchange_order_id: None,
-            spec: spec.clone(),
-            status: ActualStatus::PendingSubmit,
-            fills: Vec::new(),
-            reject_reason: None,
-            prior: Vec::new(),
-        }),
+        } => Some(placement(
+            intent_id,
+            *revision,
+            client_order_id,
+            spec,
+            Vec::new(),
+        )),
         OrderEvent::Replaced {
             revision,
             client_order_id,
@@ -479,17 +475,13 @@ pub fn fold(
                 a.prior
             });
             prior.retain(|p| !p.filled.is_zero());
-            Some(ActualOrder {
-                intent_id: intent_id.to_owned(),
-                revision: *revision,
-                client_order_id: client_order_id.clone(),
-                exchange_order_id: None,
-                spec: spec.clone(),
-                status: ActualStatus::PendingSubmit,
-                fills: Vec::new(),
-                reject_reason: None,
+            Some(placement(
+                intent_id,
+                *revision,
+                client_order_id,
+                spec,
                 prior,
-            })
+            ))
         }
         OrderEvent::Removed => None,
         other => {
@@ -541,6 +533,27 @@ pub fn fold(
             Some(a)
         }
     })
+}
+
+/// A new placement, pending its send, carrying what earlier placements filled.
+fn placement(
+    intent_id: &str,
+    revision: u32,
+    client_order_id: &str,
+    spec: &OrderSpec,
+    prior: Vec<PriorFills>,
+) -> ActualOrder {
+    ActualOrder {
+        intent_id: intent_id.to_owned(),
+        revision,
+        client_order_id: client_order_id.to_owned(),
+        exchange_order_id: None,
+        spec: spec.clone(),
+        status: ActualStatus::PendingSubmit,
+        fills: Vec::new(),
+        reject_reason: None,
+        prior,
+    }
 }
 
 pub(crate) fn check_id(field: &'static str, s: &str) -> Result<()> {

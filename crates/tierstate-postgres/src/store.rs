@@ -251,6 +251,24 @@ async fn prepare_database(
 }
 
 impl PostgresStore {
+    /// Runs a query of deployment ids bound to (after, limit, the reserved range).
+    async fn ids(
+        &self,
+        sql: &'static str,
+        after: Option<&DeploymentId>,
+        limit: usize,
+    ) -> Result<Vec<DeploymentId>> {
+        let rows: Vec<String> = sqlx::query_scalar(sql)
+            .bind(after.map_or(FIRST, |a| a.as_str()))
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .bind(DeploymentId::RESERVED_RANGE.0)
+            .bind(DeploymentId::RESERVED_RANGE.1)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map)?;
+        rows.iter().map(DeploymentId::from_stored).collect()
+    }
+
     /// One run of a write transaction: lock and read the heads, plan, store, notify, commit.
     async fn try_write(&self, reads: &Reads, batch: PreparedBatch) -> Attempt {
         let mut tx = match self.pool.begin().await {
@@ -803,22 +821,17 @@ impl StateStore for PostgresStore {
         after: Option<&DeploymentId>,
         limit: usize,
     ) -> Result<Vec<DeploymentId>> {
-        let rows: Vec<String> = sqlx::query_scalar(
+        self.ids(
             "SELECT deployment_id FROM ( \
                SELECT deployment_id FROM ts_head WHERE deployment_id > $1 \
                UNION SELECT deployment_id FROM ts_doc_head WHERE deployment_id > $1 \
                UNION SELECT deployment_id FROM ts_journal_head WHERE deployment_id > $1) d \
              WHERE NOT (deployment_id >= $3 AND deployment_id < $4) \
              ORDER BY deployment_id LIMIT $2",
+            after,
+            limit,
         )
-        .bind(after.map_or(FIRST, |a| a.as_str()))
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .bind(DeploymentId::RESERVED_RANGE.0)
-        .bind(DeploymentId::RESERVED_RANGE.1)
-        .fetch_all(&self.pool)
         .await
-        .map_err(map)?;
-        rows.iter().map(DeploymentId::from_stored).collect()
     }
 
     async fn document_history(&self, address: &DocAddr, limit: usize) -> Result<Vec<Document>> {
@@ -1025,19 +1038,14 @@ impl StateStore for PostgresStore {
     }
 
     async fn list(&self, after: Option<&DeploymentId>, limit: usize) -> Result<Vec<DeploymentId>> {
-        let rows: Vec<String> = sqlx::query_scalar(
+        self.ids(
             "SELECT deployment_id FROM ts_head WHERE deployment_id > $1 \
              AND NOT (deployment_id >= $3 AND deployment_id < $4) \
              ORDER BY deployment_id LIMIT $2",
+            after,
+            limit,
         )
-        .bind(after.map_or(FIRST, |a| a.as_str()))
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .bind(DeploymentId::RESERVED_RANGE.0)
-        .bind(DeploymentId::RESERVED_RANGE.1)
-        .fetch_all(&self.pool)
         .await
-        .map_err(map)?;
-        rows.iter().map(DeploymentId::from_stored).collect()
     }
 
     async fn scan(

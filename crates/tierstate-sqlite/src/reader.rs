@@ -153,24 +153,14 @@ pub(crate) fn list(
     after: Option<&str>,
     limit: usize,
 ) -> Result<Vec<DeploymentId>> {
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let mut stmt = conn
-        .prepare_cached(
-            "SELECT deployment_id FROM ts_head WHERE (?1 IS NULL OR deployment_id > ?1) \
-             AND NOT (deployment_id >= ?3 AND deployment_id < ?4) \
-             ORDER BY deployment_id LIMIT ?2",
-        )
-        .map_err(map)?;
-    let rows = stmt
-        .query_map(params![after, limit, RESERVED.0, RESERVED.1], |r| {
-            r.get::<_, String>(0)
-        })
-        .map_err(map)?;
-    rows.map(|r| {
-        let id = r.map_err(map)?;
-        DeploymentId::from_stored(&id).map_err(|e| bad_row(format!("deployment id {id:?}: {e}")))
-    })
-    .collect()
+    ids(
+        conn,
+        "SELECT deployment_id FROM ts_head WHERE (?1 IS NULL OR deployment_id > ?1) \
+         AND NOT (deployment_id >= ?3 AND deployment_id < ?4) \
+         ORDER BY deployment_id LIMIT ?2",
+        after,
+        limit,
+    )
 }
 
 /// Deployments holding any record (state, document or journal) after `after`, in id order.
@@ -179,13 +169,31 @@ pub(crate) fn deployments(
     after: Option<&str>,
     limit: usize,
 ) -> Result<Vec<DeploymentId>> {
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     // Each arm is an index seek per distinct id (the heads' primary keys lead with it).
-    let mut stmt = conn
-        .prepare_cached(
-            "SELECT deployment_id FROM (                SELECT deployment_id FROM ts_head WHERE (?1 IS NULL OR deployment_id > ?1)                UNION SELECT DISTINCT deployment_id FROM ts_doc_head WHERE (?1 IS NULL OR deployment_id > ?1)                UNION SELECT DISTINCT deployment_id FROM ts_journal_head WHERE (?1 IS NULL OR deployment_id > ?1))              WHERE NOT (deployment_id >= ?3 AND deployment_id < ?4)              ORDER BY deployment_id LIMIT ?2",
-        )
-        .map_err(map)?;
+    ids(
+        conn,
+        "SELECT deployment_id FROM ( \
+           SELECT deployment_id FROM ts_head WHERE (?1 IS NULL OR deployment_id > ?1) \
+           UNION SELECT DISTINCT deployment_id FROM ts_doc_head \
+             WHERE (?1 IS NULL OR deployment_id > ?1) \
+           UNION SELECT DISTINCT deployment_id FROM ts_journal_head \
+             WHERE (?1 IS NULL OR deployment_id > ?1)) \
+         WHERE NOT (deployment_id >= ?3 AND deployment_id < ?4) \
+         ORDER BY deployment_id LIMIT ?2",
+        after,
+        limit,
+    )
+}
+
+/// Runs a query of deployment ids bound to (after, limit, the reserved range).
+fn ids(
+    conn: &Connection,
+    sql: &str,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<Vec<DeploymentId>> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut stmt = conn.prepare_cached(sql).map_err(map)?;
     let rows = stmt
         .query_map(params![after, limit, RESERVED.0, RESERVED.1], |r| {
             r.get::<_, String>(0)

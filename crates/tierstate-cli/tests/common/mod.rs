@@ -43,6 +43,21 @@ pub fn tierstate(args: &[&str]) -> Run {
     }
 }
 
+/// The PostgreSQL test server's URL with `schema=S` added; `None` (the test skips, saying why)
+/// without one, which `TIERSTATE_REQUIRE_POSTGRES` (CI) turns into a failure.
+pub fn pg_url(schema: &str) -> Option<String> {
+    let Ok(url) = std::env::var("TEST_DATABASE_URL") else {
+        assert!(
+            std::env::var_os("TIERSTATE_REQUIRE_POSTGRES").is_none(),
+            "TEST_DATABASE_URL is required here"
+        );
+        eprintln!("skipped: TEST_DATABASE_URL is not set (cargo xtask test sets it)");
+        return None;
+    };
+    let sep = if url.contains('?') { '&' } else { '?' };
+    Some(format!("{url}{sep}schema={schema}"))
+}
+
 /// Asserts a failure reported as one `error: …` line, and returns it.
 pub fn one_line_error(r: &Run) -> String {
     assert_ne!(r.code, 0, "expected a failure, got stdout {}", r.stdout);
