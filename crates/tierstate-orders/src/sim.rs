@@ -59,21 +59,20 @@ impl FaultPlan {
     }
 }
 
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct Resting {
     order: VenueOrder,
     seq: u64,
     maker: bool,
 }
 
-#[derive(Default, Clone)]
+#[derive(Default)]
 struct Book {
     /// Price → order ids in time order.
     bids: BTreeMap<Decimal, VecDeque<String>>,
     asks: BTreeMap<Decimal, VecDeque<String>>,
 }
 
-#[derive(Clone)]
 struct State {
     orders: HashMap<String, Resting>,
     by_client: HashMap<String, String>,
@@ -95,6 +94,9 @@ struct State {
     min_size: Decimal,
     /// Who the venue belongs to (e.g. the identity of the database that trades on it).
     owner: Option<String>,
+    /// Set when a failed change could not be undone (the file could not be read back): the
+    /// venue then refuses every change.
+    broken: Option<String>,
 }
 
 /// What a durable venue writes to its file after every change.
@@ -150,6 +152,7 @@ impl SimExchange {
                 ack_delay: std::time::Duration::ZERO,
                 min_size: Decimal::ZERO,
                 owner: None,
+                broken: None,
             }),
             _lock: None,
             storage: Mutex::new(None),
@@ -243,11 +246,17 @@ impl SimExchange {
     /// change is undone and the call fails with `Unavailable`.
     fn change<T>(&self, f: impl FnOnce(&mut State) -> T) -> Result<T, ExchangeError> {
         let mut s = self.state.lock();
-        let before = s.file.is_some().then(|| s.clone());
+        if let Some(why) = &s.broken {
+            return Err(ExchangeError::Unavailable(format!(
+                "venue storage: {why}; reopen the venue"
+            )));
+        }
         let out = f(&mut s);
         if let Err(e) = s.save() {
-            if let Some(b) = before {
-                *s = b;
+            // Undone: the file holds the venue as it was after its last saved change (every
+            // change is saved before it is answered), so reading it back is the undo.
+            if let Err(r) = s.reload() {
+                s.broken = Some(format!("its file could not be read back ({r})"));
             }
             *self.storage.lock() = Some(e.to_string());
             return Err(e);
@@ -331,6 +340,33 @@ impl SimExchange {
 }
 
 impl State {
+    /// Replaces the venue's orders with what its file holds (nothing if there is no file yet).
+    fn reload(&mut self) -> std::io::Result<()> {
+        let Some(file) = self.file.clone() else {
+            return Ok(());
+        };
+        let saved = if file.exists() {
+            Some(
+                serde_json::from_slice::<Saved>(&std::fs::read(&file)?)
+                    .map_err(std::io::Error::other)?,
+            )
+        } else {
+            None
+        };
+        self.orders.clear();
+        self.by_client.clear();
+        self.books.clear();
+        self.in_flight.clear();
+        self.accepted.clear();
+        self.seq = 0;
+        self.fills = 0;
+        self.owner = None;
+        if let Some(saved) = saved {
+            self.restore(saved);
+        }
+        Ok(())
+    }
+
     fn restore(&mut self, saved: Saved) {
         self.owner = saved.owner;
         self.accepted = saved.accepted;
