@@ -140,6 +140,12 @@ fn read_commands_work_in_a_read_only_directory() {
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::set_permissions(dir.join("fx.db"), std::fs::Permissions::from_mode(0o644)).unwrap();
     let before = files(dir);
+    // The binary where `nobody` may run it (the build's own directory may be private).
+    let bin_dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(bin_dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = bin_dir.path().join("tierstate");
+    std::fs::copy(env!("CARGO_BIN_EXE_tierstate"), &bin).unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
     for args in [
         vec!["list"],
         vec!["inspect", "fx"],
@@ -147,14 +153,9 @@ fn read_commands_work_in_a_read_only_directory() {
         vec!["ledger", "fx"],
     ] {
         let out = std::process::Command::new("runuser")
-            .args([
-                "-u",
-                "nobody",
-                "--",
-                env!("CARGO_BIN_EXE_tierstate"),
-                "--db",
-                &db,
-            ])
+            .args(["-u", "nobody", "--"])
+            .arg(&bin)
+            .args(["--db", &db])
             .args(&args)
             .env_remove("TIERSTATE_DB")
             .output()
