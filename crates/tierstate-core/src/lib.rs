@@ -21,6 +21,8 @@ pub mod journal;
 pub mod memory;
 mod names;
 pub mod plan;
+mod redact;
+mod schema;
 mod signal;
 mod state;
 mod store;
@@ -43,6 +45,8 @@ pub use journal::{
 pub use memory::InMemoryStore;
 pub use names::{DocAddr, Name, StreamAddr, Target};
 pub use plan::Committed;
+pub use redact::redact_url;
+pub use schema::{SchemaMigrate, SchemaStatus, SchemaStep};
 pub use signal::Signal;
 pub use state::{StateData, StoredRecord, Tier, commit_time, micros};
 pub use store::{CommitProbe, StateStore};

@@ -113,25 +113,9 @@ impl PostgresConfig {
     }
 }
 
-/// Replaces the password of a `scheme://user:password@host…` URL.
+/// Replaces the password of a `scheme://user:password@host…` URL (core's rule).
 pub(crate) fn redact(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else {
-        return url.to_owned();
-    };
-    let rest = &url[scheme_end + 3..];
-    let Some(at) = rest.find('@') else {
-        return url.to_owned();
-    };
-    let userinfo = &rest[..at];
-    match userinfo.find(':') {
-        Some(colon) => format!(
-            "{}{}:***{}",
-            &url[..scheme_end + 3],
-            &userinfo[..colon],
-            &rest[at..]
-        ),
-        None => url.to_owned(),
-    }
+    tierstate_core::redact_url(url)
 }
 
 impl fmt::Debug for PostgresConfig {

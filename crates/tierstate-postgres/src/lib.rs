@@ -24,8 +24,10 @@ mod heads;
 mod lane;
 mod listener;
 mod records;
+mod schema;
 mod statement;
 mod store;
 
 pub use config::PostgresConfig;
+pub use schema::PostgresSchema;
 pub use store::{NOTIFY_CHANNEL, PostgresStore};

@@ -33,4 +33,6 @@ pub use error::quiet_engine_panics;
 #[cfg(feature = "test-hooks")]
 pub use flaky::FlakyDevice;
 pub use store::RedbStore;
-pub use tables::{FORMAT_VERSION, Format1State, STEPS, Step, create_format_1, pending_steps};
+pub use tables::{
+    FORMAT_VERSION, Format1State, RedbSchema, STEPS, Step, create_format_1, pending_steps,
+};

@@ -100,6 +100,35 @@ fn naming(path: &std::path::Path, mut err: Error) -> Error {
 /// the temporary directory, removed when the store is dropped), so the file itself is
 /// untouched.
 fn open_read_only(path: &std::path::Path) -> Result<(crate::handle::Db, Option<Scratch>)> {
+    let (db, scratch) = open_unchecked(path)?;
+    let format = crate::error::guarded(path, || {
+        let txn = db.begin_read().map_err(map)?;
+        crate::tables::read_format(&txn)
+    })?;
+    check_format(path, format)?;
+    Ok((db, scratch))
+}
+
+/// The format recorded in the file at `path` (`None`: no tierstate tables), read without
+/// changing the file (a file its writer did not close is read from a repaired copy).
+pub(crate) fn recorded_format(path: &std::path::Path) -> Result<Option<u32>> {
+    let (db, _scratch) = open_unchecked(path)?;
+    crate::error::guarded(path, || {
+        let txn = db.begin_read().map_err(map)?;
+        crate::tables::read_format(&txn)
+    })
+}
+
+/// Opens `path` read-only, or a repaired copy of it when its last writer did not close it.
+fn open_unchecked(path: &std::path::Path) -> Result<(crate::handle::Db, Option<Scratch>)> {
+    if !path.exists() {
+        return Err(Error::Backend {
+            backend: BACKEND,
+            kind: BackendErrorKind::Io,
+            message: format!("{} does not exist", path.display()),
+            source: None,
+        });
+    }
     let opened = crate::error::guarded(path, || Ok(redb::ReadOnlyDatabase::open(path)))?;
     let (db, scratch) = match opened {
         Ok(db) => (crate::handle::Db::Ro(db), None),
@@ -128,12 +157,14 @@ fn open_read_only(path: &std::path::Path) -> Result<(crate::handle::Db, Option<S
         }
         Err(e) => return Err(naming(path, map(e))),
     };
-    let format = crate::error::guarded(path, || {
-        let txn = db.begin_read().map_err(map)?;
-        crate::tables::read_format(&txn)
-    })?;
+    Ok((db, scratch))
+}
+
+/// Refuses a file a read-only store cannot read: no tierstate tables, an older format (a
+/// read does not upgrade), a newer one.
+fn check_format(path: &std::path::Path, format: Option<u32>) -> Result<()> {
     match format {
-        Some(v) if v == crate::tables::FORMAT_VERSION => Ok((db, scratch)),
+        Some(v) if v == crate::tables::FORMAT_VERSION => Ok(()),
         Some(v) if v > crate::tables::FORMAT_VERSION => Err(Error::SchemaTooNew {
             backend: BACKEND,
             found: v,

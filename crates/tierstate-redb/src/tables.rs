@@ -264,3 +264,72 @@ pub fn create_format_1(path: &std::path::Path, states: &[Format1State<'_>]) -> R
     txn.commit().map_err(map)?;
     Ok(())
 }
+
+/// The redb file's own schema migrations ([`tierstate_core::SchemaMigrate`]).
+#[derive(Debug, Clone)]
+pub struct RedbSchema {
+    path: std::path::PathBuf,
+}
+
+impl RedbSchema {
+    /// The schema of the file at `path`.
+    pub fn new(path: impl Into<std::path::PathBuf>) -> Self {
+        Self { path: path.into() }
+    }
+}
+
+#[async_trait::async_trait]
+impl tierstate_core::SchemaMigrate for RedbSchema {
+    async fn status(&self) -> Result<tierstate_core::SchemaStatus> {
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let empty = std::fs::metadata(&path).is_ok_and(|m| m.len() == 0);
+            let found = if empty {
+                None
+            } else {
+                crate::store::recorded_format(&path)?
+            };
+            if let Some(v) = found
+                && v > FORMAT_VERSION
+            {
+                return Err(Error::SchemaTooNew {
+                    backend: BACKEND,
+                    found: v,
+                    supported: FORMAT_VERSION,
+                });
+            }
+            let from = found.unwrap_or(0);
+            let mut pending: Vec<tierstate_core::SchemaStep> = STEPS
+                .iter()
+                .filter(|(v, _)| *v > from)
+                .map(|(v, what)| tierstate_core::SchemaStep {
+                    version: u64::from(*v),
+                    description: (*what).to_owned(),
+                })
+                .collect();
+            if found.is_none() && pending.is_empty() {
+                pending.push(tierstate_core::SchemaStep {
+                    version: u64::from(FORMAT_VERSION),
+                    description: "create the tierstate tables".into(),
+                });
+            }
+            Ok(tierstate_core::SchemaStatus {
+                backend: BACKEND,
+                found: found.map(u64::from),
+                latest: u64::from(FORMAT_VERSION),
+                pending,
+            })
+        })
+        .await
+        .map_err(|_| crate::error::closed())?
+    }
+
+    async fn apply(&self) -> Result<tierstate_core::SchemaStatus> {
+        // Opening the file for writing applies the missing steps in one write transaction.
+        crate::RedbStore::open(crate::RedbConfig::new(&self.path))
+            .await?
+            .close()
+            .await;
+        self.status().await
+    }
+}

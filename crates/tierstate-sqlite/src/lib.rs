@@ -32,7 +32,7 @@ mod writer;
 
 pub use config::{DEFAULT_PAGE_SIZE, SqliteConfig, Synchronous};
 pub use schema::{
-    SCHEMA_VERSION, STEPS, create_at_version, pending_steps, schema_sql, steps_after,
+    SCHEMA_VERSION, STEPS, SqliteSchema, create_at_version, pending_steps, schema_sql, steps_after,
 };
 pub use sharing::Sharing;
 pub use store::SqliteStore;

@@ -159,8 +159,7 @@ pub fn create_at_version(conn: &Connection, version: u32) -> Result<()> {
 /// # Errors
 /// `Backend` if the file cannot be read; `SchemaTooNew` if a newer build wrote it.
 pub fn pending_steps(path: &Path) -> Result<(u32, Vec<(u32, &'static str)>)> {
-    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .map_err(|e| naming(path, map(e)))?;
+    let conn = open_for_reading(&SqliteConfig::new(path))?.1;
     let found: u32 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .map_err(|e| naming(path, map(e)))?;
@@ -374,6 +373,46 @@ fn uri_path(path: &Path) -> Result<String> {
         .replace('#', "%23"))
 }
 
+/// A reader connection on a file that exists, opened so that nothing is written or left
+/// behind (see [`ReadMode`]), and the mode it was opened in.
+///
+/// # Errors
+/// `Backend` (`Io`) naming the file if it is missing, not a file, or cannot be opened.
+pub(crate) fn open_for_reading(config: &SqliteConfig) -> Result<(ReadMode, Connection)> {
+    let missing = |what: &str| Error::Backend {
+        backend: BACKEND,
+        kind: BackendErrorKind::Io,
+        message: format!("{} {what}", config.path.display()),
+        source: None,
+    };
+    match std::fs::metadata(&config.path) {
+        Err(_) => return Err(missing("does not exist")),
+        Ok(m) if !m.is_file() => return Err(missing("is not a file")),
+        Ok(_) => {}
+    }
+    let first = ReadMode::for_reader(&config.path);
+    let probe = |mode| -> Result<Connection> {
+        let c = open_reader(config, mode)?;
+        // The first read makes SQLite open the write-ahead log and its index, where a read-only
+        // directory makes it fail.
+        c.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))
+            .map_err(|e| naming(&config.path, map(e)))?;
+        Ok(c)
+    };
+    match probe(first) {
+        Ok(c) => Ok((first, c)),
+        // The file or its directory cannot be written (its side files cannot be made): nobody
+        // can be writing it from here, so read it as it stands.
+        Err(Error::Backend {
+            kind: BackendErrorKind::Io,
+            ..
+        }) if first == ReadMode::QueryOnly => {
+            Ok((ReadMode::Immutable, probe(ReadMode::Immutable)?))
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Checks, without changing anything, that `conn` reads a tierstate database at this build's
 /// schema: an empty file, a foreign one, an older or a newer schema are refused by name.
 pub(crate) fn check_readable(conn: &Connection, path: &Path) -> Result<()> {
@@ -486,4 +525,56 @@ fn check_or_create(conn: &Connection, path: &Path) -> Result<()> {
     conn.pragma_update(None, "user_version", SCHEMA_VERSION)
         .map_err(map)?;
     Ok(())
+}
+
+/// The SQLite file's own schema migrations ([`tierstate_core::SchemaMigrate`]).
+#[derive(Debug, Clone)]
+pub struct SqliteSchema {
+    path: std::path::PathBuf,
+}
+
+impl SqliteSchema {
+    /// The schema of the file at `path`.
+    pub fn new(path: impl Into<std::path::PathBuf>) -> Self {
+        Self { path: path.into() }
+    }
+}
+
+#[async_trait::async_trait]
+impl tierstate_core::SchemaMigrate for SqliteSchema {
+    async fn status(&self) -> Result<tierstate_core::SchemaStatus> {
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let empty = std::fs::metadata(&path).is_ok_and(|m| m.len() == 0);
+            let (found, steps) = if empty {
+                (None, steps_after(0))
+            } else {
+                let (v, steps) = pending_steps(&path)?;
+                ((v > 0).then_some(u64::from(v)), steps)
+            };
+            Ok(tierstate_core::SchemaStatus {
+                backend: BACKEND,
+                found,
+                latest: u64::from(SCHEMA_VERSION),
+                pending: steps
+                    .into_iter()
+                    .map(|(v, sql)| tierstate_core::SchemaStep {
+                        version: u64::from(v),
+                        description: sql.lines().next().unwrap_or_default().to_owned(),
+                    })
+                    .collect(),
+            })
+        })
+        .await
+        .map_err(|_| crate::error::closed())?
+    }
+
+    async fn apply(&self) -> Result<tierstate_core::SchemaStatus> {
+        // Opening the file for writing applies every missing step in one transaction.
+        crate::SqliteStore::open(SqliteConfig::new(&self.path))
+            .await?
+            .close()
+            .await;
+        self.status().await
+    }
 }

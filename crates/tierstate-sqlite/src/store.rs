@@ -119,38 +119,17 @@ impl SqliteStore {
     async fn open_read_only(config: SqliteConfig) -> Result<Self> {
         let cfg = config.clone();
         let (mode, conn) = tokio::task::spawn_blocking(move || {
-            let missing = |what: &str| tierstate_core::Error::Backend {
-                backend: crate::error::BACKEND,
-                kind: tierstate_core::BackendErrorKind::Io,
-                message: format!("{} {what}", cfg.path.display()),
-                source: None,
-            };
-            match std::fs::metadata(&cfg.path) {
-                Err(_) => return Err(missing("does not exist")),
-                Ok(m) if !m.is_file() => return Err(missing("is not a file")),
-                Ok(m) if m.len() == 0 => {
-                    return Err(missing("is empty: not a tierstate database"));
-                }
-                Ok(_) => {}
-            }
-            let first = ReadMode::for_reader(&cfg.path);
-            let probe = |mode| -> Result<rusqlite::Connection> {
-                let c = crate::schema::open_reader(&cfg, mode)?;
-                crate::schema::check_readable(&c, &cfg.path)?;
-                Ok(c)
-            };
-            match probe(first) {
-                Ok(c) => Ok((first, c)),
-                // The file or its directory cannot be written (its side files cannot be made):
-                // nobody can be writing it from here, so read it as it stands.
-                Err(tierstate_core::Error::Backend {
+            if std::fs::metadata(&cfg.path).is_ok_and(|m| m.len() == 0) {
+                return Err(tierstate_core::Error::Backend {
+                    backend: crate::error::BACKEND,
                     kind: tierstate_core::BackendErrorKind::Io,
-                    ..
-                }) if first == ReadMode::QueryOnly => {
-                    Ok((ReadMode::Immutable, probe(ReadMode::Immutable)?))
-                }
-                Err(e) => Err(e),
+                    message: format!("{} is empty: not a tierstate database", cfg.path.display()),
+                    source: None,
+                });
             }
+            let (mode, conn) = crate::schema::open_for_reading(&cfg)?;
+            crate::schema::check_readable(&conn, &cfg.path)?;
+            Ok((mode, conn))
         })
         .await
         .map_err(|_| closed())??;

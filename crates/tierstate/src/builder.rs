@@ -51,6 +51,37 @@ impl Default for StateManagerBuilder {
 }
 
 impl StateManagerBuilder {
+    /// Uses the store at `url`: `sqlite:PATH`, `redb:PATH`, `postgres://…[?schema=S]` or
+    /// `memory:` (see [`crate::StoreUrl`]), with its backend's durable defaults.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a URL that does not parse or needs a backend this build leaves out.
+    pub fn url(self, url: &str) -> Result<Self> {
+        let parsed = crate::StoreUrl::parse(url)?;
+        match parsed {
+            crate::StoreUrl::Memory => {
+                Ok(self.warm(Arc::new(tierstate_core::InMemoryStore::new())))
+            }
+            #[cfg(feature = "sqlite")]
+            crate::StoreUrl::Sqlite(p) => Ok(self.sqlite(p)),
+            #[cfg(feature = "redb")]
+            crate::StoreUrl::Redb(p) => Ok(self.redb(p)),
+            #[cfg(feature = "postgres")]
+            crate::StoreUrl::Postgres { .. } => {
+                let config = parsed.postgres_config()?;
+                Ok(self.postgres(config))
+            }
+            #[allow(unreachable_patterns)]
+            other => Err(Error::invalid(
+                "url",
+                format!(
+                    "{} needs a backend this build leaves out: enable its feature of the tierstate crate",
+                    other.shown()
+                ),
+            )),
+        }
+    }
+
     /// Uses the SQLite file at `path` (created if absent) with durable defaults.
     #[cfg(feature = "sqlite")]
     pub fn sqlite(self, path: impl Into<std::path::PathBuf>) -> Self {

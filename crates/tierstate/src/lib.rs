@@ -24,6 +24,8 @@
 
 mod builder;
 mod bulk;
+mod door;
+mod handle;
 mod hot;
 #[cfg(feature = "strategy")]
 pub mod lease;
@@ -32,26 +34,29 @@ pub mod metrics;
 mod payload;
 #[cfg(feature = "strategy")]
 pub mod strategy;
+mod url;
 
 pub use builder::StateManagerBuilder;
 pub use bulk::{MigrationReport, migrate_states};
+pub use handle::Tierstate;
 #[cfg(feature = "hot")]
 pub use hot::HotConfig;
 pub use manager::{StateManager, Versioned};
-pub use metrics::{Metrics, Op, OpRecord, Outcome, TierSummary};
+pub use metrics::{Metrics, Op, OpRecord, OpSummary, Outcome, TierSummary};
 pub use payload::PAYLOAD_MARKER;
 pub use tierstate_core::group::GroupStats;
 pub use tierstate_core::{
     Append, Appended, BackendErrorKind, BatchOp, Checksum, CommitProbe, Committed, DeploymentId,
     DocAddr, DocWrite, Document, Error, InMemoryStore, JournalEntry, JournalInfo, JournalPage,
     JournalQuery, JournalTail, MAX_SCHEMA_VERSION, MAX_STATE_BYTES, MAX_STATE_DEPTH, Name, PutMode,
-    Result, Retention, StateData, StateStore, StateWrite, StreamAddr, Target, Tier, TruncateBefore,
-    WriteBatch,
+    Result, Retention, SchemaMigrate, SchemaStatus, SchemaStep, StateData, StateStore, StateWrite,
+    StreamAddr, Target, Tier, TruncateBefore, WriteBatch,
 };
 pub use tierstate_migrate::{MigrationError, MigrationRegistry, RollbackInfo, StateMigration};
 /// Multi-chain positions, net and gross totals, and reconciliation against a venue.
 #[cfg(feature = "positions")]
 pub use tierstate_positions as positions;
+pub use url::{Access, StoreUrl, redact};
 
 /// CLOB orders with an enforced status machine, portfolio snapshots, the NAV series with
 /// high-water mark and drawdown, and baseline metrics.

@@ -421,9 +421,11 @@ impl StateManager {
         }
         let inner = self.inner.clone();
         let batch = WriteBatch::new().put(write);
-        let mut done =
-            detached(async move { inner.commit_through(batch, Op::Save).await }.instrument(span))
-                .await?;
+        let mut done = detached(
+            async move { inner.commit_through(batch, Op::Save, "state").await }.instrument(span),
+        )
+        .await?
+        .states;
         match done.pop() {
             Some(d) if done.is_empty() => Ok(Arc::new(d)),
             _ => Err(Error::Backend {
@@ -518,7 +520,24 @@ impl StateManager {
     /// # Errors
     /// As [`tierstate_core::StateStore::commit`]; HOT learns from conflicts and is invalidated
     /// for every member when the outcome is unknown.
-    pub async fn commit(&self, mut batch: WriteBatch) -> Result<Vec<Arc<StateData>>> {
+    pub async fn commit(&self, batch: WriteBatch) -> Result<Vec<Arc<StateData>>> {
+        let done = self.write(batch, "state").await?;
+        Ok(done.states.into_iter().map(Arc::new).collect())
+    }
+
+    /// The one commit path: every member of `batch` (states, documents, removals, journal
+    /// appends) in one WARM transaction, then HOT for the states it wrote; payload schema
+    /// stamped on each state, the manager's retention applied, metered as `domain`'s commit
+    /// and traced. Finishes even if the caller stops waiting. Returns everything committed.
+    ///
+    /// # Errors
+    /// As [`tierstate_core::StateStore::write`]; HOT learns from conflicts and is invalidated
+    /// for every state written when the outcome is unknown.
+    pub async fn write(
+        &self,
+        mut batch: WriteBatch,
+        domain: &'static str,
+    ) -> Result<tierstate_core::Committed> {
         if let Some(p) = &self.inner.payload {
             for op in batch.ops_mut() {
                 if let BatchOp::Put(w) = op {
@@ -527,12 +546,25 @@ impl StateManager {
                 }
             }
         }
-        let span = debug_span!("tierstate.commit", members = batch.len());
+        let span = debug_span!("tierstate.commit", domain, members = batch.len());
         let inner = self.inner.clone();
-        let done =
-            detached(async move { inner.commit_through(batch, Op::Commit).await }.instrument(span))
-                .await?;
-        Ok(done.into_iter().map(Arc::new).collect())
+        detached(
+            async move { inner.commit_through(batch, Op::Commit, domain).await }.instrument(span),
+        )
+        .await
+    }
+
+    /// Records one operation a domain ran on the WARM store through this manager.
+    pub(crate) fn record_domain(
+        &self,
+        domain: &'static str,
+        op: Op,
+        start: Instant,
+        outcome: Outcome,
+    ) {
+        self.inner
+            .metrics
+            .record_in(domain, Tier::Warm, op, start.elapsed(), outcome);
     }
 
     /// Deletes the state and history from WARM, then forgets it in HOT (invalidates it when the
@@ -715,20 +747,27 @@ impl Inner {
     }
 
     /// Commits `batch` to WARM and ends every member's HOT write; see [`detached`].
-    async fn commit_through(self: Arc<Self>, batch: WriteBatch, op: Op) -> Result<Vec<StateData>> {
+    async fn commit_through(
+        self: Arc<Self>,
+        batch: WriteBatch,
+        op: Op,
+        domain: &'static str,
+    ) -> Result<tierstate_core::Committed> {
         let ids = put_ids(&batch);
         let tickets: Vec<_> = ids.iter().map(|id| self.hot.begin_write(id)).collect();
         let start = Instant::now();
-        let result = self.warm.commit(batch.with_retention(self.retention)).await;
+        let result = self.warm.write(batch.with_retention(self.retention)).await;
         match &result {
             Ok(done) => {
-                self.record(Tier::Warm, op, start, Outcome::Ok);
-                for (ticket, d) in tickets.into_iter().zip(done) {
+                self.metrics
+                    .record_in(domain, Tier::Warm, op, start.elapsed(), Outcome::Ok);
+                for (ticket, d) in tickets.into_iter().zip(&done.states) {
                     self.hot.finish_write(ticket, Written::Ok(d));
                 }
             }
             Err(e) => {
-                self.record(Tier::Warm, op, start, outcome_of(e));
+                self.metrics
+                    .record_in(domain, Tier::Warm, op, start.elapsed(), outcome_of(e));
                 let how = if e.is_not_applied() {
                     Written::NotApplied
                 } else {

@@ -46,6 +46,39 @@ pub enum Op {
     LoadVersion,
     /// Startup bulk load into HOT.
     WarmUp,
+    /// A document read (current, by version, as of a time, or its history).
+    ReadDocument,
+    /// A page of documents of a collection.
+    ScanDocuments,
+    /// A read of journal entries (a range, a window, by key).
+    ReadJournal,
+    /// A listing: deployments, collections, streams, a journal's bounds.
+    Catalog,
+    /// Removal of a journal's oldest entries.
+    Truncate,
+    /// A state as of a time.
+    AsOf,
+}
+
+impl Op {
+    /// The operation's name, as metrics report it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::Load => "load",
+            Op::Save => "save",
+            Op::Commit => "commit",
+            Op::Delete => "delete",
+            Op::History => "history",
+            Op::LoadVersion => "load_version",
+            Op::WarmUp => "warm_up",
+            Op::ReadDocument => "read_document",
+            Op::ScanDocuments => "scan_documents",
+            Op::ReadJournal => "read_journal",
+            Op::Catalog => "catalog",
+            Op::Truncate => "truncate",
+            Op::AsOf => "as_of",
+        }
+    }
 }
 
 /// How it ended.
@@ -77,6 +110,9 @@ const OUTCOMES: [Outcome; 6] = [
 /// One operation on one tier.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct OpRecord {
+    /// Which part of the handle ran it: `"state"` for the state calls, else the domain
+    /// (`"orders"`, `"ledger"`, `"strategy"`, …) whose reads and writes went through it.
+    pub domain: &'static str,
     /// Which tier did the work.
     pub tier: Tier,
     /// What was done.
@@ -138,6 +174,27 @@ impl fmt::Display for TierSummary {
     }
 }
 
+/// Latency of one kind of operation over the records in the ring buffer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpSummary {
+    /// The domain that ran it (`"state"` for the state calls).
+    pub domain: &'static str,
+    /// The operation ([`Op::name`]).
+    pub op: &'static str,
+    /// The tier that did the work.
+    pub tier: Tier,
+    /// Records of it in the ring buffer.
+    pub count: u64,
+    /// Of which failed.
+    pub errors: u64,
+    /// Mean latency.
+    pub mean: Duration,
+    /// Median latency.
+    pub p50: Duration,
+    /// 99th percentile latency.
+    pub p99: Duration,
+}
+
 /// The metrics of one [`crate::StateManager`].
 pub struct Metrics {
     ring: Mutex<VecDeque<OpRecord>>,
@@ -192,10 +249,23 @@ impl Metrics {
         }
     }
 
-    /// Records one operation.
+    /// Records one state operation.
     pub fn record(&self, tier: Tier, op: Op, latency: Duration, outcome: Outcome) {
+        self.record_in("state", tier, op, latency, outcome);
+    }
+
+    /// Records one operation of `domain`.
+    pub fn record_in(
+        &self,
+        domain: &'static str,
+        tier: Tier,
+        op: Op,
+        latency: Duration,
+        outcome: Outcome,
+    ) {
         self.counts[tier_index(tier)][outcome_index(outcome)].fetch_add(1, Ordering::Relaxed);
         let rec = OpRecord {
+            domain,
             tier,
             op,
             latency,
@@ -216,6 +286,51 @@ impl Metrics {
     /// The records still in the ring buffer, oldest first.
     pub fn recent(&self) -> Vec<OpRecord> {
         self.ring.lock().iter().copied().collect()
+    }
+
+    /// The newest `limit` records, newest first.
+    pub fn latest(&self, limit: usize) -> Vec<OpRecord> {
+        self.ring.lock().iter().rev().take(limit).copied().collect()
+    }
+
+    /// Per (domain, operation, tier): how many records the ring holds, how many failed, and
+    /// mean, median and 99th percentile latency over them; sorted by domain, then operation.
+    pub fn by_operation(&self) -> Vec<OpSummary> {
+        let mut groups: std::collections::BTreeMap<
+            (&'static str, &'static str, usize),
+            Vec<&OpRecord>,
+        > = std::collections::BTreeMap::new();
+        let ring = self.ring.lock();
+        for r in ring.iter() {
+            groups
+                .entry((r.domain, r.op.name(), tier_index(r.tier)))
+                .or_default()
+                .push(r);
+        }
+        groups
+            .into_iter()
+            .map(|((domain, op, _), recs)| {
+                let mut lat: Vec<Duration> = recs.iter().map(|r| r.latency).collect();
+                lat.sort_unstable();
+                let pick = |q: f64| lat[((lat.len() - 1) as f64 * q).round() as usize];
+                let total: Duration = lat.iter().sum();
+                OpSummary {
+                    domain,
+                    op,
+                    tier: recs[0].tier,
+                    count: recs.len() as u64,
+                    errors: recs.iter().filter(|r| r.outcome == Outcome::Error).count() as u64,
+                    mean: total / u32::try_from(lat.len()).unwrap_or(u32::MAX),
+                    p50: pick(0.50),
+                    p99: pick(0.99),
+                }
+            })
+            .collect()
+    }
+
+    /// Forgets the records (the counters keep counting).
+    pub fn clear(&self) {
+        self.ring.lock().clear();
     }
 
     /// Totals and latency percentiles for one tier.
