@@ -20,7 +20,6 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::error::{CliError, Result};
-use crate::open::Url;
 use crate::out::Report;
 
 #[derive(Parser)]
@@ -166,7 +165,7 @@ const INTERRUPTED: u8 = 130;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Damage inside redb's own structures is reported as an error, not a panic message.
-    tierstate_redb::quiet_engine_panics();
+    tierstate::quiet_engine_panics();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -199,14 +198,14 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<Option<Report>> {
-    let url = Url::parse(&cli.db)?;
+    let url = open::parse(&cli.db)?;
     match cli.command {
         Command::Demo(args) => demo::run(&url, args).await.map(|()| None),
         Command::Migrate { dry_run } => migrate::run(&url, dry_run).await.map(Some),
         read => {
             // Bad arguments are refused before anything is opened.
             check_arguments(&read)?;
-            let store = url.open_read().await?;
+            let store = open::open_read(&url).await?;
             // Ctrl-C stops a read (an export leaves no file behind) with exit 130.
             tokio::select! {
                 r = query(read, &store, cli.json) => r,

@@ -236,12 +236,12 @@ fn migrate_upgrades_an_old_database_in_place() {
     let path = dir.path().join("old.db");
     {
         let c = rusqlite::Connection::open(&path).unwrap();
-        tierstate_sqlite::create_at_version(&c, 2).unwrap();
+        tierstate::sqlite::create_at_version(&c, 2).unwrap();
     }
     let db = format!("sqlite:{}", path.display());
     let r = tierstate(&["--db", &db, "migrate", "--dry-run"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    let latest = tierstate_sqlite::SCHEMA_VERSION;
+    let latest = tierstate::sqlite::SCHEMA_VERSION;
     assert!(
         r.stdout.contains(&format!("schema 2, latest {latest}"))
             && (3..=latest).all(|v| r.stdout.contains(&format!("step {v}:"))),

@@ -74,7 +74,7 @@ fn read_commands_create_upgrade_and_lock_nothing() {
     let old = dir.path().join("old.db");
     {
         let c = rusqlite::Connection::open(&old).unwrap();
-        tierstate_sqlite::create_at_version(&c, 1).unwrap();
+        tierstate::sqlite::create_at_version(&c, 1).unwrap();
     }
     let e = one_line_error(&tierstate(&[
         "--db",
@@ -83,7 +83,7 @@ fn read_commands_create_upgrade_and_lock_nothing() {
     ]));
     assert!(e.contains("schema 1") && e.contains("migrate"), "{e}");
     assert_eq!(
-        tierstate_sqlite::pending_steps(&old).unwrap().0,
+        tierstate::sqlite::pending_steps(&old).unwrap().0,
         1,
         "list upgraded the file"
     );

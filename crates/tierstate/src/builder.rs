@@ -57,7 +57,15 @@ impl StateManagerBuilder {
     /// # Errors
     /// `InvalidInput` for a URL that does not parse or needs a backend this build leaves out.
     pub fn url(self, url: &str) -> Result<Self> {
-        let parsed = crate::StoreUrl::parse(url)?;
+        self.store_url(&crate::StoreUrl::parse(url)?)
+    }
+
+    /// Uses the store at a parsed URL; see [`StateManagerBuilder::url`].
+    ///
+    /// # Errors
+    /// `InvalidInput` for a backend this build leaves out.
+    pub fn store_url(self, url: &crate::StoreUrl) -> Result<Self> {
+        let parsed = url.clone();
         match parsed {
             crate::StoreUrl::Memory => {
                 Ok(self.warm(Arc::new(tierstate_core::InMemoryStore::new())))

@@ -69,6 +69,18 @@ pub use tierstate_orders as orders;
 #[cfg(feature = "postgres")]
 pub use tierstate_postgres::{PostgresConfig, PostgresStore};
 #[cfg(feature = "redb")]
-pub use tierstate_redb::{RedbConfig, RedbDurability, RedbStore};
+pub use tierstate_redb::{RedbConfig, RedbDurability, RedbStore, quiet_engine_panics};
 #[cfg(feature = "sqlite")]
 pub use tierstate_sqlite::{Sharing, SqliteConfig, SqliteStore, Synchronous};
+
+/// The SQLite backend in full (its schema steps and fixtures for tools and tests).
+#[cfg(feature = "sqlite")]
+pub use tierstate_sqlite as sqlite;
+
+/// The redb backend in full.
+#[cfg(feature = "redb")]
+pub use tierstate_redb as redb;
+
+/// The PostgreSQL backend in full.
+#[cfg(feature = "postgres")]
+pub use tierstate_postgres as postgres;

@@ -20,8 +20,8 @@ use rust_decimal::Decimal;
 use tierstate::orders::{FaultPlan, SimExchange};
 
 use crate::error::{CliError, Result};
-use crate::open::Url;
 use quote::{MarketMaker, TickOutcome};
+use tierstate::StoreUrl as Url;
 
 /// The demo's options.
 #[derive(Debug, Clone, clap::Args)]
@@ -95,8 +95,13 @@ pub async fn run(url: &Url, args: DemoArgs) -> Result<()> {
     };
     // The database is this process's alone while it runs (a second demo is refused), and so
     // is the venue's file.
-    let store = url.open_write(true).await?;
-    let lease = tierstate::lease::Lease::take(&*store, &id, LEASE_TTL).await?;
+    // The front door: every write of the strategy, its orders, ledger and portfolio goes
+    // through the handle's one commit path.
+    let ts = tierstate::Tierstate::builder()
+        .store_url(url)?
+        .open()
+        .await?;
+    let lease = ts.lease(&id, LEASE_TTL).await?;
     let plan = if args.faults > 0.0 {
         FaultPlan::uniform(args.seed, args.faults)
     } else {
@@ -112,7 +117,7 @@ pub async fn run(url: &Url, args: DemoArgs) -> Result<()> {
             }
         })?,
     );
-    let mut mm = MarketMaker::open(store.clone(), &args, venue.clone(), lease).await?;
+    let mut mm = MarketMaker::open(&ts, &args, venue.clone(), lease).await?;
     mm.check_venue(&venue_file, existed).await?;
     let resumed = mm.tick_no();
     eprintln!(
@@ -208,9 +213,10 @@ pub async fn run(url: &Url, args: DemoArgs) -> Result<()> {
     mm.release().await;
     let (summary, disagreement) = audit?;
     print!("{summary}");
+    let records = ts.records("demo");
     let drawn = match chart_format {
-        "png" => crate::chart::nav(&store, &args.deployment, None, Some(chart.clone())).await,
-        _ => crate::chart::nav(&store, &args.deployment, Some(chart.clone()), None).await,
+        "png" => crate::chart::nav(&records, &args.deployment, None, Some(chart.clone())).await,
+        _ => crate::chart::nav(&records, &args.deployment, Some(chart.clone()), None).await,
     };
     match drawn {
         Ok(_) => println!("chart: {}", chart.display()),
@@ -241,6 +247,7 @@ fn next_commands(url: &Url, id: &str) -> Vec<String> {
         Url::Postgres { .. } if std::env::var_os("TIERSTATE_DB").is_some() => String::new(),
         // The URL is shown with its password masked: put it back, or export TIERSTATE_DB.
         Url::Postgres { .. } => format!(" --db '{}'", url.shown()),
+        _ => format!(" --db {}", url.shown()),
     };
     [
         format!("inspect {id}"),

@@ -133,14 +133,15 @@ impl MarketMaker {
     /// # Errors
     /// `Store`; `Usage` if the database was started with another seed.
     pub async fn open(
-        store: Arc<dyn StateStore>,
+        ts: &tierstate::Tierstate,
         args: &DemoArgs,
         venue: Arc<SimExchange>,
         lease: Lease,
     ) -> Result<Self> {
         let id = DeploymentId::new(&args.deployment)?;
-        let strategy = StrategyStore::<StrategyState>::new(store.clone(), &id);
-        let orders = OrderStore::new(store.clone(), &id);
+        let store = ts.records("demo");
+        let strategy = ts.strategy::<StrategyState>(&id);
+        let orders = ts.orders(&id);
         let exchange: Arc<dyn Exchange> = venue.clone();
         let engine = Reconciler::new(orders.clone(), exchange, Decimal::new(1, 2));
         let checkpoint = strategy.load().await?;
@@ -167,8 +168,8 @@ impl MarketMaker {
             },
         };
         Ok(Self {
-            ledger: Ledger::new(store.clone(), &id),
-            portfolio: Portfolio::new(store.clone(), &id),
+            ledger: ts.ledger(&id),
+            portfolio: ts.portfolio(&id),
             lease: Some(lease),
             id,
             store,
