@@ -9,9 +9,7 @@ use proptest::prelude::*;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tierstate::strategy::{
-    Holdings, PositionRow, StrategyState, StrategyStore, Tick, Trade, TradeSide,
-};
+use tierstate::strategy::{Holdings, PositionRow, Side, StrategyState, StrategyStore, Tick, Trade};
 use tierstate_core::{
     DeploymentId, DocAddr, DocWrite, Error, InMemoryStore, PutMode, StateStore, WriteBatch,
 };
@@ -37,7 +35,7 @@ fn trade(id: &str, at: i64, price: &str) -> Trade {
         trade_id: id.into(),
         time: t(at),
         symbol: "ETH-USD".into(),
-        side: TradeSide::Buy,
+        side: Side::Buy,
         price: d(price),
         size: d("0.50"),
         fee: d("0.10"),

@@ -502,7 +502,6 @@ fn intent_ids(d: &Document) -> Result<Vec<String>> {
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct OrderDoc {
-    schema: u64,
     order_id: String,
     deployment_id: String,
     market_id: String,
@@ -526,7 +525,6 @@ struct OrderDoc {
 pub(crate) fn encode(o: &ClobOrder) -> Result<Map<String, Value>> {
     o.validate()?;
     let doc = OrderDoc {
-        schema: ORDER_SCHEMA,
         order_id: o.order_id.clone(),
         deployment_id: o.deployment_id.clone(),
         market_id: o.market_id.clone(),
@@ -546,28 +544,22 @@ pub(crate) fn encode(o: &ClobOrder) -> Result<Map<String, Value>> {
         error: o.error.clone(),
         metadata: o.metadata.clone(),
     };
-    match serde_json::to_value(doc) {
-        Ok(Value::Object(m)) => Ok(m),
-        Ok(_) => Err(AccountingError::invalid(
-            "order",
-            "did not encode to an object",
-        )),
-        Err(e) => Err(AccountingError::invalid("order", e.to_string())),
-    }
+    tierstate_core::codec::encode_doc(ORDER_SCHEMA, &doc)
+        .map_err(|e| AccountingError::invalid("order", e))
 }
 
 pub(crate) fn decode(value: Map<String, Value>) -> Result<ClobOrder> {
-    let schema = value.get("schema").and_then(Value::as_u64).unwrap_or(0);
-    if schema > ORDER_SCHEMA {
-        return Err(AccountingError::NewerSchema {
-            record: "a stored CLOB order".into(),
-            found: schema,
-            supported: ORDER_SCHEMA,
-        });
-    }
+    let record = || "a stored CLOB order".to_owned();
+    tierstate_core::codec::check_schema(&value, ORDER_SCHEMA)
+        .map_err(|e| crate::ledger::decode_error("order", record(), e))?;
     // Unknown side/status/type strings surface as their typed error, not a serde message.
     if let Some(Value::String(v)) = value.get("side") {
-        v.parse::<Side>()?;
+        v.parse::<Side>()
+            .map_err(|_| AccountingError::UnknownValue {
+                field: "side",
+                value: v.clone(),
+                expected: "buy, sell",
+            })?;
     }
     if let Some(Value::String(v)) = value.get("order_type") {
         v.parse::<OrderType>()?;
@@ -575,9 +567,8 @@ pub(crate) fn decode(value: Map<String, Value>) -> Result<ClobOrder> {
     if let Some(Value::String(v)) = value.get("status") {
         v.parse::<OrderStatus>()?;
     }
-    let d: OrderDoc = tierstate_core::exact::from_map(&value).map_err(|e| {
-        AccountingError::invalid("order", format!("stored order is malformed: {e}"))
-    })?;
+    let d: OrderDoc = tierstate_core::codec::decode_doc(ORDER_SCHEMA, value)
+        .map_err(|e| crate::ledger::decode_error("order", "stored order".into(), e))?;
     let order = ClobOrder {
         order_id: d.order_id,
         deployment_id: d.deployment_id,

@@ -29,7 +29,7 @@ use crate::ledger::{check_time, from_object, to_object};
 use crate::order::{check_id, text_enum};
 use crate::registry::{Registry, RegistryStatus, row_key};
 use crate::retry::Retry;
-use crate::time::micros;
+use crate::time::truncate_to_micros;
 
 /// Collection of position events.
 pub const POSITION_EVENTS: &str = "position.events";
@@ -121,7 +121,7 @@ impl PositionEvent {
             position_id: position_id.into(),
             position_type: position_type.into(),
             event_type,
-            time: micros(time),
+            time: truncate_to_micros(time),
             payload,
             attribution: None,
             attribution_version: 0,
@@ -240,7 +240,7 @@ impl AccountingEvent {
             event_id: event_id.into(),
             deployment_id: deployment_id.into(),
             kind,
-            time: micros(time),
+            time: truncate_to_micros(time),
             position: None,
             payload,
         };
@@ -699,7 +699,8 @@ impl Events {
         at: DateTime<Utc>,
     ) -> Result<MigrationState> {
         self.change_migration(primitive, cutover_key, |s| {
-            s.backfill_completed_at.get_or_insert(micros(at));
+            s.backfill_completed_at
+                .get_or_insert(truncate_to_micros(at));
         })
         .await
     }

@@ -21,7 +21,7 @@ use crate::error::{AccountingError, Result, retryable};
 use crate::order::check_id;
 use crate::retry::Retry;
 use crate::snapshot::ExecutionMode;
-use crate::time::micros;
+use crate::time::truncate_to_micros;
 
 /// The ledger journal, and the collection holding its running totals.
 pub const LEDGER: &str = "ledger";
@@ -109,7 +109,7 @@ impl LedgerEntry {
             cycle_id: None,
             deployment_id: deployment_id.into(),
             execution_mode,
-            time: micros(time),
+            time: truncate_to_micros(time),
             intent_type: intent_type.into(),
             token_in: None,
             amount_in: None,
@@ -826,41 +826,44 @@ fn stored(e: JournalEntry) -> Result<StoredLedgerEntry> {
     })
 }
 
-/// Encodes a serializable record as an object with its schema number.
+/// Encodes a record with its schema (core's one document codec).
 pub(crate) fn to_object<T: Serialize>(
     what: &'static str,
     schema: u64,
     v: &T,
 ) -> Result<Map<String, Value>> {
-    match serde_json::to_value(v) {
-        Ok(Value::Object(mut m)) => {
-            m.insert("schema".into(), Value::from(schema));
-            Ok(m)
-        }
-        Ok(_) => Err(AccountingError::invalid(
-            what,
-            "did not encode to an object",
-        )),
-        Err(e) => Err(AccountingError::invalid(what, e.to_string())),
-    }
+    tierstate_core::codec::encode_doc(schema, v).map_err(|e| AccountingError::invalid(what, e))
 }
 
-/// Decodes a record written by [`to_object`], refusing a newer schema.
+/// Decodes a record written by [`to_object`], refusing a newer schema (core's one codec).
 pub(crate) fn from_object<T: for<'de> Deserialize<'de> + Serialize>(
     what: &'static str,
     supported: u64,
-    mut value: Map<String, Value>,
+    value: Map<String, Value>,
 ) -> Result<T> {
-    let schema = value.remove("schema").and_then(|v| v.as_u64()).unwrap_or(0);
-    if schema > supported {
-        return Err(AccountingError::NewerSchema {
-            record: format!("a stored {what}"),
-            found: schema,
-            supported,
-        });
+    tierstate_core::codec::decode_doc(supported, value)
+        .map_err(|e| decode_error(what, format!("a stored {what}"), e))
+}
+
+/// This crate's error for a body core's codec refused: `NewerSchema` naming `record`, or
+/// `InvalidInput` on `what`.
+pub(crate) fn decode_error(
+    what: &'static str,
+    record: String,
+    e: tierstate_core::codec::DecodeError,
+) -> AccountingError {
+    match e {
+        tierstate_core::codec::DecodeError::Newer { found, supported } => {
+            AccountingError::NewerSchema {
+                record,
+                found,
+                supported,
+            }
+        }
+        tierstate_core::codec::DecodeError::Malformed(m) => {
+            AccountingError::invalid(what, format!("{record} is malformed: {m}"))
+        }
     }
-    tierstate_core::exact::from_map(&value)
-        .map_err(|e| AccountingError::invalid(what, format!("stored record is malformed: {e}")))
 }
 
 fn encode(e: &LedgerEntry) -> Result<Map<String, Value>> {

@@ -68,4 +68,4 @@ pub use registry::{
 };
 pub use rust_decimal::Decimal;
 pub use snapshot::{ExecutionMode, Flows, PortfolioSnapshot, ValueConfidence};
-pub use time::{micros, parse_utc};
+pub use time::{parse_utc, truncate_to_micros};

@@ -9,7 +9,7 @@ use crate::amount::Amount;
 use crate::error::{AccountingError, Result};
 use crate::order::check_id;
 use crate::snapshot::{ExecutionMode, Flows, PortfolioSnapshot, non_negative};
-use crate::time::micros;
+use crate::time::truncate_to_micros;
 
 /// A deployment's baseline: what it started with and what moved in and out since, so PnL is
 /// never confused with deposits. Saved with compare-and-swap.
@@ -52,7 +52,7 @@ impl PortfolioMetrics {
         non_negative("initial value", initial_value)?;
         Ok(Self {
             initial_value,
-            initial_time: micros(initial_time),
+            initial_time: truncate_to_micros(initial_time),
             deposits: Decimal::ZERO,
             withdrawals: Decimal::ZERO,
             gas_spent: Decimal::ZERO,
@@ -60,7 +60,7 @@ impl PortfolioMetrics {
             positions: Value::Array(Vec::new()),
             cycle_id: None,
             execution_mode,
-            updated_at: micros(initial_time),
+            updated_at: truncate_to_micros(initial_time),
         })
     }
 
@@ -103,7 +103,7 @@ impl PortfolioMetrics {
             non_negative("total value", v)?;
         }
         self.last_total_value = value;
-        self.updated_at = micros(at);
+        self.updated_at = truncate_to_micros(at);
         Ok(())
     }
 

@@ -18,10 +18,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::error::{AccountingError, Result};
-use crate::time::micros;
+use crate::time::truncate_to_micros;
 
-/// Longest id (order, fill, market, token, intent, counterparty), in bytes.
-pub const MAX_ID_LEN: usize = 256;
+/// Longest id (order, fill, market, token, intent, counterparty), in bytes: the one id rule
+/// of every domain.
+pub use tierstate_core::MAX_ID_LEN;
 
 macro_rules! text_enum {
     ($(#[$m:meta])* $name:ident, $field:literal, $expected:literal { $($(#[$vm:meta])* $v:ident = $s:literal),* $(,)? }) => {
@@ -75,15 +76,8 @@ macro_rules! text_enum {
 }
 pub(crate) use text_enum;
 
-text_enum!(
-    /// Which way an order trades.
-    Side, "side", "buy, sell" {
-        /// Buys the token.
-        Buy = "buy",
-        /// Sells the token.
-        Sell = "sell",
-    }
-);
+/// Which way an order goes: the one [`tierstate_core::Side`] of every domain.
+pub use tierstate_core::Side;
 
 text_enum!(
     /// How long an order rests on the book.
@@ -190,7 +184,7 @@ impl ClobFill {
             price,
             size,
             fee,
-            time: micros(time),
+            time: truncate_to_micros(time),
             counterparty: None,
         };
         f.validate()?;
@@ -297,9 +291,9 @@ impl ClobOrder {
             status: OrderStatus::Pending,
             fills: Vec::new(),
             intent_id: None,
-            created_at: micros(at),
+            created_at: truncate_to_micros(at),
             submitted_at: None,
-            updated_at: micros(at),
+            updated_at: truncate_to_micros(at),
             error: None,
             metadata: Map::new(),
         };
@@ -358,13 +352,13 @@ impl ClobOrder {
             return Err(self.refuse(to));
         }
         if to == OrderStatus::Submitted {
-            self.submitted_at = Some(micros(at));
+            self.submitted_at = Some(truncate_to_micros(at));
         }
         if error.is_some() {
             self.error = error;
         }
         self.status = to;
-        self.updated_at = micros(at);
+        self.updated_at = truncate_to_micros(at);
         Ok(())
     }
 
@@ -485,17 +479,14 @@ impl ClobOrder {
 }
 
 /// Refuses an empty, oversized or control-character id.
+/// The one id rule ([`tierstate_core::check_id`]), as this crate's `InvalidInput`.
 pub(crate) fn check_id(field: &'static str, s: &str) -> Result<()> {
-    if s.is_empty() || s.len() > MAX_ID_LEN {
-        return Err(AccountingError::invalid(
-            field,
-            format!("must be 1..={MAX_ID_LEN} bytes, got {}", s.len()),
-        ));
-    }
-    if s.chars().any(char::is_control) {
-        return Err(AccountingError::invalid(field, "holds a control character"));
-    }
-    Ok(())
+    tierstate_core::check_id(field, s).map_err(|e| match e {
+        tierstate_core::Error::InvalidInput { field, reason } => {
+            AccountingError::invalid(field, reason)
+        }
+        other => other.into(),
+    })
 }
 
 fn positive(field: &'static str, v: Decimal) -> Result<()> {

@@ -858,43 +858,20 @@ fn from_us(us: i64) -> Result<DateTime<Utc>> {
         .ok_or_else(|| AccountingError::invalid("time", format!("{us} µs is out of range")))
 }
 
-fn to_object<T: Serialize>(v: &T, what: &'static str) -> Result<Map<String, Value>> {
-    match serde_json::to_value(v) {
-        Ok(Value::Object(m)) => Ok(m),
-        Ok(_) => Err(AccountingError::invalid(
-            what,
-            "did not encode to an object",
-        )),
-        Err(e) => Err(AccountingError::invalid(what, e.to_string())),
-    }
-}
-
 fn with_schema<T: Serialize>(v: &T) -> Result<Map<String, Value>> {
-    let mut m = to_object(v, "record")?;
-    m.insert("schema".into(), Value::from(PORTFOLIO_SCHEMA));
-    Ok(m)
+    tierstate_core::codec::encode_doc(PORTFOLIO_SCHEMA, v)
+        .map_err(|e| AccountingError::invalid("record", e))
 }
 
-/// Decodes a document value written with [`with_schema`], refusing a newer schema.
+/// Decodes a document value written with [`with_schema`], refusing a newer schema (core's
+/// one codec).
 fn decode_versioned<T: for<'de> Deserialize<'de> + Serialize>(
-    mut value: Map<String, Value>,
+    value: Map<String, Value>,
     address: &DocAddr,
     what: &str,
 ) -> Result<T> {
-    let schema = value.get("schema").and_then(Value::as_u64).unwrap_or(0);
-    if schema > PORTFOLIO_SCHEMA {
-        return Err(AccountingError::NewerSchema {
-            record: format!("{what} at {address}"),
-            found: schema,
-            supported: PORTFOLIO_SCHEMA,
-        });
-    }
-    value.remove("schema");
-    tierstate_core::exact::from_map(&value).map_err(|e| {
-        AccountingError::invalid(
-            "stored record",
-            format!("{what} at {address} is malformed: {e}"),
-        )
+    tierstate_core::codec::decode_doc(PORTFOLIO_SCHEMA, value).map_err(|e| {
+        crate::ledger::decode_error("stored record", format!("{what} at {address}"), e)
     })
 }
 

@@ -41,7 +41,7 @@ use crate::error::{AccountingError, CommitFailure, Result, retryable};
 use crate::ledger::{Ledger, LedgerEntry, Recorded, from_object, to_object};
 use crate::order::text_enum;
 use crate::retry::Retry;
-use crate::time::micros;
+use crate::time::truncate_to_micros;
 
 /// Collection of every registry row.
 pub const ROWS: &str = "registry.rows";
@@ -146,7 +146,7 @@ impl RegistryRow {
             closing_tx: None,
             last_reconciled_block: None,
             policy_versions: Map::new(),
-            updated_at: micros(at),
+            updated_at: truncate_to_micros(at),
         };
         r.validate()?;
         Ok(r)

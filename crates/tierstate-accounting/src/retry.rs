@@ -1,35 +1,23 @@
-//! Planning again after losing a compare-and-swap: a bounded number of attempts with jittered
-//! exponential backoff, so writers contending for one record (the ledger totals, a registry
-//! claim) spread out instead of colliding again in lockstep.
+//! Planning again after losing a compare-and-swap, on core's one retry helper: a bounded
+//! number of attempts with jittered exponential backoff, so writers contending for one record
+//! (the ledger totals, a registry claim) spread out instead of colliding again in lockstep.
 
-use std::time::Duration;
-
-use backon::{BackoffBuilder, ExponentialBuilder};
+use tierstate_core::{Backoff, RetryPolicy};
 
 use crate::error::{AccountingError, Result};
 
-/// Attempts after the first before giving up with `Contended`.
-const RETRIES: usize = 24;
-
 /// The retries of one call.
 pub(crate) struct Retry {
-    delays: backon::ExponentialBackoff,
+    backoff: Backoff,
     what: &'static str,
-    attempts: u32,
 }
 
 impl Retry {
     /// Retries for a call contending for `what`.
     pub(crate) fn new(what: &'static str) -> Self {
         Self {
-            delays: ExponentialBuilder::default()
-                .with_min_delay(Duration::from_micros(200))
-                .with_max_delay(Duration::from_millis(50))
-                .with_max_times(RETRIES)
-                .with_jitter()
-                .build(),
+            backoff: Backoff::new(RetryPolicy::default()),
             what,
-            attempts: 1,
         }
     }
 
@@ -38,16 +26,13 @@ impl Retry {
     /// # Errors
     /// `Contended` once the attempts are spent.
     pub(crate) async fn wait(&mut self) -> Result<()> {
-        match self.delays.next() {
-            Some(d) => {
-                self.attempts += 1;
-                tokio::time::sleep(d).await;
-                Ok(())
-            }
-            None => Err(AccountingError::Contended {
+        if self.backoff.wait().await {
+            Ok(())
+        } else {
+            Err(AccountingError::Contended {
                 what: self.what,
-                attempts: self.attempts,
-            }),
+                attempts: self.backoff.attempts(),
+            })
         }
     }
 }

@@ -8,7 +8,7 @@ use serde_json::Value;
 use crate::amount::Amount;
 use crate::error::{AccountingError, Result};
 use crate::order::{check_id, text_enum};
-use crate::time::{micros, parse_utc};
+use crate::time::{parse_utc, truncate_to_micros};
 
 text_enum!(
     /// How far the snapshot's total value can be trusted.
@@ -90,7 +90,7 @@ impl PortfolioSnapshot {
         execution_mode: ExecutionMode,
     ) -> Result<Self> {
         let s = Self {
-            time: micros(time),
+            time: truncate_to_micros(time),
             total_value,
             available_cash: Amount::Unmeasured,
             value_confidence,
@@ -166,7 +166,7 @@ impl PortfolioSnapshot {
             non_negative("deposits", f.deposits)?;
             non_negative("withdrawals", f.withdrawals)?;
         }
-        if micros(self.time) != self.time {
+        if truncate_to_micros(self.time) != self.time {
             return Err(AccountingError::invalid(
                 "snapshot time",
                 "has sub-microsecond digits; build snapshots with new or at_text",

@@ -1,7 +1,7 @@
 //! Times: UTC at microsecond precision, parsed from text only with an explicit offset, and
 //! encoded as document keys that sort in time order. Times are never compared as text.
 
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::{DateTime, Utc};
 
 use crate::error::{AccountingError, Result};
 
@@ -18,14 +18,11 @@ pub fn parse_utc(field: &'static str, text: &str) -> Result<DateTime<Utc>> {
             value: text.to_owned(),
             reason: format!("expected RFC 3339 with an offset, e.g. 2026-11-21T10:00:00Z ({e})"),
         })?;
-    Ok(micros(parsed.with_timezone(&Utc)))
+    Ok(truncate_to_micros(parsed.with_timezone(&Utc)))
 }
 
-/// `t` truncated to microseconds: what a store keeps, so a time read back equals the one
-/// saved.
-pub fn micros(t: DateTime<Utc>) -> DateTime<Utc> {
-    t.trunc_subsecs(6)
-}
+/// `t` truncated to microseconds (core's one time helper).
+pub use tierstate_core::truncate_to_micros;
 
 /// Digits of a key: `i64::MAX` has 19.
 const KEY_DIGITS: usize = 19;

@@ -15,7 +15,7 @@ use rand::{Rng, SeedableRng};
 use rust_decimal::Decimal;
 use tierstate::accounting::Ledger;
 use tierstate::orders::{FaultPlan, Side, SimExchange};
-use tierstate::strategy::{StrategyState, StrategyStore, TradeSide};
+use tierstate::strategy::{StrategyState, StrategyStore};
 use tierstate::{DeploymentId, RedbConfig, RedbStore, SqliteConfig, SqliteStore, StateStore};
 
 use common::tierstate;
@@ -78,8 +78,8 @@ async fn books_agree_with_the_venue(db: &str, venue_file: &Path, ticks: u64) {
     let booked: Decimal = trades
         .iter()
         .map(|t| match t.side {
-            TradeSide::Buy => t.size,
-            TradeSide::Sell => -t.size,
+            Side::Buy => t.size,
+            Side::Sell => -t.size,
         })
         .sum();
     let cp = strategy.load().await.unwrap().unwrap();

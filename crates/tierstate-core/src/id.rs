@@ -145,6 +145,27 @@ impl<'de> Deserialize<'de> for DeploymentId {
     }
 }
 
+/// Longest id of a domain record (an order, an intent, a fill, a market, a token, an OCO
+/// group), in bytes: the longest document key, so every id can be one.
+pub const MAX_ID_LEN: usize = crate::Name::MAX_KEY_LEN;
+
+/// The one id rule of every domain: 1..=[`MAX_ID_LEN`] bytes, no control characters.
+///
+/// # Errors
+/// `InvalidInput` on `field`, saying which part of the rule `s` breaks.
+pub fn check_id(field: &'static str, s: &str) -> Result<(), Error> {
+    if s.is_empty() || s.len() > MAX_ID_LEN {
+        return Err(Error::invalid(
+            field,
+            format!("must be 1..={MAX_ID_LEN} bytes, got {}", s.len()),
+        ));
+    }
+    if s.chars().any(char::is_control) {
+        return Err(Error::invalid(field, "holds a control character"));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,6 +10,7 @@
 pub mod batch;
 pub mod canonical;
 pub mod cas;
+pub mod codec;
 mod document;
 mod error;
 pub mod exact;
@@ -22,7 +23,9 @@ pub mod memory;
 mod names;
 pub mod plan;
 mod redact;
+pub mod retry;
 mod schema;
+mod side;
 mod signal;
 mod state;
 mod store;
@@ -37,7 +40,7 @@ pub use document::{DocWrite, Document, KeyRange, StoredDoc};
 pub use error::{BackendErrorKind, Error, Result};
 pub use exact::parse_decimal;
 pub use feed::{Change, ChangeFeed};
-pub use id::DeploymentId;
+pub use id::{DeploymentId, MAX_ID_LEN, check_id};
 pub use journal::{
     Append, Appended, JournalEntry, JournalInfo, JournalPage, JournalQuery, StoredEntry,
     TruncateBefore,
@@ -46,9 +49,11 @@ pub use memory::InMemoryStore;
 pub use names::{DocAddr, Name, StreamAddr, Target};
 pub use plan::Committed;
 pub use redact::redact_url;
+pub use retry::{Backoff, Retried, RetryPolicy, retry_if};
 pub use schema::{SchemaMigrate, SchemaStatus, SchemaStep};
+pub use side::Side;
 pub use signal::Signal;
-pub use state::{StateData, StoredRecord, Tier, commit_time, micros};
+pub use state::{StateData, StoredRecord, Tier, commit_time, epoch_micros, truncate_to_micros};
 pub use store::{CommitProbe, StateStore};
 pub use tail::JournalTail;
 

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use crate::journal::{Appended, JournalHead, StoredEntry, chain_hash};
 use crate::{
     DeploymentId, DocAddr, Document, Error, Name, PreparedBatch, Result, StateData, StoredDoc,
-    StoredRecord, StreamAddr, Target, Tier, cas, micros,
+    StoredRecord, StreamAddr, Target, Tier, cas, epoch_micros,
 };
 
 /// Everything a batch's plan depends on, each list sorted and without repeats (the order
@@ -136,7 +136,7 @@ pub struct Committed {
 /// The first member's `AlreadyExists`, `Conflict` or `KeyReused`, or `Integrity` if a stored
 /// entry with a looked-up key is damaged. Nothing is written on error.
 pub fn plan(batch: PreparedBatch, snap: &Snapshot, now: DateTime<Utc>) -> Result<Plan> {
-    let now_us = micros(now);
+    let now_us = epoch_micros(now);
     let retention = batch.retention;
     let mut out = Plan {
         states: Vec::with_capacity(batch.writes.len()),

@@ -171,8 +171,14 @@ pub fn commit_time() -> DateTime<Utc> {
 }
 
 /// Microseconds since the Unix epoch for `t`, the form every backend stores timestamps in.
-pub fn micros(t: DateTime<Utc>) -> i64 {
+pub fn epoch_micros(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()
+}
+
+/// `t` truncated to microseconds, the precision every backend stores: a time read back
+/// equals the one written. The one time helper of every domain.
+pub fn truncate_to_micros(t: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t)
 }
 
 #[cfg(test)]

@@ -607,36 +607,32 @@ impl Reconciler {
         })
     }
 
-    /// Runs passes every `every` until stopped; a failing pass is retried with backoff
-    /// (backon, capped at `every`).
+    /// Runs passes every `every` until stopped; a failing pass is retried with jittered
+    /// backoff (core's retry helper, capped at `every`).
     pub fn start(self: Arc<Self>, every: Duration) -> EngineHandle {
         let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(async move {
-            use backon::BackoffBuilder;
-            let mut backoff = backon::ExponentialBuilder::default()
-                .with_min_delay(Duration::from_millis(10))
-                .with_max_delay(every)
-                .without_max_times()
-                .with_jitter()
-                .build();
+            // Failing passes back off on core's retry helper, capped at `every`; a good pass
+            // starts the delays over.
+            let policy = tierstate_core::RetryPolicy {
+                attempts: u32::MAX,
+                min_delay: Duration::from_millis(10),
+                max_delay: every,
+            };
+            let mut backoff = tierstate_core::Backoff::new(policy);
             loop {
-                let wait = match self.reconcile_all().await {
-                    Ok(p) if p.errors.is_empty() => {
-                        backoff = backon::ExponentialBuilder::default()
-                            .with_min_delay(Duration::from_millis(10))
-                            .with_max_delay(every)
-                            .without_max_times()
-                            .with_jitter()
-                            .build();
-                        every
+                let failed = !matches!(self.reconcile_all().await, Ok(p) if p.errors.is_empty());
+                if failed {
+                    self.metrics.retries.fetch_add(1, Ordering::Relaxed);
+                    tokio::select! {
+                        _ = backoff.wait() => {}
+                        _ = stop_rx.changed() => return,
                     }
-                    _ => {
-                        self.metrics.retries.fetch_add(1, Ordering::Relaxed);
-                        backoff.next().unwrap_or(every)
-                    }
-                };
+                    continue;
+                }
+                backoff = tierstate_core::Backoff::new(policy);
                 tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
+                    _ = tokio::time::sleep(every) => {}
                     _ = stop_rx.changed() => return,
                 }
             }

@@ -10,18 +10,12 @@ use tierstate_core::Checksum;
 
 use crate::error::{OrdersError, Result};
 
-/// Longest id (intent, symbol, OCO group, exchange order id, fill id), in bytes.
-pub const MAX_ID_LEN: usize = 128;
+/// Longest id (intent, symbol, OCO group, exchange order id, fill id), in bytes: the one id
+/// rule of every domain.
+pub use tierstate_core::MAX_ID_LEN;
 
-/// Which way an order trades.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Side {
-    /// Buys.
-    Buy,
-    /// Sells.
-    Sell,
-}
+/// Which way an order trades: the one [`tierstate_core::Side`] of every domain.
+pub use tierstate_core::Side;
 
 /// Limit or market.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -556,17 +550,14 @@ fn placement(
     }
 }
 
+/// The one id rule ([`tierstate_core::check_id`]), as this crate's `InvalidInput`.
 pub(crate) fn check_id(field: &'static str, s: &str) -> Result<()> {
-    if s.is_empty() || s.len() > MAX_ID_LEN {
-        return Err(OrdersError::invalid(
-            field,
-            format!("must be 1..={MAX_ID_LEN} bytes, got {}", s.len()),
-        ));
-    }
-    if s.chars().any(char::is_control) {
-        return Err(OrdersError::invalid(field, "holds a control character"));
-    }
-    Ok(())
+    tierstate_core::check_id(field, s).map_err(|e| match e {
+        tierstate_core::Error::InvalidInput { field, reason } => {
+            OrdersError::invalid(field, reason)
+        }
+        other => other.into(),
+    })
 }
 
 fn positive(field: &'static str, v: Decimal) -> Result<()> {

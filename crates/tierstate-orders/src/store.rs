@@ -13,6 +13,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tierstate_core::{
@@ -70,7 +71,6 @@ pub struct StoredActual {
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ActualDoc {
-    schema: u64,
     order: ActualOrder,
     synced_us: i64,
     recon: ReconStatus,
@@ -79,7 +79,6 @@ struct ActualDoc {
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct IntentDoc {
-    schema: u64,
     intent: OrderIntent,
 }
 
@@ -541,7 +540,6 @@ impl OrderStore {
         let stored = match &next {
             Some(order) => {
                 let doc = ActualDoc {
-                    schema: ORDERS_SCHEMA,
                     order: order.clone(),
                     synced_us: at.timestamp_micros(),
                     recon,
@@ -555,7 +553,7 @@ impl OrderStore {
                 ops.push(BatchOp::Document(DocWrite::new(
                     at_doc,
                     mode,
-                    to_map(&doc)?,
+                    encode(&doc)?,
                 )));
                 if current.is_none_or(|c| c.synced_at.timestamp_micros() != at.timestamp_micros()) {
                     ops.push(BatchOp::Document(DocWrite::new(
@@ -588,7 +586,7 @@ impl OrderStore {
                 Some(StoredActual {
                     order: order.clone(),
                     version: current.map_or(1, |c| c.version + 1),
-                    synced_at: micros(at),
+                    synced_at: tierstate_core::truncate_to_micros(at),
                     recon,
                 })
             }
@@ -691,63 +689,58 @@ impl OrderStore {
     }
 }
 
-fn micros(t: DateTime<Utc>) -> DateTime<Utc> {
-    DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t)
-}
-
 fn ids_of(d: &Document) -> Result<Vec<String>> {
     serde_json::from_value(d.value.get("intents").cloned().unwrap_or(Value::Null))
         .map_err(|e| OrdersError::invalid("group index", format!("{}: {e}", d.address)))
 }
 
-fn to_map<T: Serialize>(v: &T) -> Result<Map<String, Value>> {
-    match serde_json::to_value(v) {
-        Ok(Value::Object(m)) => Ok(m),
-        Ok(_) => Err(OrdersError::invalid(
-            "record",
-            "did not encode to an object",
-        )),
-        Err(e) => Err(OrdersError::invalid("record", e.to_string())),
-    }
+/// A record as a document body stamped with the orders schema (core's one codec).
+fn encode<T: Serialize>(v: &T) -> Result<Map<String, Value>> {
+    tierstate_core::codec::encode_doc(ORDERS_SCHEMA, v)
+        .map_err(|e| OrdersError::invalid("record", e))
 }
 
 fn intent_doc(i: &OrderIntent) -> Result<Map<String, Value>> {
-    to_map(&IntentDoc {
-        schema: ORDERS_SCHEMA,
-        intent: i.clone(),
+    encode(&IntentDoc { intent: i.clone() })
+}
+
+/// A stored body decoded with core's one codec; a newer schema is refused naming `what`.
+fn decode<T: DeserializeOwned + Serialize>(
+    what: &'static str,
+    record: &str,
+    d: Document,
+) -> Result<T> {
+    let address = d.address.clone();
+    tierstate_core::codec::decode_doc(ORDERS_SCHEMA, d.value).map_err(|e| match e {
+        tierstate_core::codec::DecodeError::Newer { found, supported } => {
+            OrdersError::NewerSchema {
+                record: record.to_owned(),
+                found,
+                supported,
+            }
+        }
+        tierstate_core::codec::DecodeError::Malformed(m) => {
+            OrdersError::invalid(what, format!("{address}: {m}"))
+        }
     })
 }
 
-fn schema_of(what: &str, v: &Map<String, Value>) -> Result<()> {
-    let found = v.get("schema").and_then(Value::as_u64).unwrap_or(0);
-    if found > ORDERS_SCHEMA {
-        return Err(OrdersError::NewerSchema {
-            record: what.to_owned(),
-            found,
-            supported: ORDERS_SCHEMA,
-        });
-    }
-    Ok(())
-}
-
 fn decode_intent(d: Document) -> Result<StoredIntent> {
-    schema_of("a stored order intent", &d.value)?;
-    let doc: IntentDoc = tierstate_core::exact::from_map(&d.value)
-        .map_err(|e| OrdersError::invalid("intent", format!("{}: {e}", d.address)))?;
+    let version = d.version;
+    let doc: IntentDoc = decode("intent", "a stored order intent", d)?;
     doc.intent.validate()?;
     Ok(StoredIntent {
         intent: doc.intent,
-        version: d.version,
+        version,
     })
 }
 
 fn decode_actual(d: Document) -> Result<StoredActual> {
-    schema_of("a stored actual order", &d.value)?;
-    let doc: ActualDoc = tierstate_core::exact::from_map(&d.value)
-        .map_err(|e| OrdersError::invalid("actual order", format!("{}: {e}", d.address)))?;
+    let version = d.version;
+    let doc: ActualDoc = decode("actual order", "a stored actual order", d)?;
     Ok(StoredActual {
         order: doc.order,
-        version: d.version,
+        version,
         synced_at: DateTime::from_timestamp_micros(doc.synced_us).unwrap_or_default(),
         recon: doc.recon,
     })

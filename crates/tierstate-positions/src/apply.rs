@@ -113,7 +113,13 @@ impl Reconciler {
                 format!("covers {got:?}; asked for {asked:?}"),
             ));
         }
-        for attempt in 1..=self.max_attempts {
+        // Lost races back off on core's retry helper.
+        let mut backoff = tierstate_core::Backoff::new(tierstate_core::RetryPolicy {
+            attempts: self.max_attempts,
+            ..tierstate_core::RetryPolicy::default()
+        });
+        loop {
+            let attempt = backoff.attempts();
             let now = Utc::now();
             let rec = reconcile(&saved.book, &report, &self.tolerances, &self.stale, now)?;
             if mode == Mode::DryRun || rec.target == saved.book {
@@ -138,13 +144,17 @@ impl Reconciler {
                         attempts: attempt,
                     });
                 }
-                Err(e) if e.is_conflict() => saved = self.load().await?,
+                Err(e) if e.is_conflict() => {
+                    if !backoff.wait().await {
+                        return Err(PositionError::Contended {
+                            attempts: self.max_attempts,
+                        });
+                    }
+                    saved = self.load().await?;
+                }
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(PositionError::Contended {
-            attempts: self.max_attempts,
-        })
     }
 
     async fn load(&self) -> Result<crate::store::SavedBook> {

@@ -159,7 +159,7 @@ pub(crate) fn check_holding(
     amount: Decimal,
     value_usd: Decimal,
 ) -> Result<()> {
-    check_label("id", id, 256)?;
+    check_label("id", id, tierstate_core::MAX_ID_LEN)?;
     check_label("chain", chain, 64)?;
     check_label("token", token, 64)?;
     for (field, v) in [("amount", amount), ("value_usd", value_usd)] {

@@ -116,7 +116,6 @@ impl PositionStore {
 
 #[derive(Serialize)]
 struct BookOut<'a> {
-    schema: u32,
     chains: Vec<&'a str>,
     positions: Vec<&'a PositionRecord>,
     missing: Vec<MissingRow>,
@@ -142,7 +141,6 @@ struct BookIn {
 /// The book as a document value.
 pub(crate) fn encode(book: &PositionBook) -> Result<Map<String, Value>> {
     let out = BookOut {
-        schema: BOOK_SCHEMA,
         chains: book.chains().collect(),
         positions: book.iter().collect(),
         missing: book
@@ -156,22 +154,19 @@ pub(crate) fn encode(book: &PositionBook) -> Result<Map<String, Value>> {
             })
             .collect(),
     };
-    match serde_json::to_value(out) {
-        Ok(Value::Object(m)) => Ok(m),
-        Ok(_) => Err(PositionError::invalid(
-            "book",
-            "did not encode to an object",
-        )),
-        Err(e) => Err(PositionError::invalid("book", e.to_string())),
-    }
+    tierstate_core::codec::encode_doc(u64::from(BOOK_SCHEMA), &out)
+        .map_err(|e| PositionError::invalid("book", e))
 }
 
 /// The book from a document value; the first bad field is named.
 pub(crate) fn decode(value: Map<String, Value>) -> Result<PositionBook> {
-    let schema = value.get("schema").and_then(Value::as_u64).unwrap_or(0);
-    if schema > u64::from(BOOK_SCHEMA) {
+    // Core's one codec says whether a newer build wrote it; the positions decode their own
+    // decimals exactly, field by field.
+    if let Err(tierstate_core::codec::DecodeError::Newer { found, .. }) =
+        tierstate_core::codec::check_schema(&value, u64::from(BOOK_SCHEMA))
+    {
         return Err(PositionError::NewerSchema {
-            found: u32::try_from(schema).unwrap_or(u32::MAX),
+            found: u32::try_from(found).unwrap_or(u32::MAX),
             supported: BOOK_SCHEMA,
         });
     }

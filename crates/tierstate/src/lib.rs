@@ -49,8 +49,9 @@ pub use tierstate_core::{
     Append, Appended, BackendErrorKind, BatchOp, Checksum, CommitProbe, Committed, DeploymentId,
     DocAddr, DocWrite, Document, Error, InMemoryStore, JournalEntry, JournalInfo, JournalPage,
     JournalQuery, JournalTail, MAX_SCHEMA_VERSION, MAX_STATE_BYTES, MAX_STATE_DEPTH, Name, PutMode,
-    Result, Retention, SchemaMigrate, SchemaStatus, SchemaStep, StateData, StateStore, StateWrite,
-    StreamAddr, Target, Tier, TruncateBefore, WriteBatch,
+    Result, Retention, SchemaMigrate, SchemaStatus, SchemaStep, Side, StateData, StateStore,
+    StateWrite, StreamAddr, Target, Tier, TruncateBefore, WriteBatch, epoch_micros,
+    truncate_to_micros,
 };
 pub use tierstate_migrate::{MigrationError, MigrationRegistry, RollbackInfo, StateMigration};
 /// Multi-chain positions, net and gross totals, and reconciliation against a venue.

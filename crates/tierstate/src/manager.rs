@@ -477,8 +477,9 @@ impl StateManager {
     }
 
     /// Read-modify-CAS with retries: applies `change` to the current state and writes it as the
-    /// next version; on a conflict re-reads from WARM and applies `change` again, up to
-    /// `max_attempts` times. `change` must be a pure function of the state it is given.
+    /// next version; on a conflict waits a jittered, growing delay (core's retry helper), then
+    /// re-reads from WARM and applies `change` again, up to `max_attempts` times. `change`
+    /// must be a pure function of the state it is given.
     ///
     /// # Errors
     /// `NotFound` if the deployment does not exist; the last `Conflict` after `max_attempts`;
@@ -493,7 +494,10 @@ impl StateManager {
         F: FnMut(&Map<String, Value>) -> Result<Map<String, Value>>,
     {
         let mut current = self.load(id).await?;
-        let mut attempt = 1;
+        let mut backoff = tierstate_core::Backoff::new(tierstate_core::RetryPolicy {
+            attempts: max_attempts.max(1),
+            ..tierstate_core::RetryPolicy::default()
+        });
         loop {
             let Some(cur) = current else {
                 return Err(Error::NotFound {
@@ -504,8 +508,10 @@ impl StateManager {
             let write = StateWrite::update(id.clone(), cur.version, next)
                 .with_schema_version(cur.schema_version);
             match self.save(write).await {
-                Err(e) if e.is_conflict() && attempt < max_attempts => {
-                    attempt += 1;
+                Err(e) if e.is_conflict() => {
+                    if !backoff.wait().await {
+                        return Err(e);
+                    }
                     current = self.load_warm(id).await?;
                 }
                 other => return other,

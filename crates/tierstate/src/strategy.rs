@@ -54,15 +54,8 @@ pub struct StrategyState {
     pub metrics: BTreeMap<String, Decimal>,
 }
 
-/// Buy or sell.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TradeSide {
-    /// Bought.
-    Buy,
-    /// Sold.
-    Sell,
-}
+/// Which way a trade went: the one [`tierstate_core::Side`] of every domain.
+pub use tierstate_core::Side;
 
 /// One trade (a fill the strategy booked).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,7 +68,7 @@ pub struct Trade {
     /// The market.
     pub symbol: String,
     /// Buy or sell.
-    pub side: TradeSide,
+    pub side: Side,
     /// Price.
     pub price: Decimal,
     /// Size (positive).

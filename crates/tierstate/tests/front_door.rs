@@ -9,7 +9,7 @@ use std::sync::Arc;
 use chrono::{TimeZone, Utc};
 use rust_decimal::Decimal;
 use serde_json::{Map, Value, json};
-use tierstate::strategy::{Holdings, StrategyState, Tick, Trade, TradeSide};
+use tierstate::strategy::{Holdings, Side, StrategyState, Tick, Trade};
 use tierstate::{
     DeploymentId, Error, InMemoryStore, MigrationRegistry, Retention, StateMigration, StateStore,
     StateWrite, Tierstate, WriteBatch,
@@ -69,7 +69,7 @@ async fn a_tick_is_never_served_older_from_hot(store: Arc<dyn StateStore>) {
             trade_id: format!("t{n}"),
             time: Utc.timestamp_opt(1_800_000_000 + n, 0).unwrap(),
             symbol: "ETH-USD".into(),
-            side: TradeSide::Buy,
+            side: Side::Buy,
             price: Decimal::from(100),
             size: Decimal::ONE,
             fee: Decimal::ZERO,

@@ -18,7 +18,7 @@ use tierstate::orders::{
     SimExchange, VenueStatus,
 };
 use tierstate::strategy::{
-    Checkpoint, Holdings, PositionRow, StrategyState, StrategyStore, Tick, Trade, TradeSide,
+    Checkpoint, Holdings, PositionRow, StrategyState, StrategyStore, Tick, Trade,
 };
 use tierstate::{DeploymentId, Name, StateStore, WriteBatch};
 
@@ -360,24 +360,21 @@ impl MarketMaker {
                     trade_id: format!("{}:{}", a.order.client_order_id, f.fill_id),
                     time: now,
                     symbol: SYMBOL.into(),
-                    side: match a.order.spec.side {
-                        Side::Buy => TradeSide::Buy,
-                        Side::Sell => TradeSide::Sell,
-                    },
+                    side: a.order.spec.side,
                     price: f.price,
                     size: f.size,
                     fee: (f.price * f.size * FEE).round_dp(6),
                 };
                 let notional = trade.price * trade.size;
                 let signed = match trade.side {
-                    TradeSide::Buy => trade.size,
-                    TradeSide::Sell => -trade.size,
+                    Side::Buy => trade.size,
+                    Side::Sell => -trade.size,
                 };
                 book.avg_price = next_avg(pos, book.avg_price, signed, trade.price);
                 pos += signed;
                 cash += match trade.side {
-                    TradeSide::Buy => -notional,
-                    TradeSide::Sell => notional,
+                    Side::Buy => -notional,
+                    Side::Sell => notional,
                 } - trade.fee;
                 book.fills += 1;
                 book.volume += trade.size;
@@ -514,7 +511,7 @@ impl MarketMaker {
 
     /// The tick's time: now, and always after the previous tick's.
     fn next_time(&self) -> DateTime<Utc> {
-        let now = tierstate::accounting::micros(Utc::now());
+        let now = tierstate::truncate_to_micros(Utc::now());
         match self.checkpoint.as_ref().and_then(|c| c.state.last_time) {
             Some(last) if now <= last => last + Span::microseconds(1),
             _ => now,
@@ -762,8 +759,8 @@ fn ledger_entry(id: &DeploymentId, t: &Trade) -> Result<LedgerEntry> {
     )?;
     let notional = (t.price * t.size).round_dp(6);
     let (given, got) = match t.side {
-        TradeSide::Buy => (("USD", notional + t.fee), ("ETH", t.size)),
-        TradeSide::Sell => (("ETH", t.size), ("USD", notional - t.fee)),
+        Side::Buy => (("USD", notional + t.fee), ("ETH", t.size)),
+        Side::Sell => (("ETH", t.size), ("USD", notional - t.fee)),
     };
     e.token_in = Some(given.0.into());
     e.amount_in = Some(given.1);

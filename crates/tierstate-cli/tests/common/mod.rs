@@ -17,9 +17,7 @@ use tierstate::accounting::{
 use tierstate::orders::{
     Exchange, FaultPlan, OrderIntent, OrderSpec, OrderStore, Reconciler, Side, SimExchange,
 };
-use tierstate::strategy::{
-    Holdings, PositionRow, StrategyState, StrategyStore, Tick, Trade, TradeSide,
-};
+use tierstate::strategy::{Holdings, PositionRow, StrategyState, StrategyStore, Tick, Trade};
 use tierstate::{DeploymentId, SqliteConfig, SqliteStore, StateStore, StateWrite, WriteBatch};
 
 /// The binary's exit code, stdout and stderr.
@@ -93,11 +91,7 @@ pub async fn fixture(path: &Path) {
             trade_id: format!("tr-{n}"),
             time: t(n * 60),
             symbol: "ETH-USD".into(),
-            side: if n == 2 {
-                TradeSide::Sell
-            } else {
-                TradeSide::Buy
-            },
+            side: if n == 2 { Side::Sell } else { Side::Buy },
             price,
             size: d("0.50"),
             fee: d("0.10"),
