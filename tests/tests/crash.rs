@@ -442,3 +442,55 @@ fn postgres_survives_kill_9_of_the_client() {
     }
     harness(Backend::Postgres);
 }
+
+/// Kills a writer while it creates its database, many times, each on a fresh path: the next
+/// open must find no file or a complete one (a header half written is a file no one can open).
+fn creation_survives_kill_9(backend: Backend) {
+    let seed = env_u64("TIERSTATE_CRASH_SEED").unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64
+    });
+    eprintln!(
+        "creation kills: backend {} seed {seed} (TIERSTATE_CRASH_SEED={seed} to replay)",
+        backend.name()
+    );
+    let mut rng = StdRng::seed_from_u64(seed);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for round in 0..40 {
+        let path = backend.fresh_location(dir.path(), &format!("create{round}"));
+        let mut child = Command::new(WRITER)
+            .args([backend.name(), path.to_str().unwrap(), "counter", "1"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the crash writer");
+        std::thread::sleep(Duration::from_micros(rng.random_range(0..6_000)));
+        child.kill().expect("SIGKILL the writer");
+        child.wait().expect("reap the writer");
+        rt.block_on(async {
+            let store = backend.open(&path).await.unwrap_or_else(|e| {
+                panic!("round {round}: a database killed while being created does not open: {e}")
+            });
+            store
+                .list(None, 10)
+                .await
+                .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        });
+    }
+}
+
+#[test]
+fn sqlite_creation_survives_kill_9() {
+    creation_survives_kill_9(Backend::Sqlite);
+}
+
+#[test]
+fn redb_creation_survives_kill_9() {
+    creation_survives_kill_9(Backend::Redb);
+}

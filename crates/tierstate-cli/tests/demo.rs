@@ -454,7 +454,8 @@ fn the_demo_says_what_it_did_and_refuses_bad_arguments_before_creating_anything(
     for l in &next {
         assert!(!l.contains('|') && !l.contains('$'), "{l}");
         let args: Vec<&str> = l.split_whitespace().skip(1).collect();
-        let ran = tierstate(&args);
+        // In the run's directory: `nav … --svg nav.svg` and `export` write relative files.
+        let ran = common::tierstate_in(dir.path(), &args);
         assert_eq!(ran.code, 0, "{l}: {}", ran.stderr);
     }
     // The total is reached: a smaller --ticks says so.

@@ -63,28 +63,68 @@ impl std::fmt::Debug for RedbStore {
 }
 
 fn open_db(config: &RedbConfig) -> Result<crate::handle::Db> {
-    // Create the file 0600 first; redb would use the process umask.
-    match OpenOptions::new()
+    let path = &config.path;
+    if !path.exists()
+        && let Some(db) = create_new(path)?
+    {
+        return Ok(crate::handle::Db::Rw(db));
+    }
+    let db = crate::error::guarded(path, || {
+        Database::create(path).map_err(|e| naming(path, map(e)))
+    })?;
+    init(db).map(crate::handle::Db::Rw)
+}
+
+/// Creates a database at `path` all at once: it is built and committed under a temporary name
+/// beside it (mode 0600; redb would use the umask), then linked into place, so a process killed
+/// while creating leaves no file or a complete one, never a header half written. `None`: another
+/// process created the file first (open that one).
+fn create_new(path: &std::path::Path) -> Result<Option<Database>> {
+    let io = |what: &str, e: std::io::Error| Error::Backend {
+        backend: BACKEND,
+        kind: BackendErrorKind::Io,
+        message: format!("cannot {what} {}: {e}", path.display()),
+        source: Some(Box::new(e)),
+    };
+    let name = path.file_name().map_or_else(
+        || "tierstate.redb".into(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    let tmp = path.with_file_name(format!(".{name}.creating-{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(&config.path)
-    {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        .open(&tmp)
+        .map_err(|e| io("create", e))?;
+    let built = crate::error::guarded(path, || {
+        Database::create(&tmp).map_err(|e| naming(path, map(e)))
+    })
+    .and_then(init);
+    let db = match built {
+        Ok(db) => db,
         Err(e) => {
-            return Err(Error::Backend {
-                backend: BACKEND,
-                kind: BackendErrorKind::Io,
-                message: format!("cannot create {}: {e}", config.path.display()),
-                source: Some(Box::new(e)),
-            });
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
         }
+    };
+    // A hard link never replaces a file another process created meanwhile; the open database
+    // (and its lock) stays on the same inode under the final name.
+    let linked = std::fs::hard_link(&tmp, path);
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::File::open(dir)
+                    .and_then(|d| d.sync_all())
+                    .map_err(|e| io("sync the directory of", e))?;
+            }
+            Ok(Some(db))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(None),
+        Err(e) => Err(io("create", e)),
     }
-    let db = crate::error::guarded(&config.path, || {
-        Database::create(&config.path).map_err(|e| naming(&config.path, map(e)))
-    })?;
-    init(db).map(crate::handle::Db::Rw)
 }
 
 /// Names the file in an error from opening it.

@@ -29,8 +29,14 @@ pub struct Run {
 
 /// Runs `tierstate ARGS` with no database from the environment.
 pub fn tierstate(args: &[&str]) -> Run {
+    tierstate_in(Path::new("."), args)
+}
+
+/// Runs the CLI in `dir`, for commands that write files named relative to it.
+pub fn tierstate_in(dir: &Path, args: &[&str]) -> Run {
     let out: Output = Command::new(env!("CARGO_BIN_EXE_tierstate"))
         .args(args)
+        .current_dir(dir)
         .env_remove("TIERSTATE_DB")
         .output()
         .expect("the binary runs");
