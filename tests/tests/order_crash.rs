@@ -16,7 +16,7 @@ use std::time::Duration;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tierstate::accounting::Decimal;
-use tierstate::orders::{ActualStatus, Exchange, OrderEvent, Reconciler};
+use tierstate::orders::{Exchange, OrderEvent, OrderStatus, Reconciler};
 use tierstate_tests::{Backend, orders};
 
 const WRITER: &str = env!("CARGO_BIN_EXE_tierstate-crash-writer");
@@ -96,7 +96,7 @@ async fn verify(backend: Backend, path: &Path, venue_file: &Path, acked: u64, cy
     for i in &intents {
         let id = &i.intent.intent_id;
         let a = o.actual(id).await.unwrap().unwrap();
-        assert_eq!(a.order.status, ActualStatus::Open, "cycle {cycle}: {id}");
+        assert_eq!(a.order.status, OrderStatus::Live, "cycle {cycle}: {id}");
         o.verify(id)
             .await
             .unwrap_or_else(|e| panic!("cycle {cycle}: {e}"));

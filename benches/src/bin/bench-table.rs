@@ -1662,8 +1662,8 @@ async fn save_book(dir: &Path, backend: Warm, scale: usize) -> Row {
 }
 
 /// An order of the accounting rows.
-fn clob_order(i: usize, at: chrono::DateTime<chrono::Utc>) -> tierstate::accounting::ClobOrder {
-    use tierstate::accounting::{ClobOrder, OrderType, Side};
+fn clob_order(i: usize, at: chrono::DateTime<chrono::Utc>) -> tierstate::orders::ClobOrder {
+    use tierstate::orders::{ClobOrder, Side, TimeInForce};
     ClobOrder::new(
         format!("ord-{i:07}"),
         "clob",
@@ -1674,7 +1674,7 @@ fn clob_order(i: usize, at: chrono::DateTime<chrono::Utc>) -> tierstate::account
         },
         "TOKEN",
         Side::Buy,
-        OrderType::Gtc,
+        TimeInForce::Gtc,
         "2500.25".parse().unwrap(),
         "1.5".parse().unwrap(),
         at,
@@ -1685,7 +1685,7 @@ fn clob_order(i: usize, at: chrono::DateTime<chrono::Utc>) -> tierstate::account
 /// Order status update (Pending -> Submitted: the order and its open copy, one CAS batch)
 /// against a 1 KiB state CAS, interleaved.
 async fn order_status_update(dir: &Path, backend: Warm, scale: usize) -> Row {
-    use tierstate::accounting::{ClobOrders, OrderStatus};
+    use tierstate::orders::{ClobOrders, OrderStatus};
     let store = record_store(dir, backend, "orders.db").await;
     let orders = ClobOrders::new(store.clone(), &id("clob"));
     let n = 1000 / scale;
@@ -1999,7 +1999,7 @@ async fn ledger_reads(dir: &Path, backend: Warm, big: u64, scale: usize) -> Vec<
 /// Listing 100 open orders of a deployment that also has `closed` closed ones, against the
 /// same listing where nothing has closed.
 async fn open_orders_listing(dir: &Path, backend: Warm, closed: usize, scale: usize) -> Row {
-    use tierstate::accounting::{ClobOrders, OrderStatus};
+    use tierstate::orders::{ClobOrders, OrderStatus};
     let store = record_store(dir, backend, "open.db").await;
     let now = chrono::Utc::now();
     let busy = ClobOrders::new(store.clone(), &id("clob"));
@@ -2031,15 +2031,15 @@ async fn open_orders_listing(dir: &Path, backend: Warm, closed: usize, scale: us
         for k in 0..100 {
             let mut o = clob_order(closed + k, now);
             if i == 1 {
-                o = tierstate::accounting::ClobOrder::new(
-                    o.order_id.clone(),
+                o = tierstate::orders::ClobOrder::new(
+                    o.order_id(),
                     "fresh",
                     o.market_id.clone(),
-                    o.token_id.clone(),
-                    o.side,
-                    o.order_type,
-                    o.price,
-                    o.size,
+                    o.spec.symbol.clone(),
+                    o.spec.side,
+                    o.spec.tif,
+                    o.spec.price.expect("a CLOB order has a price"),
+                    o.spec.size,
                     now,
                 )
                 .unwrap();

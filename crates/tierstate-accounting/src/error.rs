@@ -1,10 +1,6 @@
 //! The errors of the accounting crate: typed, naming what was wrong and where.
 
 use chrono::{DateTime, Utc};
-use rust_decimal::Decimal;
-
-use crate::order::OrderStatus;
-use crate::registry::RegistryStatus;
 
 /// Why [`AccountingError::Commit`] failed, for callers that branch on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,58 +37,10 @@ impl CommitFailure {
     }
 }
 
-/// What can go wrong with orders, snapshots and metrics. On every error nothing was stored.
+/// What can go wrong with the ledger, registry, events, snapshots and metrics. On every error nothing was stored.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum AccountingError {
-    /// A status change the order status machine does not allow (see [`OrderStatus`]).
-    #[error("order {order}: {from} -> {to} is not an allowed transition")]
-    InvalidTransition {
-        /// The order.
-        order: String,
-        /// Its status.
-        from: OrderStatus,
-        /// The status asked for.
-        to: OrderStatus,
-    },
-    /// A fill id the order already holds, with different content.
-    #[error("order {order}: fill {fill_id} is already recorded with different content")]
-    FillConflict {
-        /// The order.
-        order: String,
-        /// The fill id.
-        fill_id: String,
-    },
-    /// A fill that would take the filled size past the order's size.
-    #[error("order {order}: fill {fill_id} of {fill_size} exceeds the remaining {remaining}")]
-    Overfill {
-        /// The order.
-        order: String,
-        /// The fill id.
-        fill_id: String,
-        /// The fill's size.
-        fill_size: Decimal,
-        /// What was left to fill.
-        remaining: Decimal,
-    },
-    /// A fill addressed to another order.
-    #[error("fill {fill_id} belongs to order {fill_order}, not {order}")]
-    FillForOtherOrder {
-        /// The fill id.
-        fill_id: String,
-        /// The order it was applied to.
-        order: String,
-        /// The order it names.
-        fill_order: String,
-    },
-    /// An order id that is not stored.
-    #[error("order {order} is not stored for deployment {deployment}")]
-    OrderNotFound {
-        /// The deployment.
-        deployment: String,
-        /// The order id.
-        order: String,
-    },
     /// A snapshot time already stored with different content; only `upsert` replaces one.
     #[error(
         "deployment {deployment} already has a different snapshot at {time}; use upsert to replace it"
@@ -179,17 +127,17 @@ pub enum AccountingError {
         /// Where the stored one is.
         seq: u64,
     },
-    /// A registry status change the lifecycle does not allow (see [`RegistryStatus`]).
-    #[error("deployment {deployment}: registry row {row}: {} -> {to} is not an allowed transition", from.map_or("(no row)", RegistryStatus::as_str))]
+    /// A registry status change the lifecycle does not allow (see `RegistryStatus`).
+    #[error("deployment {deployment}: registry row {row}: {} -> {to} is not an allowed transition", from.unwrap_or("(no row)"))]
     RegistryTransition {
         /// The deployment.
         deployment: String,
         /// The row's key.
         row: String,
         /// Its status (`None`: no row).
-        from: Option<RegistryStatus>,
+        from: Option<&'static str>,
         /// The status asked for.
-        to: RegistryStatus,
+        to: &'static str,
     },
     /// A handle an open row holds, claimed by another row.
     #[error(

@@ -26,9 +26,9 @@ use tierstate_core::{
 
 use crate::error::{AccountingError, Result, retryable};
 use crate::ledger::{check_time, from_object, to_object};
-use crate::order::{check_id, text_enum};
 use crate::registry::{Registry, RegistryStatus, row_key};
 use crate::retry::Retry;
+use crate::text::{check_id, text_enum};
 use crate::time::truncate_to_micros;
 
 /// Collection of position events.

@@ -18,9 +18,9 @@ use tierstate_core::{
 };
 
 use crate::error::{AccountingError, Result, retryable};
-use crate::order::check_id;
 use crate::retry::Retry;
 use crate::snapshot::ExecutionMode;
+use crate::text::check_id;
 use crate::time::truncate_to_micros;
 
 /// The ledger journal, and the collection holding its running totals.

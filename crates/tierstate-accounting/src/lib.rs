@@ -1,49 +1,46 @@
-//! Accounting for a trading strategy: CLOB orders whose status can only move as the status
-//! machine allows, portfolio snapshots with time queries that say what they mean, a NAV series
-//! whose high-water mark and drawdown are kept current in one document, baseline metrics for
-//! PnL net of deposits and withdrawals, a transaction ledger with running totals, a position
-//! registry whose rows only move forward (committed atomically with their ledger entry), and
-//! position and accounting events.
+//! Accounting for a trading strategy: a transaction ledger with running totals, a position
+//! registry whose rows only move forward (committed atomically with their ledger entry),
+//! portfolio snapshots with time queries that say what they mean, a NAV series whose
+//! high-water mark and drawdown are kept current in one document, baseline metrics for PnL net
+//! of deposits and withdrawals, and position and accounting events. Orders are the orders
+//! crate's one order model; accounting books what they fill.
 //!
 //! Pure logic on tierstate's record primitives (documents, journals, one atomic batch): no
 //! SQL here, so it works on every backend. Money is [`Decimal`], never `f64`; times are UTC
 //! at microsecond precision, never compared as text.
 //!
 //! ```
-//! use rust_decimal::Decimal;
-//! use tierstate_accounting::{ClobFill, ClobOrder, OrderStatus, OrderType, Side};
+//! use std::sync::Arc;
+//! use tierstate_accounting::{ExecutionMode, Ledger, LedgerEntry, parse_utc};
+//! use tierstate_core::{DeploymentId, InMemoryStore};
 //!
-//! let t = chrono::Utc::now();
-//! let mut o = ClobOrder::new("ord-1", "eth-basis", "ETH-USD", "ETH", Side::Buy,
-//!     OrderType::Gtc, "2500".parse()?, "2".parse()?, t)?;
-//! o.set_status(OrderStatus::Submitted, t, None)?;
-//! o.apply_fill(ClobFill::new("f-1", "ord-1", "2499".parse()?, "0.5".parse()?, Decimal::ZERO, t)?)?;
-//! assert_eq!(o.status, OrderStatus::PartiallyFilled);
-//! assert!(o.set_status(OrderStatus::Pending, t, None).is_err()); // not in the table
-//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let ledger = Ledger::new(Arc::new(InMemoryStore::new()), &DeploymentId::new("eth-basis")?);
+//! let at = parse_utc("at", "2026-11-21T10:00:00Z")?;
+//! let swap = LedgerEntry::new("tx-1", "eth-basis", ExecutionMode::Paper, at, "SWAP", true)?;
+//! ledger.append(&swap).await?;
+//! ledger.append(&swap).await?; // the same entry again: recorded once
+//! assert_eq!(ledger.stats().await?.count, 1);
+//! # Ok(()) }
 //! ```
 #![deny(missing_docs)]
 
 mod amount;
-mod clob;
 mod degrade;
 mod error;
 mod events;
 mod ledger;
 mod metrics;
 mod nav;
-mod order;
 mod portfolio;
 mod registry;
 mod retry;
 mod snapshot;
+mod text;
 mod time;
 
 pub use amount::Amount;
-pub use clob::{
-    BY_INTENT, CLOSED, ClobOrders, ClosedCursor, ClosedPage, FillRecorded, OPEN, ORDER_SCHEMA,
-    ORDERS, OrderChange, StoredOrder,
-};
 pub use degrade::Degraded;
 pub use error::{AccountingError, CommitFailure, Result};
 pub use events::{
@@ -57,7 +54,6 @@ pub use ledger::{
 };
 pub use metrics::{PortfolioMetrics, pnl_between};
 pub use nav::{NavCursor, NavFold, NavPage, NavPoint};
-pub use order::{ClobFill, ClobOrder, FillOutcome, MAX_ID_LEN, OrderStatus, OrderType, Side};
 pub use portfolio::{
     NavSummary, PORTFOLIO, PORTFOLIO_SCHEMA, Portfolio, SNAPSHOTS, Saved, SnapshotChange,
     SnapshotWindow, StoredMetrics,
@@ -68,4 +64,6 @@ pub use registry::{
 };
 pub use rust_decimal::Decimal;
 pub use snapshot::{ExecutionMode, Flows, PortfolioSnapshot, ValueConfidence};
+/// Longest id, in bytes: the one id rule of every domain.
+pub use tierstate_core::MAX_ID_LEN;
 pub use time::{parse_utc, truncate_to_micros};

@@ -7,8 +7,8 @@ use serde_json::Value;
 
 use crate::amount::Amount;
 use crate::error::{AccountingError, Result};
-use crate::order::check_id;
 use crate::snapshot::{ExecutionMode, Flows, PortfolioSnapshot, non_negative};
+use crate::text::check_id;
 use crate::time::truncate_to_micros;
 
 /// A deployment's baseline: what it started with and what moved in and out since, so PnL is

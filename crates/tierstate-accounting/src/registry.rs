@@ -39,8 +39,8 @@ use tierstate_core::{
 
 use crate::error::{AccountingError, CommitFailure, Result, retryable};
 use crate::ledger::{Ledger, LedgerEntry, Recorded, from_object, to_object};
-use crate::order::text_enum;
 use crate::retry::Retry;
+use crate::text::text_enum;
 use crate::time::truncate_to_micros;
 
 /// Collection of every registry row.
@@ -157,7 +157,7 @@ impl RegistryRow {
     /// # Errors
     /// `InvalidInput` naming the field.
     pub fn validate(&self) -> Result<()> {
-        crate::order::check_id("deployment id", &self.deployment_id)?;
+        crate::text::check_id("deployment id", &self.deployment_id)?;
         for (field, v) in [
             ("chain", &self.chain),
             ("primitive", &self.primitive),
@@ -175,7 +175,7 @@ impl RegistryRow {
             part("handle", h)?;
         }
         if let Some(tx) = &self.closing_tx {
-            crate::order::check_id("closing tx", tx)?;
+            crate::text::check_id("closing tx", tx)?;
         }
         Ok(())
     }
@@ -467,8 +467,8 @@ impl Registry {
             return Err(AccountingError::RegistryTransition {
                 deployment: self.deployment.to_string(),
                 row: key,
-                from,
-                to: row.status,
+                from: from.map(RegistryStatus::as_str),
+                to: row.status.as_str(),
             });
         }
         let body = to_object("registry row", REGISTRY_SCHEMA, row)?;

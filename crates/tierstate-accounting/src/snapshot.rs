@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::amount::Amount;
 use crate::error::{AccountingError, Result};
-use crate::order::{check_id, text_enum};
+use crate::text::{check_id, text_enum};
 use crate::time::{parse_utc, truncate_to_micros};
 
 text_enum!(

@@ -38,7 +38,7 @@ pub async fn orders(store: &Arc<dyn StateStore>, id: &str, open: bool) -> Result
         .actuals(None, None)
         .await?
         .into_iter()
-        .map(|a| (a.order.intent_id.clone(), a))
+        .filter_map(|a| a.order.intent_id.clone().map(|i| (i, a)))
         .collect();
     let mut rows = Vec::new();
     let mut items = Vec::new();
@@ -80,7 +80,7 @@ pub async fn orders(store: &Arc<dyn StateStore>, id: &str, open: bool) -> Result
             continue;
         }
         rows.push(vec![
-            a.order.intent_id.clone(),
+            a.order.intent_id.clone().unwrap_or_else(|| "-".into()),
             a.order.spec.symbol.clone(),
             name(&a.order.spec.side),
             opt(a.order.spec.price),

@@ -18,10 +18,10 @@ use chrono::Utc;
 use rust_decimal::Decimal;
 
 use crate::error::{OrdersError, Result};
-use crate::exchange::{Exchange, ExchangeError, VenueOrder, VenueStatus};
-use crate::model::{
-    ActualOrder, ActualStatus, IntentStatus, OrderEvent, OrderIntent, TimeInForce, fold,
-};
+use crate::event::{OrderEvent, fold};
+use crate::exchange::{Exchange, ExchangeError};
+use crate::intent::{IntentStatus, OrderIntent};
+use crate::order::{Order, OrderSpec, OrderStatus, TimeInForce};
 use crate::retry::{RetryPolicy, retry_on_conflict};
 use crate::store::{OrderStore, ReconStatus, StoredActual, StoredIntent};
 
@@ -149,7 +149,9 @@ impl Reconciler {
             ids.insert(i.intent.intent_id, ());
         }
         for a in self.orders.actuals(None, None).await? {
-            ids.insert(a.order.intent_id, ());
+            if let Some(i) = a.order.intent_id {
+                ids.insert(i, ());
+            }
         }
         let mut pass = Pass::default();
         for id in ids.into_keys() {
@@ -292,7 +294,7 @@ impl Reconciler {
                 let mut events = vec![
                     OrderEvent::Submitted,
                     OrderEvent::Acked {
-                        exchange_order_id: v.exchange_order_id.clone(),
+                        exchange_order_id: venue_id(&v)?,
                     },
                 ];
                 let acked = fold_all(order, &events)?;
@@ -346,7 +348,7 @@ impl Reconciler {
         match found {
             Some(v) => {
                 let adopted = vec![OrderEvent::Adopted {
-                    exchange_order_id: v.exchange_order_id.clone(),
+                    exchange_order_id: venue_id(&v)?,
                 }];
                 let mut events = adopted.clone();
                 events.extend(venue_events(&fold_all(&a.order, &adopted)?, &v));
@@ -392,7 +394,7 @@ impl Reconciler {
                 // never land, so the placement stays pending and is queried again each pass;
                 // if it lands, it is adopted, then cancelled.
                 None => {
-                    if a.order.status == ActualStatus::Unknown {
+                    if a.order.status == OrderStatus::Submitted {
                         self.orders
                             .apply(
                                 id,
@@ -440,7 +442,7 @@ impl Reconciler {
                 self.place(&bumped.intent, Some(a)).await.map(Some)
             }
             Decision::Hold => {
-                let recon = if a.order.status == ActualStatus::Rejected {
+                let recon = if a.order.status == OrderStatus::Failed {
                     ReconStatus::Diverged
                 } else {
                     ReconStatus::InSync
@@ -462,14 +464,14 @@ impl Reconciler {
     /// intent; an IOC order that ran its course finishes it too (IOC is one shot); otherwise a
     /// replacement is placed for the remainder. A rejected order waits for the intent to
     /// change (the strategy decides).
-    fn decide(&self, i: &OrderIntent, a: &ActualOrder) -> Decision {
+    fn decide(&self, i: &OrderIntent, a: &Order) -> Decision {
         let left = i.spec.size - filled_toward(i, Some(a));
         let nothing_left = left <= Decimal::ZERO || left < self.exchange.min_size(&i.spec.symbol);
         if !a.status.is_terminal() {
             if nothing_left || !same_kind(&i.spec, &a.spec) || a.exchange_order_id.is_none() {
                 return Decision::Cancel;
             }
-            if a.status == ActualStatus::CancelRequested {
+            if a.status == OrderStatus::CancelRequested {
                 // Its cancel went out but the venue still has it: ask again.
                 return Decision::Cancel;
             }
@@ -484,7 +486,7 @@ impl Reconciler {
         }
         let this_direction = same_kind(&i.spec, &a.spec);
         match a.status {
-            ActualStatus::Rejected => {
+            OrderStatus::Failed => {
                 let as_rejected = this_direction
                     && !self.price_moved(i, a)
                     && a.spec.size == i.spec.size - a.prior_filled(&i.spec.symbol, i.spec.side);
@@ -501,7 +503,7 @@ impl Reconciler {
         }
     }
 
-    fn price_moved(&self, i: &OrderIntent, a: &ActualOrder) -> bool {
+    fn price_moved(&self, i: &OrderIntent, a: &Order) -> bool {
         match (i.spec.price, a.spec.price) {
             (Some(x), Some(y)) => (x - y).abs() > self.tolerance,
             (x, y) => x != y,
@@ -555,7 +557,7 @@ impl Reconciler {
 
     /// Records the cancel request, then sends it; a lost answer is resolved by the next sync.
     async fn cancel(&self, id: &str, a: &StoredActual) -> Result<Action> {
-        let requested = if a.order.status == ActualStatus::CancelRequested {
+        let requested = if a.order.status == OrderStatus::CancelRequested {
             a.clone()
         } else {
             self.advance(
@@ -679,33 +681,49 @@ enum Decision {
 
 /// Whether two orders are the same market, side, kind and time in force: what a venue cannot
 /// modify.
-fn same_kind(x: &crate::model::OrderSpec, y: &crate::model::OrderSpec) -> bool {
+fn same_kind(x: &OrderSpec, y: &OrderSpec) -> bool {
     x.symbol == y.symbol && x.side == y.side && x.kind == y.kind && x.tif == y.tif
 }
 
 /// What the intent has filled in its direction across every placement (`a`, if any).
-fn filled_toward(i: &OrderIntent, a: Option<&ActualOrder>) -> Decimal {
+fn filled_toward(i: &OrderIntent, a: Option<&Order>) -> Decimal {
     a.map_or(Decimal::ZERO, |a| {
         a.filled_toward(&i.spec.symbol, i.spec.side)
     })
 }
 
+/// The venue's id of an order it reported: a report without one is refused, never adopted.
+fn venue_id(v: &Order) -> Result<String> {
+    v.exchange_order_id.clone().ok_or_else(|| {
+        OrdersError::invalid(
+            "venue order",
+            format!(
+                "the venue reported {} without an exchange id",
+                v.client_order_id
+            ),
+        )
+    })
+}
+
 /// The order after `events`.
-fn fold_all(a: &ActualOrder, events: &[OrderEvent]) -> Result<ActualOrder> {
+fn fold_all(a: &Order, events: &[OrderEvent]) -> Result<Order> {
     let mut next = Some(a.clone());
     for e in events {
-        next = fold(next, &a.intent_id, e)?;
+        next = fold(next, a.intent_id.as_deref().unwrap_or_default(), e)?;
     }
     next.ok_or_else(|| OrdersError::invalid("order events", "they removed the order"))
 }
 
 /// The events that bring `a` up to what the venue reports: its price and size, new fills
 /// (each once), and a terminal status (a venue's `Filled` included).
-fn venue_events(a: &ActualOrder, v: &VenueOrder) -> Vec<OrderEvent> {
+fn venue_events(a: &Order, v: &Order) -> Vec<OrderEvent> {
     let mut out = Vec::new();
-    if a.exchange_order_id.is_none() && !a.status.is_unresolved() {
+    if a.exchange_order_id.is_none()
+        && !a.status.is_unresolved()
+        && let Some(x) = &v.exchange_order_id
+    {
         out.push(OrderEvent::Adopted {
-            exchange_order_id: v.exchange_order_id.clone(),
+            exchange_order_id: x.clone(),
         });
     }
     if v.spec != a.spec {
@@ -727,11 +745,11 @@ fn venue_events(a: &ActualOrder, v: &VenueOrder) -> Vec<OrderEvent> {
     // A new fill that reaches the order's size marks it filled by itself.
     let filled_by_fills = new_fills && filled >= v.spec.size;
     match v.status {
-        VenueStatus::Cancelled if a.status != ActualStatus::Cancelled => {
+        OrderStatus::Cancelled if a.status != OrderStatus::Cancelled => {
             out.push(OrderEvent::Cancelled)
         }
-        VenueStatus::Expired if a.status != ActualStatus::Expired => out.push(OrderEvent::Expired),
-        VenueStatus::Filled if a.status != ActualStatus::Filled && !filled_by_fills => {
+        OrderStatus::Expired if a.status != OrderStatus::Expired => out.push(OrderEvent::Expired),
+        OrderStatus::Filled if a.status != OrderStatus::Filled && !filled_by_fills => {
             out.push(OrderEvent::Completed)
         }
         _ => {}

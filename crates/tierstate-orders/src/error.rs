@@ -1,6 +1,29 @@
-//! The errors of the orders crate: typed, naming the order and what was wrong.
+//! The errors of the orders crate: typed, naming the order and what was wrong. A venue's own
+//! failures are [`ExchangeError`], typed by what they say about the order's fate.
 
-use crate::exchange::ExchangeError;
+use rust_decimal::Decimal;
+
+/// A venue's failure, typed by what it says about the order.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExchangeError {
+    /// Refused: the order is not on the book (a retry with the same request fails the same).
+    #[error("rejected: {0}")]
+    Rejected(String),
+    /// The client order id is already used on the venue (the first send arrived).
+    #[error("duplicate client order id {0}")]
+    Duplicate(String),
+    /// The request may or may not have taken effect (a timeout after sending): resolve by
+    /// querying, never by resending blindly.
+    #[error("unknown outcome: {0}")]
+    Unknown(String),
+    /// The venue could not be reached: the request did not take effect.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    /// No such order on the venue.
+    #[error("no order {0} on the venue")]
+    NotFound(String),
+}
 
 /// What can go wrong with intents, actual orders, events and reconciliation.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +54,44 @@ pub enum OrdersError {
         found: u64,
         /// The newest this build reads.
         supported: u64,
+    },
+    /// An order that is not stored.
+    #[error("deployment {deployment}: no order {order}")]
+    OrderNotFound {
+        /// The deployment.
+        deployment: String,
+        /// The order id.
+        order: String,
+    },
+    /// A status change the status machine does not allow; nothing changed.
+    #[error("order {order}: {from} -> {to} is not allowed")]
+    InvalidTransition {
+        /// The order.
+        order: String,
+        /// Its status (`OrderStatus::as_str`).
+        from: &'static str,
+        /// The status asked for.
+        to: &'static str,
+    },
+    /// A fill id already recorded on the order with other content.
+    #[error("order {order}: fill {fill_id} is already recorded with other content")]
+    FillConflict {
+        /// The order.
+        order: String,
+        /// The fill id.
+        fill_id: String,
+    },
+    /// A fill larger than what is left of the order.
+    #[error("order {order}: fill {fill_id} of {fill_size} exceeds the {remaining} left")]
+    Overfill {
+        /// The order.
+        order: String,
+        /// The fill id.
+        fill_id: String,
+        /// The fill's size.
+        fill_size: Decimal,
+        /// What was left.
+        remaining: Decimal,
     },
     /// The stored order and the fold of its events disagree.
     #[error("order {intent}: stored state and its event journal disagree ({detail})")]

@@ -12,7 +12,7 @@
 //! use rust_decimal::Decimal;
 //! use tierstate_core::{DeploymentId, InMemoryStore};
 //! use tierstate_orders::{
-//!     ActualStatus, FaultPlan, OrderIntent, OrderSpec, OrderStore, Reconciler, Side, SimExchange,
+//!     FaultPlan, OrderStatus, OrderIntent, OrderSpec, OrderStore, Reconciler, Side, SimExchange,
 //! };
 //!
 //! # #[tokio::main(flavor = "current_thread")]
@@ -26,26 +26,35 @@
 //! venue.maker("ETH-USD", Side::Sell, "2500".parse()?, "1".parse()?)?; // someone sells into it
 //! engine.reconcile_all().await?; // records the fill, marks the intent done
 //! let actual = orders.actual("bid-1").await?.unwrap();
-//! assert_eq!(actual.order.status, ActualStatus::Filled);
+//! assert_eq!(actual.order.status, OrderStatus::Filled);
 //! orders.verify("bid-1").await?; // the stored order equals the fold of its journal
 //! # Ok(()) }
 //! ```
 #![deny(missing_docs)]
 
+mod clob;
 mod engine;
 mod error;
+mod event;
 mod exchange;
-mod model;
+mod intent;
+mod order;
 mod retry;
 mod sim;
 mod store;
 
+pub use clob::{
+    BY_INTENT, CLOSED, ClobOrder, ClobOrders, ClosedCursor, ClosedPage, FillRecorded, OPEN,
+    ORDER_SCHEMA, ORDERS, OrderChange, StoredOrder,
+};
 pub use engine::{Action, EngineHandle, EngineMetrics, Pass, Reconciler};
 pub use error::{OrdersError, Result};
-pub use exchange::{Exchange, ExchangeError, VenueOrder, VenueStatus};
-pub use model::{
-    ActualOrder, ActualStatus, Fill, IntentStatus, MAX_ID_LEN, OrderEvent, OrderIntent, OrderKind,
-    OrderSpec, PriorFills, Rebuilt, Side, TimeInForce, client_order_id, fold,
+pub use event::{OrderEvent, Rebuilt, fold};
+pub use exchange::{Exchange, ExchangeError};
+pub use intent::{IntentStatus, OrderIntent, client_order_id};
+pub use order::{
+    Fill, FillOutcome, MAX_ID_LEN, Order, OrderKind, OrderSpec, OrderStatus, PriorFills, Side,
+    TimeInForce,
 };
 pub use retry::{RetryPolicy, retry_on_conflict};
 pub use sim::{FaultPlan, SimExchange};

@@ -12,8 +12,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rust_decimal::Decimal;
 
-use crate::exchange::{Exchange, ExchangeError, VenueOrder, VenueStatus};
-use crate::model::{Fill, OrderKind, OrderSpec, Side, TimeInForce};
+use crate::exchange::{Exchange, ExchangeError};
+use crate::order::{Fill, Order, OrderKind, OrderSpec, OrderStatus, Side, TimeInForce};
 
 /// How often each fault strikes (each a probability in 0..=1 per call), drawn from a seeded
 /// generator so a run can be replayed.
@@ -61,7 +61,7 @@ impl FaultPlan {
 
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct Resting {
-    order: VenueOrder,
+    order: Order,
     seq: u64,
     maker: bool,
 }
@@ -303,7 +303,7 @@ impl SimExchange {
         side: Side,
         price: Decimal,
         size: Decimal,
-    ) -> Result<VenueOrder, ExchangeError> {
+    ) -> Result<Order, ExchangeError> {
         self.change(|s| {
             s.deliver();
             let spec = OrderSpec {
@@ -326,9 +326,9 @@ impl SimExchange {
     }
 
     /// Every order placed with a client id, as it stands.
-    pub fn client_orders(&self) -> Vec<VenueOrder> {
+    pub fn client_orders(&self) -> Vec<Order> {
         let s = self.state.lock();
-        let mut v: Vec<VenueOrder> = s
+        let mut v: Vec<Order> = s
             .orders
             .values()
             .filter(|r| !r.maker)
@@ -379,7 +379,7 @@ impl State {
                 self.by_client
                     .insert(r.order.client_order_id.clone(), id.clone());
             }
-            if r.order.status == VenueStatus::Open && r.order.spec.price.is_some() {
+            if r.order.status.is_working() && r.order.spec.price.is_some() {
                 resting.push((r.seq, id.clone()));
             }
             self.orders.insert(id, r);
@@ -411,7 +411,7 @@ impl State {
             orders: self
                 .orders
                 .iter()
-                .filter(|(_, r)| !r.maker || r.order.status == VenueStatus::Open)
+                .filter(|(_, r)| !r.maker || r.order.status.is_working())
                 .map(|(k, r)| {
                     (
                         k.clone(),
@@ -487,12 +487,10 @@ impl State {
             *self.accepted.entry(client.clone()).or_default() += 1;
             self.by_client.insert(client.clone(), id.clone());
         }
-        let order = VenueOrder {
-            exchange_order_id: id.clone(),
-            client_order_id: client,
-            spec,
-            status: VenueStatus::Open,
-            fills: Vec::new(),
+        let order = {
+            let mut o = Order::placement_on_venue(client, spec);
+            o.exchange_order_id = Some(id.clone());
+            o
         };
         let seq = self.seq;
         self.orders
@@ -512,7 +510,7 @@ impl State {
                 .get_mut(&id)
                 .expect("just inserted")
                 .order
-                .status = VenueStatus::Filled;
+                .status = OrderStatus::Filled;
         } else if kind == OrderKind::Limit && tif == TimeInForce::Gtc {
             let book = self.books.entry(symbol).or_default();
             let levels = match side {
@@ -528,7 +526,7 @@ impl State {
                 .get_mut(&id)
                 .expect("just inserted")
                 .order
-                .status = VenueStatus::Expired;
+                .status = OrderStatus::Expired;
         }
     }
 
@@ -578,7 +576,13 @@ impl State {
                     fill_id: format!("fill-{n}{tag}"),
                     price,
                     size,
+                    fee: Decimal::ZERO,
+                    time: None,
+                    counterparty: None,
                 });
+                if o.status == OrderStatus::Live && o.filled() < o.spec.size {
+                    o.status = OrderStatus::PartiallyFilled;
+                }
             }
             let resting = &mut self
                 .orders
@@ -586,7 +590,7 @@ impl State {
                 .expect("order on the book")
                 .order;
             if resting.filled() >= resting.spec.size {
-                resting.status = VenueStatus::Filled;
+                resting.status = OrderStatus::Filled;
                 let book = self.books.get_mut(&symbol).expect("book exists");
                 let levels = match side {
                     Side::Buy => &mut book.asks,
@@ -625,7 +629,7 @@ impl State {
         &mut self,
         client_order_id: &str,
         spec: &OrderSpec,
-    ) -> Result<VenueOrder, ExchangeError> {
+    ) -> Result<Order, ExchangeError> {
         let s = self;
         s.deliver();
         let fault = s.fault_for_place();
@@ -671,14 +675,14 @@ impl State {
         exchange_order_id: &str,
         price: Option<Decimal>,
         size: Decimal,
-    ) -> Result<VenueOrder, ExchangeError> {
+    ) -> Result<Order, ExchangeError> {
         let s = self;
         s.deliver();
         s.outage()?;
         let Some(r) = s.orders.get(exchange_order_id) else {
             return Err(ExchangeError::NotFound(exchange_order_id.to_owned()));
         };
-        if r.order.status != VenueStatus::Open {
+        if !r.order.status.is_working() {
             return Err(ExchangeError::Rejected(format!(
                 "{exchange_order_id} is not open"
             )));
@@ -705,7 +709,7 @@ impl State {
                 .get_mut(exchange_order_id)
                 .expect("checked above")
                 .order
-                .status = VenueStatus::Filled;
+                .status = OrderStatus::Filled;
         } else if let Some(p) = price {
             let book = s.books.entry(symbol).or_default();
             let levels = match side {
@@ -720,20 +724,20 @@ impl State {
         Ok(s.orders[exchange_order_id].order.clone())
     }
 
-    fn cancel_now(&mut self, exchange_order_id: &str) -> Result<VenueOrder, ExchangeError> {
+    fn cancel_now(&mut self, exchange_order_id: &str) -> Result<Order, ExchangeError> {
         let s = self;
         s.deliver();
         s.outage()?;
         let Some(r) = s.orders.get(exchange_order_id) else {
             return Err(ExchangeError::NotFound(exchange_order_id.to_owned()));
         };
-        if r.order.status == VenueStatus::Open {
+        if r.order.status.is_working() {
             s.unrest(exchange_order_id);
             s.orders
                 .get_mut(exchange_order_id)
                 .expect("checked above")
                 .order
-                .status = VenueStatus::Cancelled;
+                .status = OrderStatus::Cancelled;
         }
         let lost = s.plan.drop_cancel_response;
         if s.draw(lost) {
@@ -744,7 +748,7 @@ impl State {
         Ok(s.orders[exchange_order_id].order.clone())
     }
 
-    fn query_now(&mut self, client_order_id: &str) -> Result<Option<VenueOrder>, ExchangeError> {
+    fn query_now(&mut self, client_order_id: &str) -> Result<Option<Order>, ExchangeError> {
         let s = self;
         s.outage()?;
         Ok(s.by_client
@@ -752,14 +756,14 @@ impl State {
             .map(|id| s.orders[id].order.clone()))
     }
 
-    fn open_orders_now(&mut self, symbol: Option<&str>) -> Result<Vec<VenueOrder>, ExchangeError> {
+    fn open_orders_now(&mut self, symbol: Option<&str>) -> Result<Vec<Order>, ExchangeError> {
         let s = self;
         s.deliver();
         s.outage()?;
-        let mut v: Vec<VenueOrder> = s
+        let mut v: Vec<Order> = s
             .orders
             .values()
-            .filter(|r| !r.maker && r.order.status == VenueStatus::Open)
+            .filter(|r| !r.maker && r.order.status.is_working())
             .filter(|r| symbol.is_none_or(|x| x == r.order.spec.symbol))
             .map(|r| r.order.clone())
             .collect();
@@ -770,11 +774,7 @@ impl State {
 
 #[async_trait]
 impl Exchange for SimExchange {
-    async fn place(
-        &self,
-        client_order_id: &str,
-        spec: &OrderSpec,
-    ) -> Result<VenueOrder, ExchangeError> {
+    async fn place(&self, client_order_id: &str, spec: &OrderSpec) -> Result<Order, ExchangeError> {
         let (r, delay) = self.change(|s| (s.place_now(client_order_id, spec), s.ack_delay))?;
         if !delay.is_zero() && matches!(r, Ok(_) | Err(ExchangeError::Unknown(_))) {
             tokio::time::sleep(delay).await; // accepted, not yet answered
@@ -787,19 +787,19 @@ impl Exchange for SimExchange {
         exchange_order_id: &str,
         price: Option<Decimal>,
         size: Decimal,
-    ) -> Result<VenueOrder, ExchangeError> {
+    ) -> Result<Order, ExchangeError> {
         self.change(|s| s.modify_now(exchange_order_id, price, size))?
     }
 
-    async fn cancel(&self, exchange_order_id: &str) -> Result<VenueOrder, ExchangeError> {
+    async fn cancel(&self, exchange_order_id: &str) -> Result<Order, ExchangeError> {
         self.change(|s| s.cancel_now(exchange_order_id))?
     }
 
-    async fn query(&self, client_order_id: &str) -> Result<Option<VenueOrder>, ExchangeError> {
+    async fn query(&self, client_order_id: &str) -> Result<Option<Order>, ExchangeError> {
         self.state.lock().query_now(client_order_id)
     }
 
-    async fn open_orders(&self, symbol: Option<&str>) -> Result<Vec<VenueOrder>, ExchangeError> {
+    async fn open_orders(&self, symbol: Option<&str>) -> Result<Vec<Order>, ExchangeError> {
         self.change(|s| s.open_orders_now(symbol))?
     }
 

@@ -22,7 +22,9 @@ use tierstate_core::{
 };
 
 use crate::error::{OrdersError, Result};
-use crate::model::{ActualOrder, OrderEvent, OrderIntent, Rebuilt, check_id, fold};
+use crate::event::{OrderEvent, Rebuilt, fold};
+use crate::intent::OrderIntent;
+use crate::order::{Order, check_id};
 use crate::retry::{RetryPolicy, retry_if};
 
 const INTENTS: &str = "orders.intents";
@@ -30,8 +32,10 @@ const GROUPS: &str = "orders.groups";
 const ACTUAL: &str = "orders.actual";
 const BY_EXCHANGE_ID: &str = "orders.by_exchange_id";
 const SYNCED: &str = "orders.synced";
-/// The records' schema; a newer one is refused.
-pub const ORDERS_SCHEMA: u64 = 1;
+/// The records' schema; a newer one is refused. Schema 2 stores the actual order as the one
+/// [`Order`]; schema 1 (tierstate up to 6e4015a) spelled its statuses `pending_submit`,
+/// `unknown`, `open`, `rejected` and its failure `reject_reason`, which [`Order`] still reads.
+pub const ORDERS_SCHEMA: u64 = 2;
 const PAGE: usize = 1000;
 
 /// How an actual order compares with its intent, as the engine last saw it.
@@ -59,7 +63,7 @@ pub struct StoredIntent {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredActual {
     /// The order.
-    pub order: ActualOrder,
+    pub order: Order,
     /// Its document version.
     pub version: u64,
     /// When it was last compared with the exchange.
@@ -71,7 +75,7 @@ pub struct StoredActual {
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ActualDoc {
-    order: ActualOrder,
+    order: Order,
     synced_us: i64,
     recon: ReconStatus,
 }

@@ -7,8 +7,8 @@ use chrono::{DateTime, TimeZone, Utc};
 use rust_decimal::Decimal;
 use tierstate_core::{DeploymentId, Error, StateStore};
 use tierstate_orders::{
-    Action, ActualStatus, Exchange, FaultPlan, IntentStatus, OrderEvent, OrderIntent, OrderSpec,
-    OrderStore, OrdersError, ReconStatus, Reconciler, RetryPolicy, Side, SimExchange, VenueStatus,
+    Action, Exchange, FaultPlan, IntentStatus, OrderEvent, OrderIntent, OrderSpec, OrderStatus,
+    OrderStore, OrdersError, ReconStatus, Reconciler, RetryPolicy, Side, SimExchange,
     retry_on_conflict,
 };
 use tierstate_testkit_backends::on_every_backend;
@@ -130,7 +130,7 @@ async fn actual_orders_are_found_by_exchange_id_and_sync_time(store: Arc<dyn Sta
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(p.order.status, ActualStatus::PendingSubmit);
+    assert_eq!(p.order.status, OrderStatus::Pending);
     let acked = [
         OrderEvent::Submitted,
         OrderEvent::Acked {
@@ -180,7 +180,7 @@ async fn actual_orders_are_found_by_exchange_id_and_sync_time(store: Arc<dyn Sta
     assert_eq!(
         stale
             .iter()
-            .map(|s| s.order.intent_id.as_str())
+            .map(|s| s.order.intent_id.as_deref().unwrap_or_default())
             .collect::<Vec<_>>(),
         ["b"]
     );
@@ -237,7 +237,7 @@ async fn placement_fills_and_oco_cancel_converge(store: Arc<dyn StateStore>) {
     let hi = o.actual("hi").await.unwrap().unwrap();
     assert_eq!(
         (hi.order.status, hi.order.filled()),
-        (ActualStatus::PartiallyFilled, d("0.4"))
+        (OrderStatus::PartiallyFilled, d("0.4"))
     );
     // The rest fills: done, and the other leg is cancelled on the venue.
     venue
@@ -249,7 +249,7 @@ async fn placement_fills_and_oco_cancel_converge(store: Arc<dyn StateStore>) {
     let hi = o.actual("hi").await.unwrap().unwrap();
     assert_eq!(
         (hi.order.status, hi.order.filled()),
-        (ActualStatus::Filled, d("1"))
+        (OrderStatus::Filled, d("1"))
     );
     assert_eq!(
         o.intent("hi").await.unwrap().unwrap().intent.status,
@@ -261,7 +261,7 @@ async fn placement_fills_and_oco_cancel_converge(store: Arc<dyn StateStore>) {
     );
     assert_eq!(
         o.actual("lo").await.unwrap().unwrap().order.status,
-        ActualStatus::Cancelled
+        OrderStatus::Cancelled
     );
     assert!(venue.open_orders(None).await.unwrap().is_empty());
     // Every fill reached the store once, as the venue reported it.
@@ -292,7 +292,7 @@ async fn unknown_outcomes_are_adopted_never_resent_blindly(store: Arc<dyn StateS
     e.reconcile_all().await.unwrap();
     // The venue took it but the answer was lost; the engine resolved it by client id.
     let a = o.actual("a").await.unwrap().unwrap();
-    assert_eq!(a.order.status, ActualStatus::Open);
+    assert_eq!(a.order.status, OrderStatus::Live);
     assert!(a.order.exchange_order_id.is_some());
     let ev: Vec<_> = o
         .events("a")
@@ -315,13 +315,13 @@ async fn unknown_outcomes_are_adopted_never_resent_blindly(store: Arc<dyn StateS
     assert!(!pass.errors.is_empty());
     assert_eq!(
         o.actual("b").await.unwrap().unwrap().order.status,
-        ActualStatus::PendingSubmit
+        OrderStatus::Pending
     );
     venue.set_faults(FaultPlan::none());
     e.reconcile_all().await.unwrap();
     assert_eq!(
         o.actual("b").await.unwrap().unwrap().order.status,
-        ActualStatus::Open
+        OrderStatus::Live
     );
     assert!(venue.accepted().values().all(|&n| n == 1));
     o.verify("a").await.unwrap();
@@ -347,7 +347,7 @@ async fn delayed_delivery_never_makes_a_second_order(store: Arc<dyn StateStore>)
     assert_eq!(venue.open_orders(None).await.unwrap().len(), 1);
     assert_eq!(
         o.actual("a").await.unwrap().unwrap().order.status,
-        ActualStatus::Open
+        OrderStatus::Live
     );
     o.verify("a").await.unwrap();
 }
@@ -387,9 +387,9 @@ async fn modify_beyond_tolerance_and_cancel_with_lost_answers(store: Arc<dyn Sta
     assert!(venue.open_orders(None).await.unwrap().is_empty());
     assert_eq!(
         o.actual("a").await.unwrap().unwrap().order.status,
-        ActualStatus::Cancelled
+        OrderStatus::Cancelled
     );
-    assert_eq!(venue.client_orders()[0].status, VenueStatus::Cancelled);
+    assert_eq!(venue.client_orders()[0].status, OrderStatus::Cancelled);
     o.verify("a").await.unwrap();
 }
 
@@ -461,7 +461,7 @@ async fn the_loop_places_backs_off_and_stops(store: Arc<dyn StateStore>) {
         if o.actual("a")
             .await
             .unwrap()
-            .is_some_and(|a| a.order.status == ActualStatus::Open)
+            .is_some_and(|a| a.order.status == OrderStatus::Live)
         {
             break;
         }

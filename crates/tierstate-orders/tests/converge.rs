@@ -10,8 +10,8 @@ use proptest::prelude::*;
 use rust_decimal::Decimal;
 use tierstate_core::{DeploymentId, InMemoryStore};
 use tierstate_orders::{
-    ActualStatus, Exchange, FaultPlan, IntentStatus, OrderEvent, OrderIntent, OrderSpec,
-    OrderStore, Reconciler, Side, SimExchange, client_order_id,
+    Exchange, FaultPlan, IntentStatus, OrderEvent, OrderIntent, OrderSpec, OrderStatus, OrderStore,
+    Reconciler, Side, SimExchange, client_order_id,
 };
 
 #[derive(Debug, Clone)]
@@ -103,7 +103,7 @@ proptest! {
             for i in o.intents(None, None).await.unwrap() {
                 let a = o.actual(&i.intent.intent_id).await.unwrap();
                 if i.intent.status == IntentStatus::Active
-                    && a.as_ref().is_some_and(|a| a.order.status != ActualStatus::Rejected)
+                    && a.as_ref().is_some_and(|a| a.order.status != OrderStatus::Failed)
                 {
                     live.insert(a.unwrap().order.client_order_id);
                 }

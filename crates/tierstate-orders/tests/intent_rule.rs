@@ -10,8 +10,8 @@ use chrono::{DateTime, TimeZone, Utc};
 use rust_decimal::Decimal;
 use tierstate_core::{DeploymentId, Error, StateStore};
 use tierstate_orders::{
-    ActualStatus, Exchange, FaultPlan, IntentStatus, OrderIntent, OrderSpec, OrderStore,
-    OrdersError, Reconciler, Side, SimExchange, TimeInForce, VenueOrder, VenueStatus,
+    Exchange, FaultPlan, IntentStatus, Order, OrderIntent, OrderSpec, OrderStatus, OrderStore,
+    OrdersError, Reconciler, Side, SimExchange, TimeInForce,
 };
 use tierstate_testkit_backends::on_every_backend;
 
@@ -70,9 +70,13 @@ async fn settle(e: &Reconciler) {
 }
 
 /// The venue's orders of one intent (every placement), oldest first.
-fn placements(venue: &SimExchange) -> Vec<VenueOrder> {
+fn placements(venue: &SimExchange) -> Vec<Order> {
     let mut v = venue.client_orders();
-    v.sort_by_key(|o| o.exchange_order_id[2..].parse::<u64>().unwrap_or(0));
+    v.sort_by_key(|o| {
+        o.exchange_order_id.as_deref().unwrap_or_default()[2..]
+            .parse::<u64>()
+            .unwrap_or(0)
+    });
     v
 }
 
@@ -82,7 +86,7 @@ fn filled(venue: &SimExchange, side: Side) -> Decimal {
         .client_orders()
         .iter()
         .filter(|o| o.spec.side == side)
-        .map(VenueOrder::filled)
+        .map(Order::filled)
         .sum()
 }
 
@@ -119,10 +123,10 @@ async fn a_side_change_cancels_the_old_order_and_places_the_new_side(store: Arc<
     );
     let a = o.actual("a").await.unwrap().unwrap();
     assert_eq!(a.order.spec.side, Side::Sell);
-    assert_eq!(a.order.status, ActualStatus::Open);
+    assert_eq!(a.order.status, OrderStatus::Live);
     // The buy was cancelled on the venue before the sell went out.
     let all = placements(&venue);
-    assert_eq!(all[0].status, VenueStatus::Cancelled);
+    assert_eq!(all[0].status, OrderStatus::Cancelled);
     o.verify("a").await.unwrap();
     // A buyer at 110 fills the sell, and the intent is done.
     venue.maker("ETH-USD", Side::Buy, d("110"), d("3")).unwrap();
@@ -150,7 +154,7 @@ async fn a_symbol_change_cancels_and_replaces(store: Arc<dyn StateStore>) {
         .client_orders()
         .iter()
         .filter(|o| o.spec.symbol == "ETH-USD")
-        .map(VenueOrder::filled)
+        .map(Order::filled)
         .sum();
     assert_eq!(
         eth,
@@ -310,11 +314,11 @@ async fn the_venue_reporting_filled_completes_the_order(store: Arc<dyn StateStor
         .exchange_order_id
         .unwrap();
     let v = venue.modify(&x, Some(d("100")), d("0.6")).await.unwrap();
-    assert_eq!(v.status, VenueStatus::Filled);
+    assert_eq!(v.status, OrderStatus::Filled);
     edit(&o, "a", |i| i.spec.size = d("0.6")).await;
     settle(&e).await;
     let a = o.actual("a").await.unwrap().unwrap();
-    assert_eq!(a.order.status, ActualStatus::Filled);
+    assert_eq!(a.order.status, OrderStatus::Filled);
     assert_eq!(
         o.intent("a").await.unwrap().unwrap().intent.status,
         IntentStatus::Done

@@ -27,9 +27,16 @@ async fn a_change_that_cannot_be_written_fails_and_changes_nothing() {
     let before = venue.client_orders();
     for r in [
         venue.place("c-2", &bid("101")).await.map(|_| ()),
-        venue.cancel(&placed.exchange_order_id).await.map(|_| ()),
         venue
-            .modify(&placed.exchange_order_id, Some(d("99")), d("1"))
+            .cancel(placed.exchange_order_id.as_deref().unwrap())
+            .await
+            .map(|_| ()),
+        venue
+            .modify(
+                placed.exchange_order_id.as_deref().unwrap(),
+                Some(d("99")),
+                d("1"),
+            )
             .await
             .map(|_| ()),
         venue

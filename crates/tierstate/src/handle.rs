@@ -128,10 +128,10 @@ impl Tierstate {
         tierstate_accounting::Portfolio::new(self.records("portfolio"), deployment)
     }
 
-    /// `deployment`'s CLOB orders.
-    #[cfg(feature = "accounting")]
-    pub fn clob(&self, deployment: &DeploymentId) -> tierstate_accounting::ClobOrders {
-        tierstate_accounting::ClobOrders::new(self.records("clob"), deployment)
+    /// `deployment`'s CLOB orders (the one order model, kept as seed 000's calls keep them).
+    #[cfg(feature = "orders")]
+    pub fn clob(&self, deployment: &DeploymentId) -> tierstate_orders::ClobOrders {
+        tierstate_orders::ClobOrders::new(self.records("clob"), deployment)
     }
 
     /// `deployment`'s position registry.

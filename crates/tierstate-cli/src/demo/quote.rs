@@ -15,7 +15,7 @@ use tierstate::accounting::{
 use tierstate::lease::Lease;
 use tierstate::orders::{
     Exchange, IntentStatus, OrderIntent, OrderSpec, OrderStore, OrdersError, Reconciler, Side,
-    SimExchange, VenueStatus,
+    SimExchange,
 };
 use tierstate::strategy::{
     Checkpoint, Holdings, PositionRow, StrategyState, StrategyStore, Tick, Trade,
@@ -310,8 +310,10 @@ impl MarketMaker {
                 .venue
                 .maker(SYMBOL, side, price.round_dp(2), size)
                 .map_err(|e| venue_storage(&self.venue, e))?;
-            if o.status == VenueStatus::Open {
-                let _ = self.venue.cancel(&o.exchange_order_id).await;
+            if o.status.is_working()
+                && let Some(x) = &o.exchange_order_id
+            {
+                let _ = self.venue.cancel(x).await;
             }
         }
         // Sync every order still followed (fills, statuses).

@@ -17,12 +17,156 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tierstate_core::{
     Append, BatchOp, DeploymentId, DocAddr, DocWrite, Document, JournalQuery, Name, PutMode,
-    StateStore, StreamAddr, WriteBatch,
+    RetryPolicy, StateStore, StreamAddr, WriteBatch,
 };
 
-use crate::error::{AccountingError, Result};
-use crate::order::{ClobFill, ClobOrder, FillOutcome, OrderStatus, OrderType, Side, check_id};
-use crate::retry::Retry;
+use crate::error::{OrdersError, Result};
+use crate::order::{
+    Fill, FillOutcome, Order, OrderKind, OrderSpec, OrderStatus, Side, TimeInForce, check_id,
+};
+use crate::retry::retry_if;
+
+/// A CLOB order as the CLOB collection keeps it: the one [`Order`] (its client order id is the
+/// CLOB order id, its symbol the outcome token) with the market it trades and the times of its
+/// life. It has no status or fills of its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClobOrder {
+    /// The order.
+    pub order: Order,
+    /// The deployment that placed it.
+    pub deployment_id: String,
+    /// The market (the token is `order.spec.symbol`).
+    pub market_id: String,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it was submitted, once it was.
+    pub submitted_at: Option<DateTime<Utc>>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+    /// Anything else the strategy keeps with it.
+    pub metadata: Map<String, Value>,
+}
+
+/// Reads through to the order: `clob.status`, `clob.filled()`. Changes go through
+/// [`ClobOrder::set_status`] and [`ClobOrder::apply_fill`], which keep the times.
+impl std::ops::Deref for ClobOrder {
+    type Target = Order;
+    fn deref(&self) -> &Order {
+        &self.order
+    }
+}
+
+impl ClobOrder {
+    /// A new pending limit order, created at `at`.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a bad id or a price or size that is not positive.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        order_id: impl Into<String>,
+        deployment_id: impl Into<String>,
+        market_id: impl Into<String>,
+        token_id: impl Into<String>,
+        side: Side,
+        tif: TimeInForce,
+        price: Decimal,
+        size: Decimal,
+        at: DateTime<Utc>,
+    ) -> Result<Self> {
+        let spec = OrderSpec {
+            symbol: token_id.into(),
+            side,
+            kind: OrderKind::Limit,
+            price: Some(price),
+            size,
+            tif,
+        };
+        let at = tierstate_core::truncate_to_micros(at);
+        let o = Self {
+            order: Order::new(order_id, spec)?,
+            deployment_id: deployment_id.into(),
+            market_id: market_id.into(),
+            created_at: at,
+            submitted_at: None,
+            updated_at: at,
+            metadata: Map::new(),
+        };
+        o.validate()?;
+        Ok(o)
+    }
+
+    /// The CLOB order id (the order's client order id).
+    pub fn order_id(&self) -> &str {
+        &self.order.client_order_id
+    }
+
+    /// Sets the intent it is placed for.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a bad id.
+    pub fn with_intent(mut self, intent_id: impl Into<String>) -> Result<Self> {
+        self.order = self.order.with_intent(intent_id)?;
+        Ok(self)
+    }
+
+    /// Sets the metadata.
+    pub fn with_metadata(mut self, metadata: Map<String, Value>) -> Self {
+        self.metadata = metadata;
+        self
+    }
+
+    /// Moves the order to `to` at `at` (the status machine of [`Order::request`]).
+    ///
+    /// # Errors
+    /// `InvalidTransition` (nothing changes).
+    pub fn set_status(
+        &mut self,
+        to: OrderStatus,
+        at: DateTime<Utc>,
+        error: Option<String>,
+    ) -> Result<()> {
+        self.order.request(to, error)?;
+        let at = tierstate_core::truncate_to_micros(at);
+        if to == OrderStatus::Submitted {
+            self.submitted_at = Some(at);
+        }
+        self.updated_at = at;
+        Ok(())
+    }
+
+    /// Records a fill ([`Order::apply_fill`]); the order's last change moves to the fill's time
+    /// if that is later.
+    ///
+    /// # Errors
+    /// As [`Order::apply_fill`].
+    pub fn apply_fill(&mut self, fill: Fill) -> Result<FillOutcome> {
+        let time = fill.time;
+        let outcome = self.order.apply_fill(fill)?;
+        if let Some(t) = time
+            && outcome == FillOutcome::Applied
+        {
+            self.updated_at = self.updated_at.max(t);
+        }
+        Ok(outcome)
+    }
+
+    /// Checks every field and that the status agrees with the fills.
+    ///
+    /// # Errors
+    /// `InvalidInput` naming the first bad field.
+    pub fn validate(&self) -> Result<()> {
+        check_id("deployment id", &self.deployment_id)?;
+        check_id("market id", &self.market_id)?;
+        if self.order.spec.kind != OrderKind::Limit {
+            return Err(OrdersError::invalid(
+                "order",
+                "a CLOB order is a limit order",
+            ));
+        }
+        self.order.validate_machine()
+    }
+}
 
 /// Collection of every order.
 pub const ORDERS: &str = "clob.orders";
@@ -32,8 +176,10 @@ pub const OPEN: &str = "clob.open";
 pub const BY_INTENT: &str = "clob.by_intent";
 /// Journal of closed orders.
 pub const CLOSED: &str = "clob.closed";
-/// The order document's schema; a newer one is refused.
-pub const ORDER_SCHEMA: u64 = 1;
+/// The order document's schema; a newer one is refused. Schema 2 holds the one [`Order`];
+/// schema 1 (tierstate up to 6e4015a) held a CLOB order of its own shape, read through
+/// [`decode`]'s step.
+pub const ORDER_SCHEMA: u64 = 2;
 
 /// Page size for listing open orders.
 const PAGE: usize = 1000;
@@ -156,20 +302,28 @@ impl ClobOrders {
     /// `InvalidInput` for an order of another deployment or one that is not new;
     /// `Store(AlreadyExists)` if the order id is taken (open or closed); `Contended`.
     pub async fn create(&self, order: ClobOrder) -> Result<StoredOrder> {
-        let mut retry = Retry::new("the intent index");
-        let own = tierstate_core::Target::document(&self.addr(&self.orders, &order.order_id)?);
-        loop {
-            let change = self.plan_create(&order).await?;
-            match self.commit(&change).await {
-                // The intent index moved (or was created) under us: re-read it. A taken order
-                // id is the caller's error.
-                Err(AccountingError::Store(
+        let own = tierstate_core::Target::document(&self.addr(&self.orders, order.order_id())?);
+        // The intent index moved (or was created) under us: re-read it. A taken order id is
+        // the caller's error.
+        let index_moved = |e: &OrdersError| {
+            matches!(
+                e,
+                OrdersError::Store(
                     tierstate_core::Error::Conflict { target, .. }
                     | tierstate_core::Error::AlreadyExists { target, .. },
-                )) if target != own => retry.wait().await?,
-                other => return other,
-            }
-        }
+                ) if *target != own
+            )
+        };
+        retry_if(
+            "the intent index",
+            RetryPolicy::default(),
+            index_moved,
+            || async {
+                let change = self.plan_create(&order).await?;
+                self.commit(&change).await
+            },
+        )
+        .await
     }
 
     /// Plans the creation of `order`: reads its intent's index to extend it.
@@ -178,29 +332,30 @@ impl ClobOrders {
     /// As [`ClobOrders::create`], without contention.
     pub async fn plan_create(&self, order: &ClobOrder) -> Result<OrderChange> {
         self.check_owned(order)?;
-        if order.status != OrderStatus::Pending || !order.fills.is_empty() {
-            return Err(AccountingError::invalid(
+        if order.order.status != OrderStatus::Pending || !order.order.fills.is_empty() {
+            return Err(OrdersError::invalid(
                 "order",
                 format!(
                     "a new order is pending with no fills; {} is {}",
-                    order.order_id, order.status
+                    order.order_id(),
+                    order.order.status
                 ),
             ));
         }
         let body = encode(order)?;
         let mut ops = vec![
             BatchOp::Document(DocWrite::new(
-                self.addr(&self.orders, &order.order_id)?,
+                self.addr(&self.orders, order.order_id())?,
                 PutMode::Create,
                 body.clone(),
             )),
             BatchOp::Document(DocWrite::new(
-                self.addr(&self.open, &order.order_id)?,
+                self.addr(&self.open, order.order_id())?,
                 PutMode::Overwrite,
                 body,
             )),
         ];
-        if let Some(intent) = &order.intent_id {
+        if let Some(intent) = &order.order.intent_id {
             let at = self.addr(&self.by_intent, intent)?;
             let (mut ids, mode) = match self.store.get_document(&at).await? {
                 Some(d) => (
@@ -211,7 +366,7 @@ impl ClobOrders {
                 ),
                 None => (Vec::new(), PutMode::Create),
             };
-            ids.push(order.order_id.clone());
+            ids.push(order.order_id().to_owned());
             let mut value = Map::new();
             value.insert("orders".into(), Value::from(ids));
             ops.push(BatchOp::Document(DocWrite::new(at, mode, value)));
@@ -282,40 +437,39 @@ impl ClobOrders {
     /// meanwhile (fills are idempotent, so a retry cannot apply one twice).
     ///
     /// # Errors
-    /// `OrderNotFound`; the fill errors of [`ClobOrder::apply_fill`]; `Contended`.
-    pub async fn record_fill(&self, fill: ClobFill) -> Result<FillRecorded> {
-        let mut retry = Retry::new("the order");
-        loop {
-            let Some(current) = self.get(&fill.order_id).await? else {
-                return Err(AccountingError::OrderNotFound {
-                    deployment: self.deployment.to_string(),
-                    order: fill.order_id.clone(),
-                });
-            };
-            let Some(change) = self.plan_fill(&current, fill.clone())? else {
-                return Ok(FillRecorded {
-                    order: current,
-                    outcome: FillOutcome::Duplicate,
-                });
-            };
-            match self.commit(&change).await {
-                Ok(order) => {
-                    return Ok(FillRecorded {
-                        order,
-                        outcome: FillOutcome::Applied,
+    /// `OrderNotFound`; the fill errors of [`Order::apply_fill`]; `Contended`.
+    pub async fn record_fill(&self, order_id: &str, fill: Fill) -> Result<FillRecorded> {
+        retry_if(
+            "the order",
+            RetryPolicy::default(),
+            |_| true,
+            || async {
+                let Some(current) = self.get(order_id).await? else {
+                    return Err(OrdersError::OrderNotFound {
+                        deployment: self.deployment.to_string(),
+                        order: order_id.to_owned(),
                     });
-                }
-                Err(e) if e.is_conflict() => retry.wait().await?,
-                Err(e) => return Err(e),
-            }
-        }
+                };
+                let Some(change) = self.plan_fill(&current, fill.clone())? else {
+                    return Ok(FillRecorded {
+                        order: current,
+                        outcome: FillOutcome::Duplicate,
+                    });
+                };
+                Ok(FillRecorded {
+                    order: self.commit(&change).await?,
+                    outcome: FillOutcome::Applied,
+                })
+            },
+        )
+        .await
     }
 
     /// Plans recording `fill` on `current`; `None` if it is already recorded.
     ///
     /// # Errors
-    /// As [`ClobOrder::apply_fill`].
-    pub fn plan_fill(&self, current: &StoredOrder, fill: ClobFill) -> Result<Option<OrderChange>> {
+    /// As [`Order::apply_fill`].
+    pub fn plan_fill(&self, current: &StoredOrder, fill: Fill) -> Result<Option<OrderChange>> {
         self.check_owned(&current.order)?;
         let mut next = current.order.clone();
         match next.apply_fill(fill)? {
@@ -329,19 +483,19 @@ impl ClobOrders {
     fn plan_update(&self, expected: u64, next: ClobOrder) -> Result<OrderChange> {
         let body = encode(&next)?;
         let mut ops = vec![BatchOp::Document(DocWrite::new(
-            self.addr(&self.orders, &next.order_id)?,
+            self.addr(&self.orders, next.order_id())?,
             PutMode::Update { expected },
             body.clone(),
         ))];
-        let open = self.addr(&self.open, &next.order_id)?;
-        if next.status.is_terminal() {
+        let open = self.addr(&self.open, next.order_id())?;
+        if next.order.status.is_terminal() {
             ops.push(BatchOp::DeleteDocument {
                 address: open,
                 expected: None,
             });
             ops.push(BatchOp::Append(
                 Append::new(self.closed.clone(), next.updated_at, body)
-                    .with_key(Name::key(&next.order_id)?),
+                    .with_key(Name::key(next.order_id())?),
             ));
         } else {
             ops.push(BatchOp::Document(DocWrite::new(
@@ -392,7 +546,7 @@ impl ClobOrders {
                 break;
             }
         }
-        out.sort_by(|a, b| (b.created_at, &b.order_id).cmp(&(a.created_at, &a.order_id)));
+        out.sort_by(|a, b| (b.created_at, b.order_id()).cmp(&(a.created_at, a.order_id())));
         Ok(out)
     }
 
@@ -416,7 +570,7 @@ impl ClobOrders {
             match self.get(&id).await? {
                 Some(o) => out.push(o),
                 None => {
-                    return Err(AccountingError::invalid(
+                    return Err(OrdersError::invalid(
                         "intent index",
                         format!("{at} names order {id}, which is not stored"),
                     ));
@@ -437,7 +591,7 @@ impl ClobOrders {
         limit: usize,
     ) -> Result<ClosedPage> {
         if limit == 0 {
-            return Err(AccountingError::invalid("limit", "must be at least 1"));
+            return Err(OrdersError::invalid("limit", "must be at least 1"));
         }
         let to = match cursor {
             Some(ClosedCursor(0 | 1)) => {
@@ -476,11 +630,13 @@ impl ClobOrders {
 
     fn check_owned(&self, order: &ClobOrder) -> Result<()> {
         if order.deployment_id != self.deployment.as_str() {
-            return Err(AccountingError::invalid(
+            return Err(OrdersError::invalid(
                 "order",
                 format!(
                     "{} belongs to deployment {}, not {}",
-                    order.order_id, order.deployment_id, self.deployment
+                    order.order_id(),
+                    order.deployment_id,
+                    self.deployment
                 ),
             ));
         }
@@ -490,30 +646,46 @@ impl ClobOrders {
 
 fn intent_ids(d: &Document) -> Result<Vec<String>> {
     let ids = d.value.get("orders").cloned().ok_or_else(|| {
-        AccountingError::invalid("intent index", format!("{} has no orders", d.address))
+        OrdersError::invalid("intent index", format!("{} has no orders", d.address))
     })?;
     serde_json::from_value(ids).map_err(|e| {
-        AccountingError::invalid("intent index", format!("{} is malformed: {e}", d.address))
+        OrdersError::invalid("intent index", format!("{} is malformed: {e}", d.address))
     })
 }
 
-/// An order as its documents hold it: every field, plus the derived filled size and average
-/// price for readers of the raw record (checked against the fills on every read).
+/// An order as its documents hold it (schema 2): the order, the record around it, and the
+/// derived filled size and average price for readers of the raw record (checked against the
+/// fills on every read).
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct OrderDoc {
+    deployment_id: String,
+    market_id: String,
+    order: Order,
+    filled_size: Decimal,
+    average_fill_price: Decimal,
+    created_at: DateTime<Utc>,
+    submitted_at: Option<DateTime<Utc>>,
+    updated_at: DateTime<Utc>,
+    metadata: Map<String, Value>,
+}
+
+/// Schema 1: the CLOB order of tierstate up to 6e4015a, with its own fills and order types.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OrderDocV1 {
     order_id: String,
     deployment_id: String,
     market_id: String,
     token_id: String,
     side: Side,
-    order_type: OrderType,
+    order_type: String,
     price: Decimal,
     size: Decimal,
     status: OrderStatus,
     filled_size: Decimal,
     average_fill_price: Decimal,
-    fills: Vec<ClobFill>,
+    fills: Vec<FillV1>,
     intent_id: Option<String>,
     created_at: DateTime<Utc>,
     submitted_at: Option<DateTime<Utc>>,
@@ -522,82 +694,139 @@ struct OrderDoc {
     metadata: Map<String, Value>,
 }
 
-pub(crate) fn encode(o: &ClobOrder) -> Result<Map<String, Value>> {
-    o.validate()?;
-    let doc = OrderDoc {
-        order_id: o.order_id.clone(),
-        deployment_id: o.deployment_id.clone(),
-        market_id: o.market_id.clone(),
-        token_id: o.token_id.clone(),
-        side: o.side,
-        order_type: o.order_type,
-        price: o.price,
-        size: o.size,
-        status: o.status,
-        filled_size: o.filled_size(),
-        average_fill_price: o.average_fill_price(),
-        fills: o.fills.clone(),
-        intent_id: o.intent_id.clone(),
-        created_at: o.created_at,
-        submitted_at: o.submitted_at,
-        updated_at: o.updated_at,
-        error: o.error.clone(),
-        metadata: o.metadata.clone(),
-    };
-    tierstate_core::codec::encode_doc(ORDER_SCHEMA, &doc)
-        .map_err(|e| AccountingError::invalid("order", e))
+/// Schema 1's fill: it named its order.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FillV1 {
+    fill_id: String,
+    order_id: String,
+    price: Decimal,
+    size: Decimal,
+    fee: Decimal,
+    time: DateTime<Utc>,
+    counterparty: Option<String>,
 }
 
-pub(crate) fn decode(value: Map<String, Value>) -> Result<ClobOrder> {
-    let record = || "a stored CLOB order".to_owned();
-    tierstate_core::codec::check_schema(&value, ORDER_SCHEMA)
-        .map_err(|e| crate::ledger::decode_error("order", record(), e))?;
-    // Unknown side/status/type strings surface as their typed error, not a serde message.
-    if let Some(Value::String(v)) = value.get("side") {
-        v.parse::<Side>()
-            .map_err(|_| AccountingError::UnknownValue {
-                field: "side",
-                value: v.clone(),
-                expected: "buy, sell",
-            })?;
+/// The step from schema 1: the same order as the one model holds it.
+fn from_v1(d: OrderDocV1) -> Result<OrderDoc> {
+    let tif = match d.order_type.as_str() {
+        "GTC" => TimeInForce::Gtc,
+        "IOC" => TimeInForce::Ioc,
+        "FOK" => TimeInForce::Fok,
+        other => {
+            return Err(OrdersError::invalid(
+                "order type",
+                format!("{other:?}: expected GTC, IOC or FOK"),
+            ));
+        }
+    };
+    let mut fills = Vec::with_capacity(d.fills.len());
+    for f in d.fills {
+        if f.order_id != d.order_id {
+            return Err(OrdersError::invalid(
+                "fills",
+                format!(
+                    "fill {} names order {}, not {}",
+                    f.fill_id, f.order_id, d.order_id
+                ),
+            ));
+        }
+        fills.push(Fill {
+            fill_id: f.fill_id,
+            price: f.price,
+            size: f.size,
+            fee: f.fee,
+            time: Some(f.time),
+            counterparty: f.counterparty,
+        });
     }
-    if let Some(Value::String(v)) = value.get("order_type") {
-        v.parse::<OrderType>()?;
-    }
-    if let Some(Value::String(v)) = value.get("status") {
-        v.parse::<OrderStatus>()?;
-    }
-    let d: OrderDoc = tierstate_core::codec::decode_doc(ORDER_SCHEMA, value)
-        .map_err(|e| crate::ledger::decode_error("order", "stored order".into(), e))?;
-    let order = ClobOrder {
-        order_id: d.order_id,
+    let mut order = Order::new(
+        d.order_id,
+        OrderSpec {
+            symbol: d.token_id,
+            side: d.side,
+            kind: OrderKind::Limit,
+            price: Some(d.price),
+            size: d.size,
+            tif,
+        },
+    )?;
+    order.intent_id = d.intent_id;
+    order.status = d.status;
+    order.fills = fills;
+    order.error = d.error;
+    Ok(OrderDoc {
         deployment_id: d.deployment_id,
         market_id: d.market_id,
-        token_id: d.token_id,
-        side: d.side,
-        order_type: d.order_type,
-        price: d.price,
-        size: d.size,
-        status: d.status,
-        fills: d.fills,
-        intent_id: d.intent_id,
+        order,
+        filled_size: d.filled_size,
+        average_fill_price: d.average_fill_price,
         created_at: d.created_at,
         submitted_at: d.submitted_at,
         updated_at: d.updated_at,
-        error: d.error,
+        metadata: d.metadata,
+    })
+}
+
+pub(crate) fn encode(o: &ClobOrder) -> Result<Map<String, Value>> {
+    o.validate()?;
+    let doc = OrderDoc {
+        deployment_id: o.deployment_id.clone(),
+        market_id: o.market_id.clone(),
+        order: o.order.clone(),
+        filled_size: o.order.filled(),
+        average_fill_price: o.order.average_fill_price(),
+        created_at: o.created_at,
+        submitted_at: o.submitted_at,
+        updated_at: o.updated_at,
+        metadata: o.metadata.clone(),
+    };
+    tierstate_core::codec::encode_doc(ORDER_SCHEMA, &doc)
+        .map_err(|e| OrdersError::invalid("order", e))
+}
+
+/// Decodes a stored CLOB order of schema 1 or 2 and checks it.
+pub(crate) fn decode(value: Map<String, Value>) -> Result<ClobOrder> {
+    let malformed = |e: tierstate_core::codec::DecodeError| match e {
+        tierstate_core::codec::DecodeError::Newer { found, supported } => {
+            OrdersError::NewerSchema {
+                record: "a stored CLOB order".into(),
+                found,
+                supported,
+            }
+        }
+        tierstate_core::codec::DecodeError::Malformed(m) => {
+            OrdersError::invalid("order", format!("a stored CLOB order is malformed: {m}"))
+        }
+    };
+    tierstate_core::codec::check_schema(&value, ORDER_SCHEMA).map_err(malformed)?;
+    let d = if tierstate_core::codec::schema_of(&value) <= 1 {
+        from_v1(tierstate_core::codec::decode_doc::<OrderDocV1>(1, value).map_err(malformed)?)?
+    } else {
+        tierstate_core::codec::decode_doc::<OrderDoc>(ORDER_SCHEMA, value).map_err(malformed)?
+    };
+    let order = ClobOrder {
+        order: d.order,
+        deployment_id: d.deployment_id,
+        market_id: d.market_id,
+        created_at: d.created_at,
+        submitted_at: d.submitted_at,
+        updated_at: d.updated_at,
         metadata: d.metadata,
     };
     order.validate()?;
-    if order.filled_size() != d.filled_size || order.average_fill_price() != d.average_fill_price {
-        return Err(AccountingError::invalid(
+    if order.order.filled() != d.filled_size
+        || order.order.average_fill_price() != d.average_fill_price
+    {
+        return Err(OrdersError::invalid(
             "order",
             format!(
                 "{}: stored filled size {} / average price {} disagree with its fills ({} / {})",
-                order.order_id,
+                order.order_id(),
                 d.filled_size,
                 d.average_fill_price,
-                order.filled_size(),
-                order.average_fill_price()
+                order.order.filled(),
+                order.order.average_fill_price()
             ),
         ));
     }

@@ -1,9 +1,9 @@
-//! The order status machine and fills, as pure logic.
+//! The one order model's status machine and fills, as pure logic.
 
 use chrono::{TimeZone, Utc};
 use rust_decimal::Decimal;
-use tierstate_accounting::{
-    AccountingError, ClobFill, ClobOrder, FillOutcome, OrderStatus, OrderType, Side,
+use tierstate_orders::{
+    ClobOrder, Fill, FillOutcome, Order, OrderSpec, OrderStatus, OrdersError, Side, TimeInForce,
 };
 
 fn d(s: &str) -> Decimal {
@@ -14,37 +14,34 @@ fn t(s: i64) -> chrono::DateTime<Utc> {
     Utc.timestamp_opt(1_800_000_000 + s, 0).unwrap()
 }
 
-fn order() -> ClobOrder {
-    ClobOrder::new(
+fn order() -> Order {
+    Order::new(
         "o1",
-        "dep",
-        "ETH-USD",
-        "ETH",
-        Side::Buy,
-        OrderType::Gtc,
-        d("100"),
-        d("10"),
-        t(0),
+        OrderSpec::limit("ETH-USD", Side::Buy, d("100"), d("10")).unwrap(),
     )
     .unwrap()
 }
 
-fn fill(id: &str, size: &str) -> ClobFill {
-    ClobFill::new(id, "o1", d("99.5"), d(size), d("0.01"), t(5)).unwrap()
+fn fill(id: &str, size: &str) -> Fill {
+    Fill::new(id, d("99.5"), d(size))
+        .unwrap()
+        .with_fee(d("0.01"))
+        .at(t(5))
 }
 
 /// Puts an order in `status` through allowed steps.
-fn in_status(status: OrderStatus) -> ClobOrder {
+fn in_status(status: OrderStatus) -> Order {
     use OrderStatus::*;
     let mut o = order();
     let path: &[OrderStatus] = match status {
         Pending => &[],
         Submitted => &[Submitted],
         Live | PartiallyFilled | Filled => &[Submitted, Live],
+        CancelRequested => &[Submitted, Live, CancelRequested],
         Cancelled | Expired | Failed => &[status],
     };
     for s in path {
-        o.set_status(*s, t(1), None).unwrap();
+        o.request(*s, None).unwrap();
     }
     match status {
         PartiallyFilled => assert_eq!(o.apply_fill(fill("p", "4")).unwrap(), FillOutcome::Applied),
@@ -55,7 +52,7 @@ fn in_status(status: OrderStatus) -> ClobOrder {
     o
 }
 
-/// Every (from, to) pair: exactly the documented table is allowed through `set_status`, and a
+/// Every (from, to) pair: exactly the documented table is allowed through `request`, and a
 /// refused change leaves the order untouched.
 #[test]
 fn the_transition_table_is_exactly_the_documented_one() {
@@ -65,30 +62,34 @@ fn the_transition_table_is_exactly_the_documented_one() {
         matches!(
             (from, to),
             (Pending, Submitted)
-                | (Submitted, Live)
+                | (Pending | Submitted, Live)
                 | (
                     Pending | Submitted | Live | PartiallyFilled,
+                    CancelRequested
+                )
+                | (
+                    Pending | Submitted | Live | PartiallyFilled | CancelRequested,
                     Cancelled | Expired | Failed
                 )
         )
     };
     let mut checked = 0;
-    for &from in OrderStatus::ALL {
-        for &to in OrderStatus::ALL {
+    for from in OrderStatus::ALL {
+        for to in OrderStatus::ALL {
             let mut o = in_status(from);
             let before = o.clone();
-            let r = o.set_status(to, t(9), None);
+            let r = o.request(to, None);
             if allowed(from, to) {
                 r.unwrap_or_else(|e| panic!("{from} -> {to} refused: {e}"));
                 assert_eq!(o.status, to);
             } else {
                 match r {
-                    Err(AccountingError::InvalidTransition {
+                    Err(OrdersError::InvalidTransition {
                         order,
                         from: f,
                         to: tt,
                     }) => {
-                        assert_eq!((order.as_str(), f, tt), ("o1", from, to));
+                        assert_eq!((order.as_str(), f, tt), ("o1", from.as_str(), to.as_str()));
                     }
                     other => panic!("{from} -> {to}: {other:?}"),
                 }
@@ -97,7 +98,7 @@ fn the_transition_table_is_exactly_the_documented_one() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 64);
+    assert_eq!(checked, 81);
     for s in [Filled, Cancelled, Expired, Failed] {
         assert!(s.is_terminal() && !s.is_open());
     }
@@ -106,58 +107,56 @@ fn the_transition_table_is_exactly_the_documented_one() {
 #[test]
 fn fills_drive_partial_and_full_status_and_derive_size_and_price() {
     let mut o = in_status(OrderStatus::Live);
-    assert_eq!(o.filled_size(), Decimal::ZERO);
+    assert_eq!(o.filled(), Decimal::ZERO);
     assert_eq!(
         o.average_fill_price(),
         Decimal::ZERO,
         "0 stays 0, never absent"
     );
-    o.apply_fill(ClobFill::new("a", "o1", d("100"), d("4"), d("0"), t(2)).unwrap())
+    o.apply_fill(Fill::new("a", d("100"), d("4")).unwrap())
         .unwrap();
     assert_eq!(o.status, OrderStatus::PartiallyFilled);
-    o.apply_fill(ClobFill::new("b", "o1", d("97"), d("2"), d("0"), t(3)).unwrap())
+    o.apply_fill(Fill::new("b", d("97"), d("2")).unwrap())
         .unwrap();
-    assert_eq!(o.filled_size(), d("6"));
+    assert_eq!(o.filled(), d("6"));
     assert_eq!(o.average_fill_price(), d("99"));
     // Same fill again: nothing changes.
     let before = o.clone();
-    let again = ClobFill::new("b", "o1", d("97"), d("2"), d("0"), t(3)).unwrap();
+    let again = Fill::new("b", d("97"), d("2")).unwrap();
     assert_eq!(o.apply_fill(again).unwrap(), FillOutcome::Duplicate);
     assert_eq!(o, before);
     // Same id, other content: typed error.
-    let forged = ClobFill::new("b", "o1", d("97"), d("3"), d("0"), t(3)).unwrap();
+    let forged = Fill::new("b", d("97"), d("3")).unwrap();
     assert!(matches!(
         o.apply_fill(forged),
-        Err(AccountingError::FillConflict { .. })
+        Err(OrdersError::FillConflict { .. })
     ));
     // Past the size: typed error, nothing changes.
     match o.apply_fill(fill("c", "4.0001")) {
-        Err(AccountingError::Overfill { remaining, .. }) => assert_eq!(remaining, d("4")),
+        Err(OrdersError::Overfill { remaining, .. }) => assert_eq!(remaining, d("4")),
         other => panic!("{other:?}"),
     }
-    // Another order's fill.
-    let other = ClobFill::new("z", "o2", d("1"), d("1"), d("0"), t(3)).unwrap();
-    assert!(matches!(
-        o.apply_fill(other),
-        Err(AccountingError::FillForOtherOrder { .. })
-    ));
     assert_eq!(o, before);
+    // A fill on a cancel-requested order keeps it so until it completes.
+    let mut c = o.clone();
+    c.request(OrderStatus::CancelRequested, None).unwrap();
+    c.apply_fill(fill("c1", "1")).unwrap();
+    assert_eq!(c.status, OrderStatus::CancelRequested);
+    c.apply_fill(fill("c2", "3")).unwrap();
+    assert_eq!(c.status, OrderStatus::Filled);
     // Reaching the size fills it; then nothing more fills.
     o.apply_fill(fill("c", "4")).unwrap();
     assert_eq!(o.status, OrderStatus::Filled);
     assert!(matches!(
         o.apply_fill(fill("d", "1")),
-        Err(AccountingError::InvalidTransition {
-            from: OrderStatus::Filled,
-            ..
-        })
+        Err(OrdersError::InvalidTransition { from: "filled", .. })
     ));
     // A pending order has not been sent: it cannot fill.
     let mut p = order();
     assert!(matches!(
         p.apply_fill(fill("a", "1")),
-        Err(AccountingError::InvalidTransition {
-            from: OrderStatus::Pending,
+        Err(OrdersError::InvalidTransition {
+            from: "pending",
             ..
         })
     ));
@@ -172,7 +171,7 @@ fn bad_input_is_refused() {
             "m",
             "t",
             Side::Sell,
-            OrderType::Ioc,
+            TimeInForce::Ioc,
             d(price),
             d(size),
             t(0),
@@ -180,7 +179,7 @@ fn bad_input_is_refused() {
     };
     for (p, s) in [("-1", "1"), ("0", "1"), ("1", "0"), ("1", "-2")] {
         assert!(
-            matches!(mk(p, s), Err(AccountingError::InvalidInput { .. })),
+            matches!(mk(p, s), Err(OrdersError::InvalidInput { .. })),
             "{p} {s}"
         );
     }
@@ -192,34 +191,42 @@ fn bad_input_is_refused() {
             "m",
             "t",
             Side::Buy,
-            OrderType::Fok,
+            TimeInForce::Fok,
             d("1"),
             d("1"),
             t(0),
         );
-        assert!(
-            matches!(r, Err(AccountingError::InvalidInput { .. })),
-            "{id:?}"
-        );
+        assert!(matches!(r, Err(OrdersError::InvalidInput { .. })), "{id:?}");
     }
-    assert!(ClobFill::new("f", "o", d("1"), d("0"), d("0"), t(0)).is_err());
-    assert!(ClobFill::new("f", "o", d("-1"), d("1"), d("0"), t(0)).is_err());
+    assert!(Fill::new("f", d("1"), d("0")).is_err());
+    assert!(Fill::new("f", d("-1"), d("1")).is_err());
     // The one Side of every domain: a bad spelling is refused naming the field.
     assert!(matches!(
         "BUY".parse::<Side>().unwrap_err(),
         tierstate_core::Error::InvalidInput { field: "side", .. }
     ));
-    for (s, field) in [("gtd", "order type"), ("open", "order status")] {
-        let e = match field {
-            "order type" => s.parse::<OrderType>().unwrap_err(),
-            _ => s.parse::<OrderStatus>().unwrap_err(),
-        };
-        assert!(
-            matches!(e, AccountingError::UnknownValue { field: f, .. } if f == field),
-            "{e}"
-        );
-    }
-    for &st in OrderStatus::ALL {
+    assert!(matches!(
+        "opened".parse::<OrderStatus>().unwrap_err(),
+        OrdersError::InvalidInput {
+            field: "order status",
+            ..
+        }
+    ));
+    for st in OrderStatus::ALL {
         assert_eq!(st.as_str().parse::<OrderStatus>().unwrap(), st);
+        // The stored spelling is the serde one.
+        assert_eq!(serde_json::to_value(st).unwrap(), st.as_str());
+    }
+    // Statuses written before the one model (6e4015a's actual orders) still read.
+    for (old, now) in [
+        ("pending_submit", OrderStatus::Pending),
+        ("unknown", OrderStatus::Submitted),
+        ("open", OrderStatus::Live),
+        ("rejected", OrderStatus::Failed),
+    ] {
+        assert_eq!(
+            serde_json::from_value::<OrderStatus>(serde_json::json!(old)).unwrap(),
+            now
+        );
     }
 }
