@@ -33,6 +33,12 @@ enum Task {
         /// Fewer iterations (for a quick look; figures are noisier).
         #[arg(long)]
         quick: bool,
+        /// Only the rows whose function name contains this (repeatable).
+        #[arg(long)]
+        only: Vec<String>,
+        /// Only these backends: sqlite, redb, postgres (repeatable).
+        #[arg(long)]
+        backend: Vec<String>,
     },
     /// Upgrades a database's own schema in place (`--dry-run` shows the steps).
     Migrate {
@@ -138,7 +144,12 @@ fn main() -> ExitCode {
             crash_cycles,
             require_postgres,
         } => test(crash_cycles, require_postgres),
-        Task::Bench { json, quick } => bench(json, quick),
+        Task::Bench {
+            json,
+            quick,
+            only,
+            backend,
+        } => bench(json, quick, &only, &backend),
         Task::Crash {
             cycles,
             seed,
@@ -327,7 +338,12 @@ fn run_counting(cmd: &mut Command) -> Result<(u64, u64, u64), String> {
     Ok(totals)
 }
 
-fn bench(json: Option<String>, quick: bool) -> Result<(), String> {
+fn bench(
+    json: Option<String>,
+    quick: bool,
+    only: &[String],
+    backend: &[String],
+) -> Result<(), String> {
     // PostgreSQL rows run on loopback against a durable throwaway cluster (fsync on), unless
     // TEST_DATABASE_URL names a server.
     let cluster = if std::env::var_os("TEST_DATABASE_URL").is_some() {
@@ -350,6 +366,12 @@ fn bench(json: Option<String>, quick: bool) -> Result<(), String> {
     }
     if quick {
         cmd.arg("--quick");
+    }
+    for o in only {
+        cmd.args(["--only", o]);
+    }
+    for b in backend {
+        cmd.args(["--backend", b]);
     }
     if let Some(c) = &cluster {
         cmd.env("TEST_DATABASE_URL", &c.url);
