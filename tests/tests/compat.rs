@@ -86,9 +86,18 @@ async fn clob_orders_of_6e4015a_read_as_the_one_order_model() {
 async fn every_other_domain_record_of_6e4015a_reads() {
     let (_dir, ts) = open_copy().await;
     let fx = DeploymentId::new("fx").unwrap();
+    // Snapshots held positions as raw JSON; both shapes written then read as position records.
     let snaps = ts.portfolio(&fx).recent(10).await.unwrap();
     assert_eq!(snaps.len(), 2);
     assert_eq!(snaps[0].total_value, d("10250.50"));
+    let demo = &snaps[0].positions[0];
+    assert_eq!((demo.id.as_str(), demo.amount), ("ETH-USD", d("-0.25")));
+    assert_eq!(demo.entry_price, Some(d("2563.47")));
+    let book_shaped = &snaps[1].positions[0];
+    assert_eq!(
+        (book_shaped.chain.as_str(), book_shaped.value_usd),
+        ("ethereum", d("4800.00"))
+    );
     let rows = ts
         .registry(&fx)
         .open_rows(&RowFilter::default())
@@ -114,4 +123,7 @@ async fn every_other_domain_record_of_6e4015a_reads() {
     assert_eq!(strategy.trades(0, 10).await.unwrap().len(), 1);
     let pos = strategy.positions(None).await.unwrap().unwrap();
     assert_eq!(pos.positions.len(), 1);
+    let p = &pos.positions[0];
+    assert_eq!((p.token.as_str(), p.amount), ("ETH-USD", d("0.5")));
+    assert_eq!(p.entry_price, Some(d("2500")));
 }

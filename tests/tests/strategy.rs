@@ -9,7 +9,9 @@ use proptest::prelude::*;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tierstate::strategy::{Holdings, PositionRow, Side, StrategyState, StrategyStore, Tick, Trade};
+use tierstate::strategy::{
+    Holdings, PositionRecord, Side, StrategyState, StrategyStore, Tick, Trade,
+};
 use tierstate_core::{
     DeploymentId, DocAddr, DocWrite, Error, InMemoryStore, PutMode, StateStore, WriteBatch,
 };
@@ -58,12 +60,15 @@ fn state(at: i64, cash: &str) -> StrategyState {
     }
 }
 
-fn pos() -> Vec<PositionRow> {
-    vec![PositionRow {
-        symbol: "ETH-USD".into(),
-        size: d("1.50"),
-        avg_price: d("2500.00"),
-    }]
+fn pos() -> Vec<PositionRecord> {
+    let at = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+    let mut p = PositionRecord::perp("ETH-USD", "sim", "ETH-USD")
+        .unwrap()
+        .with_times(at, at)
+        .unwrap();
+    p.apply_trade(Side::Buy, d("1.50"), d("2500.00")).unwrap();
+    p.mark(d("2510")).unwrap();
+    vec![p]
 }
 
 async fn a_tick_commits_everything_or_nothing(store: Arc<dyn StateStore>) {

@@ -95,6 +95,9 @@ pub struct PositionEvent {
     pub time: DateTime<Utc>,
     /// What the strategy recorded.
     pub payload: Map<String, Value>,
+    /// The position as of the event, as the one position record, if the strategy keeps it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<tierstate_positions::PositionRecord>,
     /// PnL attribution, filled in later.
     pub attribution: Option<Map<String, Value>>,
     /// The version of the attribution logic that wrote `attribution`.
@@ -123,6 +126,7 @@ impl PositionEvent {
             event_type,
             time: truncate_to_micros(time),
             payload,
+            position: None,
             attribution: None,
             attribution_version: 0,
         };
@@ -139,6 +143,10 @@ impl PositionEvent {
         check_id("deployment id", &self.deployment_id)?;
         check_id("position id", &self.position_id)?;
         check_id("position type", &self.position_type)?;
+        if let Some(p) = &self.position {
+            p.validate()
+                .map_err(|e| AccountingError::invalid("position", e.to_string()))?;
+        }
         check_time("event time", self.time)
     }
 }

@@ -93,4 +93,14 @@ impl NavFold {
     pub fn drawdown(&self) -> Decimal {
         self.high_water_mark - self.last_value
     }
+
+    /// The current drawdown from the high-water mark, percent of it (rounded to 6 decimal
+    /// places; `0` while the mark is not positive).
+    pub fn drawdown_pct(&self) -> Decimal {
+        if self.high_water_mark > Decimal::ZERO {
+            (self.drawdown() * Decimal::ONE_HUNDRED / self.high_water_mark).round_dp(6)
+        } else {
+            Decimal::ZERO
+        }
+    }
 }

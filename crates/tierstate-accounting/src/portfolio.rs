@@ -34,8 +34,10 @@ use crate::time::{key_of, key_of_us, time_of_key};
 pub const SNAPSHOTS: &str = "portfolio.snapshots";
 /// Collection of the header and metrics documents.
 pub const PORTFOLIO: &str = "portfolio";
-/// Schema of the snapshot, header and metrics documents; newer ones are refused.
-pub const PORTFOLIO_SCHEMA: u64 = 1;
+/// Schema of the snapshot, header and metrics documents; newer ones are refused. Schema 2:
+/// snapshots hold position records; a schema-1 snapshot (any JSON as positions) is read
+/// through its step (see [`PortfolioSnapshot::legacy_positions`]).
+pub const PORTFOLIO_SCHEMA: u64 = 2;
 
 /// Page size of full scans (re-folds, retention).
 const PAGE: usize = 10_000;
@@ -890,6 +892,9 @@ fn decode_snapshot(d: &Document) -> Result<(PortfolioSnapshot, u64)> {
         .ok_or_else(|| {
             AccountingError::invalid("stored snapshot", format!("{} has no seq", d.address))
         })?;
+    if tierstate_core::codec::schema_of(&value) <= 1 {
+        crate::snapshot::step_from_v1(&mut value);
+    }
     let s: PortfolioSnapshot = decode_versioned(value, &d.address, "snapshot")?;
     s.validate()?;
     if time_of_key(d.address.key.as_str())? != s.time {

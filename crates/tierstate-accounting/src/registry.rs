@@ -99,6 +99,9 @@ pub struct RegistryRow {
     pub status: RegistryStatus,
     /// What the strategy keeps about the position.
     pub payload: Map<String, Value>,
+    /// The holding itself, as the one position record, if the strategy keeps it here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<tierstate_positions::PositionRecord>,
     /// The strategy's handle for it, unique per category among rows holding it.
     pub handle: Option<String>,
     /// Accounting category, e.g. `lp`.
@@ -139,6 +142,7 @@ impl RegistryRow {
             identity_hash: identity_hash.into(),
             status: RegistryStatus::Open,
             payload: Map::new(),
+            position: None,
             handle: None,
             category: category.into(),
             grouping_key: grouping_key.into(),
@@ -176,6 +180,10 @@ impl RegistryRow {
         }
         if let Some(tx) = &self.closing_tx {
             crate::text::check_id("closing tx", tx)?;
+        }
+        if let Some(p) = &self.position {
+            p.validate()
+                .map_err(|e| AccountingError::invalid("position", e.to_string()))?;
         }
         Ok(())
     }

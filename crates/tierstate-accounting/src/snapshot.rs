@@ -3,7 +3,8 @@
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
+use tierstate_positions::PositionRecord;
 
 use crate::amount::Amount;
 use crate::error::{AccountingError, Result};
@@ -67,8 +68,12 @@ pub struct PortfolioSnapshot {
     pub available_cash: Amount,
     /// How far the total can be trusted.
     pub value_confidence: ValueConfidence,
-    /// The positions behind the total, as the strategy reports them.
-    pub positions: Value,
+    /// The positions behind the total: the one position record.
+    pub positions: Vec<PositionRecord>,
+    /// What a snapshot written before the one position record (schema 1) held as positions
+    /// when that was not a list of positions, as written. New snapshots never set it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub legacy_positions: Option<Value>,
     /// The strategy cycle that took it.
     pub cycle_id: Option<String>,
     /// Live, paper or dry run.
@@ -94,7 +99,8 @@ impl PortfolioSnapshot {
             total_value,
             available_cash: Amount::Unmeasured,
             value_confidence,
-            positions: Value::Array(Vec::new()),
+            positions: Vec::new(),
+            legacy_positions: None,
             cycle_id: None,
             execution_mode,
             flows: None,
@@ -128,7 +134,7 @@ impl PortfolioSnapshot {
     }
 
     /// Sets the positions.
-    pub fn with_positions(mut self, positions: Value) -> Self {
+    pub fn with_positions(mut self, positions: Vec<PositionRecord>) -> Self {
         self.positions = positions;
         self
     }
@@ -166,6 +172,10 @@ impl PortfolioSnapshot {
             non_negative("deposits", f.deposits)?;
             non_negative("withdrawals", f.withdrawals)?;
         }
+        for p in &self.positions {
+            p.validate()
+                .map_err(|e| AccountingError::invalid("positions", e.to_string()))?;
+        }
         if truncate_to_micros(self.time) != self.time {
             return Err(AccountingError::invalid(
                 "snapshot time",
@@ -184,4 +194,60 @@ pub(crate) fn non_negative(field: &'static str, v: Decimal) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// The step from a schema-1 snapshot body, whose positions were any JSON: a list of position
+/// records (the book's shape, or the `{symbol, size, avg_price | mid}` rows the demo wrote,
+/// read as perps) becomes typed positions; anything else is kept as written in
+/// `legacy_positions`.
+pub(crate) fn step_from_v1(body: &mut Map<String, Value>) {
+    let raw = body.remove("positions").unwrap_or(Value::Null);
+    let at = body.get("time").cloned().unwrap_or(Value::Null);
+    match typed_v1(&raw, &at) {
+        Some(typed) => {
+            body.insert("positions".into(), Value::Array(typed));
+        }
+        None => {
+            body.insert("positions".into(), Value::Array(Vec::new()));
+            body.insert("legacy_positions".into(), raw);
+        }
+    }
+}
+
+/// Each element of a schema-1 positions list as a position record body; `None` if one is not.
+fn typed_v1(raw: &Value, at: &Value) -> Option<Vec<Value>> {
+    let items = raw.as_array()?;
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        let o = item.as_object()?;
+        let mut p = if o.contains_key("chain") && o.contains_key("type") {
+            o.clone()
+        } else {
+            let symbol = o.get("symbol")?.as_str()?;
+            let size: Decimal = o.get("size")?.as_str()?.parse().ok()?;
+            let mut r = PositionRecord::perp(symbol, "venue", symbol).ok()?;
+            r.amount = size;
+            let entry = o.get("avg_price").and_then(Value::as_str);
+            r.entry_price = entry
+                .and_then(|e| e.parse().ok())
+                .filter(|e: &Decimal| !e.is_zero());
+            if let Some(mid) = o.get("mid").and_then(Value::as_str) {
+                r.mark(mid.parse().ok()?).ok()?;
+            }
+            match serde_json::to_value(&r).ok()? {
+                Value::Object(m) => m,
+                _ => return None,
+            }
+        };
+        for k in ["created_at", "updated_at"] {
+            p.entry(k).or_insert_with(|| at.clone());
+        }
+        p.entry("metadata")
+            .or_insert_with(|| Value::Object(Map::new()));
+        p.entry("protocol").or_insert(Value::Null);
+        let p = Value::Object(p);
+        serde_json::from_value::<PositionRecord>(p.clone()).ok()?;
+        out.push(p);
+    }
+    Some(out)
 }

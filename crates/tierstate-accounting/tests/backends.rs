@@ -24,6 +24,7 @@ on_every_backend!(
     graceful_reads_count_their_failures,
     bulk_saves_append_in_one_transaction,
     a_planned_snapshot_commits_in_the_callers_batch_or_not_at_all,
+    schema_1_snapshots_read_through_their_step,
 );
 
 fn d(s: &str) -> Decimal {
@@ -51,7 +52,19 @@ async fn snapshot_saves_are_idempotent_and_replace_only_by_upsert(store: Arc<dyn
     let p = Portfolio::new(store.clone(), &dep());
     let s = snap(t(10), "1000.50")
         .with_cash(Amount::Measured(d("250")))
-        .with_positions(json!([{"token": "ETH", "amount": "0.4"}]))
+        .with_positions(vec![
+            tierstate_positions::PositionRecord::new(
+                "eth",
+                "ethereum",
+                tierstate_positions::PositionType::Token,
+                "ETH",
+                d("0.4"),
+                d("1000.50"),
+            )
+            .unwrap()
+            .with_times(t(10), t(10))
+            .unwrap(),
+        ])
         .with_cycle("c-1")
         .unwrap();
     assert_eq!(p.save_snapshot(&s).await.unwrap(), Saved::Stored(1));
@@ -439,4 +452,49 @@ async fn a_planned_snapshot_commits_in_the_callers_batch_or_not_at_all(store: Ar
         p.plan_snapshot(&snap(t(30), "1")).await,
         Err(AccountingError::InvalidInput { .. })
     ));
+}
+
+/// A snapshot stored at schema 1 held any JSON as positions: a list of position rows reads as
+/// position records, anything else is kept as written in `legacy_positions`.
+async fn schema_1_snapshots_read_through_their_step(store: Arc<dyn StateStore>) {
+    let p = Portfolio::new(store.clone(), &dep());
+    p.save_snapshot(&snap(t(10), "100")).await.unwrap();
+    let at = p.latest().await.unwrap().unwrap().time;
+    let addr = {
+        let docs = store
+            .list_documents(
+                &dep(),
+                &tierstate_core::Name::collection(tierstate_accounting::SNAPSHOTS).unwrap(),
+                None,
+                10,
+            )
+            .await
+            .unwrap();
+        docs.into_iter().next().unwrap().unwrap().address
+    };
+    let rewrite = |positions: serde_json::Value| {
+        let store = store.clone();
+        let addr = addr.clone();
+        async move {
+            let mut v = store.get_document(&addr).await.unwrap().unwrap().value;
+            v.insert("schema".into(), json!(1));
+            v.insert("positions".into(), positions);
+            store
+                .put_document(DocWrite::new(addr, PutMode::Overwrite, v))
+                .await
+                .unwrap();
+        }
+    };
+    rewrite(json!([{"symbol": "ETH-USD", "size": "-0.25", "avg_price": "2563.47"}])).await;
+    let got = p.latest().await.unwrap().unwrap();
+    assert_eq!(got.time, at);
+    assert_eq!(got.legacy_positions, None);
+    assert_eq!(got.positions.len(), 1);
+    assert_eq!(got.positions[0].amount, d("-0.25"));
+    assert_eq!(got.positions[0].entry_price, Some(d("2563.47")));
+    let free = json!({"eth": {"qty": 1}, "note": "kept"});
+    rewrite(free.clone()).await;
+    let got = p.latest().await.unwrap().unwrap();
+    assert!(got.positions.is_empty());
+    assert_eq!(got.legacy_positions, Some(free));
 }

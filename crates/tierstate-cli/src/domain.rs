@@ -189,13 +189,30 @@ pub async fn positions(store: &Arc<dyn StateStore>, id: &str) -> Result<Report> 
                 .iter()
                 .map(|r| {
                     vec![
-                        r.symbol.clone(),
-                        r.size.to_string(),
-                        r.avg_price.to_string(),
+                        r.id.clone(),
+                        r.chain.clone(),
+                        r.kind.to_string(),
+                        r.amount.to_string(),
+                        opt(r.entry_price),
+                        opt(r.mark_price),
+                        opt(r.unrealized_pnl),
+                        r.value_usd.to_string(),
                     ]
                 })
                 .collect();
-            text.push_str(&table(&["SYMBOL", "SIZE", "AVG PRICE"], &rows));
+            text.push_str(&table(
+                &[
+                    "ID",
+                    "CHAIN",
+                    "TYPE",
+                    "AMOUNT",
+                    "ENTRY",
+                    "MARK",
+                    "UNREALIZED",
+                    "VALUE USD",
+                ],
+                &rows,
+            ));
         }
         None => text.push_str("no positions snapshot\n"),
     }

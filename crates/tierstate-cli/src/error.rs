@@ -23,6 +23,9 @@ pub enum CliError {
     /// An orders operation failed.
     #[error("{0}")]
     Orders(#[from] tierstate::orders::OrdersError),
+    /// A position could not take a trade or a mark.
+    #[error("{0}")]
+    Positions(#[from] tierstate::positions::PositionError),
     /// A file could not be read or written.
     #[error("{path}: {source}")]
     Io {

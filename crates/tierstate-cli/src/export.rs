@@ -238,26 +238,44 @@ async fn write_all(
     let mut positions = Sheet::create(
         dir,
         "positions.csv",
-        &["time", "symbol", "size", "avg_price"],
+        &[
+            "time",
+            "id",
+            "chain",
+            "type",
+            "token",
+            "amount",
+            "entry_price",
+            "mark_price",
+            "unrealized_pnl",
+            "value_usd",
+        ],
     )?;
     let addr = StreamAddr {
         deployment_id: id.clone(),
         stream: Name::stream(POSITIONS)?,
     };
     each_entry(store, &addr, |e| {
-        let snap: PositionsSnapshot = serde_json::from_value(serde_json::Value::Object(e.value))
-            .map_err(|err| {
-                CliError::Other(format!(
-                    "{addr} #{}: not a positions snapshot: {err}",
-                    e.seq
-                ))
-            })?;
+        let snap = PositionsSnapshot::from_entry(e.value).map_err(|err| {
+            CliError::Other(format!(
+                "{addr} #{}: not a positions snapshot: {err}",
+                e.seq
+            ))
+        })?;
         for p in &snap.positions {
+            let opt =
+                |v: Option<rust_decimal::Decimal>| v.map(|v| v.to_string()).unwrap_or_default();
             positions.row(&[
                 time_us(snap.time),
-                p.symbol.clone(),
-                p.size.to_string(),
-                p.avg_price.to_string(),
+                p.id.clone(),
+                p.chain.clone(),
+                p.kind.to_string(),
+                p.token.clone(),
+                p.amount.to_string(),
+                opt(p.entry_price),
+                opt(p.mark_price),
+                opt(p.unrealized_pnl),
+                p.value_usd.to_string(),
             ])?;
         }
         Ok(())

@@ -42,7 +42,7 @@ impl RunOutcome {
 
 /// Reconciles a deployment's book against a venue.
 #[derive(Debug, Clone)]
-pub struct Reconciler {
+pub struct BookReconciler {
     store: PositionStore,
     stream: StreamAddr,
     tolerances: Tolerances,
@@ -50,7 +50,7 @@ pub struct Reconciler {
     max_attempts: u32,
 }
 
-impl Reconciler {
+impl BookReconciler {
     /// A reconciler of the book in `store`.
     ///
     /// # Errors

@@ -45,9 +45,9 @@ pub enum PositionError {
     )]
     NewerSchema {
         /// The schema found.
-        found: u32,
+        found: u64,
         /// The newest this build reads.
-        supported: u32,
+        supported: u64,
     },
     /// The venue could not report its positions; nothing was changed.
     #[error("venue {venue}: {reason}")]

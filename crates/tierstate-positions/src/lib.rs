@@ -30,7 +30,7 @@ mod record;
 mod store;
 mod totals;
 
-pub use apply::{Mode, RECONCILIATION_STREAM, Reconciler, RunOutcome};
+pub use apply::{BookReconciler, Mode, RECONCILIATION_STREAM, RunOutcome};
 pub use book::{Filter, Missing, PositionBook};
 pub use error::{PositionError, Result};
 pub use kind::PositionType;

@@ -1,5 +1,5 @@
 //! Reconciliation against what a venue reports: a deterministic report, and the corrected
-//! book it implies. Pure logic; [`crate::Reconciler`] commits it.
+//! book it implies. Pure logic; [`crate::BookReconciler`] commits it.
 
 use std::collections::{BTreeMap, BTreeSet};
 

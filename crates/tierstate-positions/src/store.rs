@@ -16,7 +16,7 @@ pub const COLLECTION: &str = "positions";
 /// The key of a deployment's book in [`COLLECTION`].
 pub const BOOK_KEY: &str = "book";
 /// The book document's schema; a stored book with a newer one is refused.
-pub const BOOK_SCHEMA: u32 = 1;
+pub const BOOK_SCHEMA: u64 = 1;
 
 /// A book as loaded: the book and the document version to save over.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,7 +131,7 @@ struct MissingRow {
 
 #[derive(Deserialize)]
 struct BookIn {
-    schema: u32,
+    schema: u64,
     chains: Vec<String>,
     positions: Vec<StoredPosition>,
     #[serde(default)]
@@ -154,7 +154,7 @@ pub(crate) fn encode(book: &PositionBook) -> Result<Map<String, Value>> {
             })
             .collect(),
     };
-    tierstate_core::codec::encode_doc(u64::from(BOOK_SCHEMA), &out)
+    tierstate_core::codec::encode_doc(BOOK_SCHEMA, &out)
         .map_err(|e| PositionError::invalid("book", e))
 }
 
@@ -163,10 +163,10 @@ pub(crate) fn decode(value: Map<String, Value>) -> Result<PositionBook> {
     // Core's one codec says whether a newer build wrote it; the positions decode their own
     // decimals exactly, field by field.
     if let Err(tierstate_core::codec::DecodeError::Newer { found, .. }) =
-        tierstate_core::codec::check_schema(&value, u64::from(BOOK_SCHEMA))
+        tierstate_core::codec::check_schema(&value, BOOK_SCHEMA)
     {
         return Err(PositionError::NewerSchema {
-            found: u32::try_from(found).unwrap_or(u32::MAX),
+            found,
             supported: BOOK_SCHEMA,
         });
     }

@@ -13,7 +13,7 @@ use tierstate_core::{
     StreamAddr, WriteBatch,
 };
 use tierstate_positions::{
-    Mode, PositionBook, PositionError, PositionRecord, PositionStore, PositionType, Reconciler,
+    BookReconciler, Mode, PositionBook, PositionError, PositionRecord, PositionStore, PositionType,
     StalePolicy, Tolerance, Tolerances, VenuePosition, VenuePositions, VenueReport,
 };
 
@@ -351,8 +351,8 @@ fn venue_agreeing_with_ethereum_but() -> SimVenue {
     v
 }
 
-fn reconciler(ps: &PositionStore) -> Reconciler {
-    Reconciler::new(
+fn reconciler(ps: &PositionStore) -> BookReconciler {
+    BookReconciler::new(
         ps.clone(),
         Tolerances::new(Tolerance::new(d("0"), d("0.01"), d("0")).unwrap()),
         StalePolicy::new(1, None).unwrap(),

@@ -93,21 +93,21 @@ impl Tierstate {
     pub fn strategy<S: serde::Serialize + serde::de::DeserializeOwned>(
         &self,
         deployment: &DeploymentId,
-    ) -> crate::strategy::StrategyStore<S> {
-        crate::strategy::StrategyStore::new(self.records("strategy"), deployment)
+    ) -> tierstate_strategy::StrategyStore<S> {
+        tierstate_strategy::StrategyStore::new(self.records("strategy"), deployment)
     }
 
     /// Takes `deployment`'s writer lease (one writer per deployment).
     ///
     /// # Errors
-    /// As [`crate::lease::Lease::take`].
+    /// As [`tierstate_strategy::Lease::take`].
     #[cfg(feature = "strategy")]
     pub async fn lease(
         &self,
         deployment: &DeploymentId,
         ttl: std::time::Duration,
-    ) -> Result<crate::lease::Lease> {
-        crate::lease::Lease::take(&*self.records("lease"), deployment, ttl).await
+    ) -> Result<tierstate_strategy::Lease> {
+        tierstate_strategy::Lease::take(&*self.records("lease"), deployment, ttl).await
     }
 
     /// `deployment`'s order intents, actual orders and order journals.

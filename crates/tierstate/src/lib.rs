@@ -27,13 +27,9 @@ mod bulk;
 mod door;
 mod handle;
 mod hot;
-#[cfg(feature = "strategy")]
-pub mod lease;
 mod manager;
 pub mod metrics;
 mod payload;
-#[cfg(feature = "strategy")]
-pub mod strategy;
 mod url;
 
 pub use builder::StateManagerBuilder;
@@ -63,8 +59,8 @@ pub use url::{Access, StoreUrl, redact};
 /// high-water mark and drawdown, and baseline metrics.
 #[cfg(feature = "accounting")]
 pub use tierstate_accounting as accounting;
-/// Order intents vs actual state, the reconciliation engine, a simulated exchange and the
-/// order event store.
+/// The one order model: intents vs actual orders, the reconciliation engine, CLOB orders, a
+/// simulated exchange and the order event store.
 #[cfg(feature = "orders")]
 pub use tierstate_orders as orders;
 #[cfg(feature = "postgres")]
@@ -73,6 +69,9 @@ pub use tierstate_postgres::{PostgresConfig, PostgresStore};
 pub use tierstate_redb::{RedbConfig, RedbDurability, RedbStore, quiet_engine_panics};
 #[cfg(feature = "sqlite")]
 pub use tierstate_sqlite::{Sharing, SqliteConfig, SqliteStore, Synchronous};
+/// A strategy's per-tick persistence (one tick = one transaction) and its writer lease.
+#[cfg(feature = "strategy")]
+pub use tierstate_strategy as strategy;
 
 /// The SQLite backend in full (its schema steps and fixtures for tools and tests).
 #[cfg(feature = "sqlite")]

@@ -8,17 +8,17 @@ use chrono::{DateTime, Duration as Span, Utc};
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use tierstate::accounting::{
     Amount, ExecutionMode, Ledger, LedgerEntry, Portfolio, PortfolioSnapshot, ValueConfidence,
 };
-use tierstate::lease::Lease;
 use tierstate::orders::{
     Exchange, IntentStatus, OrderIntent, OrderSpec, OrderStore, OrdersError, Reconciler, Side,
     SimExchange,
 };
+use tierstate::strategy::Lease;
 use tierstate::strategy::{
-    Checkpoint, Holdings, PositionRow, StrategyState, StrategyStore, Tick, Trade,
+    Checkpoint, Holdings, PositionRecord, StrategyState, StrategyStore, Tick, Trade,
 };
 use tierstate::{DeploymentId, Name, StateStore, WriteBatch};
 
@@ -63,8 +63,16 @@ struct Book {
     quotes: BTreeMap<String, String>,
     /// Intents still followed, with their placement and how many of its fills are booked.
     booked: BTreeMap<String, Booked>,
-    avg_price: Decimal,
-    peak_nav: Decimal,
+    /// The position: the one position record, whose trades keep its average entry price.
+    #[serde(default)]
+    position: Option<PositionRecord>,
+    /// Kept by the demo itself before it used the position record (6e4015a): read once to
+    /// seed the record's entry price.
+    #[serde(default, skip_serializing)]
+    avg_price: Option<Decimal>,
+    /// Likewise: the NAV header's fold holds the high-water mark now.
+    #[serde(default, rename = "peak_nav", skip_serializing)]
+    _peak_nav: Option<Decimal>,
     orders: u64,
     fills: u64,
     volume: Decimal,
@@ -346,7 +354,16 @@ impl MarketMaker {
         let mut trades = Vec::new();
         let mut entries = Vec::new();
         let mut cash = holdings.cash.get("USD").copied().unwrap_or_default();
-        let mut pos = position;
+        let mut held = match book.position.take() {
+            Some(p) => p,
+            None => {
+                // A new run, or one the demo kept before it used the position record.
+                let mut p = PositionRecord::perp(SYMBOL, "sim", SYMBOL)?;
+                p.amount = position;
+                p.entry_price = book.avg_price.take().filter(|a| !a.is_zero());
+                p
+            }
+        };
         let mut finished = Vec::new();
         for (intent, b) in &mut book.booked {
             let Some(a) = self.orders.actual(intent).await? else {
@@ -368,12 +385,7 @@ impl MarketMaker {
                     fee: (f.price * f.size * FEE).round_dp(6),
                 };
                 let notional = trade.price * trade.size;
-                let signed = match trade.side {
-                    Side::Buy => trade.size,
-                    Side::Sell => -trade.size,
-                };
-                book.avg_price = next_avg(pos, book.avg_price, signed, trade.price);
-                pos += signed;
+                held.apply_trade(trade.side, trade.size, trade.price)?;
                 cash += match trade.side {
                     Side::Buy => -notional,
                     Side::Sell => notional,
@@ -392,16 +404,9 @@ impl MarketMaker {
         for f in finished {
             book.booked.remove(&f);
         }
-        if pos.is_zero() {
-            book.avg_price = Decimal::ZERO;
-        }
-        let nav = (cash + pos * step.mid).round_dp(6);
-        book.peak_nav = book.peak_nav.max(nav);
-        let dd_pct = if book.peak_nav > Decimal::ZERO {
-            ((book.peak_nav - nav) / book.peak_nav * Decimal::ONE_HUNDRED).round_dp(6)
-        } else {
-            Decimal::ZERO
-        };
+        held.mark(step.mid)?;
+        let pos = held.amount;
+        let nav = cash + held.value_usd;
         book.tick = n;
         book.mid = step.mid;
 
@@ -416,17 +421,6 @@ impl MarketMaker {
             cash: BTreeMap::from([("USD".to_owned(), cash)]),
             positions: BTreeMap::from([(SYMBOL.to_owned(), pos)]),
         };
-        state.metrics = BTreeMap::from([
-            ("nav".to_owned(), nav),
-            ("pnl".to_owned(), nav - Decimal::from(START_CASH)),
-            ("drawdown_pct".to_owned(), dd_pct),
-        ]);
-        state.runtime = to_map(&book)?;
-        let rows = [PositionRow {
-            symbol: SYMBOL.into(),
-            size: pos,
-            avg_price: book.avg_price,
-        }];
         let snapshot = PortfolioSnapshot::new(
             now,
             nav.max(Decimal::ZERO),
@@ -434,12 +428,19 @@ impl MarketMaker {
             ExecutionMode::Paper,
         )?
         .with_cash(Amount::Measured(cash))
-        .with_positions(json!([{"symbol": SYMBOL, "size": pos, "mid": step.mid}]));
-        let mut extra = self
-            .portfolio
-            .plan_snapshot(&snapshot)
-            .await?
-            .add_to(WriteBatch::new());
+        .with_positions(vec![held.clone()]);
+        // The NAV header's fold (high-water mark, drawdown) moves in this tick's batch.
+        let nav_change = self.portfolio.plan_snapshot(&snapshot).await?;
+        let dd_pct = nav_change.fold.drawdown_pct();
+        state.metrics = BTreeMap::from([
+            ("nav".to_owned(), nav),
+            ("pnl".to_owned(), nav - Decimal::from(START_CASH)),
+            ("drawdown_pct".to_owned(), dd_pct),
+        ]);
+        let rows = [held.clone()];
+        book.position = Some(held);
+        state.runtime = to_map(&book)?;
+        let mut extra = nav_change.add_to(WriteBatch::new());
         if !entries.is_empty() {
             extra = self.ledger.plan_append_batch(&entries).await?.add_to(extra);
         }
@@ -667,9 +668,10 @@ impl MarketMaker {
             money(fold.max_drawdown),
             fold.max_drawdown_pct.round_dp(4)
         ));
+        let entry = b.position.as_ref().and_then(|p| p.entry_price);
         s.push_str(&format!(
             "position {pos} {SYMBOL} @ {} avg, cash {} USD, mid {}\n",
-            money(b.avg_price),
+            money(entry.unwrap_or_default()),
             money(cash),
             b.mid
         ));
@@ -727,20 +729,6 @@ fn venue_error(r: std::result::Result<Vec<tierstate::orders::Action>, OrdersErro
 }
 
 /// The average entry price after a fill of `signed` size at `price` on a position of `pos`.
-fn next_avg(pos: Decimal, avg: Decimal, signed: Decimal, price: Decimal) -> Decimal {
-    let after = pos + signed;
-    if pos.is_zero() || (pos.is_sign_positive() != after.is_sign_positive() && !after.is_zero()) {
-        // Opened, or flipped through zero: the fill's price.
-        price
-    } else if pos.is_sign_positive() == signed.is_sign_positive() {
-        // Added: weighted.
-        ((pos * avg + signed * price) / after).round_dp(6)
-    } else {
-        // Reduced: unchanged.
-        avg
-    }
-}
-
 fn to_map<T: Serialize>(v: &T) -> Result<Map<String, Value>> {
     match serde_json::to_value(v) {
         Ok(Value::Object(m)) => Ok(m),
@@ -772,22 +760,4 @@ fn ledger_entry(id: &DeploymentId, t: &Trade) -> Result<LedgerEntry> {
     e.chain = Some("sim".into());
     e.protocol = Some("sim-clob".into());
     Ok(e)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn d(s: &str) -> Decimal {
-        s.parse().unwrap()
-    }
-
-    #[test]
-    fn average_entry_price_follows_adds_reductions_and_flips() {
-        assert_eq!(next_avg(d("0"), d("0"), d("1"), d("100")), d("100"));
-        assert_eq!(next_avg(d("1"), d("100"), d("1"), d("110")), d("105"));
-        assert_eq!(next_avg(d("2"), d("105"), d("-1"), d("120")), d("105"));
-        assert_eq!(next_avg(d("1"), d("105"), d("-3"), d("90")), d("90"));
-        assert_eq!(next_avg(d("-2"), d("90"), d("-2"), d("80")), d("85"));
-    }
 }

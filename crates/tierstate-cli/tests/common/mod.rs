@@ -17,7 +17,7 @@ use tierstate::accounting::{
 use tierstate::orders::{
     Exchange, FaultPlan, OrderIntent, OrderSpec, OrderStore, Reconciler, Side, SimExchange,
 };
-use tierstate::strategy::{Holdings, PositionRow, StrategyState, StrategyStore, Tick, Trade};
+use tierstate::strategy::{Holdings, PositionRecord, StrategyState, StrategyStore, Tick, Trade};
 use tierstate::{DeploymentId, SqliteConfig, SqliteStore, StateStore, StateWrite, WriteBatch};
 
 /// The binary's exit code, stdout and stderr.
@@ -144,11 +144,11 @@ pub async fn fixture(path: &Path) {
             .await
             .unwrap()
             .add_to(extra);
-        let rows = [PositionRow {
-            symbol: "ETH-USD".into(),
-            size: pos,
-            avg_price: price,
-        }];
+        let mut row = PositionRecord::perp("ETH-USD", "sim", "ETH-USD").unwrap();
+        row.amount = pos;
+        row.entry_price = Some(price);
+        row.mark(price).unwrap();
+        let rows = [row];
         let done = strategy
             .tick_with(
                 Tick {

@@ -20,6 +20,7 @@ use tierstate_core::{
     Append, DeploymentId, Error, JournalQuery, Name, PutMode, Result, StateStore, StateWrite,
     StreamAddr, WriteBatch,
 };
+use tierstate_positions::PositionRecord;
 
 /// The trades journal.
 pub const TRADES: &str = "strategy.trades";
@@ -77,26 +78,76 @@ pub struct Trade {
     pub fee: Decimal,
 }
 
-/// One position in a snapshot.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PositionRow {
-    /// The market.
-    pub symbol: String,
-    /// Signed size.
-    pub size: Decimal,
-    /// Average entry price.
-    pub avg_price: Decimal,
-}
-
-/// A stored positions snapshot.
+/// A stored positions snapshot: the one position record of every domain.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PositionsSnapshot {
     /// The tick's time.
     pub time: DateTime<Utc>,
     /// The positions.
-    pub positions: Vec<PositionRow>,
+    pub positions: Vec<PositionRecord>,
+}
+
+impl PositionsSnapshot {
+    /// Decodes an entry of the positions journal; rows of the shape written before the one
+    /// position record read through their step.
+    ///
+    /// # Errors
+    /// `InvalidInput` for an entry that is neither.
+    pub fn from_entry(value: Map<String, Value>) -> Result<Self> {
+        let v1 = value
+            .get("positions")
+            .and_then(Value::as_array)
+            .is_some_and(|p| {
+                p.first()
+                    .is_some_and(|r| r.get("symbol").is_some() && r.get("chain").is_none())
+            });
+        if v1 {
+            decode::<PositionsSnapshotV1>("positions snapshot", value)?.step()
+        } else {
+            decode("positions snapshot", value)
+        }
+    }
+}
+
+/// A snapshot as tierstate up to 6e4015a wrote it: `{symbol, size, avg_price}` rows. Read as
+/// perps on `venue` (its journal entries are never rewritten: the chain covers them).
+#[derive(Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct PositionsSnapshotV1 {
+    time: DateTime<Utc>,
+    positions: Vec<PositionRowV1>,
+}
+
+#[derive(Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct PositionRowV1 {
+    symbol: String,
+    size: Decimal,
+    avg_price: Decimal,
+}
+
+impl PositionsSnapshotV1 {
+    fn step(self) -> Result<PositionsSnapshot> {
+        let positions = self
+            .positions
+            .into_iter()
+            .map(|r| {
+                let mut p = PositionRecord::perp(&r.symbol, "venue", &r.symbol)
+                    .and_then(|p| p.with_times(self.time, self.time))
+                    .map_err(|e| Error::invalid("positions snapshot", e.to_string()))?;
+                p.amount = r.size;
+                p.entry_price = (!r.avg_price.is_zero()).then_some(r.avg_price);
+                p.validate()
+                    .map_err(|e| Error::invalid("positions snapshot", e.to_string()))?;
+                Ok(p)
+            })
+            .collect::<Result<_>>()?;
+        Ok(PositionsSnapshot {
+            time: self.time,
+            positions,
+        })
+    }
 }
 
 /// One point of a metric series.
@@ -120,7 +171,7 @@ pub struct Tick<'a, S> {
     /// The tick's trades.
     pub trades: &'a [Trade],
     /// The positions as of this tick, if they are snapshotted.
-    pub positions: Option<&'a [PositionRow]>,
+    pub positions: Option<&'a [PositionRecord]>,
     /// Metric points (name, finite value).
     pub metrics: &'a [(&'a str, f64)],
 }
@@ -324,7 +375,7 @@ impl<S: Serialize + DeserializeOwned> StrategyStore<S> {
         page.entries
             .into_iter()
             .next()
-            .map(|e| decode("positions snapshot", e.value))
+            .map(|e| PositionsSnapshot::from_entry(e.value))
             .transpose()
     }
 
