@@ -330,3 +330,9 @@ pub mod orders {
         OrderStore::new(store, &super::dep("o"))
     }
 }
+
+/// The README's Rust examples, compiled and run as doc-tests (here, where every domain is
+/// built) so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

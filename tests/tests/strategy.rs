@@ -263,7 +263,8 @@ async fn extra_records_ride_in_the_ticks_transaction(store: Arc<dyn StateStore>)
         metrics: &[],
     };
     let extra = WriteBatch::new().document(DocWrite::new(book.clone(), PutMode::Create, quotes(1)));
-    let done = s.tick_with(tick(1, None, &s1, &tr1), extra).await.unwrap();
+    let plan = s.plan_tick(tick(1, None, &s1, &tr1)).unwrap();
+    let done = plan.committed(&store.write(extra.with(&plan)).await.unwrap());
     assert_eq!((done.version, done.new_trades), (1, 1));
     assert_eq!(store.get_document(&book).await.unwrap().unwrap().version, 1);
     // A failing extra member (a stale document version) fails the whole tick.
@@ -272,10 +273,8 @@ async fn extra_records_ride_in_the_ticks_transaction(store: Arc<dyn StateStore>)
         PutMode::Update { expected: 7 },
         quotes(2),
     ));
-    let e = s
-        .tick_with(tick(2, Some(1), &s2, &tr2), stale)
-        .await
-        .unwrap_err();
+    let plan = s.plan_tick(tick(2, Some(1), &s2, &tr2)).unwrap();
+    let e = store.write(stale.with(&plan)).await.unwrap_err();
     assert!(matches!(e, Error::Conflict { .. }), "{e}");
     assert_eq!(s.load().await.unwrap().unwrap().version, 1);
     assert_eq!(s.trades(1, 10).await.unwrap().len(), 1);

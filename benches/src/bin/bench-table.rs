@@ -2013,7 +2013,7 @@ async fn open_orders_listing(dir: &Path, backend: Warm, closed: usize, scale: us
         for i in start..(start + chunk).min(closed) {
             let change = busy.plan_create(&clob_order(i, now)).await.unwrap();
             stored.push(change.stored());
-            created = change.add_to(created);
+            created = created.with(&change);
         }
         store.write(created).await.unwrap();
         let mut cancelled = WriteBatch::new();
@@ -2021,7 +2021,7 @@ async fn open_orders_listing(dir: &Path, backend: Warm, closed: usize, scale: us
             let change = busy
                 .plan_status(o, OrderStatus::Cancelled, now, None)
                 .unwrap();
-            cancelled = change.add_to(cancelled);
+            cancelled = cancelled.with(&change);
         }
         store.write(cancelled).await.unwrap();
     }
@@ -2044,7 +2044,7 @@ async fn open_orders_listing(dir: &Path, backend: Warm, closed: usize, scale: us
                 )
                 .unwrap();
             }
-            b = orders.plan_create(&o).await.unwrap().add_to(b);
+            b = b.with(&orders.plan_create(&o).await.unwrap());
         }
         store.write(b).await.unwrap();
     }

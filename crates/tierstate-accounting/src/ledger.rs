@@ -381,11 +381,9 @@ pub struct LedgerChange {
     ops: Vec<BatchOp>,
 }
 
-impl LedgerChange {
-    /// Adds the change to `batch`.
-    pub fn add_to(&self, mut batch: WriteBatch) -> WriteBatch {
-        batch.extend(self.ops.iter().cloned());
-        batch
+impl tierstate_core::Plan for LedgerChange {
+    fn ops(&self) -> &[BatchOp] {
+        &self.ops
     }
 }
 
@@ -397,11 +395,9 @@ pub struct LedgerBatchChange {
     ops: Vec<BatchOp>,
 }
 
-impl LedgerBatchChange {
-    /// Adds the change to `batch` (nothing for an all-duplicate plan).
-    pub fn add_to(&self, mut batch: WriteBatch) -> WriteBatch {
-        batch.extend(self.ops.iter().cloned());
-        batch
+impl tierstate_core::Plan for LedgerBatchChange {
+    fn ops(&self) -> &[BatchOp] {
+        &self.ops
     }
 }
 
@@ -454,7 +450,7 @@ impl Ledger {
         loop {
             // Optimistic: no lookup of the id; a stored id fails the batch and is classified.
             let change = self.plan_new(entry).await?;
-            match self.store.write(change.add_to(WriteBatch::new())).await {
+            match self.store.write(WriteBatch::new().with(&change)).await {
                 Ok(_) => return Ok(change.recorded),
                 Err(e) if self.key_taken(&e) => return self.classify(entry).await,
                 // Another append moved the totals: plan again.
@@ -651,7 +647,7 @@ impl Ledger {
     /// `Store(Conflict)` if the ledger moved since it was planned.
     pub async fn commit(&self, change: &LedgerChange) -> Result<Recorded> {
         if !change.ops.is_empty() {
-            self.store.write(change.add_to(WriteBatch::new())).await?;
+            self.store.write(WriteBatch::new().with(&change)).await?;
         }
         Ok(change.recorded)
     }

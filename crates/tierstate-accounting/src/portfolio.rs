@@ -109,11 +109,9 @@ pub struct SnapshotChange {
     ops: Vec<BatchOp>,
 }
 
-impl SnapshotChange {
-    /// Adds the change to `batch`.
-    pub fn add_to(&self, mut batch: WriteBatch) -> WriteBatch {
-        batch.extend(self.ops.iter().cloned());
-        batch
+impl tierstate_core::Plan for SnapshotChange {
+    fn ops(&self) -> &[BatchOp] {
+        &self.ops
     }
 }
 

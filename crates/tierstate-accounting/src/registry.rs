@@ -279,11 +279,9 @@ pub struct RegistryChange {
     ops: Vec<BatchOp>,
 }
 
-impl RegistryChange {
-    /// Adds the change to `batch`.
-    pub fn add_to(&self, mut batch: WriteBatch) -> WriteBatch {
-        batch.extend(self.ops.iter().cloned());
-        batch
+impl tierstate_core::Plan for RegistryChange {
+    fn ops(&self) -> &[BatchOp] {
+        &self.ops
     }
 }
 
@@ -400,9 +398,9 @@ impl Registry {
                 (CommitMode::Ledger(e), None) => Some(self.ledger.plan_new(e).await?),
                 _ => None,
             };
-            let mut batch = change.add_to(WriteBatch::new());
+            let mut batch = WriteBatch::new().with(&change);
             if let Some(l) = &ledger {
-                batch = l.add_to(batch);
+                batch = batch.with(l);
             }
             match self.store.write(batch).await {
                 Ok(_) => {
@@ -437,7 +435,7 @@ impl Registry {
                 return Ok((existing, false));
             }
             let change = self.plan(row, true).await?;
-            match self.store.write(change.add_to(WriteBatch::new())).await {
+            match self.store.write(WriteBatch::new().with(&change)).await {
                 Ok(_) => return Ok((change.stored, true)),
                 Err(e) if retryable(&e) => retry.wait().await?,
                 Err(e) => return Err(e.into()),

@@ -424,7 +424,9 @@ async fn a_planned_snapshot_commits_in_the_callers_batch_or_not_at_all(store: Ar
     // Planned with the strategy's state: both commit.
     let change = p.plan_snapshot(&snap(t(10), "80")).await.unwrap();
     assert_eq!(change.fold, NavFold::over([d("100"), d("80")]));
-    let batch = change.add_to(WriteBatch::new().put(StateWrite::create(dep(), state(1))));
+    let batch = WriteBatch::new()
+        .put(StateWrite::create(dep(), state(1)))
+        .with(&change);
     store.write(batch).await.unwrap();
     let s = p.nav_summary().await.unwrap();
     assert_eq!((s.stored, s.fold), (2, change.fold));
@@ -432,15 +434,15 @@ async fn a_planned_snapshot_commits_in_the_callers_batch_or_not_at_all(store: Ar
     // The caller's batch fails (a stale state version): the snapshot is not there either.
     let change = p.plan_snapshot(&snap(t(20), "90")).await.unwrap();
     let stale = WriteBatch::new().put(StateWrite::update(dep(), 7, state(2)));
-    assert!(store.write(change.add_to(stale)).await.is_err());
+    assert!(store.write(stale.with(&change)).await.is_err());
     assert_eq!(p.nav_summary().await.unwrap().stored, 2);
     assert!(p.at_or_before(t(25)).await.unwrap().unwrap().time == t(10));
     // Two plans from one header: the second to commit loses its compare-and-swap.
     let a = p.plan_snapshot(&snap(t(30), "95")).await.unwrap();
     let b = p.plan_snapshot(&snap(t(31), "96")).await.unwrap();
-    store.write(a.add_to(WriteBatch::new())).await.unwrap();
+    store.write(WriteBatch::new().with(&a)).await.unwrap();
     assert!(matches!(
-        store.write(b.add_to(WriteBatch::new())).await,
+        store.write(WriteBatch::new().with(&b)).await,
         Err(Error::Conflict { .. })
     ));
     assert_eq!(

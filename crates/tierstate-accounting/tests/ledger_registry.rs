@@ -991,11 +991,11 @@ async fn planned_ledger_batches_commit_with_the_callers_records(store: Arc<dyn S
     );
     // With a failing member of the caller's batch, none of it is written.
     let stale = WriteBatch::new().put(StateWrite::update(dep(), 9, state(1)));
-    assert!(store.write(plan.add_to(stale)).await.is_err());
+    assert!(store.write(stale.with(&plan)).await.is_err());
     assert_eq!(l.stats().await.unwrap().count, 1);
     // With the caller's records it all commits, totals moved once and exact.
     let ok = WriteBatch::new().put(StateWrite::create(dep(), state(1)));
-    store.write(plan.add_to(ok)).await.unwrap();
+    store.write(ok.with(&plan)).await.unwrap();
     let s = l.stats().await.unwrap();
     assert_eq!((s.count, s.last_seq), (3, 3));
     assert_eq!(s, l.recompute_stats().await.unwrap());
@@ -1007,7 +1007,11 @@ async fn planned_ledger_batches_commit_with_the_callers_records(store: Arc<dyn S
     );
     let before = store.get(&dep()).await.unwrap().unwrap().version;
     store
-        .write(again.add_to(WriteBatch::new().put(StateWrite::update(dep(), before, state(2)))))
+        .write(
+            WriteBatch::new()
+                .put(StateWrite::update(dep(), before, state(2)))
+                .with(&again),
+        )
         .await
         .unwrap();
     assert_eq!(l.stats().await.unwrap(), s);

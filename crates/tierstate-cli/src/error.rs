@@ -23,9 +23,6 @@ pub enum CliError {
     /// An orders operation failed.
     #[error("{0}")]
     Orders(#[from] tierstate::orders::OrdersError),
-    /// A position could not take a trade or a mark.
-    #[error("{0}")]
-    Positions(#[from] tierstate::positions::PositionError),
     /// A file could not be read or written.
     #[error("{path}: {source}")]
     Io {
@@ -46,6 +43,21 @@ pub enum CliError {
     /// Something else, said in one line.
     #[error("{0}")]
     Other(String),
+}
+
+/// The demo's failures, as the CLI prints them.
+impl From<tierstate_demo::DemoError> for CliError {
+    fn from(e: tierstate_demo::DemoError) -> Self {
+        use tierstate_demo::DemoError as D;
+        match e {
+            D::Usage(m) => Self::Usage(m),
+            D::Store(e) => Self::Store(e),
+            D::Accounting(e) => Self::Accounting(e),
+            D::Orders(e) => Self::Orders(e),
+            D::Io { path, source } => Self::Io { path, source },
+            other => Self::Other(other.to_string()),
+        }
+    }
 }
 
 impl CliError {

@@ -1,10 +1,10 @@
-//! `tierstate`: the operator CLI for tierstate databases, and the paper market-making demo.
+//! `tierstate`: the operator CLI for tierstate databases; `tierstate demo` runs the paper
+//! market maker (crate `tierstate-demo`).
 //!
 //! Every command works on any backend by URL (`sqlite:PATH`, `redb:PATH`, `postgres://…`);
 //! read commands take `--json` for scripts; errors are one line on stderr with a non-zero exit.
 
 mod chart;
-mod demo;
 mod domain;
 mod error;
 mod export;
@@ -156,7 +156,7 @@ enum Command {
     },
     /// Runs the paper market maker on the simulated exchange: one transaction per tick;
     /// kill it at any moment and run it again to resume.
-    Demo(demo::DemoArgs),
+    Demo(tierstate_demo::DemoArgs),
 }
 
 /// The exit code of a command stopped by Ctrl-C (128 + SIGINT), as shells report it.
@@ -200,7 +200,7 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<Option<Report>> {
     let url = open::parse(&cli.db)?;
     match cli.command {
-        Command::Demo(args) => demo::run(&url, args).await.map(|()| None),
+        Command::Demo(args) => demo(&url, &args).await.map(|()| None),
         Command::Migrate { dry_run } => migrate::run(&url, dry_run).await.map(Some),
         read => {
             // Bad arguments are refused before anything is opened.
@@ -216,6 +216,39 @@ async fn run(cli: Cli) -> Result<Option<Report>> {
             }
         }
     }
+}
+
+/// `tierstate demo`: runs the paper market maker (crate `tierstate-demo`), then draws its NAV
+/// chart and prints the commands that look at what it left.
+async fn demo(url: &tierstate::StoreUrl, args: &tierstate_demo::DemoArgs) -> Result<()> {
+    let finished = tierstate_demo::run(url, args).await?;
+    if let Some(chart) = &finished.chart {
+        // Read-only, as the `nav` command reads it.
+        let records = open::open_read(url).await?;
+        let png = chart
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("png"));
+        let (svg, png) = if png {
+            (None, Some(chart.clone()))
+        } else {
+            (Some(chart.clone()), None)
+        };
+        match chart::nav(&records, &args.deployment, svg, png).await {
+            Ok(_) => println!("chart: {}", chart.display()),
+            Err(e) => println!("chart: not written ({e})"),
+        }
+        println!("next:");
+        for cmd in tierstate_demo::next_commands(url, &args.deployment) {
+            println!("  {cmd}");
+        }
+    }
+    if let Some(d) = finished.disagreement {
+        return Err(CliError::Other(format!("the audit disagrees: {d}")));
+    }
+    if finished.interrupted {
+        return Err(CliError::Interrupted);
+    }
+    Ok(())
 }
 
 /// Refuses arguments that cannot work, before the database is opened.

@@ -181,6 +181,28 @@ pub enum BatchOp {
     },
 }
 
+/// The records one domain change writes, planned against what it read: every domain offers its
+/// changes as plans. Add any number of plans (of any domains) to a [`WriteBatch`] and commit
+/// it once: all of them land or none does, and each lands only if what it read is unchanged.
+/// A domain's convenience method is its plan and a commit.
+pub trait Plan {
+    /// The batch members, in order.
+    fn ops(&self) -> &[BatchOp];
+}
+
+impl<P: Plan + ?Sized> Plan for &P {
+    fn ops(&self) -> &[BatchOp] {
+        (**self).ops()
+    }
+}
+
+/// A batch is a plan too: a caller's own records join another batch whole.
+impl Plan for WriteBatch {
+    fn ops(&self) -> &[BatchOp] {
+        &self.ops
+    }
+}
+
 /// Writes that commit all together or not at all, in one backend transaction.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct WriteBatch {
@@ -234,6 +256,12 @@ impl WriteBatch {
     /// Adds a member.
     pub fn push(&mut self, op: BatchOp) {
         self.ops.push(op);
+    }
+
+    /// Adds every member of `plan`, in order.
+    pub fn with(mut self, plan: &(impl Plan + ?Sized)) -> Self {
+        self.ops.extend(plan.ops().iter().cloned());
+        self
     }
 
     /// Sets how many versions per deployment the commit keeps.

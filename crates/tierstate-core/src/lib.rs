@@ -32,7 +32,7 @@ mod store;
 mod tail;
 
 pub use batch::{
-    BatchOp, PreparedAppend, PreparedBatch, PreparedDoc, PreparedWrite, PutMode, Retention,
+    BatchOp, Plan, PreparedAppend, PreparedBatch, PreparedDoc, PreparedWrite, PutMode, Retention,
     StateWrite, WriteBatch, json_kind,
 };
 pub use canonical::{Checksum, canonical_json};

@@ -205,13 +205,13 @@ pub struct OrderChange {
     ops: Vec<BatchOp>,
 }
 
-impl OrderChange {
-    /// Adds the change to `batch`.
-    pub fn add_to(&self, mut batch: WriteBatch) -> WriteBatch {
-        batch.extend(self.ops.iter().cloned());
-        batch
+impl tierstate_core::Plan for OrderChange {
+    fn ops(&self) -> &[BatchOp] {
+        &self.ops
     }
+}
 
+impl OrderChange {
     /// The order as stored once the change commits.
     pub fn stored(&self) -> StoredOrder {
         StoredOrder {
@@ -516,7 +516,7 @@ impl ClobOrders {
     /// # Errors
     /// `Store(Conflict)`/`Store(AlreadyExists)` if the order moved since it was planned.
     pub async fn commit(&self, change: &OrderChange) -> Result<StoredOrder> {
-        self.store.write(change.add_to(WriteBatch::new())).await?;
+        self.store.write(WriteBatch::new().with(&change)).await?;
         Ok(change.stored())
     }
 

@@ -58,4 +58,4 @@ pub use order::{
 };
 pub use retry::{RetryPolicy, retry_on_conflict};
 pub use sim::{FaultPlan, SimExchange};
-pub use store::{ORDERS_SCHEMA, OrderStore, ReconStatus, StoredActual, StoredIntent};
+pub use store::{ORDERS_SCHEMA, OrderPlan, OrderStore, ReconStatus, StoredActual, StoredIntent};

@@ -50,6 +50,22 @@ pub enum ReconStatus {
     Diverged,
 }
 
+/// A planned change of an intent or its actual order: the records, the indexes and the events
+/// in the order's journal. Commit it with [`OrderStore::commit`] or add it to a caller's
+/// [`WriteBatch`]; it commits only if nothing it read moved since.
+#[derive(Debug, Clone)]
+pub struct OrderPlan<T> {
+    /// What the change stores once committed.
+    pub result: T,
+    ops: Vec<BatchOp>,
+}
+
+impl<T> tierstate_core::Plan for OrderPlan<T> {
+    fn ops(&self) -> &[BatchOp] {
+        &self.ops
+    }
+}
+
 /// An intent as stored, with the version its next change must expect.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredIntent {
@@ -178,44 +194,58 @@ impl OrderStore {
     /// `InvalidInput`; `Store(AlreadyExists)` if the id is taken; `Store(Conflict)` if a
     /// concurrent change moved its group or journal (retry).
     pub async fn create_intent(&self, intent: &OrderIntent) -> Result<StoredIntent> {
+        let own = self.addr(INTENTS, &intent.intent_id)?;
+        self.internally_retried(&own, || async {
+            self.commit(self.plan_create_intent(intent).await?).await
+        })
+        .await
+    }
+
+    /// Plans storing a new intent: the intent, its OCO group's index and its event.
+    ///
+    /// # Errors
+    /// As [`OrderStore::create_intent`], without the retries.
+    pub async fn plan_create_intent(
+        &self,
+        intent: &OrderIntent,
+    ) -> Result<OrderPlan<StoredIntent>> {
         intent.validate()?;
         self.check_owned(intent)?;
         let own = self.addr(INTENTS, &intent.intent_id)?;
-        self.internally_retried(&own, || async {
-            let mut ops = vec![BatchOp::Document(DocWrite::new(
-                own.clone(),
-                PutMode::Create,
-                intent_doc(intent)?,
-            ))];
-            if let Some(g) = &intent.oco_group {
-                ops.push(self.group_op(g, Some(&intent.intent_id), None).await?);
-            }
-            ops.extend(
-                self.event_ops(
-                    &intent.intent_id,
-                    &[OrderEvent::IntentSet {
-                        intent: intent.clone(),
-                    }],
-                    intent.updated_at,
-                )
-                .await?,
-            );
-            self.commit(ops).await
-        })
-        .await?;
-        Ok(StoredIntent {
-            intent: intent.clone(),
-            version: 1,
+        let mut ops = vec![BatchOp::Document(DocWrite::new(
+            own,
+            PutMode::Create,
+            intent_doc(intent)?,
+        ))];
+        if let Some(g) = &intent.oco_group {
+            ops.push(self.group_op(g, Some(&intent.intent_id), None).await?);
+        }
+        ops.extend(
+            self.event_ops(
+                &intent.intent_id,
+                &[OrderEvent::IntentSet {
+                    intent: intent.clone(),
+                }],
+                intent.updated_at,
+            )
+            .await?,
+        );
+        Ok(OrderPlan {
+            result: StoredIntent {
+                intent: intent.clone(),
+                version: 1,
+            },
+            ops,
         })
     }
 
     /// Runs `op` (which plans from fresh reads and commits) again while it loses a race on a
     /// record the caller never read (an OCO group's index, the order's journal), with jittered
     /// backoff; a lost race on `own` (the caller's intent) is the caller's error.
-    async fn internally_retried<F, Fut>(&self, own: &DocAddr, op: F) -> Result<()>
+    async fn internally_retried<T, F, Fut>(&self, own: &DocAddr, op: F) -> Result<T>
     where
         F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = Result<()>>,
+        Fut: std::future::Future<Output = Result<T>>,
     {
         let mine = tierstate_core::Target::document(own);
         let internal = |e: &OrdersError| match e {
@@ -253,6 +283,24 @@ impl OrderStore {
         current: &StoredIntent,
         next: OrderIntent,
     ) -> Result<StoredIntent> {
+        let own = self.addr(INTENTS, &next.intent_id)?;
+        self.internally_retried(&own, || async {
+            self.commit(self.plan_update_intent(current, next.clone()).await?)
+                .await
+        })
+        .await
+    }
+
+    /// Plans replacing the intent (a compare-and-swap on the version read), its OCO group
+    /// indexes and its event.
+    ///
+    /// # Errors
+    /// As [`OrderStore::update_intent`], without the retries.
+    pub async fn plan_update_intent(
+        &self,
+        current: &StoredIntent,
+        next: OrderIntent,
+    ) -> Result<OrderPlan<StoredIntent>> {
         next.validate()?;
         self.check_owned(&next)?;
         if next.intent_id != current.intent.intent_id {
@@ -262,38 +310,37 @@ impl OrderStore {
             ));
         }
         let own = self.addr(INTENTS, &next.intent_id)?;
-        self.internally_retried(&own, || async {
-            let mut ops = vec![BatchOp::Document(DocWrite::new(
-                own.clone(),
-                PutMode::Update {
-                    expected: current.version,
-                },
-                intent_doc(&next)?,
-            ))];
-            if current.intent.oco_group != next.oco_group {
-                if let Some(g) = &current.intent.oco_group {
-                    ops.push(self.group_op(g, None, Some(&next.intent_id)).await?);
-                }
-                if let Some(g) = &next.oco_group {
-                    ops.push(self.group_op(g, Some(&next.intent_id), None).await?);
-                }
+        let mut ops = vec![BatchOp::Document(DocWrite::new(
+            own,
+            PutMode::Update {
+                expected: current.version,
+            },
+            intent_doc(&next)?,
+        ))];
+        if current.intent.oco_group != next.oco_group {
+            if let Some(g) = &current.intent.oco_group {
+                ops.push(self.group_op(g, None, Some(&next.intent_id)).await?);
             }
-            ops.extend(
-                self.event_ops(
-                    &next.intent_id,
-                    &[OrderEvent::IntentSet {
-                        intent: next.clone(),
-                    }],
-                    next.updated_at,
-                )
-                .await?,
-            );
-            self.commit(ops).await
-        })
-        .await?;
-        Ok(StoredIntent {
-            intent: next,
-            version: current.version + 1,
+            if let Some(g) = &next.oco_group {
+                ops.push(self.group_op(g, Some(&next.intent_id), None).await?);
+            }
+        }
+        ops.extend(
+            self.event_ops(
+                &next.intent_id,
+                &[OrderEvent::IntentSet {
+                    intent: next.clone(),
+                }],
+                next.updated_at,
+            )
+            .await?,
+        );
+        Ok(OrderPlan {
+            result: StoredIntent {
+                intent: next,
+                version: current.version + 1,
+            },
+            ops,
         })
     }
 
@@ -302,20 +349,34 @@ impl OrderStore {
     /// # Errors
     /// `Store(Conflict)` if it changed since.
     pub async fn delete_intent(&self, current: &StoredIntent, at: DateTime<Utc>) -> Result<()> {
-        let id = &current.intent.intent_id;
-        let own = self.addr(INTENTS, id)?;
+        let own = self.addr(INTENTS, &current.intent.intent_id)?;
         self.internally_retried(&own, || async {
-            let mut ops = vec![BatchOp::DeleteDocument {
-                address: own.clone(),
-                expected: Some(current.version),
-            }];
-            if let Some(g) = &current.intent.oco_group {
-                ops.push(self.group_op(g, None, Some(id)).await?);
-            }
-            ops.extend(self.event_ops(id, &[OrderEvent::IntentDeleted], at).await?);
-            self.commit(ops).await
+            self.commit(self.plan_delete_intent(current, at).await?)
+                .await
         })
         .await
+    }
+
+    /// Plans deleting the intent (expecting the version read), its OCO group index entry and
+    /// its event.
+    ///
+    /// # Errors
+    /// As [`OrderStore::delete_intent`], without the retries.
+    pub async fn plan_delete_intent(
+        &self,
+        current: &StoredIntent,
+        at: DateTime<Utc>,
+    ) -> Result<OrderPlan<()>> {
+        let id = &current.intent.intent_id;
+        let mut ops = vec![BatchOp::DeleteDocument {
+            address: self.addr(INTENTS, id)?,
+            expected: Some(current.version),
+        }];
+        if let Some(g) = &current.intent.oco_group {
+            ops.push(self.group_op(g, None, Some(id)).await?);
+        }
+        ops.extend(self.event_ops(id, &[OrderEvent::IntentDeleted], at).await?);
+        Ok(OrderPlan { result: (), ops })
     }
 
     /// The group index write that adds or removes an intent, expecting the version read.
@@ -526,6 +587,24 @@ impl OrderStore {
         recon: ReconStatus,
         at: DateTime<Utc>,
     ) -> Result<Option<StoredActual>> {
+        let plan = self
+            .plan_apply(intent_id, current, events, recon, at)
+            .await?;
+        self.commit(plan).await
+    }
+
+    /// Plans applying `events` to the intent's actual order; see [`OrderStore::apply`].
+    ///
+    /// # Errors
+    /// `InvalidInput` for events that do not apply.
+    pub async fn plan_apply(
+        &self,
+        intent_id: &str,
+        current: Option<&StoredActual>,
+        events: &[OrderEvent],
+        recon: ReconStatus,
+        at: DateTime<Utc>,
+    ) -> Result<OrderPlan<Option<StoredActual>>> {
         let mut next = current.map(|c| c.order.clone());
         for e in events {
             next = fold(next, intent_id, e)?;
@@ -611,8 +690,10 @@ impl OrderStore {
             }
         };
         ops.extend(self.event_ops(intent_id, events, at).await?);
-        self.commit(ops).await?;
-        Ok(stored)
+        Ok(OrderPlan {
+            result: stored,
+            ops,
+        })
     }
 
     fn synced_addr(&self, at: DateTime<Utc>, intent_id: &str) -> Result<DocAddr> {
@@ -622,11 +703,13 @@ impl OrderStore {
         )
     }
 
-    async fn commit(&self, ops: Vec<BatchOp>) -> Result<()> {
-        let mut b = WriteBatch::new();
-        b.extend(ops);
-        self.store.write(b).await?;
-        Ok(())
+    /// Commits a plan on its own; returns what it planned.
+    ///
+    /// # Errors
+    /// `Store(Conflict)`/`Store(AlreadyExists)` if what it read moved since.
+    pub async fn commit<T>(&self, plan: OrderPlan<T>) -> Result<T> {
+        self.store.write(WriteBatch::new().with(&plan)).await?;
+        Ok(plan.result)
     }
 
     /// The intent's events, oldest first, with their sequence numbers (each entry's checksum

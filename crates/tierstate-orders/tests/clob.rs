@@ -320,7 +320,9 @@ async fn an_order_change_commits_with_the_strategy_state_or_not_at_all(store: Ar
     let change = orders
         .plan_status(&o, OrderStatus::Submitted, t(2), None)
         .unwrap();
-    let batch = change.add_to(WriteBatch::new().put(StateWrite::update(dep(), 1, state(2))));
+    let batch = WriteBatch::new()
+        .put(StateWrite::update(dep(), 1, state(2)))
+        .with(&change);
     store.write(batch).await.unwrap();
     assert_eq!(store.get(&dep()).await.unwrap().unwrap().version, 2);
     let now = orders.get("s").await.unwrap().unwrap();
@@ -329,7 +331,9 @@ async fn an_order_change_commits_with_the_strategy_state_or_not_at_all(store: Ar
     let change = orders
         .plan_status(&now, OrderStatus::Cancelled, t(3), None)
         .unwrap();
-    let batch = change.add_to(WriteBatch::new().put(StateWrite::update(dep(), 1, state(3))));
+    let batch = WriteBatch::new()
+        .put(StateWrite::update(dep(), 1, state(3)))
+        .with(&change);
     assert!(store.write(batch).await.unwrap_err().is_conflict());
     assert_eq!(orders.get("s").await.unwrap().unwrap(), now);
     assert_eq!(orders.open_orders(None).await.unwrap().len(), 1);

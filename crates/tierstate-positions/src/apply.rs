@@ -131,9 +131,8 @@ impl BookReconciler {
                 });
             }
             let entry = Append::typed(self.stream.clone(), report.as_of, &rec.report)?;
-            let batch = self
-                .store
-                .add_to(WriteBatch::new(), &rec.target, Some(saved.version))?
+            let batch = WriteBatch::new()
+                .with(&self.store.plan_save(&rec.target, Some(saved.version))?)
                 .append(entry);
             match self.store.store().write(batch).await {
                 Ok(done) => {

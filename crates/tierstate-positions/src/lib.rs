@@ -40,10 +40,5 @@ pub use reconcile::{
 };
 pub use record::{MAX_MAGNITUDE, PositionRecord};
 pub use rust_decimal::Decimal;
-pub use store::{BOOK_KEY, BOOK_SCHEMA, COLLECTION, PositionStore, SavedBook};
+pub use store::{BOOK_KEY, BOOK_SCHEMA, BookChange, COLLECTION, PositionStore, SavedBook};
 pub use totals::{ChainSummary, Exposure, Totals};
-
-/// The README's Rust examples, compiled and run as doc-tests so they stay true.
-#[cfg(doctest)]
-#[doc = include_str!("../../../README.md")]
-pub struct ReadmeDoctests;

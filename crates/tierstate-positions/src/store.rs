@@ -5,7 +5,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use tierstate_core::{DeploymentId, DocAddr, DocWrite, PutMode, StateStore, WriteBatch};
+use tierstate_core::{BatchOp, DeploymentId, DocAddr, DocWrite, PutMode, StateStore, WriteBatch};
 
 use crate::book::{Missing, PositionBook};
 use crate::error::{PositionError, Result};
@@ -83,34 +83,44 @@ impl PositionStore {
     /// `Store(Conflict)` carrying the stored version if another writer saved first;
     /// `Store(AlreadyExists)` for a first save over an existing book.
     pub async fn save(&self, book: &PositionBook, expected: Option<u64>) -> Result<u64> {
-        let doc = self.store.put_document(self.write(book, expected)?).await?;
-        Ok(doc.version)
+        let change = self.plan_save(book, expected)?;
+        self.store.write(WriteBatch::new().with(&change)).await?;
+        Ok(change.version)
     }
 
-    /// The document write that saves `book` over `expected`, for a caller's own
-    /// [`WriteBatch`] (state, journal entries and the book in one transaction).
+    /// Plans saving `book` over version `expected`, for a caller's own [`WriteBatch`] (state,
+    /// journal entries and the book in one transaction).
     ///
     /// # Errors
     /// `InvalidInput` if the book cannot be encoded.
-    pub fn write(&self, book: &PositionBook, expected: Option<u64>) -> Result<DocWrite> {
+    pub fn plan_save(&self, book: &PositionBook, expected: Option<u64>) -> Result<BookChange> {
         let mode = match expected {
             Some(v) => PutMode::Update { expected: v },
             None => PutMode::Create,
         };
-        Ok(DocWrite::new(self.address.clone(), mode, encode(book)?))
+        Ok(BookChange {
+            version: expected.map_or(1, |v| v + 1),
+            ops: vec![BatchOp::Document(DocWrite::new(
+                self.address.clone(),
+                mode,
+                encode(book)?,
+            ))],
+        })
     }
+}
 
-    /// Adds the save of `book` to `batch`.
-    ///
-    /// # Errors
-    /// As [`PositionStore::write`].
-    pub fn add_to(
-        &self,
-        batch: WriteBatch,
-        book: &PositionBook,
-        expected: Option<u64>,
-    ) -> Result<WriteBatch> {
-        Ok(batch.document(self.write(book, expected)?))
+/// A planned save of the book ([`PositionStore::plan_save`]): it commits only if the book is
+/// still at the version it was planned over.
+#[derive(Debug, Clone)]
+pub struct BookChange {
+    /// The book's version once committed.
+    pub version: u64,
+    ops: Vec<BatchOp>,
+}
+
+impl tierstate_core::Plan for BookChange {
+    fn ops(&self) -> &[BatchOp] {
+        &self.ops
     }
 }
 

@@ -139,14 +139,14 @@ async fn the_book_commits_in_one_batch_with_state_and_journal(store: Arc<dyn Sta
     let fills = StreamAddr::new("eth-basis", "fills").unwrap();
     let state = json!({"tick": 1}).as_object().unwrap().clone();
     let batch = WriteBatch::new().put(StateWrite::create(dep(), state.clone()));
-    let batch = ps
-        .add_to(batch, &book(), None)
-        .unwrap()
-        .append(tierstate_core::Append::new(
-            fills.clone(),
-            Utc::now(),
-            json!({"qty": "0.5"}).as_object().unwrap().clone(),
-        ));
+    let batch =
+        batch
+            .with(&ps.plan_save(&book(), None).unwrap())
+            .append(tierstate_core::Append::new(
+                fills.clone(),
+                Utc::now(),
+                json!({"qty": "0.5"}).as_object().unwrap().clone(),
+            ));
     let done = store.write(batch).await.unwrap();
     assert_eq!(
         (done.states.len(), done.documents.len(), done.entries.len()),
@@ -155,9 +155,11 @@ async fn the_book_commits_in_one_batch_with_state_and_journal(store: Arc<dyn Sta
     assert_eq!(ps.load().await.unwrap().unwrap().book, book());
     // A tick whose book save is stale fails whole: its state and fill are not written.
     let batch = WriteBatch::new().put(StateWrite::update(dep(), 1, state));
-    let batch = ps
-        .add_to(batch, &PositionBook::new(["ethereum"]).unwrap(), Some(7))
-        .unwrap()
+    let batch = batch
+        .with(
+            &ps.plan_save(&PositionBook::new(["ethereum"]).unwrap(), Some(7))
+                .unwrap(),
+        )
         .append(tierstate_core::Append::new(
             fills.clone(),
             Utc::now(),

@@ -34,6 +34,6 @@ mod store;
 pub use lease::{LEASE, Lease};
 pub use store::{
     Checkpoint, Holdings, METRIC_PREFIX, MetricPoint, POSITIONS, PositionsSnapshot, Side,
-    StrategyState, StrategyStore, TRADES, Tick, TickCommitted, Trade,
+    StrategyState, StrategyStore, TRADES, Tick, TickCommitted, TickPlan, Trade,
 };
 pub use tierstate_positions::PositionRecord;

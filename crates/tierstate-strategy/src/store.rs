@@ -185,6 +185,42 @@ pub struct Checkpoint<S> {
     pub version: u64,
 }
 
+/// A planned tick ([`StrategyStore::plan_tick`]): add it to a batch with the tick's other
+/// records and commit the batch.
+#[derive(Debug, Clone)]
+pub struct TickPlan {
+    deployment: DeploymentId,
+    trades: StreamAddr,
+    trade_count: usize,
+    batch: WriteBatch,
+}
+
+impl tierstate_core::Plan for TickPlan {
+    fn ops(&self) -> &[tierstate_core::BatchOp] {
+        self.batch.ops()
+    }
+}
+
+impl TickPlan {
+    /// What the tick committed, read from the commit of the batch it was part of.
+    pub fn committed(&self, done: &tierstate_core::Committed) -> TickCommitted {
+        let fresh = done
+            .entries
+            .iter()
+            .filter(|e| e.entry.stream == self.trades && e.fresh)
+            .count();
+        TickCommitted {
+            version: done
+                .states
+                .iter()
+                .find(|s| s.deployment_id == self.deployment)
+                .map_or(0, |s| s.version),
+            new_trades: fresh,
+            replayed_trades: self.trade_count - fresh.min(self.trade_count),
+        }
+    }
+}
+
 /// What a tick committed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TickCommitted {
@@ -278,16 +314,18 @@ impl<S: Serialize + DeserializeOwned> StrategyStore<S> {
     /// trade; `InvalidInput` for a non-finite metric, a bad name, a non-positive trade size or
     /// a state that is not a JSON object. Nothing is written on error.
     pub async fn tick(&self, t: Tick<'_, S>) -> Result<TickCommitted> {
-        self.tick_with(t, WriteBatch::new()).await
+        let plan = self.plan_tick(t)?;
+        let done = self.store.write(WriteBatch::new().with(&plan)).await?;
+        Ok(plan.committed(&done))
     }
 
-    /// [`StrategyStore::tick`] with more of the tick's records in the same transaction: the
-    /// ledger entries, the portfolio snapshot, order records — whatever `extra` holds commits
-    /// with the state, trades, positions and metrics, or nothing does.
+    /// Plans one tick: the records [`StrategyStore::tick`] commits, for a batch that also holds
+    /// the tick's other records (ledger entries, a portfolio snapshot, order records), so all
+    /// of them commit or none does. Read what it did with [`TickPlan::committed`].
     ///
     /// # Errors
-    /// As [`StrategyStore::tick`], and whatever a member of `extra` fails with.
-    pub async fn tick_with(&self, t: Tick<'_, S>, extra: WriteBatch) -> Result<TickCommitted> {
+    /// As [`StrategyStore::tick`], for the tick's own input.
+    pub fn plan_tick(&self, t: Tick<'_, S>) -> Result<TickPlan> {
         // Typed: NaN and ±Infinity are refused with their field path (serde_json would store
         // them as null), as every typed state write does.
         let mode = match t.expected {
@@ -312,6 +350,10 @@ impl<S: Serialize + DeserializeOwned> StrategyStore<S> {
             );
         }
         if let Some(rows) = t.positions {
+            for p in rows {
+                p.validate()
+                    .map_err(|e| Error::invalid("positions", e.to_string()))?;
+            }
             let snap = PositionsSnapshot {
                 time: t.time,
                 positions: rows.to_vec(),
@@ -329,18 +371,11 @@ impl<S: Serialize + DeserializeOwned> StrategyStore<S> {
             m.insert("value".into(), Value::from(*value));
             batch = batch.append(Append::new(self.metric_stream(name)?, t.time, m));
         }
-        batch.extend(extra.ops().iter().cloned());
-        let done = self.store.write(batch).await?;
-        let fresh = done
-            .entries
-            .iter()
-            .take(t.trades.len())
-            .filter(|e| e.fresh)
-            .count();
-        Ok(TickCommitted {
-            version: done.states.first().map_or(0, |s| s.version),
-            new_trades: fresh,
-            replayed_trades: t.trades.len() - fresh,
+        Ok(TickPlan {
+            deployment: self.deployment.clone(),
+            trades,
+            trade_count: t.trades.len(),
+            batch,
         })
     }
 

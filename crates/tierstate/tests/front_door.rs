@@ -111,16 +111,18 @@ async fn a_domain_batch_is_never_served_older_from_hot(store: Arc<dyn StateStore
         true,
     )
     .unwrap();
-    let batch = ts
-        .ledger(&d)
-        .plan_append_batch(std::slice::from_ref(&entry))
-        .await
-        .unwrap()
-        .add_to(WriteBatch::new().put(StateWrite::update(
+    let batch = WriteBatch::new()
+        .put(StateWrite::update(
             d.clone(),
             v1.version,
             obj(json!({"n": 2})),
-        )));
+        ))
+        .with(
+            &ts.ledger(&d)
+                .plan_append_batch(std::slice::from_ref(&entry))
+                .await
+                .unwrap(),
+        );
     ts.commit(batch).await.unwrap();
     let seen = ts.state().load(&d).await.unwrap().unwrap();
     assert_eq!((seen.version, &seen.state["n"]), (2, &json!(2)));

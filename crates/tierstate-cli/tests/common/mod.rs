@@ -134,36 +134,30 @@ pub async fn fixture(path: &Path) {
             PortfolioSnapshot::new(t(n * 60), nav, ValueConfidence::High, ExecutionMode::Paper)
                 .unwrap()
                 .with_cash(Amount::Measured(cash));
-        let extra = portfolio
-            .plan_snapshot(&snap)
-            .await
-            .unwrap()
-            .add_to(WriteBatch::new());
-        let extra = ledger
-            .plan_append_batch(std::slice::from_ref(&entry))
-            .await
-            .unwrap()
-            .add_to(extra);
+        let extra = WriteBatch::new().with(&portfolio.plan_snapshot(&snap).await.unwrap());
+        let extra = extra.with(
+            &ledger
+                .plan_append_batch(std::slice::from_ref(&entry))
+                .await
+                .unwrap(),
+        );
         let mut row = PositionRecord::perp("ETH-USD", "sim", "ETH-USD").unwrap();
         row.amount = pos;
         row.entry_price = Some(price);
         row.mark(price).unwrap();
         let rows = [row];
-        let done = strategy
-            .tick_with(
-                Tick {
-                    time: t(n * 60),
-                    expected: version,
-                    state: &state,
-                    trades: std::slice::from_ref(&trade),
-                    positions: Some(&rows),
-                    metrics: &[("nav", 10_000.0 + n as f64)],
-                },
-                extra,
-            )
-            .await
+        let tick = strategy
+            .plan_tick(Tick {
+                time: t(n * 60),
+                expected: version,
+                state: &state,
+                trades: std::slice::from_ref(&trade),
+                positions: Some(&rows),
+                metrics: &[("nav", 10_000.0 + n as f64)],
+            })
             .unwrap();
-        version = Some(done.version);
+        let done = store.write(extra.with(&tick)).await.unwrap();
+        version = Some(tick.committed(&done).version);
     }
     // Two orders through the engine on an in-process venue: one resting, one partly filled.
     let orders = OrderStore::new(store.clone(), &id);

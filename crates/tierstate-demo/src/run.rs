@@ -1,13 +1,5 @@
-//! `tierstate demo`: a paper market maker on the simulated exchange. Each tick the market
-//! moves and takers trade against the book; the strategy syncs its orders through the
-//! reconciliation engine, re-quotes, and books the fills — state, trades, positions, metrics,
-//! ledger entries and the NAV snapshot in **one transaction**. Kill it at any moment
-//! (Ctrl-C or `kill -9`) and run the same command again: it resumes from the database, never
-//! places an order twice (client order ids are durable before a send) and never loses or
-//! doubles a fill (what is booked commits with the state that counts it).
-
-mod market;
-mod quote;
+//! The run: options checked before anything is created, the database and venue opened, ticks
+//! until the total or Ctrl-C, then the audit.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -19,9 +11,24 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rust_decimal::Decimal;
 use tierstate::orders::{FaultPlan, SimExchange};
 
-use crate::error::{CliError, Result};
-use quote::{MarketMaker, TickOutcome};
+use crate::error::{DemoError, Result};
+use crate::maker::{MarketMaker, TickOutcome};
 use tierstate::StoreUrl as Url;
+
+/// How a run ended (its status line and audit are printed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Finished {
+    /// The ticks committed in all.
+    pub ticks: u64,
+    /// Where its NAV chart belongs (`--chart`, or beside the database); `None` before the
+    /// first tick.
+    pub chart: Option<PathBuf>,
+    /// Stopped by Ctrl-C (every committed tick is kept).
+    pub interrupted: bool,
+    /// What the audit found that disagrees (the venue's fills against the books), if anything.
+    pub disagreement: Option<String>,
+}
 
 /// The demo's options.
 #[derive(Debug, Clone, clap::Args)]
@@ -50,6 +57,15 @@ pub struct DemoArgs {
     pub tick_ms: u64,
 }
 
+impl DemoArgs {
+    /// Where the NAV chart goes for a database at `url`.
+    pub fn chart_path(&self, url: &Url) -> PathBuf {
+        self.chart
+            .clone()
+            .unwrap_or_else(|| beside(url, "-nav.svg"))
+    }
+}
+
 /// A file beside the database (or in the working directory for PostgreSQL).
 fn beside(url: &Url, suffix: &str) -> PathBuf {
     match url.file() {
@@ -68,31 +84,27 @@ fn beside(url: &Url, suffix: &str) -> PathBuf {
 /// # Errors
 /// `Store` if the database fails or is damaged; `Usage` for bad options; `Io` for the venue
 /// file.
-pub async fn run(url: &Url, args: DemoArgs) -> Result<()> {
+pub async fn run(url: &Url, args: &DemoArgs) -> Result<Finished> {
     // Every argument is checked before anything is opened or created.
     if !(0.0..=0.5).contains(&args.faults) {
-        return Err(CliError::Usage("--faults must be within 0..=0.5".into()));
+        return Err(DemoError::Usage("--faults must be within 0..=0.5".into()));
     }
     let id = tierstate::DeploymentId::new(&args.deployment)
-        .map_err(|e| CliError::Usage(format!("--deployment: {e}")))?;
+        .map_err(|e| DemoError::Usage(format!("--deployment: {e}")))?;
     let venue_file = args
         .venue
         .clone()
         .unwrap_or_else(|| beside(url, ".venue.json"));
-    let chart = args
-        .chart
-        .clone()
-        .unwrap_or_else(|| beside(url, "-nav.svg"));
-    let chart_format = match chart.extension().and_then(|e| e.to_str()) {
-        Some(e) if e.eq_ignore_ascii_case("png") => "png",
-        Some(e) if e.eq_ignore_ascii_case("svg") => "svg",
+    let chart = args.chart_path(url);
+    match chart.extension().and_then(|e| e.to_str()) {
+        Some(e) if e.eq_ignore_ascii_case("png") || e.eq_ignore_ascii_case("svg") => {}
         _ => {
-            return Err(CliError::Usage(format!(
+            return Err(DemoError::Usage(format!(
                 "--chart {}: name the file .svg or .png (the format follows the name)",
                 chart.display()
             )));
         }
-    };
+    }
     // The database is this process's alone while it runs (a second demo is refused), and so
     // is the venue's file.
     // The front door: every write of the strategy, its orders, ledger and portfolio goes
@@ -111,13 +123,13 @@ pub async fn run(url: &Url, args: DemoArgs) -> Result<()> {
     let venue = Arc::new(
         SimExchange::durable(&venue_file, plan, Duration::ZERO).map_err(|e| {
             if e.kind() == std::io::ErrorKind::WouldBlock {
-                CliError::Other(format!("{e}: is another demo running on it?"))
+                DemoError::Other(format!("{e}: is another demo running on it?"))
             } else {
-                CliError::io(&venue_file, e)
+                DemoError::io(&venue_file, e)
             }
         })?,
     );
-    let mut mm = MarketMaker::open(&ts, &args, venue.clone(), lease).await?;
+    let mut mm = MarketMaker::open(&ts, args, venue.clone(), lease).await?;
     mm.check_venue(&venue_file, existed).await?;
     let resumed = mm.tick_no();
     eprintln!(
@@ -203,44 +215,31 @@ pub async fn run(url: &Url, args: DemoArgs) -> Result<()> {
     }
     if mm.tick_no() == 0 {
         mm.release().await;
-        return if interrupted {
-            Err(CliError::Interrupted)
-        } else {
-            Ok(())
-        };
+        return Ok(Finished {
+            ticks: 0,
+            chart: None,
+            interrupted,
+            disagreement: None,
+        });
     }
     let audit = mm.summary().await;
     mm.release().await;
     let (summary, disagreement) = audit?;
     print!("{summary}");
-    let records = ts.records("demo");
-    let drawn = match chart_format {
-        "png" => crate::chart::nav(&records, &args.deployment, None, Some(chart.clone())).await,
-        _ => crate::chart::nav(&records, &args.deployment, Some(chart.clone()), None).await,
-    };
-    match drawn {
-        Ok(_) => println!("chart: {}", chart.display()),
-        Err(e) => println!("chart: not written ({e})"),
-    }
-    println!("next:");
-    for cmd in next_commands(url, &args.deployment) {
-        println!("  {cmd}");
-    }
-    if let Some(d) = disagreement {
-        return Err(CliError::Other(format!("the audit disagrees: {d}")));
-    }
-    if interrupted {
-        return Err(CliError::Interrupted);
-    }
-    Ok(())
+    Ok(Finished {
+        ticks: mm.tick_no(),
+        chart: Some(chart),
+        interrupted,
+        disagreement,
+    })
 }
 
 /// How long the demo's writer lease lasts unless a tick renews it (a demo killed on another
 /// machine blocks the deployment this long; on this one, a restart takes over at once).
 const LEASE_TTL: Duration = Duration::from_secs(10);
 
-/// The commands to look at what the run left, each runnable as printed.
-fn next_commands(url: &Url, id: &str) -> Vec<String> {
+/// The CLI commands to look at what a run left, each runnable as printed.
+pub fn next_commands(url: &Url, id: &str) -> Vec<String> {
     let db = match url {
         _ if url.shown() == "sqlite:tierstate-demo.db" => String::new(),
         Url::Sqlite(_) | Url::Redb(_) => format!(" --db {}", url.shown()),

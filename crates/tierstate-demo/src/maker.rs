@@ -22,9 +22,9 @@ use tierstate::strategy::{
 };
 use tierstate::{DeploymentId, Name, StateStore, WriteBatch};
 
-use super::market;
-use super::{DemoArgs, money};
-use crate::error::{CliError, Result};
+use crate::error::{DemoError, Result};
+use crate::market;
+use crate::run::{DemoArgs, money};
 
 /// The market traded.
 pub const SYMBOL: &str = "ETH-USD";
@@ -115,6 +115,8 @@ impl TickOutcome {
 /// The strategy with everything it trades and books through.
 pub struct MarketMaker {
     id: DeploymentId,
+    /// The front door: every tick commits through it.
+    ts: tierstate::Tierstate,
     /// This process's writer lease on the deployment: every tick checks or renews it.
     lease: Option<Lease>,
     store: Arc<dyn StateStore>,
@@ -157,12 +159,12 @@ impl MarketMaker {
             Some(c) => {
                 let b: Book = serde_json::from_value(Value::Object(c.state.runtime.clone()))
                     .map_err(|e| {
-                        CliError::Other(format!(
+                        DemoError::Other(format!(
                             "{id} holds a state the demo did not write ({e}); use another --deployment or --db"
                         ))
                     })?;
                 if b.seed != args.seed {
-                    return Err(CliError::Usage(format!(
+                    return Err(DemoError::Usage(format!(
                         "{id} was started with --seed {}; resume with that seed or use another --db",
                         b.seed
                     )));
@@ -176,6 +178,7 @@ impl MarketMaker {
             },
         };
         Ok(Self {
+            ts: ts.clone(),
             ledger: ts.ledger(&id),
             portfolio: ts.portfolio(&id),
             lease: Some(lease),
@@ -203,7 +206,7 @@ impl MarketMaker {
         match self.venue.claim(&identity) {
             Ok(()) => {}
             Err(tierstate::orders::ExchangeError::Rejected(why)) => {
-                return Err(CliError::Usage(format!(
+                return Err(DemoError::Usage(format!(
                     "the venue file {} belongs to another database ({why}): pass --venue with this database's file, or a new one",
                     file.display()
                 )));
@@ -211,7 +214,7 @@ impl MarketMaker {
             Err(e) => return Err(venue_storage(&self.venue, e)),
         }
         if self.checkpoint.is_some() && !existed {
-            return Err(CliError::Usage(format!(
+            return Err(DemoError::Usage(format!(
                 "{} has traded, but its venue file {} is missing: pass --venue with the file it traded on",
                 self.id,
                 file.display()
@@ -231,7 +234,7 @@ impl MarketMaker {
             .filter(|o| !ours.contains(&o.client_order_id))
             .count();
         if strangers > 0 {
-            return Err(CliError::Usage(format!(
+            return Err(DemoError::Usage(format!(
                 "the venue file {} holds {strangers} order(s) this database never placed (another run's venue): pass --venue with a new file",
                 file.display()
             )));
@@ -253,7 +256,7 @@ impl MarketMaker {
                 .get("id")
                 .and_then(Value::as_str)
                 .map(str::to_owned)
-                .ok_or_else(|| CliError::Other(format!("{at} holds no venue identity")));
+                .ok_or_else(|| DemoError::Other(format!("{at} holds no venue identity")));
         }
         let fresh = {
             use rand::{Rng, SeedableRng};
@@ -346,7 +349,7 @@ impl MarketMaker {
         // A venue that could not save what it did has undone it: stop before this tick books
         // anything (the next run, disk back, redoes the tick).
         if let Some(why) = self.venue.storage_error() {
-            return Err(CliError::Other(format!(
+            return Err(DemoError::Other(format!(
                 "the venue cannot save its book: {why}"
             )));
         }
@@ -440,15 +443,15 @@ impl MarketMaker {
         let rows = [held.clone()];
         book.position = Some(held);
         state.runtime = to_map(&book)?;
-        let mut extra = nav_change.add_to(WriteBatch::new());
+        let mut extra = WriteBatch::new().with(&nav_change);
         if !entries.is_empty() {
-            extra = self.ledger.plan_append_batch(&entries).await?.add_to(extra);
+            extra = extra.with(&self.ledger.plan_append_batch(&entries).await?);
         }
         // The tick commits only while this process holds the deployment's writer lease.
         let lease = self
             .lease
             .as_ref()
-            .ok_or_else(|| CliError::Other("the writer lease was given up".into()))?;
+            .ok_or_else(|| DemoError::Other("the writer lease was given up".into()))?;
         let (guard, renewal) = lease.guard()?;
         extra.push(guard);
         let f = |d: Decimal| d.to_f64().unwrap_or(0.0);
@@ -458,29 +461,26 @@ impl MarketMaker {
             ("position", f(pos)),
             ("mid", f(step.mid)),
         ];
-        let committed = self
-            .strategy
-            .tick_with(
-                Tick {
-                    time: now,
-                    expected: self.checkpoint.as_ref().map(|c| c.version),
-                    state: &state,
-                    trades: &trades,
-                    positions: Some(&rows),
-                    metrics: &metrics,
-                },
-                extra,
-            )
-            .await;
-        let committed = match committed {
-            Ok(c) => c,
+        let tick = self.strategy.plan_tick(Tick {
+            time: now,
+            expected: self.checkpoint.as_ref().map(|c| c.version),
+            state: &state,
+            trades: &trades,
+            positions: Some(&rows),
+            metrics: &metrics,
+        })?;
+        // One tick, one transaction, through the front door's one commit path: the state, the
+        // trades, the positions, the metrics, the NAV snapshot, the ledger entries and the
+        // lease guard.
+        let committed = match self.ts.commit(extra.with(&tick)).await {
+            Ok(done) => tick.committed(&done),
             Err(e) if lease.lost(&e) => {
                 return Err(lease.holder_error(&*self.store).await?.into());
             }
             Err(
                 e @ (tierstate::Error::Conflict { .. } | tierstate::Error::AlreadyExists { .. }),
             ) => {
-                return Err(CliError::Other(format!(
+                return Err(DemoError::Other(format!(
                     "{}: another process committed to this deployment ({e}); run one demo per deployment",
                     self.id
                 )));
@@ -491,7 +491,7 @@ impl MarketMaker {
             l.committed(renewal);
         }
         if committed.replayed_trades > 0 {
-            return Err(CliError::Other(format!(
+            return Err(DemoError::Other(format!(
                 "{} fill(s) were already booked: the book-keeping is inconsistent",
                 committed.replayed_trades
             )));
@@ -711,10 +711,10 @@ impl MarketMaker {
 
 /// A failure of the venue's own file (a full disk) stops the demo: nothing the venue did was
 /// kept, and trading on would book what the venue forgets.
-fn venue_storage(venue: &SimExchange, e: tierstate::orders::ExchangeError) -> CliError {
+fn venue_storage(venue: &SimExchange, e: tierstate::orders::ExchangeError) -> DemoError {
     match venue.storage_error() {
-        Some(why) => CliError::Other(format!("the venue cannot save its book: {why}")),
-        None => CliError::Other(format!("the venue failed: {e}")),
+        Some(why) => DemoError::Other(format!("the venue cannot save its book: {why}")),
+        None => DemoError::Other(format!("the venue failed: {e}")),
     }
 }
 
@@ -732,8 +732,8 @@ fn venue_error(r: std::result::Result<Vec<tierstate::orders::Action>, OrdersErro
 fn to_map<T: Serialize>(v: &T) -> Result<Map<String, Value>> {
     match serde_json::to_value(v) {
         Ok(Value::Object(m)) => Ok(m),
-        Ok(_) => Err(CliError::Other("the demo's book is not an object".into())),
-        Err(e) => Err(CliError::Other(format!("the demo's book: {e}"))),
+        Ok(_) => Err(DemoError::Other("the demo's book is not an object".into())),
+        Err(e) => Err(DemoError::Other(format!("the demo's book: {e}"))),
     }
 }
 
