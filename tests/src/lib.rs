@@ -92,17 +92,19 @@ impl Backend {
     ///
     /// # Errors
     /// Whatever the backend's open returns; `InvalidInput` for PostgreSQL, whose damage
-    /// checks run in its own conformance suite (its hook is SQL in that crate's tests).
+    /// checks run in its own conformance suite.
     pub async fn open_with_damage(self, path: &Path) -> Result<(Arc<dyn StateStore>, Damager)> {
         match self {
             Self::Sqlite => {
                 let s = tierstate_sqlite::SqliteStore::open(sqlite_shared(path)).await?;
-                Ok((Arc::new(s.clone()), Damager::Sqlite(s)))
+                let s = Arc::new(s);
+                Ok((s.clone(), Damager(s)))
             }
             Self::Redb => {
                 let s =
                     tierstate_redb::RedbStore::open(tierstate_redb::RedbConfig::new(path)).await?;
-                Ok((Arc::new(s.clone()), Damager::Redb(s)))
+                let s = Arc::new(s);
+                Ok((s.clone(), Damager(s)))
             }
             Self::Postgres => Err(tierstate_core::Error::invalid(
                 "backend",
@@ -112,45 +114,43 @@ impl Backend {
     }
 }
 
-/// A store's test hooks that damage stored rows the way a bad disk would.
-pub enum Damager {
-    /// The in-memory store.
-    Memory(Arc<tierstate_core::InMemoryStore>),
-    /// A SQLite store.
-    Sqlite(tierstate_sqlite::SqliteStore),
-    /// A redb store.
-    Redb(tierstate_redb::RedbStore),
-}
+/// A store's fault seam, for damaging stored rows the way a bad disk would.
+pub struct Damager(Arc<dyn tierstate_core::FaultSeam>);
 
 impl Damager {
-    /// A fresh in-memory store and its hooks.
+    /// A fresh in-memory store and its seam.
     pub fn memory() -> (Arc<dyn StateStore>, Damager) {
         let m = Arc::new(tierstate_core::InMemoryStore::new());
-        (m.clone(), Damager::Memory(m))
+        (m.clone(), Damager(m))
     }
 
     /// Flips `mask` bits of byte `offset` of a deployment's newest stored state; whether it did.
     ///
     /// # Errors
-    /// A backend error from the hook's write.
+    /// A backend error from the seam's write.
     pub async fn state(&self, id: &DeploymentId, offset: usize, mask: u8) -> Result<bool> {
-        match self {
-            Self::Memory(m) => Ok(m.damage_stored_state(id, None)),
-            Self::Sqlite(s) => s.damage_stored_state(id, None, offset, mask).await,
-            Self::Redb(s) => s.damage_stored_state(id, None, offset, mask).await,
-        }
+        self.0
+            .inject(tierstate_core::Fault::StateBytes {
+                id: id.clone(),
+                version: None,
+                offset,
+                mask,
+            })
+            .await
     }
 
     /// Damages stored entry `seq` of `stream`; whether it existed.
     ///
     /// # Errors
-    /// A backend error from the hook's write.
+    /// A backend error from the seam's write.
     pub async fn entry(&self, stream: &StreamAddr, seq: u64, damage: EntryDamage) -> Result<bool> {
-        match self {
-            Self::Memory(m) => Ok(m.damage_entry(stream, seq, damage)),
-            Self::Sqlite(s) => s.damage_entry(stream, seq, damage).await,
-            Self::Redb(s) => s.damage_entry(stream, seq, damage).await,
-        }
+        self.0
+            .inject(tierstate_core::Fault::Entry {
+                stream: stream.clone(),
+                seq,
+                damage,
+            })
+            .await
     }
 }
 

@@ -1,19 +1,19 @@
-//! A backend failure injected inside the commit's own transaction, on each real backend: the
-//! ledger entry and the registry change are both rolled back, the error is typed (kind
-//! `Backend`, the deployment, the cause), and the same commit succeeds once the fault is gone.
-//!
-//! The faults are real ones in the engine, not a stand-in store: a SQLite trigger that aborts
-//! the ledger insert after the registry rows were written in the same transaction; a
-//! PostgreSQL check constraint that does the same; a redb storage device whose writes fail.
-
-use std::sync::Arc;
+//! A backend failure inside the commit's own transaction, on every backend, through the one
+//! fault seam: the ledger entry and the registry change are both rolled back, the error is
+//! typed (kind `Backend`, the deployment, the cause), and the same commit succeeds once the
+//! fault is gone. The fault is the engine's own (a temporary trigger on SQLite, a check
+//! constraint on PostgreSQL, an abandoned write transaction on redb), armed after the batch's
+//! other rows were written.
 
 use chrono::{TimeZone, Utc};
 use tierstate_accounting::{
     AccountingError, CommitFailure, CommitMode, ExecutionMode, LedgerEntry, Registry, RegistryRow,
     RegistryStatus, RowFilter,
 };
-use tierstate_core::{DeploymentId, StateStore};
+use tierstate_core::{DeploymentId, Fault, StreamAddr};
+use tierstate_testkit_backends::{Backend, on_every_backend};
+
+on_every_backend!(faults: a_failure_inside_the_commit_rolls_back_both_parts);
 
 fn dep() -> DeploymentId {
     DeploymentId::new("eth-basis").unwrap()
@@ -40,10 +40,11 @@ fn open_row() -> RegistryRow {
     r
 }
 
-/// Opens a row, then tries to close it (with a ledger entry) while `arm` holds, and checks
-/// that nothing of the failed commit is visible, before and after the fault is lifted.
-async fn closes_atomically(store: Arc<dyn StateStore>, arm: impl Fn(bool)) {
-    let reg = Registry::new(store, &dep());
+/// Opens a row, then tries to close it (with a ledger entry) while appends to the ledger fail,
+/// and checks that nothing of the failed commit is visible, before and after the fault is
+/// lifted.
+async fn a_failure_inside_the_commit_rolls_back_both_parts(b: &Backend) {
+    let reg = Registry::new(b.store.clone(), &dep());
     reg.commit_ledger_and_registry(CommitMode::Ledger(&entry("open-1")), &open_row())
         .await
         .unwrap();
@@ -51,13 +52,18 @@ async fn closes_atomically(store: Arc<dyn StateStore>, arm: impl Fn(bool)) {
     let mut closed = open_row();
     closed.status = RegistryStatus::Closed;
     closed.closing_block = Some(77);
+    let ledger = StreamAddr::new("eth-basis", "ledger").unwrap();
+    let arm = |on: bool| Fault::FailAppends {
+        stream: ledger.clone(),
+        on,
+    };
 
-    arm(true);
+    assert!(b.faults.inject(arm(true)).await.unwrap());
     let err = reg
         .commit_ledger_and_registry(CommitMode::Ledger(&entry("close-1")), &closed)
         .await
         .unwrap_err();
-    arm(false);
+    assert!(b.faults.inject(arm(false)).await.unwrap());
     match &err {
         AccountingError::Commit {
             kind,
@@ -93,75 +99,4 @@ async fn closes_atomically(store: Arc<dyn StateStore>, arm: impl Fn(bool)) {
             .is_empty()
     );
     assert_eq!(reg.ledger().stats().await.unwrap().count, 2);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_trigger_abort_rolls_back_both_parts() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("t.db");
-    let store = tierstate_sqlite::SqliteStore::open(tierstate_sqlite::SqliteConfig::new(&path))
-        .await
-        .unwrap();
-    let side = rusqlite::Connection::open(&path).unwrap();
-    side.busy_timeout(std::time::Duration::from_secs(5))
-        .unwrap();
-    closes_atomically(Arc::new(store), |on| {
-        let sql = if on {
-            "CREATE TRIGGER injected BEFORE INSERT ON ts_journal WHEN NEW.stream = 'ledger' \
-             BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
-        } else {
-            "DROP TRIGGER injected"
-        };
-        side.execute_batch(sql).unwrap();
-    })
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_constraint_violation_rolls_back_both_parts() {
-    let Some(url) = tierstate_testkit::pg_url() else {
-        return;
-    };
-    let schema = tierstate_testkit::fresh_schema("inject");
-    let cfg = tierstate_postgres::PostgresConfig::new(url)
-        .schema(&schema)
-        .unwrap();
-    let store = tierstate_postgres::PostgresStore::connect(cfg)
-        .await
-        .unwrap();
-    let pool = store.pool().clone();
-    let store: Arc<dyn StateStore> = Arc::new(store);
-    let arm = |on: bool| {
-        let sql = if on {
-            format!(
-                "ALTER TABLE \"{schema}\".ts_journal ADD CONSTRAINT injected \
-                 CHECK (stream <> 'ledger' OR seq < 2) NOT VALID"
-            )
-        } else {
-            format!("ALTER TABLE \"{schema}\".ts_journal DROP CONSTRAINT injected")
-        };
-        let pool = pool.clone();
-        // `arm` is synchronous; run the DDL to completion on this runtime's blocking pool.
-        tokio::task::block_in_place(|| {
-            tokio::runtime::Handle::current().block_on(async move {
-                sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .execute(&pool)
-                    .await
-                    .unwrap();
-            })
-        });
-    };
-    closes_atomically(store, arm).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redb_io_failure_rolls_back_both_parts() {
-    let flaky = tierstate_redb::FlakyDevice::new();
-    let store = tierstate_redb::RedbStore::open_with_backend(
-        tierstate_redb::RedbConfig::new("in-memory"),
-        flaky.clone(),
-    )
-    .await
-    .unwrap();
-    closes_atomically(Arc::new(store), |on| flaky.fail(on)).await;
 }

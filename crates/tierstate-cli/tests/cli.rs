@@ -200,17 +200,23 @@ fn files_that_are_not_databases_fail_in_one_line() {
 fn verify_finds_a_damaged_journal_entry_and_fails() {
     let (dir, db) = fixture_db();
     let path = dir.path().join("fx.db");
-    {
-        let c = rusqlite::Connection::open(&path).unwrap();
-        let n = c
-            .execute(
-                "UPDATE ts_journal SET body = CAST(REPLACE(CAST(body AS TEXT), '2520.00', '2520.01') AS BLOB) \
-                 WHERE deployment_id = 'fx' AND stream = 'strategy.trades' AND seq = 2",
-                [],
-            )
+    // One bit of the trade's stored body flipped, as a bad disk page would.
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        use tierstate::FaultSeam;
+        let store = tierstate::SqliteStore::open(tierstate::SqliteConfig::new(&path))
+            .await
             .unwrap();
-        assert_eq!(n, 1);
-    }
+        let damaged = store
+            .inject(tierstate::Fault::Entry {
+                stream: tierstate::StreamAddr::new("fx", "strategy.trades").unwrap(),
+                seq: 2,
+                damage: tierstate::journal::EntryDamage::Body(tierstate::journal::Flip::Middle),
+            })
+            .await
+            .unwrap();
+        assert!(damaged);
+        store.close().await;
+    });
     let r = tierstate(&["--db", &db, "verify"]);
     assert_eq!(r.code, 1);
     assert!(

@@ -26,9 +26,36 @@ fn files(dir: &Path) -> Vec<String> {
     v
 }
 
-fn sql(path: &Path, statement: &str) -> usize {
-    let c = rusqlite::Connection::open(path).unwrap();
-    c.execute(statement, []).unwrap()
+/// Damages the file at `path` through the SQLite store's fault seam (as a bad disk would);
+/// whether there was a record to damage.
+fn inject(path: &Path, fault: tierstate::Fault) -> bool {
+    use tierstate::FaultSeam;
+    runtime().block_on(async {
+        let store = tierstate::SqliteStore::open(tierstate::SqliteConfig::new(path))
+            .await
+            .unwrap();
+        let done = store.inject(fault).await.unwrap();
+        store.close().await;
+        done
+    })
+}
+
+/// Entry `seq` of `stream` with one bit of its stored checksum flipped.
+fn bad_checksum(deployment: &str, stream: &str, seq: u64) -> tierstate::Fault {
+    tierstate::Fault::Entry {
+        stream: tierstate::StreamAddr::new(deployment, stream).unwrap(),
+        seq,
+        damage: tierstate::journal::EntryDamage::Checksum(tierstate::journal::Flip::Middle),
+    }
+}
+
+/// Entry `seq` of `stream`, deleted.
+fn gone(deployment: &str, stream: &str, seq: u64) -> tierstate::Fault {
+    tierstate::Fault::Entry {
+        stream: tierstate::StreamAddr::new(deployment, stream).unwrap(),
+        seq,
+        damage: tierstate::journal::EntryDamage::Delete,
+    }
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -195,51 +222,29 @@ fn verify_reports_every_damaged_record() {
     // Two damaged trades, a damaged entry of the ledger-only deployment, a NAV snapshot
     // deleted cleanly (head and row), a ledger row deleted.
     for seq in [1, 3] {
-        assert_eq!(
-            sql(
-                &path,
-                &format!(
-                    "UPDATE ts_journal SET checksum = 'x' || substr(checksum, 2) \
-                     WHERE deployment_id = 'fx' AND stream = 'strategy.trades' AND seq = {seq}"
-                )
-            ),
-            1
-        );
+        assert!(inject(&path, bad_checksum("fx", "strategy.trades", seq)));
     }
-    assert_eq!(
-        sql(
-            &path,
-            "UPDATE ts_journal SET checksum = 'x' || substr(checksum, 2) \
-             WHERE deployment_id = 'ledger-only' AND seq = 2"
-        ),
-        1
-    );
-    let snapshot = "(SELECT min(key) FROM ts_doc_head WHERE deployment_id = 'fx' AND collection = 'portfolio.snapshots')";
-    assert_eq!(
-        sql(
-            &path,
-            &format!(
-                "DELETE FROM ts_doc_version WHERE deployment_id = 'fx' AND collection = 'portfolio.snapshots' AND key = {snapshot}"
-            )
-        ),
-        1
-    );
-    assert_eq!(
-        sql(
-            &path,
-            &format!(
-                "DELETE FROM ts_doc_head WHERE deployment_id = 'fx' AND collection = 'portfolio.snapshots' AND key = {snapshot}"
-            )
-        ),
-        1
-    );
-    assert_eq!(
-        sql(
-            &path,
-            "DELETE FROM ts_journal WHERE deployment_id = 'fx' AND stream = 'ledger' AND seq = 2"
-        ),
-        1
-    );
+    assert!(inject(&path, bad_checksum("ledger-only", "ledger", 2)));
+    // The oldest NAV snapshot, removed through the store (head and row: no damage).
+    runtime().block_on(async {
+        let store = tierstate::SqliteStore::open(tierstate::SqliteConfig::new(&path))
+            .await
+            .unwrap();
+        let snaps = tierstate::Name::collection("portfolio.snapshots").unwrap();
+        let fx = tierstate::DeploymentId::new("fx").unwrap();
+        let oldest = store
+            .list_documents(&fx, &snaps, None, 1)
+            .await
+            .unwrap()
+            .remove(0)
+            .unwrap();
+        store
+            .write(tierstate::WriteBatch::new().delete_document(oldest.address, None))
+            .await
+            .unwrap();
+        store.close().await;
+    });
+    assert!(inject(&path, gone("fx", "ledger", 2)));
     let r = tierstate(&["--db", &db, "verify"]);
     assert_eq!(r.code, 1, "{}", r.stdout);
     let damaged: Vec<&str> = r
@@ -323,13 +328,7 @@ fn verify_runs_the_engines_own_check() {
 fn reads_through_an_index_see_a_deleted_entry() {
     let (dir, db) = fixture_db();
     let path = dir.path().join("fx.db");
-    assert_eq!(
-        sql(
-            &path,
-            "DELETE FROM ts_journal WHERE deployment_id = 'fx' AND stream = 'ledger' AND seq = 2"
-        ),
-        1
-    );
+    assert!(inject(&path, gone("fx", "ledger", 2)));
     let e = one_line_error(&tierstate(&["--db", &db, "ledger", "fx"]));
     assert!(e.contains("#2") && e.contains("missing"), "{e}");
     let out = dir.path().join("out");
@@ -486,13 +485,16 @@ fn unknown_deployments_are_errors() {
     assert!(!out.exists(), "export created a directory");
     // A damaged state makes list fail after listing it.
     let path = dir.path().join("fx.db");
-    assert_eq!(
-        sql(
-            &path,
-            "UPDATE ts_version SET checksum = 'x' || substr(checksum, 2) WHERE deployment_id = 'fy' AND version = 2"
-        ),
-        1
-    );
+    // A bit of the stored checksum of fy's version 2 (offset past its short body).
+    assert!(inject(
+        &path,
+        tierstate::Fault::StateBytes {
+            id: tierstate::DeploymentId::new("fy").unwrap(),
+            version: Some(2),
+            offset: 10_000,
+            mask: 0x01,
+        }
+    ));
     let r = tierstate(&["--db", &db, "list"]);
     assert_ne!(r.code, 0);
     assert!(r.stdout.contains("DAMAGED"), "{}", r.stdout);

@@ -14,6 +14,7 @@ pub mod codec;
 mod document;
 mod error;
 pub mod exact;
+pub mod fault;
 mod feed;
 mod finite;
 pub mod group;
@@ -39,6 +40,7 @@ pub use canonical::{Checksum, canonical_json};
 pub use document::{DocWrite, Document, KeyRange, StoredDoc};
 pub use error::{BackendErrorKind, Error, Result};
 pub use exact::parse_decimal;
+pub use fault::{Fault, FaultSeam};
 pub use feed::{Change, ChangeFeed};
 pub use id::{DeploymentId, MAX_ID_LEN, check_id};
 pub use journal::{

@@ -26,6 +26,8 @@ use crate::{
 pub struct InMemoryStore {
     data: Mutex<Data>,
     signal: Signal,
+    /// Journals whose appends fail ([`crate::Fault::FailAppends`]).
+    failing: Mutex<std::collections::HashSet<StreamAddr>>,
 }
 
 #[derive(Debug, Default)]
@@ -42,59 +44,6 @@ impl InMemoryStore {
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
-    }
-
-    /// Test hook: flips one bit of the stored body of `version` (or the newest version).
-    /// Returns false if there is no such record.
-    pub fn damage_stored_state(&self, id: &DeploymentId, version: Option<u64>) -> bool {
-        let mut data = self.data.lock();
-        let Some(versions) = data.rows.get_mut(id) else {
-            return false;
-        };
-        let row = match version {
-            Some(v) => versions.iter_mut().find(|r| r.version == v),
-            None => versions.last_mut(),
-        };
-        match row {
-            Some(r) if !r.body.is_empty() => {
-                let at = r.body.len() / 2;
-                r.body[at] ^= 0x20;
-                true
-            }
-            _ => false,
-        }
-    }
-
-    /// Test hook: flips one bit of a document's current body. Returns false if it is absent.
-    pub fn damage_document(&self, address: &DocAddr) -> bool {
-        let mut data = self.data.lock();
-        match data.docs.get_mut(address).and_then(|v| v.last_mut()) {
-            Some(d) => {
-                flip(&mut d.body);
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// Test hook: damages one stored journal entry. Returns false if there is no such entry.
-    pub fn damage_entry(&self, stream: &StreamAddr, seq: u64, damage: EntryDamage) -> bool {
-        let mut data = self.data.lock();
-        let Some((_, entries)) = data.journals.get_mut(stream) else {
-            return false;
-        };
-        if damage == EntryDamage::Delete {
-            return entries.remove(&seq).is_some();
-        }
-        let Some(e) = entries.get_mut(&seq) else {
-            return false;
-        };
-        let mut hash = std::mem::take(&mut e.hash).into_bytes();
-        let mut sum = std::mem::take(&mut e.checksum).into_bytes();
-        damage.apply(&mut e.body, &mut sum, &mut hash);
-        e.hash = String::from_utf8_lossy(&hash).into_owned();
-        e.checksum = String::from_utf8_lossy(&sum).into_owned();
-        true
     }
 
     fn snapshot(data: &Data, batch: &crate::PreparedBatch) -> Snapshot {
@@ -142,6 +91,95 @@ fn pick_as_of<T: Clone>(
     (found, rows.first().map(|r| meta(r).0))
 }
 
+impl InMemoryStore {
+    /// Flips bits of one byte of a stored version's body (`offset` wraps over it).
+    fn damage_state(
+        &self,
+        id: &DeploymentId,
+        version: Option<u64>,
+        offset: usize,
+        mask: u8,
+    ) -> bool {
+        let mut data = self.data.lock();
+        let Some(versions) = data.rows.get_mut(id) else {
+            return false;
+        };
+        let row = match version {
+            Some(v) => versions.iter_mut().find(|r| r.version == v),
+            None => versions.last_mut(),
+        };
+        match row {
+            Some(r) if !r.body.is_empty() => {
+                let at = offset % r.body.len();
+                r.body[at] ^= mask.max(1);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn damage_document(&self, address: &DocAddr) -> bool {
+        let mut data = self.data.lock();
+        match data.docs.get_mut(address).and_then(|v| v.last_mut()) {
+            Some(d) => {
+                flip(&mut d.body);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn damage_entry(&self, stream: &StreamAddr, seq: u64, damage: EntryDamage) -> bool {
+        let mut data = self.data.lock();
+        let Some((_, entries)) = data.journals.get_mut(stream) else {
+            return false;
+        };
+        if damage == EntryDamage::Delete {
+            return entries.remove(&seq).is_some();
+        }
+        let Some(e) = entries.get_mut(&seq) else {
+            return false;
+        };
+        let mut hash = std::mem::take(&mut e.hash).into_bytes();
+        let mut sum = std::mem::take(&mut e.checksum).into_bytes();
+        damage.apply(&mut e.body, &mut sum, &mut hash);
+        e.hash = String::from_utf8_lossy(&hash).into_owned();
+        e.checksum = String::from_utf8_lossy(&sum).into_owned();
+        true
+    }
+}
+
+#[async_trait]
+impl crate::FaultSeam for InMemoryStore {
+    async fn inject(&self, fault: crate::Fault) -> Result<bool> {
+        use crate::Fault;
+        Ok(match fault {
+            Fault::StateBytes {
+                id,
+                version,
+                offset,
+                mask,
+            } => self.damage_state(&id, version, offset, mask),
+            Fault::DocumentBody(a) => self.damage_document(&a),
+            // A document's head and its body are one row here: nothing to lose apart.
+            Fault::DocumentRowGone(_) => false,
+            Fault::Entry {
+                stream,
+                seq,
+                damage,
+            } => self.damage_entry(&stream, seq, damage),
+            Fault::FailAppends { stream, on } => {
+                let mut f = self.failing.lock();
+                if on {
+                    f.insert(stream)
+                } else {
+                    f.remove(&stream)
+                }
+            }
+        })
+    }
+}
+
 #[async_trait]
 impl StateStore for InMemoryStore {
     fn backend(&self) -> &'static str {
@@ -185,6 +223,13 @@ impl StateStore for InMemoryStore {
         let snap = Self::snapshot(&data, &batch);
         // The plan decides every member first, so a failing member leaves nothing written.
         let plan = plan(batch, &snap, commit_time())?;
+        if let Some(e) = plan
+            .entries
+            .iter()
+            .find(|e| self.failing.lock().contains(&e.stream))
+        {
+            return Err(crate::fault::injected(&e.stream));
+        }
         for w in plan.states {
             let versions = data.rows.entry(w.address.clone()).or_default();
             versions.push(StoredRecord {

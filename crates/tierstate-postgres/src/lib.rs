@@ -21,6 +21,8 @@ mod config;
 mod error;
 mod fast;
 mod heads;
+#[cfg(feature = "test-hooks")]
+mod hooks;
 mod lane;
 mod listener;
 mod records;

@@ -9,18 +9,10 @@ use tierstate_testkit::Harness;
 async fn harness() -> Option<Harness> {
     let url = common::url()?;
     let store = common::fresh_store(&url).await;
-    let hook = store.clone();
-    let records = store.clone();
+    let store = Arc::new(store);
     Some(Harness {
-        store: Arc::new(store),
-        damage: Arc::new(move |id, _version| {
-            let hook = hook.clone();
-            Box::pin(async move { common::damage(&hook, id.as_str(), 0, 0x20).await })
-        }),
-        damage_record: Arc::new(move |what| {
-            let hook = records.clone();
-            Box::pin(async move { common::damage_record(&hook, what).await })
-        }),
+        store: store.clone(),
+        faults: store,
         guard: Box::new(()),
     })
 }

@@ -57,6 +57,9 @@ pub(crate) struct Handle {
     /// Mirrors `recovery.is_some()`, so the read path takes no mutex.
     poisoned: AtomicBool,
     recovery: Mutex<Option<Recovery>>,
+    /// Journals whose appends fail (the fault seam's `FailAppends`).
+    #[cfg(feature = "test-hooks")]
+    pub(crate) failing: Mutex<std::collections::HashSet<tierstate_core::StreamAddr>>,
 }
 
 /// Set while the handle is poisoned: why, and when to try reopening next.
@@ -93,6 +96,8 @@ impl Handle {
             reopen,
             poisoned: AtomicBool::new(false),
             recovery: Mutex::new(None),
+            #[cfg(feature = "test-hooks")]
+            failing: Mutex::new(std::collections::HashSet::new()),
         }
     }
 

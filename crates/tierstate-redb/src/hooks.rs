@@ -1,8 +1,9 @@
-//! Test hooks that damage stored documents and journal entries the way a bad disk would.
+//! The fault seam's work on redb: damage to stored states, documents and journal entries the
+//! way a bad disk would.
 
 use redb::ReadableTable;
 use tierstate_core::journal::{EntryDamage, flip};
-use tierstate_core::{DocAddr, StreamAddr};
+use tierstate_core::{DeploymentId, DocAddr, StreamAddr};
 
 use crate::records::{Tables, stop};
 use crate::writer::Stop;
@@ -90,6 +91,45 @@ pub(crate) fn damage_entry(
                 hash.as_slice(),
                 body.as_slice(),
             ),
+        )
+        .map_err(stop)?;
+    Ok(true)
+}
+
+/// Flips bits (`mask`) of one byte of a stored version's body followed by its checksum.
+pub(crate) fn damage_state(
+    t: &mut Tables<'_>,
+    id: &DeploymentId,
+    version: Option<u64>,
+    offset: usize,
+    mask: u8,
+) -> Result<bool, Stop> {
+    let id = id.as_str();
+    let Some((current, _, _, _)) = t.head()?.get(id).map_err(stop)?.map(|g| g.value()) else {
+        return Ok(false);
+    };
+    let v = version.unwrap_or(current);
+    let Some(row) = t.versions()?.get((id, v)).map_err(stop)?.map(|g| {
+        let (s, u, c, b) = g.value();
+        (s, u, c.to_vec(), b.to_vec())
+    }) else {
+        return Ok(false);
+    };
+    let (schema, updated, mut checksum, mut body) = row;
+    let span = body.len() + checksum.len();
+    if span == 0 || mask == 0 {
+        return Ok(false);
+    }
+    let at = offset % span;
+    if at < body.len() {
+        body[at] ^= mask;
+    } else {
+        checksum[at - body.len()] ^= mask;
+    }
+    t.versions()?
+        .insert(
+            (id, v),
+            (schema, updated, checksum.as_slice(), body.as_slice()),
         )
         .map_err(stop)?;
     Ok(true)

@@ -393,74 +393,6 @@ impl RedbStore {
             .send(job(tx))?;
         rx.await.map_err(|_| closed())?
     }
-
-    /// Test hook: flips bits (`mask`) of one byte of the stored body followed by the checksum
-    /// (`offset` wraps over both) of one version, the newest if `version` is `None`. Returns
-    /// false if there is no such record.
-    ///
-    /// # Errors
-    /// `Backend` if the write fails.
-    #[cfg(feature = "test-hooks")]
-    pub async fn damage_stored_state(
-        &self,
-        id: &DeploymentId,
-        version: Option<u64>,
-        offset: usize,
-        mask: u8,
-    ) -> Result<bool> {
-        let target = Damage {
-            id: id.clone(),
-            version,
-            offset,
-            mask,
-        };
-        self.send_job(|reply| Job::Damage { target, reply }).await
-    }
-
-    /// Test hook: flips one bit of a document's current body. Returns false if it is absent.
-    ///
-    /// # Errors
-    /// `Backend` if the write fails.
-    #[cfg(feature = "test-hooks")]
-    pub async fn damage_document(&self, address: &DocAddr) -> Result<bool> {
-        let a = address.clone();
-        let run = Box::new(move |t: &mut crate::records::Tables<'_>| {
-            crate::hooks::damage_document(t, &a)
-        });
-        self.send_job(|reply| Job::Hook { run, reply }).await
-    }
-
-    /// Test hook: deletes a document's current version row, leaving its head. Returns false
-    /// if it is absent.
-    ///
-    /// # Errors
-    /// `Backend` if the write fails.
-    #[cfg(feature = "test-hooks")]
-    pub async fn lose_document_row(&self, address: &DocAddr) -> Result<bool> {
-        let a = address.clone();
-        let run = Box::new(move |t: &mut crate::records::Tables<'_>| {
-            crate::hooks::lose_document_row(t, &a)
-        });
-        self.send_job(|reply| Job::Hook { run, reply }).await
-    }
-
-    /// Test hook: damages one stored journal entry. Returns false if there is no such entry.
-    ///
-    /// # Errors
-    /// `Backend` if the write fails.
-    #[cfg(feature = "test-hooks")]
-    pub async fn damage_entry(
-        &self,
-        stream: &StreamAddr,
-        seq: u64,
-        damage: tierstate_core::journal::EntryDamage,
-    ) -> Result<bool> {
-        let s = stream.clone();
-        let run = Box::new(move |t: &mut crate::records::Tables<'_>| {
-            crate::hooks::damage_entry(t, &s, seq, damage)
-        });
-        self.send_job(|reply| Job::Hook { run, reply }).await
-    }
 }
 
 /// An id in the file that tierstate could not have written.
@@ -905,54 +837,42 @@ impl StateStore for RedbStore {
     }
 }
 
-/// Which stored bytes the test hook damages.
+/// The one fault seam: damage runs inside the writer's own transaction; failing appends make
+/// the writer abandon a commit after its rows were written.
 #[cfg(feature = "test-hooks")]
-pub(crate) struct Damage {
-    id: DeploymentId,
-    version: Option<u64>,
-    offset: usize,
-    mask: u8,
-}
-
-#[cfg(feature = "test-hooks")]
-impl Damage {
-    pub(crate) fn apply(
-        self,
-        versions: &mut crate::writer::Versions<'_>,
-        head: &mut crate::writer::Head<'_>,
-    ) -> Result<bool, crate::writer::Stop> {
-        use redb::ReadableTable;
-
-        use crate::writer::Stop;
-        let id = self.id.as_str();
-        let Some((current, _, _, _)) = head.get(id).map_err(|e| Stop(map(e)))?.map(|g| g.value())
-        else {
-            return Ok(false);
+#[async_trait]
+impl tierstate_core::FaultSeam for RedbStore {
+    async fn inject(&self, fault: tierstate_core::Fault) -> Result<bool> {
+        use tierstate_core::Fault;
+        let run: crate::writer::HookFn = match fault {
+            Fault::StateBytes {
+                id,
+                version,
+                offset,
+                mask,
+            } => Box::new(move |t| crate::hooks::damage_state(t, &id, version, offset, mask)),
+            Fault::DocumentBody(a) => Box::new(move |t| crate::hooks::damage_document(t, &a)),
+            Fault::DocumentRowGone(a) => Box::new(move |t| crate::hooks::lose_document_row(t, &a)),
+            Fault::Entry {
+                stream,
+                seq,
+                damage,
+            } => Box::new(move |t| crate::hooks::damage_entry(t, &stream, seq, damage)),
+            Fault::FailAppends { stream, on } => {
+                let mut f = self.inner.db.failing.lock();
+                return Ok(if on {
+                    f.insert(stream)
+                } else {
+                    f.remove(&stream)
+                });
+            }
+            other => {
+                return Err(Error::invalid(
+                    "fault",
+                    format!("{other:?} is not injected into redb"),
+                ));
+            }
         };
-        let v = self.version.unwrap_or(current);
-        let Some(row) = versions.get((id, v)).map_err(|e| Stop(map(e)))?.map(|g| {
-            let (s, u, c, b) = g.value();
-            (s, u, c.to_vec(), b.to_vec())
-        }) else {
-            return Ok(false);
-        };
-        let (schema, updated, mut checksum, mut body) = row;
-        let span = body.len() + checksum.len();
-        if span == 0 || self.mask == 0 {
-            return Ok(false);
-        }
-        let at = self.offset % span;
-        if at < body.len() {
-            body[at] ^= self.mask;
-        } else {
-            checksum[at - body.len()] ^= self.mask;
-        }
-        versions
-            .insert(
-                (id, v),
-                (schema, updated, checksum.as_slice(), body.as_slice()),
-            )
-            .map_err(|e| Stop(map(e)))?;
-        Ok(true)
+        self.send_job(|reply| Job::Hook { run, reply }).await
     }
 }

@@ -38,11 +38,6 @@ pub(crate) enum Job {
         id: DeploymentId,
         reply: oneshot::Sender<Result<bool>>,
     },
-    #[cfg(feature = "test-hooks")]
-    Damage {
-        target: crate::store::Damage,
-        reply: oneshot::Sender<Result<bool>>,
-    },
     /// Test hook: raw work on the tables inside the writer's transaction.
     #[cfg(feature = "test-hooks")]
     Hook {
@@ -68,7 +63,7 @@ fn fail(job: Job, e: &Error) {
         Job::Truncate { reply, .. } => drop(reply.send(Err(replicate(e)))),
         Job::Delete { reply, .. } => drop(reply.send(Err(replicate(e)))),
         #[cfg(feature = "test-hooks")]
-        Job::Damage { reply, .. } | Job::Hook { reply, .. } => drop(reply.send(Err(replicate(e)))),
+        Job::Hook { reply, .. } => drop(reply.send(Err(replicate(e)))),
     }
 }
 
@@ -142,7 +137,7 @@ fn commit_group(handle: &Handle, durability: Durability, group: Vec<Job>) {
                     batch,
                     reads,
                     reply,
-                }) => match apply_batch(&mut tables, batch, &reads, now) {
+                }) => match apply_batch(handle, &mut tables, batch, &reads, now) {
                     Ok(r) => Ok(Done::Commit(reply, r)),
                     Err(Stop(e)) => Err((e, Done::Commit(reply, Ok(Committed::default())))),
                 },
@@ -156,13 +151,6 @@ fn commit_group(handle: &Handle, durability: Durability, group: Vec<Job>) {
                 },
                 Job::Delete { id, reply } => {
                     match tables.states().and_then(|(h, v)| delete(h, v, &id)) {
-                        Ok(r) => Ok(Done::Flag(reply, Ok(r))),
-                        Err(Stop(e)) => Err((e, Done::Flag(reply, Ok(false)))),
-                    }
-                }
-                #[cfg(feature = "test-hooks")]
-                Job::Damage { target, reply } => {
-                    match tables.states().and_then(|(h, v)| target.apply(v, h)) {
                         Ok(r) => Ok(Done::Flag(reply, Ok(r))),
                         Err(Stop(e)) => Err((e, Done::Flag(reply, Ok(false)))),
                     }
@@ -201,6 +189,7 @@ fn commit_group(handle: &Handle, durability: Durability, group: Vec<Job>) {
 /// Plans every member (reads only, through the core planner), then writes them. `Ok(Err(..))`
 /// is a planning failure that wrote nothing; `Err(Stop)` a storage failure mid-write.
 fn apply_batch(
+    #[cfg_attr(not(feature = "test-hooks"), allow(unused_variables))] handle: &Handle,
     tables: &mut Tables<'_>,
     batch: PreparedBatch,
     reads: &Reads,
@@ -215,6 +204,16 @@ fn apply_batch(
         Err(e) => return Ok(Err(e)),
     };
     crate::records::store(tables, &plan)?;
+    // The fault seam: a commit appending to a failing journal is abandoned after its rows
+    // were written, as a storage failure mid-write would be.
+    #[cfg(feature = "test-hooks")]
+    if let Some(e) = plan
+        .entries
+        .iter()
+        .find(|e| handle.failing.lock().contains(&e.stream))
+    {
+        return Err(Stop(tierstate_core::fault::injected(&e.stream)));
+    }
     Ok(Ok(plan.committed))
 }
 

@@ -1,8 +1,9 @@
-//! Test hooks that damage stored documents and journal entries the way a bad disk would.
+//! The fault seam's work on SQLite: damage to stored states, documents and journal entries the
+//! way a bad disk would, and commits that fail inside their own transaction.
 
 use rusqlite::{Connection, OptionalExtension, params};
 use tierstate_core::journal::{EntryDamage, flip};
-use tierstate_core::{DocAddr, Result, StreamAddr};
+use tierstate_core::{DeploymentId, DocAddr, Result, StreamAddr};
 
 use crate::error::map;
 
@@ -84,5 +85,72 @@ pub(crate) fn damage_entry(
         params![rowid, body, sum, hash],
     )
     .map_err(map)?;
+    Ok(true)
+}
+
+/// Flips bits (`mask`) of one byte of a stored version's body followed by its checksum.
+pub(crate) fn damage_state(
+    conn: &Connection,
+    id: &DeploymentId,
+    version: Option<u64>,
+    offset: usize,
+    mask: u8,
+) -> Result<bool> {
+    let found: Option<(i64, Vec<u8>, Vec<u8>)> = conn
+        .query_row(
+            "SELECT rowid, body, CAST(checksum AS BLOB) FROM ts_version WHERE deployment_id = ?1 \
+             AND version = coalesce(?2, (SELECT version FROM ts_head WHERE deployment_id = ?1))",
+            params![id.as_str(), version.map(|v| v as i64)],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()
+        .map_err(map)?;
+    let Some((rowid, mut body, mut checksum)) = found else {
+        return Ok(false);
+    };
+    let span = body.len() + checksum.len();
+    if span == 0 || mask == 0 {
+        return Ok(false);
+    }
+    let at = offset % span;
+    if at < body.len() {
+        body[at] ^= mask;
+        conn.execute(
+            "UPDATE ts_version SET body = ?2 WHERE rowid = ?1",
+            params![rowid, body],
+        )
+    } else {
+        checksum[at - body.len()] ^= mask;
+        // Stored back as TEXT bytes, valid UTF-8 or not, as a damaged disk page would be.
+        conn.execute(
+            "UPDATE ts_version SET checksum = CAST(?2 AS TEXT) WHERE rowid = ?1",
+            params![rowid, checksum],
+        )
+    }
+    .map_err(map)?;
+    Ok(true)
+}
+
+/// Makes every insert into `stream` abort its statement (and so its commit) while `on`: a
+/// temporary trigger on the writer's own connection, gone with it.
+pub(crate) fn fail_appends(conn: &Connection, stream: &StreamAddr, on: bool) -> Result<bool> {
+    let name = format!(
+        "ts_fault_{}",
+        &tierstate_core::Checksum::of(stream.to_string().as_bytes()).to_hex()[..16]
+    );
+    let lit = |s: &str| format!("'{}'", s.replace('\'', "''"));
+    let sql = if on {
+        format!(
+            "CREATE TEMP TRIGGER IF NOT EXISTS {name} BEFORE INSERT ON main.ts_journal \
+             WHEN NEW.deployment_id = {} AND NEW.stream = {} \
+             BEGIN SELECT RAISE(ABORT, {}); END",
+            lit(stream.deployment_id.as_str()),
+            lit(stream.stream.as_str()),
+            lit(&tierstate_core::fault::injected(stream).to_string()),
+        )
+    } else {
+        format!("DROP TRIGGER IF EXISTS temp.{name}")
+    };
+    conn.execute_batch(&sql).map_err(map)?;
     Ok(true)
 }

@@ -209,69 +209,6 @@ impl SqliteStore {
             .send(job(tx))?;
         rx.await.map_err(|_| closed())?
     }
-
-    /// Test hook: damages the stored bytes of one version (the newest if `version` is `None`).
-    /// `offset` picks a byte of the body followed by the stored checksum text (wrapped to their
-    /// combined length), `mask` the bits flipped. Returns false if there is no such record.
-    ///
-    /// # Errors
-    /// `Backend` if the write fails.
-    #[cfg(feature = "test-hooks")]
-    pub async fn damage_stored_state(
-        &self,
-        id: &DeploymentId,
-        version: Option<u64>,
-        offset: usize,
-        mask: u8,
-    ) -> Result<bool> {
-        let target = Damage {
-            id: id.clone(),
-            version,
-            offset,
-            mask,
-        };
-        self.send_job(|reply| Job::Damage { target, reply }).await
-    }
-
-    /// Test hook: flips one bit of a document's current body. Returns false if it is absent.
-    ///
-    /// # Errors
-    /// `Backend` if the write fails.
-    #[cfg(feature = "test-hooks")]
-    pub async fn damage_document(&self, address: &DocAddr) -> Result<bool> {
-        let a = address.clone();
-        let run = Box::new(move |conn: &Connection| crate::hooks::damage_document(conn, &a));
-        self.send_job(|reply| Job::Hook { run, reply }).await
-    }
-
-    /// Test hook: deletes a document's current version row, leaving its head. Returns false
-    /// if it is absent.
-    ///
-    /// # Errors
-    /// `Backend` if the write fails.
-    #[cfg(feature = "test-hooks")]
-    pub async fn lose_document_row(&self, address: &DocAddr) -> Result<bool> {
-        let a = address.clone();
-        let run = Box::new(move |conn: &Connection| crate::hooks::lose_document_row(conn, &a));
-        self.send_job(|reply| Job::Hook { run, reply }).await
-    }
-
-    /// Test hook: damages one stored journal entry. Returns false if there is no such entry.
-    ///
-    /// # Errors
-    /// `Backend` if the write fails.
-    #[cfg(feature = "test-hooks")]
-    pub async fn damage_entry(
-        &self,
-        stream: &StreamAddr,
-        seq: u64,
-        damage: tierstate_core::journal::EntryDamage,
-    ) -> Result<bool> {
-        let s = stream.clone();
-        let run =
-            Box::new(move |conn: &Connection| crate::hooks::damage_entry(conn, &s, seq, damage));
-        self.send_job(|reply| Job::Hook { run, reply }).await
-    }
 }
 
 #[async_trait]
@@ -512,53 +449,36 @@ impl StateStore for SqliteStore {
     }
 }
 
-/// Which stored bytes the test hook damages.
+/// The one fault seam: each fault runs inside the writer's own transaction.
 #[cfg(feature = "test-hooks")]
-pub(crate) struct Damage {
-    id: DeploymentId,
-    version: Option<u64>,
-    offset: usize,
-    mask: u8,
-}
-
-#[cfg(feature = "test-hooks")]
-impl Damage {
-    pub(crate) fn apply(self, conn: &Connection) -> Result<bool> {
-        use rusqlite::{OptionalExtension, params};
-
-        use crate::error::map;
-        let found: Option<(i64, Vec<u8>, Vec<u8>)> = conn
-            .query_row(
-                "SELECT rowid, body, CAST(checksum AS BLOB) FROM ts_version WHERE deployment_id = ?1 \
-                 AND version = coalesce(?2, (SELECT version FROM ts_head WHERE deployment_id = ?1))",
-                params![self.id.as_str(), self.version.map(|v| v as i64)],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .optional()
-            .map_err(map)?;
-        let Some((rowid, mut body, mut checksum)) = found else {
-            return Ok(false);
+#[async_trait]
+impl tierstate_core::FaultSeam for SqliteStore {
+    async fn inject(&self, fault: tierstate_core::Fault) -> Result<bool> {
+        use tierstate_core::Fault;
+        let run: crate::writer::HookFn = match fault {
+            Fault::StateBytes {
+                id,
+                version,
+                offset,
+                mask,
+            } => Box::new(move |c| crate::hooks::damage_state(c, &id, version, offset, mask)),
+            Fault::DocumentBody(a) => Box::new(move |c| crate::hooks::damage_document(c, &a)),
+            Fault::DocumentRowGone(a) => Box::new(move |c| crate::hooks::lose_document_row(c, &a)),
+            Fault::Entry {
+                stream,
+                seq,
+                damage,
+            } => Box::new(move |c| crate::hooks::damage_entry(c, &stream, seq, damage)),
+            Fault::FailAppends { stream, on } => {
+                Box::new(move |c| crate::hooks::fail_appends(c, &stream, on))
+            }
+            other => {
+                return Err(tierstate_core::Error::invalid(
+                    "fault",
+                    format!("{other:?} is not injected into SQLite"),
+                ));
+            }
         };
-        let span = body.len() + checksum.len();
-        if span == 0 || self.mask == 0 {
-            return Ok(false);
-        }
-        let at = self.offset % span;
-        if at < body.len() {
-            body[at] ^= self.mask;
-            conn.execute(
-                "UPDATE ts_version SET body = ?2 WHERE rowid = ?1",
-                params![rowid, body],
-            )
-        } else {
-            checksum[at - body.len()] ^= self.mask;
-            // Stored back as TEXT bytes, valid UTF-8 or not, as a damaged disk page would be.
-            conn.execute(
-                "UPDATE ts_version SET checksum = CAST(?2 AS TEXT) WHERE rowid = ?1",
-                params![rowid, checksum],
-            )
-        }
-        .map_err(map)?;
-        Ok(true)
+        self.send_job(|reply| Job::Hook { run, reply }).await
     }
 }

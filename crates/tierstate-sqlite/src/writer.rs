@@ -40,11 +40,6 @@ pub(crate) enum Job {
         id: DeploymentId,
         reply: oneshot::Sender<Result<bool>>,
     },
-    #[cfg(feature = "test-hooks")]
-    Damage {
-        target: crate::store::Damage,
-        reply: oneshot::Sender<Result<bool>>,
-    },
     /// Test hook: runs raw SQL work in the writer's transaction.
     #[cfg(feature = "test-hooks")]
     Hook {
@@ -230,7 +225,7 @@ fn fail(job: Job, e: &Error) {
         Job::Truncate { reply, .. } => drop(reply.send(Err(replicate(e)))),
         Job::Delete { reply, .. } => drop(reply.send(Err(replicate(e)))),
         #[cfg(feature = "test-hooks")]
-        Job::Damage { reply, .. } | Job::Hook { reply, .. } => drop(reply.send(Err(replicate(e)))),
+        Job::Hook { reply, .. } => drop(reply.send(Err(replicate(e)))),
     }
 }
 
@@ -248,8 +243,6 @@ fn apply(conn: &Connection, job: Job, now: DateTime<Utc>, reclaim: &mut Vec<Recl
             reply,
         } => Done::Count(reply, crate::records::truncate(conn, &stream, before)),
         Job::Delete { id, reply } => Done::Flag(reply, delete(conn, &id)),
-        #[cfg(feature = "test-hooks")]
-        Job::Damage { target, reply } => Done::Flag(reply, target.apply(conn)),
         #[cfg(feature = "test-hooks")]
         Job::Hook { run, reply } => Done::Flag(reply, run(conn)),
     }

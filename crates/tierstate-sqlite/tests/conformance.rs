@@ -3,35 +3,17 @@
 use std::sync::Arc;
 
 use tierstate_sqlite::{SqliteConfig, SqliteStore};
-use tierstate_testkit::{Harness, RecordDamage};
+use tierstate_testkit::Harness;
 
 async fn harness() -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(SqliteConfig::new(dir.path().join("state.db")))
         .await
         .unwrap();
-    let hook = store.clone();
-    let records = store.clone();
+    let store = Arc::new(store);
     Harness {
-        store: Arc::new(store),
-        damage: Arc::new(move |id, version| {
-            let hook = hook.clone();
-            Box::pin(async move {
-                hook.damage_stored_state(&id, version, 0, 0x20)
-                    .await
-                    .unwrap()
-            })
-        }),
-        damage_record: Arc::new(move |what| {
-            let hook = records.clone();
-            Box::pin(async move {
-                match what {
-                    RecordDamage::Document(a) => hook.damage_document(&a).await.unwrap(),
-                    RecordDamage::DocumentRowGone(a) => hook.lose_document_row(&a).await.unwrap(),
-                    RecordDamage::Entry(s, seq, d) => hook.damage_entry(&s, seq, d).await.unwrap(),
-                }
-            })
-        }),
+        store: store.clone(),
+        faults: store,
         guard: Box::new(dir),
     }
 }

@@ -10,21 +10,36 @@
 
 use std::sync::Arc;
 
-use tierstate_core::StateStore;
+use tierstate_core::{FaultSeam, StateStore};
 
-/// A store of one backend and what keeps it alive (a temporary directory).
+/// A store of one backend, its fault seam, and what keeps it alive (a temporary directory).
 pub struct Backend {
     /// The store, empty.
     pub store: Arc<dyn StateStore>,
+    /// The backend's fault seam.
+    pub faults: Arc<dyn FaultSeam>,
     _dir: Option<tempfile::TempDir>,
+}
+
+impl Backend {
+    fn new(
+        store: Arc<impl StateStore + FaultSeam + 'static>,
+        dir: Option<tempfile::TempDir>,
+    ) -> Self {
+        Self {
+            store: store.clone(),
+            faults: store,
+            _dir: dir,
+        }
+    }
 }
 
 /// The in-memory reference store.
 pub async fn memory() -> Option<Backend> {
-    Some(Backend {
-        store: Arc::new(tierstate_core::InMemoryStore::new()),
-        _dir: None,
-    })
+    Some(Backend::new(
+        Arc::new(tierstate_core::InMemoryStore::new()),
+        None,
+    ))
 }
 
 /// A SQLite file in a temporary directory.
@@ -35,10 +50,7 @@ pub async fn sqlite() -> Option<Backend> {
     ))
     .await
     .expect("open SQLite");
-    Some(Backend {
-        store: Arc::new(s),
-        _dir: Some(dir),
-    })
+    Some(Backend::new(Arc::new(s), Some(dir)))
 }
 
 /// A redb file in a temporary directory.
@@ -48,10 +60,7 @@ pub async fn redb() -> Option<Backend> {
         tierstate_redb::RedbStore::open(tierstate_redb::RedbConfig::new(dir.path().join("t.redb")))
             .await
             .expect("open redb");
-    Some(Backend {
-        store: Arc::new(s),
-        _dir: Some(dir),
-    })
+    Some(Backend::new(Arc::new(s), Some(dir)))
 }
 
 /// A fresh schema on the PostgreSQL server of `TEST_DATABASE_URL`; `None` if it is unset.
@@ -60,20 +69,38 @@ pub async fn postgres() -> Option<Backend> {
     let cfg = tierstate_postgres::PostgresConfig::new(url)
         .schema(&tierstate_testkit::fresh_schema("domain"))
         .expect("schema name");
-    Some(Backend {
-        store: Arc::new(
+    Some(Backend::new(
+        Arc::new(
             tierstate_postgres::PostgresStore::connect(cfg)
                 .await
                 .expect("connect to PostgreSQL"),
         ),
-        _dir: None,
-    })
+        None,
+    ))
 }
 
 /// Runs each named test (an `async fn(Arc<dyn StateStore>)` in the calling module) on every
-/// backend, as `memory::name`, `sqlite::name`, `redb::name` and `postgres::name`.
+/// backend, as `memory::name`, `sqlite::name`, `redb::name` and `postgres::name`. With
+/// `faults:` first, each test is an `async fn(&Backend)` (the store and its fault seam).
 #[macro_export]
 macro_rules! on_every_backend {
+    (faults: $($test:ident),* $(,)?) => {
+        $crate::on_every_backend!(@faults memory; $($test),*);
+        $crate::on_every_backend!(@faults sqlite; $($test),*);
+        $crate::on_every_backend!(@faults redb; $($test),*);
+        $crate::on_every_backend!(@faults postgres; $($test),*);
+    };
+    (@faults $b:ident; $($test:ident),*) => {
+        mod $b {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    let Some(b) = $crate::$b().await else { return };
+                    super::$test(&b).await;
+                }
+            )*
+        }
+    };
     ($($test:ident),* $(,)?) => {
         $crate::on_every_backend!(@backend memory; $($test),*);
         $crate::on_every_backend!(@backend sqlite; $($test),*);

@@ -2,7 +2,8 @@
 //! against every backend.
 //!
 //! A backend's test file provides an async factory returning a [`Harness`] and invokes
-//! [`conformance_tests!`], which generates one `#[tokio::test]` per check in [`checks`]:
+//! [`conformance_tests!`], which generates one `#[tokio::test]` per check: states, documents,
+//! journals, batches, damage, and what a verifier relies on, each in the file of its name.
 //!
 //! ```text
 //! async fn harness() -> tierstate_testkit::Harness { /* open a fresh store */ }
@@ -13,72 +14,73 @@
 #![allow(clippy::missing_panics_doc)]
 
 use std::any::Any;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
-use tierstate_core::journal::EntryDamage;
-use tierstate_core::{DeploymentId, DocAddr, InMemoryStore, StateStore, StreamAddr};
+use tierstate_core::{DeploymentId, Fault, FaultSeam, InMemoryStore, StateStore};
 
-pub mod audit;
-pub mod checks;
-pub mod records;
+pub mod batches;
+pub mod damage;
+pub mod documents;
+pub mod journals;
+pub mod state;
+mod support;
+pub mod verify;
 
-/// Damages the stored bytes of one version (the newest if `None`) without fixing the checksum.
-/// Resolves to false if there was no such record.
-pub type DamageFn = Arc<
-    dyn Fn(DeploymentId, Option<u64>) -> Pin<Box<dyn Future<Output = bool> + Send>> + Send + Sync,
->;
-
-/// Which stored record [`DamageRecordFn`] damages.
-#[derive(Debug, Clone)]
-pub enum RecordDamage {
-    /// Flip a bit of the current version's body.
-    Document(DocAddr),
-    /// Delete the current version's row, leaving the head that names it.
-    DocumentRowGone(DocAddr),
-    /// Damage one journal entry.
-    Entry(StreamAddr, u64, EntryDamage),
+/// Every check, by name (what [`conformance_tests!`] calls).
+pub mod checks {
+    pub use crate::batches::*;
+    pub use crate::damage::*;
+    pub use crate::documents::*;
+    pub use crate::journals::*;
+    pub use crate::state::*;
+    pub use crate::verify::*;
 }
 
-/// Damages a document or journal entry in storage without fixing checksums or hashes.
-/// Resolves to false if there was no such record.
-pub type DamageRecordFn =
-    Arc<dyn Fn(RecordDamage) -> Pin<Box<dyn Future<Output = bool> + Send>> + Send + Sync>;
-
-/// A fresh, empty store under test plus the hooks the suite needs.
+/// A fresh, empty store under test plus its fault seam.
 pub struct Harness {
     /// The store, empty.
     pub store: Arc<dyn StateStore>,
-    /// The backend's corruption hook (every backend must provide one).
-    pub damage: DamageFn,
-    /// The backend's hook for documents and journal entries.
-    pub damage_record: DamageRecordFn,
+    /// The backend's fault seam (every backend provides one): damage the way a bad disk would.
+    pub faults: Arc<dyn FaultSeam>,
     /// Anything that must outlive the test (a temporary directory, a server handle).
     pub guard: Box<dyn Any + Send>,
+}
+
+impl Harness {
+    /// Flips a bit of the first byte of a stored version (the newest if `None`), leaving its
+    /// checksum: false if there was no such record.
+    ///
+    /// # Panics
+    /// If the backend fails to inject it.
+    pub async fn damage_state(&self, id: DeploymentId, version: Option<u64>) -> bool {
+        self.inject(Fault::StateBytes {
+            id,
+            version,
+            offset: 0,
+            mask: 0x20,
+        })
+        .await
+    }
+
+    /// Injects `fault` through the backend's seam.
+    ///
+    /// # Panics
+    /// If the backend fails to inject it.
+    pub async fn inject(&self, fault: Fault) -> bool {
+        let shown = format!("{fault:?}");
+        self.faults
+            .inject(fault)
+            .await
+            .unwrap_or_else(|e| panic!("injecting {shown}: {e}"))
+    }
 }
 
 /// A harness over the in-memory reference store.
 pub async fn memory_harness() -> Harness {
     let store = Arc::new(InMemoryStore::new());
-    let hook = store.clone();
-    let records = store.clone();
     Harness {
-        store,
-        damage: Arc::new(move |id, version| {
-            let hook = hook.clone();
-            Box::pin(async move { hook.damage_stored_state(&id, version) })
-        }),
-        damage_record: Arc::new(move |what| {
-            let done = match what {
-                RecordDamage::Document(a) => records.damage_document(&a),
-                RecordDamage::Entry(s, seq, d) => records.damage_entry(&s, seq, d),
-                // The in-memory store keeps a document's versions in one list with no separate
-                // head, so a head cannot outlive its row: nothing to damage (the check skips).
-                RecordDamage::DocumentRowGone(_) => false,
-            };
-            Box::pin(async move { done })
-        }),
+        store: store.clone(),
+        faults: store,
         guard: Box::new(()),
     }
 }

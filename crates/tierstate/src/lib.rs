@@ -41,13 +41,15 @@ pub use manager::{StateManager, Versioned};
 pub use metrics::{Metrics, Op, OpRecord, OpSummary, Outcome, TierSummary};
 pub use payload::PAYLOAD_MARKER;
 pub use tierstate_core::group::GroupStats;
+/// Journals: queries, pages, and the damage a fault can do to an entry.
+pub use tierstate_core::journal;
 pub use tierstate_core::{
     Append, Appended, BackendErrorKind, BatchOp, Checksum, CommitProbe, Committed, DeploymentId,
-    DocAddr, DocWrite, Document, Error, InMemoryStore, JournalEntry, JournalInfo, JournalPage,
-    JournalQuery, JournalTail, MAX_SCHEMA_VERSION, MAX_STATE_BYTES, MAX_STATE_DEPTH, Name, PutMode,
-    Result, Retention, SchemaMigrate, SchemaStatus, SchemaStep, Side, StateData, StateStore,
-    StateWrite, StreamAddr, Target, Tier, TruncateBefore, WriteBatch, epoch_micros,
-    truncate_to_micros,
+    DocAddr, DocWrite, Document, Error, Fault, FaultSeam, InMemoryStore, JournalEntry, JournalInfo,
+    JournalPage, JournalQuery, JournalTail, MAX_SCHEMA_VERSION, MAX_STATE_BYTES, MAX_STATE_DEPTH,
+    Name, Plan, PutMode, Result, Retention, SchemaMigrate, SchemaStatus, SchemaStep, Side,
+    StateData, StateStore, StateWrite, StreamAddr, Target, Tier, TruncateBefore, WriteBatch,
+    epoch_micros, truncate_to_micros,
 };
 pub use tierstate_migrate::{MigrationError, MigrationRegistry, RollbackInfo, StateMigration};
 /// Multi-chain positions, net and gross totals, and reconciliation against a venue.

@@ -97,13 +97,27 @@ async fn conflict_evicts_stale_hot_entry() {
     assert_eq!(b.metrics().tier(Tier::Warm).conflicts, 1);
 }
 
+/// Flips a bit of `name`'s newest stored state through the store's fault seam.
+async fn damage(store: &InMemoryStore, name: &str) -> bool {
+    use tierstate::{Fault, FaultSeam};
+    store
+        .inject(Fault::StateBytes {
+            id: id(name),
+            version: None,
+            offset: 0,
+            mask: 0x20,
+        })
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn damaged_warm_record_is_never_cached() {
     let store = Arc::new(InMemoryStore::new());
     let m = over(store.clone()).await;
     m.create(&id("a"), obj(json!({"n": 1}))).await.unwrap();
     m.invalidate(&id("a"));
-    assert!(store.damage_stored_state(&id("a"), None));
+    assert!(damage(&store, "a").await);
     for _ in 0..2 {
         let err = m.load(&id("a")).await.unwrap_err();
         assert!(
@@ -135,7 +149,7 @@ async fn warm_up_steps_over_damaged_records_on_page_edges() {
     store.write(b).await.unwrap();
     // The last record of the first page of 1000 and the first of the third.
     for i in [999, 2000] {
-        assert!(store.damage_stored_state(&id(&format!("d{i:04}")), None));
+        assert!(damage(&store, &format!("d{i:04}")).await);
     }
     let m = StateManager::builder()
         .warm(store.clone())

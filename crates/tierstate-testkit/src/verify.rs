@@ -1,40 +1,98 @@
-//! Checks of what a verifier relies on: every deployment holding any record, any retained
-//! version of a document by number, audit reads that step over damaged or missing journal
-//! entries and name each, reads by time and key that see a deleted neighbour, and the
+//! Checks of what a verifier and time travel rely on: every deployment holding any record, any
+//! retained version by number, reads as of a time, audit reads that step over damaged or
+//! missing entries and name each, reads by time and key that see a deleted neighbour, and the
 //! engine's own consistency check.
 
-use chrono::{DateTime, TimeZone, Utc};
-use serde_json::{Map, Value, json};
-use tierstate_core::journal::{EntryDamage, Flip};
-use tierstate_core::{
-    Append, DeploymentId, DocAddr, DocWrite, Error, JournalQuery, PutMode, StateStore, StateWrite,
-    StreamAddr, WriteBatch,
-};
+use crate::support::*;
 
-use crate::{Harness, RecordDamage};
-
-fn obj(v: Value) -> Map<String, Value> {
-    v.as_object().expect("test value is an object").clone()
-}
-
-fn t(us: i64) -> DateTime<Utc> {
-    Utc.timestamp_micros(1_800_000_000_000_000 + us).unwrap()
-}
-
-fn id(s: &str) -> DeploymentId {
-    DeploymentId::new(s).expect("valid id")
-}
-
-async fn six(s: &dyn StateStore, st: &StreamAddr) {
-    let mut b = WriteBatch::new();
-    for n in 1..=6u64 {
-        b = b.append(Append::new(
-            st.clone(),
-            t(n as i64 * 10),
-            obj(json!({"n": n})),
-        ));
+/// Reads as of a time: the newest retained version committed at or before it, `None` before
+/// the record existed, `NotRetained` when retention pruned that far.
+pub async fn time_travel(h: &Harness) {
+    let s = &h.store;
+    let id = DeploymentId::new("d").unwrap();
+    let a = doc("d", "c", "k");
+    let st = stream("d", "ledger");
+    let before = Utc::now() - chrono::Duration::milliseconds(1);
+    let mut marks = Vec::new();
+    for n in 1..=4u64 {
+        tokio::time::sleep(Duration::from_millis(3)).await;
+        s.write(
+            WriteBatch::new()
+                .put(StateWrite::overwrite(id.clone(), obj(json!({"n": n}))))
+                .document(DocWrite::new(
+                    a.clone(),
+                    PutMode::Overwrite,
+                    obj(json!({"n": n})),
+                ))
+                .append(entry(&st, n as i64, n))
+                .with_retention(Retention::KeepAll),
+        )
+        .await
+        .unwrap();
+        tokio::time::sleep(Duration::from_millis(3)).await;
+        marks.push(Utc::now());
     }
-    s.write(b).await.expect("append six entries");
+    assert!(s.get_as_of(&id, before).await.unwrap().is_none());
+    assert!(s.document_as_of(&a, before).await.unwrap().is_none());
+    assert!(
+        s.journal_as_of(&st, before, 100)
+            .await
+            .unwrap()
+            .entries
+            .is_empty()
+    );
+    for (i, m) in marks.iter().enumerate() {
+        let n = i as u64 + 1;
+        assert_eq!(s.get_as_of(&id, *m).await.unwrap().unwrap().version, n);
+        assert_eq!(
+            s.document_as_of(&a, *m).await.unwrap().unwrap().value["n"],
+            json!(n)
+        );
+        assert_eq!(
+            seqs(&s.journal_as_of(&st, *m, 100).await.unwrap()),
+            (1..=n).collect::<Vec<_>>()
+        );
+    }
+    // Prune to the newest two versions: as of the first mark is no longer answerable.
+    let keep1 = Retention::KeepLast(NonZeroU32::new(1).unwrap());
+    s.write(
+        WriteBatch::new()
+            .put(StateWrite::overwrite(id.clone(), obj(json!({"n": 5}))))
+            .document(DocWrite::new(
+                a.clone(),
+                PutMode::Overwrite,
+                obj(json!({"n": 5})),
+            ))
+            .with_retention(keep1),
+    )
+    .await
+    .unwrap();
+    assert!(matches!(
+        s.get_as_of(&id, marks[0]).await,
+        Err(Error::NotRetained {
+            target: Target::State,
+            ..
+        })
+    ));
+    assert!(matches!(
+        s.document_as_of(&a, marks[0]).await,
+        Err(Error::NotRetained { .. })
+    ));
+    assert!(
+        s.get_as_of(&id, before).await.is_err(),
+        "before the first retained version is unknown"
+    );
+    s.truncate_journal(&st, TruncateBefore::Seq(3))
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.journal_as_of(&st, marks[0], 100).await,
+        Err(Error::NotRetained { .. })
+    ));
+    assert_eq!(
+        seqs(&s.journal_as_of(&st, marks[3], 100).await.unwrap()),
+        [3, 4]
+    );
 }
 
 /// `deployments` lists every deployment with a state, a document or a journal (not only
@@ -122,7 +180,7 @@ pub async fn document_versions_read_by_number(h: &Harness) {
     assert!(s.document_version(&a, 0).await.unwrap().is_none());
     let other = DocAddr::new("d", "c", "none").unwrap();
     assert!(s.document_version(&other, 1).await.unwrap().is_none());
-    if (h.damage_record)(RecordDamage::Document(a.clone())).await {
+    if h.inject(Fault::DocumentBody(a.clone())).await {
         match s.document_version(&a, 3).await {
             Err(Error::Integrity { version: 3, .. }) => {}
             other => panic!("damaged version 3: {other:?}"),
@@ -151,7 +209,12 @@ pub async fn audit_reads_step_over_damage(h: &Harness) {
         six(&**s, &st).await;
         for seq in [2, 5] {
             assert!(
-                (h.damage_record)(RecordDamage::Entry(st.clone(), seq, damage)).await,
+                h.inject(Fault::Entry {
+                    stream: st.clone(),
+                    seq,
+                    damage
+                })
+                .await,
                 "{damage:?}: hook found nothing"
             );
         }
@@ -195,7 +258,12 @@ pub async fn reads_by_time_see_a_deleted_neighbour(h: &Harness) {
         let st = StreamAddr::new("d", &format!("w{i}")).unwrap();
         six(&**s, &st).await;
         assert!(
-            (h.damage_record)(RecordDamage::Entry(st.clone(), gone, EntryDamage::Delete)).await,
+            h.inject(Fault::Entry {
+                stream: st.clone(),
+                seq: gone,
+                damage: EntryDamage::Delete
+            })
+            .await,
             "hook found nothing"
         );
         let mut queries = vec![
