@@ -51,3 +51,45 @@ pub(crate) fn message(e: &sqlx::Error) -> String {
     }
     out
 }
+
+/// An error raised before the transaction began: nothing was applied.
+pub(crate) fn not_applied(e: sqlx::Error) -> Error {
+    match map(e) {
+        Error::Backend {
+            kind: BackendErrorKind::Timeout | BackendErrorKind::Unavailable,
+            message,
+            source,
+            ..
+        } => Error::Backend {
+            backend: BACKEND,
+            kind: BackendErrorKind::Unavailable,
+            message,
+            source,
+        },
+        other => other,
+    }
+}
+
+/// An error raised once a write transaction was under way: an I/O failure may have happened
+/// after the server committed, so the outcome is unknown.
+pub(crate) fn in_flight(e: sqlx::Error) -> Error {
+    match map(e) {
+        Error::Backend {
+            kind: BackendErrorKind::Unavailable,
+            message,
+            source,
+            ..
+        } => Error::Backend {
+            backend: BACKEND,
+            kind: BackendErrorKind::ConnectionLost,
+            message,
+            source,
+        },
+        other => other,
+    }
+}
+
+/// SQLSTATEs after which the transaction certainly rolled back and a rerun sees the winner.
+pub(crate) fn lost_race(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("23505" | "40P01" | "40001")))
+}

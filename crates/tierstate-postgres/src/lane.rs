@@ -27,9 +27,10 @@ use tierstate_core::{
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::error::BACKEND;
+use crate::error::{in_flight, lost_race, not_applied};
 use crate::fast::Fast;
 use crate::heads::Heads;
-use crate::store::{NOTIFY_CHANNEL, in_flight, lost_race, not_applied};
+use crate::notify::NOTIFY_CHANNEL;
 
 /// Groups committing at once (each holds one pooled connection while it does). Two: the
 /// server's WAL flush already overlaps them, and fewer, bigger groups spend less of a 2-core

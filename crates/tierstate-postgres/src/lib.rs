@@ -18,6 +18,7 @@
 #![deny(missing_docs)]
 
 mod config;
+mod connect;
 mod error;
 mod fast;
 mod heads;
@@ -25,11 +26,14 @@ mod heads;
 mod hooks;
 mod lane;
 mod listener;
+mod notify;
 mod records;
 mod schema;
 mod statement;
 mod store;
+mod write;
 
 pub use config::PostgresConfig;
+pub use notify::NOTIFY_CHANNEL;
 pub use schema::PostgresSchema;
-pub use store::{NOTIFY_CHANNEL, PostgresStore};
+pub use store::PostgresStore;

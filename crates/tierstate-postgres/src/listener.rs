@@ -64,7 +64,7 @@ impl Feed {
     }
 }
 
-use crate::store::NOTIFY_CHANNEL;
+use crate::notify::NOTIFY_CHANNEL;
 
 /// Parses `"<schema> <version> <deployment id>"`; `None` for another schema's commits.
 fn parse(payload: &str, schema: &str) -> Option<Change> {

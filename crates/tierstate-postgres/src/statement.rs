@@ -16,7 +16,7 @@ use sqlx::{Arguments, PgConnection};
 use tierstate_core::plan::Plan;
 use tierstate_core::{DocAddr, StreamAddr};
 
-use crate::store::NOTIFY_CHANNEL;
+use crate::notify::NOTIFY_CHANNEL;
 
 /// One row of the statement's answer: the guard's result, then a moved head's kind (`s` or
 /// `d`), address and `created_at`.
