@@ -3,6 +3,12 @@
 //!
 //! Every command works on any backend by URL (`sqlite:PATH`, `redb:PATH`, `postgres://…`);
 //! read commands take `--json` for scripts; errors are one line on stderr with a non-zero exit.
+//!
+//! ```text
+//! $ tierstate demo --ticks 200      # writes tierstate-demo.db, prints what to try next
+//! $ tierstate verify --db sqlite:tierstate-demo.db   # checksums and chains; exit 1 on damage
+//! $ tierstate --help                # every command
+//! ```
 
 mod chart;
 mod domain;

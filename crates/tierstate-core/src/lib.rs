@@ -5,6 +5,24 @@
 //! Backends only move bytes: the semantics of a write (which version it gets, when it conflicts)
 //! live here, in [`cas`], so every backend behaves identically and the conformance suite in
 //! `tierstate-testkit` checks that they do.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> tierstate_core::Result<()> {
+//! use serde_json::json;
+//! use tierstate_core::{DeploymentId, Error, InMemoryStore, StateStore, StateWrite, WriteBatch};
+//!
+//! let store = InMemoryStore::new();
+//! let id = DeploymentId::new("grid-btc")?;
+//! let body = |n: i64| json!({ "cash": n }).as_object().cloned().unwrap();
+//! store.commit(WriteBatch::new().put(StateWrite::create(id.clone(), body(100)))).await?;
+//! store.commit(WriteBatch::new().put(StateWrite::update(id.clone(), 1, body(90)))).await?;
+//!
+//! // A write against a version that is no longer the head changes nothing and says why.
+//! let stale = store.commit(WriteBatch::new().put(StateWrite::update(id.clone(), 1, body(0))));
+//! assert!(matches!(stale.await, Err(Error::Conflict { expected: 1, actual: Some(2), .. })));
+//! assert_eq!(store.get(&id).await?.unwrap().version, 2);
+//! # Ok(()) }
+//! ```
 #![deny(missing_docs)]
 
 pub mod batch;

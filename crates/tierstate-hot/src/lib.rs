@@ -24,6 +24,30 @@
 //!   operation then reads WARM after every earlier one returned, so none can go backwards.
 //! * A bulk read (warm-up) whose ids are not known in advance takes a [`BulkTicket`]; while it
 //!   lives the cache notes which deployments change, and refuses only their bulk results.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> tierstate_core::Result<()> {
+//! use tierstate_core::{DeploymentId, InMemoryStore, StateStore, StateWrite};
+//! use tierstate_hot::{HotCache, HotConfig, InsertOutcome, WriteOutcome};
+//!
+//! let warm = InMemoryStore::new();
+//! let id = DeploymentId::new("grid-btc")?;
+//! let body = |n: i64| serde_json::json!({ "cash": n }).as_object().cloned().unwrap();
+//! let v1 = warm.put(StateWrite::create(id.clone(), body(100)), Default::default()).await?;
+//! let hot = HotCache::new(HotConfig::default());
+//!
+//! // A read that started before a write cannot cache what it read once the write is running.
+//! let read = hot.begin_read(&id);
+//! let write = hot.begin_write(&id);
+//! assert_eq!(hot.fill(read, &v1), InsertOutcome::Invalidated);
+//! let v2 = warm.put(StateWrite::update(id.clone(), 1, body(90)), Default::default()).await?;
+//! hot.finish_write(write, WriteOutcome::Written(&v2));
+//! assert_eq!(hot.get(&id).unwrap().version, 2);
+//!
+//! // Once version 2 was handed out, version 1 is never cached again.
+//! assert_eq!(hot.fill(hot.begin_read(&id), &v1), InsertOutcome::KeptNewer);
+//! # Ok(()) }
+//! ```
 #![deny(missing_docs)]
 
 use std::collections::{HashMap, HashSet};

@@ -15,6 +15,22 @@
 //! database migrated by a newer tierstate is refused. Every commit publishes
 //! `(deployment, version)` with `NOTIFY`, and [`PostgresStore`] offers the feed so managers in
 //! other processes evict stale HOT entries.
+//!
+//! ```no_run
+//! # async fn demo() -> tierstate_core::Result<()> {
+//! use tierstate_core::StateStore;
+//! use tierstate_postgres::{PostgresConfig, PostgresStore};
+//!
+//! // One schema per fleet; the password never appears in an error or a log line.
+//! let config = PostgresConfig::new("postgres://trader:secret@db:5432/strategies")
+//!     .schema("fleet_a")?
+//!     .application_name("grid-btc");
+//! let store = PostgresStore::connect(config).await?;
+//! // Every other process's commits arrive here as (deployment, version) events.
+//! let mut feed = store.changes().expect("listening is on by default");
+//! # let _ = feed.events.recv().await;
+//! # Ok(()) }
+//! ```
 #![deny(missing_docs)]
 
 mod config;

@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::Utc;
-use sqlx::postgres::{PgPool, PgRow};
 use sqlx::Row;
+use sqlx::postgres::{PgPool, PgRow};
 use tierstate_core::journal::{JournalInfo, JournalPage, JournalQuery, truncated_head};
 use tierstate_core::{
     BackendErrorKind, ChangeFeed, Committed, DeploymentId, DocAddr, Document, Error, KeyRange,

@@ -5,6 +5,27 @@
 //! use this to show their own behaviour holds on every backend, with one list of backends.
 //! PostgreSQL is used when `TEST_DATABASE_URL` is set (`cargo xtask test` starts a server);
 //! otherwise its tests return early, as the conformance suite's do.
+//!
+//! In a test file, `on_every_backend!(faults: damaged_state_is_refused);` turns the function
+//! below into four tests; here it runs on SQLite alone:
+//!
+//! ```
+//! use tierstate_core::{DeploymentId, Fault, StateWrite};
+//! use tierstate_testkit_backends::Backend;
+//!
+//! async fn damaged_state_is_refused(b: &Backend) {
+//!     let id = DeploymentId::new("grid-btc").unwrap();
+//!     let body = serde_json::json!({ "cash": 100 }).as_object().cloned().unwrap();
+//!     b.store.put(StateWrite::create(id.clone(), body), Default::default()).await.unwrap();
+//!     let flip = Fault::StateBytes { id: id.clone(), version: None, offset: 3, mask: 1 };
+//!     assert!(b.faults.inject(flip).await.unwrap());
+//!     assert!(b.store.get(&id).await.unwrap_err().is_damage());
+//! }
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! # let b = tierstate_testkit_backends::sqlite().await.unwrap();
+//! # damaged_state_is_refused(&b).await;
+//! # }
+//! ```
 #![deny(missing_docs)]
 #![allow(clippy::missing_panics_doc)] // Test fixtures: a store that cannot open is a failed test.
 
