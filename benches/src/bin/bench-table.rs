@@ -13,7 +13,7 @@ use serde_json::json;
 use tierstate::{
     Append, DeploymentId, DocAddr, DocWrite, GroupStats, HotConfig, InMemoryStore, JournalQuery,
     PutMode, Retention, SqliteConfig, StateData, StateManager, StateStore, StateWrite, StreamAddr,
-    WriteBatch,
+    Tierstate, WriteBatch,
 };
 use tierstate_benches::floor::{Floor, FloorTick};
 use tierstate_benches::plain::Plain;
@@ -315,7 +315,7 @@ fn manager_hot_load(rt: &tokio::runtime::Runtime, scale: usize) -> Row {
     );
     rt.block_on(async {
         let store = Arc::new(InMemoryStore::new());
-        let m = StateManager::builder().warm(store).build().await.unwrap();
+        let m = Tierstate::builder().warm(store).build().await.unwrap();
         for r in &recs {
             m.create(&r.deployment_id, r.state.clone()).await.unwrap();
         }
@@ -373,7 +373,7 @@ async fn shared_file_hot_load(dir: &Path, scale: usize) -> Row {
         ("shared", tierstate::Sharing::Shared),
     ] {
         let cfg = SqliteConfig::new(dir.join(format!("hot-{name}.db"))).sharing(sharing);
-        let m = StateManager::builder()
+        let m = Tierstate::builder()
             .sqlite_config(cfg)
             .build()
             .await
@@ -400,7 +400,7 @@ async fn shared_file_hot_load(dir: &Path, scale: usize) -> Row {
 
 async fn manager(dir: &Path, backend: Warm, name: &str, hot: bool) -> StateManager {
     let path = dir.join(format!("{}-{name}", backend.name()));
-    let b = StateManager::builder().warm_up(false);
+    let b = Tierstate::builder().warm_up(false);
     let b = match backend {
         Warm::Sqlite => b.sqlite_config(SqliteConfig::new(path)),
         Warm::Redb => b.redb(path),
@@ -714,7 +714,7 @@ async fn grouping_manager(dir: &Path, backend: Warm, name: &str) -> (StateManage
         }
         Warm::Postgres => return (manager(dir, backend, name, true).await, GroupProbe::None),
     };
-    let m = StateManager::builder()
+    let m = Tierstate::builder()
         .warm_up(false)
         .warm(store)
         .build()
@@ -1033,7 +1033,7 @@ async fn warm_up(dir: &Path, backend: Warm, n: usize) -> Row {
     let before = ProcessCounters::now();
     // `capacity` is a hard ceiling and the cache's shards evict independently, so a working
     // set of n gets the usual headroom (1/8) to fit whole.
-    let m = StateManager::builder()
+    let m = Tierstate::builder()
         .hot(HotConfig {
             capacity: n + n / 8,
             ttl: None,
@@ -1076,6 +1076,14 @@ async fn warm_up(dir: &Path, backend: Warm, n: usize) -> Row {
 /// A store of `backend` at a fresh location named `name`, without the manager around it.
 async fn record_store(dir: &Path, backend: Warm, name: &str) -> Arc<dyn StateStore> {
     manager(dir, backend, name, false).await.warm().clone()
+}
+
+/// The front door over a store of `backend` at a fresh location (HOT off, as domains read
+/// WARM), and its raw store for the state-CAS baseline beside each domain row.
+async fn front(dir: &Path, backend: Warm, name: &str) -> (Tierstate, Arc<dyn StateStore>) {
+    let ts = Tierstate::from_manager(manager(dir, backend, name, false).await);
+    let store = ts.warm().clone();
+    (ts, store)
 }
 
 fn stream(name: &str) -> StreamAddr {
@@ -1644,9 +1652,8 @@ fn reconcile_10k(scale: usize) -> Row {
 
 /// Saving a 1,000-position book (one document, CAS) against a 1 KiB state CAS, interleaved.
 async fn save_book(dir: &Path, backend: Warm, scale: usize) -> Row {
-    use tierstate::positions::PositionStore;
-    let store = record_store(dir, backend, "book.db").await;
-    let ps = PositionStore::new(store.clone(), &id("book")).unwrap();
+    let (ts, store) = front(dir, backend, "book.db").await;
+    let ps = ts.positions(&id("book")).unwrap();
     let book = position_book(1000);
     let mut v = ps.save(&book, None).await.unwrap();
     let (ours, base) = beside_state_cas(&store, 400 / scale, async |_| {
@@ -1685,9 +1692,9 @@ fn clob_order(i: usize, at: chrono::DateTime<chrono::Utc>) -> tierstate::orders:
 /// Order status update (Pending -> Submitted: the order and its open copy, one CAS batch)
 /// against a 1 KiB state CAS, interleaved.
 async fn order_status_update(dir: &Path, backend: Warm, scale: usize) -> Row {
-    use tierstate::orders::{ClobOrders, OrderStatus};
-    let store = record_store(dir, backend, "orders.db").await;
-    let orders = ClobOrders::new(store.clone(), &id("clob"));
+    use tierstate::orders::OrderStatus;
+    let (ts, store) = front(dir, backend, "orders.db").await;
+    let orders = ts.clob(&id("clob"));
     let n = 1000 / scale;
     let now = chrono::Utc::now();
     let mut created = Vec::with_capacity(n);
@@ -1716,10 +1723,9 @@ async fn order_status_update(dir: &Path, backend: Warm, scale: usize) -> Row {
 async fn order_rows(dir: &Path, backend: Warm, scale: usize) -> Vec<Row> {
     use tierstate::accounting::Decimal;
     use tierstate::orders::{
-        FaultPlan, OrderEvent, OrderIntent, OrderSpec, OrderStore, ReconStatus, Reconciler, Side,
-        SimExchange,
+        FaultPlan, OrderEvent, OrderIntent, OrderSpec, ReconStatus, Reconciler, Side, SimExchange,
     };
-    let store = record_store(dir, backend, "orders-engine.db").await;
+    let (ts, store) = front(dir, backend, "orders-engine.db").await;
     let now = chrono::Utc::now();
     let intent = |dep: &str, id: String, price: i64| {
         let spec =
@@ -1728,7 +1734,7 @@ async fn order_rows(dir: &Path, backend: Warm, scale: usize) -> Vec<Row> {
     };
     // Place to durable acknowledgement: one reconcile of a new intent (placement durable,
     // sent, acknowledgement durable).
-    let o = OrderStore::new(store.clone(), &id("eng"));
+    let o = ts.orders(&id("eng"));
     let venue = Arc::new(SimExchange::new(FaultPlan::none()));
     let engine = Reconciler::new(o.clone(), venue, Decimal::ZERO);
     let n = 500 / scale;
@@ -1752,7 +1758,7 @@ async fn order_rows(dir: &Path, backend: Warm, scale: usize) -> Vec<Row> {
         place.note
     );
     // A pass over 1,000 intents, 100 of them re-priced each time.
-    let many = OrderStore::new(store.clone(), &id("pass"));
+    let many = ts.orders(&id("pass"));
     let engine = Reconciler::new(
         many.clone(),
         Arc::new(SimExchange::new(FaultPlan::none())),
@@ -1882,9 +1888,9 @@ fn ledger_entry(deployment: &str, k: u64) -> tierstate::accounting::LedgerEntry 
 /// Ledger entry + registry change in one atomic commit (even ticks open a row, odd ones
 /// close it), against a 1 KiB state CAS on the same store.
 async fn ledger_commit(dir: &Path, backend: Warm, scale: usize) -> Row {
-    use tierstate::accounting::{CommitMode, Registry, RegistryRow, RegistryStatus};
-    let store = record_store(dir, backend, "ledger-commit.db").await;
-    let reg = Registry::new(store.clone(), &id("reg"));
+    use tierstate::accounting::{CommitMode, RegistryRow, RegistryStatus};
+    let (ts, store) = front(dir, backend, "ledger-commit.db").await;
+    let reg = ts.registry(&id("reg"));
     let (ours, base) = beside_state_cas(&store, 1000 / scale, async |i| {
         let k = i as u64;
         let j = k - k % 2;
@@ -1919,7 +1925,7 @@ async fn ledger_commit(dir: &Path, backend: Warm, scale: usize) -> Row {
 /// against the same read of a ledger of 10,000.
 async fn ledger_reads(dir: &Path, backend: Warm, big: u64, scale: usize) -> Vec<Row> {
     use tierstate::accounting::{Ledger, LedgerQuery};
-    let store = record_store(dir, backend, "ledger.db").await;
+    let (ts, _) = front(dir, backend, "ledger.db").await;
     let fill = async |l: &Ledger, dep: &str, n: u64| {
         let mut k = 0;
         while k < n {
@@ -1930,8 +1936,8 @@ async fn ledger_reads(dir: &Path, backend: Warm, big: u64, scale: usize) -> Vec<
             k += 5_000;
         }
     };
-    let large = Ledger::new(store.clone(), &id("large"));
-    let small = Ledger::new(store.clone(), &id("small"));
+    let large = ts.ledger(&id("large"));
+    let small = ts.ledger(&id("small"));
     let t = Instant::now();
     fill(&large, "large", big).await;
     let filled = t.elapsed();
@@ -1999,11 +2005,11 @@ async fn ledger_reads(dir: &Path, backend: Warm, big: u64, scale: usize) -> Vec<
 /// Listing 100 open orders of a deployment that also has `closed` closed ones, against the
 /// same listing where nothing has closed.
 async fn open_orders_listing(dir: &Path, backend: Warm, closed: usize, scale: usize) -> Row {
-    use tierstate::orders::{ClobOrders, OrderStatus};
-    let store = record_store(dir, backend, "open.db").await;
+    use tierstate::orders::OrderStatus;
+    let (ts, _) = front(dir, backend, "open.db").await;
     let now = chrono::Utc::now();
-    let busy = ClobOrders::new(store.clone(), &id("clob"));
-    let fresh = ClobOrders::new(store.clone(), &id("fresh"));
+    let busy = ts.clob(&id("clob"));
+    let fresh = ts.clob(&id("fresh"));
     // Closed orders go in as batches of 1,000 creations, then 1,000 cancellations.
     let t = Instant::now();
     let chunk = 1000;
@@ -2015,7 +2021,7 @@ async fn open_orders_listing(dir: &Path, backend: Warm, closed: usize, scale: us
             stored.push(change.stored());
             created = created.with(&change);
         }
-        store.write(created).await.unwrap();
+        ts.commit(created).await.unwrap();
         let mut cancelled = WriteBatch::new();
         for o in &stored {
             let change = busy
@@ -2023,7 +2029,7 @@ async fn open_orders_listing(dir: &Path, backend: Warm, closed: usize, scale: us
                 .unwrap();
             cancelled = cancelled.with(&change);
         }
-        store.write(cancelled).await.unwrap();
+        ts.commit(cancelled).await.unwrap();
     }
     let fill = t.elapsed();
     for (i, orders) in [&busy, &fresh].into_iter().enumerate() {
@@ -2046,7 +2052,7 @@ async fn open_orders_listing(dir: &Path, backend: Warm, closed: usize, scale: us
             }
             b = b.with(&orders.plan_create(&o).await.unwrap());
         }
-        store.write(b).await.unwrap();
+        ts.commit(b).await.unwrap();
     }
     let n = 200 / scale;
     let measure = async || {
@@ -2126,9 +2132,8 @@ async fn fill_snapshots(p: &tierstate::accounting::Portfolio, n: i64) {
 
 /// Snapshot save (snapshot + NAV header, one batch) against a 1 KiB state CAS.
 async fn snapshot_save(dir: &Path, backend: Warm, scale: usize) -> Row {
-    use tierstate::accounting::Portfolio;
-    let store = record_store(dir, backend, "snap.db").await;
-    let p = Portfolio::new(store.clone(), &id("snap"));
+    let (ts, store) = front(dir, backend, "snap.db").await;
+    let p = ts.portfolio(&id("snap"));
     let (ours, base) = beside_state_cas(&store, 1000 / scale, async |i| {
         let s = snapshot_at(i as i64, walk(i as i64));
         p.save_snapshot(&s).await.unwrap();
@@ -2146,10 +2151,10 @@ async fn snapshot_save(dir: &Path, backend: Warm, scale: usize) -> Row {
 /// the full NAV fold of 100,000 snapshots against the incremental fold after one new one.
 async fn snapshot_reads(dir: &Path, backend: Warm, big: i64, scale: usize) -> Vec<Row> {
     use tierstate::accounting::{NavFold, Portfolio};
-    let store = record_store(dir, backend, "nav.db").await;
-    let large = Portfolio::new(store.clone(), &id("large"));
-    let small = Portfolio::new(store.clone(), &id("small"));
-    let nav = Portfolio::new(store.clone(), &id("nav"));
+    let (ts, _) = front(dir, backend, "nav.db").await;
+    let large = ts.portfolio(&id("large"));
+    let small = ts.portfolio(&id("small"));
+    let nav = ts.portfolio(&id("nav"));
     let t = Instant::now();
     fill_snapshots(&large, big).await;
     let fill = t.elapsed();

@@ -1,23 +1,29 @@
 //! tierstate keeps the state of automated trading strategies safe: versioned per deployment,
 //! compare-and-swap on every write, SHA-256 verified on every durable read, cached in process.
 //!
+//! [`Tierstate`] is the front door: open it from a URL (`memory:`, `sqlite:PATH`, `redb:PATH`,
+//! `postgres://…`) or a builder, and every domain of a deployment comes from it, so every write
+//! takes its one commit path (HOT stays coherent, payload migrations apply, every operation is
+//! metered and traced).
+//!
 //! * **HOT** (feature `hot`): a bounded in-process cache of `Arc`-shared records.
 //! * **WARM**: a durable [`StateStore`]; SQLite (feature `sqlite`) is the embedded default,
-//!   redb (feature `redb`) the pure-Rust one; or inject any store with
-//!   [`StateManagerBuilder::warm`].
+//!   redb (feature `redb`) the pure-Rust one, PostgreSQL (feature `postgres`) the shared one.
 //! * **Domains** on the same records, one feature each: `positions`, `accounting`, `orders`,
 //!   `strategy` (one tick = one transaction).
 //!
-//! ```no_run
-//! # async fn demo() -> tierstate::Result<()> {
-//! use tierstate::{DeploymentId, StateManager};
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> tierstate::Result<()> {
 //! use serde_json::json;
+//! use tierstate::{DeploymentId, Tierstate};
 //!
-//! let manager = StateManager::builder().sqlite("strategies.db").build().await?;
+//! let ts = Tierstate::open("memory:").await?;
 //! let id = DeploymentId::new("btc-momentum")?;
-//! let v1 = manager.create(&id, json!({"position": "0"}).as_object().unwrap().clone()).await?;
-//! let v2 = manager.update(&id, v1.version, json!({"position": "0.5"}).as_object().unwrap().clone()).await?;
-//! assert_eq!(v2.version, 2);
+//! let obj = |v: serde_json::Value| v.as_object().cloned().unwrap_or_default();
+//! let v1 = ts.state().create(&id, obj(json!({"position": "0"}))).await?;
+//! let v2 = ts.state().update(&id, v1.version, obj(json!({"position": "0.5"}))).await?;
+//! assert_eq!(ts.state().load(&id).await?.unwrap().version, v2.version);
+//! assert_eq!(ts.metrics().latest(1)[0].domain, "state");
 //! # Ok(()) }
 //! ```
 #![deny(missing_docs)]
