@@ -787,17 +787,13 @@ pub(crate) fn encode(o: &ClobOrder) -> Result<Map<String, Value>> {
 
 /// Decodes a stored CLOB order of schema 1 or 2 and checks it.
 pub(crate) fn decode(value: Map<String, Value>) -> Result<ClobOrder> {
-    let malformed = |e: tierstate_core::codec::DecodeError| match e {
-        tierstate_core::codec::DecodeError::Newer { found, supported } => {
-            OrdersError::NewerSchema {
-                record: "a stored CLOB order".into(),
-                found,
-                supported,
-            }
-        }
-        tierstate_core::codec::DecodeError::Malformed(m) => {
-            OrdersError::invalid("order", format!("a stored CLOB order is malformed: {m}"))
-        }
+    let malformed = |e| {
+        OrdersError::stored(
+            "order",
+            "a stored CLOB order",
+            "a stored CLOB order is malformed",
+            e,
+        )
     };
     tierstate_core::codec::check_schema(&value, ORDER_SCHEMA).map_err(malformed)?;
     let d = if tierstate_core::codec::schema_of(&value) <= 1 {

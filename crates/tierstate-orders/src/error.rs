@@ -120,6 +120,26 @@ pub enum OrdersError {
 }
 
 impl OrdersError {
+    /// What core's codec said about a stored `record` (field `what`): a newer schema is
+    /// refused as such, anything else is malformed input named `context` (its address).
+    pub(crate) fn stored(
+        what: &'static str,
+        record: &str,
+        context: impl std::fmt::Display,
+        e: tierstate_core::codec::DecodeError,
+    ) -> Self {
+        match e {
+            tierstate_core::codec::DecodeError::Newer { found, supported } => Self::NewerSchema {
+                record: record.to_owned(),
+                found,
+                supported,
+            },
+            tierstate_core::codec::DecodeError::Malformed(m) => {
+                Self::invalid(what, format!("{context}: {m}"))
+            }
+        }
+    }
+
     /// An [`OrdersError::InvalidInput`].
     pub fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
         Self::InvalidInput {

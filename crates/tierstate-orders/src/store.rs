@@ -798,18 +798,8 @@ fn decode<T: DeserializeOwned + Serialize>(
     d: Document,
 ) -> Result<T> {
     let address = d.address.clone();
-    tierstate_core::codec::decode_doc(ORDERS_SCHEMA, d.value).map_err(|e| match e {
-        tierstate_core::codec::DecodeError::Newer { found, supported } => {
-            OrdersError::NewerSchema {
-                record: record.to_owned(),
-                found,
-                supported,
-            }
-        }
-        tierstate_core::codec::DecodeError::Malformed(m) => {
-            OrdersError::invalid(what, format!("{address}: {m}"))
-        }
-    })
+    tierstate_core::codec::decode_doc(ORDERS_SCHEMA, d.value)
+        .map_err(|e| OrdersError::stored(what, record, address, e))
 }
 
 fn decode_intent(d: Document) -> Result<StoredIntent> {

@@ -203,15 +203,20 @@ impl StateStore for PostgresStore {
         let out = match self.try_optimistic(&reads, batch).await {
             Ok(out) => out,
             Err(batch) => {
-                let mut attempt = 0u32;
+                // A lost race (a create raced, a deadlock) applied nothing: core's one retry
+                // helper spaces the reruns with jittered backoff.
+                let mut backoff = tierstate_core::Backoff::new(tierstate_core::RetryPolicy {
+                    attempts: 10,
+                    min_delay: std::time::Duration::from_millis(1),
+                    max_delay: std::time::Duration::from_millis(20),
+                });
                 loop {
-                    attempt += 1;
                     match self.try_write(&reads, batch.clone()).await {
                         Attempt::Done(r) => break r,
-                        Attempt::Retry(e) if attempt >= 10 => break Err(e),
-                        Attempt::Retry(_) => {
-                            let pause = std::time::Duration::from_millis(u64::from(attempt));
-                            tokio::time::sleep(pause).await;
+                        Attempt::Retry(e) => {
+                            if !backoff.wait().await {
+                                break Err(e);
+                            }
                         }
                     }
                 }
