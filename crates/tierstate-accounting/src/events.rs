@@ -174,8 +174,9 @@ pub enum EventSaved {
 pub struct EventFilter {
     /// Only this position.
     pub position_id: Option<String>,
-    /// Only this kind of position.
-    pub position_type: Option<String>,
+    /// Only these kinds of position (seed 000's filter set); `None`: any kind, an empty set:
+    /// none.
+    pub position_types: Option<std::collections::BTreeSet<String>>,
     /// Only this event type.
     pub event_type: Option<PositionEventType>,
 }
@@ -468,9 +469,9 @@ impl Events {
                     .as_ref()
                     .is_none_or(|p| *p == e.position_id)
                     && filter
-                        .position_type
+                        .position_types
                         .as_ref()
-                        .is_none_or(|t| *t == e.position_type)
+                        .is_none_or(|t| t.contains(&e.position_type))
                     && filter.event_type.is_none_or(|t| t == e.event_type);
                 if keep {
                     out.push(s);

@@ -723,6 +723,34 @@ async fn position_events_first_write_wins_and_attribution_is_cas(store: Arc<dyn 
             .collect::<Vec<_>>(),
         ["ev-1", "ev-2", "ev-4"]
     );
+    // A set of position types: any of them; an empty set matches nothing.
+    let perp = PositionEvent::new(
+        "ev-5",
+        "eth-basis",
+        "perp-1",
+        "perp",
+        PositionEventType::Open,
+        t(40),
+        Map::new(),
+    )
+    .unwrap();
+    ev.save_position_event(&perp).await.unwrap();
+    let of_types = async |types: &[&str]| {
+        let f = EventFilter {
+            position_types: Some(types.iter().map(|t| (*t).to_owned()).collect()),
+            ..EventFilter::default()
+        };
+        let got = ev.position_events(&f, 10).await.unwrap();
+        got.iter()
+            .map(|s| s.event.event_id.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        of_types(&["lp", "perp"]).await,
+        ["ev-5", "ev-4", "ev-3", "ev-2", "ev-1"]
+    );
+    assert_eq!(of_types(&["perp", "swap"]).await, ["ev-5"]);
+    assert!(of_types(&[]).await.is_empty());
     // Attribution: a CAS on the version read; a stale one conflicts with both versions.
     let stored = ev.position_event("ev-1").await.unwrap().unwrap();
     let updated = ev

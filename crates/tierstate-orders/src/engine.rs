@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -90,6 +90,34 @@ pub struct EngineMetrics {
     pub lag_ms: AtomicU64,
     /// Actions by kind: place, adopt, sync, modify, cancel, done.
     pub actions: [AtomicU64; 6],
+    /// Whether the loop of [`Reconciler::start`] is running (seed 001's `running`).
+    pub running: AtomicBool,
+}
+
+/// The engine's state at one moment: whether its loop runs, and its counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineStatus {
+    /// The loop of [`Reconciler::start`] is running.
+    pub running: bool,
+    /// Passes over every intent.
+    pub passes: u64,
+    /// Intents whose reconciliation failed.
+    pub errors: u64,
+    /// Passes retried after a failure.
+    pub retries: u64,
+    /// Orders whose outcome was not yet known after the last pass.
+    pub pending: u64,
+    /// Milliseconds the last pass took.
+    pub lag_ms: u64,
+}
+
+/// Clears `running` when the loop's task ends, however it ends.
+struct Running(Arc<EngineMetrics>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.running.store(false, Ordering::Release);
+    }
 }
 
 /// One pass's outcome.
@@ -131,6 +159,19 @@ impl Reconciler {
     /// Its counters.
     pub fn metrics(&self) -> Arc<EngineMetrics> {
         self.metrics.clone()
+    }
+
+    /// Whether its loop runs, with its counters (seed 001's `get_metrics`).
+    pub fn status(&self) -> EngineStatus {
+        let m = &self.metrics;
+        EngineStatus {
+            running: m.running.load(Ordering::Acquire),
+            passes: m.passes.load(Ordering::Relaxed),
+            errors: m.errors.load(Ordering::Relaxed),
+            retries: m.retries.load(Ordering::Relaxed),
+            pending: m.pending.load(Ordering::Relaxed),
+            lag_ms: m.lag_ms.load(Ordering::Relaxed),
+        }
     }
 
     /// The store it works on.
@@ -610,10 +651,22 @@ impl Reconciler {
     }
 
     /// Runs passes every `every` until stopped; a failing pass is retried with jittered
-    /// backoff (core's retry helper, capped at `every`).
-    pub fn start(self: Arc<Self>, every: Duration) -> EngineHandle {
+    /// backoff (core's retry helper, capped at `every`). [`Reconciler::status`] says it runs
+    /// from here until the loop has ended.
+    ///
+    /// # Errors
+    /// `InvalidInput` if its loop already runs (two loops would send every action twice).
+    pub fn start(self: Arc<Self>, every: Duration) -> Result<EngineHandle> {
+        if self.metrics.running.swap(true, Ordering::AcqRel) {
+            return Err(OrdersError::invalid(
+                "engine",
+                "its loop is already running; stop that handle first",
+            ));
+        }
+        let running = Running(self.metrics.clone());
         let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(async move {
+            let _running = running;
             // Failing passes back off on core's retry helper, capped at `every`; a good pass
             // starts the delays over.
             let policy = tierstate_core::RetryPolicy {
@@ -639,10 +692,10 @@ impl Reconciler {
                 }
             }
         });
-        EngineHandle {
+        Ok(EngineHandle {
             stop: stop_tx,
             task,
-        }
+        })
     }
 }
 

@@ -47,7 +47,7 @@ pub use clob::{
     BY_INTENT, CLOSED, ClobOrder, ClobOrders, ClosedCursor, ClosedPage, FillRecorded, OPEN,
     ORDER_SCHEMA, ORDERS, OrderChange, StoredOrder,
 };
-pub use engine::{Action, EngineHandle, EngineMetrics, Pass, Reconciler};
+pub use engine::{Action, EngineHandle, EngineMetrics, EngineStatus, Pass, Reconciler};
 pub use error::{OrdersError, Result};
 pub use event::{OrderEvent, Rebuilt, fold};
 pub use exchange::{Exchange, ExchangeError};

@@ -188,17 +188,27 @@ impl OrderStore {
         Ok(())
     }
 
-    /// Stores a new intent (and its event).
+    /// Stores a new intent (and its event). Idempotent: if the id already holds exactly this
+    /// intent (a retried create), the stored one is returned and nothing is written.
     ///
     /// # Errors
-    /// `InvalidInput`; `Store(AlreadyExists)` if the id is taken; `Store(Conflict)` if a
-    /// concurrent change moved its group or journal (retry).
+    /// `InvalidInput`; `Store(AlreadyExists)` if the id holds a different intent.
     pub async fn create_intent(&self, intent: &OrderIntent) -> Result<StoredIntent> {
         let own = self.addr(INTENTS, &intent.intent_id)?;
-        self.internally_retried(&own, || async {
-            self.commit(self.plan_create_intent(intent).await?).await
-        })
-        .await
+        let created = self
+            .internally_retried(&own, || async {
+                self.commit(self.plan_create_intent(intent).await?).await
+            })
+            .await;
+        match created {
+            Err(OrdersError::Store(tierstate_core::Error::AlreadyExists { .. })) => {
+                match self.intent(&intent.intent_id).await? {
+                    Some(stored) if stored.intent == *intent => Ok(stored),
+                    _ => created,
+                }
+            }
+            other => other,
+        }
     }
 
     /// Plans storing a new intent: the intent, its OCO group's index and its event.

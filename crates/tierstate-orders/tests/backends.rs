@@ -65,6 +65,12 @@ async fn intents_are_cas_indexed_and_journaled(store: Arc<dyn StateStore>) {
         o.create_intent(&bid("a", "1")).await.unwrap_err(),
         OrdersError::Store(Error::AlreadyExists { .. })
     ));
+    // The same create again (a retry after a lost answer) returns what is stored and writes
+    // nothing: no second event, the version unchanged.
+    let events = o.events("c").await.unwrap().len();
+    let again = o.create_intent(&other).await.unwrap();
+    assert_eq!((again.version, &again.intent), (1, &other));
+    assert_eq!(o.events("c").await.unwrap().len(), events);
     let ids = |v: Vec<tierstate_orders::StoredIntent>| {
         v.into_iter()
             .map(|i| i.intent.intent_id)
@@ -447,7 +453,17 @@ async fn the_loop_places_backs_off_and_stops(store: Arc<dyn StateStore>) {
     let metrics = e.metrics();
     let o = e.orders().clone();
     o.create_intent(&bid("a", "2500")).await.unwrap();
-    let handle = e.clone().start(Duration::from_millis(20));
+    assert!(!e.status().running);
+    let handle = e.clone().start(Duration::from_millis(20)).unwrap();
+    // Running is observable, and a second loop on the same engine is refused.
+    assert!(e.status().running);
+    assert!(matches!(
+        e.clone().start(Duration::from_millis(20)),
+        Err(OrdersError::InvalidInput {
+            field: "engine",
+            ..
+        })
+    ));
     // The venue is down: passes fail and are retried with backoff, counted.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while metrics.retries.load(Ordering::Relaxed) < 2 {
@@ -472,6 +488,9 @@ async fn the_loop_places_backs_off_and_stops(store: Arc<dyn StateStore>) {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     handle.stop().await.unwrap();
+    let status = e.status();
+    assert!(!status.running, "stopped, yet it says it runs");
+    assert!(status.retries >= 2 && status.errors >= 2, "{status:?}");
     let passes = metrics.passes.load(Ordering::Relaxed);
     assert!(metrics.actions[0].load(Ordering::Relaxed) >= 1); // a place
     assert_eq!(metrics.pending.load(Ordering::Relaxed), 0);

@@ -43,6 +43,50 @@ pub struct PositionBook {
 }
 
 impl PositionBook {
+    /// A book over `chains` holding `positions` (seed 000's book built with its positions).
+    ///
+    /// # Errors
+    /// As [`PositionBook::new`]; as [`PositionBook::upsert`] for the first position refused
+    /// (an unknown chain, a duplicate id, a bad record).
+    pub fn with_positions<I, S>(
+        chains: I,
+        positions: impl IntoIterator<Item = PositionRecord>,
+    ) -> Result<Self>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let mut book = Self::new(chains)?;
+        for p in positions {
+            let key = (p.chain.clone(), p.id.clone());
+            if book.positions.contains_key(&key) {
+                return Err(PositionError::invalid(
+                    "positions",
+                    format!("{} on {} is given twice", key.1, key.0),
+                ));
+            }
+            book.upsert(p)?;
+        }
+        Ok(book)
+    }
+
+    /// The book as the document the store keeps (schema-stamped canonical JSON), for export.
+    ///
+    /// # Errors
+    /// `InvalidInput` if it cannot be encoded.
+    pub fn to_document(&self) -> Result<serde_json::Map<String, serde_json::Value>> {
+        crate::store::encode(self)
+    }
+
+    /// A book from a stored or exported document (for importing existing states): every
+    /// field checked, decimals exact, a newer schema refused.
+    ///
+    /// # Errors
+    /// `InvalidInput` naming the first bad field; `NewerSchema`.
+    pub fn from_document(doc: serde_json::Map<String, serde_json::Value>) -> Result<Self> {
+        crate::store::decode(doc)
+    }
+
     /// An empty book over `chains`.
     ///
     /// # Errors

@@ -339,3 +339,34 @@ fn position_types_round_trip_and_unknown_strings_are_typed_errors() {
     }
     assert!("Token".parse::<PositionType>().is_err(), "names are exact");
 }
+
+/// A book built with its positions equals one filled by upserts; a position on an unknown
+/// chain or given twice is refused; the stored document round-trips exactly and a bad one
+/// names its field (importing existing states).
+#[test]
+fn a_book_is_built_with_positions_and_converts_to_and_from_its_document() {
+    let filled = book();
+    let built = PositionBook::with_positions(
+        ["ethereum", "arbitrum", "solana"],
+        filled.iter().cloned().collect::<Vec<_>>(),
+    )
+    .unwrap();
+    assert_eq!(built, filled);
+    let e = PositionBook::with_positions(
+        ["ethereum"],
+        [pos("sol", "solana", PositionType::Token, "SOL", "1", "1")],
+    )
+    .unwrap_err();
+    assert!(matches!(e, PositionError::ChainNotFound { .. }), "{e:?}");
+    let twice = pos("eth", "ethereum", PositionType::Token, "ETH", "1", "1");
+    let e = PositionBook::with_positions(["ethereum"], [twice.clone(), twice]).unwrap_err();
+    assert!(e.to_string().contains("twice"), "{e}");
+
+    let doc = built.to_document().unwrap();
+    assert_eq!(doc["schema"], json!(1));
+    assert_eq!(PositionBook::from_document(doc.clone()).unwrap(), built);
+    let mut bad = doc;
+    bad["positions"][0]["amount"] = json!("1e400");
+    let e = PositionBook::from_document(bad).unwrap_err();
+    assert!(e.to_string().contains("amount"), "{e}");
+}

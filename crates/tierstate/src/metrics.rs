@@ -149,6 +149,8 @@ pub struct TierSummary {
     pub hit_rate: Option<f64>,
     /// 1 − errors / total; conflicts and misses are not failures. `None` before the first op.
     pub success_rate: Option<f64>,
+    /// Mean latency over the records still in the ring buffer.
+    pub mean: Option<Duration>,
     /// Median latency over the records still in the ring buffer.
     pub p50: Option<Duration>,
     /// 99th percentile latency over the records still in the ring buffer.
@@ -161,13 +163,14 @@ impl fmt::Display for TierSummary {
         let dur = |d: Option<Duration>| d.map_or("-".to_owned(), |d| format!("{d:.1?}"));
         write!(
             f,
-            "{:<4} ops {:>7}  hit {:>6}  success {:>6}  conflicts {:>4}  errors {:>4}  p50 {:>9}  p99 {:>9}",
+            "{:<4} ops {:>7}  hit {:>6}  success {:>6}  conflicts {:>4}  errors {:>4}  mean {:>9}  p50 {:>9}  p99 {:>9}",
             self.tier.to_string(),
             self.total,
             pct(self.hit_rate),
             pct(self.success_rate),
             self.conflicts,
             self.errors,
+            dur(self.mean),
             dur(self.p50),
             dur(self.p99)
         )
@@ -367,6 +370,7 @@ impl Metrics {
             errors,
             hit_rate: (hits + misses > 0).then(|| hits as f64 / (hits + misses) as f64),
             success_rate: (total > 0).then(|| 1.0 - errors as f64 / total as f64),
+            mean: (!lat.is_empty()).then(|| lat.iter().sum::<Duration>() / lat.len() as u32),
             p50: pick(0.50),
             p99: pick(0.99),
         }

@@ -508,3 +508,35 @@ async fn hot_hits_are_all_counted_and_sampled_into_the_ring() {
     assert_eq!(seen.load(Ordering::Relaxed), 10);
     assert!(m.metrics().tier(Tier::Hot).p50.is_some());
 }
+
+/// A tier's summary gives mean, p50 and p99 over the buffered records (seed 000's summary),
+/// and `latest(n)` lists the newest first.
+#[test]
+fn tier_summaries_give_mean_and_percentiles_and_latest_is_newest_first() {
+    use std::time::Duration;
+    use tierstate::{Metrics, Op, Outcome};
+    let m = Metrics::new(100, None);
+    assert_eq!(m.tier(Tier::Warm).mean, None);
+    for ms in [1, 2, 6] {
+        m.record(Tier::Warm, Op::Load, Duration::from_millis(ms), Outcome::Ok);
+    }
+    m.record(
+        Tier::Warm,
+        Op::Save,
+        Duration::from_millis(3),
+        Outcome::Error,
+    );
+    let w = m.tier(Tier::Warm);
+    assert_eq!(w.mean, Some(Duration::from_millis(3)));
+    assert_eq!(w.p50, Some(Duration::from_millis(3)));
+    assert_eq!(w.p99, Some(Duration::from_millis(6)));
+    assert_eq!((w.total, w.errors), (4, 1));
+    assert!(w.to_string().contains("mean"), "{w}");
+    let latest = m.latest(2);
+    assert_eq!(latest.len(), 2);
+    assert_eq!(
+        (latest[0].op, latest[0].latency),
+        (Op::Save, Duration::from_millis(3))
+    );
+    assert_eq!(latest[1].latency, Duration::from_millis(6));
+}
