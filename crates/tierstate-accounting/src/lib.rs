@@ -55,8 +55,8 @@ pub use ledger::{
 pub use metrics::{PortfolioMetrics, pnl_between};
 pub use nav::{NavCursor, NavFold, NavPage, NavPoint};
 pub use portfolio::{
-    NavSummary, PORTFOLIO, PORTFOLIO_SCHEMA, Portfolio, SNAPSHOTS, Saved, SnapshotChange,
-    SnapshotWindow, StoredMetrics,
+    DEFAULT_SCAN_CAP, NavSummary, PORTFOLIO, PORTFOLIO_SCHEMA, Portfolio, SNAPSHOTS, Saved,
+    SnapshotChange, SnapshotWindow, StoredMetrics,
 };
 pub use registry::{
     AUTO, CommitMode, HANDLES, OPEN_ROWS, REGISTRY_SCHEMA, ROWS, Registry, RegistryChange,

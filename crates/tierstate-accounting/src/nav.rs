@@ -13,6 +13,12 @@ pub struct NavPoint {
     pub seq: u64,
     /// Its total value.
     pub value: Decimal,
+    /// Cash within it, USD, or unmeasured (seed 000's component columns).
+    pub available_cash: crate::amount::Amount,
+    /// How far the value can be trusted.
+    pub value_confidence: crate::snapshot::ValueConfidence,
+    /// Deposits and withdrawals to date, where the snapshot recorded them.
+    pub flows: Option<crate::snapshot::Flows>,
 }
 
 /// Where an incremental NAV read continues: after the point at (`time`, `seq`), as long as the

@@ -42,6 +42,10 @@ pub const PORTFOLIO_SCHEMA: u64 = 2;
 /// Page size of full scans (re-folds, retention).
 const PAGE: usize = 10_000;
 
+/// The most snapshots [`Portfolio::window`] and [`Portfolio::nav_series`] return when no cap
+/// is given (seed 000's `scan_cap` default).
+pub const DEFAULT_SCAN_CAP: usize = 200_000;
+
 /// What a snapshot save did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Saved {
@@ -537,17 +541,22 @@ impl Portfolio {
     }
 
     /// Snapshots with `from <= time <= to`, oldest first, at most `scan_cap` of them
-    /// (`truncated` says more matched).
+    /// (`truncated` says more matched). Either bound may be absent (open end), and the cap
+    /// defaults to [`DEFAULT_SCAN_CAP`], as seed 000's `get_snapshots_in_window`.
     ///
     /// # Errors
     /// `InvalidInput` if `from > to` or `scan_cap` is 0; as [`Portfolio::latest`].
     pub async fn window(
         &self,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-        scan_cap: usize,
+        from: impl Into<Option<DateTime<Utc>>>,
+        to: impl Into<Option<DateTime<Utc>>>,
+        scan_cap: impl Into<Option<usize>>,
     ) -> Result<SnapshotWindow> {
-        if from > to {
+        let (from, to) = (from.into(), to.into());
+        let scan_cap = scan_cap.into().unwrap_or(DEFAULT_SCAN_CAP);
+        if let (Some(from), Some(to)) = (from, to)
+            && from > to
+        {
             return Err(AccountingError::invalid(
                 "window",
                 format!("from {from} is after to {to}"),
@@ -615,14 +624,20 @@ impl Portfolio {
         })
     }
 
-    /// The NAV series oldest first: from the start (`None`) or after a cursor, at most
-    /// `scan_cap` points. Fold a full read from the summary's base with
+    /// The NAV series oldest first, each point with the snapshot's components: from the
+    /// start (`None`) or after a cursor, at most `scan_cap` points ([`DEFAULT_SCAN_CAP`] if
+    /// `None`). Fold a full read from the summary's base with
     /// [`NavFold::extended`], or continue a fold with the points after a cursor.
     ///
     /// # Errors
     /// `SeriesRewritten` if the cursor predates a back-fill or replacement: read from the
     /// start again; `InvalidInput` for a zero cap; as [`Portfolio::latest`].
-    pub async fn nav_series(&self, since: Option<NavCursor>, scan_cap: usize) -> Result<NavPage> {
+    pub async fn nav_series(
+        &self,
+        since: Option<NavCursor>,
+        scan_cap: impl Into<Option<usize>>,
+    ) -> Result<NavPage> {
+        let scan_cap = scan_cap.into().unwrap_or(DEFAULT_SCAN_CAP);
         positive_limit("scan cap", scan_cap)?;
         let (h, _) = self.read_header().await?;
         if let Some(c) = since.filter(|c| c.epoch != h.epoch) {
@@ -645,6 +660,9 @@ impl Portfolio {
                 time: r.snapshot.time,
                 seq: r.seq,
                 value: r.snapshot.total_value,
+                available_cash: r.snapshot.available_cash,
+                value_confidence: r.snapshot.value_confidence,
+                flows: r.snapshot.flows,
             });
         }
         let cursor = points
@@ -838,17 +856,25 @@ fn at_or_after(us: i64) -> Result<Option<Name>> {
     })
 }
 
-/// The key range of `[from, to]`; `None` if it lies wholly before 1970.
-fn window_range(from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Option<KeyRange>> {
-    let (f, t) = (from.timestamp_micros(), to.timestamp_micros());
-    if t < 0 {
+/// The key range of `[from, to]` (an absent bound is open); `None` if it lies wholly before
+/// 1970.
+fn window_range(
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+) -> Result<Option<KeyRange>> {
+    let t = to.map(|t| t.timestamp_micros());
+    if t.is_some_and(|t| t < 0) {
         return Ok(None);
     }
     Ok(Some(KeyRange {
-        after: at_or_after(f)?,
-        before: (t < i64::MAX)
-            .then(|| Name::key(key_of_us(t + 1)))
-            .transpose()?,
+        after: match from {
+            Some(f) => at_or_after(f.timestamp_micros())?,
+            None => None,
+        },
+        before: match t {
+            Some(t) if t < i64::MAX => Some(Name::key(key_of_us(t + 1))?),
+            _ => None,
+        },
         descending: false,
     }))
 }

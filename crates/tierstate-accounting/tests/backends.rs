@@ -7,7 +7,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use rust_decimal::Decimal;
 use serde_json::json;
 use tierstate_accounting::{
-    AccountingError, Amount, Degraded, ExecutionMode, NavFold, Portfolio, PortfolioMetrics,
+    AccountingError, Amount, Degraded, ExecutionMode, Flows, NavFold, Portfolio, PortfolioMetrics,
     PortfolioSnapshot, Saved, ValueConfidence,
 };
 use tierstate_core::{
@@ -170,6 +170,25 @@ async fn snapshot_time_queries_mean_what_they_say_across_offsets(store: Arc<dyn 
         (values(w.snapshots), w.truncated),
         (vec!["1".into(), "2".into()], true)
     );
+    // Open ends and the default cap (seed 000's window).
+    let w = p
+        .window(None, at("2026-11-21T09:00:00Z"), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        (values(w.snapshots), w.truncated),
+        (vec!["1".into(), "2".into(), "3".into()], false)
+    );
+    let w = p
+        .window(at("2026-11-21T09:00:00Z"), None, None)
+        .await
+        .unwrap();
+    assert_eq!(values(w.snapshots), ["3", "4", "5"]);
+    let w = p.window(None, None, 4).await.unwrap();
+    assert_eq!(
+        (values(w.snapshots), w.truncated),
+        (vec!["1".into(), "2".into(), "3".into(), "4".into()], true)
+    );
     // At-or-before never looks ahead; nearest looks both ways (ties go to the earlier).
     let q = at("2026-11-21T09:20:00Z");
     assert_eq!(value(p.at_or_before(q).await), d("3"));
@@ -251,6 +270,28 @@ async fn nav_header_stays_equal_to_a_full_recomputation(store: Arc<dyn StateStor
     let s = p.nav_summary().await.unwrap();
     assert_eq!(s.fold.high_water_mark, d("200"));
     assert_eq!(s.fold, p.recompute_nav().await.unwrap());
+    // Points carry the snapshot's components (seed 000's rows); no cap means the default.
+    let mut parts = snap(t(70), "210");
+    parts.available_cash = Amount::Measured(d("12.50"));
+    parts.value_confidence = ValueConfidence::Medium;
+    parts.flows = Some(Flows {
+        deposits: d("100"),
+        withdrawals: d("40"),
+    });
+    p.save_snapshot(&parts).await.unwrap();
+    let all = p.nav_series(None, None).await.unwrap();
+    assert!(!all.truncated);
+    let last = all.points.last().unwrap();
+    assert_eq!(
+        (last.value, last.available_cash, last.value_confidence),
+        (
+            d("210"),
+            Amount::Measured(d("12.50")),
+            ValueConfidence::Medium
+        )
+    );
+    assert_eq!(last.flows.map(Flows::net), Some(d("60")));
+    assert_eq!(all.points[0].available_cash, Amount::Unmeasured);
 }
 
 async fn retention_deletes_by_snapshot_time_in_one_transaction(store: Arc<dyn StateStore>) {

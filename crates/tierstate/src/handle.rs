@@ -18,6 +18,11 @@ use tierstate_core::{Committed, Result, StateStore, WriteBatch};
 use crate::door::Door;
 use crate::{Metrics, StateManager, StateManagerBuilder};
 
+/// How many days of portfolio snapshots [`Tierstate::cleanup_old_snapshots`] keeps when not
+/// told (seed 000's default).
+#[cfg(feature = "accounting")]
+pub const DEFAULT_SNAPSHOT_RETENTION_DAYS: u32 = 7;
+
 /// The front door: one handle per process and store. Clone it freely; clones share
 /// everything.
 ///
@@ -126,6 +131,36 @@ impl Tierstate {
     #[cfg(feature = "accounting")]
     pub fn portfolio(&self, deployment: &DeploymentId) -> tierstate_accounting::Portfolio {
         tierstate_accounting::Portfolio::new(self.records("portfolio"), deployment)
+    }
+
+    /// Removes, in every deployment of the store, the portfolio snapshots older than
+    /// `retention_days` (default [`DEFAULT_SNAPSHOT_RETENTION_DAYS`], as seed 000's
+    /// `cleanup_old_snapshots`) and returns how many went. Each deployment's removal is one
+    /// transaction and keeps its lifetime NAV fold.
+    ///
+    /// # Errors
+    /// `Store` if listing or a removal fails (deployments before it stay cleaned).
+    #[cfg(feature = "accounting")]
+    pub async fn cleanup_old_snapshots(
+        &self,
+        retention_days: impl Into<Option<u32>>,
+    ) -> tierstate_accounting::Result<u64> {
+        let days = retention_days
+            .into()
+            .unwrap_or(DEFAULT_SNAPSHOT_RETENTION_DAYS);
+        let before = chrono::Utc::now() - chrono::Duration::days(i64::from(days));
+        let mut removed = 0;
+        let mut after: Option<DeploymentId> = None;
+        loop {
+            let page = self.warm().deployments(after.as_ref(), 1000).await?;
+            for id in &page {
+                removed += self.portfolio(id).delete_before(before).await?;
+            }
+            match page.last() {
+                Some(last) if page.len() == 1000 => after = Some(last.clone()),
+                _ => return Ok(removed),
+            }
+        }
     }
 
     /// `deployment`'s CLOB orders (the one order model, kept as seed 000's calls keep them).

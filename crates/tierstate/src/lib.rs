@@ -40,6 +40,8 @@ mod url;
 
 pub use builder::StateManagerBuilder;
 pub use bulk::{MigrationReport, migrate_states};
+#[cfg(feature = "accounting")]
+pub use handle::DEFAULT_SNAPSHOT_RETENTION_DAYS;
 pub use handle::Tierstate;
 #[cfg(feature = "hot")]
 pub use hot::HotConfig;

@@ -19,6 +19,7 @@ use tierstate_testkit_backends::on_every_backend;
 on_every_backend!(
     a_tick_is_never_served_older_from_hot,
     a_domain_batch_is_never_served_older_from_hot,
+    old_snapshots_are_cleaned_in_every_deployment,
 );
 
 fn id(s: &str) -> DeploymentId {
@@ -275,4 +276,45 @@ async fn a_handle_opens_from_a_url() {
         .unwrap_err()
         .to_string();
     assert!(!e.contains("hunter2"), "{e}");
+}
+
+/// Seed 000's `cleanup_old_snapshots`: every deployment's snapshots older than the retention
+/// (7 days unless told) go, the newer stay, and the count is returned.
+async fn old_snapshots_are_cleaned_in_every_deployment(store: Arc<dyn StateStore>) {
+    use tierstate::accounting::{ExecutionMode, PortfolioSnapshot, ValueConfidence};
+    let ts = handle(store).await;
+    let now = Utc::now();
+    let snap = |days_ago: i64, v: i64| {
+        PortfolioSnapshot::new(
+            now - chrono::Duration::days(days_ago),
+            Decimal::from(v),
+            ValueConfidence::High,
+            ExecutionMode::Paper,
+        )
+        .unwrap()
+    };
+    for d in ["a", "b"] {
+        let p = ts.portfolio(&id(d));
+        for (ago, v) in [(30, 100), (10, 90), (3, 120), (1, 110)] {
+            p.save_snapshot(&snap(ago, v)).await.unwrap();
+        }
+    }
+    // A deployment with only a state has nothing to clean.
+    ts.state()
+        .create(&id("c"), obj(json!({"n": 1})))
+        .await
+        .unwrap();
+    assert_eq!(tierstate::DEFAULT_SNAPSHOT_RETENTION_DAYS, 7);
+    assert_eq!(ts.cleanup_old_snapshots(None).await.unwrap(), 4);
+    for d in ["a", "b"] {
+        let p = ts.portfolio(&id(d));
+        assert_eq!(p.recent(10).await.unwrap().len(), 2);
+        // The lifetime fold keeps what was removed: the high-water mark stays 120, the
+        // drawdown from 100 to 90 stays counted.
+        let fold = p.nav_summary().await.unwrap().fold;
+        assert_eq!(fold.high_water_mark, Decimal::from(120));
+        assert_eq!(fold.max_drawdown, Decimal::from(10));
+    }
+    assert_eq!(ts.cleanup_old_snapshots(None).await.unwrap(), 0);
+    assert_eq!(ts.cleanup_old_snapshots(2).await.unwrap(), 2);
 }
