@@ -15,6 +15,16 @@ use tierstate_core::{DeploymentId, Result, Retention, StateData, StateStore, Str
 /// Retention used by the crash writer; the harness checks history contiguity within it.
 pub const CRASH_RETENTION: Retention = Retention::KeepLast(NonZeroU32::new(64).unwrap());
 
+/// The `application_name` of the crash writer's PostgreSQL sessions on the store at `path`
+/// (at most 63 bytes: the server keeps no more).
+pub fn writer_session(path: &Path) -> String {
+    let mut s = format!("crash-writer:{}", path.display());
+    while s.len() > 63 {
+        s.pop();
+    }
+    s
+}
+
 /// A backend the harness can drive. New backends join here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -51,6 +61,52 @@ impl Backend {
     /// # Errors
     /// Whatever the backend's open returns.
     pub async fn open(self, path: &Path) -> Result<Arc<dyn StateStore>> {
+        self.open_named(path, "tierstate-tests").await
+    }
+
+    /// Opens the store at `path` as the crash writer does: on PostgreSQL its connections
+    /// carry [`writer_session`], so the harness can wait for them to end ([`Backend::settle`]).
+    ///
+    /// # Errors
+    /// Whatever the backend's open returns.
+    pub async fn open_as_writer(self, path: &Path) -> Result<Arc<dyn StateStore>> {
+        self.open_named(path, &writer_session(path)).await
+    }
+
+    /// Waits until no connection of a killed writer remains. A PostgreSQL server finishes the
+    /// statement a client sent before it died (a COMMIT included), so until the writer's
+    /// sessions are gone its last transaction may still land while the harness reads: a
+    /// `get` before it and a `history` after it would disagree. Embedded stores: nothing to
+    /// wait for (the writer's process is the engine).
+    pub async fn settle(self, path: &Path) {
+        use sqlx::Connection;
+        if self != Self::Postgres {
+            return;
+        }
+        let url = std::env::var("TEST_DATABASE_URL").expect("TEST_DATABASE_URL");
+        let mut c = sqlx::PgConnection::connect(&url)
+            .await
+            .expect("connect to PostgreSQL");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let (n,): (i64,) =
+                sqlx::query_as("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1")
+                    .bind(writer_session(path))
+                    .fetch_one(&mut c)
+                    .await
+                    .expect("read pg_stat_activity");
+            if n == 0 {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the killed writer's {n} session(s) never ended"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+
+    async fn open_named(self, path: &Path, application: &str) -> Result<Arc<dyn StateStore>> {
         match self {
             Self::Sqlite => Ok(Arc::new(
                 tierstate_sqlite::SqliteStore::open(sqlite_shared(path)).await?,
@@ -64,6 +120,7 @@ impl Backend {
                 let schema = path.to_str().unwrap_or_default();
                 let cfg = tierstate_postgres::PostgresConfig::new(url)
                     .schema(schema)?
+                    .application_name(application)
                     .listen(false);
                 Ok(Arc::new(
                     tierstate_postgres::PostgresStore::connect(cfg).await?,

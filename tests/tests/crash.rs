@@ -401,7 +401,10 @@ fn harness(backend: Backend) {
         acked_batch += u64::from(acks.batch > 0);
         acked_mixed += u64::from(acks.mixed > 0);
         acked_ledger += u64::from(acks.ledger > 0);
-        rt.block_on(verify(backend, &path, &acks, &mut seen, cycle));
+        rt.block_on(async {
+            backend.settle(&path).await;
+            verify(backend, &path, &acks, &mut seen, cycle).await;
+        });
     }
     let total: u64 = seen.values().sum();
     eprintln!(

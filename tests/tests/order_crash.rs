@@ -142,7 +142,10 @@ fn harness(backend: Backend) {
     for cycle in 0..cycles {
         let acked = run_writer(backend, &path, &venue, &mut rng);
         acked_total = acked_total.max(acked);
-        adopted = rt.block_on(verify(backend, &path, &venue, acked, cycle));
+        adopted = rt.block_on(async {
+            backend.settle(&path).await;
+            verify(backend, &path, &venue, acked, cycle).await
+        });
     }
     eprintln!(
         "order crash harness ({}): {cycles} kills; {acked_total} orders acknowledged, {adopted} adopted after a kill between submit and acknowledgement",

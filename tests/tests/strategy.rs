@@ -22,6 +22,7 @@ on_every_backend!(
     replayed_ticks_write_nothing_and_bad_input_changes_nothing,
     extra_records_ride_in_the_ticks_transaction,
     non_finite_numbers_in_a_tick_state_are_refused_by_field_path,
+    writes_outside_a_tick_and_reads_by_time_and_name,
 );
 
 fn t(s: i64) -> DateTime<Utc> {
@@ -41,6 +42,7 @@ fn trade(id: &str, at: i64, price: &str) -> Trade {
         price: d(price),
         size: d("0.50"),
         fee: d("0.10"),
+        position_id: None,
     }
 }
 
@@ -340,4 +342,92 @@ async fn non_finite_numbers_in_a_tick_state_are_refused_by_field_path(store: Arc
     .await
     .unwrap();
     assert_eq!(s.load().await.unwrap().unwrap().state, ok);
+}
+
+/// Seed 003's calls outside a tick (each its own transaction, idempotent on replay) and its
+/// reads: trades by time range with a cursor, positions over a range, several metrics at
+/// once, the metric names.
+async fn writes_outside_a_tick_and_reads_by_time_and_name(store: Arc<dyn StateStore>) {
+    use tierstate_core::Error as E;
+    let s = StrategyStore::<StrategyState>::new(store.clone(), &DeploymentId::new("mm").unwrap());
+    for (i, at) in [10, 20, 20, 30, 40].into_iter().enumerate() {
+        let mut tr = trade(&format!("t{i}"), at, "2500");
+        tr.position_id = Some("eth-perp".into());
+        assert!(s.append_trade(&tr).await.unwrap(), "t{i} is new");
+    }
+    // A replay writes nothing; the same id with other content is refused.
+    let mut again = trade("t0", 10, "2500");
+    again.position_id = Some("eth-perp".into());
+    assert!(!s.append_trade(&again).await.unwrap());
+    assert!(matches!(
+        s.append_trade(&trade("t0", 10, "1")).await,
+        Err(E::KeyReused { .. })
+    ));
+    let mut bad = trade("t9", 10, "1");
+    bad.position_id = Some(String::new());
+    assert!(matches!(
+        s.append_trade(&bad).await,
+        Err(E::InvalidInput { .. })
+    ));
+    assert_eq!(s.trades(1, 100).await.unwrap().len(), 5);
+
+    // By time: [20, 40) in pages of two, oldest first, continuing by cursor.
+    let ids = |p: &tierstate::strategy::TradePage| {
+        p.trades
+            .iter()
+            .map(|t| t.trade_id.clone())
+            .collect::<Vec<_>>()
+    };
+    let p1 = s.trades_between(t(20), t(40), 2, None).await.unwrap();
+    assert_eq!(ids(&p1), ["t1", "t2"]);
+    assert_eq!(p1.trades[0].position_id.as_deref(), Some("eth-perp"));
+    let p2 = s.trades_between(t(20), t(40), 2, p1.next).await.unwrap();
+    assert_eq!((ids(&p2), p2.next), (vec!["t3".to_owned()], None));
+    assert!(s.trades_between(t(40), t(20), 2, None).await.is_err());
+
+    // Positions once per time: a replay is a no-op, another snapshot at that time refused.
+    assert!(s.upsert_positions(t(20), &pos()).await.unwrap());
+    assert!(!s.upsert_positions(t(20), &pos()).await.unwrap());
+    let mut other = pos();
+    other[0].mark(d("2600")).unwrap();
+    assert!(matches!(
+        s.upsert_positions(t(20), &other).await,
+        Err(E::KeyReused { .. })
+    ));
+    assert!(s.upsert_positions(t(30), &other).await.unwrap());
+    let hist = s.position_history(t(0), t(100), 10).await.unwrap();
+    assert_eq!(
+        hist.iter().map(|h| h.time).collect::<Vec<_>>(),
+        [t(20), t(30)]
+    );
+    assert_eq!(hist[1].positions[0].mark_price, Some(d("2600")));
+
+    // Metrics once per (time, name); several by name; the names.
+    assert_eq!(
+        s.append_metrics(t(20), &[("pnl", 1.5), ("inventory.eth", 0.25)])
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(s.append_metrics(t(20), &[("pnl", 1.5)]).await.unwrap(), 0);
+    assert!(matches!(
+        s.append_metrics(t(20), &[("pnl", 2.0)]).await,
+        Err(E::KeyReused { .. })
+    ));
+    // A bad point refuses the whole call: nothing of it is written.
+    assert!(
+        s.append_metrics(t(30), &[("pnl", 3.0), ("x", f64::NAN)])
+            .await
+            .is_err()
+    );
+    assert_eq!(s.append_metrics(t(30), &[("pnl", 3.0)]).await.unwrap(), 1);
+    let m = s
+        .metrics(&["pnl", "inventory.eth", "never"], t(0), t(100), 10)
+        .await
+        .unwrap();
+    let values = |n: &str| m[n].iter().map(|p| p.value).collect::<Vec<_>>();
+    assert_eq!(values("pnl"), [1.5, 3.0]);
+    assert_eq!(values("inventory.eth"), [0.25]);
+    assert!(m["never"].is_empty());
+    assert_eq!(s.metric_names().await.unwrap(), ["inventory.eth", "pnl"]);
 }

@@ -386,6 +386,7 @@ impl MarketMaker {
                     price: f.price,
                     size: f.size,
                     fee: (f.price * f.size * FEE).round_dp(6),
+                    position_id: Some(held.id.clone()),
                 };
                 let notional = trade.price * trade.size;
                 held.apply_trade(trade.side, trade.size, trade.price)?;

@@ -21,4 +21,7 @@
 
 mod registry;
 
-pub use registry::{MigrateFn, MigrationError, MigrationRegistry, RollbackInfo, StateMigration};
+pub use registry::{
+    AppliedStep, BlockingStep, MigrateFn, Migrated, MigrationError, MigrationRegistry,
+    RollbackInfo, RollbackTarget, StateMigration,
+};

@@ -3,6 +3,9 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -77,6 +80,9 @@ pub struct StateMigration {
     /// The oldest schema version whose binaries can still read data at `version` (e.g. a new
     /// optional field: `version - 1`; a renamed or removed field: `version`).
     pub rollback_safe_until: u32,
+    /// When the step was defined (seed 000's `created_at`): now, unless set with
+    /// [`StateMigration::created_at`].
+    pub created_at: DateTime<Utc>,
 }
 
 impl fmt::Debug for StateMigration {
@@ -85,6 +91,7 @@ impl fmt::Debug for StateMigration {
             .field("version", &self.version)
             .field("description", &self.description)
             .field("rollback_safe_until", &self.rollback_safe_until)
+            .field("created_at", &self.created_at)
             .finish_non_exhaustive()
     }
 }
@@ -105,7 +112,30 @@ impl StateMigration {
             description: description.into(),
             migrate: Arc::new(migrate),
             rollback_safe_until,
+            created_at: Utc::now(),
         }
+    }
+
+    /// A step with the default rollback safety: only binaries at `version` read its output.
+    /// The default is the safe one (seed 000's default, 1, declares every older binary able
+    /// to read anything, so a rollback could silently drop what a step wrote); a step that
+    /// only adds an optional field says so with [`StateMigration::new`] and `version - 1`.
+    pub fn step(
+        version: u32,
+        description: impl Into<String>,
+        migrate: impl Fn(Map<String, Value>) -> Result<Map<String, Value>, String>
+        + Send
+        + Sync
+        + 'static,
+    ) -> Self {
+        Self::new(version, description, version, migrate)
+    }
+
+    /// The same step, defined at `at`.
+    #[must_use]
+    pub fn created_at(mut self, at: DateTime<Utc>) -> Self {
+        self.created_at = at;
+        self
     }
 
     /// A step written against serde types: decode `From`, convert, encode `To`.
@@ -138,6 +168,64 @@ pub struct RollbackInfo {
     pub current: u32,
     /// The oldest binary schema version that can still read data at `current`.
     pub oldest_reader: u32,
+}
+
+/// Whether data at one version can be read by binaries at an older `target` version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RollbackTarget {
+    /// The older version a binary would run at.
+    pub target: u32,
+    /// True if that binary reads the data without losing anything.
+    pub safe: bool,
+    /// If not safe: the first step above `target` that forbids it, and why.
+    pub blocked_by: Option<BlockingStep>,
+}
+
+/// The step that makes a rollback unsafe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockingStep {
+    /// Its version.
+    pub version: u32,
+    /// What it changes.
+    pub description: String,
+    /// The oldest binary version that reads its output.
+    pub rollback_safe_until: u32,
+}
+
+impl fmt::Display for BlockingStep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "step {} ({}) is read only by binaries at {} or later",
+            self.version, self.description, self.rollback_safe_until
+        )
+    }
+}
+
+/// One step a migration applied, and how long it took.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppliedStep {
+    /// The version it produced.
+    pub version: u32,
+    /// What it changes.
+    pub description: String,
+    /// Its run time.
+    pub duration: Duration,
+}
+
+/// What [`MigrationRegistry::migrate_report`] did (seed 000's `MigrationResult`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Migrated {
+    /// The migrated state.
+    pub state: Map<String, Value>,
+    /// The version it was at.
+    pub from: u32,
+    /// The version it is at now.
+    pub to: u32,
+    /// The steps applied, in order (empty if it was current).
+    pub applied: Vec<AppliedStep>,
+    /// The whole run time.
+    pub duration: Duration,
 }
 
 /// The registered steps of one payload schema.
@@ -207,6 +295,11 @@ impl MigrationRegistry {
         self.steps.values()
     }
 
+    /// The step that produces `version`, if registered (seed 000's `get`).
+    pub fn get(&self, version: u32) -> Option<&StateMigration> {
+        self.steps.get(&version)
+    }
+
     /// The steps from `from` to `to`, in order.
     ///
     /// # Errors
@@ -251,6 +344,82 @@ impl MigrationRegistry {
         }
     }
 
+    /// For data at `current`, every older version from the base up: whether a binary at it
+    /// can read the data, and if not, the step that forbids it (seed 000's
+    /// `get_rollback_info(current_version)`). Newest target first.
+    ///
+    /// # Errors
+    /// `TooNew` if `current` is above the registry's current version; `Gap` for a missing
+    /// step at or below it.
+    pub fn rollback_targets(&self, current: u32) -> Result<Vec<RollbackTarget>, MigrationError> {
+        if current > self.current_version() {
+            return Err(MigrationError::TooNew {
+                found: current,
+                current: self.current_version(),
+            });
+        }
+        let steps = self.path(self.base.min(current), current)?;
+        Ok((self.base..current)
+            .rev()
+            .map(|target| {
+                let blocked_by = steps
+                    .iter()
+                    .find(|s| s.version > target && s.rollback_safe_until > target)
+                    .map(|s| BlockingStep {
+                        version: s.version,
+                        description: s.description.clone(),
+                        rollback_safe_until: s.rollback_safe_until,
+                    });
+                RollbackTarget {
+                    target,
+                    safe: blocked_by.is_none(),
+                    blocked_by,
+                }
+            })
+            .collect())
+    }
+
+    /// As [`MigrationRegistry::migrate`], reporting each step applied with its run time.
+    ///
+    /// # Errors
+    /// As [`MigrationRegistry::migrate`].
+    pub fn migrate_report(
+        &self,
+        state: Map<String, Value>,
+        from: u32,
+    ) -> Result<Migrated, MigrationError> {
+        let started = Instant::now();
+        let current = self.current_version();
+        if from > current {
+            return Err(MigrationError::TooNew {
+                found: from,
+                current,
+            });
+        }
+        let mut state = state;
+        let mut applied = Vec::new();
+        for step in self.path(from, current)? {
+            let t = Instant::now();
+            state = (step.migrate)(state).map_err(|reason| MigrationError::StepFailed {
+                version: step.version,
+                description: step.description.clone(),
+                reason,
+            })?;
+            applied.push(AppliedStep {
+                version: step.version,
+                description: step.description.clone(),
+                duration: t.elapsed(),
+            });
+        }
+        Ok(Migrated {
+            state,
+            from,
+            to: current,
+            applied,
+            duration: started.elapsed(),
+        })
+    }
+
     /// Migrates `state` from schema `from` to the current version; returns it with its new
     /// version. The input is consumed only on success in the sense that a failure returns no
     /// partial state: the caller's stored copy is never touched.
@@ -263,21 +432,6 @@ impl MigrationRegistry {
         state: Map<String, Value>,
         from: u32,
     ) -> Result<(Map<String, Value>, u32), MigrationError> {
-        let current = self.current_version();
-        if from > current {
-            return Err(MigrationError::TooNew {
-                found: from,
-                current,
-            });
-        }
-        let mut state = state;
-        for step in self.path(from, current)? {
-            state = (step.migrate)(state).map_err(|reason| MigrationError::StepFailed {
-                version: step.version,
-                description: step.description.clone(),
-                reason,
-            })?;
-        }
-        Ok((state, current))
+        self.migrate_report(state, from).map(|m| (m.state, m.to))
     }
 }

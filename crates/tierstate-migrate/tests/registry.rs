@@ -148,3 +148,72 @@ fn typed_steps() {
         "{err:?}"
     );
 }
+
+/// Seed 000's registry calls: `get(version)`, rollback info for a given version with the safe
+/// and unsafe targets and why, a result listing the steps applied with their run time, a
+/// creation time on each step and a default rollback safety.
+#[test]
+fn lookup_rollback_targets_reports_and_defaults() {
+    use chrono::TimeZone;
+    let mut reg = MigrationRegistry::new();
+    let defined = chrono::Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap();
+    reg.register(add_field(2, "a", 1).created_at(defined))
+        .unwrap();
+    reg.register(StateMigration::step(3, "rename b", |mut s| {
+        let b = s.remove("a").unwrap_or(Value::Null);
+        s.insert("b".into(), b);
+        Ok(s)
+    }))
+    .unwrap();
+    reg.register(add_field(4, "c", 3)).unwrap();
+
+    let two = reg.get(2).unwrap();
+    assert_eq!(
+        (two.description.as_str(), two.created_at),
+        ("add a", defined)
+    );
+    assert!(reg.get(5).is_none() && reg.get(1).is_none());
+    // The default is the safe one: only binaries at the step's own version read its output.
+    assert_eq!(reg.get(3).unwrap().rollback_safe_until, 3);
+    let before = chrono::Utc::now() - chrono::Duration::seconds(60);
+    assert!(reg.get(3).unwrap().created_at > before);
+
+    // Data at 4: a v3 binary reads it; v2 and v1 do not, because of step 3.
+    let t = reg.rollback_targets(4).unwrap();
+    let summary: Vec<_> = t
+        .iter()
+        .map(|r| (r.target, r.safe, r.blocked_by.as_ref().map(|b| b.version)))
+        .collect();
+    assert_eq!(
+        summary,
+        [(3, true, None), (2, false, Some(3)), (1, false, Some(3))]
+    );
+    let why = t[1].blocked_by.as_ref().unwrap().to_string();
+    assert!(
+        why.contains("rename b") && why.contains("at 3 or later"),
+        "{why}"
+    );
+    // Data at 2 (additive step): a v1 binary reads it.
+    let t = reg.rollback_targets(2).unwrap();
+    assert_eq!((t.len(), t[0].target, t[0].safe), (1, 1, true));
+    assert!(matches!(
+        reg.rollback_targets(5),
+        Err(MigrationError::TooNew {
+            found: 5,
+            current: 4
+        })
+    ));
+
+    // The report lists each step applied, in order, with its time.
+    let m = reg.migrate_report(obj(json!({"x": 1})), 1).unwrap();
+    assert_eq!((m.from, m.to), (1, 4));
+    assert_eq!(
+        m.applied.iter().map(|s| s.version).collect::<Vec<_>>(),
+        [2, 3, 4]
+    );
+    assert_eq!(m.applied[1].description, "rename b");
+    assert!(m.duration >= m.applied.iter().map(|s| s.duration).sum());
+    assert_eq!(m.state, obj(json!({"x": 1, "b": 2, "c": 4})));
+    let none = reg.migrate_report(m.state.clone(), 4).unwrap();
+    assert!(none.applied.is_empty());
+}

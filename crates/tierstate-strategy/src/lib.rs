@@ -34,6 +34,7 @@ mod store;
 pub use lease::{LEASE, Lease};
 pub use store::{
     Checkpoint, Holdings, METRIC_PREFIX, MetricPoint, POSITIONS, PositionsSnapshot, Side,
-    StrategyState, StrategyStore, TRADES, Tick, TickCommitted, TickPlan, Trade,
+    StrategyState, StrategyStore, TRADES, Tick, TickCommitted, TickPlan, Trade, TradeCursor,
+    TradePage,
 };
 pub use tierstate_positions::PositionRecord;

@@ -76,6 +76,25 @@ pub struct Trade {
     pub size: Decimal,
     /// Fee paid.
     pub fee: Decimal,
+    /// The position it changed (seed 003's trade rows carry one), if the strategy tracks it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position_id: Option<String>,
+}
+
+/// Where [`StrategyStore::trades_between`] continues: after this trade.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TradeCursor {
+    time_us: i64,
+    seq: u64,
+}
+
+/// One page of trades by time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TradePage {
+    /// The trades, oldest first by (time, commit order).
+    pub trades: Vec<Trade>,
+    /// Where the next page starts, if more trades are in the window.
+    pub next: Option<TradeCursor>,
 }
 
 /// A stored positions snapshot: the one position record of every domain.
@@ -336,40 +355,13 @@ impl<S: Serialize + DeserializeOwned> StrategyStore<S> {
         let mut batch = WriteBatch::new().put(write);
         let trades = self.stream(TRADES)?;
         for tr in t.trades {
-            if tr.size <= Decimal::ZERO || tr.price < Decimal::ZERO || tr.fee < Decimal::ZERO {
-                return Err(Error::invalid(
-                    "trade",
-                    format!(
-                        "{}: size must be positive, price and fee not negative",
-                        tr.trade_id
-                    ),
-                ));
-            }
-            batch = batch.append(
-                Append::typed(trades.clone(), tr.time, tr)?.with_key(Name::key(&tr.trade_id)?),
-            );
+            batch = batch.append(self.trade_append(tr)?);
         }
         if let Some(rows) = t.positions {
-            for p in rows {
-                p.validate()
-                    .map_err(|e| Error::invalid("positions", e.to_string()))?;
-            }
-            let snap = PositionsSnapshot {
-                time: t.time,
-                positions: rows.to_vec(),
-            };
-            batch = batch.append(Append::typed(self.stream(POSITIONS)?, t.time, &snap)?);
+            batch = batch.append(self.positions_append(t.time, rows)?);
         }
         for (name, value) in t.metrics {
-            if !value.is_finite() {
-                return Err(Error::invalid(
-                    "metric",
-                    format!("{name} = {value}: only finite values are stored"),
-                ));
-            }
-            let mut m = Map::new();
-            m.insert("value".into(), Value::from(*value));
-            batch = batch.append(Append::new(self.metric_stream(name)?, t.time, m));
+            batch = batch.append(self.metric_append(t.time, name, *value)?);
         }
         Ok(TickPlan {
             deployment: self.deployment.clone(),
@@ -377,6 +369,219 @@ impl<S: Serialize + DeserializeOwned> StrategyStore<S> {
             trade_count: t.trades.len(),
             batch,
         })
+    }
+
+    fn trade_append(&self, tr: &Trade) -> Result<Append> {
+        if tr.size <= Decimal::ZERO || tr.price < Decimal::ZERO || tr.fee < Decimal::ZERO {
+            return Err(Error::invalid(
+                "trade",
+                format!(
+                    "{}: size must be positive, price and fee not negative",
+                    tr.trade_id
+                ),
+            ));
+        }
+        if let Some(p) = &tr.position_id {
+            tierstate_core::check_id("position id", p)?;
+        }
+        Ok(Append::typed(self.stream(TRADES)?, tr.time, tr)?.with_key(Name::key(&tr.trade_id)?))
+    }
+
+    fn positions_append(&self, time: DateTime<Utc>, rows: &[PositionRecord]) -> Result<Append> {
+        for p in rows {
+            p.validate()
+                .map_err(|e| Error::invalid("positions", e.to_string()))?;
+        }
+        let snap = PositionsSnapshot {
+            time,
+            positions: rows.to_vec(),
+        };
+        Append::typed(self.stream(POSITIONS)?, time, &snap)
+    }
+
+    fn metric_append(&self, time: DateTime<Utc>, name: &str, value: f64) -> Result<Append> {
+        if !value.is_finite() {
+            return Err(Error::invalid(
+                "metric",
+                format!("{name} = {value}: only finite values are stored"),
+            ));
+        }
+        let mut m = Map::new();
+        m.insert("value".into(), Value::from(value));
+        Ok(Append::new(self.metric_stream(name)?, time, m))
+    }
+
+    /// The idempotency key of a record stored once per `time` (microseconds).
+    fn at_key(time: DateTime<Utc>) -> Result<Name> {
+        Name::key(time.timestamp_micros().to_string())
+    }
+
+    /// Books one trade outside a tick, in its own transaction; idempotent by trade id (a
+    /// replay with the same content writes nothing and returns `false`).
+    ///
+    /// # Errors
+    /// `InvalidInput` for a bad trade; `KeyReused` if the id holds a different trade.
+    pub async fn append_trade(&self, trade: &Trade) -> Result<bool> {
+        let done = self
+            .store
+            .write(WriteBatch::new().append(self.trade_append(trade)?))
+            .await?;
+        Ok(done.entries.iter().any(|e| e.fresh))
+    }
+
+    /// Stores the positions as of `time` outside a tick, once per time: the same snapshot
+    /// again writes nothing (`false`); a different one at the same time is `KeyReused`.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a bad position; `KeyReused`.
+    pub async fn upsert_positions(
+        &self,
+        time: DateTime<Utc>,
+        positions: &[PositionRecord],
+    ) -> Result<bool> {
+        let append = self
+            .positions_append(time, positions)?
+            .with_key(Self::at_key(time)?);
+        let done = self.store.write(WriteBatch::new().append(append)).await?;
+        Ok(done.entries.iter().any(|e| e.fresh))
+    }
+
+    /// Stores metric points at `time` outside a tick, in one transaction, once per (time,
+    /// name): a replay writes nothing; another value for the same (time, name) is
+    /// `KeyReused`. Returns how many points were new.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a bad name or a non-finite value (nothing is written); `KeyReused`.
+    pub async fn append_metrics(
+        &self,
+        time: DateTime<Utc>,
+        points: &[(&str, f64)],
+    ) -> Result<usize> {
+        let mut batch = WriteBatch::new();
+        for (name, value) in points {
+            batch = batch.append(
+                self.metric_append(time, name, *value)?
+                    .with_key(Self::at_key(time)?),
+            );
+        }
+        let done = self.store.write(batch).await?;
+        Ok(done.entries.iter().filter(|e| e.fresh).count())
+    }
+
+    /// Trades with time in `[from, to)`, oldest first, at most `limit`, continuing after
+    /// `after` (seed 003's trades by time range with a cursor).
+    ///
+    /// # Errors
+    /// `InvalidInput` for a zero limit or `from > to`; as [`StrategyStore::trades`].
+    pub async fn trades_between(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: usize,
+        after: Option<TradeCursor>,
+    ) -> Result<TradePage> {
+        if limit == 0 || from > to {
+            return Err(Error::invalid(
+                "trades",
+                "the limit must be positive and from not after to",
+            ));
+        }
+        let q = JournalQuery::Window {
+            from,
+            to,
+            after: after.map(|c| (c.time_us, c.seq)),
+            limit,
+        };
+        let page = self.store.read_journal(&self.stream(TRADES)?, q).await?;
+        let next = if page.truncated || page.next.is_some() {
+            page.entries.last().map(|e| TradeCursor {
+                time_us: e.event_time.timestamp_micros(),
+                seq: e.seq,
+            })
+        } else {
+            None
+        };
+        let trades = page
+            .entries
+            .into_iter()
+            .map(|e| decode("trade", e.value))
+            .collect::<Result<_>>()?;
+        Ok(TradePage { trades, next })
+    }
+
+    /// The positions snapshots with time in `[from, to)`, oldest first, at most `limit`.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a zero limit; as [`StrategyStore::trades`].
+    pub async fn position_history(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<PositionsSnapshot>> {
+        if limit == 0 {
+            return Err(Error::invalid("limit", "must be positive"));
+        }
+        let page = self
+            .store
+            .read_journal(
+                &self.stream(POSITIONS)?,
+                JournalQuery::window(from, to, limit),
+            )
+            .await?;
+        page.entries
+            .into_iter()
+            .map(|e| PositionsSnapshot::from_entry(e.value))
+            .collect()
+    }
+
+    /// Several metrics' points with time in `[from, to)`, by name, each oldest first and at
+    /// most `limit`; a name with no points maps to an empty series.
+    ///
+    /// # Errors
+    /// As [`StrategyStore::metric`], for the first name that fails.
+    pub async fn metrics(
+        &self,
+        names: &[&str],
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<BTreeMap<String, Vec<MetricPoint>>> {
+        let mut out = BTreeMap::new();
+        for name in names {
+            out.insert(
+                (*name).to_owned(),
+                self.metric(name, from, to, limit).await?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// The names of every metric this deployment has stored, in order.
+    ///
+    /// # Errors
+    /// `Store` if the catalog cannot be read.
+    pub async fn metric_names(&self) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        let mut after: Option<Name> = Name::stream(METRIC_PREFIX).ok();
+        loop {
+            let page = self
+                .store
+                .streams(&self.deployment, after.as_ref(), 1000)
+                .await?;
+            let full = page.len() == 1000;
+            for s in &page {
+                match s.as_str().strip_prefix(METRIC_PREFIX) {
+                    Some(m) => out.push(m.to_owned()),
+                    None if s.as_str() > METRIC_PREFIX => return Ok(out),
+                    None => {}
+                }
+            }
+            match page.last() {
+                Some(last) if full => after = Some(last.clone()),
+                _ => return Ok(out),
+            }
+        }
     }
 
     /// Every trade in commit order, from the `from`-th (1-based sequence), at most `limit`.

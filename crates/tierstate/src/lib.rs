@@ -59,7 +59,10 @@ pub use tierstate_core::{
     StateData, StateStore, StateWrite, StreamAddr, Target, Tier, TruncateBefore, WriteBatch,
     epoch_micros, truncate_to_micros,
 };
-pub use tierstate_migrate::{MigrationError, MigrationRegistry, RollbackInfo, StateMigration};
+pub use tierstate_migrate::{
+    AppliedStep, BlockingStep, Migrated, MigrationError, MigrationRegistry, RollbackInfo,
+    RollbackTarget, StateMigration,
+};
 /// Multi-chain positions, net and gross totals, and reconciliation against a venue.
 #[cfg(feature = "positions")]
 pub use tierstate_positions as positions;

@@ -74,6 +74,7 @@ async fn a_tick_is_never_served_older_from_hot(store: Arc<dyn StateStore>) {
             price: Decimal::from(100),
             size: Decimal::ONE,
             fee: Decimal::ZERO,
+            position_id: None,
         };
         let done = strategy
             .tick(Tick {

@@ -48,7 +48,7 @@ async fn main() {
         wait_for_go();
     }
     let store = backend
-        .open(std::path::Path::new(&args[2]))
+        .open_as_writer(std::path::Path::new(&args[2]))
         .await
         .expect("open store");
     let mut out = std::io::stdout().lock();

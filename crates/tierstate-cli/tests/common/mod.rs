@@ -101,6 +101,7 @@ pub async fn fixture(path: &Path) {
             price,
             size: d("0.50"),
             fee: d("0.10"),
+            position_id: None,
         };
         let signed = if n == 2 { -trade.size } else { trade.size };
         pos += signed;
