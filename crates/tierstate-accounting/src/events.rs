@@ -46,9 +46,11 @@ const PAGE: usize = 512;
 
 text_enum!(
     /// What happened to a position.
-    PositionEventType, "position event type", "open, close, collect_fees, snapshot" {
+    PositionEventType, "position event type", "open, modify, close, collect_fees, snapshot" {
         /// Opened.
         Open = "open",
+        /// Changed while open: resized, re-ranged, re-levered (seed 002's position_modified).
+        Modify = "modify",
         /// Closed.
         Close = "close",
         /// Fees collected.
@@ -167,6 +169,21 @@ pub enum EventSaved {
     Stored(StoredEvent),
     /// The id was already stored (first write wins): the stored event, unchanged.
     AlreadyStored(StoredEvent),
+}
+
+/// A position as its events leave it ([`Events::rebuild_position`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RebuiltPosition {
+    /// The position.
+    pub position_id: String,
+    /// The record of the latest event that carried one.
+    pub record: Option<tierstate_positions::PositionRecord>,
+    /// Opened and not closed since.
+    pub open: bool,
+    /// Events folded.
+    pub events: u64,
+    /// Time of the latest event.
+    pub last_event: DateTime<Utc>,
 }
 
 /// Which position events [`Events::position_events`] returns.
@@ -483,6 +500,39 @@ impl Events {
             query = page.next;
         }
         Ok(out)
+    }
+
+    /// A position rebuilt from its events, oldest first (seed 002's reconstruction, as orders
+    /// rebuild theirs): the record of the latest event that carries one, and whether the
+    /// last open or close left it open. `None` if it has no events.
+    ///
+    /// # Errors
+    /// As [`Events::position_events`].
+    pub async fn rebuild_position(&self, position_id: &str) -> Result<Option<RebuiltPosition>> {
+        let history = self.position_history(position_id).await?;
+        let Some(last) = history.last() else {
+            return Ok(None);
+        };
+        let mut out = RebuiltPosition {
+            position_id: position_id.to_owned(),
+            record: None,
+            open: false,
+            events: history.len() as u64,
+            last_event: last.event.time,
+        };
+        for s in &history {
+            match s.event.event_type {
+                PositionEventType::Open => out.open = true,
+                PositionEventType::Close => out.open = false,
+                PositionEventType::Modify
+                | PositionEventType::CollectFees
+                | PositionEventType::Snapshot => {}
+            }
+            if let Some(p) = &s.event.position {
+                out.record = Some(p.clone());
+            }
+        }
+        Ok(Some(out))
     }
 
     /// A position's whole history, oldest first by event time (ties: write order).

@@ -46,7 +46,7 @@ pub use error::{AccountingError, CommitFailure, Result};
 pub use events::{
     ACCOUNTING_EVENTS, AccountingEvent, AccountingEventKind, EVENT_SCHEMA, EventFilter, EventSaved,
     Events, MIGRATIONS, MigrationState, POSITION_EVENTS, POSITION_LOG, PositionEvent,
-    PositionEventType, PositionLookup, PositionRef, StoredEvent,
+    PositionEventType, PositionLookup, PositionRef, RebuiltPosition, StoredEvent,
 };
 pub use ledger::{
     LEDGER, LEDGER_SCHEMA, Ledger, LedgerBatchChange, LedgerChange, LedgerCursor, LedgerEntry,

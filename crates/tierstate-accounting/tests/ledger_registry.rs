@@ -751,6 +751,52 @@ async fn position_events_first_write_wins_and_attribution_is_cas(store: Arc<dyn 
     );
     assert_eq!(of_types(&["perp", "swap"]).await, ["ev-5"]);
     assert!(of_types(&[]).await.is_empty());
+    // Rebuilt from its events (seed 002): open, modified (resized), closed; the record is the
+    // latest one an event carried.
+    let rec = |amount: &str| {
+        tierstate_positions::PositionRecord::new(
+            "perp-2",
+            "arbitrum",
+            tierstate_positions::PositionType::Perp,
+            "ETH",
+            amount.parse().unwrap(),
+            amount.parse::<rust_decimal::Decimal>().unwrap() * rust_decimal::Decimal::from(2500),
+        )
+        .unwrap()
+    };
+    assert!(ev.rebuild_position("perp-2").await.unwrap().is_none());
+    for (eid, kind, at, amount) in [
+        ("p2-open", PositionEventType::Open, 50, Some("1")),
+        ("p2-mod", PositionEventType::Modify, 60, Some("0.4")),
+        ("p2-fees", PositionEventType::CollectFees, 65, None),
+    ] {
+        let mut e = PositionEvent::new(eid, "eth-basis", "perp-2", "perp", kind, t(at), Map::new())
+            .unwrap();
+        e.position = amount.map(rec);
+        ev.save_position_event(&e).await.unwrap();
+    }
+    let r = ev.rebuild_position("perp-2").await.unwrap().unwrap();
+    assert!(r.open);
+    assert_eq!((r.events, r.last_event), (3, t(65)));
+    assert_eq!(r.record.unwrap().amount, "0.4".parse().unwrap());
+    let close = PositionEvent::new(
+        "p2-close",
+        "eth-basis",
+        "perp-2",
+        "perp",
+        PositionEventType::Close,
+        t(70),
+        Map::new(),
+    )
+    .unwrap();
+    ev.save_position_event(&close).await.unwrap();
+    let r = ev.rebuild_position("perp-2").await.unwrap().unwrap();
+    assert!(!r.open);
+    assert_eq!(r.events, 4);
+    assert_eq!(
+        "modify".parse::<PositionEventType>().unwrap(),
+        PositionEventType::Modify
+    );
     // Attribution: a CAS on the version read; a stale one conflicts with both versions.
     let stored = ev.position_event("ev-1").await.unwrap().unwrap();
     let updated = ev
