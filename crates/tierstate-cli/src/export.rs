@@ -1,5 +1,6 @@
-//! `export ID --format csv DIR`: trades, positions, metrics, NAV and ledger as CSV files, oldest
-//! first, for analysis elsewhere. Money is written as decimal text, never through a float.
+//! `export ID DIR` (or `export --all DIR`): trades, positions, metrics, NAV and ledger as CSV
+//! files, oldest first, for analysis elsewhere. Money is written as decimal text, never
+//! through a float.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use tierstate::{JournalQuery, Name, StateStore, StreamAddr};
 use crate::chart::series;
 use crate::error::{CliError, Result};
 use crate::out::Report;
-use crate::records::{deployment, require_deployment, streams};
+use crate::records::{deployment, deployments, require_deployment, streams};
 
 /// Entries read per page.
 const PAGE: usize = 5_000;
@@ -196,6 +197,83 @@ pub async fn csv(store: &Arc<dyn StateStore>, id: &str, dir: &Path, force: bool)
                 .map(|(f, n)| json!({"file": f, "rows": n}))
                 .collect::<Vec<_>>()
         ),
+    })
+}
+
+/// A deployment id as one directory name: bytes outside `[A-Za-z0-9_.-]` (a `/`, a space)
+/// and names of only dots are percent-encoded, so no id escapes the export directory.
+fn dir_name(id: &str) -> String {
+    let safe = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-');
+    let all_dots = id.bytes().all(|b| b == b'.');
+    id.bytes()
+        .map(|b| {
+            if safe(b) && !(all_dots && b == b'.') {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// `export --all DIR`: every deployment holding any record into `DIR/<id>`, all of them or
+/// none: every file is written under a temporary name first, then all are renamed.
+///
+/// # Errors
+/// As [`csv`], for any deployment; `Other` if the database holds none.
+pub async fn csv_all(store: &Arc<dyn StateStore>, dir: &Path, force: bool) -> Result<Report> {
+    let ids = deployments(store).await?;
+    if ids.is_empty() {
+        return Err(CliError::Other("the database holds no deployment".into()));
+    }
+    let subs: Vec<_> = ids
+        .iter()
+        .map(|id| dir.join(dir_name(id.as_str())))
+        .collect();
+    let taken: Vec<String> = subs
+        .iter()
+        .flat_map(|sub| FILES.iter().map(move |f| sub.join(f)))
+        .filter(|p| p.exists())
+        .map(|p| p.display().to_string())
+        .collect();
+    if !taken.is_empty() && !force {
+        return Err(CliError::Usage(format!(
+            "{} already exist(s): pass --force to overwrite",
+            taken.join(", ")
+        )));
+    }
+    let mut made = Vec::new();
+    for d in std::iter::once(dir).chain(subs.iter().map(|p| p.as_path())) {
+        if !d.exists() {
+            std::fs::create_dir_all(d).map_err(|e| CliError::io(d, e))?;
+            made.push(d.to_path_buf());
+        }
+    }
+    let mut written = Vec::new();
+    for (id, sub) in ids.iter().zip(&subs) {
+        match write_all(store, id, sub).await {
+            Ok(files) => written.push((sub, files)),
+            Err(e) => {
+                drop(written); // removes every temporary file
+                for d in made.iter().rev() {
+                    let _ = std::fs::remove_dir(d); // only if empty: nothing of ours is left
+                }
+                return Err(e);
+            }
+        }
+    }
+    let mut text = String::new();
+    let mut items = Vec::new();
+    for (sub, files) in &mut written {
+        for (f, n) in publish(files, sub)? {
+            text.push_str(&format!("wrote {f} ({n} rows)\n"));
+            items.push(json!({"file": f, "rows": n}));
+        }
+    }
+    text.push_str(&format!("{} deployment(s)\n", ids.len()));
+    Ok(Report {
+        text,
+        json: json!(items),
     })
 }
 

@@ -143,13 +143,16 @@ enum Command {
     /// Writes trades, positions, metrics, NAV and ledger as CSV files into a directory: all
     /// of them or none (each is written under a temporary name, then renamed).
     Export {
-        /// The deployment.
-        id: String,
+        /// `ID DIR`: one deployment into DIR; with `--all`, just `DIR`: every deployment
+        /// holding any record into DIR/ID (created if missing).
+        #[arg(value_name = "ID DIR", num_args = 1..=2, required = true)]
+        args: Vec<String>,
+        /// Every deployment, each into its own subdirectory.
+        #[arg(long)]
+        all: bool,
         /// The format (csv).
         #[arg(long, default_value = "csv")]
         format: String,
-        /// The directory (created if missing).
-        dir: std::path::PathBuf,
         /// Overwrite files an earlier export left there.
         #[arg(long)]
         force: bool,
@@ -263,6 +266,9 @@ fn check_arguments(command: &Command) -> Result<()> {
         Command::Export { format, .. } if format != "csv" => Err(CliError::Usage(format!(
             "unknown export format {format:?}: only csv is built (see the README on Parquet)"
         ))),
+        Command::Export { args, all, .. } if args.len() != if *all { 1 } else { 2 } => {
+            Err(CliError::Usage("export takes ID DIR, or --all DIR".into()))
+        }
         Command::Nav { svg, png, .. } => {
             if svg.is_none() && png.is_none() {
                 return Err(CliError::Usage(
@@ -312,7 +318,13 @@ async fn query(
             return Ok(None);
         }
         Command::Nav { id, svg, png } => chart::nav(store, &id, svg, png).await?,
-        Command::Export { id, dir, force, .. } => export::csv(store, &id, &dir, force).await?,
+        Command::Export {
+            args, all, force, ..
+        } => match (all, args.as_slice()) {
+            (true, [dir]) => export::csv_all(store, std::path::Path::new(dir), force).await?,
+            (false, [id, dir]) => export::csv(store, id, std::path::Path::new(dir), force).await?,
+            _ => return Err(CliError::Usage("export takes ID DIR, or --all DIR".into())),
+        },
         Command::Demo(_) | Command::Migrate { .. } => {
             return Err(CliError::Other("not a read command".into()));
         }

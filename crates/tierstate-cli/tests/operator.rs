@@ -463,6 +463,48 @@ fn exports_are_whole_and_keep_their_precision() {
     );
 }
 
+/// `export --all DIR` writes every deployment holding any record (a journal-only one too)
+/// into its own subdirectory, refuses to overwrite, and takes exactly one directory.
+#[test]
+fn export_all_writes_every_deployment() {
+    let (dir, db) = fixture_db();
+    let path = dir.path().join("fx.db");
+    with_store(&path, async |store| {
+        store
+            .append(Append::new(
+                StreamAddr::new("journal/only", "notes").unwrap(),
+                common::t(1),
+                obj(json!({})),
+            ))
+            .await
+            .unwrap();
+    });
+    let out = dir.path().join("all");
+    let o = out.to_str().unwrap();
+    let r = tierstate(&["--db", &db, "export", "--all", o]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let mut subs = files(&out);
+    subs.sort();
+    assert_eq!(subs, ["fx", "fy", "journal%2Fonly"]);
+    assert_eq!(
+        std::fs::read_to_string(out.join("fx/trades.csv")).unwrap(),
+        std::fs::read_to_string({
+            let one = dir.path().join("one");
+            let r = tierstate(&["--db", &db, "export", "fx", one.to_str().unwrap()]);
+            assert_eq!(r.code, 0, "{}", r.stderr);
+            one.join("trades.csv")
+        })
+        .unwrap()
+    );
+    assert!(out.join("journal%2Fonly/ledger.csv").exists());
+    let e = one_line_error(&tierstate(&["--db", &db, "export", "--all", o]));
+    assert!(e.contains("--force"), "{e}");
+    let e = one_line_error(&tierstate(&["--db", &db, "export", "--all", "fx", o]));
+    assert!(e.contains("--all DIR"), "{e}");
+    let e = one_line_error(&tierstate(&["--db", &db, "export", "fx"]));
+    assert!(e.contains("ID DIR"), "{e}");
+}
+
 /// Unknown deployments are an error with a non-zero exit, and nothing is created.
 #[test]
 fn unknown_deployments_are_errors() {
