@@ -38,6 +38,11 @@ pub trait StateStore: Send + Sync + Debug + 'static {
         None
     }
 
+    /// Closes the store: what is queued commits, connections close and file locks are
+    /// released, so the same file or database can be opened again in this process. Later
+    /// operations fail with a `Closed` error. The default has nothing to release.
+    async fn close(&self) {}
+
     /// The current version of a deployment, or `None` if it does not exist.
     ///
     /// # Errors

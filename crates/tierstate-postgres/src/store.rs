@@ -124,6 +124,10 @@ fn i64_of(v: u64) -> i64 {
 
 #[async_trait]
 impl StateStore for PostgresStore {
+    async fn close(&self) {
+        PostgresStore::close(self).await;
+    }
+
     fn backend(&self) -> &'static str {
         BACKEND
     }

@@ -56,6 +56,8 @@ pub(crate) struct Handle {
     reopen: Reopen,
     /// Mirrors `recovery.is_some()`, so the read path takes no mutex.
     poisoned: AtomicBool,
+    /// Set by [`Handle::close`]: the file is closed for good.
+    closed: AtomicBool,
     recovery: Mutex<Option<Recovery>>,
     /// Journals whose appends fail (the fault seam's `FailAppends`).
     #[cfg(feature = "test-hooks")]
@@ -95,6 +97,7 @@ impl Handle {
             db: RwLock::new(Some(Arc::new(db))),
             reopen,
             poisoned: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
             recovery: Mutex::new(None),
             #[cfg(feature = "test-hooks")]
             failing: Mutex::new(std::collections::HashSet::new()),
@@ -117,8 +120,35 @@ impl Handle {
         self.poisoned.load(Ordering::Acquire)
     }
 
+    /// Closes the file for good: later operations fail with `Closed`. Waits (bounded) for
+    /// reads in flight, so the file's lock is released when this returns; a read that outlives
+    /// the wait releases it when it ends.
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        let Some(mut old) = self.db.write().take() else {
+            return;
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            match Arc::try_unwrap(old) {
+                Ok(db) => {
+                    drop(db);
+                    return;
+                }
+                Err(shared) if Instant::now() < deadline => {
+                    old = shared;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(_) => return,
+            }
+        }
+    }
+
     /// The open database, or a retryable error while it is being recovered.
     pub(crate) fn current(&self) -> Result<Arc<Db>> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(tierstate_core::group::closed(BACKEND));
+        }
         if self.poisoned.load(Ordering::Acquire) {
             let cause = self.recovery.lock().as_ref().map(Recovery::describe);
             if let Some(cause) = cause {
@@ -154,6 +184,9 @@ impl Handle {
     /// Called by the writer before each group: if poisoned and the backoff allows, drops the
     /// handle and opens the file again. `Err` (retryable) while the database is not usable.
     pub(crate) fn recover(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(tierstate_core::group::closed(BACKEND));
+        }
         if !self.poisoned.load(Ordering::Acquire) {
             return Ok(());
         }

@@ -349,14 +349,16 @@ impl RedbStore {
             .unwrap_or_default()
     }
 
-    /// Stops the writer after it committed everything queued and waits for it. The file stays
-    /// locked until the last clone is dropped.
+    /// Closes the store: the writer commits what is queued and stops, then the file is closed
+    /// and its lock released, so the same file can be opened again, in this process or
+    /// another. Later operations fail with a `Closed` error.
     pub async fn close(&self) {
         let inner = self.inner.clone();
         let _ = tokio::task::spawn_blocking(move || {
             if let Some(w) = &inner.writer {
                 w.close();
             }
+            inner.db.close();
         })
         .await;
     }
@@ -499,6 +501,10 @@ fn get_version_in(
 
 #[async_trait]
 impl StateStore for RedbStore {
+    async fn close(&self) {
+        RedbStore::close(self).await;
+    }
+
     fn backend(&self) -> &'static str {
         BACKEND
     }

@@ -18,6 +18,8 @@ pub(crate) struct Readers {
     config: SqliteConfig,
     mode: ReadMode,
     idle: Mutex<Vec<Connection>>,
+    /// Set by [`Readers::close`]: reads fail with `Closed` and connections are not kept.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 impl Readers {
@@ -26,11 +28,27 @@ impl Readers {
             config,
             mode,
             idle: Mutex::new(Vec::new()),
+            closed: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Closes every idle connection; later reads fail with `Closed`, and a read in flight
+    /// closes its connection when it ends.
+    pub(crate) fn close(&self) {
+        self.closed
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.idle.lock().clear();
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Runs `f` on a pooled reader connection (blocking; call from a blocking thread).
     pub(crate) fn with<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        if self.is_closed() {
+            return Err(crate::error::closed());
+        }
         let pooled = self.idle.lock().pop();
         let conn = match pooled {
             Some(c) => c,
@@ -57,7 +75,7 @@ impl Readers {
     /// Returns a connection to the pool (closed instead if the pool is full).
     pub(crate) fn give_back(&self, conn: Connection) {
         let mut idle = self.idle.lock();
-        if idle.len() < self.config.readers {
+        if idle.len() < self.config.readers && !self.is_closed() {
             idle.push(conn);
         }
     }

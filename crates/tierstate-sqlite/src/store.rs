@@ -32,8 +32,9 @@ struct Inner {
     readers: Readers,
     probe: Option<Arc<SharedProbe>>,
     signal: Signal,
-    /// Held for the store's life: says who else may use the file (none when read-only).
-    _lock: Option<LockFile>,
+    /// Held until [`SqliteStore::close`]: says who else may use the file (none when
+    /// read-only).
+    lock: parking_lot::Mutex<Option<LockFile>>,
 }
 
 impl Drop for Inner {
@@ -108,7 +109,7 @@ impl SqliteStore {
                 readers,
                 probe,
                 signal: Signal::new(),
-                _lock: Some(lock),
+                lock: parking_lot::Mutex::new(Some(lock)),
             }),
         })
     }
@@ -142,7 +143,7 @@ impl SqliteStore {
                 readers,
                 probe: None,
                 signal: Signal::new(),
-                _lock: None,
+                lock: parking_lot::Mutex::new(None),
             }),
         })
     }
@@ -163,8 +164,9 @@ impl SqliteStore {
     }
 
     /// Stops the writer after it has committed everything queued, and waits for it. Later
-    /// writes fail with a `Closed` error. Dropping the last clone does the same.
-    pub async fn close(&self) {
+    /// writes fail with a `Closed` error; reads go on (for tools and tests that need a store
+    /// that reads but no longer writes).
+    pub async fn stop_writer(&self) {
         let inner = self.inner.clone();
         let _ = tokio::task::spawn_blocking(move || {
             if let Some(w) = &inner.writer {
@@ -172,6 +174,15 @@ impl SqliteStore {
             }
         })
         .await;
+    }
+
+    /// Closes the store: the writer commits what is queued and stops, the reader
+    /// connections close, and the file's lock is released, so the same file can be opened
+    /// again, in this process or another. Later operations fail with a `Closed` error.
+    pub async fn close(&self) {
+        self.stop_writer().await;
+        self.inner.readers.close();
+        self.inner.lock.lock().take();
     }
 
     async fn read<T: Send + 'static>(
@@ -213,6 +224,10 @@ impl SqliteStore {
 
 #[async_trait]
 impl StateStore for SqliteStore {
+    async fn close(&self) {
+        SqliteStore::close(self).await;
+    }
+
     fn backend(&self) -> &'static str {
         "sqlite"
     }

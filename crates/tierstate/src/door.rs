@@ -73,6 +73,10 @@ fn some<T>(v: &Option<T>) -> bool {
 
 #[async_trait]
 impl StateStore for Door {
+    async fn close(&self) {
+        self.warm().close().await;
+    }
+
     fn backend(&self) -> &'static str {
         self.warm().backend()
     }

@@ -88,6 +88,13 @@ impl Tierstate {
         self.manager.write(batch, "commit").await
     }
 
+    /// Closes the handle and every clone of it: queued writes commit, connections close and
+    /// file locks are released, so the same file reopens in this process. Later operations
+    /// fail with a `Closed` error.
+    pub async fn close(&self) {
+        self.manager.close().await;
+    }
+
     /// The WARM store underneath, bypassing HOT and metrics (for tools only).
     pub fn warm(&self) -> &Arc<dyn StateStore> {
         self.manager.warm()

@@ -654,6 +654,15 @@ impl StateManager {
         self.inner.hot.invalidate(id);
     }
 
+    /// Closes the store underneath (queued writes commit, connections close, file locks
+    /// are released, so the same file reopens in this process) and empties HOT. Later
+    /// operations fail with a `Closed` error.
+    pub async fn close(&self) {
+        self.inner.hot.invalidate_all();
+        self.inner.warm.close().await;
+        self.inner.hot.invalidate_all();
+    }
+
     /// Evicts everything from HOT.
     pub fn invalidate_all(&self) {
         self.inner.hot.invalidate_all();

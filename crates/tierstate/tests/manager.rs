@@ -188,7 +188,7 @@ async fn delete_propagates_warm_errors_and_never_deletes_hot_only() {
         .unwrap();
     let m = over(Arc::new(sqlite.clone())).await;
     m.create(&id("a"), obj(json!({"n": 1}))).await.unwrap();
-    sqlite.close().await; // the writer stops; reads still work
+    sqlite.stop_writer().await; // the writer stops; reads still work
     let err = m.delete(&id("a")).await.unwrap_err();
     assert!(matches!(err, Error::Backend { .. }), "{err:?}");
     let still = m
