@@ -131,6 +131,19 @@ impl StateMigration {
         Self::new(version, description, version, migrate)
     }
 
+    /// Runs the step on `state` (seed 000's `apply`); the input is moved in, so the caller's
+    /// stored copy is never touched.
+    ///
+    /// # Errors
+    /// `StepFailed` naming this step.
+    pub fn apply(&self, state: Map<String, Value>) -> Result<Map<String, Value>, MigrationError> {
+        (self.migrate)(state).map_err(|reason| MigrationError::StepFailed {
+            version: self.version,
+            description: self.description.clone(),
+            reason,
+        })
+    }
+
     /// The same step, defined at `at`.
     #[must_use]
     pub fn created_at(mut self, at: DateTime<Utc>) -> Self {
@@ -400,11 +413,7 @@ impl MigrationRegistry {
         let mut applied = Vec::new();
         for step in self.path(from, current)? {
             let t = Instant::now();
-            state = (step.migrate)(state).map_err(|reason| MigrationError::StepFailed {
-                version: step.version,
-                description: step.description.clone(),
-                reason,
-            })?;
+            state = step.apply(state)?;
             applied.push(AppliedStep {
                 version: step.version,
                 description: step.description.clone(),

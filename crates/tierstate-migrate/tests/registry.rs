@@ -173,6 +173,10 @@ fn lookup_rollback_targets_reports_and_defaults() {
         ("add a", defined)
     );
     assert!(reg.get(5).is_none() && reg.get(1).is_none());
+    assert_eq!(
+        two.apply(obj(json!({"x": 0}))).unwrap(),
+        obj(json!({"x": 0, "a": 2}))
+    );
     // The default is the safe one: only binaries at the step's own version read its output.
     assert_eq!(reg.get(3).unwrap().rollback_safe_until, 3);
     let before = chrono::Utc::now() - chrono::Duration::seconds(60);

@@ -207,7 +207,9 @@ async fn the_strategy_store_migrates_stamps_and_refuses_newer() {
 
 #[tokio::test]
 async fn every_domain_is_metered_under_its_name() {
-    let ts = handle(Arc::new(InMemoryStore::new())).await;
+    use tierstate::{Fault, FaultSeam};
+    let memory = Arc::new(InMemoryStore::new());
+    let ts = handle(memory.clone()).await;
     let d = id("m");
     ts.state().create(&d, obj(json!({}))).await.unwrap();
     let entry = tierstate::accounting::LedgerEntry::new(
@@ -258,6 +260,17 @@ async fn every_domain_is_metered_under_its_name() {
         .find(|o| o.domain == "ledger" && o.op == "commit")
         .unwrap();
     assert!(ledger.count >= 1 && ledger.mean <= ledger.p99 && ledger.errors == 0);
+    // A failed domain read is metered as a failure.
+    let addr = tierstate::DocAddr::new("m", "orders.intents", "i1").unwrap();
+    assert!(memory.inject(Fault::DocumentBody(addr)).await.unwrap());
+    assert!(ts.orders(&d).intent("i1").await.is_err());
+    let reads = ts
+        .metrics()
+        .by_operation()
+        .into_iter()
+        .find(|o| o.domain == "orders" && o.op == "read_document")
+        .unwrap();
+    assert_eq!(reads.errors, 1, "{reads:?}");
 }
 
 #[tokio::test]
