@@ -76,6 +76,12 @@ enum Command {
         /// The newer version.
         v2: u64,
     },
+    /// Writes a consistent copy of the database into a new file while writers go on (SQLite),
+    /// then verifies the copy; PostgreSQL and redb say which tool to use instead.
+    Backup {
+        /// The new file.
+        dest: std::path::PathBuf,
+    },
     /// Walks every state version, document and journal entry, checking checksums and hash
     /// chains; exits non-zero on damage.
     Verify {
@@ -303,6 +309,7 @@ async fn query(
         Command::Diff { id, v1, v2 } => records::diff(store, &id, v1, v2).await?,
         Command::At { id, time, limit } => records::at(store, &id, &time, limit).await?,
         Command::Verify { id } => verify::run(store, id.as_deref(), json).await?,
+        Command::Backup { dest } => verify::backup(store, &dest, json).await?,
         Command::Orders { id, open } => domain::orders(store, &id, open).await?,
         Command::Ledger { id, since, limit } => {
             domain::ledger(store, &id, since.as_deref(), limit).await?

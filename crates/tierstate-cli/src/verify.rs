@@ -4,6 +4,7 @@
 //! header or an index counts is what is stored (the NAV series, the order journals); and runs
 //! the storage engine's own check where the backend has one. Non-zero exit on any damage.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -74,6 +75,44 @@ fn address_of(e: &Error) -> String {
         Error::Corrupt { location, .. } => location.clone(),
         other => other.to_string(),
     }
+}
+
+/// `backup DEST`: the store's consistent copy into the new file `dest`, then the same walk
+/// as `verify` over the copy, opened read-only. A copy that does not verify is removed.
+///
+/// # Errors
+/// `Store` if the backend cannot copy itself (naming what to use instead) or `dest` exists;
+/// `Damaged` if the copy does not verify.
+pub async fn backup(store: &Arc<dyn StateStore>, dest: &Path, json_out: bool) -> Result<Report> {
+    let started = std::time::Instant::now();
+    store.backup_to(dest).await?;
+    let took = started.elapsed();
+    let bytes = std::fs::metadata(dest).map(|m| m.len()).unwrap_or(0);
+    let url = tierstate::StoreUrl::parse(&format!("sqlite:{}", dest.display()))?;
+    let copy = url.open(tierstate::Access::ReadOnly).await?;
+    let checked = run(&copy, None, json_out).await;
+    copy.close().await;
+    let report = match checked {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = std::fs::remove_file(dest);
+            return Err(e);
+        }
+    };
+    Ok(Report {
+        text: format!(
+            "backed up to {} ({bytes} bytes in {:.2} s)\n{}",
+            dest.display(),
+            took.as_secs_f64(),
+            report.text
+        ),
+        json: json!({
+            "backup": dest.display().to_string(),
+            "bytes": bytes,
+            "seconds": took.as_secs_f64(),
+            "verify": report.json,
+        }),
+    })
 }
 
 /// Runs the walk over one deployment or all of them.

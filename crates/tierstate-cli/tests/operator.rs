@@ -505,6 +505,39 @@ fn export_all_writes_every_deployment() {
     assert!(e.contains("ID DIR"), "{e}");
 }
 
+/// `backup DEST` writes a copy that verifies and lists as the source does; it never
+/// overwrites, and a damaged source leaves no copy behind.
+#[test]
+fn backup_writes_a_verified_copy_and_never_a_damaged_one() {
+    let (dir, db) = fixture_db();
+    let dest = dir.path().join("copy.db");
+    let d = dest.to_str().unwrap();
+    let r = tierstate(&["--db", &db, "backup", d]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains("backed up to") && r.stdout.contains("engine check: ok"),
+        "{}",
+        r.stdout
+    );
+    let copy = format!("sqlite:{d}");
+    assert_eq!(tierstate(&["--db", &copy, "verify"]).code, 0);
+    assert_eq!(
+        tierstate(&["--db", &copy, "--json", "list"]).stdout,
+        tierstate(&["--db", &db, "--json", "list"]).stdout
+    );
+    let e = one_line_error(&tierstate(&["--db", &db, "backup", d]));
+    assert!(e.contains("exists"), "{e}");
+    // Damage in the source: reported, and no copy is left.
+    assert!(inject(
+        &dir.path().join("fx.db"),
+        bad_checksum("fx", "strategy.trades", 2)
+    ));
+    let bad = dir.path().join("bad.db");
+    let r = tierstate(&["--db", &db, "backup", bad.to_str().unwrap()]);
+    assert_ne!(r.code, 0, "{}", r.stdout);
+    assert!(!bad.exists());
+}
+
 /// Unknown deployments are an error with a non-zero exit, and nothing is created.
 #[test]
 fn unknown_deployments_are_errors() {

@@ -163,6 +163,20 @@ pub trait StateStore: Send + Sync + Debug + 'static {
         Ok(None)
     }
 
+    /// Writes a consistent copy of the whole store into the new file `dest` while writers go
+    /// on: everything committed before the copy began is in it. Reads only.
+    ///
+    /// # Errors
+    /// `InvalidInput` if `dest` exists, or if the backend has no file to copy (the message
+    /// says what to use instead); `Backend` if the copy fails (nothing is left at `dest`).
+    async fn backup_to(&self, dest: &std::path::Path) -> Result<()> {
+        let _ = dest;
+        Err(crate::Error::invalid(
+            "backup",
+            format!("the {} backend keeps no file to back up", self.backend()),
+        ))
+    }
+
     /// Up to `limit` current documents of one collection inside `range`, in its key order
     /// (byte order of the keys). A damaged document appears as its `Integrity` error in place.
     /// Each bound is a seek, so a page costs the same however large the collection is.

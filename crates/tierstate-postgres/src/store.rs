@@ -124,6 +124,16 @@ fn i64_of(v: u64) -> i64 {
 
 #[async_trait]
 impl StateStore for PostgresStore {
+    async fn backup_to(&self, _dest: &std::path::Path) -> Result<()> {
+        Err(Error::invalid(
+            "backup",
+            format!(
+                "a PostgreSQL store is backed up by the server's tools: pg_dump -n {}",
+                self.config.schema.as_deref().unwrap_or("public")
+            ),
+        ))
+    }
+
     async fn close(&self) {
         PostgresStore::close(self).await;
     }

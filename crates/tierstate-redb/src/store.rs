@@ -501,6 +501,14 @@ fn get_version_in(
 
 #[async_trait]
 impl StateStore for RedbStore {
+    async fn backup_to(&self, _dest: &std::path::Path) -> Result<()> {
+        Err(tierstate_core::Error::invalid(
+            "backup",
+            "a redb file is backed up by copying it while no process has it open \
+             (a copy through one read transaction is not built yet)",
+        ))
+    }
+
     async fn close(&self) {
         RedbStore::close(self).await;
     }

@@ -7,8 +7,8 @@ use chrono::{DateTime, Utc};
 use rusqlite::Connection;
 use tierstate_core::journal::{Fetch, JournalInfo, JournalPage, JournalQuery};
 use tierstate_core::{
-    CommitProbe, Committed, DeploymentId, DocAddr, Document, KeyRange, Name, Result, Signal,
-    StateData, StateStore, StreamAddr, Tier, TruncateBefore, WriteBatch,
+    BackendErrorKind, CommitProbe, Committed, DeploymentId, DocAddr, Document, KeyRange, Name,
+    Result, Signal, StateData, StateStore, StreamAddr, Tier, TruncateBefore, WriteBatch,
 };
 use tokio::sync::{oneshot, watch};
 
@@ -321,6 +321,56 @@ impl StateStore for SqliteStore {
 
     async fn check_engine(&self) -> Result<Option<Vec<String>>> {
         self.read(reader::integrity_check).await.map(Some)
+    }
+
+    async fn backup_to(&self, dest: &std::path::Path) -> Result<()> {
+        if dest.exists() {
+            return Err(tierstate_core::Error::invalid(
+                "backup",
+                format!("{} exists: name a new file", dest.display()),
+            ));
+        }
+        let Some(target) = dest.to_str().map(str::to_owned) else {
+            return Err(tierstate_core::Error::invalid(
+                "backup",
+                format!("{} is not UTF-8", dest.display()),
+            ));
+        };
+        let dest = dest.to_owned();
+        // SQLite's online backup in one step: every page copied inside one read transaction,
+        // so the copy is the snapshot of one moment while the writer goes on committing; from
+        // a read-only connection too (nothing is written to the source).
+        let copied = self
+            .read(move |c| {
+                let mut dst = rusqlite::Connection::open(&target).map_err(crate::error::map)?;
+                let backup =
+                    rusqlite::backup::Backup::new(c, &mut dst).map_err(crate::error::map)?;
+                match backup.step(-1).map_err(crate::error::map)? {
+                    rusqlite::backup::StepResult::Done => Ok(()),
+                    other => Err(tierstate_core::Error::Backend {
+                        backend: crate::error::BACKEND,
+                        kind: BackendErrorKind::Busy,
+                        message: format!("the backup did not finish ({other:?}): try again"),
+                        source: None,
+                    }),
+                }
+            })
+            .await;
+        let synced = copied.and_then(|()| {
+            std::fs::File::open(&dest)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| {
+                    tierstate_core::Error::backend(
+                        crate::error::BACKEND,
+                        tierstate_core::BackendErrorKind::Io,
+                        e,
+                    )
+                })
+        });
+        if synced.is_err() {
+            let _ = std::fs::remove_file(&dest);
+        }
+        synced
     }
 
     async fn document_history(&self, address: &DocAddr, limit: usize) -> Result<Vec<Document>> {

@@ -671,3 +671,66 @@ async fn read_only_stores_change_nothing() {
         );
     }
 }
+
+/// A backup taken while a writer commits holds everything acknowledged before it began, each
+/// state whole and consistent with its version, passes the engine's check, and reopens; an
+/// existing destination is refused and left alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_while_a_writer_commits_holds_everything_acknowledged_before_it() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(
+        SqliteStore::open(SqliteConfig::new(dir.path().join("src.db")))
+            .await
+            .unwrap(),
+    );
+    let acked = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (store, acked, stop) = (store.clone(), acked.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut v = 0u64;
+            while !stop.load(Ordering::Acquire) {
+                let body = obj(json!({"n": v, "pad": "x".repeat(512)}));
+                let w = if v == 0 {
+                    StateWrite::create(id("w"), body)
+                } else {
+                    StateWrite::update(id("w"), v, body)
+                };
+                v = store.put(w, Retention::DEFAULT).await.unwrap().version;
+                acked.store(v, Ordering::Release);
+            }
+        })
+    };
+    while acked.load(Ordering::Acquire) < 50 {
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    let before = acked.load(Ordering::Acquire);
+    let dest = dir.path().join("copy.db");
+    store.backup_to(&dest).await.unwrap();
+    let after_backup = acked.load(Ordering::Acquire);
+    stop.store(true, Ordering::Release);
+    writer.await.unwrap();
+    assert!(
+        after_backup > before,
+        "the writer went on during the backup"
+    );
+
+    let copy = SqliteStore::open(SqliteConfig::new(&dest).read_only(true))
+        .await
+        .unwrap();
+    let d = copy.get(&id("w")).await.unwrap().unwrap();
+    assert!(
+        d.version >= before,
+        "backup v{} < acknowledged v{before}",
+        d.version
+    );
+    assert_eq!(d.state["n"], json!(d.version - 1));
+    assert_eq!(copy.check_engine().await.unwrap(), Some(vec![]));
+    let e = store.backup_to(&dest).await.unwrap_err();
+    assert!(e.to_string().contains("exists"), "{e}");
+    assert_eq!(
+        copy.get(&id("w")).await.unwrap().unwrap().version,
+        d.version
+    );
+}

@@ -231,6 +231,10 @@ impl StateStore for Door {
         self.warm().check_engine().await
     }
 
+    async fn backup_to(&self, dest: &std::path::Path) -> Result<()> {
+        self.warm().backup_to(dest).await
+    }
+
     async fn scan(
         &self,
         after: Option<&DeploymentId>,
