@@ -124,6 +124,10 @@ enum Command {
         /// Keep printing entries as they are committed (Ctrl-C to stop).
         #[arg(long)]
         follow: bool,
+        /// Start at this sequence number instead of the newest entries: a relay that stopped
+        /// after #N restarts with `--from-seq N+1`, without a gap or a duplicate.
+        #[arg(long, conflicts_with = "lines")]
+        from_seq: Option<u64>,
     },
     /// The state and documents as they were at a time, and each journal's length then.
     At {
@@ -320,8 +324,13 @@ async fn query(
             stream,
             lines,
             follow,
+            from_seq,
         } => {
-            tail::run(store, &id, &stream, lines, follow, json).await?;
+            let start = match from_seq {
+                Some(seq) => tail::Start::Seq(seq),
+                None => tail::Start::Newest(lines),
+            };
+            tail::run(store, &id, &stream, start, follow, json).await?;
             return Ok(None);
         }
         Command::Nav { id, svg, png } => chart::nav(store, &id, svg, png).await?,

@@ -1,5 +1,5 @@
-//! `tail ID STREAM [--follow]`: a journal's newest entries, then (following) each entry as it
-//! commits — woken by the store's journal signal and PostgreSQL's change feed; an embedded
+//! `tail ID STREAM [--follow] [--from-seq N]`: a journal's newest entries (or every entry from
+//! #N), then (following) each entry as it commits — woken by the store's journal signal and PostgreSQL's change feed; an embedded
 //! file written by another process is looked at again every half second.
 
 use std::io::Write;
@@ -38,15 +38,26 @@ fn print(e: &JournalEntry, json_out: bool) -> Result<()> {
         .map_err(|e| CliError::io("stdout", e))
 }
 
-/// Prints the last `lines` entries, then follows if asked.
+/// Where a tail starts.
+#[derive(Debug, Clone, Copy)]
+pub enum Start {
+    /// With the newest `n` entries.
+    Newest(usize),
+    /// With every entry from this sequence number on (1 is the first ever written).
+    Seq(u64),
+}
+
+/// Prints the entries `start` names, then follows if asked.
 ///
 /// # Errors
-/// `Other` for a journal that does not exist; `Store` if a read fails or finds damage.
+/// `Other` for a journal that does not exist, or a `--from-seq` before what truncation kept
+/// (the entries in between are gone: resuming there would leave a gap); `Store` if a read
+/// fails or finds damage.
 pub async fn run(
     store: &Arc<dyn StateStore>,
     id: &str,
     stream: &str,
-    lines: usize,
+    start: Start,
     follow: bool,
     json_out: bool,
 ) -> Result<()> {
@@ -59,17 +70,41 @@ pub async fn run(
         return Err(CliError::Other(format!("no journal {addr}")));
     }
     let last = info.map_or(0, |i| i.last_seq);
-    let from = (last + 1)
-        .saturating_sub(lines as u64)
-        .max(info.map_or(1, |i| i.first_seq));
-    if lines > 0 && last >= from && last > 0 {
-        let page = store
-            .read_journal(&addr, JournalQuery::from_seq(from, lines))
-            .await?;
-        for e in &page.entries {
-            print(e, json_out)?;
+    let next = match start {
+        Start::Newest(lines) => {
+            let from = (last + 1)
+                .saturating_sub(lines as u64)
+                .max(info.map_or(1, |i| i.first_seq));
+            if lines > 0 && last >= from && last > 0 {
+                let page = store
+                    .read_journal(&addr, JournalQuery::from_seq(from, lines))
+                    .await?;
+                for e in &page.entries {
+                    print(e, json_out)?;
+                }
+            }
+            last + 1
         }
-    }
+        Start::Seq(seq) => {
+            let seq = seq.max(1);
+            if let Some(i) = info.filter(|i| seq < i.first_seq && i.count > 0) {
+                return Err(CliError::Other(format!(
+                    "{addr} keeps #{} on (earlier entries were truncated): --from-seq {seq} would skip #{seq}..#{}",
+                    i.first_seq,
+                    i.first_seq - 1
+                )));
+            }
+            let mut q = (seq <= last).then(|| JournalQuery::from_seq(seq, 5_000));
+            while let Some(query) = q {
+                let page = store.read_journal(&addr, query).await?;
+                for e in &page.entries {
+                    print(e, json_out)?;
+                }
+                q = page.next;
+            }
+            (last + 1).max(seq)
+        }
+    };
     if !follow {
         return Ok(());
     }
@@ -80,7 +115,7 @@ pub async fn run(
     } else {
         std::time::Duration::from_millis(500)
     };
-    let mut tail = JournalTail::new(store.clone(), addr, last + 1);
+    let mut tail = JournalTail::new(store.clone(), addr, next);
     loop {
         tokio::select! {
             batch = tail.next_batch(256) => {

@@ -335,3 +335,134 @@ fn tail_follow_prints_entries_as_they_commit() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// `tail --from-seq N` resumes exactly at #N: a relay that stopped after #2 gets #3 and what
+/// commits next, once each; a start the journal no longer keeps is refused, not skipped.
+#[test]
+fn tail_from_seq_resumes_without_a_gap_or_a_duplicate() {
+    let (dir, db) = fixture_db();
+    let seqs = |out: &str| -> Vec<u64> {
+        out.lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["seq"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect()
+    };
+    let r = tierstate(&[
+        "--db",
+        &db,
+        "--json",
+        "tail",
+        "fx",
+        "strategy.trades",
+        "--from-seq",
+        "2",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(seqs(&r.stdout), [2, 3]);
+    let r = tierstate(&[
+        "--db",
+        &db,
+        "--json",
+        "tail",
+        "fx",
+        "strategy.trades",
+        "--from-seq",
+        "4",
+    ]);
+    assert_eq!((r.code, seqs(&r.stdout)), (0, vec![]));
+    let e = tierstate(&[
+        "--db",
+        &db,
+        "tail",
+        "fx",
+        "strategy.trades",
+        "--from-seq",
+        "2",
+        "--lines",
+        "3",
+    ]);
+    assert_ne!(e.code, 0, "--from-seq and --lines together are refused");
+    // Following from #3: #3, then what another process commits, each once.
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tierstate"))
+        .args([
+            "--db",
+            &db,
+            "--json",
+            "tail",
+            "fx",
+            "strategy.trades",
+            "--from-seq",
+            "3",
+            "--follow",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            if tx.send(line.unwrap_or_default()).is_err() {
+                break;
+            }
+        }
+    });
+    let wait = std::time::Duration::from_secs(20);
+    assert_eq!(seqs(&rx.recv_timeout(wait).unwrap()), [3]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use tierstate::{Append, Sharing, SqliteConfig, SqliteStore, StateStore, StreamAddr};
+        let store =
+            SqliteStore::open(SqliteConfig::new(dir.path().join("fx.db")).sharing(Sharing::Shared))
+                .await
+                .unwrap();
+        let s = StreamAddr::new("fx", "strategy.trades").unwrap();
+        for n in 0..2 {
+            let v = serde_json::json!({ "n": n }).as_object().unwrap().clone();
+            store
+                .append(Append::new(s.clone(), common::t(999), v))
+                .await
+                .unwrap();
+        }
+    });
+    assert_eq!(seqs(&rx.recv_timeout(wait).unwrap()), [4]);
+    assert_eq!(seqs(&rx.recv_timeout(wait).unwrap()), [5]);
+    assert!(
+        rx.recv_timeout(std::time::Duration::from_millis(1200))
+            .is_err(),
+        "a duplicate"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // Entries before #3 truncated: resuming at #1 would skip two, so it is refused.
+    rt.block_on(async {
+        use tierstate::{SqliteConfig, SqliteStore, StateStore, StreamAddr, TruncateBefore};
+        let store = SqliteStore::open(SqliteConfig::new(dir.path().join("fx.db")))
+            .await
+            .unwrap();
+        let s = StreamAddr::new("fx", "strategy.trades").unwrap();
+        store
+            .truncate_journal(&s, TruncateBefore::Seq(3))
+            .await
+            .unwrap();
+        store.close().await;
+    });
+    let e = common::one_line_error(&tierstate(&[
+        "--db",
+        &db,
+        "tail",
+        "fx",
+        "strategy.trades",
+        "--from-seq",
+        "1",
+    ]));
+    assert!(e.contains("truncated") && e.contains("#1..#2"), "{e}");
+}
