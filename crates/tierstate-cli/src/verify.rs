@@ -88,7 +88,7 @@ pub async fn backup(store: &Arc<dyn StateStore>, dest: &Path, json_out: bool) ->
     store.backup_to(dest).await?;
     let took = started.elapsed();
     let bytes = std::fs::metadata(dest).map(|m| m.len()).unwrap_or(0);
-    let url = tierstate::StoreUrl::parse(&format!("sqlite:{}", dest.display()))?;
+    let url = tierstate::StoreUrl::parse(&format!("{}:{}", store.backend(), dest.display()))?;
     let copy = url.open(tierstate::Access::ReadOnly).await?;
     let checked = run(&copy, None, json_out).await;
     copy.close().await;

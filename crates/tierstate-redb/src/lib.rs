@@ -16,6 +16,7 @@
 //! ```
 #![deny(missing_docs)]
 
+mod backup;
 mod config;
 mod error;
 #[cfg(feature = "test-hooks")]

@@ -501,12 +501,10 @@ fn get_version_in(
 
 #[async_trait]
 impl StateStore for RedbStore {
-    async fn backup_to(&self, _dest: &std::path::Path) -> Result<()> {
-        Err(tierstate_core::Error::invalid(
-            "backup",
-            "a redb file is backed up by copying it while no process has it open \
-             (a copy through one read transaction is not built yet)",
-        ))
+    async fn backup_to(&self, dest: &std::path::Path) -> Result<()> {
+        let dest = dest.to_owned();
+        self.read(move |txn| crate::backup::backup(txn, &dest))
+            .await
     }
 
     async fn close(&self) {

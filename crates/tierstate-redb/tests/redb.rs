@@ -317,3 +317,82 @@ async fn point_reads_agree_inline_and_pooled_under_load() {
         store.close().await;
     }
 }
+
+/// A backup taken while a writer commits holds everything acknowledged before it began —
+/// states, documents and journals with their chains — and opens as a store of its own; an
+/// existing destination is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_while_a_writer_commits_holds_everything_acknowledged_before_it() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use tierstate_core::{
+        Append, DocAddr, DocWrite, JournalQuery, PutMode, StreamAddr, WriteBatch,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(
+        RedbStore::open(RedbConfig::new(dir.path().join("src.redb")))
+            .await
+            .unwrap(),
+    );
+    let doc = DocAddr::new("w", "books", "main").unwrap();
+    let stream = StreamAddr::new("w", "fills").unwrap();
+    let acked = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (store, acked, stop) = (store.clone(), acked.clone(), stop.clone());
+        let (doc, stream) = (doc.clone(), stream.clone());
+        tokio::spawn(async move {
+            let mut v = 0u64;
+            while !stop.load(Ordering::Acquire) {
+                let body = obj(json!({"n": v}));
+                let (w, d) = if v == 0 {
+                    (StateWrite::create(id("w"), body.clone()), PutMode::Create)
+                } else {
+                    (
+                        StateWrite::update(id("w"), v, body.clone()),
+                        PutMode::Update { expected: v },
+                    )
+                };
+                let batch = WriteBatch::new()
+                    .put(w)
+                    .document(DocWrite::new(doc.clone(), d, body.clone()))
+                    .append(Append::new(stream.clone(), chrono::Utc::now(), body));
+                store.write(batch).await.unwrap();
+                v += 1;
+                acked.store(v, Ordering::Release);
+            }
+        })
+    };
+    while acked.load(Ordering::Acquire) < 20 {
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    let before = acked.load(Ordering::Acquire);
+    let dest = dir.path().join("copy.redb");
+    store.backup_to(&dest).await.unwrap();
+    stop.store(true, Ordering::Release);
+    writer.await.unwrap();
+    let e = store.backup_to(&dest).await.unwrap_err();
+    assert!(e.to_string().contains("exists"), "{e}");
+
+    let copy = RedbStore::open(RedbConfig::new(&dest)).await.unwrap();
+    let d = copy.get(&id("w")).await.unwrap().unwrap();
+    assert!(
+        d.version >= before,
+        "backup v{} < acknowledged v{before}",
+        d.version
+    );
+    assert_eq!(d.state["n"], json!(d.version - 1));
+    // One batch, one moment: the document and the journal stand where the state does.
+    assert_eq!(
+        copy.get_document(&doc).await.unwrap().unwrap().version,
+        d.version
+    );
+    let info = copy.journal_info(&stream).await.unwrap().unwrap();
+    assert_eq!(info.last_seq, d.version);
+    let page = copy
+        .read_journal(&stream, JournalQuery::from_seq(1, 10_000))
+        .await
+        .unwrap();
+    assert_eq!(page.entries.len() as u64, d.version);
+    assert_eq!(copy.check_engine().await.unwrap(), Some(vec![]));
+}
