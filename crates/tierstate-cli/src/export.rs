@@ -160,18 +160,7 @@ async fn each_entry(
 pub async fn csv(store: &Arc<dyn StateStore>, id: &str, dir: &Path, force: bool) -> Result<Report> {
     let id = deployment(id)?;
     require_deployment(store, &id).await?;
-    let taken: Vec<String> = FILES
-        .iter()
-        .map(|f| dir.join(f))
-        .filter(|p| p.exists())
-        .map(|p| p.display().to_string())
-        .collect();
-    if !taken.is_empty() && !force {
-        return Err(CliError::Usage(format!(
-            "{} already exist(s): pass --force to overwrite",
-            taken.join(", ")
-        )));
-    }
+    refuse_existing(std::iter::once(dir), force)?;
     let created = !dir.exists();
     std::fs::create_dir_all(dir).map_err(|e| CliError::io(dir, e))?;
     let written = write_all(store, &id, dir).await;
@@ -216,6 +205,22 @@ fn dir_name(id: &str) -> String {
         .collect()
 }
 
+/// Refuses, unless `force`, when any export file already exists in one of `dirs`.
+fn refuse_existing<'a>(dirs: impl Iterator<Item = &'a Path>, force: bool) -> Result<()> {
+    let taken: Vec<String> = dirs
+        .flat_map(|d| FILES.iter().map(move |f| d.join(f)))
+        .filter(|p| p.exists())
+        .map(|p| p.display().to_string())
+        .collect();
+    if taken.is_empty() || force {
+        return Ok(());
+    }
+    Err(CliError::Usage(format!(
+        "{} already exist(s): pass --force to overwrite",
+        taken.join(", ")
+    )))
+}
+
 /// `export --all DIR`: every deployment holding any record into `DIR/<id>`, all of them or
 /// none: every file is written under a temporary name first, then all are renamed.
 ///
@@ -230,18 +235,7 @@ pub async fn csv_all(store: &Arc<dyn StateStore>, dir: &Path, force: bool) -> Re
         .iter()
         .map(|id| dir.join(dir_name(id.as_str())))
         .collect();
-    let taken: Vec<String> = subs
-        .iter()
-        .flat_map(|sub| FILES.iter().map(move |f| sub.join(f)))
-        .filter(|p| p.exists())
-        .map(|p| p.display().to_string())
-        .collect();
-    if !taken.is_empty() && !force {
-        return Err(CliError::Usage(format!(
-            "{} already exist(s): pass --force to overwrite",
-            taken.join(", ")
-        )));
-    }
+    refuse_existing(subs.iter().map(|p| p.as_path()), force)?;
     let mut made = Vec::new();
     for d in std::iter::once(dir).chain(subs.iter().map(|p| p.as_path())) {
         if !d.exists() {

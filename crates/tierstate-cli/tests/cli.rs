@@ -274,32 +274,17 @@ fn migrate_upgrades_an_old_database_in_place() {
 
 #[test]
 fn tail_follow_prints_entries_as_they_commit() {
-    use std::io::BufRead;
     let (dir, db) = fixture_db();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tierstate"))
-        .args([
-            "--db",
-            &db,
-            "tail",
-            "fx",
-            "strategy.trades",
-            "--lines",
-            "1",
-            "--follow",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stdout = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout).lines() {
-            if tx.send(line.unwrap_or_default()).is_err() {
-                break;
-            }
-        }
-    });
+    let (mut child, rx) = spawn_lines(&[
+        "--db",
+        &db,
+        "tail",
+        "fx",
+        "strategy.trades",
+        "--lines",
+        "1",
+        "--follow",
+    ]);
     let wait = std::time::Duration::from_secs(20);
     // The newest entry first: the tail has read where the journal ends.
     let first = rx.recv_timeout(wait).expect("the newest entry");
@@ -386,32 +371,17 @@ fn tail_from_seq_resumes_without_a_gap_or_a_duplicate() {
     ]);
     assert_ne!(e.code, 0, "--from-seq and --lines together are refused");
     // Following from #3: #3, then what another process commits, each once.
-    use std::io::BufRead;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tierstate"))
-        .args([
-            "--db",
-            &db,
-            "--json",
-            "tail",
-            "fx",
-            "strategy.trades",
-            "--from-seq",
-            "3",
-            "--follow",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stdout = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout).lines() {
-            if tx.send(line.unwrap_or_default()).is_err() {
-                break;
-            }
-        }
-    });
+    let (mut child, rx) = spawn_lines(&[
+        "--db",
+        &db,
+        "--json",
+        "tail",
+        "fx",
+        "strategy.trades",
+        "--from-seq",
+        "3",
+        "--follow",
+    ]);
     let wait = std::time::Duration::from_secs(20);
     assert_eq!(seqs(&rx.recv_timeout(wait).unwrap()), [3]);
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -465,4 +435,25 @@ fn tail_from_seq_resumes_without_a_gap_or_a_duplicate() {
         "1",
     ]));
     assert!(e.contains("truncated") && e.contains("#1..#2"), "{e}");
+}
+
+/// `tierstate ARGS` running in the background, and its stdout line by line.
+fn spawn_lines(args: &[&str]) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tierstate"))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            if tx.send(line.unwrap_or_default()).is_err() {
+                break;
+            }
+        }
+    });
+    (child, rx)
 }

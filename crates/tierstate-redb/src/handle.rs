@@ -81,6 +81,25 @@ impl Recovery {
     }
 }
 
+/// Drops the database once `db` is the last reference to it, waiting up to `wait` for reads
+/// in flight to end (its file lock goes with it); gives it back if they did not.
+fn release(mut db: Arc<Db>, wait: Duration) -> std::result::Result<(), Arc<Db>> {
+    let deadline = Instant::now() + wait;
+    loop {
+        match Arc::try_unwrap(db) {
+            Ok(only) => {
+                drop(only);
+                return Ok(());
+            }
+            Err(shared) if Instant::now() < deadline => {
+                db = shared;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err(shared) => return Err(shared),
+        }
+    }
+}
+
 fn backoff() -> backon::ExponentialBackoff {
     ExponentialBuilder::default()
         .with_min_delay(Duration::from_millis(20))
@@ -125,22 +144,9 @@ impl Handle {
     /// the wait releases it when it ends.
     pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::Release);
-        let Some(mut old) = self.db.write().take() else {
-            return;
-        };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            match Arc::try_unwrap(old) {
-                Ok(db) => {
-                    drop(db);
-                    return;
-                }
-                Err(shared) if Instant::now() < deadline => {
-                    old = shared;
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                Err(_) => return,
-            }
+        if let Some(old) = self.db.write().take() {
+            // A read that outlives the wait releases the file when it ends.
+            let _ = release(old, Duration::from_secs(5));
         }
     }
 
@@ -200,26 +206,12 @@ impl Handle {
         // Readers finish quickly; wait (bounded) until the old handle is ours alone, so the
         // file's lock is released when it drops.
         let old = self.db.write().take();
-        if let Some(old) = old {
-            let deadline = Instant::now() + Duration::from_secs(1);
-            let mut old = old;
-            loop {
-                match Arc::try_unwrap(old) {
-                    Ok(db) => {
-                        drop(db);
-                        break;
-                    }
-                    Err(still_shared) if Instant::now() < deadline => {
-                        old = still_shared;
-                        std::thread::sleep(Duration::from_millis(1));
-                    }
-                    Err(still_shared) => {
-                        *self.db.write() = Some(still_shared);
-                        r.next_try = Instant::now() + Duration::from_millis(50);
-                        return Err(Self::unavailable(&r.describe()));
-                    }
-                }
-            }
+        if let Some(old) = old
+            && let Err(still_shared) = release(old, Duration::from_secs(1))
+        {
+            *self.db.write() = Some(still_shared);
+            r.next_try = Instant::now() + Duration::from_millis(50);
+            return Err(Self::unavailable(&r.describe()));
         }
         match (self.reopen)() {
             Ok(db) => {
