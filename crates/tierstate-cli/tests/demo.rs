@@ -376,9 +376,12 @@ fn a_venue_that_cannot_save_stops_the_demo_and_loses_nothing() {
     let venue = dir.path().join("venue.json");
     assert_eq!(demo_run(&db, &venue, "10", &[]).code, 0);
     let before = std::fs::read(&venue).unwrap();
-    // The venue's temporary file name is taken: every save fails, as on a full disk.
-    let blocker = venue.with_extension("tmp");
-    std::fs::create_dir(&blocker).unwrap();
+    // The venue's log cannot be written (its name is taken by a directory; what it held is
+    // kept aside): the venue refuses to trade, as on a disk that refuses writes.
+    let log = dir.path().join("venue.json.log");
+    let aside = dir.path().join("aside.log");
+    std::fs::rename(&log, &aside).unwrap();
+    std::fs::create_dir(&log).unwrap();
     let r = demo_run(&db, &venue, "20", &[]);
     assert_ne!(r.code, 0, "{}", r.stdout);
     let e = r
@@ -389,7 +392,7 @@ fn a_venue_that_cannot_save_stops_the_demo_and_loses_nothing() {
         .unwrap_or_default()
         .to_owned();
     assert!(
-        e.starts_with("error: ") && e.contains("cannot save"),
+        e.starts_with("error: ") && e.contains("venue.json"),
         "{}",
         r.stderr
     );
@@ -403,7 +406,8 @@ fn a_venue_that_cannot_save_stops_the_demo_and_loses_nothing() {
         10,
         "a tick committed without its venue"
     );
-    std::fs::remove_dir(&blocker).unwrap();
+    std::fs::remove_dir(&log).unwrap();
+    std::fs::rename(&aside, &log).unwrap();
     let r = demo_run(&db, &venue, "20", &[]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(

@@ -42,6 +42,7 @@ mod order;
 mod retry;
 mod sim;
 mod store;
+mod venue_file;
 
 pub use clob::{
     BY_INTENT, CLOSED, ClobOrder, ClobOrders, ClosedCursor, ClosedPage, FillRecorded, OPEN,

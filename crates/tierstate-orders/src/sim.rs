@@ -14,6 +14,7 @@ use rust_decimal::Decimal;
 
 use crate::exchange::{Exchange, ExchangeError};
 use crate::order::{Fill, Order, OrderKind, OrderSpec, OrderStatus, Side, TimeInForce};
+use crate::venue_file::Resting;
 
 /// How often each fault strikes (each a probability in 0..=1 per call), drawn from a seeded
 /// generator so a run can be replayed.
@@ -59,13 +60,6 @@ impl FaultPlan {
     }
 }
 
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-struct Resting {
-    order: Order,
-    seq: u64,
-    maker: bool,
-}
-
 #[derive(Default)]
 struct Book {
     /// Price → order ids in time order.
@@ -94,21 +88,23 @@ struct State {
     min_size: Decimal,
     /// Who the venue belongs to (e.g. the identity of the database that trades on it).
     owner: Option<String>,
-    /// Set when a failed change could not be undone (the file could not be read back): the
-    /// venue then refuses every change.
+    /// Set when a failed append could not be cut back off the log: the venue then refuses
+    /// every change.
     broken: Option<String>,
+    /// Before-images of what the running change touched (`None`: it did not exist): what a
+    /// durable venue logs, and what undoes a change that could not be written.
+    undo_orders: HashMap<String, Option<Resting>>,
+    undo_accepted: HashMap<String, Option<u32>>,
+    /// Changes in the log since the last snapshot.
+    logged: u64,
 }
 
-/// What a durable venue writes to its file after every change.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct Saved {
-    orders: Vec<(String, Resting)>,
-    accepted: HashMap<String, u32>,
-    in_flight: Vec<(String, OrderSpec, u32)>,
+/// The counters a change may move, as they were before it.
+struct Before {
     seq: u64,
     fills: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     owner: Option<String>,
+    in_flight: Vec<(String, OrderSpec, u32)>,
 }
 
 /// The simulated exchange.
@@ -153,15 +149,19 @@ impl SimExchange {
                 min_size: Decimal::ZERO,
                 owner: None,
                 broken: None,
+                undo_orders: HashMap::new(),
+                undo_accepted: HashMap::new(),
+                logged: 0,
             }),
             _lock: None,
             storage: Mutex::new(None),
         }
     }
 
-    /// A venue whose state lives in `file`: loaded if it exists, and written (to a temporary
-    /// file, synced, renamed) after every change, before the change is answered; a change
-    /// that cannot be written fails (`Unavailable`) and is undone. A process killed mid-call
+    /// A venue whose state lives in `file`: loaded if it exists, and each change appended
+    /// (synced) to the log beside it before the change is answered, so a change costs one
+    /// small write whatever the venue's history (see `venue_file.rs`); a change that cannot
+    /// be written fails (`Unavailable`) and is undone. A process killed mid-call
     /// leaves the venue as it was after the last change, like a real one. One process owns
     /// the file at a time (a lock on `<file>.lock`, released when the process ends).
     /// `ack_delay` is slept between accepting a place and answering it.
@@ -199,14 +199,12 @@ impl SimExchange {
         let mut sim = Self::new(plan);
         {
             let mut s = sim.state.lock();
-            if file.exists() {
-                let saved: Saved = serde_json::from_slice(&std::fs::read(&file)?).map_err(|e| {
-                    std::io::Error::new(
-                        std::io::ErrorKind::InvalidData,
-                        format!("{} is not a saved venue: {e}", file.display()),
-                    )
-                })?;
-                s.restore(saved);
+            let (saved, logged) = crate::venue_file::load(&file)?;
+            s.restore(saved);
+            // The log folded into a fresh snapshot: the file exists from the first open on,
+            // and each run starts with an empty log.
+            if logged > 0 || !file.exists() {
+                crate::venue_file::write_snapshot(&file, &s.snapshot())?;
             }
             s.file = Some(file);
             s.ack_delay = ack_delay;
@@ -251,13 +249,17 @@ impl SimExchange {
                 "venue storage: {why}; reopen the venue"
             )));
         }
+        let before = Before {
+            seq: s.seq,
+            fills: s.fills,
+            owner: s.owner.clone(),
+            in_flight: s.in_flight.clone(),
+        };
         let out = f(&mut s);
         if let Err(e) = s.save() {
-            // Undone: the file holds the venue as it was after its last saved change (every
-            // change is saved before it is answered), so reading it back is the undo.
-            if let Err(r) = s.reload() {
-                s.broken = Some(format!("its file could not be read back ({r})"));
-            }
+            // Undone in memory from the before-images: the files hold the venue as it was
+            // after its last answered change.
+            s.undo(before);
             *self.storage.lock() = Some(e.to_string());
             return Err(e);
         }
@@ -340,41 +342,57 @@ impl SimExchange {
 }
 
 impl State {
-    /// Replaces the venue's orders with what its file holds (nothing if there is no file yet).
-    fn reload(&mut self) -> std::io::Result<()> {
-        let Some(file) = self.file.clone() else {
-            return Ok(());
-        };
-        let saved = if file.exists() {
-            Some(
-                serde_json::from_slice::<Saved>(&std::fs::read(&file)?)
-                    .map_err(std::io::Error::other)?,
-            )
-        } else {
-            None
-        };
-        self.orders.clear();
-        self.by_client.clear();
-        self.books.clear();
-        self.in_flight.clear();
-        self.accepted.clear();
-        self.seq = 0;
-        self.fills = 0;
-        self.owner = None;
-        if let Some(saved) = saved {
-            self.restore(saved);
+    /// Notes `id`'s before-image for the running change (once per change).
+    fn touch(&mut self, id: &str) {
+        if !self.undo_orders.contains_key(id) {
+            let was = self.orders.get(id).cloned();
+            self.undo_orders.insert(id.to_owned(), was);
         }
-        Ok(())
     }
 
-    fn restore(&mut self, saved: Saved) {
+    /// The order `id` for changing, its before-image noted.
+    fn order_mut(&mut self, id: &str) -> &mut Resting {
+        self.touch(id);
+        self.orders.get_mut(id).expect("an order the venue holds")
+    }
+
+    /// Puts the venue back as it was before the running change.
+    fn undo(&mut self, before: Before) {
+        for (id, was) in std::mem::take(&mut self.undo_orders) {
+            match was {
+                Some(r) => self.orders.insert(id, r),
+                None => self.orders.remove(&id),
+            };
+        }
+        for (client, was) in std::mem::take(&mut self.undo_accepted) {
+            match was {
+                Some(n) => self.accepted.insert(client, n),
+                None => self.accepted.remove(&client),
+            };
+        }
+        self.seq = before.seq;
+        self.fills = before.fills;
+        self.owner = before.owner;
+        self.in_flight = before.in_flight;
+        self.reindex();
+    }
+
+    fn restore(&mut self, saved: crate::venue_file::Saved) {
         self.owner = saved.owner;
         self.accepted = saved.accepted;
         self.in_flight = saved.in_flight;
         self.seq = saved.seq;
         self.fills = saved.fills;
+        self.orders = saved.orders.into_iter().collect();
+        self.reindex();
+    }
+
+    /// Rebuilds the client-id index and the books from the orders.
+    fn reindex(&mut self) {
+        self.by_client.clear();
+        self.books.clear();
         let mut resting: Vec<(u64, String)> = Vec::new();
-        for (id, r) in saved.orders {
+        for (id, r) in &self.orders {
             if !r.maker {
                 self.by_client
                     .insert(r.order.client_order_id.clone(), id.clone());
@@ -382,7 +400,6 @@ impl State {
             if r.order.status.is_working() && r.order.spec.price.is_some() {
                 resting.push((r.seq, id.clone()));
             }
-            self.orders.insert(id, r);
         }
         resting.sort();
         for (_, id) in resting {
@@ -400,44 +417,66 @@ impl State {
         }
     }
 
-    /// Writes a durable venue's state: temporary file, sync, rename.
-    fn save(&self) -> Result<(), ExchangeError> {
-        let Some(file) = &self.file else {
+    /// Makes the running change durable: one synced line in the log, or, every
+    /// [`crate::venue_file::COMPACT_EVERY`] changes, a new snapshot that empties the log.
+    fn save(&mut self) -> Result<(), ExchangeError> {
+        let Some(file) = self.file.clone() else {
+            self.undo_orders.clear();
+            self.undo_accepted.clear();
             return Ok(());
         };
-        let saved = Saved {
-            // A finished market maker's order is never asked about again: the file keeps
-            // only what can still trade or be queried, so it stays small as trading goes on.
+        let storage = |e: std::io::Error| ExchangeError::Unavailable(format!("venue storage: {e}"));
+        if self.logged >= crate::venue_file::COMPACT_EVERY {
+            crate::venue_file::write_snapshot(&file, &self.snapshot()).map_err(storage)?;
+            self.logged = 0;
+        } else {
+            let mut orders: Vec<_> = self
+                .undo_orders
+                .keys()
+                .map(|id| (id.clone(), self.orders.get(id).cloned()))
+                .collect();
+            orders.sort_by(|a, b| a.0.cmp(&b.0));
+            let delta = crate::venue_file::Delta {
+                orders,
+                accepted: self
+                    .undo_accepted
+                    .keys()
+                    .map(|c| (c.clone(), self.accepted.get(c).copied().unwrap_or(0)))
+                    .collect(),
+                in_flight: self.in_flight.clone(),
+                seq: self.seq,
+                fills: self.fills,
+                owner: self.owner.clone(),
+            };
+            if let Err((e, uncut)) = crate::venue_file::append(&file, &delta) {
+                if let Some(why) = uncut {
+                    self.broken = Some(format!("its log could not be cut back ({why})"));
+                }
+                return Err(storage(e));
+            }
+            self.logged += 1;
+        }
+        self.undo_orders.clear();
+        self.undo_accepted.clear();
+        Ok(())
+    }
+
+    /// The whole state for a snapshot. A finished market maker's order is never asked about
+    /// again: the snapshot keeps only what can still trade or be queried.
+    fn snapshot(&self) -> crate::venue_file::Saved {
+        crate::venue_file::Saved {
             orders: self
                 .orders
                 .iter()
                 .filter(|(_, r)| !r.maker || r.order.status.is_working())
-                .map(|(k, r)| {
-                    (
-                        k.clone(),
-                        Resting {
-                            order: r.order.clone(),
-                            seq: r.seq,
-                            maker: r.maker,
-                        },
-                    )
-                })
+                .map(|(k, r)| (k.clone(), r.clone()))
                 .collect(),
             accepted: self.accepted.clone(),
             in_flight: self.in_flight.clone(),
             seq: self.seq,
             fills: self.fills,
             owner: self.owner.clone(),
-        };
-        let write = || -> std::io::Result<()> {
-            use std::io::Write;
-            let tmp = file.with_extension("tmp");
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&serde_json::to_vec(&saved).map_err(std::io::Error::other)?)?;
-            f.sync_data()?;
-            std::fs::rename(&tmp, file)
-        };
-        write().map_err(|e| ExchangeError::Unavailable(format!("venue storage: {e}")))
+        }
     }
 
     /// An outage, drawn: `Unavailable`, and the call does nothing.
@@ -484,6 +523,10 @@ impl State {
     fn accept(&mut self, id: String, client: String, spec: OrderSpec, maker: bool) {
         self.seq += 1;
         if !maker {
+            if !self.undo_accepted.contains_key(&client) {
+                let was = self.accepted.get(&client).copied();
+                self.undo_accepted.insert(client.clone(), was);
+            }
             *self.accepted.entry(client.clone()).or_default() += 1;
             self.by_client.insert(client.clone(), id.clone());
         }
@@ -493,6 +536,7 @@ impl State {
             o
         };
         let seq = self.seq;
+        self.touch(&id);
         self.orders
             .insert(id.clone(), Resting { order, seq, maker });
         self.match_order(&id);
@@ -506,11 +550,7 @@ impl State {
             r.order.spec.symbol.clone(),
         );
         if left <= Decimal::ZERO {
-            self.orders
-                .get_mut(&id)
-                .expect("just inserted")
-                .order
-                .status = OrderStatus::Filled;
+            self.order_mut(&id).order.status = OrderStatus::Filled;
         } else if kind == OrderKind::Limit && tif == TimeInForce::Gtc {
             let book = self.books.entry(symbol).or_default();
             let levels = match side {
@@ -522,11 +562,7 @@ impl State {
                 .or_default()
                 .push_back(id);
         } else {
-            self.orders
-                .get_mut(&id)
-                .expect("just inserted")
-                .order
-                .status = OrderStatus::Expired;
+            self.order_mut(&id).order.status = OrderStatus::Expired;
         }
     }
 
@@ -571,7 +607,7 @@ impl State {
             self.fills += 1;
             let n = self.fills;
             for (oid, tag) in [(resting_id.clone(), "r"), (id.to_owned(), "t")] {
-                let o = &mut self.orders.get_mut(&oid).expect("order on the book").order;
+                let o = &mut self.order_mut(&oid).order;
                 o.fills.push(Fill {
                     fill_id: format!("fill-{n}{tag}"),
                     price,
@@ -584,11 +620,7 @@ impl State {
                     o.status = OrderStatus::PartiallyFilled;
                 }
             }
-            let resting = &mut self
-                .orders
-                .get_mut(&resting_id)
-                .expect("order on the book")
-                .order;
+            let resting = &mut self.order_mut(&resting_id).order;
             if resting.filled() >= resting.spec.size {
                 resting.status = OrderStatus::Filled;
                 let book = self.books.get_mut(&symbol).expect("book exists");
@@ -692,24 +724,17 @@ impl State {
         }
         // A modify loses time priority, as on most venues: off the book, back on.
         s.unrest(exchange_order_id);
-        let r = s.orders.get_mut(exchange_order_id).expect("checked above");
+        let r = s.order_mut(exchange_order_id);
         r.order.spec.price = price;
         r.order.spec.size = size;
         let (symbol, side) = (r.order.spec.symbol.clone(), r.order.spec.side);
         s.seq += 1;
         let seq = s.seq;
-        s.orders
-            .get_mut(exchange_order_id)
-            .expect("checked above")
-            .seq = seq;
+        s.order_mut(exchange_order_id).seq = seq;
         s.match_order(exchange_order_id);
         let o = &s.orders[exchange_order_id].order;
         if o.filled() >= o.spec.size {
-            s.orders
-                .get_mut(exchange_order_id)
-                .expect("checked above")
-                .order
-                .status = OrderStatus::Filled;
+            s.order_mut(exchange_order_id).order.status = OrderStatus::Filled;
         } else if let Some(p) = price {
             let book = s.books.entry(symbol).or_default();
             let levels = match side {
@@ -733,11 +758,7 @@ impl State {
         };
         if r.order.status.is_working() {
             s.unrest(exchange_order_id);
-            s.orders
-                .get_mut(exchange_order_id)
-                .expect("checked above")
-                .order
-                .status = OrderStatus::Cancelled;
+            s.order_mut(exchange_order_id).order.status = OrderStatus::Cancelled;
         }
         let lost = s.plan.drop_cancel_response;
         if s.draw(lost) {
