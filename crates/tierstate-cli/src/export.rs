@@ -20,14 +20,64 @@ use crate::records::{deployment, deployments, require_deployment, streams};
 /// Entries read per page.
 const PAGE: usize = 5_000;
 
-/// The files an export writes, in order.
-const FILES: [&str; 5] = [
-    "trades.csv",
-    "positions.csv",
-    "metrics.csv",
-    "nav.csv",
-    "ledger.csv",
-];
+/// The files an export writes, in order (without their extension).
+const FILES: [&str; 5] = ["trades", "positions", "metrics", "nav", "ledger"];
+
+/// How an export writes its rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Comma-separated, a header row first.
+    Csv,
+    /// One JSON object per line, keyed by column; money and quantities as decimal text.
+    Ndjson,
+}
+
+impl Format {
+    /// Parses `--format`.
+    ///
+    /// # Errors
+    /// `Usage` naming the formats built.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "csv" => Ok(Self::Csv),
+            "ndjson" => Ok(Self::Ndjson),
+            other => Err(CliError::Usage(format!(
+                "unknown export format {other:?}: csv or ndjson"
+            ))),
+        }
+    }
+
+    fn ext(self) -> &'static str {
+        match self {
+            Self::Csv => "csv",
+            Self::Ndjson => "ndjson",
+        }
+    }
+}
+
+/// What an export writes and over what.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// The file format.
+    pub format: Format,
+    /// Only rows at or after this time.
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Overwrite files an earlier export left.
+    pub force: bool,
+}
+
+impl Options {
+    fn keeps(&self, t: chrono::DateTime<chrono::Utc>) -> bool {
+        self.since.is_none_or(|s| t >= s)
+    }
+}
+
+/// Where a sheet's rows go.
+enum Out {
+    Csv(Box<csv::Writer<std::fs::File>>),
+    /// The column names, then one object per row.
+    Ndjson(std::io::BufWriter<std::fs::File>, Vec<String>),
+}
 
 /// A time with microseconds (two events in one millisecond stay apart and in order).
 fn time_us(t: chrono::DateTime<chrono::Utc>) -> String {
@@ -39,36 +89,61 @@ fn time_us(t: chrono::DateTime<chrono::Utc>) -> String {
 struct Sheet {
     tmp: std::path::PathBuf,
     path: std::path::PathBuf,
-    w: Option<csv::Writer<std::fs::File>>,
+    w: Option<Out>,
     rows: u64,
 }
 
 impl Sheet {
-    fn create(dir: &Path, name: &str, header: &[&str]) -> Result<Self> {
-        let path = dir.join(name);
+    fn create(dir: &Path, base: &str, header: &[&str], format: Format) -> Result<Self> {
+        let name = format!("{base}.{}", format.ext());
+        let path = dir.join(&name);
         let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
         let file = std::fs::File::create(&tmp).map_err(|e| CliError::io(&tmp, e))?;
-        let mut sheet = Self {
+        let out = match format {
+            Format::Csv => {
+                let mut w = csv::Writer::from_writer(file);
+                w.write_record(header).map_err(|e| csv_error(&tmp, e))?;
+                Out::Csv(Box::new(w))
+            }
+            Format::Ndjson => Out::Ndjson(
+                std::io::BufWriter::new(file),
+                header.iter().map(|h| (*h).to_owned()).collect(),
+            ),
+        };
+        Ok(Self {
             tmp,
             path,
-            w: Some(csv::Writer::from_writer(file)),
+            w: Some(out),
             rows: 0,
-        };
-        sheet.write(header)?;
-        Ok(sheet)
-    }
-
-    fn write<S: AsRef<[u8]>>(&mut self, cells: &[S]) -> Result<()> {
-        let tmp = self.tmp.clone();
-        match &mut self.w {
-            Some(w) => w.write_record(cells).map_err(|e| csv_error(&tmp, e)),
-            None => Ok(()),
-        }
+        })
     }
 
     fn row(&mut self, cells: &[String]) -> Result<()> {
         self.rows += 1;
-        self.write(cells)
+        let tmp = self.tmp.clone();
+        match &mut self.w {
+            Some(Out::Csv(w)) => w.write_record(cells).map_err(|e| csv_error(&tmp, e)),
+            Some(Out::Ndjson(w, names)) => {
+                // Every value as its text (exact decimals); an empty cell is null.
+                let obj: serde_json::Map<String, serde_json::Value> = names
+                    .iter()
+                    .zip(cells)
+                    .map(|(n, c)| {
+                        let v = if c.is_empty() {
+                            serde_json::Value::Null
+                        } else {
+                            serde_json::Value::String(c.clone())
+                        };
+                        (n.clone(), v)
+                    })
+                    .collect();
+                let mut line =
+                    serde_json::to_vec(&obj).map_err(|e| CliError::Other(e.to_string()))?;
+                line.push(b'\n');
+                std::io::Write::write_all(w, &line).map_err(|e| CliError::io(&tmp, e))
+            }
+            None => Ok(()),
+        }
     }
 
     /// Flushes and syncs the temporary file; it is renamed by [`publish`].
@@ -77,9 +152,14 @@ impl Sheet {
             .w
             .take()
             .ok_or_else(|| CliError::Other("sheet written twice".into()))?;
-        let file = w
-            .into_inner()
-            .map_err(|e| CliError::io(&self.tmp, e.into_error()))?;
+        let file = match w {
+            Out::Csv(w) => (*w)
+                .into_inner()
+                .map_err(|e| CliError::io(&self.tmp, e.into_error()))?,
+            Out::Ndjson(w, _) => w
+                .into_inner()
+                .map_err(|e| CliError::io(&self.tmp, e.into_error()))?,
+        };
         file.sync_all().map_err(|e| CliError::io(&self.tmp, e))?;
         Ok(Finished {
             tmp: std::mem::take(&mut self.tmp),
@@ -157,13 +237,18 @@ async fn each_entry(
 /// # Errors
 /// `Other` for a deployment that holds nothing or files that exist; `Io` naming the
 /// directory or file; `Store`/`Accounting` if a read fails or finds damage.
-pub async fn csv(store: &Arc<dyn StateStore>, id: &str, dir: &Path, force: bool) -> Result<Report> {
+pub async fn one(
+    store: &Arc<dyn StateStore>,
+    id: &str,
+    dir: &Path,
+    opts: Options,
+) -> Result<Report> {
     let id = deployment(id)?;
     require_deployment(store, &id).await?;
-    refuse_existing(std::iter::once(dir), force)?;
+    refuse_existing(std::iter::once(dir), opts)?;
     let created = !dir.exists();
     std::fs::create_dir_all(dir).map_err(|e| CliError::io(dir, e))?;
-    let written = write_all(store, &id, dir).await;
+    let written = write_all(store, &id, dir, opts).await;
     let mut files = match written {
         Ok(f) => f,
         Err(e) => {
@@ -206,9 +291,11 @@ fn dir_name(id: &str) -> String {
 }
 
 /// Refuses, unless `force`, when any export file already exists in one of `dirs`.
-fn refuse_existing<'a>(dirs: impl Iterator<Item = &'a Path>, force: bool) -> Result<()> {
+fn refuse_existing<'a>(dirs: impl Iterator<Item = &'a Path>, opts: Options) -> Result<()> {
+    let force = opts.force;
+    let ext = opts.format.ext();
     let taken: Vec<String> = dirs
-        .flat_map(|d| FILES.iter().map(move |f| d.join(f)))
+        .flat_map(|d| FILES.iter().map(move |f| d.join(format!("{f}.{ext}"))))
         .filter(|p| p.exists())
         .map(|p| p.display().to_string())
         .collect();
@@ -226,7 +313,7 @@ fn refuse_existing<'a>(dirs: impl Iterator<Item = &'a Path>, force: bool) -> Res
 ///
 /// # Errors
 /// As [`csv`], for any deployment; `Other` if the database holds none.
-pub async fn csv_all(store: &Arc<dyn StateStore>, dir: &Path, force: bool) -> Result<Report> {
+pub async fn all(store: &Arc<dyn StateStore>, dir: &Path, opts: Options) -> Result<Report> {
     let ids = deployments(store).await?;
     if ids.is_empty() {
         return Err(CliError::Other("the database holds no deployment".into()));
@@ -235,7 +322,7 @@ pub async fn csv_all(store: &Arc<dyn StateStore>, dir: &Path, force: bool) -> Re
         .iter()
         .map(|id| dir.join(dir_name(id.as_str())))
         .collect();
-    refuse_existing(subs.iter().map(|p| p.as_path()), force)?;
+    refuse_existing(subs.iter().map(|p| p.as_path()), opts)?;
     let mut made = Vec::new();
     for d in std::iter::once(dir).chain(subs.iter().map(|p| p.as_path())) {
         if !d.exists() {
@@ -245,7 +332,7 @@ pub async fn csv_all(store: &Arc<dyn StateStore>, dir: &Path, force: bool) -> Re
     }
     let mut written = Vec::new();
     for (id, sub) in ids.iter().zip(&subs) {
-        match write_all(store, id, sub).await {
+        match write_all(store, id, sub, opts).await {
             Ok(files) => written.push((sub, files)),
             Err(e) => {
                 drop(written); // removes every temporary file
@@ -276,20 +363,23 @@ async fn write_all(
     store: &Arc<dyn StateStore>,
     id: &tierstate::DeploymentId,
     dir: &Path,
+    opts: Options,
 ) -> Result<Vec<Finished>> {
+    let format = opts.format;
     let id = id.clone();
     let mut files = Vec::new();
 
     let strategy = StrategyStore::<StrategyState>::new(store.clone(), &id);
     let mut trades = Sheet::create(
         dir,
-        "trades.csv",
+        "trades",
         &["time", "trade_id", "symbol", "side", "price", "size", "fee"],
+        format,
     )?;
     let mut from = 1;
     loop {
         let page = strategy.trades(from, PAGE).await?;
-        for t in &page {
+        for t in page.iter().filter(|t| opts.keeps(t.time)) {
             trades.row(&[
                 time_us(t.time),
                 t.trade_id.clone(),
@@ -309,7 +399,7 @@ async fn write_all(
 
     let mut positions = Sheet::create(
         dir,
-        "positions.csv",
+        "positions",
         &[
             "time",
             "id",
@@ -322,6 +412,7 @@ async fn write_all(
             "unrealized_pnl",
             "value_usd",
         ],
+        format,
     )?;
     let addr = StreamAddr {
         deployment_id: id.clone(),
@@ -334,6 +425,9 @@ async fn write_all(
                 e.seq
             ))
         })?;
+        if !opts.keeps(snap.time) {
+            return Ok(());
+        }
         for p in &snap.positions {
             let opt =
                 |v: Option<rust_decimal::Decimal>| v.map(|v| v.to_string()).unwrap_or_default();
@@ -355,7 +449,7 @@ async fn write_all(
     .await?;
     files.push(positions.finish()?);
 
-    let mut metrics = Sheet::create(dir, "metrics.csv", &["time", "metric", "value"])?;
+    let mut metrics = Sheet::create(dir, "metrics", &["time", "metric", "value"], format)?;
     for s in streams(store, &id).await? {
         let Some(metric) = s.as_str().strip_prefix(METRIC_PREFIX).map(str::to_owned) else {
             continue;
@@ -371,21 +465,25 @@ async fn write_all(
                 .get("value")
                 .and_then(serde_json::Value::as_f64)
                 .ok_or_else(|| CliError::Other(format!("{addr} #{}: holds no value", e.seq)))?;
+            if !opts.keeps(e.event_time) {
+                return Ok(());
+            }
             metrics.row(&[time_us(e.event_time), metric.clone(), format!("{v}")])
         })
         .await?;
     }
     files.push(metrics.finish()?);
 
-    let mut nav = Sheet::create(dir, "nav.csv", &["time", "seq", "nav"])?;
-    for p in series(&Portfolio::new(store.clone(), &id)).await? {
+    let mut nav = Sheet::create(dir, "nav", &["time", "seq", "nav"], format)?;
+    let points = series(&Portfolio::new(store.clone(), &id)).await?;
+    for p in points.iter().filter(|p| opts.keeps(p.time)) {
         nav.row(&[time_us(p.time), p.seq.to_string(), p.value.to_string()])?;
     }
     files.push(nav.finish()?);
 
     let mut ledger = Sheet::create(
         dir,
-        "ledger.csv",
+        "ledger",
         &[
             "seq",
             "time",
@@ -398,6 +496,7 @@ async fn write_all(
             "price",
             "success",
         ],
+        format,
     )?;
     let l = Ledger::new(store.clone(), &id);
     let mut all = Vec::new();
@@ -412,7 +511,7 @@ async fn write_all(
         }
     }
     let cell = |v: Option<String>| v.unwrap_or_default();
-    for s in all.iter().rev() {
+    for s in all.iter().rev().filter(|s| opts.keeps(s.entry.time)) {
         let e = &s.entry;
         ledger.row(&[
             s.seq.to_string(),
@@ -437,10 +536,10 @@ async fn write_all(
         .journal_info(&ledger_stream)
         .await?
         .map_or(0, |i| i.count);
-    if ledger.rows != held {
+    if all.len() as u64 != held {
         return Err(CliError::Other(format!(
             "{id} ledger: the journal holds {held} entries but {} were read (a missing entry, or a writer committing meanwhile): nothing was written; run verify",
-            ledger.rows
+            all.len()
         )));
     }
     files.push(ledger.finish()?);

@@ -160,9 +160,12 @@ enum Command {
         /// Every deployment, each into its own subdirectory.
         #[arg(long)]
         all: bool,
-        /// The format (csv).
+        /// The format: csv, or ndjson (one JSON object per row, numbers as exact text).
         #[arg(long, default_value = "csv")]
         format: String,
+        /// Only rows at or after this time (RFC 3339).
+        #[arg(long)]
+        since: Option<String>,
         /// Overwrite files an earlier export left there.
         #[arg(long)]
         force: bool,
@@ -273,11 +276,19 @@ async fn demo(url: &tierstate::StoreUrl, args: &tierstate_demo::DemoArgs) -> Res
 /// Refuses arguments that cannot work, before the database is opened.
 fn check_arguments(command: &Command) -> Result<()> {
     match command {
-        Command::Export { format, .. } if format != "csv" => Err(CliError::Usage(format!(
-            "unknown export format {format:?}: only csv is built (see the README on Parquet)"
-        ))),
-        Command::Export { args, all, .. } if args.len() != if *all { 1 } else { 2 } => {
-            Err(CliError::Usage("export takes ID DIR, or --all DIR".into()))
+        Command::Export {
+            args,
+            all,
+            format,
+            since,
+            ..
+        } => {
+            export::Format::parse(format)?;
+            since.as_deref().map(records::parse_time).transpose()?;
+            if args.len() != if *all { 1 } else { 2 } {
+                return Err(CliError::Usage("export takes ID DIR, or --all DIR".into()));
+            }
+            Ok(())
         }
         Command::Nav { svg, png, .. } => {
             if svg.is_none() && png.is_none() {
@@ -335,12 +346,25 @@ async fn query(
         }
         Command::Nav { id, svg, png } => chart::nav(store, &id, svg, png).await?,
         Command::Export {
-            args, all, force, ..
-        } => match (all, args.as_slice()) {
-            (true, [dir]) => export::csv_all(store, std::path::Path::new(dir), force).await?,
-            (false, [id, dir]) => export::csv(store, id, std::path::Path::new(dir), force).await?,
-            _ => return Err(CliError::Usage("export takes ID DIR, or --all DIR".into())),
-        },
+            args,
+            all,
+            format,
+            since,
+            force,
+        } => {
+            let opts = export::Options {
+                format: export::Format::parse(&format)?,
+                since: since.as_deref().map(records::parse_time).transpose()?,
+                force,
+            };
+            match (all, args.as_slice()) {
+                (true, [dir]) => export::all(store, std::path::Path::new(dir), opts).await?,
+                (false, [id, dir]) => {
+                    export::one(store, id, std::path::Path::new(dir), opts).await?
+                }
+                _ => return Err(CliError::Usage("export takes ID DIR, or --all DIR".into())),
+            }
+        }
         Command::Demo(_) | Command::Migrate { .. } => {
             return Err(CliError::Other("not a read command".into()));
         }

@@ -463,6 +463,65 @@ fn exports_are_whole_and_keep_their_precision() {
     );
 }
 
+/// `--format ndjson` writes one object per row with exact decimal text, the same rows as the
+/// CSV; `--since` keeps the rows at or after a time; a bad format or time creates nothing.
+#[test]
+fn exports_as_ndjson_and_since_a_time() {
+    let (dir, db) = fixture_db();
+    let (c, j) = (dir.path().join("c"), dir.path().join("j"));
+    let run = |args: &[&str]| {
+        let mut full = vec!["--db", db.as_str(), "export", "fx"];
+        full.extend_from_slice(args);
+        tierstate(&full)
+    };
+    assert_eq!(run(&[c.to_str().unwrap()]).code, 0);
+    let r = run(&[j.to_str().unwrap(), "--format", "ndjson"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let csv = std::fs::read_to_string(c.join("trades.csv")).unwrap();
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(j.join("trades.ndjson"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), csv.lines().count() - 1);
+    for (obj, row) in lines.iter().zip(csv.lines().skip(1)) {
+        let cells: Vec<&str> = row.split(',').collect();
+        assert_eq!(obj["trade_id"], json!(cells[1]));
+        assert_eq!(obj["price"], json!(cells[4]), "decimals stay exact text");
+    }
+    // Since the second trade: the first is left out, in every file that has times.
+    let second = lines[1]["time"].as_str().unwrap().to_owned();
+    let s = dir.path().join("s");
+    let r = run(&[
+        s.to_str().unwrap(),
+        "--format",
+        "ndjson",
+        "--since",
+        &second,
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let kept = std::fs::read_to_string(s.join("trades.ndjson")).unwrap();
+    assert_eq!(kept.lines().count(), lines.len() - 1);
+    assert!(!kept.contains(lines[0]["trade_id"].as_str().unwrap()));
+    for f in ["positions", "metrics", "nav", "ledger"] {
+        for l in std::fs::read_to_string(s.join(format!("{f}.ndjson")))
+            .unwrap()
+            .lines()
+        {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            assert!(v["time"].as_str().unwrap() >= second.as_str(), "{f}: {l}");
+        }
+    }
+    for bad in [vec!["--format", "xml"], vec!["--since", "yesterday"]] {
+        let out = dir.path().join("bad");
+        let mut args = vec![out.to_str().unwrap()];
+        args.extend(bad);
+        let e = one_line_error(&run(&args));
+        assert!(e.contains("xml") || e.contains("yesterday"), "{e}");
+        assert!(!out.exists());
+    }
+}
+
 /// `export --all DIR` writes every deployment holding any record (a journal-only one too)
 /// into its own subdirectory, refuses to overwrite, and takes exactly one directory.
 #[test]
