@@ -1,6 +1,6 @@
 //! `export ID DIR` (or `export --all DIR`): trades, positions, metrics, NAV and ledger as CSV
-//! files, oldest first, for analysis elsewhere. Money is written as decimal text, never
-//! through a float.
+//! or NDJSON files, oldest first, optionally since a time, for analysis elsewhere. Money is
+//! written as decimal text, never through a float.
 
 use std::path::Path;
 use std::sync::Arc;
