@@ -172,7 +172,7 @@ fn bad_urls_missing_files_and_bad_arguments_fail_in_one_line() {
     let e = one_line_error(&tierstate(&[
         "--db", &db, "export", "fx", "--format", "xlsx", "x",
     ]));
-    assert!(e.contains("only csv"), "{e}");
+    assert!(e.contains("csv or ndjson"), "{e}");
     let e = one_line_error(&tierstate(&["--db", &db, "nav", "fx"]));
     assert!(e.contains("--svg"), "{e}");
 }
