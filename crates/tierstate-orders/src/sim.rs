@@ -342,9 +342,10 @@ impl SimExchange {
 }
 
 impl State {
-    /// Notes `id`'s before-image for the running change (once per change).
+    /// Notes `id`'s before-image for the running change (once per change). A venue without
+    /// a file never fails to save, so it keeps none.
     fn touch(&mut self, id: &str) {
-        if !self.undo_orders.contains_key(id) {
+        if self.file.is_some() && !self.undo_orders.contains_key(id) {
             let was = self.orders.get(id).cloned();
             self.undo_orders.insert(id.to_owned(), was);
         }
@@ -421,8 +422,6 @@ impl State {
     /// [`crate::venue_file::COMPACT_EVERY`] changes, a new snapshot that empties the log.
     fn save(&mut self) -> Result<(), ExchangeError> {
         let Some(file) = self.file.clone() else {
-            self.undo_orders.clear();
-            self.undo_accepted.clear();
             return Ok(());
         };
         let storage = |e: std::io::Error| ExchangeError::Unavailable(format!("venue storage: {e}"));
@@ -523,7 +522,7 @@ impl State {
     fn accept(&mut self, id: String, client: String, spec: OrderSpec, maker: bool) {
         self.seq += 1;
         if !maker {
-            if !self.undo_accepted.contains_key(&client) {
+            if self.file.is_some() && !self.undo_accepted.contains_key(&client) {
                 let was = self.accepted.get(&client).copied();
                 self.undo_accepted.insert(client.clone(), was);
             }
