@@ -25,6 +25,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod backup;
 pub mod batch;
 pub mod canonical;
 pub mod cas;

@@ -1,53 +1,18 @@
 //! A backup of a redb store through one read transaction: every table of the current format
-//! copied into a new file, built under a temporary name and renamed into place, so the copy is
-//! one moment's snapshot while the writer goes on, and the destination is whole or absent.
+//! copied into a new file (placed by core's `backup::write_new`, whole or absent), so the copy
+//! is one moment's snapshot while the writer goes on.
 
 use std::path::Path;
 
 use redb::{Database, ReadTransaction, ReadableTable, TableDefinition, WriteTransaction};
-use tierstate_core::{BackendErrorKind, Error, Result};
+use tierstate_core::Result;
 
 use crate::error::{BACKEND, map};
 use crate::tables;
 
-fn io(what: &str, path: &Path, e: std::io::Error) -> Error {
-    Error::Backend {
-        backend: BACKEND,
-        kind: BackendErrorKind::Io,
-        message: format!("cannot {what} {}: {e}", path.display()),
-        source: Some(Box::new(e)),
-    }
-}
-
-/// Copies what `txn` sees into the new file `dest`.
+/// Copies what `txn` sees into the new file `dest` (whole or absent).
 pub(crate) fn backup(txn: &ReadTransaction, dest: &Path) -> Result<()> {
-    if dest.exists() {
-        return Err(Error::invalid(
-            "backup",
-            format!("{} exists: name a new file", dest.display()),
-        ));
-    }
-    let name = dest.file_name().map_or_else(
-        || "backup.redb".into(),
-        |n| n.to_string_lossy().into_owned(),
-    );
-    let tmp = dest.with_file_name(format!(".{name}.backup-{}", std::process::id()));
-    let _ = std::fs::remove_file(&tmp);
-    let built = write_copy(txn, &tmp).and_then(|()| {
-        std::fs::File::open(&tmp)
-            .and_then(|f| f.sync_all())
-            .map_err(|e| io("sync", &tmp, e))
-    });
-    let placed = built.and_then(|()| {
-        // A hard link refuses an existing name, where a rename would replace it.
-        std::fs::hard_link(&tmp, dest).map_err(|e| io("create", dest, e))
-    });
-    let _ = std::fs::remove_file(&tmp);
-    placed?;
-    if let Some(dir) = dest.parent().and_then(|d| std::fs::File::open(d).ok()) {
-        let _ = dir.sync_all();
-    }
-    Ok(())
+    tierstate_core::backup::write_new(BACKEND, dest, |tmp| write_copy(txn, tmp))
 }
 
 fn write_copy(txn: &ReadTransaction, tmp: &Path) -> Result<()> {

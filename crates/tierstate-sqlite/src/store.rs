@@ -324,25 +324,13 @@ impl StateStore for SqliteStore {
     }
 
     async fn backup_to(&self, dest: &std::path::Path) -> Result<()> {
-        if dest.exists() {
-            return Err(tierstate_core::Error::invalid(
-                "backup",
-                format!("{} exists: name a new file", dest.display()),
-            ));
-        }
-        let Some(target) = dest.to_str().map(str::to_owned) else {
-            return Err(tierstate_core::Error::invalid(
-                "backup",
-                format!("{} is not UTF-8", dest.display()),
-            ));
-        };
         let dest = dest.to_owned();
         // SQLite's online backup in one step: every page copied inside one read transaction,
         // so the copy is the snapshot of one moment while the writer goes on committing; from
         // a read-only connection too (nothing is written to the source).
-        let copied = self
-            .read(move |c| {
-                let mut dst = rusqlite::Connection::open(&target).map_err(crate::error::map)?;
+        self.read(move |c| {
+            tierstate_core::backup::write_new(crate::error::BACKEND, &dest, |tmp| {
+                let mut dst = rusqlite::Connection::open(tmp).map_err(crate::error::map)?;
                 let backup =
                     rusqlite::backup::Backup::new(c, &mut dst).map_err(crate::error::map)?;
                 match backup.step(-1).map_err(crate::error::map)? {
@@ -355,22 +343,8 @@ impl StateStore for SqliteStore {
                     }),
                 }
             })
-            .await;
-        let synced = copied.and_then(|()| {
-            std::fs::File::open(&dest)
-                .and_then(|f| f.sync_all())
-                .map_err(|e| {
-                    tierstate_core::Error::backend(
-                        crate::error::BACKEND,
-                        tierstate_core::BackendErrorKind::Io,
-                        e,
-                    )
-                })
-        });
-        if synced.is_err() {
-            let _ = std::fs::remove_file(&dest);
-        }
-        synced
+        })
+        .await
     }
 
     async fn document_history(&self, address: &DocAddr, limit: usize) -> Result<Vec<Document>> {

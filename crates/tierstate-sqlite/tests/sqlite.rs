@@ -709,6 +709,13 @@ async fn a_backup_while_a_writer_commits_holds_everything_acknowledged_before_it
     let dest = dir.path().join("copy.db");
     store.backup_to(&dest).await.unwrap();
     let after_backup = acked.load(Ordering::Acquire);
+    // Nothing of the copy's making is left beside it (its temporary name, a journal).
+    let stray: Vec<String> = files(dir.path())
+        .into_iter()
+        .filter(|f| f.contains("backup") || f.starts_with("copy.db-"))
+        .collect();
+    assert!(stray.is_empty(), "{stray:?}");
+
     stop.store(true, Ordering::Release);
     writer.await.unwrap();
     assert!(
