@@ -290,26 +290,10 @@ fn tail_follow_prints_entries_as_they_commit() {
     let first = rx.recv_timeout(wait).expect("the newest entry");
     assert!(first.starts_with("#3 "), "{first}");
     // Another process commits an entry; the tail prints it.
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        use tierstate::{Append, Name, Sharing, SqliteConfig, SqliteStore, StateStore, StreamAddr};
-        let store =
-            SqliteStore::open(SqliteConfig::new(dir.path().join("fx.db")).sharing(Sharing::Shared))
-                .await
-                .unwrap();
-        let live = serde_json::json!({"note": "live"})
-            .as_object()
-            .unwrap()
-            .clone();
-        let s = StreamAddr::new("fx", "strategy.trades").unwrap();
-        store
-            .append(Append::new(s, common::t(999), live).with_key(Name::key("tr-live").unwrap()))
-            .await
-            .unwrap();
-    });
+    append_beside(
+        &dir.path().join("fx.db"),
+        &[(Some("tr-live"), serde_json::json!({"note": "live"}))],
+    );
     let next = rx
         .recv_timeout(wait)
         .expect("the entry committed while following");
@@ -384,25 +368,13 @@ fn tail_from_seq_resumes_without_a_gap_or_a_duplicate() {
     ]);
     let wait = std::time::Duration::from_secs(20);
     assert_eq!(seqs(&rx.recv_timeout(wait).unwrap()), [3]);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        use tierstate::{Append, Sharing, SqliteConfig, SqliteStore, StateStore, StreamAddr};
-        let store =
-            SqliteStore::open(SqliteConfig::new(dir.path().join("fx.db")).sharing(Sharing::Shared))
-                .await
-                .unwrap();
-        let s = StreamAddr::new("fx", "strategy.trades").unwrap();
-        for n in 0..2 {
-            let v = serde_json::json!({ "n": n }).as_object().unwrap().clone();
-            store
-                .append(Append::new(s.clone(), common::t(999), v))
-                .await
-                .unwrap();
-        }
-    });
+    append_beside(
+        &dir.path().join("fx.db"),
+        &[
+            (None, serde_json::json!({ "n": 0 })),
+            (None, serde_json::json!({ "n": 1 })),
+        ],
+    );
     assert_eq!(seqs(&rx.recv_timeout(wait).unwrap()), [4]);
     assert_eq!(seqs(&rx.recv_timeout(wait).unwrap()), [5]);
     assert!(
@@ -413,6 +385,10 @@ fn tail_from_seq_resumes_without_a_gap_or_a_duplicate() {
     child.kill().unwrap();
     child.wait().unwrap();
     // Entries before #3 truncated: resuming at #1 would skip two, so it is refused.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         use tierstate::{SqliteConfig, SqliteStore, StateStore, StreamAddr, TruncateBefore};
         let store = SqliteStore::open(SqliteConfig::new(dir.path().join("fx.db")))
@@ -456,4 +432,31 @@ fn spawn_lines(args: &[&str]) -> (std::process::Child, std::sync::mpsc::Receiver
         }
     });
     (child, rx)
+}
+
+/// Appends `entries` (idempotency key, value) to `fx`'s trades journal from a store of its
+/// own, sharing the file: another process's commits, as a running tail sees them.
+fn append_beside(db_file: &std::path::Path, entries: &[(Option<&str>, serde_json::Value)]) {
+    use tierstate::{Append, Name, Sharing, SqliteConfig, SqliteStore, StateStore, StreamAddr};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let store = SqliteStore::open(SqliteConfig::new(db_file).sharing(Sharing::Shared))
+            .await
+            .unwrap();
+        let s = StreamAddr::new("fx", "strategy.trades").unwrap();
+        for (key, value) in entries {
+            let mut a = Append::new(
+                s.clone(),
+                common::t(999),
+                value.as_object().unwrap().clone(),
+            );
+            if let Some(k) = key {
+                a = a.with_key(Name::key(k).unwrap());
+            }
+            store.append(a).await.unwrap();
+        }
+    });
 }

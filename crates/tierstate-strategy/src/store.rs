@@ -457,11 +457,12 @@ impl<S: Serialize + DeserializeOwned> StrategyStore<S> {
         time: DateTime<Utc>,
         points: &[(&str, f64)],
     ) -> Result<usize> {
+        let key = Self::at_key(time)?;
         let mut batch = WriteBatch::new();
         for (name, value) in points {
             batch = batch.append(
                 self.metric_append(time, name, *value)?
-                    .with_key(Self::at_key(time)?),
+                    .with_key(key.clone()),
             );
         }
         let done = self.store.write(batch).await?;
