@@ -73,8 +73,10 @@ fn some<T>(v: &Option<T>) -> bool {
 
 #[async_trait]
 impl StateStore for Door {
+    /// Closes the handle this domain came from, as [`StateManager::close`] does (HOT emptied
+    /// with it): a domain's view has no store of its own to close.
     async fn close(&self) {
-        self.warm().close().await;
+        self.manager.close().await;
     }
 
     fn backend(&self) -> &'static str {
