@@ -81,6 +81,10 @@ pub struct PortfolioSnapshot {
     /// Deposits and withdrawals to date, if known (filled in by
     /// [`crate::Portfolio::save_snapshot_and_metrics`]).
     pub flows: Option<Flows>,
+    /// What the strategy keeps beside the value, as given (e.g. an imported seed-000
+    /// snapshot's deployed capital, wallet value and token prices).
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub extra: Map<String, Value>,
 }
 
 impl PortfolioSnapshot {
@@ -104,6 +108,7 @@ impl PortfolioSnapshot {
             cycle_id: None,
             execution_mode,
             flows: None,
+            extra: Map::new(),
         };
         s.validate()?;
         Ok(s)
@@ -148,6 +153,12 @@ impl PortfolioSnapshot {
         check_id("cycle id", &c)?;
         self.cycle_id = Some(c);
         Ok(self)
+    }
+
+    /// Sets what the strategy keeps beside the value.
+    pub fn with_extra(mut self, extra: Map<String, Value>) -> Self {
+        self.extra = extra;
+        self
     }
 
     /// Sets the flows to date.

@@ -37,6 +37,9 @@ pub enum CliError {
     /// A read found damage: its report is printed, then the error.
     #[error("{1} damaged record(s) found")]
     DamagedReport(crate::out::Report, u64),
+    /// Some rows were not imported: the report names each, then the error.
+    #[error("{1} row(s) not imported")]
+    RefusedReport(crate::out::Report, u64),
     /// Stopped by Ctrl-C (exit 130); what it says was already printed.
     #[error("stopped by Ctrl-C")]
     Interrupted,

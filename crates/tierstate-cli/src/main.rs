@@ -14,6 +14,7 @@ mod chart;
 mod domain;
 mod error;
 mod export;
+mod import;
 mod migrate;
 mod open;
 mod out;
@@ -176,6 +177,17 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Imports a seed-000 (almanak `StateManager`) SQLite database: states (their checksums
+    /// checked), portfolio snapshots and metrics, ledger and position registry. Idempotent: a
+    /// second run writes nothing; a row that differs from what is stored is named, not merged.
+    Import {
+        /// The seed-000 SQLite file (opened read-only).
+        source: std::path::PathBuf,
+        /// The execution mode of rows written before the seed recorded one: live, paper or
+        /// dry_run.
+        #[arg(long, default_value = "live")]
+        execution_mode: String,
+    },
     /// Runs the paper market maker on the simulated exchange: one transaction per tick;
     /// kill it at any moment and run it again to resume.
     Demo(tierstate_demo::DemoArgs),
@@ -212,6 +224,11 @@ fn main() -> ExitCode {
             eprintln!("error: {n} damaged record(s) found");
             ExitCode::FAILURE
         }
+        Err(CliError::RefusedReport(report, n)) => {
+            report.print(json);
+            eprintln!("error: {n} row(s) not imported");
+            ExitCode::FAILURE
+        }
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
@@ -224,6 +241,21 @@ async fn run(cli: Cli) -> Result<Option<Report>> {
     match cli.command {
         Command::Demo(args) => demo(&url, &args).await.map(|()| None),
         Command::Migrate { dry_run } => migrate::run(&url, dry_run).await.map(Some),
+        Command::Import {
+            source,
+            execution_mode,
+        } => {
+            let mode =
+                execution_mode
+                    .parse()
+                    .map_err(|e: tierstate::accounting::AccountingError| {
+                        CliError::Usage(e.to_string())
+                    })?;
+            let ts = tierstate::Tierstate::open(&cli.db).await?;
+            let r = import::run(&ts, &source, mode).await;
+            ts.close().await;
+            r.map(Some)
+        }
         read => {
             // Bad arguments are refused before anything is opened.
             check_arguments(&read)?;
@@ -365,7 +397,7 @@ async fn query(
                 _ => return Err(CliError::Usage("export takes ID DIR, or --all DIR".into())),
             }
         }
-        Command::Demo(_) | Command::Migrate { .. } => {
+        Command::Demo(_) | Command::Migrate { .. } | Command::Import { .. } => {
             return Err(CliError::Other("not a read command".into()));
         }
     };

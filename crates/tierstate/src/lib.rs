@@ -57,7 +57,7 @@ pub use tierstate_core::{
     JournalPage, JournalQuery, JournalTail, MAX_SCHEMA_VERSION, MAX_STATE_BYTES, MAX_STATE_DEPTH,
     Name, Plan, PutMode, Result, Retention, SchemaMigrate, SchemaStatus, SchemaStep, Side,
     StateData, StateStore, StateWrite, StreamAddr, Target, Tier, TruncateBefore, WriteBatch,
-    epoch_micros, truncate_to_micros,
+    epoch_micros, parse_decimal, truncate_to_micros,
 };
 pub use tierstate_migrate::{
     AppliedStep, BlockingStep, Migrated, MigrationError, MigrationRegistry, RollbackInfo,
