@@ -336,7 +336,7 @@ impl WriteBatch {
                     };
                     out.documents.push(PreparedDoc {
                         write: d,
-                        body,
+                        body: crate::compress::pack(body),
                         checksum,
                     });
                 }
@@ -426,14 +426,15 @@ impl PreparedBatch {
     }
 }
 
-/// A validated document write with its canonical body and checksum.
+/// A validated document write with the body to store (canonical JSON, compressed above the
+/// threshold) and the checksum of the canonical JSON.
 #[derive(Debug, Clone)]
 pub struct PreparedDoc {
     /// The write as given.
     pub write: DocWrite,
-    /// Canonical JSON bytes.
+    /// The bytes to store: canonical JSON, zstd-compressed above the threshold.
     pub body: Vec<u8>,
-    /// SHA-256 of `body`.
+    /// SHA-256 of the canonical JSON.
     pub checksum: Checksum,
 }
 
@@ -448,7 +449,8 @@ pub struct PreparedAppend {
     pub checksum: Checksum,
 }
 
-/// A validated state write with its canonical body and checksum computed.
+/// A validated state write with the body to store (canonical JSON, compressed above the
+/// threshold) and the checksum of the canonical JSON.
 #[derive(Debug, Clone)]
 pub struct PreparedWrite {
     /// The deployment written.
@@ -459,9 +461,9 @@ pub struct PreparedWrite {
     pub schema_version: u32,
     /// The state as given (kept so the committed record needs no re-parse).
     pub state: Map<String, Value>,
-    /// Canonical JSON bytes of the state.
+    /// The bytes to store: the state's canonical JSON, zstd-compressed above the threshold.
     pub body: Vec<u8>,
-    /// SHA-256 of `body`.
+    /// SHA-256 of the canonical JSON.
     pub checksum: Checksum,
 }
 
@@ -500,7 +502,7 @@ impl PreparedWrite {
             }
             Ok(body) => {
                 let sum = Checksum::of(&body);
-                (body, sum)
+                (crate::compress::pack(body), sum)
             }
             Err(e) => {
                 crate::canonical::dismantle(w.state);

@@ -30,6 +30,7 @@ pub mod batch;
 pub mod canonical;
 pub mod cas;
 pub mod codec;
+pub mod compress;
 mod document;
 mod error;
 pub mod exact;

@@ -139,12 +139,15 @@ impl StoredRecord {
     }
 }
 
-/// Checks canonical `body` against the stored hex `checksum` and decodes it as a JSON object.
-/// On failure returns (expected, actual) for an `Integrity` error.
+/// Checks a stored body (decompressed first if it was stored compressed) against the stored
+/// hex `checksum` of its canonical JSON, and decodes it as a JSON object. On failure returns
+/// (expected, actual) for an `Integrity` error.
 pub(crate) fn verify_object(
-    body: &[u8],
+    stored: &[u8],
     checksum: &str,
 ) -> std::result::Result<(Map<String, Value>, Checksum), (String, String)> {
+    let body = crate::compress::unpack(stored).map_err(|why| (checksum.to_owned(), why))?;
+    let body = body.as_ref();
     let computed = Checksum::of(body);
     match Checksum::from_hex(checksum) {
         Some(stored) if stored == computed => {}

@@ -184,6 +184,7 @@ macro_rules! conformance_tests {
             documents_list_by_collection,
             documents_scan_by_key_range,
             record_damage_is_detected,
+            large_bodies_are_compressed_and_still_checked,
             journal_sequences_are_contiguous,
             journal_idempotency_keys,
             journal_optimistic_appends,

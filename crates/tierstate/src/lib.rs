@@ -48,6 +48,8 @@ pub use hot::HotConfig;
 pub use manager::{StateManager, Versioned};
 pub use metrics::{Metrics, Op, OpRecord, OpSummary, Outcome, TierSummary};
 pub use payload::PAYLOAD_MARKER;
+/// Large bodies stored zstd-compressed: the threshold and its default.
+pub use tierstate_core::compress;
 pub use tierstate_core::group::GroupStats;
 /// Journals: queries, pages, and the damage a fault can do to an entry.
 pub use tierstate_core::journal;
@@ -57,7 +59,7 @@ pub use tierstate_core::{
     JournalPage, JournalQuery, JournalTail, MAX_SCHEMA_VERSION, MAX_STATE_BYTES, MAX_STATE_DEPTH,
     Name, Plan, PutMode, Result, Retention, SchemaMigrate, SchemaStatus, SchemaStep, Side,
     StateData, StateStore, StateWrite, StreamAddr, Target, Tier, TruncateBefore, WriteBatch,
-    epoch_micros, parse_decimal, truncate_to_micros,
+    canonical_json, epoch_micros, parse_decimal, truncate_to_micros,
 };
 pub use tierstate_migrate::{
     AppliedStep, BlockingStep, Migrated, MigrationError, MigrationRegistry, RollbackInfo,
