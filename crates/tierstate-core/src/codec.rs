@@ -84,7 +84,7 @@ pub fn decode_doc<T: DeserializeOwned + Serialize>(
 ) -> Result<T, DecodeError> {
     check_schema(&body, supported)?;
     body.remove(SCHEMA_KEY);
-    crate::exact::from_map(&body).map_err(|e| DecodeError::Malformed(e.to_string()))
+    crate::exact::from_object(body).map_err(|e| DecodeError::Malformed(e.to_string()))
 }
 
 #[cfg(test)]

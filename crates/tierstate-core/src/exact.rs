@@ -48,7 +48,17 @@ pub fn parse_decimal(field: &'static str, text: &str) -> Result<Decimal> {
 pub fn from_map<T: DeserializeOwned + Serialize>(
     map: &Map<String, Value>,
 ) -> std::result::Result<T, serde_json::Error> {
-    let value = Value::Object(map.clone());
+    from_object(map.clone())
+}
+
+/// As [`from_map`], taking the object: no copy of it is made.
+///
+/// # Errors
+/// As [`from_map`].
+pub fn from_object<T: DeserializeOwned + Serialize>(
+    map: Map<String, Value>,
+) -> std::result::Result<T, serde_json::Error> {
+    let value = Value::Object(map);
     let typed = T::deserialize(&value)?;
     check_round_trip(&value, &typed)?;
     Ok(typed)

@@ -9,7 +9,7 @@
 //! adopted; not found, it is sent again *with the same client id*, which the venue refuses as a
 //! duplicate if the first send arrives after all.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -180,42 +180,94 @@ impl Reconciler {
     }
 
     /// One pass over every intent (and every actual order whose intent is gone), in id order.
+    /// It reads in bulk: one paged scan of the intents, one of the orders and one list of the
+    /// venue's open orders; an intent with nothing to do costs no further read, and only one
+    /// that acts (or whose order left the venue's open list) is read and asked about again.
     ///
     /// # Errors
     /// `Store` if the intents cannot be listed; a failing intent is reported in the pass.
     pub async fn reconcile_all(&self) -> Result<Pass> {
         let started = std::time::Instant::now();
-        let mut ids: BTreeMap<String, ()> = BTreeMap::new();
-        for i in self.orders.intents(None, None).await? {
-            ids.insert(i.intent.intent_id, ());
-        }
-        for a in self.orders.actuals(None, None).await? {
-            if let Some(i) = a.order.intent_id {
-                ids.insert(i, ());
+        // The venue's open orders by client id; without them (a venue that cannot list), each
+        // working order is asked about on its own.
+        let open = match self.exchange.open_orders(None).await {
+            Ok(orders) => Some(
+                orders
+                    .into_iter()
+                    .map(|o| (o.client_order_id.clone(), o))
+                    .collect::<HashMap<_, _>>(),
+            ),
+            Err(e) => {
+                tracing::debug!(error = %e, "venue's open orders unavailable; asking per order");
+                None
             }
-        }
+        };
+        // Intents and orders are both keyed by intent id: one walk over the two in key
+        // order, a page of each at a time.
+        let mut intents = Paged::default();
+        let mut actuals = Paged::default();
         let mut pass = Pass::default();
-        for id in ids.into_keys() {
-            // A strategy changing the intent meanwhile is a lost compare-and-swap: re-read
-            // and decide again.
-            let once = || self.reconcile_intent(&id);
-            match retry_on_conflict("an order", RetryPolicy::default(), once).await {
+        let mut pending = 0u64;
+        loop {
+            if intents.wants_page() {
+                let page = self
+                    .orders
+                    .intent_page(intents.after.as_deref(), PASS_PAGE)
+                    .await?;
+                intents.fill(page.into_iter().map(|i| (i.intent.intent_id.clone(), i)));
+            }
+            if actuals.wants_page() {
+                let page = self
+                    .orders
+                    .actual_page(actuals.after.as_deref(), PASS_PAGE)
+                    .await?;
+                actuals.fill(page);
+            }
+            let id = match (intents.next_key(), actuals.next_key()) {
+                (None, None) => break,
+                (Some(x), Some(y)) => x.min(y).to_owned(),
+                (Some(x), None) | (None, Some(x)) => x.to_owned(),
+            };
+            let (i, a) = (intents.take(&id), actuals.take(&id));
+            if self.settled(i.as_ref(), a.as_ref(), open.as_ref()) {
+                pending += u64::from(a.is_some_and(|a| a.recon == ReconStatus::Pending));
+                continue;
+            }
+            // The first step works on what the scans read; a later one (or a lost
+            // compare-and-swap: the strategy changed the intent meanwhile) re-reads.
+            let first = self.step(&id, i.as_ref(), a.as_ref(), open.as_ref()).await;
+            let outcome = match first {
+                Ok(None) => {
+                    pending += u64::from(a.is_some_and(|a| a.recon == ReconStatus::Pending));
+                    continue;
+                }
+                Ok(Some(action)) => {
+                    pass.actions.push(action);
+                    let once = || self.steps(&id, 3);
+                    retry_on_conflict("an order", RetryPolicy::default(), once).await
+                }
+                Err(e) if e.is_conflict() => {
+                    let once = || self.steps(&id, 4);
+                    retry_on_conflict("an order", RetryPolicy::default(), once).await
+                }
+                Err(e) => Err(e),
+            };
+            match outcome {
                 Ok(actions) => pass.actions.extend(actions),
                 Err(e) => {
                     tracing::warn!(intent = %id, error = %e, "reconciliation failed; retried next pass");
                     self.metrics.errors.fetch_add(1, Ordering::Relaxed);
-                    pass.errors.push((id, e));
+                    pass.errors.push((id.clone(), e));
                 }
             }
+            // Acted on (or failed): its order as it stands now.
+            if let Ok(Some(a)) = self.orders.actual(&id).await {
+                pending += u64::from(a.recon == ReconStatus::Pending);
+            }
         }
-        let pending = self
-            .orders
-            .actuals(None, Some(ReconStatus::Pending))
-            .await?
-            .len();
         let m = &self.metrics;
         m.passes.fetch_add(1, Ordering::Relaxed);
-        m.pending.store(pending as u64, Ordering::Relaxed);
+        m.pending.store(pending, Ordering::Relaxed);
         m.lag_ms
             .store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
         for a in &pass.actions {
@@ -237,13 +289,18 @@ impl Reconciler {
     /// `Exchange` for a venue that is unavailable (nothing is lost: the next call resumes);
     /// `Store` (a `Conflict` if someone changed the order meanwhile).
     pub async fn reconcile_intent(&self, intent_id: &str) -> Result<Vec<Action>> {
-        let mut actions = Vec::new();
         // A few steps at most: resolve, then act on what was found.
-        for _ in 0..4 {
+        self.steps(intent_id, 4).await
+    }
+
+    /// Up to `max` steps, each on a fresh read of the intent and its order.
+    async fn steps(&self, intent_id: &str, max: usize) -> Result<Vec<Action>> {
+        let mut actions = Vec::new();
+        for _ in 0..max {
             let intent = self.orders.intent(intent_id).await?;
             let actual = self.orders.actual(intent_id).await?;
             match self
-                .step(intent_id, intent.as_ref(), actual.as_ref())
+                .step(intent_id, intent.as_ref(), actual.as_ref(), None)
                 .await?
             {
                 Some(a) => actions.push(a),
@@ -253,18 +310,49 @@ impl Reconciler {
         Ok(actions)
     }
 
-    /// One decision and its action; `None` when nothing is left to do.
+    /// Whether [`Reconciler::step`] would find nothing to do and write nothing, decided from
+    /// what the pass read, without I/O: the common case of a pass, kept off the async path.
+    fn settled(
+        &self,
+        intent: Option<&StoredIntent>,
+        actual: Option<&StoredActual>,
+        open: Option<&HashMap<String, Order>>,
+    ) -> bool {
+        let wanted = intent.filter(|i| i.intent.status == IntentStatus::Active);
+        match (wanted, actual) {
+            (_, Some(a)) if a.order.status.is_unresolved() => false,
+            (None, Some(a)) => a.order.status.is_terminal(),
+            (None, None) => true,
+            (Some(_), None) => false,
+            (Some(i), Some(a)) => {
+                if !a.order.status.is_terminal() {
+                    let Some(v) = open.and_then(|m| m.get(&a.order.client_order_id)) else {
+                        return false;
+                    };
+                    if !venue_events(&a.order, v).is_empty() {
+                        return false;
+                    }
+                }
+                matches!(self.decide(&i.intent, &a.order), Decision::Hold)
+                    && a.recon == hold_recon(&a.order)
+            }
+        }
+    }
+
+    /// One decision and its action; `None` when nothing is left to do. `open`: the venue's
+    /// open orders by client id, listed this pass (`None`: ask the venue about the order).
     async fn step(
         &self,
         id: &str,
         intent: Option<&StoredIntent>,
         actual: Option<&StoredActual>,
+        open: Option<&HashMap<String, Order>>,
     ) -> Result<Option<Action>> {
         let wanted = intent.filter(|i| i.intent.status == IntentStatus::Active);
         match (wanted, actual) {
             (Some(i), None) => self.place(&i.intent, None).await.map(Some),
             (_, Some(a)) if a.order.status.is_unresolved() => self.resolve(id, wanted, a).await,
-            (Some(i), Some(a)) => self.keep(i, a).await,
+            (Some(i), Some(a)) => self.keep(i, a, open).await,
             (None, Some(a)) if !a.order.status.is_terminal() => self.cancel(id, a).await.map(Some),
             (None, _) => Ok(None),
         }
@@ -454,11 +542,22 @@ impl Reconciler {
 
     /// An active intent with a known order: sync with the venue, then modify, cancel, finish
     /// or replace as the over-trading rule says (see [`Reconciler::decide`]).
-    async fn keep(&self, i: &StoredIntent, a: &StoredActual) -> Result<Option<Action>> {
+    async fn keep(
+        &self,
+        i: &StoredIntent,
+        a: &StoredActual,
+        open: Option<&HashMap<String, Order>>,
+    ) -> Result<Option<Action>> {
         let id = &i.intent.intent_id;
         let now = Utc::now();
+        // An order in the venue's open list is as listed; one missing from it (filled,
+        // cancelled or expired since) is asked about.
+        let listed = open.and_then(|m| m.get(&a.order.client_order_id)).cloned();
         if !a.order.status.is_terminal()
-            && let Some(v) = self.exchange.query(&a.order.client_order_id).await?
+            && let Some(v) = match listed {
+                Some(v) => Some(v),
+                None => self.exchange.query(&a.order.client_order_id).await?,
+            }
         {
             let events = venue_events(&a.order, &v);
             if !events.is_empty() {
@@ -483,11 +582,7 @@ impl Reconciler {
                 self.place(&bumped.intent, Some(a)).await.map(Some)
             }
             Decision::Hold => {
-                let recon = if a.order.status == OrderStatus::Failed {
-                    ReconStatus::Diverged
-                } else {
-                    ReconStatus::InSync
-                };
+                let recon = hold_recon(&a.order);
                 if a.recon != recon {
                     self.orders.apply(id, Some(a), &[], recon, now).await?;
                 }
@@ -734,6 +829,61 @@ enum Decision {
 
 /// Whether two orders are the same market, side, kind and time in force: what a venue cannot
 /// modify.
+/// The reconciliation status of an order the rule holds: a failed one has diverged.
+fn hold_recon(a: &Order) -> ReconStatus {
+    if a.status == OrderStatus::Failed {
+        ReconStatus::Diverged
+    } else {
+        ReconStatus::InSync
+    }
+}
+
+/// Records read per page by a pass.
+const PASS_PAGE: usize = 1000;
+
+/// One side of a pass's walk: the page read ahead, and where the next page starts.
+struct Paged<T> {
+    buf: std::collections::VecDeque<(String, T)>,
+    after: Option<String>,
+    done: bool,
+}
+
+impl<T> Default for Paged<T> {
+    fn default() -> Self {
+        Self {
+            buf: std::collections::VecDeque::new(),
+            after: None,
+            done: false,
+        }
+    }
+}
+
+impl<T> Paged<T> {
+    fn wants_page(&self) -> bool {
+        self.buf.is_empty() && !self.done
+    }
+
+    fn fill(&mut self, page: impl IntoIterator<Item = (String, T)>) {
+        self.buf.extend(page);
+        self.done = self.buf.len() < PASS_PAGE;
+        if let Some((k, _)) = self.buf.back() {
+            self.after = Some(k.clone());
+        }
+    }
+
+    fn next_key(&self) -> Option<&str> {
+        self.buf.front().map(|(k, _)| k.as_str())
+    }
+
+    fn take(&mut self, key: &str) -> Option<T> {
+        if self.next_key() == Some(key) {
+            self.buf.pop_front().map(|(_, v)| v)
+        } else {
+            None
+        }
+    }
+}
+
 fn same_kind(x: &OrderSpec, y: &OrderSpec) -> bool {
     x.symbol == y.symbol && x.side == y.side && x.kind == y.kind && x.tif == y.tif
 }

@@ -458,6 +458,58 @@ impl OrderStore {
         Ok(out)
     }
 
+    /// Up to `limit` intents with ids after `after`, in id order: one read of one page.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a bad id; `Store`; `NewerSchema`.
+    pub async fn intent_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<StoredIntent>> {
+        self.page(INTENTS, after, limit)
+            .await?
+            .into_iter()
+            .map(decode_intent)
+            .collect()
+    }
+
+    /// Up to `limit` actual orders whose intent ids come after `after`, in intent-id order,
+    /// each with its intent id: one read of one page.
+    ///
+    /// # Errors
+    /// As [`OrderStore::intent_page`].
+    pub async fn actual_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, StoredActual)>> {
+        self.page(ACTUAL, after, limit)
+            .await?
+            .into_iter()
+            .map(|d| {
+                let key = d.address.key.as_str().to_owned();
+                decode_actual(d).map(|a| (key, a))
+            })
+            .collect()
+    }
+
+    async fn page(
+        &self,
+        collection: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Document>> {
+        let c = Name::collection(collection)?;
+        let after = after.map(Name::key).transpose()?;
+        self.store
+            .list_documents(&self.deployment, &c, after.as_ref(), limit)
+            .await?
+            .into_iter()
+            .map(|d| d.map_err(Into::into))
+            .collect()
+    }
+
     async fn scan(&self, collection: &str) -> Result<Vec<Document>> {
         let c = Name::collection(collection)?;
         let mut out = Vec::new();

@@ -22,6 +22,7 @@ on_every_backend!(
     modify_beyond_tolerance_and_cancel_with_lost_answers,
     passes_are_deterministic,
     the_loop_places_backs_off_and_stops,
+    a_pass_reads_in_bulk_and_acts_only_where_something_differs,
 );
 
 fn dep() -> DeploymentId {
@@ -498,4 +499,159 @@ async fn the_loop_places_backs_off_and_stops(store: Arc<dyn StateStore>) {
     tokio::time::sleep(Duration::from_millis(60)).await;
     assert_eq!(metrics.passes.load(Ordering::Relaxed), passes);
     assert_eq!(venue.accepted().len(), 1);
+}
+
+/// A venue that counts what it is asked, around the simulated one.
+struct Counting {
+    inner: Arc<SimExchange>,
+    queries: std::sync::atomic::AtomicU64,
+    lists: std::sync::atomic::AtomicU64,
+}
+
+#[async_trait::async_trait]
+impl Exchange for Counting {
+    async fn place(
+        &self,
+        client_order_id: &str,
+        spec: &OrderSpec,
+    ) -> Result<tierstate_orders::Order, tierstate_orders::ExchangeError> {
+        self.inner.place(client_order_id, spec).await
+    }
+    async fn modify(
+        &self,
+        exchange_order_id: &str,
+        price: Option<Decimal>,
+        size: Decimal,
+    ) -> Result<tierstate_orders::Order, tierstate_orders::ExchangeError> {
+        self.inner.modify(exchange_order_id, price, size).await
+    }
+    async fn cancel(
+        &self,
+        exchange_order_id: &str,
+    ) -> Result<tierstate_orders::Order, tierstate_orders::ExchangeError> {
+        self.inner.cancel(exchange_order_id).await
+    }
+    async fn query(
+        &self,
+        client_order_id: &str,
+    ) -> Result<Option<tierstate_orders::Order>, tierstate_orders::ExchangeError> {
+        self.queries
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.inner.query(client_order_id).await
+    }
+    async fn open_orders(
+        &self,
+        symbol: Option<&str>,
+    ) -> Result<Vec<tierstate_orders::Order>, tierstate_orders::ExchangeError> {
+        self.lists
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.inner.open_orders(symbol).await
+    }
+}
+
+/// More intents than a page: a pass with nothing to do lists the venue once, asks it about no
+/// order and writes nothing; a pass after a few changes acts on exactly those, asking the
+/// venue only about the orders that left its open list or that it changed.
+async fn a_pass_reads_in_bulk_and_acts_only_where_something_differs(store: Arc<dyn StateStore>) {
+    use std::sync::atomic::Ordering::Relaxed;
+    const N: usize = 1_003;
+    let sim = Arc::new(SimExchange::new(FaultPlan::none()));
+    let venue = Arc::new(Counting {
+        inner: sim.clone(),
+        queries: 0.into(),
+        lists: 0.into(),
+    });
+    let o = OrderStore::new(store.clone(), &dep());
+    let e = Reconciler::new(o.clone(), venue.clone(), d("0.5"));
+    let name = |i: usize| format!("q-{i:05}");
+    for i in 0..N {
+        o.create_intent(&bid(&name(i), &format!("{}", 2000 + i % 100)))
+            .await
+            .unwrap();
+    }
+    let placed = e.reconcile_all().await.unwrap();
+    assert_eq!((placed.actions.len(), placed.errors.len()), (N, 0));
+    let versions = |v: Vec<tierstate_orders::StoredActual>| {
+        v.into_iter()
+            .map(|a| (a.order.intent_id.clone(), a.version))
+            .collect::<Vec<_>>()
+    };
+    let before = versions(o.actuals(None, None).await.unwrap());
+
+    let (q0, l0) = (venue.queries.load(Relaxed), venue.lists.load(Relaxed));
+    let idle = e.reconcile_all().await.unwrap();
+    assert!(
+        idle.actions.is_empty() && idle.errors.is_empty(),
+        "{idle:?}"
+    );
+    assert_eq!(venue.queries.load(Relaxed) - q0, 0, "no order asked about");
+    assert_eq!(
+        venue.lists.load(Relaxed) - l0,
+        1,
+        "the open orders listed once"
+    );
+    assert_eq!(
+        versions(o.actuals(None, None).await.unwrap()),
+        before,
+        "nothing written"
+    );
+    assert_eq!(e.metrics().pending.load(Relaxed), 0);
+
+    // One re-priced (on the second page), one filled at the venue, one intent deleted.
+    let moved = o.intent(&name(1_001)).await.unwrap().unwrap();
+    let mut next = moved.intent.clone();
+    next.spec.price = Some(d("2300"));
+    o.update_intent(&moved, next).await.unwrap();
+    sim.maker("ETH-USD", Side::Sell, d("2099"), d("1")).unwrap();
+    let filled_client: Vec<String> = sim
+        .client_orders()
+        .into_iter()
+        .filter(|v| v.status == OrderStatus::Filled)
+        .map(|v| v.client_order_id)
+        .collect();
+    let filled: Vec<String> = o
+        .actuals(None, None)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|a| filled_client.contains(&a.order.client_order_id))
+        .filter_map(|a| a.order.intent_id)
+        .collect();
+    assert_eq!(filled.len(), 1, "one order filled");
+    let gone = o.intent(&name(7)).await.unwrap().unwrap();
+    o.delete_intent(&gone, t(1)).await.unwrap();
+    let q0 = venue.queries.load(Relaxed);
+    let busy = e.reconcile_all().await.unwrap();
+    assert!(busy.errors.is_empty(), "{:?}", busy.errors);
+    let mut touched: Vec<&str> = busy
+        .actions
+        .iter()
+        .map(|a| match a {
+            Action::Place { intent, .. }
+            | Action::Adopt { intent, .. }
+            | Action::Sync { intent, .. }
+            | Action::Modify { intent, .. }
+            | Action::Cancel { intent, .. }
+            | Action::Done { intent, .. } => intent.as_str(),
+        })
+        .collect();
+    touched.sort_unstable();
+    touched.dedup();
+    let mut want = vec![name(7), name(1_001), filled[0].clone()];
+    want.sort();
+    assert_eq!(touched, want, "{:?}", busy.actions);
+    assert_eq!(
+        venue.queries.load(Relaxed) - q0,
+        2,
+        "asked about: the order that left the open list, and the modified one once after its \
+         modify; none of the other 1,000"
+    );
+    assert_eq!(
+        o.actual(&name(7)).await.unwrap().unwrap().order.status,
+        OrderStatus::Cancelled
+    );
+    assert!(
+        e.reconcile_all().await.unwrap().actions.is_empty(),
+        "settled"
+    );
 }
