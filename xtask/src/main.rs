@@ -1,11 +1,13 @@
 //! Project automation. `cargo xtask test` runs the whole suite; `cargo xtask bench` prints the
 //! benchmark table; `cargo xtask crash` runs the kill -9 harness for as many cycles as asked.
 
+use std::path::Path;
 use std::process::{Command, ExitCode};
 
 use clap::{Parser, Subcommand};
 
 mod pg;
+mod python;
 
 #[derive(Parser)]
 #[command(about = "tierstate project tasks")]
@@ -24,6 +26,10 @@ enum Task {
         /// Fail instead of skipping the PostgreSQL tests when no server can be started.
         #[arg(long)]
         require_postgres: bool,
+        /// Fail instead of skipping the Python package's tests when Python or its tools
+        /// cannot be set up.
+        #[arg(long)]
+        require_python: bool,
     },
     /// Runs the benchmarks and prints one table (ops/s, p50, p99 beside their baselines).
     Bench {
@@ -143,7 +149,8 @@ fn main() -> ExitCode {
         Task::Test {
             crash_cycles,
             require_postgres,
-        } => test(crash_cycles, require_postgres),
+            require_python,
+        } => test(crash_cycles, require_postgres, require_python),
         Task::Bench {
             json,
             quick,
@@ -200,7 +207,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn test(crash_cycles: u32, require_postgres: bool) -> Result<(), String> {
+fn test(crash_cycles: u32, require_postgres: bool, require_python: bool) -> Result<(), String> {
     // The facade must build with only the features a consumer names; `redb` alone compiles no
     // SQLite at all.
     for features in ["sqlite", "redb", "hot,redb"] {
@@ -235,11 +242,24 @@ fn test(crash_cycles: u32, require_postgres: bool) -> Result<(), String> {
         .env("TIERSTATE_CRASH_CYCLES", crash_cycles.to_string());
     let _cluster = postgres_for(&mut cmd, require_postgres)?;
     let totals = run_counting(&mut cmd)?;
+    // The Python package, against the same server.
+    let env: Vec<(String, String)> = cmd
+        .get_envs()
+        .filter_map(|(k, v)| Some((k.to_str()?.to_owned(), v?.to_str()?.to_owned())))
+        .collect();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let py = python::test(&root, &env, require_python)?;
     // One closing line with the totals of every test binary, so the last line of the run is
     // the whole suite's result rather than the last (possibly empty) doc-test block.
+    let py = py.unwrap_or_default();
     println!(
-        "xtask: {} passed, {} failed, {} skipped",
-        totals.0, totals.1, totals.2
+        "xtask: {} passed, {} failed, {} skipped (Rust {} passed; Python {} passed, {} skipped)",
+        totals.0 + py.passed,
+        totals.1 + py.failed,
+        totals.2 + py.skipped,
+        totals.0,
+        py.passed,
+        py.skipped
     );
     if totals.0 == 0 {
         return Err("no test ran".into());

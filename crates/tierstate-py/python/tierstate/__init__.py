@@ -1,0 +1,171 @@
+"""tierstate for Python: versioned, checksummed state for trading strategies.
+
+``tierstate.open(url)`` returns a :class:`Store`; every call blocks with the GIL released and
+has an ``_async`` twin (run on a small thread pool, so an event loop never waits on a disk or
+a server). ``tierstate.compat.almanak`` is a drop-in for seed 000's ``StateManager``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable
+
+from . import _native
+from .errors import (
+    AlreadyExistsError,
+    BackendError,
+    ConflictError,
+    IntegrityError,
+    InvalidInputError,
+    LockedError,
+    NotFoundError,
+    RollbackError,
+    SchemaError,
+    TierstateError,
+)
+
+State = _native.State
+roundtrip = _native.roundtrip
+__version__ = _native.__version__
+
+_pool: ThreadPoolExecutor | None = None
+_pool_pid = 0
+_pool_lock = threading.Lock()
+
+
+def _executor() -> ThreadPoolExecutor:
+    """The async twins' threads: one pool per process (a forked child makes its own)."""
+    global _pool, _pool_pid
+    with _pool_lock:
+        if _pool is None or _pool_pid != os.getpid():
+            _pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="tierstate")
+            _pool_pid = os.getpid()
+        return _pool
+
+
+async def _in_pool(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(_executor(), functools.partial(fn, *args, **kwargs))
+
+
+def _twin(name: str) -> Callable[..., Any]:
+    async def call(self: "Store", *args: Any, **kwargs: Any) -> Any:
+        return await _in_pool(getattr(self._native, name), *args, **kwargs)
+
+    call.__name__ = f"{name}_async"
+    call.__doc__ = f"The async twin of :meth:`Store.{name}`."
+    return call
+
+
+class Store:
+    """One tierstate store: states with versions and history, and metrics."""
+
+    def __init__(self, native: _native.Store) -> None:
+        self._native = native
+
+    def load(self, deployment_id: str) -> State | None:
+        """The current state, or None."""
+        return self._native.load(deployment_id)
+
+    def create(self, deployment_id: str, state: dict[str, Any]) -> State:
+        """The first version; AlreadyExistsError if there is one."""
+        return self._native.create(deployment_id, state)
+
+    def update(self, deployment_id: str, expected: int, state: dict[str, Any]) -> State:
+        """Replaces exactly version ``expected``; ConflictError (with both versions) otherwise."""
+        return self._native.update(deployment_id, expected, state)
+
+    def overwrite(self, deployment_id: str, state: dict[str, Any]) -> State:
+        """A new version whatever is stored (creating the first)."""
+        return self._native.overwrite(deployment_id, state)
+
+    def delete(self, deployment_id: str) -> bool:
+        """Deletes the state and its history; True if there was one."""
+        return self._native.delete(deployment_id)
+
+    def history(self, deployment_id: str, limit: int = 20) -> list[State]:
+        """Retained versions, newest first."""
+        return self._native.history(deployment_id, limit)
+
+    def load_version(self, deployment_id: str, version: int) -> State | None:
+        """One retained version, or None."""
+        return self._native.load_version(deployment_id, version)
+
+    def invalidate(self, deployment_id: str | None = None) -> None:
+        """Drops a deployment (or all) from HOT; the next load reads WARM."""
+        self._native.invalidate(deployment_id)
+
+    def deployments(self) -> list[str]:
+        """Every deployment holding a state, in id order."""
+        return self._native.deployments()
+
+    def metrics(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The most recent operations, newest first."""
+        return self._native.metrics(limit)
+
+    def metrics_summary(self) -> dict[str, dict[str, Any]]:
+        """Per tier: counts, rates and mean/p50/p99 latency (ms)."""
+        return self._native.metrics_summary()
+
+    def clear_metrics(self) -> None:
+        """Forgets the recorded operations."""
+        self._native.clear_metrics()
+
+    @property
+    def backend(self) -> str:
+        """The WARM backend: sqlite, redb, postgres or memory."""
+        return self._native.backend
+
+    def close(self) -> None:
+        """Releases the store (and its file locks: the same file reopens in this process)."""
+        self._native.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    load_async = _twin("load")
+    create_async = _twin("create")
+    update_async = _twin("update")
+    overwrite_async = _twin("overwrite")
+    delete_async = _twin("delete")
+    history_async = _twin("history")
+    load_version_async = _twin("load_version")
+    deployments_async = _twin("deployments")
+    close_async = _twin("close")
+
+
+def open(url: str, *, hot: bool = True) -> Store:  # noqa: A001 - the library's front door
+    """Opens (creating or upgrading as needed) the store at ``url``: ``sqlite:PATH``,
+    ``redb:PATH``, ``postgres://USER:PASSWORD@HOST/DB[?schema=S]`` or ``memory:``."""
+    return Store(_native.open(url, hot=hot))
+
+
+async def open_async(url: str, *, hot: bool = True) -> Store:
+    """The async twin of :func:`open`."""
+    return Store(await _in_pool(_native.open, url, hot=hot))
+
+
+__all__ = [
+    "AlreadyExistsError",
+    "BackendError",
+    "ConflictError",
+    "IntegrityError",
+    "InvalidInputError",
+    "LockedError",
+    "NotFoundError",
+    "RollbackError",
+    "SchemaError",
+    "State",
+    "Store",
+    "TierstateError",
+    "open",
+    "open_async",
+    "roundtrip",
+]

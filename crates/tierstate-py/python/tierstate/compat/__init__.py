@@ -1,0 +1,1 @@
+"""Drop-in APIs of the reference systems, on tierstate: ``tierstate.compat.almanak``."""

@@ -1,0 +1,273 @@
+//! `Store` (the front door's handle) and `State` (one stored version) for Python. Every call
+//! blocks on the process's runtime with the GIL released; the package adds the async twins.
+
+use std::sync::Arc;
+
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList};
+use tierstate::{DeploymentId, StateData, Tierstate};
+
+use crate::convert::{dict_of, py_datetime, state_of};
+use crate::errors::to_py;
+use crate::runtime::block_on;
+
+/// Opens the store at `url` (`sqlite:PATH`, `redb:PATH`, `postgres://…`, `memory:`).
+///
+/// # Errors
+/// `InvalidInputError` for a bad URL; the store's errors.
+#[pyfunction]
+#[pyo3(signature = (url, *, hot = true))]
+pub fn open(py: Python<'_>, url: &str, hot: bool) -> PyResult<Store> {
+    let url = url.to_owned();
+    let ts = block_on(py, async move {
+        let mut b = Tierstate::builder().url(&url)?;
+        if !hot {
+            b = b.without_hot();
+        }
+        b.open().await
+    })?
+    .map_err(to_py)?;
+    Ok(Store { ts: Arc::new(ts) })
+}
+
+/// One store: states with versions and history, metrics.
+#[pyclass(frozen, module = "tierstate._native")]
+pub struct Store {
+    ts: Arc<Tierstate>,
+}
+
+fn id_of(s: &str) -> PyResult<DeploymentId> {
+    DeploymentId::new(s).map_err(to_py)
+}
+
+#[pymethods]
+impl Store {
+    /// The current state of `deployment_id`, or `None`.
+    fn load(&self, py: Python<'_>, deployment_id: &str) -> PyResult<Option<State>> {
+        let (ts, id) = (self.ts.clone(), id_of(deployment_id)?);
+        let got = block_on(py, async move { ts.state().load(&id).await })?.map_err(to_py)?;
+        Ok(got.map(State))
+    }
+
+    /// Creates the first version; `AlreadyExistsError` if there is one.
+    fn create(
+        &self,
+        py: Python<'_>,
+        deployment_id: &str,
+        state: &Bound<'_, PyAny>,
+    ) -> PyResult<State> {
+        let (ts, id, state) = (self.ts.clone(), id_of(deployment_id)?, state_of(state)?);
+        let done =
+            block_on(py, async move { ts.state().create(&id, state).await })?.map_err(to_py)?;
+        Ok(State(done))
+    }
+
+    /// Replaces exactly version `expected`; `ConflictError` (with both versions) otherwise.
+    fn update(
+        &self,
+        py: Python<'_>,
+        deployment_id: &str,
+        expected: u64,
+        state: &Bound<'_, PyAny>,
+    ) -> PyResult<State> {
+        let (ts, id, state) = (self.ts.clone(), id_of(deployment_id)?, state_of(state)?);
+        let done = block_on(
+            py,
+            async move { ts.state().update(&id, expected, state).await },
+        )?
+        .map_err(to_py)?;
+        Ok(State(done))
+    }
+
+    /// Writes a new version whatever is stored (creating the first).
+    fn overwrite(
+        &self,
+        py: Python<'_>,
+        deployment_id: &str,
+        state: &Bound<'_, PyAny>,
+    ) -> PyResult<State> {
+        let (ts, id, state) = (self.ts.clone(), id_of(deployment_id)?, state_of(state)?);
+        let done = block_on(py, async move {
+            ts.state()
+                .save(tierstate::StateWrite::overwrite(id, state))
+                .await
+        })?
+        .map_err(to_py)?;
+        Ok(State(done))
+    }
+
+    /// Deletes the state and its history; `True` if there was one.
+    fn delete(&self, py: Python<'_>, deployment_id: &str) -> PyResult<bool> {
+        let (ts, id) = (self.ts.clone(), id_of(deployment_id)?);
+        block_on(py, async move { ts.state().delete(&id).await })?.map_err(to_py)
+    }
+
+    /// Up to `limit` retained versions, newest first.
+    #[pyo3(signature = (deployment_id, limit = 20))]
+    fn history(&self, py: Python<'_>, deployment_id: &str, limit: usize) -> PyResult<Vec<State>> {
+        let (ts, id) = (self.ts.clone(), id_of(deployment_id)?);
+        let got =
+            block_on(py, async move { ts.state().history(&id, limit).await })?.map_err(to_py)?;
+        Ok(got.into_iter().map(|s| State(Arc::new(s))).collect())
+    }
+
+    /// One retained version, or `None`.
+    fn load_version(
+        &self,
+        py: Python<'_>,
+        deployment_id: &str,
+        version: u64,
+    ) -> PyResult<Option<State>> {
+        let (ts, id) = (self.ts.clone(), id_of(deployment_id)?);
+        let got = block_on(
+            py,
+            async move { ts.state().load_version(&id, version).await },
+        )?
+        .map_err(to_py)?;
+        Ok(got.map(|s| State(Arc::new(s))))
+    }
+
+    /// Drops `deployment_id` from HOT (every deployment if `None`); the next load reads WARM.
+    #[pyo3(signature = (deployment_id = None))]
+    fn invalidate(&self, deployment_id: Option<&str>) -> PyResult<()> {
+        match deployment_id {
+            Some(d) => self.ts.state().invalidate(&id_of(d)?),
+            None => self.ts.state().invalidate_all(),
+        }
+        Ok(())
+    }
+
+    /// Every deployment holding a state, in id order.
+    fn deployments(&self, py: Python<'_>) -> PyResult<Vec<String>> {
+        let ts = self.ts.clone();
+        block_on(py, async move {
+            let mut out = Vec::new();
+            let mut after: Option<DeploymentId> = None;
+            loop {
+                let page = ts.warm().list(after.as_ref(), 1000).await?;
+                let full = page.len() == 1000;
+                after = page.last().cloned();
+                out.extend(page.into_iter().map(|d| d.as_str().to_owned()));
+                if !full {
+                    return Ok(out);
+                }
+            }
+        })?
+        .map_err(to_py)
+    }
+
+    /// The most recent operations, newest first: dicts of domain, tier, op, latency_us and
+    /// outcome.
+    #[pyo3(signature = (limit = 100))]
+    fn metrics<'py>(&self, py: Python<'py>, limit: usize) -> PyResult<Bound<'py, PyList>> {
+        let out = PyList::empty(py);
+        for r in self.ts.metrics().latest(limit) {
+            let d = PyDict::new(py);
+            d.set_item("domain", r.domain)?;
+            d.set_item("tier", r.tier.to_string())?;
+            d.set_item("op", r.op.name())?;
+            d.set_item("latency_us", r.latency.as_secs_f64() * 1e6)?;
+            d.set_item("outcome", format!("{:?}", r.outcome).to_lowercase())?;
+            out.append(d)?;
+        }
+        Ok(out)
+    }
+
+    /// Per tier: operations, hits and misses, outcomes, hit and success rates, and mean, p50
+    /// and p99 latency in milliseconds.
+    fn metrics_summary<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let out = PyDict::new(py);
+        let ms = |d: Option<std::time::Duration>| d.map(|d| d.as_secs_f64() * 1e3);
+        for t in self.ts.metrics().summary() {
+            let d = PyDict::new(py);
+            d.set_item("total", t.total)?;
+            d.set_item("hits", t.hits)?;
+            d.set_item("misses", t.misses)?;
+            d.set_item("ok", t.ok)?;
+            d.set_item("conflicts", t.conflicts)?;
+            d.set_item("not_found", t.not_found)?;
+            d.set_item("errors", t.errors)?;
+            d.set_item("hit_rate", t.hit_rate)?;
+            d.set_item("success_rate", t.success_rate)?;
+            d.set_item("mean_ms", ms(t.mean))?;
+            d.set_item("p50_ms", ms(t.p50))?;
+            d.set_item("p99_ms", ms(t.p99))?;
+            out.set_item(t.tier.to_string(), d)?;
+        }
+        Ok(out)
+    }
+
+    /// Forgets the recorded operations.
+    fn clear_metrics(&self) {
+        self.ts.metrics().clear();
+    }
+
+    /// The WARM backend's name: `sqlite`, `redb`, `postgres` or `memory`.
+    #[getter]
+    fn backend(&self) -> String {
+        self.ts.warm().backend().to_owned()
+    }
+
+    /// Closes the store: file locks are released (the same file reopens in this process);
+    /// later calls fail.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        let ts = self.ts.clone();
+        block_on(py, async move { ts.close().await })
+    }
+}
+
+/// One stored version of a deployment's state.
+#[pyclass(frozen, module = "tierstate._native")]
+pub struct State(pub Arc<StateData>);
+
+#[pymethods]
+impl State {
+    /// The deployment.
+    #[getter]
+    fn deployment_id(&self) -> &str {
+        self.0.deployment_id.as_str()
+    }
+    /// The version (1, 2, 3 …).
+    #[getter]
+    fn version(&self) -> u64 {
+        self.0.version
+    }
+    /// The state, a new `dict` on each access.
+    #[getter]
+    fn state<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        dict_of(py, &self.0.state)
+    }
+    /// The payload schema version.
+    #[getter]
+    fn schema_version(&self) -> u32 {
+        self.0.schema_version
+    }
+    /// SHA-256 of the canonical JSON, hex.
+    #[getter]
+    fn checksum(&self) -> String {
+        self.0.checksum.to_hex()
+    }
+    /// When the first version was written (UTC).
+    #[getter]
+    fn created_at<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        py_datetime(py, self.0.created_at)
+    }
+    /// When this version was written (UTC).
+    #[getter]
+    fn updated_at<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        py_datetime(py, self.0.updated_at)
+    }
+    /// `HOT` or `WARM`: where this read came from.
+    #[getter]
+    fn loaded_from(&self) -> String {
+        self.0.loaded_from.to_string()
+    }
+    fn __repr__(&self) -> String {
+        format!(
+            "State(deployment_id={:?}, version={}, checksum={:?})",
+            self.0.deployment_id.as_str(),
+            self.0.version,
+            &self.0.checksum.to_hex()[..12]
+        )
+    }
+}

@@ -1,0 +1,166 @@
+"""Seed 000's StateManager API on tierstate (`tierstate.compat.almanak`), on every backend."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from tierstate import ConflictError, NotFoundError
+from tierstate.compat.almanak import (
+    PostgresConfig,
+    SQLiteConfig,
+    SQLiteConfigLight,
+    SQLiteStore,
+    StateConflictError,
+    StateData,
+    StateManager,
+    StateManagerConfig,
+    StateNotFoundError,
+    StateTier,
+    TierMetrics,
+    WarmBackendType,
+)
+
+from conftest import url_for
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def config_for(backend: str, tmp_path) -> StateManagerConfig:
+    if backend == "postgres":
+        return StateManagerConfig(database_url=url_for("postgres", tmp_path))
+    if backend == "redb":
+        return StateManagerConfig(database_url=url_for("redb", tmp_path))
+    return StateManagerConfig(
+        warm_backend=WarmBackendType.SQLITE,
+        sqlite_config=SQLiteConfigLight(db_path=str(tmp_path / "state.db")),
+    )
+
+
+@pytest.fixture(params=["sqlite", "redb", "postgres"])
+def config(request, tmp_path):
+    return config_for(request.param, tmp_path)
+
+
+def test_the_seeds_usage_example_runs(config):
+    async def main():
+        manager = StateManager(config)
+        await manager.initialize()
+        state = StateData(deployment_id="strat-1", version=1, state={"key": "value"})
+        saved = await manager.save_state(state)
+        assert saved.version == 1 and saved.verify_checksum()
+        loaded = await manager.load_state("strat-1")
+        assert loaded.state == {"key": "value"} and loaded.loaded_from == StateTier.HOT
+        loaded.state["key"] = "new_value"
+        again = await manager.save_state(loaded, expected_version=loaded.version)
+        assert again.version == 2
+        # The seed's own rule: version N with no expected version saves over N - 1.
+        again.version = 3
+        again.state["key"] = "third"
+        assert (await manager.save_state(again)).version == 3
+        with pytest.raises(StateConflictError) as e:
+            await manager.save_state(loaded, expected_version=1)
+        assert (e.value.deployment_id, e.value.expected_version, e.value.actual_version) == (
+            "strat-1",
+            1,
+            3,
+        )
+        assert isinstance(e.value, ConflictError)
+        # Deliberately different: a first save over an existing state is a conflict.
+        with pytest.raises(StateConflictError):
+            await manager.save_state(StateData(deployment_id="strat-1", version=1, state={}))
+        manager.invalidate_hot_cache("strat-1")
+        assert (await manager.load_state("strat-1")).loaded_from == StateTier.WARM
+        manager.invalidate_hot_cache()
+        with pytest.raises(StateNotFoundError) as nf:
+            await manager.load_state("nobody")
+        assert isinstance(nf.value, LookupError) and isinstance(nf.value, NotFoundError)
+        assert await manager.delete_state("strat-1") is True
+        with pytest.raises(StateNotFoundError):
+            await manager.load_state("strat-1")
+        metrics = manager.get_metrics(5)
+        assert metrics and all(isinstance(m, TierMetrics) for m in metrics)
+        summary = manager.get_metrics_summary()
+        assert {"total_operations", "success_rate", "avg_latency_ms"} <= set(summary["WARM"])
+        manager.clear_metrics()
+        assert manager.get_metrics() == []
+        await manager.close()
+
+    asyncio.run(main())
+
+
+def test_state_data_as_the_seed_has_it():
+    s = StateData(strategy_id="old-name", version=2, state={"b": 1, "a": [1.5, "x"]})
+    assert s.deployment_id == "old-name" and s.strategy_id == "old-name"
+    assert s.verify_checksum()
+    d = s.to_dict()
+    back = StateData.from_dict(d)
+    assert back.state == s.state and back.checksum == s.checksum and back.version == 2
+    back.state["b"] = 2
+    assert not back.verify_checksum()
+    assert StateData.from_dict({"strategy_id": "x", "version": 1, "state": {}}).deployment_id == "x"
+
+
+def test_database_paths_as_the_seed_accepts_them(tmp_path):
+    async def one(path: str) -> int:
+        m = StateManager(
+            StateManagerConfig(warm_backend=WarmBackendType.SQLITE, sqlite_config=SQLiteConfigLight(db_path=path))
+        )
+        await m.initialize()
+        s = await m.save_state(StateData(deployment_id="d", version=1, state={"n": 1}))
+        await m.close()
+        return s.version
+
+    assert asyncio.run(one(":memory:")) == 1
+    fd, empty = tempfile.mkstemp(dir=tmp_path, suffix=".db")
+    os.close(fd)
+    assert asyncio.run(one(empty)) == 1, "an empty file opens as a new database"
+    deep = tmp_path / "a" / "b" / "c.db"
+    assert asyncio.run(one(str(deep))) == 1 and deep.exists()
+
+
+def test_the_store_level(tmp_path):
+    async def main():
+        store = SQLiteStore(SQLiteConfig(db_path=str(tmp_path / "s.db")))
+        await store.initialize()
+        assert await store.get("a") is None
+        assert await store.save(StateData(deployment_id="a", version=1, state={"n": 1}))
+        assert await store.save(StateData(deployment_id="a", version=2, state={"n": 2}), expected_version=1)
+        with pytest.raises(StateConflictError):
+            await store.save(StateData(deployment_id="a", version=2, state={"n": 3}), expected_version=1)
+        assert (await store.get("a")).state == {"n": 2}
+        assert await store.list_deployments() == ["a"]
+        assert [s.version for s in await store.get_version_history("a")] == [2, 1]
+        assert await store.delete("a")
+        await store.close()
+        m = StateManager(StateManagerConfig(warm_backend=WarmBackendType.SQLITE), warm_backend=SQLiteStore(
+            SQLiteConfig(db_path=str(tmp_path / "s.db"))))
+        await m.initialize()
+        assert m.warm_backend_type == WarmBackendType.SQLITE
+        await m.close()
+
+    asyncio.run(main())
+
+
+def test_postgres_settings_become_a_url():
+    assert PostgresConfig(host="db", password="p@ss", database="x").url() == "postgres://postgres:p%40ss@db:5432/x"
+
+
+def test_a_seed_000_strategy_runs_by_changing_only_its_import(tmp_path):
+    example = ROOT / "examples" / "python" / "seed000_strategy.py"
+    text = example.read_text()
+    assert "from tierstate.compat.almanak import" in text
+    r = subprocess.run(
+        [sys.executable, str(example), str(tmp_path / "strategy.db")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "ticks: 20, version: 21" in r.stdout, r.stdout
