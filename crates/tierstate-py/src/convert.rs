@@ -101,6 +101,22 @@ fn invalid_at(path: &str, why: &str) -> PyErr {
     invalid("state", format!("{path}: {why}"))
 }
 
+/// Any value as JSON, by the same rules as a state (for records given as `dict`s).
+///
+/// # Errors
+/// `InvalidInputError` naming the path under `what`.
+pub fn json_of_any(obj: &Bound<'_, PyAny>, what: &'static str) -> PyResult<Value> {
+    json_of(obj, &mut String::from("$")).map_err(|e| {
+        Python::attach(|py| {
+            let msg =
+                e.value(py)
+                    .to_string()
+                    .replacen("invalid state", &format!("invalid {what}"), 1);
+            invalid(what, msg.trim_start_matches(&format!("invalid {what}: ")))
+        })
+    })
+}
+
 /// A JSON value as Python: objects are `dict`s, numbers `int` or `float`.
 pub fn py_of<'py>(py: Python<'py>, v: &Value) -> PyResult<Bound<'py, PyAny>> {
     Ok(match v {

@@ -22,6 +22,11 @@ fn raise(name: &str, message: String, attrs: &[(&str, Py<PyAny>)]) -> PyErr {
     })
 }
 
+/// The exception of class `name` in `tierstate.errors`, with only its message.
+pub fn raise_named(name: &str, message: String) -> PyErr {
+    raise(name, message, &[])
+}
+
 /// The base class, for failures of the binding itself.
 pub fn base(message: String) -> PyErr {
     raise("TierstateError", message, &[])

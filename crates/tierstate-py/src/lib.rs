@@ -3,6 +3,7 @@
 //! (`python/tierstate`) adds the async twins, the exception classes and the seed-000 drop-in.
 
 mod convert;
+mod domain;
 mod errors;
 mod runtime;
 mod store;

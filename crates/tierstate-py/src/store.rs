@@ -8,6 +8,7 @@ use pyo3::types::{PyDict, PyList};
 use tierstate::{DeploymentId, StateData, Tierstate};
 
 use crate::convert::{dict_of, py_datetime, state_of};
+use crate::domain;
 use crate::errors::to_py;
 use crate::runtime::block_on;
 
@@ -206,6 +207,121 @@ impl Store {
     #[getter]
     fn backend(&self) -> String {
         self.ts.warm().backend().to_owned()
+    }
+
+    /// Appends a ledger entry (a dict of `LedgerEntry`'s fields); idempotent by its id:
+    /// returns `("appended", seq)` or `("duplicate", seq)`.
+    fn ledger_append(
+        &self,
+        py: Python<'_>,
+        deployment_id: &str,
+        entry: &Bound<'_, PyAny>,
+    ) -> PyResult<(&'static str, u64)> {
+        let (ts, id, entry) = (
+            self.ts.clone(),
+            id_of(deployment_id)?,
+            domain::entry_of(entry)?,
+        );
+        let r = block_on(py, async move { ts.ledger(&id).append(&entry).await })?
+            .map_err(domain::acct)?;
+        Ok(domain::recorded(r))
+    }
+
+    /// The newest ledger entries (each with its `seq`), optionally since an aware time and of
+    /// one intent type.
+    #[pyo3(signature = (deployment_id, limit = 20, since = None, intent_type = None))]
+    fn ledger_entries<'py>(
+        &self,
+        py: Python<'py>,
+        deployment_id: &str,
+        limit: usize,
+        since: Option<&Bound<'py, PyAny>>,
+        intent_type: Option<String>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let (ts, id, q) = (
+            self.ts.clone(),
+            id_of(deployment_id)?,
+            domain::query(limit, since, intent_type)?,
+        );
+        let page =
+            block_on(py, async move { ts.ledger(&id).entries(&q).await })?.map_err(domain::acct)?;
+        domain::entries(py, &page.entries)
+    }
+
+    /// The ledger's running totals: count, successes, gas, volume per token, first and last
+    /// times.
+    fn ledger_stats<'py>(
+        &self,
+        py: Python<'py>,
+        deployment_id: &str,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let (ts, id) = (self.ts.clone(), id_of(deployment_id)?);
+        let st =
+            block_on(py, async move { ts.ledger(&id).stats().await })?.map_err(domain::acct)?;
+        domain::dict_of_record(py, &st)
+    }
+
+    /// Saves a portfolio snapshot (a dict of `PortfolioSnapshot`'s fields): `"stored"`, or
+    /// `"unchanged"` for the same one again; a different one at that time is an
+    /// `AlreadyExistsError` unless `upsert`.
+    #[pyo3(signature = (deployment_id, snapshot, upsert = false))]
+    fn snapshot_save(
+        &self,
+        py: Python<'_>,
+        deployment_id: &str,
+        snapshot: &Bound<'_, PyAny>,
+        upsert: bool,
+    ) -> PyResult<&'static str> {
+        let (ts, id, snap) = (
+            self.ts.clone(),
+            id_of(deployment_id)?,
+            domain::snapshot_of(snapshot)?,
+        );
+        let r = block_on(py, async move {
+            let p = ts.portfolio(&id);
+            if upsert {
+                p.upsert_snapshot(&snap).await
+            } else {
+                p.save_snapshot(&snap).await
+            }
+        })?
+        .map_err(domain::acct)?;
+        Ok(domain::saved(r))
+    }
+
+    /// The newest snapshot, or `None`.
+    fn snapshot_latest<'py>(
+        &self,
+        py: Python<'py>,
+        deployment_id: &str,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let (ts, id) = (self.ts.clone(), id_of(deployment_id)?);
+        let s =
+            block_on(py, async move { ts.portfolio(&id).latest().await })?.map_err(domain::acct)?;
+        s.map(|s| domain::dict_of_record(py, &s)).transpose()
+    }
+
+    /// Snapshots with `start <= time <= end` (either open), oldest first.
+    #[pyo3(signature = (deployment_id, start = None, end = None))]
+    fn snapshots<'py>(
+        &self,
+        py: Python<'py>,
+        deployment_id: &str,
+        start: Option<&Bound<'py, PyAny>>,
+        end: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let (ts, id) = (self.ts.clone(), id_of(deployment_id)?);
+        let start = start.map(crate::convert::datetime_of).transpose()?;
+        let end = end.map(crate::convert::datetime_of).transpose()?;
+        let w = block_on(py, async move {
+            ts.portfolio(&id).window(start, end, None).await
+        })?
+        .map_err(domain::acct)?;
+        let out = PyList::empty(py);
+        for s in &w.snapshots {
+            out.append(domain::dict_of_record(py, s)?)?;
+        }
+        Ok(out)
     }
 
     /// Closes the store: file locks are released (the same file reopens in this process);

@@ -254,3 +254,64 @@ def test_a_forked_child_is_refused_with_the_remedy(tmp_path):
     assert "spawn" in said, said
     assert s.load("a").version == 1, "the parent goes on"
     s.close()
+
+
+def entry(i: int, amount: str) -> dict:
+    return {
+        "id": f"tx-{i}",
+        "deployment_id": "mm-1",
+        "execution_mode": "paper",
+        "time": datetime(2026, 11, 1, 10, i, tzinfo=timezone.utc),
+        "intent_type": "SWAP",
+        "token_in": "USDC",
+        "amount_in": Decimal(amount),
+        "gas_usd": Decimal("0.42"),
+        "success": True,
+    }
+
+
+def test_the_ledger_is_exact_and_idempotent(url):
+    with tierstate.open(url) as s:
+        assert s.ledger_append("mm-1", entry(1, "599.500000000000000001")) == ("appended", 1)
+        assert s.ledger_append("mm-1", entry(1, "599.500000000000000001")) == ("duplicate", 1)
+        with pytest.raises(AlreadyExistsError):
+            s.ledger_append("mm-1", entry(1, "1"))  # the same id with other content
+        s.ledger_append("mm-1", entry(2, "0.1"))
+        newest = s.ledger_entries("mm-1")
+        assert [e["id"] for e in newest] == ["tx-2", "tx-1"]
+        assert newest[1]["amount_in"] == Decimal("599.500000000000000001")
+        assert newest[1]["time"] == datetime(2026, 11, 1, 10, 1, tzinfo=timezone.utc)
+        stats = s.ledger_stats("mm-1")
+        assert (stats["count"], stats["gas_usd"]) == (2, Decimal("0.84"))
+        assert stats["volume"]["USDC"] == Decimal("599.600000000000000001")
+        with pytest.raises(InvalidInputError):
+            s.ledger_append("mm-1", {**entry(3, "1"), "amount_in": 0.1})  # a float
+        with pytest.raises(InvalidInputError, match="unknown field"):
+            s.ledger_append("mm-1", {**entry(3, "1"), "colour": "red"})
+
+
+def test_portfolio_snapshots_round_trip_exactly(url):
+    with tierstate.open(url) as s:
+        t = datetime(2026, 11, 1, 10, tzinfo=timezone.utc)
+        snap = {
+            "time": t,
+            "total_value": Decimal("100000.000000000000000001"),
+            "available_cash": Decimal("400.5"),
+            "value_confidence": "high",
+            "positions": [],
+            "cycle_id": "c1",
+            "execution_mode": "paper",
+            "flows": None,
+        }
+        assert s.snapshot_save("mm-1", snap) == "stored"
+        assert s.snapshot_save("mm-1", snap) == "unchanged"
+        with pytest.raises(AlreadyExistsError):
+            s.snapshot_save("mm-1", {**snap, "total_value": Decimal("1")})
+        assert s.snapshot_save("mm-1", {**snap, "total_value": Decimal("1")}, upsert=True) == "replaced"
+        later = {**snap, "time": t + timedelta(hours=1), "available_cash": "unmeasured"}
+        s.snapshot_save("mm-1", later)
+        latest = s.snapshot_latest("mm-1")
+        assert latest["time"] == t + timedelta(hours=1) and latest["available_cash"] == "unmeasured"
+        window = s.snapshots("mm-1", start=t, end=t)
+        assert [w["total_value"] for w in window] == [Decimal("1")]
+        assert len(s.snapshots("mm-1")) == 2

@@ -115,6 +115,33 @@ class Store:
         """Forgets the recorded operations."""
         self._native.clear_metrics()
 
+    def ledger_append(self, deployment_id: str, entry: dict[str, Any]) -> tuple[str, int]:
+        """Appends a ledger entry (LedgerEntry's fields; Decimal amounts, aware ``time``);
+        idempotent by its id: ``("appended", seq)`` or ``("duplicate", seq)``."""
+        return self._native.ledger_append(deployment_id, entry)
+
+    def ledger_entries(
+        self, deployment_id: str, limit: int = 20, since: Any = None, intent_type: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The newest ledger entries, each with its ``seq``."""
+        return self._native.ledger_entries(deployment_id, limit, since, intent_type)
+
+    def ledger_stats(self, deployment_id: str) -> dict[str, Any]:
+        """The ledger's running totals."""
+        return self._native.ledger_stats(deployment_id)
+
+    def snapshot_save(self, deployment_id: str, snapshot: dict[str, Any], upsert: bool = False) -> str:
+        """Saves a portfolio snapshot: ``"stored"``, ``"unchanged"`` or (``upsert``) ``"replaced"``."""
+        return self._native.snapshot_save(deployment_id, snapshot, upsert)
+
+    def snapshot_latest(self, deployment_id: str) -> dict[str, Any] | None:
+        """The newest portfolio snapshot, or None."""
+        return self._native.snapshot_latest(deployment_id)
+
+    def snapshots(self, deployment_id: str, start: Any = None, end: Any = None) -> list[dict[str, Any]]:
+        """Snapshots with ``start <= time <= end`` (either open), oldest first."""
+        return self._native.snapshots(deployment_id, start, end)
+
     @property
     def backend(self) -> str:
         """The WARM backend: sqlite, redb, postgres or memory."""
@@ -139,6 +166,12 @@ class Store:
     load_version_async = _twin("load_version")
     deployments_async = _twin("deployments")
     close_async = _twin("close")
+    ledger_append_async = _twin("ledger_append")
+    ledger_entries_async = _twin("ledger_entries")
+    ledger_stats_async = _twin("ledger_stats")
+    snapshot_save_async = _twin("snapshot_save")
+    snapshot_latest_async = _twin("snapshot_latest")
+    snapshots_async = _twin("snapshots")
 
 
 def open(url: str, *, hot: bool = True) -> Store:  # noqa: A001 - the library's front door

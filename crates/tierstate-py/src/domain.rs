@@ -1,0 +1,177 @@
+//! The accounting domain for Python: ledger entries and portfolio snapshots cross the
+//! boundary as `dict`s of the records' own field names, decoded by the records' own serde
+//! (every field checked, decimals exact, unknown fields refused) and returned with `Decimal`
+//! and aware `datetime` values.
+
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use tierstate::accounting::{
+    AccountingError, LedgerEntry, LedgerQuery, PortfolioSnapshot, Recorded, Saved,
+};
+
+use crate::convert::{json_of_any, py_datetime, py_decimal, py_of};
+use crate::errors::{invalid, raise_named, to_py};
+
+/// Fields holding a decimal (as text in the record's JSON form).
+const DECIMALS: &[&str] = &[
+    "amount_in",
+    "amount_out",
+    "effective_price",
+    "slippage_bps",
+    "gas_usd",
+    "total_value",
+    "available_cash",
+    "deposits",
+    "withdrawals",
+];
+/// Fields holding a time.
+const TIMES: &[&str] = &["time", "first_time", "last_time", "updated_at"];
+
+/// A record of type `T` from a `dict` of its fields.
+///
+/// # Errors
+/// `InvalidInputError` naming what is wrong.
+pub fn record_of<T: DeserializeOwned>(what: &'static str, obj: &Bound<'_, PyAny>) -> PyResult<T> {
+    // A decimal field given as a float has already been rounded: refused, never stored.
+    if let Ok(d) = obj.cast::<PyDict>() {
+        for k in DECIMALS {
+            if let Some(v) = d.get_item(k)?
+                && v.is_instance_of::<pyo3::types::PyFloat>()
+            {
+                return Err(invalid(
+                    what,
+                    format!(
+                        "{k}: a float is refused (it has already been rounded); pass a Decimal or its text"
+                    ),
+                ));
+            }
+        }
+    }
+    let v = json_of_any(obj, what)?;
+    serde_json::from_value(v).map_err(|e| invalid(what, e))
+}
+
+/// A record as a `dict`, decimals as `Decimal` and times as aware `datetime`s.
+///
+/// # Errors
+/// If the record cannot be serialized (it always can).
+pub fn dict_of_record<'py, T: Serialize>(py: Python<'py>, r: &T) -> PyResult<Bound<'py, PyAny>> {
+    let v = serde_json::to_value(r).map_err(|e| invalid("record", e))?;
+    typed(py, None, &v)
+}
+
+fn typed<'py>(py: Python<'py>, key: Option<&str>, v: &Value) -> PyResult<Bound<'py, PyAny>> {
+    match (key, v) {
+        (Some(k), Value::String(s)) if DECIMALS.contains(&k) && s != "unmeasured" => {
+            py_decimal(py, tierstate::parse_decimal("decimal", s).map_err(to_py)?)
+        }
+        (Some(k), Value::String(s)) if TIMES.contains(&k) => {
+            let t = chrono::DateTime::parse_from_rfc3339(s).map_err(|e| invalid(k, e))?;
+            py_datetime(py, t.with_timezone(&chrono::Utc))
+        }
+        (Some("volume"), Value::Object(m)) => {
+            let d = PyDict::new(py);
+            for (token, amount) in m {
+                d.set_item(token, typed(py, Some("amount_in"), amount)?)?;
+            }
+            Ok(d.into_any())
+        }
+        (_, Value::Object(m)) => {
+            let d = PyDict::new(py);
+            for (k, x) in m {
+                d.set_item(k, typed(py, Some(k), x)?)?;
+            }
+            Ok(d.into_any())
+        }
+        _ => py_of(py, v),
+    }
+}
+
+/// An accounting error as the Python exception.
+pub fn acct(e: AccountingError) -> PyErr {
+    let message = e.to_string();
+    match e {
+        AccountingError::Store(e) => to_py(e),
+        AccountingError::InvalidInput { .. }
+        | AccountingError::UnknownValue { .. }
+        | AccountingError::InvalidTime { .. } => raise_named("InvalidInputError", message),
+        AccountingError::SnapshotExists { .. }
+        | AccountingError::LedgerEntryConflict { .. }
+        | AccountingError::EventConflict { .. } => raise_named("AlreadyExistsError", message),
+        AccountingError::NewerSchema { .. } => raise_named("SchemaError", message),
+        AccountingError::Contended { .. } => raise_named("ConflictError", message),
+        _ => raise_named("TierstateError", message),
+    }
+}
+
+/// `(how, seq)` of an append: `("appended", n)` or `("duplicate", n)`.
+pub fn recorded(r: Recorded) -> (&'static str, u64) {
+    match r {
+        Recorded::Appended(n) => ("appended", n),
+        Recorded::Duplicate(n) => ("duplicate", n),
+    }
+}
+
+/// What a snapshot save did: `"stored"`, `"unchanged"` or `"replaced"`.
+pub fn saved(s: Saved) -> &'static str {
+    match s {
+        Saved::Stored(_) => "stored",
+        Saved::Unchanged => "unchanged",
+        Saved::Replaced(_) => "replaced",
+    }
+}
+
+/// A ledger page as a list of entry dicts, each with its `seq`.
+///
+/// # Errors
+/// As [`dict_of_record`].
+pub fn entries<'py>(
+    py: Python<'py>,
+    page: &[tierstate::accounting::StoredLedgerEntry],
+) -> PyResult<Bound<'py, PyList>> {
+    let out = PyList::empty(py);
+    for e in page {
+        let d = dict_of_record(py, &e.entry)?;
+        d.set_item("seq", e.seq)?;
+        out.append(d)?;
+    }
+    Ok(out)
+}
+
+/// A ledger query: the newest `limit`, optionally since a time and of one intent type.
+///
+/// # Errors
+/// `InvalidInputError` for a naive `since`.
+pub fn query(
+    limit: usize,
+    since: Option<&Bound<'_, PyAny>>,
+    intent_type: Option<String>,
+) -> PyResult<LedgerQuery> {
+    let mut q = LedgerQuery::newest(limit);
+    q.since = since.map(crate::convert::datetime_of).transpose()?;
+    q.intent_type = intent_type;
+    Ok(q)
+}
+
+/// A snapshot from a `dict`.
+///
+/// # Errors
+/// `InvalidInputError` naming the field.
+pub fn snapshot_of(obj: &Bound<'_, PyAny>) -> PyResult<PortfolioSnapshot> {
+    let s: PortfolioSnapshot = record_of("snapshot", obj)?;
+    s.validate().map_err(acct)?;
+    Ok(s)
+}
+
+/// A ledger entry from a `dict`.
+///
+/// # Errors
+/// `InvalidInputError` naming the field.
+pub fn entry_of(obj: &Bound<'_, PyAny>) -> PyResult<LedgerEntry> {
+    let e: LedgerEntry = record_of("ledger entry", obj)?;
+    e.validate().map_err(acct)?;
+    Ok(e)
+}
