@@ -171,11 +171,18 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
-    /// Upgrades the database's own schema in place (`--dry-run` shows the steps).
+    /// Upgrades the database's own schema in place (`--dry-run` shows the steps), after a
+    /// verified backup (SQLite and redb beside the file, PostgreSQL by pg_dump).
     Migrate {
         /// Show the steps, change nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Migrate without a backup first.
+        #[arg(long, conflicts_with = "backup_to")]
+        no_backup: bool,
+        /// Where to write the backup (a new file).
+        #[arg(long)]
+        backup_to: Option<std::path::PathBuf>,
     },
     /// Imports a seed-000 (almanak `StateManager`) SQLite database: states (their checksums
     /// checked), portfolio snapshots and metrics, ledger and position registry. Idempotent: a
@@ -240,7 +247,14 @@ async fn run(cli: Cli) -> Result<Option<Report>> {
     let url = open::parse(&cli.db)?;
     match cli.command {
         Command::Demo(args) => demo(&url, &args).await.map(|()| None),
-        Command::Migrate { dry_run } => migrate::run(&url, dry_run).await.map(Some),
+        Command::Migrate {
+            dry_run,
+            no_backup,
+            backup_to,
+        } => {
+            let backup = (!no_backup).then_some(backup_to);
+            migrate::run(&url, dry_run, backup).await.map(Some)
+        }
         Command::Import {
             source,
             execution_mode,

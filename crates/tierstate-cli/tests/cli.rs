@@ -255,12 +255,55 @@ fn migrate_upgrades_an_old_database_in_place() {
         r.stdout
     );
     assert!(r.stdout.contains("dry run: nothing changed"));
+    // A backup that cannot be written stops the migration before anything changes.
+    let taken = dir.path().join("taken.db");
+    std::fs::write(&taken, b"x").unwrap();
+    let r = tierstate(&[
+        "--db",
+        &db,
+        "migrate",
+        "--backup-to",
+        taken.to_str().unwrap(),
+    ]);
+    let e = one_line_error(&r);
+    assert!(e.contains("exists") && e.contains("--no-backup"), "{e}");
+    let version = |p: &std::path::Path| -> u32 {
+        rusqlite::Connection::open(p)
+            .unwrap()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap()
+    };
+    assert_eq!(version(&path), 2, "nothing migrated");
     let r = tierstate(&["--db", &db, "migrate"]);
     assert!(
         r.stdout.contains(&format!("upgraded to {latest}")),
-        "{}",
-        r.stdout
+        "{} {}",
+        r.stdout,
+        r.stderr
     );
+    // The backup was taken first, beside the file, verified, at the old schema.
+    let line = r
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("backup: "))
+        .expect("a backup line");
+    assert!(line.ends_with("bytes, verified)"), "{line}");
+    let backup = std::path::PathBuf::from(line["backup: ".len()..].split(" (").next().unwrap());
+    assert_eq!(backup.parent(), path.parent());
+    assert!(
+        backup
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with("old.db.before-migrate-v2-")
+    );
+    assert_eq!(
+        version(&backup),
+        2,
+        "the backup holds the database as it was"
+    );
+    assert_eq!(version(&path), latest, "the database itself is migrated");
     let r = tierstate(&["--db", &db, "migrate", "--dry-run"]);
     assert!(
         r.stdout

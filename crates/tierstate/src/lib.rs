@@ -48,6 +48,8 @@ pub use hot::HotConfig;
 pub use manager::{StateManager, Versioned};
 pub use metrics::{Metrics, Op, OpRecord, OpSummary, Outcome, TierSummary};
 pub use payload::PAYLOAD_MARKER;
+/// Writing a backup file whole or not at all.
+pub use tierstate_core::backup;
 /// Large bodies stored zstd-compressed: the threshold and its default.
 pub use tierstate_core::compress;
 pub use tierstate_core::group::GroupStats;
