@@ -1961,21 +1961,64 @@ async fn strategy_tick(dir: &Path, backend: Warm, scale: usize) -> Vec<Row> {
 }
 
 /// Saving a 1,000-position book (one document, CAS) against a 1 KiB state CAS, interleaved.
-async fn save_book(dir: &Path, backend: Warm, scale: usize) -> Row {
+async fn save_book(dir: &Path, backend: Warm, scale: usize) -> Vec<Row> {
     let (ts, store) = front(dir, backend, "book.db").await;
     let ps = ts.positions(&id("book")).unwrap();
     let book = position_book(1000);
     let mut v = ps.save(&book, None).await.unwrap();
-    let (ours, base) = beside_state_cas(&store, 400 / scale, async |_| {
-        v = ps.save(&book, Some(v)).await.unwrap();
+    // 10 positions of 1,000 change each save (the goal's case).
+    let mut current = book.clone();
+    let (ten, ten_base) = beside_state_cas(&store, 400 / scale, async |i| {
+        let mut next = current.clone();
+        for (k, p) in book.iter().enumerate().filter(|(k, _)| (k + i) % 100 == 0) {
+            let mut p = p.clone();
+            p.amount += tierstate::positions::Decimal::from(i as i64 + k as i64 + 1);
+            next.upsert(p).unwrap();
+        }
+        v = ps.save(&next, Some(v)).await.unwrap();
+        current = next;
     })
     .await;
-    cas_row(
-        format!("Save 1,000-position book {} (p50, durable)", backend.name()),
-        &ours,
-        &base,
+    let mut ten_row = cas_row(
+        format!(
+            "Save 1,000-position book, 10 changed {} (p50)",
+            backend.name()
+        ),
+        &ten,
+        &ten_base,
+        Some(2.0),
+    );
+    ten_row.note = format!(
+        "the head and 10 position documents in one batch; {}",
+        ten_row.note
+    );
+    // Every position changed: what a save costs when the whole book moves (its own store:
+    // the CAS baseline has one per store).
+    let (ts, store) = front(dir, backend, "book-all.db").await;
+    let ps = ts.positions(&id("book")).unwrap();
+    let mut v = ps.save(&book, None).await.unwrap();
+    let mut current = book.clone();
+    let (all, all_base) = beside_state_cas(&store, 100 / scale, async |i| {
+        let mut next = current.clone();
+        for p in book.iter() {
+            let mut p = p.clone();
+            p.amount += tierstate::positions::Decimal::from(i as i64 + 1);
+            next.upsert(p).unwrap();
+        }
+        v = ps.save(&next, Some(v)).await.unwrap();
+        current = next;
+    })
+    .await;
+    let all_row = cas_row(
+        format!(
+            "Save 1,000-position book, all changed {} (p50)",
+            backend.name()
+        ),
+        &all,
+        &all_base,
         None,
-    )
+    );
+    vec![ten_row, all_row]
 }
 
 /// An order of the accounting rows.
@@ -2552,6 +2595,7 @@ fn p50_row(
     }
 }
 
+/// A row against one 1 KiB state CAS; `goal` (only the book row has one) is a ratio of 2.
 fn cas_row(metric: String, ours: &Samples, base: &Samples, goal: Option<f64>) -> Row {
     let (o, b) = (us(ours.quantile(0.5)), us(base.quantile(0.5)));
     Row {
@@ -2560,7 +2604,7 @@ fn cas_row(metric: String, ours: &Samples, base: &Samples, goal: Option<f64>) ->
         ours: o,
         baseline_name: "one 1 KiB state CAS, same store",
         baseline: b,
-        goal: if goal.is_some() { "<= 1.3x" } else { "info" },
+        goal: if goal.is_some() { "<= 2x" } else { "info" },
         pass: goal.map(|g| o / b <= g),
         note: format!(
             "p99 ours {:.0} µs vs {:.0} µs",
