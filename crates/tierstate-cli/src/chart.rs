@@ -138,6 +138,37 @@ pub async fn nav(
     })
 }
 
+/// The NAV and drawdown chart as SVG text, for a page; `None` with fewer than two points.
+///
+/// # Errors
+/// As [`nav`]'s reads; `Other` if drawing fails.
+pub async fn nav_svg(
+    store: &Arc<dyn StateStore>,
+    id: &tierstate::DeploymentId,
+) -> Result<Option<String>> {
+    let p = Portfolio::new(store.clone(), id);
+    let points = series(&p).await?;
+    if points.len() < 2 {
+        return Ok(None);
+    }
+    let start = points[0].time;
+    let data = curve(&points);
+    let labels = register_font().is_ok();
+    let mut out = String::new();
+    {
+        let root = SVGBackend::with_string(&mut out, (1000, 600)).into_drawing_area();
+        draw(
+            root,
+            &data,
+            start,
+            &format!("{id}: NAV and drawdown"),
+            labels,
+        )
+        .map_err(|e| CliError::Other(format!("cannot draw the chart: {e}")))?;
+    }
+    Ok(Some(out))
+}
+
 fn chart_error(path: &Path, e: impl std::fmt::Display) -> CliError {
     CliError::Other(format!("cannot draw {}: {e}", path.display()))
 }

@@ -19,6 +19,7 @@ mod migrate;
 mod open;
 mod out;
 mod records;
+mod serve;
 mod tail;
 mod verify;
 
@@ -195,6 +196,19 @@ enum Command {
         #[arg(long, default_value = "live")]
         execution_mode: String,
     },
+    /// Serves a read-only view over HTTP: /healthz, /readyz, /metrics (OpenMetrics) and
+    /// pages per deployment (no JavaScript).
+    Serve {
+        /// Where to listen (HOST:PORT; localhost unless told otherwise; port 0: any free port).
+        #[arg(long, default_value = "127.0.0.1:9464")]
+        listen: String,
+        /// Require `Authorization: Bearer TOKEN` on every request.
+        #[arg(long, env = "TIERSTATE_SERVE_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// /readyz fails when a deployment's last commit is older than this many seconds.
+        #[arg(long)]
+        stale_after: Option<u64>,
+    },
     /// Runs the paper market maker on the simulated exchange: one transaction per tick;
     /// kill it at any moment and run it again to resume.
     Demo(tierstate_demo::DemoArgs),
@@ -254,6 +268,24 @@ async fn run(cli: Cli) -> Result<Option<Report>> {
         } => {
             let backup = (!no_backup).then_some(backup_to);
             migrate::run(&url, dry_run, backup).await.map(Some)
+        }
+        Command::Serve {
+            listen,
+            token,
+            stale_after,
+        } => {
+            let store = open::open_read(&url).await?;
+            let opts = serve::Options {
+                listen,
+                token,
+                stale_after: stale_after.map(std::time::Duration::from_secs),
+                shown_url: url.shown(),
+            };
+            let rt = tokio::runtime::Handle::current();
+            tokio::task::spawn_blocking(move || serve::run(rt, store, opts))
+                .await
+                .map_err(|e| CliError::Other(format!("the server stopped: {e}")))?
+                .map(|()| None)
         }
         Command::Import {
             source,
@@ -411,7 +443,10 @@ async fn query(
                 _ => return Err(CliError::Usage("export takes ID DIR, or --all DIR".into())),
             }
         }
-        Command::Demo(_) | Command::Migrate { .. } | Command::Import { .. } => {
+        Command::Demo(_)
+        | Command::Migrate { .. }
+        | Command::Import { .. }
+        | Command::Serve { .. } => {
             return Err(CliError::Other("not a read command".into()));
         }
     };

@@ -1,0 +1,423 @@
+//! `tierstate serve`: a read-only HTTP view of a database for operators — `/healthz`,
+//! `/readyz`, `/metrics` (OpenMetrics text, one scrape target for every deployment) and
+//! server-rendered pages (`/`, `/d/ID`) that need no JavaScript. It opens the database
+//! read-only, so no request can write; an optional bearer token guards every path; pages are
+//! bounded; nothing outside the store is ever served.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use rust_decimal::prelude::ToPrimitive;
+use tierstate::accounting::{Ledger, LedgerQuery, Portfolio};
+use tierstate::orders::OrderStore;
+use tierstate::{DeploymentId, StateStore};
+use tiny_http::{Header, Method, Request, Response, Server};
+
+use crate::error::{CliError, Result};
+
+/// Ledger entries on a deployment's page.
+const LEDGER_ROWS: usize = 50;
+/// Intents on a deployment's page.
+const ORDER_ROWS: usize = 200;
+
+/// What the server needs.
+pub struct Options {
+    /// `HOST:PORT` (port 0: any free port).
+    pub listen: String,
+    /// Requests must carry `Authorization: Bearer TOKEN` when set.
+    pub token: Option<String>,
+    /// `/readyz` fails if a deployment's last commit is older than this.
+    pub stale_after: Option<Duration>,
+    /// Shown on the pages and in `/readyz` (password masked).
+    pub shown_url: String,
+}
+
+/// Serves until the process is stopped. Prints `listening on http://ADDR` first.
+///
+/// # Errors
+/// `Other` if the address cannot be bound.
+pub fn run(rt: tokio::runtime::Handle, store: Arc<dyn StateStore>, opts: Options) -> Result<()> {
+    let server = Server::http(&opts.listen)
+        .map_err(|e| CliError::Other(format!("cannot listen on {}: {e}", opts.listen)))?;
+    let addr = server
+        .server_addr()
+        .to_ip()
+        .map_or_else(|| opts.listen.clone(), |a| a.to_string());
+    println!("listening on http://{addr} (read-only: {})", opts.shown_url);
+    for req in server.incoming_requests() {
+        let answer = handle(&rt, &store, &opts, &req);
+        let (status, kind, body) = answer;
+        let response = Response::from_string(body)
+            .with_status_code(status)
+            .with_header(header("Content-Type", kind))
+            .with_header(header("Cache-Control", "no-store"));
+        let _ = req.respond(response);
+    }
+    Ok(())
+}
+
+fn header(name: &str, value: &str) -> Header {
+    Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("a valid header")
+}
+
+const TEXT: &str = "text/plain; charset=utf-8";
+const HTML: &str = "text/html; charset=utf-8";
+const JSON: &str = "application/json";
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+type Answer = (u16, &'static str, String);
+
+fn handle(
+    rt: &tokio::runtime::Handle,
+    store: &Arc<dyn StateStore>,
+    opts: &Options,
+    req: &Request,
+) -> Answer {
+    if let Some(token) = &opts.token {
+        let given = req
+            .headers()
+            .iter()
+            .find(|h| h.field.equiv("Authorization"))
+            .map(|h| h.value.as_str().to_owned())
+            .unwrap_or_default();
+        if !same(given.as_bytes(), format!("Bearer {token}").as_bytes()) {
+            eprintln!(
+                "serve: 401 {} {} from {}",
+                req.method(),
+                req.url(),
+                req.remote_addr()
+                    .map_or_else(|| "?".into(), |a| a.to_string())
+            );
+            return (
+                401,
+                TEXT,
+                "401 unauthorized: send Authorization: Bearer TOKEN\n".into(),
+            );
+        }
+    }
+    if *req.method() != Method::Get && *req.method() != Method::Head {
+        return (405, TEXT, "405 read-only: only GET\n".into());
+    }
+    let path = req.url().split('?').next().unwrap_or("/");
+    let r = match path {
+        "/healthz" => Ok((200, TEXT, "ok\n".into())),
+        "/readyz" => rt.block_on(readyz(store, opts)),
+        "/metrics" => rt.block_on(metrics(store)).map(|m| (200, OPENMETRICS, m)),
+        "/" => rt.block_on(index(store, opts)).map(|h| (200, HTML, h)),
+        p if p.starts_with("/d/") => match DeploymentId::new(&p[3..]) {
+            Ok(id) => rt.block_on(deployment(store, &id)),
+            Err(_) => Ok((404, TEXT, "404 no such deployment\n".into())),
+        },
+        _ => Ok((404, TEXT, "404 not found\n".into())),
+    };
+    r.unwrap_or_else(|e| {
+        (
+            500,
+            TEXT,
+            format!("500 {}\n", tierstate::redact(&e.to_string())),
+        )
+    })
+}
+
+/// Compares in time independent of where they differ.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// One deployment's figures, read from its records.
+struct Figures {
+    id: DeploymentId,
+    version: Option<u64>,
+    last_commit: Option<chrono::DateTime<Utc>>,
+    nav: Option<tierstate::accounting::NavFold>,
+    open_orders: usize,
+    fills: u64,
+}
+
+async fn figures(store: &Arc<dyn StateStore>, id: &DeploymentId) -> Result<Figures> {
+    let state = store.get(id).await?;
+    let nav = Portfolio::new(store.clone(), id).nav_summary().await?;
+    let open_orders = OrderStore::new(store.clone(), id)
+        .actuals(None, None)
+        .await?
+        .iter()
+        .filter(|a| !a.order.status.is_terminal())
+        .count();
+    let fills = Ledger::new(store.clone(), id).stats().await?.count;
+    Ok(Figures {
+        id: id.clone(),
+        version: state.as_ref().map(|s| s.version),
+        last_commit: state.as_ref().map(|s| s.updated_at),
+        nav: (nav.fold.points > 0).then_some(nav.fold),
+        open_orders,
+        fills,
+    })
+}
+
+async fn all(store: &Arc<dyn StateStore>) -> Result<Vec<Figures>> {
+    let mut out = Vec::new();
+    for id in crate::records::deployments(store).await? {
+        out.push(figures(store, &id).await?);
+    }
+    Ok(out)
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Labels {
+    deployment: String,
+}
+
+fn f(d: tierstate::accounting::Decimal) -> f64 {
+    d.to_f64().unwrap_or(f64::NAN)
+}
+
+/// `/metrics`: OpenMetrics text, per deployment.
+async fn metrics(store: &Arc<dyn StateStore>) -> Result<String> {
+    let figures = all(store).await?;
+    let mut reg = Registry::with_prefix("tierstate");
+    let gauge = |reg: &mut Registry, name: &str, help: &str| {
+        let fam = Family::<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        reg.register(name, help, fam.clone());
+        fam
+    };
+    let nav = gauge(
+        &mut reg,
+        "nav_usd",
+        "Net asset value of the latest snapshot, USD",
+    );
+    let hwm = gauge(&mut reg, "high_water_mark_usd", "Highest NAV so far, USD");
+    let drawdown = gauge(
+        &mut reg,
+        "drawdown_ratio",
+        "Current drawdown from the high-water mark, 0..1",
+    );
+    let max_dd = gauge(
+        &mut reg,
+        "max_drawdown_ratio",
+        "Largest drawdown so far, 0..1",
+    );
+    let age = gauge(
+        &mut reg,
+        "last_commit_age_seconds",
+        "Seconds since the state was last committed",
+    );
+    let version = gauge(
+        &mut reg,
+        "state_version",
+        "Version of the deployment's state",
+    );
+    let open = gauge(&mut reg, "open_orders", "Orders working on the venue");
+    let fills = Family::<Labels, Counter>::default();
+    reg.register(
+        "fills",
+        "Ledger entries recorded (fills and other actions)",
+        fills.clone(),
+    );
+    let count = Gauge::<i64>::default();
+    reg.register(
+        "deployments",
+        "Deployments holding any record",
+        count.clone(),
+    );
+    count.set(figures.len() as i64);
+    let now = Utc::now();
+    for fig in &figures {
+        let l = Labels {
+            deployment: fig.id.to_string(),
+        };
+        if let Some(n) = &fig.nav {
+            nav.get_or_create(&l).set(f(n.last_value));
+            hwm.get_or_create(&l).set(f(n.high_water_mark));
+            let dd = if n.high_water_mark.is_zero() {
+                0.0
+            } else {
+                f((n.high_water_mark - n.last_value) / n.high_water_mark)
+            };
+            drawdown.get_or_create(&l).set(dd);
+            max_dd.get_or_create(&l).set(f(n.max_drawdown_pct) / 100.0);
+        }
+        if let Some(t) = fig.last_commit {
+            age.get_or_create(&l)
+                .set((now - t).num_milliseconds() as f64 / 1000.0);
+        }
+        if let Some(v) = fig.version {
+            version.get_or_create(&l).set(v as f64);
+        }
+        open.get_or_create(&l).set(fig.open_orders as f64);
+        fills.get_or_create(&l).inc_by(fig.fills);
+    }
+    let mut out = String::new();
+    prometheus_client::encoding::text::encode(&mut out, &reg)
+        .map_err(|e| CliError::Other(format!("cannot encode metrics: {e}")))?;
+    Ok(out)
+}
+
+/// `/readyz`: the store answers, its schema is current, and (with `--stale-after`) every
+/// deployment committed recently.
+async fn readyz(store: &Arc<dyn StateStore>, opts: &Options) -> Result<Answer> {
+    let figures = match all(store).await {
+        Ok(f) => f,
+        Err(e) => {
+            let body =
+                serde_json::json!({"ready": false, "store": tierstate::redact(&e.to_string())});
+            return Ok((503, JSON, body.to_string()));
+        }
+    };
+    let now = Utc::now();
+    let mut stale = Vec::new();
+    let mut ages = serde_json::Map::new();
+    for fig in &figures {
+        if let Some(t) = fig.last_commit {
+            let age = (now - t).num_milliseconds() as f64 / 1000.0;
+            ages.insert(fig.id.to_string(), age.into());
+            if opts
+                .stale_after
+                .is_some_and(|limit| age > limit.as_secs_f64())
+            {
+                stale.push(fig.id.to_string());
+            }
+        }
+    }
+    let ready = stale.is_empty();
+    let body = serde_json::json!({
+        "ready": ready,
+        "store": opts.shown_url,
+        "deployments": figures.len(),
+        "last_commit_age_seconds": ages,
+        "stale": stale,
+    });
+    Ok((if ready { 200 } else { 503 }, JSON, body.to_string()))
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+fn page(title: &str, body: &str) -> String {
+    format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t}</title>\
+         <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}\
+         td,th{{border:1px solid #ccc;padding:.2em .6em;text-align:left}}</style></head>\
+         <body>\n{body}</body></html>\n",
+        t = esc(title)
+    )
+}
+
+/// `/`: every deployment with its version, last commit and NAV.
+async fn index(store: &Arc<dyn StateStore>, opts: &Options) -> Result<String> {
+    let figures = all(store).await?;
+    let mut b = format!(
+        "<h1>tierstate</h1>\n<p>{} (read-only)</p>\n<table id=\"deployments\">\n\
+         <tr><th>deployment</th><th>version</th><th>last commit</th><th>NAV</th>\
+         <th>open orders</th><th>fills</th></tr>\n",
+        esc(&opts.shown_url)
+    );
+    for fig in &figures {
+        let _ = writeln!(
+            b,
+            "<tr><td><a href=\"/d/{id}\">{id}</a></td><td>{v}</td><td>{t}</td><td>{nav}</td>\
+             <td>{o}</td><td>{fills}</td></tr>",
+            id = esc(fig.id.as_str()),
+            v = fig.version.map_or("-".into(), |v| v.to_string()),
+            t = fig.last_commit.map_or("-".into(), crate::out::time),
+            nav = fig
+                .nav
+                .as_ref()
+                .map_or("-".into(), |n| n.last_value.to_string()),
+            o = fig.open_orders,
+            fills = fig.fills,
+        );
+    }
+    b.push_str("</table>\n");
+    Ok(page("tierstate", &b))
+}
+
+/// `/d/ID`: the NAV chart, intents beside orders, and the newest ledger entries.
+async fn deployment(store: &Arc<dyn StateStore>, id: &DeploymentId) -> Result<Answer> {
+    if !crate::records::deployments(store).await?.contains(id) {
+        return Ok((404, TEXT, "404 no such deployment\n".into()));
+    }
+    let fig = figures(store, id).await?;
+    let mut b = format!(
+        "<h1>{}</h1>\n<p><a href=\"/\">all deployments</a></p>\n",
+        esc(id.as_str())
+    );
+    if let Some(n) = &fig.nav {
+        let _ = writeln!(
+            b,
+            "<p id=\"nav\">NAV {} · high-water mark {} · max drawdown {} ({}%)</p>",
+            n.last_value, n.high_water_mark, n.max_drawdown, n.max_drawdown_pct
+        );
+    }
+    if let Some(svg) = crate::chart::nav_svg(store, id).await? {
+        b.push_str("<div id=\"chart\">");
+        b.push_str(&svg);
+        b.push_str("</div>\n");
+    }
+    let o = OrderStore::new(store.clone(), id);
+    let mut actuals: std::collections::BTreeMap<String, _> = o
+        .actuals(None, None)
+        .await?
+        .into_iter()
+        .filter_map(|a| a.order.intent_id.clone().map(|i| (i, a)))
+        .collect();
+    b.push_str(
+        "<h2>Intents and orders</h2>\n<table id=\"orders\"><tr><th>intent</th><th>symbol</th>\
+         <th>side</th><th>price</th><th>size</th><th>intent status</th><th>order status</th>\
+         <th>filled</th></tr>\n",
+    );
+    for i in o.intents(None, None).await?.into_iter().take(ORDER_ROWS) {
+        let a = actuals.remove(&i.intent.intent_id);
+        let s = &i.intent.spec;
+        let _ = writeln!(
+            b,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&i.intent.intent_id),
+            esc(&s.symbol),
+            esc(&crate::domain::name(&s.side)),
+            s.price.map_or("-".into(), |p| p.to_string()),
+            s.size,
+            esc(&crate::domain::name(&i.intent.status)),
+            a.as_ref()
+                .map_or("-".into(), |a| esc(&crate::domain::name(&a.order.status))),
+            a.as_ref()
+                .map_or("-".into(), |a| a.order.filled().to_string()),
+        );
+    }
+    b.push_str("</table>\n<h2>Ledger (newest first)</h2>\n<table id=\"ledger\"><tr><th>#</th>\
+                <th>time</th><th>intent</th><th>in</th><th>out</th><th>price</th><th>ok</th></tr>\n");
+    let page_ = Ledger::new(store.clone(), id)
+        .entries(&LedgerQuery::newest(LEDGER_ROWS))
+        .await?;
+    for e in &page_.entries {
+        let x = &e.entry;
+        let amt = |t: &Option<String>, a: &Option<tierstate::accounting::Decimal>| match (t, a) {
+            (Some(t), Some(a)) => format!("{a} {}", esc(t)),
+            _ => "-".into(),
+        };
+        let _ = writeln!(
+            b,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            e.seq,
+            crate::out::time(x.time),
+            esc(&x.intent_type),
+            amt(&x.token_in, &x.amount_in),
+            amt(&x.token_out, &x.amount_out),
+            x.effective_price.map_or("-".into(), |p| p.to_string()),
+            if x.success { "yes" } else { "no" },
+        );
+    }
+    b.push_str("</table>\n");
+    Ok((200, HTML, page(id.as_str(), &b)))
+}
