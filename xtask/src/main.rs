@@ -31,6 +31,13 @@ enum Task {
         #[arg(long)]
         require_python: bool,
     },
+    /// The Python drop-in beside almanak 2.29.2's state manager, in one run (a Python 3.12
+    /// venv under target/ with both installed; skipped with the reason if that cannot be made).
+    BenchPython {
+        /// Fewer iterations.
+        #[arg(long)]
+        quick: bool,
+    },
     /// Runs the benchmarks and prints one table (ops/s, p50, p99 beside their baselines).
     Bench {
         /// Also write the table as JSON to this file.
@@ -157,6 +164,10 @@ fn main() -> ExitCode {
             only,
             backend,
         } => bench(json, quick, &only, &backend),
+        Task::BenchPython { quick } => python::bench(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("..").as_path(),
+            quick,
+        ),
         Task::Crash {
             cycles,
             seed,

@@ -145,3 +145,79 @@ fn counts(out: &str) -> Counts {
     }
     c
 }
+
+/// The Python comparison bench: a Python >= 3.12 venv (almanak needs it) under
+/// `target/pybench` with almanak 2.29.2 and the release wheel of this package, then
+/// `bench/compare.py`.
+///
+/// # Errors
+/// A failing build or run; a missing Python 3.12 or an almanak that will not install is a
+/// skip, said plainly.
+pub fn bench(root: &Path, quick: bool) -> Result<(), String> {
+    let python = ["python3.12", "python3.13", "python3"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| {
+            Command::new(p)
+                .env("PYENV_VERSION", "3.12.1")
+                .args([
+                    "-c",
+                    "import sys; sys.exit(0 if sys.version_info >= (3, 12) else 1)",
+                ])
+                .status()
+                .is_ok_and(|s| s.success())
+        });
+    let Some(python) = python else {
+        eprintln!(
+            "xtask: bench-python skipped: almanak 2.29.2 needs Python >= 3.12 and none is on PATH"
+        );
+        return Ok(());
+    };
+    let venv = root.join("target/pybench");
+    let bin = venv.join("bin");
+    if !bin.join("python").exists() {
+        crate::run(
+            Command::new(&python)
+                .env("PYENV_VERSION", "3.12.1")
+                .args(["-m", "venv"])
+                .arg(&venv),
+        )?;
+    }
+    let almanak = Command::new(bin.join("pip"))
+        .args([
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "almanak==2.29.2",
+            PINS[0],
+        ])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !almanak {
+        eprintln!("xtask: almanak 2.29.2 could not be installed: its column is left out");
+    }
+    let wheels = root.join("target/pybench-wheels");
+    let _ = std::fs::remove_dir_all(&wheels);
+    crate::run(
+        Command::new(bin.join("maturin"))
+            .args(["build", "--release", "--quiet", "-o"])
+            .arg(&wheels)
+            .current_dir(root.join("crates/tierstate-py")),
+    )?;
+    let wheel = std::fs::read_dir(&wheels)
+        .map_err(|e| e.to_string())?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|x| x == "whl"))
+        .ok_or("maturin built no wheel")?;
+    crate::run(
+        Command::new(bin.join("pip"))
+            .args(["install", "--quiet", "--force-reinstall", "--no-deps"])
+            .arg(&wheel),
+    )?;
+    let mut run = Command::new(bin.join("python"));
+    run.arg(root.join("crates/tierstate-py/bench/compare.py"));
+    if quick {
+        run.arg("--quick");
+    }
+    crate::run(&mut run)
+}

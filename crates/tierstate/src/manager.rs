@@ -209,19 +209,10 @@ impl StateManager {
     /// `Integrity` if the WARM record is damaged (HOT is evicted, nothing cached); `Backend` if
     /// WARM fails.
     pub async fn load(&self, id: &DeploymentId) -> Result<Option<Arc<StateData>>> {
-        // The HOT hit path: no span, no lock, one clock read pair in 64 (every hit counted).
-        let trusted = self.inner.hot.enabled() && self.inner.coherent.load(Ordering::Acquire);
-        let mut looked = None;
-        if trusted && !self.inner.other_process_committed() {
-            let start = crate::metrics::time_this_hit().then(Instant::now);
-            if let Some(hit) = self.inner.hot.get(id) {
-                self.inner
-                    .metrics
-                    .record_hit(Op::Load, start.map(|s| s.elapsed()));
-                return Ok(Some(hit));
-            }
-            looked = Some(start.unwrap_or_else(Instant::now));
-        }
+        let looked = match self.hot_hit(id) {
+            Ok(hit) => return Ok(Some(hit)),
+            Err(looked) => looked,
+        };
         let span = debug_span!("tierstate.load", deployment = %id);
         async {
             if self.inner.hot.enabled() {
@@ -239,6 +230,30 @@ impl StateManager {
         }
         .instrument(span)
         .await
+    }
+
+    /// The current state if HOT holds it and may be trusted now, with no await and no WARM
+    /// read: what a caller that must not block (an event loop) asks first, falling back to
+    /// [`StateManager::load`] on `None`.
+    pub fn load_cached(&self, id: &DeploymentId) -> Option<Arc<StateData>> {
+        self.hot_hit(id).ok()
+    }
+
+    /// The HOT hit path: no span, no lock, one clock read pair in 64 (every hit counted).
+    /// `Err` carries when a trusted HOT was looked in (for the miss's metric), if it was.
+    fn hot_hit(&self, id: &DeploymentId) -> std::result::Result<Arc<StateData>, Option<Instant>> {
+        let trusted = self.inner.hot.enabled() && self.inner.coherent.load(Ordering::Acquire);
+        if trusted && !self.inner.other_process_committed() {
+            let start = crate::metrics::time_this_hit().then(Instant::now);
+            if let Some(hit) = self.inner.hot.get(id) {
+                self.inner
+                    .metrics
+                    .record_hit(Op::Load, start.map(|s| s.elapsed()));
+                return Ok(hit);
+            }
+            return Err(Some(start.unwrap_or_else(Instant::now)));
+        }
+        Err(None)
     }
 
     /// After a rollback to an older (but rollback-safe) binary, refuses to overwrite a state a

@@ -32,6 +32,9 @@ State = _native.State
 roundtrip = _native.roundtrip
 __version__ = _native.__version__
 
+_POOL = object()
+"""What :meth:`Store._load_fast` returns for a read that must run on the pool."""
+
 _pool: ThreadPoolExecutor | None = None
 _pool_pid = 0
 _pool_lock = threading.Lock()
@@ -66,10 +69,27 @@ class Store:
 
     def __init__(self, native: _native.Store) -> None:
         self._native = native
+        # Reads of an embedded file (tens of microseconds, the GIL released) run on the
+        # caller's thread; a PostgreSQL round trip goes to the pool.
+        self._inline_reads = native.backend != "postgres"
 
     def load(self, deployment_id: str) -> State | None:
         """The current state, or None."""
         return self._native.load(deployment_id)
+
+    def _load_fast(self, deployment_id: str) -> Any:
+        """A HOT hit, or an embedded read, without a thread hop; ``_POOL`` when the read must
+        go to the pool (PostgreSQL)."""
+        hit = self._native.load_cached(deployment_id)
+        if hit is not None:
+            return hit
+        if not self._inline_reads:
+            return _POOL
+        return self._native.load(deployment_id)
+
+    def load_cached(self, deployment_id: str) -> State | None:
+        """The state if HOT holds it, with no I/O; None otherwise."""
+        return self._native.load_cached(deployment_id)
 
     def create(self, deployment_id: str, state: dict[str, Any]) -> State:
         """The first version; AlreadyExistsError if there is one."""
@@ -157,7 +177,17 @@ class Store:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    load_async = _twin("load")
+    async def load_async(self, deployment_id: str) -> State | None:
+        """The async twin of :meth:`Store.load`: a HOT hit returns at once; a WARM read runs on
+        the pool, so the event loop never waits on a disk or a server."""
+        hit = self._native.load_cached(deployment_id)
+        if hit is not None:
+            return hit
+        if self._inline_reads:
+            # An embedded read takes less time than a hop to a thread does.
+            return self._native.load(deployment_id)
+        return await _in_pool(self._native.load, deployment_id)
+
     create_async = _twin("create")
     update_async = _twin("update")
     overwrite_async = _twin("overwrite")

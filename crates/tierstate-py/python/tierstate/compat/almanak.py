@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import quote
 
-from .. import Store, _in_pool
+from .. import _POOL, Store, _in_pool
 from .. import open as _open
 from ..errors import ConflictError, NotFoundError, TierstateError
 
@@ -153,17 +153,10 @@ def _seed_checksum(state: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(state, sort_keys=True, default=str).encode()).hexdigest()
 
 
-@dataclass
 class StateData:
-    """A strategy's state and its version, as the seed's ``StateData``."""
-
-    deployment_id: str = ""
-    version: int = 0
-    state: dict[str, Any] | None = None
-    schema_version: int = 1
-    checksum: str = ""
-    created_at: datetime | None = None
-    loaded_from: StateTier | None = None
+    """A strategy's state and its version, as the seed's ``StateData``. ``checksum`` is the
+    seed's (SHA-256 of ``json.dumps(state, sort_keys=True, default=str)``); for a loaded state
+    it is computed, over the state as stored, the first time it is read."""
 
     def __init__(
         self,
@@ -182,9 +175,32 @@ class StateData:
         self.version = version
         self.state = {} if state is None else state
         self.schema_version = schema_version
-        self.checksum = checksum or _seed_checksum(self.state)
-        self.created_at = created_at or datetime.now(UTC)
+        self._checksum: str | None = checksum or _seed_checksum(self.state)
+        self._stored: Any = None
+        self._created_at: datetime | None = created_at or datetime.now(UTC)
         self.loaded_from = loaded_from
+
+    @property
+    def checksum(self) -> str:
+        """The seed's checksum of the state."""
+        if self._checksum is None:
+            self._checksum = _seed_checksum(self._stored.state)
+        return self._checksum
+
+    @checksum.setter
+    def checksum(self, value: str) -> None:
+        self._checksum = value
+
+    @property
+    def created_at(self) -> datetime:
+        """When this version was written (UTC)."""
+        if self._created_at is None:
+            self._created_at = self._stored.updated_at
+        return self._created_at
+
+    @created_at.setter
+    def created_at(self, value: datetime) -> None:
+        self._created_at = value
 
     @property
     def strategy_id(self) -> str:
@@ -225,18 +241,29 @@ class StateData:
             loaded_from=StateTier[loaded] if loaded else None,
         )
 
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, StateData):
+            return NotImplemented
+        return self.to_dict() == other.to_dict()
+
+    def __repr__(self) -> str:
+        return (
+            f"StateData(deployment_id={self.deployment_id!r}, version={self.version}, "
+            f"schema_version={self.schema_version}, loaded_from={self.loaded_from})"
+        )
+
     @classmethod
     def _of(cls, s: Any) -> "StateData":
-        state = s.state
-        return cls(
-            deployment_id=s.deployment_id,
-            version=s.version,
-            state=state,
-            schema_version=s.schema_version,
-            checksum=_seed_checksum(state),
-            created_at=s.updated_at,
-            loaded_from=StateTier[s.loaded_from],
-        )
+        d = cls.__new__(cls)
+        d.deployment_id = s.deployment_id
+        d.version = s.version
+        d.state = s.state
+        d.schema_version = s.schema_version
+        d._checksum = None
+        d._stored = s
+        d._created_at = None
+        d.loaded_from = StateTier.HOT if s.loaded_from == "HOT" else StateTier.WARM
+        return d
 
 
 @dataclass
@@ -313,10 +340,15 @@ class StateManager:
     # ----- states -----
 
     async def load_state(self, deployment_id: str) -> StateData:
-        """The state from the fastest tier; :class:`StateNotFoundError` if there is none."""
-        store = await self._ready()
-        s = await _in_pool(store.load, deployment_id)
-        self._callback()
+        """The state from the fastest tier; :class:`StateNotFoundError` if there is none. A
+        HOT hit, or a read of an embedded file, returns at once; a PostgreSQL read runs on a
+        thread, not on the event loop."""
+        store = self._store or await self._ready()
+        s = store._load_fast(deployment_id)
+        if s is _POOL:
+            s = await _in_pool(store.load, deployment_id)
+        if self.config.metrics_callback is not None:
+            self._callback()
         if s is None:
             raise StateNotFoundError(deployment_id)
         return StateData._of(s)
