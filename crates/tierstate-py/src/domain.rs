@@ -17,6 +17,9 @@ use crate::errors::{invalid, raise_named, to_py};
 
 /// Fields holding a decimal (as text in the record's JSON form).
 const DECIMALS: &[&str] = &[
+    "initial_value",
+    "gas_spent",
+    "last_total_value",
     "amount_in",
     "amount_out",
     "effective_price",
@@ -28,7 +31,13 @@ const DECIMALS: &[&str] = &[
     "withdrawals",
 ];
 /// Fields holding a time.
-const TIMES: &[&str] = &["time", "first_time", "last_time", "updated_at"];
+const TIMES: &[&str] = &[
+    "time",
+    "first_time",
+    "last_time",
+    "updated_at",
+    "initial_time",
+];
 
 /// A record of type `T` from a `dict` of its fields.
 ///
@@ -115,13 +124,29 @@ pub fn recorded(r: Recorded) -> (&'static str, u64) {
     }
 }
 
-/// What a snapshot save did: `"stored"`, `"unchanged"` or `"replaced"`.
-pub fn saved(s: Saved) -> &'static str {
+/// What a snapshot save did: `("stored", seq)`, `("unchanged", None)` or
+/// `("replaced", seq)`, with the write's sequence number.
+pub fn saved(s: Saved) -> (&'static str, Option<u64>) {
     match s {
-        Saved::Stored(_) => "stored",
-        Saved::Unchanged => "unchanged",
-        Saved::Replaced(_) => "replaced",
+        Saved::Stored(n) => ("stored", Some(n)),
+        Saved::Unchanged => ("unchanged", None),
+        Saved::Replaced(n) => ("replaced", Some(n)),
     }
+}
+
+/// Snapshots as a list of dicts.
+///
+/// # Errors
+/// As [`dict_of_record`].
+pub fn snapshot_list<'py>(
+    py: Python<'py>,
+    snaps: &[PortfolioSnapshot],
+) -> PyResult<Bound<'py, PyList>> {
+    let out = PyList::empty(py);
+    for s in snaps {
+        out.append(dict_of_record(py, s)?)?;
+    }
+    Ok(out)
 }
 
 /// A ledger page as a list of entry dicts, each with its `seq`.

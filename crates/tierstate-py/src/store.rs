@@ -272,9 +272,9 @@ impl Store {
         domain::dict_of_record(py, &st)
     }
 
-    /// Saves a portfolio snapshot (a dict of `PortfolioSnapshot`'s fields): `"stored"`, or
-    /// `"unchanged"` for the same one again; a different one at that time is an
-    /// `AlreadyExistsError` unless `upsert`.
+    /// Saves a portfolio snapshot (a dict of `PortfolioSnapshot`'s fields): `("stored", seq)`,
+    /// or `("unchanged", None)` for the same one again; a different one at that time is an
+    /// `AlreadyExistsError` unless `upsert` (then `("replaced", seq)`).
     #[pyo3(signature = (deployment_id, snapshot, upsert = false))]
     fn snapshot_save(
         &self,
@@ -282,7 +282,7 @@ impl Store {
         deployment_id: &str,
         snapshot: &Bound<'_, PyAny>,
         upsert: bool,
-    ) -> PyResult<&'static str> {
+    ) -> PyResult<(&'static str, Option<u64>)> {
         let (ts, id, snap) = (
             self.ts.clone(),
             id_of(deployment_id)?,
@@ -310,6 +310,82 @@ impl Store {
         let s =
             block_on(py, async move { ts.portfolio(&id).latest().await })?.map_err(domain::acct)?;
         s.map(|s| domain::dict_of_record(py, &s)).transpose()
+    }
+
+    /// The oldest snapshot, or `None`.
+    fn snapshot_first<'py>(
+        &self,
+        py: Python<'py>,
+        deployment_id: &str,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let (ts, id) = (self.ts.clone(), id_of(deployment_id)?);
+        let s =
+            block_on(py, async move { ts.portfolio(&id).first().await })?.map_err(domain::acct)?;
+        s.map(|s| domain::dict_of_record(py, &s)).transpose()
+    }
+
+    /// The snapshot at or before an aware time, or `None`.
+    fn snapshot_at<'py>(
+        &self,
+        py: Python<'py>,
+        deployment_id: &str,
+        time: &Bound<'py, PyAny>,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let (ts, id, t) = (
+            self.ts.clone(),
+            id_of(deployment_id)?,
+            crate::convert::datetime_of(time)?,
+        );
+        let s = block_on(py, async move { ts.portfolio(&id).at_or_before(t).await })?
+            .map_err(domain::acct)?;
+        s.map(|s| domain::dict_of_record(py, &s)).transpose()
+    }
+
+    /// The newest `n` snapshots, oldest first.
+    fn snapshots_recent<'py>(
+        &self,
+        py: Python<'py>,
+        deployment_id: &str,
+        n: usize,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let (ts, id) = (self.ts.clone(), id_of(deployment_id)?);
+        let s = block_on(py, async move { ts.portfolio(&id).recent(n).await })?
+            .map_err(domain::acct)?;
+        domain::snapshot_list(py, &s)
+    }
+
+    /// The portfolio metrics (a dict of `PortfolioMetrics`'s fields) and their version, or
+    /// `None`.
+    fn metrics_load<'py>(
+        &self,
+        py: Python<'py>,
+        deployment_id: &str,
+    ) -> PyResult<Option<(Bound<'py, PyAny>, u64)>> {
+        let (ts, id) = (self.ts.clone(), id_of(deployment_id)?);
+        let m = block_on(py, async move { ts.portfolio(&id).load_metrics().await })?
+            .map_err(domain::acct)?;
+        m.map(|m| Ok((domain::dict_of_record(py, &m.metrics)?, m.version)))
+            .transpose()
+    }
+
+    /// Saves the portfolio metrics over version `expected` (`None`: the first save); returns
+    /// the new version (`ConflictError` if another writer saved first).
+    #[pyo3(signature = (deployment_id, metrics, expected = None))]
+    fn metrics_save(
+        &self,
+        py: Python<'_>,
+        deployment_id: &str,
+        metrics: &Bound<'_, PyAny>,
+        expected: Option<u64>,
+    ) -> PyResult<u64> {
+        let (ts, id) = (self.ts.clone(), id_of(deployment_id)?);
+        let m: tierstate::accounting::PortfolioMetrics =
+            domain::record_of("portfolio metrics", metrics)?;
+        m.validate().map_err(domain::acct)?;
+        block_on(py, async move {
+            ts.portfolio(&id).save_metrics(&m, expected).await
+        })?
+        .map_err(domain::acct)
     }
 
     /// Snapshots with `start <= time <= end` (either open), oldest first.

@@ -164,3 +164,120 @@ def test_a_seed_000_strategy_runs_by_changing_only_its_import(tmp_path):
     )
     assert r.returncode == 0, r.stderr
     assert "ticks: 20, version: 21" in r.stdout, r.stdout
+
+
+def test_portfolio_snapshots_and_metrics_as_the_seed_has_them(config):
+    from datetime import datetime, timedelta, timezone
+    from decimal import Decimal
+
+    from tierstate.compat.almanak import PortfolioMetrics, PortfolioSnapshot, ValueConfidence
+
+    t0 = datetime(2026, 11, 1, 10, tzinfo=timezone.utc)
+
+    def snap(i: int, **kw) -> PortfolioSnapshot:
+        return PortfolioSnapshot(
+            timestamp=t0 + timedelta(hours=i),
+            deployment_id="strat-1",
+            total_value_usd=Decimal("1000.000000000000000001") + i,
+            available_cash_usd=Decimal("400.5"),
+            **kw,
+        )
+
+    async def main():
+        m = StateManager(config)
+        await m.initialize()
+        first = snap(
+            0,
+            value_confidence=ValueConfidence.ESTIMATED,
+            positions=[{"symbol": "ETH", "value_usd": "599.5"}],
+            token_prices={"arbitrum:0xeth": {"price_usd": "2398"}},
+            deployed_capital_usd=Decimal("599.5"),
+            chain="arbitrum",
+            iteration_number=3,
+            cycle_id="c1",
+        )
+        assert await m.save_portfolio_snapshot(first) >= 1
+        for i in range(1, 4):
+            await m.save_portfolio_snapshot(snap(i, execution_mode="paper"))
+        back = await m.get_first_snapshot("strat-1")
+        assert back == first, (back, first)
+        latest = await m.get_latest_snapshot("strat-1")
+        assert latest.total_value_usd == Decimal("1003.000000000000000001")
+        assert latest.execution_mode == "paper"
+        recent = await m.get_recent_snapshots("strat-1", limit=2)
+        assert [s.timestamp for s in recent] == [t0 + timedelta(hours=3), t0 + timedelta(hours=2)]
+        since = await m.get_snapshots_since("strat-1", t0 + timedelta(hours=2))
+        assert len(since) == 2
+        window, cut = await m.get_snapshots_in_window("strat-1", None, t0 + timedelta(hours=2), scan_cap=2)
+        assert (len(window), cut) == (2, True)
+        at = await m.get_snapshot_at("strat-1", t0 + timedelta(hours=1, minutes=30))
+        assert at.timestamp == t0 + timedelta(hours=1)
+        # The seed's save replaces a snapshot at the same time.
+        await m.save_portfolio_snapshot(snap(3, execution_mode="paper", chain="base"))
+        assert (await m.get_latest_snapshot("strat-1")).chain == "base"
+
+        assert await m.get_portfolio_metrics("strat-1") is None
+        pm = PortfolioMetrics(
+            deployment_id="strat-1",
+            timestamp=t0,
+            total_value_usd=None,
+            initial_value_usd=Decimal("1000"),
+            deposits_usd=Decimal("50"),
+            gas_spent_usd=Decimal("1.25"),
+            execution_mode="paper",
+        )
+        assert await m.save_portfolio_metrics(pm)
+        got = await m.get_portfolio_metrics("strat-1")
+        assert (got.total_value_usd, got.deposits_usd, got.gas_spent_usd) == (None, Decimal("50"), Decimal("1.25"))
+        pm.total_value_usd = Decimal("1010.5")
+        assert await m.save_portfolio_metrics(pm)
+        assert (await m.get_portfolio_metrics("strat-1")).total_value_usd == Decimal("1010.5")
+        await m.close()
+
+    asyncio.run(main())
+
+
+def test_the_ledger_as_the_seed_has_it(config):
+    from datetime import datetime, timedelta, timezone
+
+    from tierstate.compat.almanak import LedgerEntry
+
+    t0 = datetime(2026, 11, 1, 10, tzinfo=timezone.utc)
+
+    def entry(i: int) -> LedgerEntry:
+        return LedgerEntry(
+            id=f"tx-{i}",
+            cycle_id=f"c{i}",
+            deployment_id="strat-1",
+            execution_mode="paper",
+            timestamp=t0 + timedelta(minutes=i),
+            intent_type="SWAP" if i % 2 else "LP_OPEN",
+            token_in="USDC",
+            amount_in="599.500000000000000001",
+            token_out="ETH",
+            amount_out="0.25",
+            effective_price="2398",
+            slippage_bps=-1.5,
+            gas_used=120000,
+            gas_usd="0.42",
+            extracted_data_json='{"fee": "0.3"}',
+        )
+
+    async def main():
+        m = StateManager(config)
+        await m.initialize()
+        for i in range(6):
+            await m.save_ledger_entry(entry(i))
+        await m.save_ledger_entry(entry(0))  # the same again: nothing changes
+        newest = await m.get_ledger_entries("strat-1", limit=3)
+        assert [e.id for e in newest] == ["tx-5", "tx-4", "tx-3"]
+        assert newest[0] == entry(5), (newest[0], entry(5))
+        swaps = await m.get_ledger_entries("strat-1", intent_type="SWAP")
+        assert [e.id for e in swaps] == ["tx-5", "tx-3", "tx-1"]
+        since = await m.get_ledger_entries("strat-1", since=t0 + timedelta(minutes=4))
+        assert [e.id for e in since] == ["tx-5", "tx-4"]
+        before = await m.get_ledger_entries("strat-1", before=t0 + timedelta(minutes=2), limit=5)
+        assert [e.id for e in before] == ["tx-1", "tx-0"]
+        await m.close()
+
+    asyncio.run(main())

@@ -303,11 +303,11 @@ def test_portfolio_snapshots_round_trip_exactly(url):
             "execution_mode": "paper",
             "flows": None,
         }
-        assert s.snapshot_save("mm-1", snap) == "stored"
-        assert s.snapshot_save("mm-1", snap) == "unchanged"
+        assert s.snapshot_save("mm-1", snap)[0] == "stored"
+        assert s.snapshot_save("mm-1", snap) == ("unchanged", None)
         with pytest.raises(AlreadyExistsError):
             s.snapshot_save("mm-1", {**snap, "total_value": Decimal("1")})
-        assert s.snapshot_save("mm-1", {**snap, "total_value": Decimal("1")}, upsert=True) == "replaced"
+        assert s.snapshot_save("mm-1", {**snap, "total_value": Decimal("1")}, upsert=True)[0] == "replaced"
         later = {**snap, "time": t + timedelta(hours=1), "available_cash": "unmeasured"}
         s.snapshot_save("mm-1", later)
         latest = s.snapshot_latest("mm-1")

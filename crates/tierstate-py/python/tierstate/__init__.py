@@ -150,9 +150,32 @@ class Store:
         """The ledger's running totals."""
         return self._native.ledger_stats(deployment_id)
 
-    def snapshot_save(self, deployment_id: str, snapshot: dict[str, Any], upsert: bool = False) -> str:
-        """Saves a portfolio snapshot: ``"stored"``, ``"unchanged"`` or (``upsert``) ``"replaced"``."""
+    def snapshot_save(
+        self, deployment_id: str, snapshot: dict[str, Any], upsert: bool = False
+    ) -> tuple[str, int | None]:
+        """Saves a portfolio snapshot: ``("stored", seq)``, ``("unchanged", None)`` or
+        (``upsert``) ``("replaced", seq)``."""
         return self._native.snapshot_save(deployment_id, snapshot, upsert)
+
+    def snapshot_first(self, deployment_id: str) -> dict[str, Any] | None:
+        """The oldest portfolio snapshot, or None."""
+        return self._native.snapshot_first(deployment_id)
+
+    def snapshot_at(self, deployment_id: str, time: Any) -> dict[str, Any] | None:
+        """The snapshot at or before an aware time, or None."""
+        return self._native.snapshot_at(deployment_id, time)
+
+    def snapshots_recent(self, deployment_id: str, n: int) -> list[dict[str, Any]]:
+        """The newest ``n`` snapshots, oldest first."""
+        return self._native.snapshots_recent(deployment_id, n)
+
+    def metrics_load(self, deployment_id: str) -> tuple[dict[str, Any], int] | None:
+        """The portfolio metrics and their version, or None."""
+        return self._native.metrics_load(deployment_id)
+
+    def metrics_save(self, deployment_id: str, metrics: dict[str, Any], expected: int | None = None) -> int:
+        """Saves the portfolio metrics over ``expected`` (None: the first save)."""
+        return self._native.metrics_save(deployment_id, metrics, expected)
 
     def snapshot_latest(self, deployment_id: str) -> dict[str, Any] | None:
         """The newest portfolio snapshot, or None."""

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from enum import Enum, IntEnum, auto
 from pathlib import Path
 from typing import Any, Callable
@@ -266,6 +268,250 @@ class StateData:
         return d
 
 
+class ValueConfidence(Enum):
+    """How far a portfolio value can be trusted, as the seed's."""
+
+    HIGH = "HIGH"
+    ESTIMATED = "ESTIMATED"
+    STALE = "STALE"
+    UNAVAILABLE = "UNAVAILABLE"
+
+
+# The seed's four words on tierstate's scale, and back.
+_CONFIDENCE_TO = {"HIGH": "high", "ESTIMATED": "medium", "STALE": "low", "UNAVAILABLE": "unavailable"}
+_CONFIDENCE_FROM = {v: ValueConfidence(k) for k, v in _CONFIDENCE_TO.items()}
+
+
+@dataclass
+class PortfolioSnapshot:
+    """The portfolio at one instant, as the seed's (``Decimal`` money)."""
+
+    timestamp: datetime
+    deployment_id: str
+    total_value_usd: Decimal
+    available_cash_usd: Decimal
+    value_confidence: ValueConfidence | None = None
+    error: str | None = None
+    positions: list[Any] = field(default_factory=list)
+    wallet_balances: list[Any] = field(default_factory=list)
+    token_prices: dict[str, dict] = field(default_factory=dict)
+    deployed_capital_usd: Decimal = Decimal("0")
+    wallet_total_value_usd: Decimal = Decimal("0")
+    chain: str = ""
+    iteration_number: int = 0
+    snapshot_metadata: dict[str, Any] = field(default_factory=dict)
+    cycle_id: str = ""
+    execution_mode: str = ""
+
+    def _record(self) -> dict[str, Any]:
+        """tierstate's snapshot record: the seed's other fields kept in ``extra``."""
+        def plain(v: Any) -> Any:
+            if hasattr(v, "to_dict"):
+                return v.to_dict()
+            if hasattr(v, "__dataclass_fields__"):
+                import dataclasses
+
+                return dataclasses.asdict(v)
+            return v
+
+        extra: dict[str, Any] = {
+            "deployed_capital_usd": self.deployed_capital_usd,
+            "wallet_total_value_usd": self.wallet_total_value_usd,
+            "iteration_number": self.iteration_number,
+        }
+        for k, v in [
+            ("error", self.error),
+            ("chain", self.chain),
+            ("token_prices", self.token_prices),
+            ("wallet_balances", [plain(b) for b in self.wallet_balances]),
+            ("snapshot_metadata", self.snapshot_metadata),
+        ]:
+            if v:
+                extra[k] = v
+        if not self.execution_mode:
+            extra["execution_mode"] = ""
+        conf = self.value_confidence.value if self.value_confidence else "HIGH"
+        return {
+            "time": self.timestamp,
+            "total_value": self.total_value_usd,
+            "available_cash": self.available_cash_usd,
+            "value_confidence": _CONFIDENCE_TO[conf],
+            "positions": [],
+            "legacy_positions": [plain(p) for p in self.positions] if self.positions else None,
+            "cycle_id": self.cycle_id or None,
+            "execution_mode": (self.execution_mode or "live").lower(),
+            "flows": None,
+            "extra": extra,
+        }
+
+    @classmethod
+    def _of(cls, deployment_id: str, r: dict[str, Any]) -> "PortfolioSnapshot":
+        extra = r.get("extra") or {}
+        cash = r["available_cash"]
+        return cls(
+            timestamp=r["time"],
+            deployment_id=deployment_id,
+            total_value_usd=r["total_value"],
+            available_cash_usd=cash if isinstance(cash, Decimal) else Decimal("0"),
+            value_confidence=_CONFIDENCE_FROM.get(r["value_confidence"]),
+            error=extra.get("error"),
+            positions=list(r.get("legacy_positions") or []),
+            wallet_balances=list(extra.get("wallet_balances") or []),
+            token_prices=dict(extra.get("token_prices") or {}),
+            deployed_capital_usd=Decimal(str(extra.get("deployed_capital_usd", "0"))),
+            wallet_total_value_usd=Decimal(str(extra.get("wallet_total_value_usd", "0"))),
+            chain=extra.get("chain", ""),
+            iteration_number=int(extra.get("iteration_number", 0)),
+            snapshot_metadata=dict(extra.get("snapshot_metadata") or {}),
+            cycle_id=r.get("cycle_id") or "",
+            execution_mode=extra.get("execution_mode", r["execution_mode"]),
+        )
+
+
+@dataclass
+class PortfolioMetrics:
+    """A deployment's PnL baseline, as the seed's (``None`` total value: unmeasured)."""
+
+    deployment_id: str
+    timestamp: datetime
+    total_value_usd: Decimal | None
+    initial_value_usd: Decimal
+    deposits_usd: Decimal | None = Decimal("0")
+    withdrawals_usd: Decimal | None = Decimal("0")
+    gas_spent_usd: Decimal = Decimal("0")
+    positions_json: str = "[]"
+    cycle_id: str | None = None
+    execution_mode: str = ""
+    is_complete: bool = True
+
+    def _record(self, initial_time: datetime) -> dict[str, Any]:
+        return {
+            "initial_value": self.initial_value_usd,
+            "initial_time": initial_time,
+            "deposits": self.deposits_usd or Decimal("0"),
+            "withdrawals": self.withdrawals_usd or Decimal("0"),
+            "gas_spent": self.gas_spent_usd,
+            "last_total_value": "unmeasured" if self.total_value_usd is None else self.total_value_usd,
+            "positions": json.loads(self.positions_json or "[]"),
+            "cycle_id": self.cycle_id,
+            "execution_mode": (self.execution_mode or "live").lower(),
+            "updated_at": self.timestamp,
+        }
+
+    @classmethod
+    def _of(cls, deployment_id: str, r: dict[str, Any]) -> "PortfolioMetrics":
+        total = r["last_total_value"]
+        return cls(
+            deployment_id=deployment_id,
+            timestamp=r["updated_at"],
+            total_value_usd=None if total == "unmeasured" else total,
+            initial_value_usd=r["initial_value"],
+            deposits_usd=r["deposits"],
+            withdrawals_usd=r["withdrawals"],
+            gas_spent_usd=r["gas_spent"],
+            positions_json=json.dumps(r["positions"]),
+            cycle_id=r.get("cycle_id"),
+            execution_mode=r["execution_mode"],
+        )
+
+
+def _text_decimal(v: str) -> Decimal | None:
+    return Decimal(v) if v not in ("", None) else None
+
+
+def _json_text(v: str) -> Any:
+    return json.loads(v) if v else None
+
+
+@dataclass
+class LedgerEntry:
+    """One action on a chain or venue, as the seed's ``LedgerEntry`` (amounts as decimal
+    text; tierstate stores them as exact decimals)."""
+
+    id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    cycle_id: str = ""
+    deployment_id: str = ""
+    execution_mode: str = ""
+    timestamp: datetime = field(default_factory=lambda: datetime.now(UTC))
+    intent_type: str = ""
+    token_in: str = ""
+    amount_in: str = ""
+    token_out: str = ""
+    amount_out: str = ""
+    effective_price: str = ""
+    slippage_bps: float | None = None
+    gas_used: int = 0
+    gas_usd: str = ""
+    tx_hash: str = ""
+    chain: str = ""
+    protocol: str = ""
+    success: bool = True
+    error: str = ""
+    extracted_data_json: str = ""
+    price_inputs_json: str = ""
+    pre_state_json: str = ""
+    post_state_json: str = ""
+
+    def _record(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "cycle_id": self.cycle_id or None,
+            "deployment_id": self.deployment_id,
+            "execution_mode": (self.execution_mode or "live").lower(),
+            "time": self.timestamp,
+            "intent_type": self.intent_type,
+            "token_in": self.token_in or None,
+            "amount_in": _text_decimal(self.amount_in),
+            "token_out": self.token_out or None,
+            "amount_out": _text_decimal(self.amount_out),
+            "effective_price": _text_decimal(self.effective_price),
+            # The seed keeps slippage as a float: its shortest text, exactly.
+            "slippage_bps": None if self.slippage_bps is None else Decimal(repr(float(self.slippage_bps))),
+            "gas_used": self.gas_used,
+            "gas_usd": _text_decimal(self.gas_usd),
+            "tx_hash": self.tx_hash or None,
+            "chain": self.chain or None,
+            "protocol": self.protocol or None,
+            "success": self.success,
+            "error": self.error or None,
+            "retry_of": None,
+            "extracted_data": _json_text(self.extracted_data_json),
+            "price_inputs": _json_text(self.price_inputs_json),
+            "pre_state": _json_text(self.pre_state_json),
+            "post_state": _json_text(self.post_state_json),
+        }
+
+    @classmethod
+    def _of(cls, r: dict[str, Any]) -> "LedgerEntry":
+        text = lambda v: "" if v is None else str(v)  # noqa: E731
+        js = lambda v: "" if v is None else json.dumps(v)  # noqa: E731
+        return cls(
+            id=r["id"],
+            cycle_id=r.get("cycle_id") or "",
+            deployment_id=r["deployment_id"],
+            execution_mode=r["execution_mode"],
+            timestamp=r["time"],
+            intent_type=r["intent_type"],
+            token_in=text(r.get("token_in")),
+            amount_in=text(r.get("amount_in")),
+            token_out=text(r.get("token_out")),
+            amount_out=text(r.get("amount_out")),
+            effective_price=text(r.get("effective_price")),
+            slippage_bps=None if r.get("slippage_bps") is None else float(r["slippage_bps"]),
+            gas_used=r.get("gas_used") or 0,
+            gas_usd=text(r.get("gas_usd")),
+            tx_hash=text(r.get("tx_hash")),
+            chain=text(r.get("chain")),
+            protocol=text(r.get("protocol")),
+            success=r["success"],
+            error=text(r.get("error")),
+            extracted_data_json=js(r.get("extracted_data")),
+            price_inputs_json=js(r.get("price_inputs")),
+            pre_state_json=js(r.get("pre_state")),
+            post_state_json=js(r.get("post_state")),
+        )
+
+
 @dataclass
 class TierMetrics:
     """One tier operation, as the seed records it."""
@@ -388,6 +634,109 @@ class StateManager:
         if self._store is not None:
             self._store.invalidate(deployment_id)
 
+    # ----- portfolio -----
+
+    async def save_portfolio_snapshot(self, snapshot: PortfolioSnapshot) -> int:
+        """Saves a snapshot (the same one again changes nothing; another at the same time
+        replaces it, as the seed's upsert does). Returns its write sequence number."""
+        store = await self._ready()
+        kind, seq = await _in_pool(store.snapshot_save, snapshot.deployment_id, snapshot._record(), True)
+        if seq is None:
+            stored = await _in_pool(store.snapshot_at, snapshot.deployment_id, snapshot.timestamp)
+            return 0 if stored is None else 1
+        return seq
+
+    async def get_latest_snapshot(self, deployment_id: str) -> PortfolioSnapshot | None:
+        """The newest snapshot, or None."""
+        r = await _in_pool((await self._ready()).snapshot_latest, deployment_id)
+        return None if r is None else PortfolioSnapshot._of(deployment_id, r)
+
+    async def get_first_snapshot(self, deployment_id: str) -> PortfolioSnapshot | None:
+        """The oldest snapshot, or None."""
+        r = await _in_pool((await self._ready()).snapshot_first, deployment_id)
+        return None if r is None else PortfolioSnapshot._of(deployment_id, r)
+
+    async def get_recent_snapshots(self, deployment_id: str, limit: int = 168) -> list[PortfolioSnapshot]:
+        """The newest ``limit`` snapshots, newest first (as the seed returns them)."""
+        rows = await _in_pool((await self._ready()).snapshots_recent, deployment_id, limit)
+        return [PortfolioSnapshot._of(deployment_id, r) for r in reversed(rows)]
+
+    async def get_snapshots_since(
+        self, deployment_id: str, since: datetime, limit: int = 168
+    ) -> list[PortfolioSnapshot]:
+        """Snapshots at or after ``since``, oldest first, at most ``limit``."""
+        rows = await _in_pool((await self._ready()).snapshots, deployment_id, since, None)
+        return [PortfolioSnapshot._of(deployment_id, r) for r in rows[:limit]]
+
+    async def get_snapshots_in_window(
+        self,
+        deployment_id: str,
+        from_ts: datetime | None,
+        to_ts: datetime | None,
+        scan_cap: int = 200_000,
+    ) -> tuple[list[PortfolioSnapshot], bool]:
+        """Snapshots with ``from_ts <= time <= to_ts`` (either open), oldest first, and whether
+        ``scan_cap`` cut the list."""
+        rows = await _in_pool((await self._ready()).snapshots, deployment_id, from_ts, to_ts)
+        snaps = [PortfolioSnapshot._of(deployment_id, r) for r in rows[:scan_cap]]
+        return snaps, len(rows) > scan_cap
+
+    async def get_snapshot_at(self, deployment_id: str, timestamp: datetime) -> PortfolioSnapshot | None:
+        """The snapshot at or before ``timestamp``, or None."""
+        r = await _in_pool((await self._ready()).snapshot_at, deployment_id, timestamp)
+        return None if r is None else PortfolioSnapshot._of(deployment_id, r)
+
+    async def save_portfolio_metrics(self, metrics: PortfolioMetrics) -> bool:
+        """Saves the metrics (over what is stored: a lost race is retried, never lost)."""
+        store = await self._ready()
+        for _ in range(16):
+            got = await _in_pool(store.metrics_load, metrics.deployment_id)
+            initial = got[0]["initial_time"] if got else metrics.timestamp
+            try:
+                await _in_pool(
+                    store.metrics_save,
+                    metrics.deployment_id,
+                    metrics._record(initial),
+                    got[1] if got else None,
+                )
+                return True
+            except (ConflictError, TierstateError) as e:
+                if not isinstance(e, ConflictError) and type(e).__name__ != "AlreadyExistsError":
+                    raise
+        raise StateConflictError(metrics.deployment_id, 0, 0, "portfolio metrics: too many concurrent saves")
+
+    async def get_portfolio_metrics(self, deployment_id: str) -> PortfolioMetrics | None:
+        """The stored metrics, or None."""
+        got = await _in_pool((await self._ready()).metrics_load, deployment_id)
+        return None if got is None else PortfolioMetrics._of(deployment_id, got[0])
+
+    # ----- ledger -----
+
+    async def save_ledger_entry(self, entry: LedgerEntry) -> None:
+        """Records an entry; the same entry again changes nothing, another with its id is an
+        error (an entry is never overwritten)."""
+        store = await self._ready()
+        await _in_pool(store.ledger_append, entry.deployment_id, entry._record())
+
+    async def get_ledger_entries(
+        self,
+        deployment_id: str,
+        since: datetime | None = None,
+        intent_type: str | None = None,
+        limit: int = 100,
+        before: datetime | None = None,
+    ) -> list[LedgerEntry]:
+        """The newest entries first, optionally since a time, before a time, of one intent
+        type."""
+        store = await self._ready()
+        want = limit if before is None else limit * 4 + 100
+        while True:
+            rows = await _in_pool(store.ledger_entries, deployment_id, want, since, intent_type)
+            kept = [r for r in rows if before is None or r["time"] < before]
+            if len(kept) >= limit or len(rows) < want:
+                return [LedgerEntry._of(r) for r in kept[:limit]]
+            want *= 4
+
     # ----- metrics -----
 
     def get_metrics(self, limit: int = 100) -> list[TierMetrics]:
@@ -505,6 +854,9 @@ class SQLiteStore:
 
 
 __all__ = [
+    "LedgerEntry",
+    "PortfolioMetrics",
+    "PortfolioSnapshot",
     "PostgresConfig",
     "SQLiteConfig",
     "SQLiteConfigLight",
@@ -516,6 +868,7 @@ __all__ = [
     "StateNotFoundError",
     "StateTier",
     "TierMetrics",
+    "ValueConfidence",
     "WarmBackendType",
 ]
 
