@@ -1,6 +1,7 @@
 //! `tierstate serve`: a read-only HTTP view of a database for operators — `/healthz`,
-//! `/readyz`, `/metrics` (OpenMetrics text, one scrape target for every deployment) and
-//! server-rendered pages (`/`, `/d/ID`) that need no JavaScript. It opens the database
+//! `/readyz`, `/metrics` (OpenMetrics text, one scrape target for every deployment),
+//! server-rendered pages (`/`, `/d/ID`) that need no JavaScript but for their live journal
+//! tail, and that tail as server-sent events (`/d/ID/tail/STREAM?from=N`). It opens the database
 //! read-only, so no request can write; an optional bearer token guards every path; pages are
 //! bounded; nothing outside the store is ever served.
 
@@ -17,10 +18,15 @@ use prometheus_client::registry::Registry;
 use rust_decimal::prelude::ToPrimitive;
 use tierstate::accounting::{Ledger, LedgerQuery, Portfolio};
 use tierstate::orders::OrderStore;
-use tierstate::{DeploymentId, StateStore};
+use tierstate::{DeploymentId, JournalQuery, StateStore, StreamAddr};
 use tiny_http::{Header, Method, Request, Response, Server};
 
 use crate::error::{CliError, Result};
+
+/// Live tails served at once; more are refused (503) until one ends.
+const MAX_TAILS: usize = 64;
+/// Journal entries shown on a page before its live tail.
+const TAIL_ROWS: usize = 20;
 
 /// Ledger entries on a deployment's page.
 const LEDGER_ROWS: usize = 50;
@@ -51,16 +57,129 @@ pub fn run(rt: tokio::runtime::Handle, store: Arc<dyn StateStore>, opts: Options
         .to_ip()
         .map_or_else(|| opts.listen.clone(), |a| a.to_string());
     println!("listening on http://{addr} (read-only: {})", opts.shown_url);
+    let opts = Arc::new(opts);
+    let tails = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    // A thread per request: a live tail holds its connection open.
     for req in server.incoming_requests() {
-        let answer = handle(&rt, &store, &opts, &req);
-        let (status, kind, body) = answer;
-        let response = Response::from_string(body)
-            .with_status_code(status)
-            .with_header(header("Content-Type", kind))
-            .with_header(header("Cache-Control", "no-store"));
-        let _ = req.respond(response);
+        let (rt, store, opts, tails) = (rt.clone(), store.clone(), opts.clone(), tails.clone());
+        std::thread::spawn(move || {
+            if let Some(tail) = tail_request(&opts, &req, &tails) {
+                let w = req.into_writer();
+                stream_tail(&rt, &store, tail, w);
+                tails.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                return;
+            }
+            let (status, kind, body) = handle(&rt, &store, &opts, &req);
+            let response = Response::from_string(body)
+                .with_status_code(status)
+                .with_header(header("Content-Type", kind))
+                .with_header(header("Cache-Control", "no-store"));
+            let _ = req.respond(response);
+        });
     }
     Ok(())
+}
+
+/// `GET /d/ID/tail/STREAM?from=N`, authorized and within the limit: the journal and the
+/// first sequence number to send. `None` for any other request ([`handle`] answers it,
+/// refusals included).
+fn tail_request(
+    opts: &Options,
+    req: &Request,
+    tails: &std::sync::atomic::AtomicUsize,
+) -> Option<(StreamAddr, u64)> {
+    let (path, query) = req.url().split_once('?').unwrap_or((req.url(), ""));
+    let rest = path.strip_prefix("/d/")?;
+    let (id, stream) = rest.split_once("/tail/")?;
+    if !authorized(opts, req) || *req.method() != Method::Get {
+        return None;
+    }
+    let addr = StreamAddr::new(id, stream).ok()?;
+    let from = query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("from="))
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or(1)
+        .max(1);
+    if tails.fetch_add(1, std::sync::atomic::Ordering::Relaxed) >= MAX_TAILS {
+        tails.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        return None;
+    }
+    Some((addr, from))
+}
+
+/// Server-sent events on the raw connection, one per journal entry (its JSON, as
+/// `tail --json` prints it) from #N, then each new one as it commits (looked for every half
+/// second), a comment every 15 s to keep the connection; flushed per batch. Ends when the
+/// client goes; a damaged entry ends it with an `error` event naming it.
+fn stream_tail(
+    rt: &tokio::runtime::Handle,
+    store: &Arc<dyn StateStore>,
+    (addr, mut next): (StreamAddr, u64),
+    mut w: Box<dyn std::io::Write + Send>,
+) {
+    let head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\
+                Cache-Control: no-store\r\nConnection: close\r\n\r\n";
+    if w.write_all(head.as_bytes())
+        .and_then(|()| w.flush())
+        .is_err()
+    {
+        return;
+    }
+    let mut beat = std::time::Instant::now();
+    loop {
+        let mut out = String::new();
+        match rt.block_on(store.read_journal(&addr, JournalQuery::from_seq(next, 100))) {
+            Ok(p) if !p.entries.is_empty() => {
+                for e in &p.entries {
+                    let _ = write!(
+                        out,
+                        "id: {}\ndata: {}\n\n",
+                        e.seq,
+                        crate::tail::entry_json(e)
+                    );
+                    next = e.seq + 1;
+                }
+            }
+            Ok(_) if beat.elapsed() > Duration::from_secs(15) => {
+                beat = std::time::Instant::now();
+                out.push_str(": keep-alive\n\n");
+            }
+            Ok(_) => {
+                std::thread::sleep(Duration::from_millis(500));
+                continue;
+            }
+            Err(e) => {
+                let _ = write!(
+                    out,
+                    "event: error\ndata: {}\n\n",
+                    tierstate::redact(&e.to_string())
+                );
+                let _ = w.write_all(out.as_bytes()).and_then(|()| w.flush());
+                return;
+            }
+        }
+        if w.write_all(out.as_bytes())
+            .and_then(|()| w.flush())
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+/// Whether the request carries the token (or none is required).
+fn authorized(opts: &Options, req: &Request) -> bool {
+    let Some(token) = &opts.token else {
+        return true;
+    };
+    let given = req
+        .headers()
+        .iter()
+        .find(|h| h.field.equiv("Authorization"))
+        .map(|h| h.value.as_str().to_owned())
+        .unwrap_or_default();
+    same(given.as_bytes(), format!("Bearer {token}").as_bytes())
 }
 
 fn header(name: &str, value: &str) -> Header {
@@ -80,27 +199,19 @@ fn handle(
     opts: &Options,
     req: &Request,
 ) -> Answer {
-    if let Some(token) = &opts.token {
-        let given = req
-            .headers()
-            .iter()
-            .find(|h| h.field.equiv("Authorization"))
-            .map(|h| h.value.as_str().to_owned())
-            .unwrap_or_default();
-        if !same(given.as_bytes(), format!("Bearer {token}").as_bytes()) {
-            eprintln!(
-                "serve: 401 {} {} from {}",
-                req.method(),
-                req.url(),
-                req.remote_addr()
-                    .map_or_else(|| "?".into(), |a| a.to_string())
-            );
-            return (
-                401,
-                TEXT,
-                "401 unauthorized: send Authorization: Bearer TOKEN\n".into(),
-            );
-        }
+    if !authorized(opts, req) {
+        eprintln!(
+            "serve: 401 {} {} from {}",
+            req.method(),
+            req.url(),
+            req.remote_addr()
+                .map_or_else(|| "?".into(), |a| a.to_string())
+        );
+        return (
+            401,
+            TEXT,
+            "401 unauthorized: send Authorization: Bearer TOKEN\n".into(),
+        );
     }
     if *req.method() != Method::Get && *req.method() != Method::Head {
         return (405, TEXT, "405 read-only: only GET\n".into());
@@ -111,6 +222,11 @@ fn handle(
         "/readyz" => rt.block_on(readyz(store, opts)),
         "/metrics" => rt.block_on(metrics(store)).map(|m| (200, OPENMETRICS, m)),
         "/" => rt.block_on(index(store, opts)).map(|h| (200, HTML, h)),
+        p if p.starts_with("/d/") && p.contains("/tail/") => Ok((
+            503,
+            TEXT,
+            "503 too many live tails; try again later\n".into(),
+        )),
         p if p.starts_with("/d/") => match DeploymentId::new(&p[3..]) {
             Ok(id) => rt.block_on(deployment(store, &id)),
             Err(_) => Ok((404, TEXT, "404 no such deployment\n".into())),
@@ -419,5 +535,44 @@ async fn deployment(store: &Arc<dyn StateStore>, id: &DeploymentId) -> Result<An
         );
     }
     b.push_str("</table>\n");
+    // The live tail of the strategy's trades (or the first journal): the newest entries as
+    // HTML, then each new one as it commits (the page's one script).
+    let streams = store.streams(id, None, 100).await?;
+    let chosen = streams
+        .iter()
+        .find(|s| s.as_str() == "strategy.trades")
+        .or_else(|| streams.first());
+    if let Some(stream) = chosen {
+        let addr = StreamAddr::new(id.as_str(), stream.as_str())?;
+        let last = store.journal_info(&addr).await?.map_or(0, |i| i.last_seq);
+        let from = (last + 1).saturating_sub(TAIL_ROWS as u64).max(1);
+        let page_ = store
+            .read_journal(&addr, JournalQuery::from_seq(from, TAIL_ROWS))
+            .await?;
+        let _ = writeln!(
+            b,
+            "<h2>Journal {} (live)</h2>\n<pre id=\"tail\">",
+            esc(stream.as_str())
+        );
+        for e in &page_.entries {
+            b.push_str(&esc(&crate::tail::entry_json(e).to_string()));
+            b.push('\n');
+        }
+        let url = format!(
+            "/d/{}/tail/{}?from={}",
+            id.as_str(),
+            stream.as_str(),
+            last + 1
+        );
+        let _ = writeln!(
+            b,
+            "</pre>\n<pre id=\"live\"></pre>\n<script>new EventSource({}).onmessage = (e) => {{ \
+             document.getElementById(\"live\").textContent += e.data + \"\\n\"; }};</script>",
+            // JSON text, with `<` escaped so no id can close the script.
+            serde_json::Value::String(url)
+                .to_string()
+                .replace('<', "\\u003c")
+        );
+    }
     Ok((200, HTML, page(id.as_str(), &b)))
 }

@@ -12,16 +12,20 @@ use crate::error::{CliError, Result};
 use crate::out::time;
 use crate::records::deployment;
 
+/// An entry as one JSON object: what `--json` prints and what `serve`'s live tail sends.
+pub fn entry_json(e: &JournalEntry) -> serde_json::Value {
+    json!({
+        "seq": e.seq,
+        "event_time": e.event_time,
+        "commit_time": e.commit_time,
+        "key": e.key.as_ref().map(Name::as_str),
+        "value": e.value,
+    })
+}
+
 fn print(e: &JournalEntry, json_out: bool) -> Result<()> {
     let line = if json_out {
-        json!({
-            "seq": e.seq,
-            "event_time": e.event_time,
-            "commit_time": e.commit_time,
-            "key": e.key.as_ref().map(Name::as_str),
-            "value": e.value,
-        })
-        .to_string()
+        entry_json(e).to_string()
     } else {
         format!(
             "#{} {} {}{}",

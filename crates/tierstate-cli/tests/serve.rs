@@ -110,10 +110,18 @@ fn health_metrics_and_pages_are_served_and_nothing_is_written() {
     assert!(index.contains("<a href=\"/d/fx\">fx</a>"), "{index}");
     let (code, page) = get(&s.addr, "/d/fx");
     assert_eq!(code, 200);
-    for part in ["<svg", "id=\"orders\"", "id=\"ledger\"", "id=\"nav\""] {
+    for part in [
+        "<svg",
+        "id=\"orders\"",
+        "id=\"ledger\"",
+        "id=\"nav\"",
+        "id=\"tail\"",
+    ] {
         assert!(page.contains(part), "{part} missing from the page");
     }
-    assert!(!page.contains("<script"), "pages need no JavaScript");
+    // Everything is in the HTML; the one script only follows the journal.
+    assert_eq!(page.matches("<script").count(), 1);
+    assert!(page.contains("new EventSource(\"/d/fx/tail/strategy.trades?from="));
     browser_sees_the_page(&s.addr);
     drop(s);
     assert_eq!(file_bytes(&db), before, "serving wrote nothing");
@@ -178,6 +186,63 @@ fn a_bearer_token_guards_every_path_and_is_never_logged() {
         .unwrap();
     assert!(log.contains("401"), "refusals are logged: {log}");
     assert!(!log.contains("s3cret"), "the token is never logged: {log}");
+}
+
+#[test]
+fn the_live_tail_sends_another_process_commits_as_they_happen() {
+    let (dir, db) = fixture_db();
+    let s = serve(&db, &[]);
+    let mut conn = TcpStream::connect(&s.addr).unwrap();
+    conn.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    write!(
+        conn,
+        "GET /d/fx/tail/strategy.trades?from=1 HTTP/1.1\r\nHost: x\r\n\r\n"
+    )
+    .unwrap();
+    let mut reader = std::io::BufReader::new(conn);
+    let mut seen = String::new();
+    let mut until = |want: &str, seen: &mut String| {
+        while !seen.contains(want) {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap() == 0 {
+                panic!("the stream ended before {want}: {seen}");
+            }
+            seen.push_str(&line);
+        }
+    };
+    until("text/event-stream", &mut seen);
+    until("id: 1\n", &mut seen);
+    // Another writer appends: its entry arrives on the open stream.
+    let db_file = dir.path().join("fx.db");
+    append_entry(&db_file, "live-entry");
+    until("\"live-entry\"", &mut seen);
+    assert!(seen.contains("data: {"), "{seen}");
+}
+
+/// Appends one entry (`{"note": NOTE}`) to `fx`'s trades from a store of its own sharing the
+/// file: another writer's commit, as the served page sees it.
+fn append_entry(db_file: &std::path::Path, note: &str) {
+    use tierstate::{Append, Sharing, SqliteConfig, SqliteStore, StateStore, StreamAddr};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let store = SqliteStore::open(SqliteConfig::new(db_file).sharing(Sharing::Shared))
+            .await
+            .unwrap();
+        let value = serde_json::json!({ "note": note });
+        store
+            .append(Append::new(
+                StreamAddr::new("fx", "strategy.trades").unwrap(),
+                chrono::Utc::now(),
+                value.as_object().unwrap().clone(),
+            ))
+            .await
+            .unwrap();
+        store.close().await;
+    });
 }
 
 #[test]
@@ -252,24 +317,183 @@ fn browser_sees_the_page(addr: &str) {
         return;
     };
     let profile = tempfile::tempdir().unwrap();
-    let out = Command::new(chromium)
+    // The page's live tail keeps a connection open: the dump is taken after 4 s of loading
+    // (`--timeout`), and the browser is killed if it ever outlives a minute.
+    let child = Command::new(chromium)
         .args([
             "--headless",
             "--no-sandbox",
             "--disable-gpu",
             "--disable-dev-shm-usage",
-            "--virtual-time-budget=3000",
+            "--timeout=4000",
         ])
         .arg(format!("--user-data-dir={}", profile.path().display()))
         .arg("--dump-dom")
         .arg(format!("http://{addr}/d/fx"))
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
         .unwrap();
+    let pid = child.id();
+    let guard = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(60));
+        let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+    });
+    let out = child.wait_with_output().unwrap();
+    drop(guard);
     let dom = String::from_utf8_lossy(&out.stdout);
     for part in ["<svg", "<table id=\"orders\">", "<table id=\"ledger\">"] {
         assert!(
             dom.contains(part),
             "the browser's DOM lacks {part}: {dom:.500}"
         );
+    }
+}
+
+/// The page in headless Chromium follows the journal: entries another writer commits after
+/// the page loaded appear in its live list, without a reload (read through the DevTools
+/// protocol while the page stays open).
+#[test]
+fn the_page_in_a_browser_shows_new_entries_without_a_reload() {
+    let Some(chromium) = ["chromium", "chromium-browser"].into_iter().find(|c| {
+        Command::new(c)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }) else {
+        assert!(
+            std::env::var_os("TIERSTATE_REQUIRE_TOOLS").is_none(),
+            "chromium is required here"
+        );
+        eprintln!("skipped: chromium is not installed");
+        return;
+    };
+    let (dir, db) = fixture_db();
+    let s = serve(&db, &[]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let profile = tempfile::tempdir().unwrap();
+    let mut browser = Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+        ])
+        .arg(format!("--remote-debugging-port={port}"))
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(format!("http://{}/d/fx", s.addr))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let result = std::panic::catch_unwind(|| {
+        let page = devtools_page(port);
+        let (mut ws, _) = tungstenite::connect(page.as_str()).expect("the page's DevTools socket");
+        if let tungstenite::stream::MaybeTlsStream::Plain(t) = ws.get_ref() {
+            t.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+                .unwrap();
+        }
+        let mut id = 0;
+        let mut eval = |expr: &str| -> String {
+            id += 1;
+            let call = serde_json::json!({
+                "id": id, "method": "Runtime.evaluate",
+                "params": {"expression": expr, "returnByValue": true},
+            });
+            ws.send(tungstenite::Message::text(call.to_string()))
+                .unwrap();
+            loop {
+                let msg = ws.read().unwrap();
+                let Ok(v) = serde_json::from_str::<serde_json::Value>(msg.to_text().unwrap_or(""))
+                else {
+                    continue;
+                };
+                if v["id"] == id {
+                    return v["result"]["result"]["value"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_owned();
+                }
+            }
+        };
+        // The page has loaded with its tables and chart.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while eval("document.getElementById('live') ? 'ready' : ''") != "ready" {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the page never loaded"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        assert_eq!(
+            eval("String(document.querySelectorAll('svg').length > 0)"),
+            "true"
+        );
+        assert_eq!(eval("String(!!document.getElementById('orders'))"), "true");
+        let before = eval("document.getElementById('live').textContent");
+        assert!(!before.contains("live-entry"), "{before}");
+        // Another writer commits; the open page shows it.
+        append_entry(&dir.path().join("fx.db"), "live-entry");
+        loop {
+            let live = eval("document.getElementById('live').textContent");
+            if live.contains("live-entry") {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "nothing arrived live: {live:?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    });
+    let _ = browser.kill();
+    let _ = browser.wait();
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+}
+
+/// The WebSocket address of the browser's page target, once DevTools answers.
+fn devtools_page(port: u16) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if let Ok(mut c) = TcpStream::connect(("127.0.0.1", port)) {
+            // DevTools keeps the connection open: read until the list is whole (or a pause).
+            c.set_read_timeout(Some(std::time::Duration::from_millis(500)))
+                .unwrap();
+            let _ = write!(
+                c,
+                "GET /json/list HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n"
+            );
+            let mut out = String::new();
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = c.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                out.push_str(&String::from_utf8_lossy(&buf[..n]));
+                if out.trim_end().ends_with(']') {
+                    break;
+                }
+            }
+            if let Some((_, body)) = out.split_once("\r\n\r\n")
+                && let Ok(serde_json::Value::Array(targets)) = serde_json::from_str(body)
+                && let Some(ws) = targets
+                    .iter()
+                    .find(|t| t["type"] == "page")
+                    .and_then(|t| t["webSocketDebuggerUrl"].as_str())
+            {
+                return ws.to_owned();
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "DevTools never answered"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
     }
 }
