@@ -91,6 +91,53 @@ struct Sheet {
     path: std::path::PathBuf,
     w: Option<Out>,
     rows: u64,
+    names: Vec<String>,
+    kinds: Vec<Kind>,
+}
+
+/// What a column's values have all been so far: what `schema.json` types it as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// No value yet.
+    Empty,
+    /// Numbers: the most digits before and after the point.
+    Number { int: u32, scale: u32 },
+    /// Anything else.
+    Text,
+}
+
+impl Kind {
+    fn with(self, cell: &str) -> Self {
+        if cell.is_empty() {
+            return self;
+        }
+        let digits = cell.strip_prefix('-').unwrap_or(cell);
+        let (i, f) = digits.split_once('.').unwrap_or((digits, ""));
+        let numeric = !i.is_empty()
+            && i.bytes().all(|b| b.is_ascii_digit())
+            && f.bytes().all(|b| b.is_ascii_digit())
+            && (f.is_empty() == !digits.contains('.'));
+        let (int, scale) = (i.len() as u32, f.len() as u32);
+        match self {
+            Self::Text => Self::Text,
+            _ if !numeric => Self::Text,
+            Self::Empty => Self::Number { int, scale },
+            Self::Number { int: a, scale: b } => Self::Number {
+                int: a.max(int),
+                scale: b.max(scale),
+            },
+        }
+    }
+
+    /// The SQL type (DuckDB's spelling) that holds every value exactly: never a float.
+    fn sql(self, column: &str) -> String {
+        match self {
+            _ if column == "time" => "TIMESTAMPTZ".into(),
+            Self::Number { int, scale: 0 } if int <= 18 => "BIGINT".into(),
+            Self::Number { int, scale } if int + scale <= 38 => format!("DECIMAL(38, {scale})"),
+            _ => "VARCHAR".into(),
+        }
+    }
 }
 
 impl Sheet {
@@ -115,11 +162,16 @@ impl Sheet {
             path,
             w: Some(out),
             rows: 0,
+            names: header.iter().map(|h| (*h).to_owned()).collect(),
+            kinds: vec![Kind::Empty; header.len()],
         })
     }
 
     fn row(&mut self, cells: &[String]) -> Result<()> {
         self.rows += 1;
+        for (k, c) in self.kinds.iter_mut().zip(cells) {
+            *k = k.with(c);
+        }
         let tmp = self.tmp.clone();
         match &mut self.w {
             Some(Out::Csv(w)) => w.write_record(cells).map_err(|e| csv_error(&tmp, e)),
@@ -161,10 +213,17 @@ impl Sheet {
                 .map_err(|e| CliError::io(&self.tmp, e.into_error()))?,
         };
         file.sync_all().map_err(|e| CliError::io(&self.tmp, e))?;
+        let columns = self
+            .names
+            .iter()
+            .zip(&self.kinds)
+            .map(|(n, k)| json!({"name": n, "type": k.sql(n)}))
+            .collect();
         Ok(Finished {
             tmp: std::mem::take(&mut self.tmp),
             path: std::mem::take(&mut self.path),
             rows: self.rows,
+            columns,
         })
     }
 }
@@ -177,11 +236,37 @@ impl Drop for Sheet {
     }
 }
 
-/// A complete file under its temporary name.
+/// A complete file under its temporary name, with its columns' types.
 struct Finished {
     tmp: std::path::PathBuf,
     path: std::path::PathBuf,
     rows: u64,
+    columns: Vec<serde_json::Value>,
+}
+
+/// `schema.json` beside the data: each file's table name, rows and column types (decimals
+/// as `DECIMAL(p, s)` wide enough for every value, never a float), for DuckDB or polars.
+fn schema_file(dir: &Path, files: &[Finished]) -> Result<Finished> {
+    let doc = json!({
+        "files": files.iter().map(|f| json!({
+            "file": f.path.file_name().map(|n| n.to_string_lossy().into_owned()),
+            "table": f.path.file_stem().map(|n| n.to_string_lossy().into_owned()),
+            "rows": f.rows,
+            "columns": f.columns,
+        })).collect::<Vec<_>>(),
+    });
+    let path = dir.join("schema.json");
+    let tmp = dir.join(format!(".schema.json.tmp-{}", std::process::id()));
+    let bytes = serde_json::to_vec_pretty(&doc).map_err(|e| CliError::Other(e.to_string()))?;
+    std::fs::write(&tmp, bytes)
+        .and_then(|()| std::fs::File::open(&tmp).and_then(|f| f.sync_all()))
+        .map_err(|e| CliError::io(&tmp, e))?;
+    Ok(Finished {
+        tmp,
+        path,
+        rows: files.len() as u64,
+        columns: Vec::new(),
+    })
 }
 
 impl Drop for Finished {
@@ -193,7 +278,9 @@ impl Drop for Finished {
 }
 
 /// Renames every finished file into place: the export appears whole or not at all.
-fn publish(files: &mut [Finished], dir: &Path) -> Result<Vec<(String, u64)>> {
+fn publish(files: &mut Vec<Finished>, dir: &Path) -> Result<Vec<(String, u64)>> {
+    let schema = schema_file(dir, files)?;
+    files.push(schema);
     let mut out = Vec::new();
     for f in files.iter_mut() {
         std::fs::rename(&f.tmp, &f.path).map_err(|e| CliError::io(&f.path, e))?;
@@ -295,7 +382,12 @@ fn refuse_existing<'a>(dirs: impl Iterator<Item = &'a Path>, opts: Options) -> R
     let force = opts.force;
     let ext = opts.format.ext();
     let taken: Vec<String> = dirs
-        .flat_map(|d| FILES.iter().map(move |f| d.join(format!("{f}.{ext}"))))
+        .flat_map(|d| {
+            FILES
+                .iter()
+                .map(move |f| d.join(format!("{f}.{ext}")))
+                .chain(std::iter::once(d.join("schema.json")))
+        })
         .filter(|p| p.exists())
         .map(|p| p.display().to_string())
         .collect();

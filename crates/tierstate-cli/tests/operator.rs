@@ -440,6 +440,46 @@ fn exports_are_whole_and_keep_their_precision() {
         !metrics.contains("e-") && !metrics.contains("E"),
         "{metrics}"
     );
+    // A schema beside the data types every column, decimals as decimals wide enough for
+    // every value written (never a float).
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("schema.json")).unwrap()).unwrap();
+    let trades_schema = schema["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["table"] == "trades")
+        .unwrap();
+    let typed = |name: &str| {
+        trades_schema["columns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap()["type"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(typed("time"), "TIMESTAMPTZ");
+    assert_eq!(typed("symbol"), "VARCHAR");
+    let widest_price_scale = trades
+        .lines()
+        .skip(1)
+        .map(|l| {
+            l.split(',')
+                .nth(4)
+                .unwrap()
+                .split_once('.')
+                .map_or(0, |(_, f)| f.len())
+        })
+        .max()
+        .unwrap();
+    assert_eq!(typed("price"), format!("DECIMAL(38, {widest_price_scale})"));
+    assert!(
+        schema.to_string().matches("DOUBLE").count() + schema.to_string().matches("FLOAT").count()
+            == 0
+    );
     // A second export refuses to overwrite, and changes nothing.
     std::fs::write(out.join("nav.csv"), "mine\n").unwrap();
     let e = one_line_error(&tierstate(&["--db", &db, "export", "fx", o]));
