@@ -116,7 +116,7 @@ impl Kind {
         let numeric = !i.is_empty()
             && i.bytes().all(|b| b.is_ascii_digit())
             && f.bytes().all(|b| b.is_ascii_digit())
-            && (f.is_empty() == !digits.contains('.'));
+            && (f.is_empty() != digits.contains('.'));
         let (int, scale) = (i.len() as u32, f.len() as u32);
         match self {
             Self::Text => Self::Text,
