@@ -489,11 +489,20 @@ async fn deployment(store: &Arc<dyn StateStore>, id: &DeploymentId) -> Result<An
         .filter_map(|a| a.order.intent_id.clone().map(|i| (i, a)))
         .collect();
     b.push_str(
-        "<h2>Intents and orders</h2>\n<table id=\"orders\"><tr><th>intent</th><th>symbol</th>\
+        "<h2>Intents and orders (open first)</h2>\n<table id=\"orders\"><tr><th>intent</th><th>symbol</th>\
          <th>side</th><th>price</th><th>size</th><th>intent status</th><th>order status</th>\
          <th>filled</th></tr>\n",
     );
-    for i in o.intents(None, None).await?.into_iter().take(ORDER_ROWS) {
+    // Intents still wanted, or with an order still working, first: what an operator looks for.
+    let mut intents = o.intents(None, None).await?;
+    intents.sort_by_key(|i| {
+        let working = actuals
+            .get(&i.intent.intent_id)
+            .is_some_and(|a| !a.order.status.is_terminal());
+        let active = i.intent.status == tierstate::orders::IntentStatus::Active;
+        !(working || active)
+    });
+    for i in intents.into_iter().take(ORDER_ROWS) {
         let a = actuals.remove(&i.intent.intent_id);
         let s = &i.intent.spec;
         let _ = writeln!(
