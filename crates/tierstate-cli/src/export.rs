@@ -278,19 +278,30 @@ impl Drop for Finished {
 }
 
 /// Renames every finished file into place: the export appears whole or not at all.
-fn publish(files: &mut Vec<Finished>, dir: &Path) -> Result<Vec<(String, u64)>> {
+/// Each file written with its rows (`None`: `schema.json`, which describes the others).
+fn publish(files: &mut Vec<Finished>, dir: &Path) -> Result<Vec<(String, Option<u64>)>> {
+    let data = files.len();
     let schema = schema_file(dir, files)?;
     files.push(schema);
     let mut out = Vec::new();
     for f in files.iter_mut() {
         std::fs::rename(&f.tmp, &f.path).map_err(|e| CliError::io(&f.path, e))?;
         f.tmp = std::path::PathBuf::new();
-        out.push((f.path.display().to_string(), f.rows));
+        let rows = (out.len() < data).then_some(f.rows);
+        out.push((f.path.display().to_string(), rows));
     }
     if let Ok(d) = std::fs::File::open(dir) {
         let _ = d.sync_all();
     }
     Ok(out)
+}
+
+/// A report line: the file and its rows, or what `schema.json` holds.
+fn wrote(file: &str, rows: Option<u64>) -> String {
+    match rows {
+        Some(n) => format!("wrote {file} ({n} rows)\n"),
+        None => format!("wrote {file} (the column types)\n"),
+    }
 }
 
 fn csv_error(path: &Path, e: csv::Error) -> CliError {
@@ -348,7 +359,7 @@ pub async fn one(
     let files = publish(&mut files, dir)?;
     let mut text = String::new();
     for (f, n) in &files {
-        text.push_str(&format!("wrote {f} ({n} rows)\n"));
+        text.push_str(&wrote(f, *n));
     }
     Ok(Report {
         text,
@@ -439,7 +450,7 @@ pub async fn all(store: &Arc<dyn StateStore>, dir: &Path, opts: Options) -> Resu
     let mut items = Vec::new();
     for (sub, files) in &mut written {
         for (f, n) in publish(files, sub)? {
-            text.push_str(&format!("wrote {f} ({n} rows)\n"));
+            text.push_str(&wrote(&f, n));
             items.push(json!({"file": f, "rows": n}));
         }
     }
