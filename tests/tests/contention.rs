@@ -370,14 +370,16 @@ fn redb_second_process_is_refused() {
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    // The reader stays open until the writer is killed: a writer whose output pipe closes
+    // stops (and lets go of the file), which raced the open below.
+    let mut reader = BufReader::new(child.stdout.take().unwrap());
+    reader.read_line(&mut line).unwrap();
     assert_eq!(line.trim(), "ready");
     let rt = runtime();
     let started = std::time::Instant::now();
     let err = rt.block_on(Backend::Redb.open(&path)).unwrap_err();
     child.kill().unwrap();
+    drop(reader);
     child.wait().unwrap();
     assert!(
         matches!(
