@@ -22,7 +22,7 @@ from urllib.parse import quote
 
 from .. import _POOL, Store, _in_pool
 from .. import open as _open
-from ..errors import ConflictError, NotFoundError, TierstateError
+from ..errors import AlreadyExistsError, ConflictError, NotFoundError
 
 
 class StateConflictError(ConflictError):
@@ -608,18 +608,7 @@ class StateManager:
         if expected_version is None and state.version > 1:
             expected_version = state.version - 1
         try:
-            if expected_version is None:
-                s = await _in_pool(store.create, state.deployment_id, state.state or {})
-            else:
-                s = await _in_pool(store.update, state.deployment_id, expected_version, state.state or {})
-        except ConflictError as e:
-            raise StateConflictError(
-                state.deployment_id, expected_version or 0, e.actual if e.actual is not None else 0, str(e)
-            ) from e
-        except TierstateError as e:
-            if type(e).__name__ == "AlreadyExistsError":
-                raise StateConflictError(state.deployment_id, 0, getattr(e, "actual", 0) or 0, str(e)) from e
-            raise
+            s = await _cas(store, state, expected_version)
         finally:
             self._callback()
         return StateData._of(s)
@@ -700,9 +689,8 @@ class StateManager:
                     got[1] if got else None,
                 )
                 return True
-            except (ConflictError, TierstateError) as e:
-                if not isinstance(e, ConflictError) and type(e).__name__ != "AlreadyExistsError":
-                    raise
+            except (ConflictError, AlreadyExistsError):
+                continue  # another writer saved meanwhile: read again
         raise StateConflictError(metrics.deployment_id, 0, 0, "portfolio metrics: too many concurrent saves")
 
     async def get_portfolio_metrics(self, deployment_id: str) -> PortfolioMetrics | None:
@@ -793,6 +781,20 @@ def _tier_metric(m: dict[str, Any]) -> TierMetrics:
     )
 
 
+async def _cas(store: Store, state: StateData, expected_version: int | None) -> Any:
+    """The seed's save on the store: over ``expected_version``, or the first version (None).
+    Either losing race is the seed's :class:`StateConflictError`, with both versions."""
+    try:
+        if expected_version is None:
+            return await _in_pool(store.create, state.deployment_id, state.state or {})
+        return await _in_pool(store.update, state.deployment_id, expected_version, state.state or {})
+    except ConflictError as e:
+        actual = e.actual if e.actual is not None else 0
+        raise StateConflictError(state.deployment_id, expected_version or 0, actual, str(e)) from e
+    except AlreadyExistsError as e:
+        raise StateConflictError(state.deployment_id, 0, e.actual or 0, str(e)) from e
+
+
 class SQLiteStore:
     """The seed's store level: one SQLite file, with its own ``initialize``, ``get``,
     ``save(state, expected_version)``, ``delete``, listing and ``close``."""
@@ -818,18 +820,7 @@ class SQLiteStore:
 
     async def save(self, state: StateData, expected_version: int | None = None) -> bool:
         """Saves over ``expected_version`` (None: the first save). True on success."""
-        store = await self._ready()
-        try:
-            if expected_version is None:
-                await _in_pool(store.create, state.deployment_id, state.state or {})
-            else:
-                await _in_pool(store.update, state.deployment_id, expected_version, state.state or {})
-        except ConflictError as e:
-            raise StateConflictError(state.deployment_id, expected_version or 0, e.actual or 0, str(e)) from e
-        except TierstateError as e:
-            if type(e).__name__ == "AlreadyExistsError":
-                raise StateConflictError(state.deployment_id, 0, getattr(e, "actual", 0) or 0, str(e)) from e
-            raise
+        await _cas(await self._ready(), state, expected_version)
         return True
 
     async def delete(self, deployment_id: str) -> bool:
