@@ -303,17 +303,7 @@ fn promtool_accepts(metrics: &str) {
 
 /// Headless Chromium loads the page: its DOM has the chart and the tables.
 fn browser_sees_the_page(addr: &str) {
-    let Some(chromium) = ["chromium", "chromium-browser"].into_iter().find(|c| {
-        Command::new(c)
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success())
-    }) else {
-        assert!(
-            std::env::var_os("TIERSTATE_REQUIRE_TOOLS").is_none(),
-            "chromium is required here"
-        );
-        eprintln!("skipped the browser check: chromium is not installed");
+    let Some(chromium) = chromium() else {
         return;
     };
     let profile = tempfile::tempdir().unwrap();
@@ -355,17 +345,7 @@ fn browser_sees_the_page(addr: &str) {
 /// protocol while the page stays open).
 #[test]
 fn the_page_in_a_browser_shows_new_entries_without_a_reload() {
-    let Some(chromium) = ["chromium", "chromium-browser"].into_iter().find(|c| {
-        Command::new(c)
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success())
-    }) else {
-        assert!(
-            std::env::var_os("TIERSTATE_REQUIRE_TOOLS").is_none(),
-            "chromium is required here"
-        );
-        eprintln!("skipped: chromium is not installed");
+    let Some(chromium) = chromium() else {
         return;
     };
     let (dir, db) = fixture_db();
@@ -496,4 +476,23 @@ fn devtools_page(port: u16) -> String {
         );
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
+}
+
+/// Headless Chromium's command (Debian's `chromium`; `.ci/run` installs it), or `None`, said
+/// on stderr, where it is not installed and not required.
+fn chromium() -> Option<&'static str> {
+    let found = ["chromium", "chromium-browser"].into_iter().find(|c| {
+        Command::new(c)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    if found.is_none() {
+        assert!(
+            std::env::var_os("TIERSTATE_REQUIRE_TOOLS").is_none(),
+            "chromium is required here"
+        );
+        eprintln!("skipped the browser check: chromium is not installed");
+    }
+    found
 }
