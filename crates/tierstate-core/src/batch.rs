@@ -44,6 +44,18 @@ impl Retention {
     /// The default: the last 32 versions per deployment.
     pub const DEFAULT: Retention = Retention::KeepLast(NonZeroU32::new(32).unwrap());
 
+    /// An embedded store deletes pruned rows when the boundary reaches a multiple of this: one
+    /// delete per run of versions rather than one per commit (reads never see them either way).
+    pub const PRUNE_RUN: u64 = 16;
+
+    /// True if the commit that moves the boundary to `below` deletes the rows under it now: on
+    /// a run boundary, or on every commit when fewer versions than a run are kept (such a
+    /// record may never reach a run's end, and its rows would stay on disk).
+    pub fn reclaims_at(self, below: u64) -> bool {
+        below.is_multiple_of(Self::PRUNE_RUN)
+            || matches!(self, Retention::KeepLast(n) if u64::from(n.get()) < Self::PRUNE_RUN)
+    }
+
     /// Versions strictly below the returned one are pruned after committing `new_version`.
     pub fn prune_below(self, new_version: u64) -> Option<u64> {
         match self {
@@ -557,6 +569,20 @@ mod tests {
         let keep1 = Retention::KeepLast(NonZeroU32::new(1).unwrap());
         assert_eq!(keep1.prune_below(5), Some(5));
         assert_eq!(Retention::KeepAll.prune_below(1000), None);
+    }
+
+    #[test]
+    fn rows_are_reclaimed_in_runs_unless_fewer_than_a_run_are_kept() {
+        let (keep1, keep15) = (
+            Retention::KeepLast(NonZeroU32::new(1).unwrap()),
+            Retention::KeepLast(NonZeroU32::new(15).unwrap()),
+        );
+        for below in [2, 5, 17, 33] {
+            assert!(keep1.reclaims_at(below) && keep15.reclaims_at(below));
+            assert!(!Retention::DEFAULT.reclaims_at(below), "{below}");
+        }
+        assert!(Retention::DEFAULT.reclaims_at(32));
+        assert!(!Retention::KeepLast(NonZeroU32::new(16).unwrap()).reclaims_at(17));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use crate::state::verify_object;
-use crate::{Checksum, DocAddr, Error, Name, PutMode, Result, Target, Tier};
+use crate::{Checksum, DocAddr, Error, Name, PutMode, Result, Retention, Target, Tier};
 
 /// Which current documents of one collection a scan returns, and in which key order. Both
 /// bounds are exclusive, so a page's last key is the next page's cursor.
@@ -64,6 +64,9 @@ pub struct DocWrite {
     pub mode: PutMode,
     /// The new value: a JSON object.
     pub value: Map<String, Value>,
+    /// How many versions of this document to keep, if not the batch's retention: a record
+    /// whose history lives elsewhere (an order's, in its journal) keeps only what it needs.
+    pub retention: Option<Retention>,
 }
 
 impl DocWrite {
@@ -73,7 +76,15 @@ impl DocWrite {
             address,
             mode,
             value,
+            retention: None,
         }
+    }
+
+    /// The same write, keeping `retention` versions of this document whatever the batch keeps.
+    #[must_use]
+    pub fn with_retention(mut self, retention: Retention) -> Self {
+        self.retention = Some(retention);
+        self
     }
 
     /// A write from a typed value that serializes to a JSON object.

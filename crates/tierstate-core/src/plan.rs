@@ -95,6 +95,9 @@ pub struct RowWrite<A> {
     pub body: Vec<u8>,
     /// Versions strictly below this one are pruned (retention).
     pub prune_below: Option<u64>,
+    /// True if this commit deletes the pruned rows now rather than at the end of a run
+    /// ([`crate::Retention::reclaims_at`]); reads skip them either way.
+    pub reclaim_now: bool,
     /// True if no head exists yet (insert rather than update).
     pub is_new: bool,
 }
@@ -167,6 +170,9 @@ pub fn plan(batch: PreparedBatch, snap: &Snapshot, now: DateTime<Utc>) -> Result
             checksum,
             body,
             prune_below: retention.prune_below(version),
+            reclaim_now: retention
+                .prune_below(version)
+                .is_some_and(|b| retention.reclaims_at(b)),
             is_new: head.is_none(),
         });
     }
@@ -181,6 +187,8 @@ pub fn plan(batch: PreparedBatch, snap: &Snapshot, now: DateTime<Utc>) -> Result
             head.map(|h| h.0),
         )?;
         let created_us = head.map_or(now_us, |h| h.1);
+        let kept = d.write.retention.unwrap_or(retention);
+        let prune_below = kept.prune_below(version);
         out.committed.documents.push(Document {
             address: addr.clone(),
             version,
@@ -198,7 +206,8 @@ pub fn plan(batch: PreparedBatch, snap: &Snapshot, now: DateTime<Utc>) -> Result
             schema_version: 1,
             checksum: d.checksum.to_hex(),
             body: d.body,
-            prune_below: retention.prune_below(version),
+            prune_below,
+            reclaim_now: prune_below.is_some_and(|b| kept.reclaims_at(b)),
             is_new: head.is_none(),
         });
     }

@@ -59,4 +59,7 @@ pub use order::{
 };
 pub use retry::{RetryPolicy, retry_on_conflict};
 pub use sim::{FaultPlan, SimExchange};
-pub use store::{ORDERS_SCHEMA, OrderPlan, OrderStore, ReconStatus, StoredActual, StoredIntent};
+pub use store::{
+    ORDER_DOC_RETENTION, ORDERS_SCHEMA, OrderPlan, OrderStore, ReconStatus, StoredActual,
+    StoredIntent,
+};

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tierstate_core::{
     Append, BatchOp, DeploymentId, DocAddr, DocWrite, Document, JournalQuery, KeyRange, Name,
-    PutMode, StateStore, StreamAddr, WriteBatch,
+    PutMode, Retention, StateStore, StreamAddr, WriteBatch,
 };
 
 use crate::error::{OrdersError, Result};
@@ -107,7 +107,14 @@ struct IntentDoc {
 pub struct OrderStore {
     store: Arc<dyn StateStore>,
     deployment: DeploymentId,
+    doc_retention: Retention,
 }
+
+/// How many versions of each order document (intent, actual order, index) are kept by default:
+/// the current one. Every change is an event in the order's journal, which is its history
+/// ([`OrderStore::events`], [`OrderStore::rebuild`]); older document versions repeated it.
+pub const ORDER_DOC_RETENTION: Retention =
+    Retention::KeepLast(std::num::NonZeroU32::new(1).expect("1"));
 
 impl std::fmt::Debug for OrderStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -123,7 +130,22 @@ impl OrderStore {
         Self {
             store,
             deployment: deployment.clone(),
+            doc_retention: ORDER_DOC_RETENTION,
         }
+    }
+
+    /// The same store, keeping `retention` versions of each order document instead of
+    /// [`ORDER_DOC_RETENTION`] (for reading older versions of an intent by number or as of a
+    /// time; the order's journal has every change either way).
+    #[must_use]
+    pub fn with_doc_retention(mut self, retention: Retention) -> Self {
+        self.doc_retention = retention;
+        self
+    }
+
+    /// A document write of this store, with its retention.
+    fn doc_op(&self, write: DocWrite) -> BatchOp {
+        BatchOp::Document(write.with_retention(self.doc_retention))
     }
 
     /// The deployment.
@@ -222,11 +244,7 @@ impl OrderStore {
         intent.validate()?;
         self.check_owned(intent)?;
         let own = self.addr(INTENTS, &intent.intent_id)?;
-        let mut ops = vec![BatchOp::Document(DocWrite::new(
-            own,
-            PutMode::Create,
-            intent_doc(intent)?,
-        ))];
+        let mut ops = vec![self.doc_op(DocWrite::new(own, PutMode::Create, intent_doc(intent)?))];
         if let Some(g) = &intent.oco_group {
             ops.push(self.group_op(g, Some(&intent.intent_id), None).await?);
         }
@@ -320,7 +338,7 @@ impl OrderStore {
             ));
         }
         let own = self.addr(INTENTS, &next.intent_id)?;
-        let mut ops = vec![BatchOp::Document(DocWrite::new(
+        let mut ops = vec![self.doc_op(DocWrite::new(
             own,
             PutMode::Update {
                 expected: current.version,
@@ -416,7 +434,7 @@ impl OrderStore {
         }
         let mut m = Map::new();
         m.insert("intents".into(), Value::from(ids));
-        Ok(BatchOp::Document(DocWrite::new(at, mode, m)))
+        Ok(self.doc_op(DocWrite::new(at, mode, m)))
     }
 
     /// The intents of an OCO group, in the order they joined it.
@@ -695,13 +713,9 @@ impl OrderStore {
                     },
                     None => PutMode::Create,
                 };
-                ops.push(BatchOp::Document(DocWrite::new(
-                    at_doc,
-                    mode,
-                    encode(&doc)?,
-                )));
+                ops.push(self.doc_op(DocWrite::new(at_doc, mode, encode(&doc)?)));
                 if current.is_none_or(|c| c.synced_at.timestamp_micros() != at.timestamp_micros()) {
-                    ops.push(BatchOp::Document(DocWrite::new(
+                    ops.push(self.doc_op(DocWrite::new(
                         self.synced_addr(at, intent_id)?,
                         PutMode::Overwrite,
                         Map::new(),
@@ -722,7 +736,7 @@ impl OrderStore {
                 {
                     let mut m = Map::new();
                     m.insert("intent".into(), Value::from(intent_id));
-                    ops.push(BatchOp::Document(DocWrite::new(
+                    ops.push(self.doc_op(DocWrite::new(
                         self.addr(BY_EXCHANGE_ID, x)?,
                         PutMode::Overwrite,
                         m,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, TimeZone, Utc};
 use rust_decimal::Decimal;
-use tierstate_core::{DeploymentId, Error, StateStore};
+use tierstate_core::{DeploymentId, DocAddr, Error, Retention, StateStore};
 use tierstate_orders::{
     Action, Exchange, FaultPlan, IntentStatus, OrderEvent, OrderIntent, OrderSpec, OrderStatus,
     OrderStore, OrdersError, ReconStatus, Reconciler, RetryPolicy, Side, SimExchange,
@@ -101,6 +101,20 @@ async fn intents_are_cas_indexed_and_journaled(store: Arc<dyn StateStore>) {
     solo.oco_group = None;
     let a3 = o.update_intent(&a2, solo).await.unwrap();
     assert_eq!(ids(o.group("g1").await.unwrap()), ["b"]);
+    // An intent keeps its current document only (its journal is its history), unless the
+    // store is told to keep more.
+    let versions = async |key: &str| -> Vec<u64> {
+        let addr = DocAddr::new(dep().as_str(), "orders.intents", key).unwrap();
+        let kept = store.document_history(&addr, 10).await.unwrap();
+        kept.iter().map(|d| d.version).collect()
+    };
+    assert_eq!(versions("a").await, [3]);
+    let keeping = OrderStore::new(store.clone(), &dep()).with_doc_retention(Retention::KeepAll);
+    let b = keeping.intent("b").await.unwrap().unwrap();
+    let mut b2 = b.intent.clone();
+    b2.spec.price = Some(d("2401"));
+    keeping.update_intent(&b, b2).await.unwrap();
+    assert_eq!(versions("b").await, [2, 1]);
     o.delete_intent(&a3, t(1)).await.unwrap();
     assert!(o.intent("a").await.unwrap().is_none());
     // The journal holds every change, contiguous, and folds to what is stored.

@@ -6,7 +6,7 @@ use std::ops::Bound;
 
 use redb::{ReadableTable, Table};
 use tierstate_core::journal::{Fetch, JournalHead, StoredEntry, truncated_head};
-use tierstate_core::plan::{Plan, Reads, Snapshot};
+use tierstate_core::plan::{Plan, Reads, RowWrite, Snapshot};
 use tierstate_core::{DocAddr, Name, Result, StoredDoc, StreamAddr, TruncateBefore};
 
 use crate::error::map;
@@ -206,10 +206,11 @@ fn stream_key(s: &StreamAddr) -> (&str, &str) {
     (s.deployment_id.as_str(), s.stream.as_str())
 }
 
-/// The boundary below which this commit removes rows: only on a multiple of
-/// [`crate::tables::PRUNE_RUN`] (reads already skip everything below the head's `keep_from`).
-fn reclaim_below(prune_below: Option<u64>) -> Option<u64> {
-    prune_below.filter(|b| b % crate::tables::PRUNE_RUN == 0)
+/// The boundary below which this commit removes rows: only when the core says so
+/// ([`tierstate_core::Retention::reclaims_at`]; reads already skip everything below the head's
+/// `keep_from`).
+fn reclaim_below<A>(w: &RowWrite<A>) -> Option<u64> {
+    w.prune_below.filter(|_| w.reclaim_now)
 }
 
 /// Stores everything a plan decided; any failure aborts the transaction.
@@ -232,7 +233,7 @@ pub(crate) fn store(t: &mut Tables<'_>, plan: &Plan) -> std::result::Result<(), 
                 ),
             )
             .map_err(stop)?;
-        if let Some(below) = reclaim_below(w.prune_below) {
+        if let Some(below) = reclaim_below(w) {
             let old: Vec<u64> = t
                 .versions()?
                 .range((id, 0)..(id, below))
@@ -262,7 +263,7 @@ pub(crate) fn store(t: &mut Tables<'_>, plan: &Plan) -> std::result::Result<(), 
                 (w.updated_us, w.checksum.as_bytes(), w.body.as_slice()),
             )
             .map_err(stop)?;
-        if let Some(below) = reclaim_below(w.prune_below) {
+        if let Some(below) = reclaim_below(w) {
             remove_doc_versions(t, &w.address, below)?;
         }
     }

@@ -4,7 +4,8 @@
 //! - `ts_head_v3`: deployment id → (current version, created_at µs, updated_at µs of the current
 //!   version, keep_from) — the CAS point; the commit time lets a read as of a time answer from
 //!   the head; `keep_from` is the oldest version reads may return (retention moves it in the
-//!   commit; the rows below it are removed [`PRUNE_RUN`] versions at a time).
+//!   commit; the rows below it are removed a run of versions at a time, see
+//!   [`tierstate_core::Retention::reclaims_at`]).
 //! - `ts_version`: (deployment id, version) → (schema_version, updated_at µs, checksum hex bytes,
 //!   canonical JSON body).
 //! - `ts_doc_head_v3` / `ts_doc_version`: the same two shapes for documents, keyed by
@@ -26,11 +27,6 @@ use crate::error::{BACKEND, map};
 
 /// The format this build writes and the newest it opens.
 pub const FORMAT_VERSION: u32 = 3;
-
-/// Rows below a head's `keep_from` are removed by the commit whose retention boundary reaches
-/// a multiple of this: one removal per run of versions, so a record's oldest leaf is copied
-/// (copy-on-write) once per run instead of on every commit. At most this many wait on disk.
-pub(crate) const PRUNE_RUN: u64 = 16;
 
 pub(crate) const META: TableDefinition<&str, u32> = TableDefinition::new("tierstate_meta");
 /// Format 1's head table: replaced by [`HEAD`] in the step to format 2.

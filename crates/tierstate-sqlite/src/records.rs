@@ -71,13 +71,11 @@ pub(crate) fn snapshot(conn: &Connection, reads: &Reads) -> Result<Snapshot> {
 }
 
 /// A commit of one writer alone deletes the rows below a head's `keep_from` only when the
-/// boundary reaches a multiple of this: one delete per run of versions (a tick's versions of
-/// one record sit together, and deleting them one per commit dirtied the oldest leaf every
-/// time). A commit of several writers deletes them at once: their oldest rows were written
-/// together and share pages. Reads never see the rows either way (they filter on
-/// `keep_from`); at most this many wait on disk.
-pub(crate) const PRUNE_RUN: u64 = 16;
-
+/// core says so ([`tierstate_core::Retention::reclaims_at`]: at the end of a run of versions, as
+/// a tick's versions of one record sit together and deleting them one per commit dirtied the
+/// oldest leaf every time; or every commit for a record that keeps fewer versions than a run).
+/// A commit of several writers deletes them at once: their oldest rows were written together
+/// and share pages. Reads never see the rows either way (they filter on `keep_from`).
 /// The head's new `keep_from` for a write with this retention boundary (the head keeps the
 /// larger of the two: a retention that keeps more never brings pruned versions back).
 fn keep_from(prune_below: Option<u64>) -> i64 {
@@ -86,30 +84,31 @@ fn keep_from(prune_below: Option<u64>) -> i64 {
 
 /// Rows below a head's `keep_from` to delete: reads no longer see them, so the writer deletes
 /// them after the group's savepoints are released (inside one, SQLite would first copy every
-/// page the delete touches into the statement journal), and a lone commit only every
-/// [`PRUNE_RUN`] versions.
+/// page the delete touches into the statement journal), and a lone commit only when the core
+/// says so.
 #[derive(Debug)]
 pub(crate) enum Reclaim {
-    /// A deployment's state versions below the boundary.
-    State(String, u64),
-    /// A document's versions below the boundary.
-    Document(DocAddr, u64),
+    /// A deployment's state versions below the boundary, and whether a lone commit deletes
+    /// them now.
+    State(String, u64, bool),
+    /// A document's versions below the boundary, and whether a lone commit deletes them now.
+    Document(DocAddr, u64, bool),
 }
 
 impl Reclaim {
     /// True if a commit of one writer alone deletes these rows now.
     pub(crate) fn due_alone(&self) -> bool {
-        let (Reclaim::State(_, below) | Reclaim::Document(_, below)) = self;
-        below % PRUNE_RUN == 0
+        let (Reclaim::State(_, _, now) | Reclaim::Document(_, _, now)) = self;
+        *now
     }
 
     /// Deletes the rows, in the open transaction.
     pub(crate) fn run(&self, conn: &Connection) -> Result<()> {
         match self {
-            Reclaim::State(id, below) => conn
+            Reclaim::State(id, below, _) => conn
                 .prepare_cached("DELETE FROM ts_version WHERE deployment_id = ?1 AND version < ?2")
                 .and_then(|mut s| s.execute(params![id, i64_of(*below)])),
-            Reclaim::Document(a, below) => conn
+            Reclaim::Document(a, below, _) => conn
                 .prepare_cached(
                     "DELETE FROM ts_doc_version WHERE deployment_id = ?1 AND collection = ?2 \
                      AND key = ?3 AND version < ?4",
@@ -147,7 +146,7 @@ pub(crate) fn store(conn: &Connection, plan: &Plan, reclaim: &mut Vec<Reclaim>) 
         .and_then(|mut s| s.execute(params![id, v, w.schema_version, w.checksum, w.updated_us, w.body]))
         .map_err(map)?;
         if let Some(below) = w.prune_below {
-            reclaim.push(Reclaim::State(id.to_owned(), below));
+            reclaim.push(Reclaim::State(id.to_owned(), below, w.reclaim_now));
         }
     }
     for w in &plan.documents {
@@ -172,7 +171,7 @@ pub(crate) fn store(conn: &Connection, plan: &Plan, reclaim: &mut Vec<Reclaim>) 
         .and_then(|mut s| s.execute(params![d, c, k, v, w.checksum, w.updated_us, w.body]))
         .map_err(map)?;
         if let Some(below) = w.prune_below {
-            reclaim.push(Reclaim::Document(a.clone(), below));
+            reclaim.push(Reclaim::Document(a.clone(), below, w.reclaim_now));
         }
     }
     for a in &plan.removals {

@@ -33,8 +33,9 @@ const APPLICATION_ID: i32 = 0x7453_7431;
 /// primary key), and it cost a page write on every version stored or pruned.
 /// v5: `keep_from` on `ts_head` and `ts_doc_head`: the oldest version reads may return.
 /// Retention moves it in the commit itself; the rows below it are deleted in runs of
-/// `PRUNE_RUN` (16) versions, not one per commit (each delete dirtied the leaf
-/// holding the oldest version: a page in the WAL and a statement on every write).
+/// `Retention::PRUNE_RUN` (16) versions, not one per commit (each delete dirtied the leaf
+/// holding the oldest version: a page in the WAL and a statement on every write), except for a
+/// record that keeps fewer versions than a run.
 ///
 /// The version and journal tables stay rowid tables although their primary key is a separate
 /// index: rebuilt `WITHOUT ROWID`, the tick bench measured 1.55–1.69× the plain transaction

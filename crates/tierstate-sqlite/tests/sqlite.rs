@@ -319,6 +319,48 @@ async fn pruned_versions_are_reclaimed_in_runs() {
     assert_eq!(store.history(&id("a"), 100).await.unwrap().len(), 4);
 }
 
+/// A document that keeps fewer versions than a run (an order's, keeping its current one) has
+/// its old rows deleted by every commit: it may never reach a run's end, and its rows would
+/// stay on disk for good.
+#[tokio::test]
+async fn a_record_keeping_fewer_versions_than_a_run_is_reclaimed_each_commit() {
+    use tierstate_core::{DocAddr, DocWrite, PutMode};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("d.db");
+    let store = SqliteStore::open(SqliteConfig::new(&path)).await.unwrap();
+    let keep1 = Retention::KeepLast(std::num::NonZeroU32::new(1).unwrap());
+    let (one, all) = (
+        DocAddr::new("a", "orders.intents", "q1").unwrap(),
+        DocAddr::new("a", "notes", "n1").unwrap(),
+    );
+    let rows = |key: &str| -> i64 {
+        Connection::open(&path)
+            .unwrap()
+            .query_row(
+                "SELECT count(*) FROM ts_doc_version WHERE key = ?1",
+                [key],
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
+    for n in 1..=5 {
+        let value = obj(serde_json::json!({ "n": n }));
+        let batch = tierstate_core::WriteBatch::new()
+            .document(
+                DocWrite::new(one.clone(), PutMode::Overwrite, value.clone()).with_retention(keep1),
+            )
+            .document(DocWrite::new(all.clone(), PutMode::Overwrite, value));
+        store.write(batch).await.unwrap();
+        assert_eq!(rows("q1"), 1, "after {n} writes keeping 1");
+        assert_eq!(
+            rows("n1"),
+            n,
+            "the batch's own retention keeps the other document's"
+        );
+    }
+    assert_eq!(store.document_history(&one, 10).await.unwrap().len(), 1);
+}
+
 /// Writers committed together (one group, one transaction) delete their pruned rows in that
 /// commit: after concurrent writers keeping 4, every deployment's history is its 4 newest
 /// versions and at most 4 + 16 of its rows are on disk.

@@ -97,6 +97,41 @@ pub async fn documents_compare_and_swap(h: &Harness) {
     assert!(!s.delete_document(&a, None).await.unwrap());
 }
 
+/// A document write may keep its own number of versions, whatever its batch keeps: the
+/// others in the batch keep the batch's, and a pruned version is gone from every read.
+pub async fn a_document_keeps_its_own_retention(h: &Harness) {
+    let s = &h.store;
+    let keep1 = Retention::KeepLast(NonZeroU32::new(1).unwrap());
+    let (one, all) = (doc("d", "orders.intents", "q1"), doc("d", "notes", "n1"));
+    for n in 1..=20 {
+        let value = obj(json!({ "n": n }));
+        s.write(
+            WriteBatch::new()
+                .document(
+                    DocWrite::new(one.clone(), PutMode::Overwrite, value.clone())
+                        .with_retention(keep1),
+                )
+                .document(DocWrite::new(all.clone(), PutMode::Overwrite, value))
+                .with_retention(Retention::KeepAll),
+        )
+        .await
+        .unwrap();
+    }
+    let versions =
+        |d: Vec<tierstate_core::Document>| d.iter().map(|d| d.version).collect::<Vec<_>>();
+    assert_eq!(versions(s.document_history(&one, 100).await.unwrap()), [20]);
+    assert_eq!(s.document_history(&all, 100).await.unwrap().len(), 20);
+    assert!(s.document_version(&one, 19).await.unwrap().is_none());
+    assert_eq!(
+        s.document_version(&all, 1).await.unwrap().unwrap().value["n"],
+        json!(1)
+    );
+    assert_eq!(
+        s.get_document(&one).await.unwrap().unwrap().value["n"],
+        json!(20)
+    );
+}
+
 /// A collection lists in key order with a cursor and limit, and only its own documents.
 pub async fn documents_list_by_collection(h: &Harness) {
     let s = &h.store;

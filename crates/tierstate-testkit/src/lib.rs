@@ -181,6 +181,7 @@ macro_rules! conformance_tests {
             schema_version_out_of_range_is_refused,
             reserved_records_are_hidden_from_listing,
             documents_compare_and_swap,
+            a_document_keeps_its_own_retention,
             documents_list_by_collection,
             documents_scan_by_key_range,
             record_damage_is_detected,
