@@ -11,6 +11,7 @@
 //! ```
 
 mod chart;
+mod copy;
 mod domain;
 mod error;
 mod export;
@@ -185,6 +186,17 @@ enum Command {
         #[arg(long)]
         backup_to: Option<std::path::PathBuf>,
     },
+    /// Copies every record (states with history, documents, journals with their chains) into
+    /// an empty database of any backend, then verifies both sides: how a SQLite database moves
+    /// to PostgreSQL, and a backup for redb and PostgreSQL.
+    Copy {
+        /// The source (default: --db); opened read-only.
+        #[arg(long)]
+        from: Option<String>,
+        /// The destination, which must hold no records (a new file is created).
+        #[arg(long)]
+        to: String,
+    },
     /// Imports a seed-000 (almanak `StateManager`) SQLite database: states (their checksums
     /// checked), portfolio snapshots and metrics, ledger and position registry. Idempotent: a
     /// second run writes nothing; a row that differs from what is stored is named, not merged.
@@ -286,6 +298,15 @@ async fn run(cli: Cli) -> Result<Option<Report>> {
                 .await
                 .map_err(|e| CliError::Other(format!("the server stopped: {e}")))?
                 .map(|()| None)
+        }
+        Command::Copy { from, to } => {
+            let from = match from {
+                Some(f) => open::parse(&f)?,
+                None => url,
+            };
+            copy::run(&from, &open::parse(&to)?, cli.json)
+                .await
+                .map(Some)
         }
         Command::Import {
             source,
@@ -446,6 +467,7 @@ async fn query(
         Command::Demo(_)
         | Command::Migrate { .. }
         | Command::Import { .. }
+        | Command::Copy { .. }
         | Command::Serve { .. } => {
             return Err(CliError::Other("not a read command".into()));
         }

@@ -57,7 +57,7 @@ impl Tally {
 }
 
 /// The address a damage error names: `dep`, `dep document c/k v3`, `dep journal s #7`.
-fn address_of(e: &Error) -> String {
+pub(crate) fn address_of(e: &Error) -> String {
     match e {
         Error::Integrity {
             deployment_id,

@@ -31,6 +31,7 @@ pub mod canonical;
 pub mod cas;
 pub mod codec;
 pub mod compress;
+pub mod copy;
 mod document;
 mod error;
 pub mod exact;

@@ -46,6 +46,56 @@ impl InMemoryStore {
         Self::default()
     }
 
+    /// Stores a plan's rows; true if it appended to a journal.
+    fn store(data: &mut Data, plan: crate::plan::Plan) -> (bool, Committed) {
+        for w in plan.states {
+            let versions = data.rows.entry(w.address.clone()).or_default();
+            versions.push(StoredRecord {
+                deployment_id: w.address,
+                version: w.version,
+                schema_version: w.schema_version,
+                body: w.body,
+                checksum: w.checksum,
+                created_at_us: w.created_us,
+                updated_at_us: w.updated_us,
+            });
+            if let Some(below) = w.prune_below {
+                versions.retain(|r| r.version >= below);
+            }
+        }
+        for w in plan.documents {
+            let versions = data.docs.entry(w.address.clone()).or_default();
+            versions.push(StoredDoc {
+                address: w.address,
+                version: w.version,
+                body: w.body,
+                checksum: w.checksum,
+                created_at_us: w.created_us,
+                updated_at_us: w.updated_us,
+            });
+            if let Some(below) = w.prune_below {
+                versions.retain(|r| r.version >= below);
+            }
+        }
+        for a in plan.removals {
+            data.docs.remove(&a);
+        }
+        let appended = !plan.entries.is_empty();
+        for e in plan.entries {
+            let slot = data
+                .journals
+                .entry(e.stream.clone())
+                .or_insert_with(|| (JournalHead::empty(&e.stream), BTreeMap::new()));
+            slot.1.insert(e.seq, e);
+        }
+        for (s, h, _) in plan.heads {
+            if let Some(slot) = data.journals.get_mut(&s) {
+                slot.0 = h;
+            }
+        }
+        (appended, plan.committed)
+    }
+
     fn snapshot(data: &Data, batch: &crate::PreparedBatch) -> Snapshot {
         let reads = batch.reads();
         let mut snap = Snapshot::default();
@@ -217,6 +267,16 @@ impl StateStore for InMemoryStore {
         rows.into_iter().map(|r| r.verify(Tier::Warm)).collect()
     }
 
+    async fn restore(&self, plan: crate::plan::Plan) -> Result<()> {
+        let mut data = self.data.lock();
+        let (appended, _) = Self::store(&mut data, plan);
+        drop(data);
+        if appended {
+            self.signal.bump();
+        }
+        Ok(())
+    }
+
     async fn write(&self, batch: WriteBatch) -> Result<Committed> {
         let batch = batch.prepare()?;
         let mut data = self.data.lock();
@@ -230,56 +290,12 @@ impl StateStore for InMemoryStore {
         {
             return Err(crate::fault::injected(&e.stream));
         }
-        for w in plan.states {
-            let versions = data.rows.entry(w.address.clone()).or_default();
-            versions.push(StoredRecord {
-                deployment_id: w.address,
-                version: w.version,
-                schema_version: w.schema_version,
-                body: w.body,
-                checksum: w.checksum,
-                created_at_us: w.created_us,
-                updated_at_us: w.updated_us,
-            });
-            if let Some(below) = w.prune_below {
-                versions.retain(|r| r.version >= below);
-            }
-        }
-        for w in plan.documents {
-            let versions = data.docs.entry(w.address.clone()).or_default();
-            versions.push(StoredDoc {
-                address: w.address,
-                version: w.version,
-                body: w.body,
-                checksum: w.checksum,
-                created_at_us: w.created_us,
-                updated_at_us: w.updated_us,
-            });
-            if let Some(below) = w.prune_below {
-                versions.retain(|r| r.version >= below);
-            }
-        }
-        for a in plan.removals {
-            data.docs.remove(&a);
-        }
-        let appended = !plan.entries.is_empty();
-        for e in plan.entries {
-            let slot = data
-                .journals
-                .entry(e.stream.clone())
-                .or_insert_with(|| (JournalHead::empty(&e.stream), BTreeMap::new()));
-            slot.1.insert(e.seq, e);
-        }
-        for (s, h, _) in plan.heads {
-            if let Some(slot) = data.journals.get_mut(&s) {
-                slot.0 = h;
-            }
-        }
+        let (appended, committed) = Self::store(&mut data, plan);
         drop(data);
         if appended {
             self.signal.bump();
         }
-        Ok(plan.committed)
+        Ok(committed)
     }
 
     async fn get_as_of(&self, id: &DeploymentId, at: DateTime<Utc>) -> Result<Option<StateData>> {

@@ -177,6 +177,22 @@ pub trait StateStore: Send + Sync + Debug + 'static {
         ))
     }
 
+    /// Stores `plan`'s rows exactly as given (versions, commit times, checksums, chain hashes
+    /// and journal heads) in one transaction: how `tierstate copy` writes what it read from
+    /// another store. Only for records the store does not hold yet (copy refuses a destination
+    /// that holds any); each address appears at most once in a plan.
+    ///
+    /// # Errors
+    /// `InvalidInput` if the backend cannot restore rows; `Backend` if the store fails (nothing
+    /// of the plan is written).
+    async fn restore(&self, plan: crate::plan::Plan) -> Result<()> {
+        let _ = plan;
+        Err(crate::Error::invalid(
+            "restore",
+            format!("the {} backend cannot restore rows", self.backend()),
+        ))
+    }
+
     /// Up to `limit` current documents of one collection inside `range`, in its key order
     /// (byte order of the keys). A damaged document appears as its `Integrity` error in place.
     /// Each bound is a seek, so a page costs the same however large the collection is.

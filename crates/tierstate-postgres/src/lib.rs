@@ -44,6 +44,7 @@ mod lane;
 mod listener;
 mod notify;
 mod records;
+mod restore;
 mod schema;
 mod statement;
 mod store;

@@ -451,6 +451,17 @@ impl StateStore for PostgresStore {
         resolved.finish(stream, rows, linked, Tier::Warm)
     }
 
+    async fn restore(&self, plan: tierstate_core::plan::Plan) -> Result<()> {
+        if self.config.read_only {
+            return Err(read_only());
+        }
+        let mut tx = self.pool.begin().await.map_err(not_applied)?;
+        crate::restore::store(&mut tx, &plan)
+            .await
+            .map_err(in_flight)?;
+        tx.commit().await.map_err(in_flight)
+    }
+
     async fn truncate_journal(&self, stream: &StreamAddr, before: TruncateBefore) -> Result<u64> {
         if self.config.read_only {
             return Err(read_only());

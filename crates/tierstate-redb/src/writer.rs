@@ -38,6 +38,11 @@ pub(crate) enum Job {
         id: DeploymentId,
         reply: oneshot::Sender<Result<bool>>,
     },
+    /// A copy's rows, stored as given.
+    Restore {
+        plan: Box<tierstate_core::plan::Plan>,
+        reply: oneshot::Sender<Result<bool>>,
+    },
     /// Test hook: raw work on the tables inside the writer's transaction.
     #[cfg(feature = "test-hooks")]
     Hook {
@@ -62,6 +67,7 @@ fn fail(job: Job, e: &Error) {
         Job::Commit(c) => drop(c.reply.send(Err(replicate(e)))),
         Job::Truncate { reply, .. } => drop(reply.send(Err(replicate(e)))),
         Job::Delete { reply, .. } => drop(reply.send(Err(replicate(e)))),
+        Job::Restore { reply, .. } => drop(reply.send(Err(replicate(e)))),
         #[cfg(feature = "test-hooks")]
         Job::Hook { reply, .. } => drop(reply.send(Err(replicate(e)))),
     }
@@ -155,6 +161,10 @@ fn commit_group(handle: &Handle, durability: Durability, group: Vec<Job>) {
                         Err(Stop(e)) => Err((e, Done::Flag(reply, Ok(false)))),
                     }
                 }
+                Job::Restore { plan, reply } => match crate::records::store(&mut tables, &plan) {
+                    Ok(()) => Ok(Done::Flag(reply, Ok(true))),
+                    Err(Stop(e)) => Err((e, Done::Flag(reply, Ok(false)))),
+                },
                 #[cfg(feature = "test-hooks")]
                 Job::Hook { run, reply } => match run(&mut tables) {
                     Ok(r) => Ok(Done::Flag(reply, Ok(r))),

@@ -456,6 +456,16 @@ impl StateStore for SqliteStore {
         Ok(n)
     }
 
+    async fn restore(&self, plan: tierstate_core::plan::Plan) -> Result<()> {
+        let appended = !plan.entries.is_empty();
+        let plan = Box::new(plan);
+        self.send_job(|reply| Job::Restore { plan, reply }).await?;
+        if appended {
+            self.inner.signal.bump();
+        }
+        Ok(())
+    }
+
     fn journal_signal(&self) -> watch::Receiver<u64> {
         self.inner.signal.subscribe()
     }

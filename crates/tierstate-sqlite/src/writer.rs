@@ -40,6 +40,11 @@ pub(crate) enum Job {
         id: DeploymentId,
         reply: oneshot::Sender<Result<bool>>,
     },
+    /// A copy's rows, stored as given.
+    Restore {
+        plan: Box<tierstate_core::plan::Plan>,
+        reply: oneshot::Sender<Result<bool>>,
+    },
     /// Test hook: runs raw SQL work in the writer's transaction.
     #[cfg(feature = "test-hooks")]
     Hook {
@@ -224,6 +229,7 @@ fn fail(job: Job, e: &Error) {
         Job::Commit(c) => drop(c.reply.send(Err(replicate(e)))),
         Job::Truncate { reply, .. } => drop(reply.send(Err(replicate(e)))),
         Job::Delete { reply, .. } => drop(reply.send(Err(replicate(e)))),
+        Job::Restore { reply, .. } => drop(reply.send(Err(replicate(e)))),
         #[cfg(feature = "test-hooks")]
         Job::Hook { reply, .. } => drop(reply.send(Err(replicate(e)))),
     }
@@ -243,6 +249,10 @@ fn apply(conn: &Connection, job: Job, now: DateTime<Utc>, reclaim: &mut Vec<Recl
             reply,
         } => Done::Count(reply, crate::records::truncate(conn, &stream, before)),
         Job::Delete { id, reply } => Done::Flag(reply, delete(conn, &id)),
+        Job::Restore { plan, reply } => Done::Flag(
+            reply,
+            crate::records::store(conn, &plan, reclaim).map(|()| true),
+        ),
         #[cfg(feature = "test-hooks")]
         Job::Hook { run, reply } => Done::Flag(reply, run(conn)),
     }

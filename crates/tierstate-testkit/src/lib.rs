@@ -19,6 +19,7 @@ use std::sync::Arc;
 use tierstate_core::{DeploymentId, Fault, FaultSeam, InMemoryStore, StateStore};
 
 pub mod batches;
+pub mod copy;
 pub mod damage;
 pub mod documents;
 pub mod journals;
@@ -29,6 +30,7 @@ pub mod verify;
 /// Every check, by name (what [`conformance_tests!`] calls).
 pub mod checks {
     pub use crate::batches::*;
+    pub use crate::copy::*;
     pub use crate::damage::*;
     pub use crate::documents::*;
     pub use crate::journals::*;
@@ -202,6 +204,7 @@ macro_rules! conformance_tests {
             audit_reads_step_over_damage,
             reads_by_time_see_a_deleted_neighbour,
             engine_check_passes_on_a_healthy_store,
+            a_copy_holds_every_record_as_the_original,
         );
     };
     (@each $factory:path; $($check:ident),* $(,)?) => {

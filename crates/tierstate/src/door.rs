@@ -237,6 +237,16 @@ impl StateStore for Door {
         self.warm().backup_to(dest).await
     }
 
+    async fn restore(&self, plan: tierstate_core::plan::Plan) -> Result<()> {
+        // HOT must not keep a state the restore wrote past.
+        let ids: Vec<DeploymentId> = plan.states.iter().map(|w| w.address.clone()).collect();
+        let r = self.warm().restore(plan).await;
+        for id in &ids {
+            self.manager.invalidate(id);
+        }
+        r
+    }
+
     async fn scan(
         &self,
         after: Option<&DeploymentId>,

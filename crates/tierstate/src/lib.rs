@@ -52,6 +52,8 @@ pub use payload::PAYLOAD_MARKER;
 pub use tierstate_core::backup;
 /// Large bodies stored zstd-compressed: the threshold and its default.
 pub use tierstate_core::compress;
+/// A logical copy of every record into an empty store (what `tierstate copy` runs).
+pub use tierstate_core::copy;
 pub use tierstate_core::group::GroupStats;
 /// Journals: queries, pages, and the damage a fault can do to an entry.
 pub use tierstate_core::journal;
