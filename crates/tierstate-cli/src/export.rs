@@ -1,6 +1,7 @@
-//! `export ID DIR` (or `export --all DIR`): trades, positions, metrics, NAV and ledger as CSV
-//! or NDJSON files, oldest first, optionally since a time, for analysis elsewhere. Money is
-//! written as decimal text, never through a float.
+//! `export ID DIR` (or `export --all DIR`, every deployment in the same five files with a
+//! `deployment` column): trades, positions, metrics, NAV and ledger as CSV or NDJSON files,
+//! oldest first, optionally since a time, for analysis elsewhere. Money is written as decimal
+//! text, never through a float.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -93,6 +94,8 @@ struct Sheet {
     rows: u64,
     names: Vec<String>,
     kinds: Vec<Kind>,
+    /// The deployment written first on each row (`export --all`), if there is that column.
+    lead: Option<Option<String>>,
 }
 
 /// What a column's values have all been so far: what `schema.json` types it as.
@@ -141,7 +144,15 @@ impl Kind {
 }
 
 impl Sheet {
-    fn create(dir: &Path, base: &str, header: &[&str], format: Format) -> Result<Self> {
+    fn create(dir: &Path, base: &str, header: &[&str], format: Format, lead: bool) -> Result<Self> {
+        let with_lead: Vec<&str> = if lead {
+            std::iter::once("deployment")
+                .chain(header.iter().copied())
+                .collect()
+        } else {
+            header.to_vec()
+        };
+        let header = with_lead.as_slice();
         let name = format!("{base}.{}", format.ext());
         let path = dir.join(&name);
         let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
@@ -164,10 +175,21 @@ impl Sheet {
             rows: 0,
             names: header.iter().map(|h| (*h).to_owned()).collect(),
             kinds: vec![Kind::Empty; header.len()],
+            lead: lead.then_some(None),
         })
     }
 
     fn row(&mut self, cells: &[String]) -> Result<()> {
+        let led: Vec<String>;
+        let cells = match &self.lead {
+            Some(id) => {
+                led = std::iter::once(id.clone().unwrap_or_default())
+                    .chain(cells.iter().cloned())
+                    .collect();
+                led.as_slice()
+            }
+            None => cells,
+        };
         self.rows += 1;
         for (k, c) in self.kinds.iter_mut().zip(cells) {
             *k = k.with(c);
@@ -346,7 +368,11 @@ pub async fn one(
     refuse_existing(std::iter::once(dir), opts)?;
     let created = !dir.exists();
     std::fs::create_dir_all(dir).map_err(|e| CliError::io(dir, e))?;
-    let written = write_all(store, &id, dir, opts).await;
+    let mut sheets = Sheets::create(dir, opts.format, false)?;
+    // On error the sheets are dropped (their temporary files removed) before the directory.
+    let written = fill(store, &id, &mut sheets, opts)
+        .await
+        .and_then(|()| sheets.finish());
     let mut files = match written {
         Ok(f) => f,
         Err(e) => {
@@ -372,22 +398,6 @@ pub async fn one(
     })
 }
 
-/// A deployment id as one directory name: bytes outside `[A-Za-z0-9_.-]` (a `/`, a space)
-/// and names of only dots are percent-encoded, so no id escapes the export directory.
-fn dir_name(id: &str) -> String {
-    let safe = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-');
-    let all_dots = id.bytes().all(|b| b == b'.');
-    id.bytes()
-        .map(|b| {
-            if safe(b) && !(all_dots && b == b'.') {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
 /// Refuses, unless `force`, when any export file already exists in one of `dirs`.
 fn refuse_existing<'a>(dirs: impl Iterator<Item = &'a Path>, opts: Options) -> Result<()> {
     let force = opts.force;
@@ -411,48 +421,41 @@ fn refuse_existing<'a>(dirs: impl Iterator<Item = &'a Path>, opts: Options) -> R
     )))
 }
 
-/// `export --all DIR`: every deployment holding any record into `DIR/<id>`, all of them or
-/// none: every file is written under a temporary name first, then all are renamed.
+/// `export --all DIR`: every deployment holding any record, in the same five files with a
+/// `deployment` column first, all written or none (each file under a temporary name first).
 ///
 /// # Errors
-/// As [`csv`], for any deployment; `Other` if the database holds none.
+/// As [`one`], for any deployment; `Other` if the database holds none.
 pub async fn all(store: &Arc<dyn StateStore>, dir: &Path, opts: Options) -> Result<Report> {
     let ids = deployments(store).await?;
     if ids.is_empty() {
         return Err(CliError::Other("the database holds no deployment".into()));
     }
-    let subs: Vec<_> = ids
-        .iter()
-        .map(|id| dir.join(dir_name(id.as_str())))
-        .collect();
-    refuse_existing(subs.iter().map(|p| p.as_path()), opts)?;
-    let mut made = Vec::new();
-    for d in std::iter::once(dir).chain(subs.iter().map(|p| p.as_path())) {
-        if !d.exists() {
-            std::fs::create_dir_all(d).map_err(|e| CliError::io(d, e))?;
-            made.push(d.to_path_buf());
+    refuse_existing(std::iter::once(dir), opts)?;
+    let created = !dir.exists();
+    std::fs::create_dir_all(dir).map_err(|e| CliError::io(dir, e))?;
+    let mut sheets = Sheets::create(dir, opts.format, true)?;
+    let mut written = Ok(());
+    for id in &ids {
+        written = fill(store, id, &mut sheets, opts).await;
+        if written.is_err() {
+            break;
         }
     }
-    let mut written = Vec::new();
-    for (id, sub) in ids.iter().zip(&subs) {
-        match write_all(store, id, sub, opts).await {
-            Ok(files) => written.push((sub, files)),
-            Err(e) => {
-                drop(written); // removes every temporary file
-                for d in made.iter().rev() {
-                    let _ = std::fs::remove_dir(d); // only if empty: nothing of ours is left
-                }
-                return Err(e);
+    let mut files = match written.and_then(|()| sheets.finish()) {
+        Ok(f) => f,
+        Err(e) => {
+            if created {
+                let _ = std::fs::remove_dir(dir); // only if empty: nothing of ours is left
             }
+            return Err(e);
         }
-    }
+    };
     let mut text = String::new();
     let mut items = Vec::new();
-    for (sub, files) in &mut written {
-        for (f, n) in publish(files, sub)? {
-            text.push_str(&wrote(&f, n));
-            items.push(json!({"file": f, "rows": n}));
-        }
+    for (f, n) in publish(&mut files, dir)? {
+        text.push_str(&wrote(&f, n));
+        items.push(json!({"file": f, "rows": n}));
     }
     text.push_str(&format!("{} deployment(s)\n", ids.len()));
     Ok(Report {
@@ -461,24 +464,97 @@ pub async fn all(store: &Arc<dyn StateStore>, dir: &Path, opts: Options) -> Resu
     })
 }
 
-/// Writes every file under its temporary name.
-async fn write_all(
+/// The five files of an export, being written.
+struct Sheets {
+    trades: Sheet,
+    positions: Sheet,
+    metrics: Sheet,
+    nav: Sheet,
+    ledger: Sheet,
+}
+
+impl Sheets {
+    /// The five files under temporary names in `dir`, with a `deployment` column if `lead`.
+    fn create(dir: &Path, format: Format, lead: bool) -> Result<Self> {
+        let sheet = |base: &str, header: &[&str]| Sheet::create(dir, base, header, format, lead);
+        Ok(Self {
+            trades: sheet(
+                "trades",
+                &["time", "trade_id", "symbol", "side", "price", "size", "fee"],
+            )?,
+            positions: sheet(
+                "positions",
+                &[
+                    "time",
+                    "id",
+                    "chain",
+                    "type",
+                    "token",
+                    "amount",
+                    "entry_price",
+                    "mark_price",
+                    "unrealized_pnl",
+                    "value_usd",
+                ],
+            )?,
+            metrics: sheet("metrics", &["time", "metric", "value"])?,
+            nav: sheet("nav", &["time", "seq", "nav"])?,
+            ledger: sheet(
+                "ledger",
+                &[
+                    "seq",
+                    "time",
+                    "id",
+                    "intent_type",
+                    "token_in",
+                    "amount_in",
+                    "token_out",
+                    "amount_out",
+                    "price",
+                    "success",
+                ],
+            )?,
+        })
+    }
+
+    /// Names the deployment the next rows belong to (for the `deployment` column).
+    fn lead(&mut self, id: &str) {
+        for s in [
+            &mut self.trades,
+            &mut self.positions,
+            &mut self.metrics,
+            &mut self.nav,
+            &mut self.ledger,
+        ] {
+            if let Some(lead) = &mut s.lead {
+                *lead = Some(id.to_owned());
+            }
+        }
+    }
+
+    /// Flushes and syncs every file, in [`FILES`] order.
+    fn finish(self) -> Result<Vec<Finished>> {
+        Ok(vec![
+            self.trades.finish()?,
+            self.positions.finish()?,
+            self.metrics.finish()?,
+            self.nav.finish()?,
+            self.ledger.finish()?,
+        ])
+    }
+}
+
+/// Writes one deployment's rows into the files.
+async fn fill(
     store: &Arc<dyn StateStore>,
     id: &tierstate::DeploymentId,
-    dir: &Path,
+    sheets: &mut Sheets,
     opts: Options,
-) -> Result<Vec<Finished>> {
-    let format = opts.format;
+) -> Result<()> {
     let id = id.clone();
-    let mut files = Vec::new();
-
+    sheets.lead(id.as_str());
     let strategy = StrategyStore::<StrategyState>::new(store.clone(), &id);
-    let mut trades = Sheet::create(
-        dir,
-        "trades",
-        &["time", "trade_id", "symbol", "side", "price", "size", "fee"],
-        format,
-    )?;
+    let trades = &mut sheets.trades;
     let mut from = 1;
     loop {
         let page = strategy.trades(from, PAGE).await?;
@@ -498,25 +574,8 @@ async fn write_all(
         }
         from += PAGE as u64;
     }
-    files.push(trades.finish()?);
 
-    let mut positions = Sheet::create(
-        dir,
-        "positions",
-        &[
-            "time",
-            "id",
-            "chain",
-            "type",
-            "token",
-            "amount",
-            "entry_price",
-            "mark_price",
-            "unrealized_pnl",
-            "value_usd",
-        ],
-        format,
-    )?;
+    let positions = &mut sheets.positions;
     let addr = StreamAddr {
         deployment_id: id.clone(),
         stream: Name::stream(POSITIONS)?,
@@ -550,9 +609,8 @@ async fn write_all(
         Ok(())
     })
     .await?;
-    files.push(positions.finish()?);
 
-    let mut metrics = Sheet::create(dir, "metrics", &["time", "metric", "value"], format)?;
+    let metrics = &mut sheets.metrics;
     for s in streams(store, &id).await? {
         let Some(metric) = s.as_str().strip_prefix(METRIC_PREFIX).map(str::to_owned) else {
             continue;
@@ -575,32 +633,14 @@ async fn write_all(
         })
         .await?;
     }
-    files.push(metrics.finish()?);
 
-    let mut nav = Sheet::create(dir, "nav", &["time", "seq", "nav"], format)?;
+    let nav = &mut sheets.nav;
     let points = series(&Portfolio::new(store.clone(), &id)).await?;
     for p in points.iter().filter(|p| opts.keeps(p.time)) {
         nav.row(&[time_us(p.time), p.seq.to_string(), p.value.to_string()])?;
     }
-    files.push(nav.finish()?);
 
-    let mut ledger = Sheet::create(
-        dir,
-        "ledger",
-        &[
-            "seq",
-            "time",
-            "id",
-            "intent_type",
-            "token_in",
-            "amount_in",
-            "token_out",
-            "amount_out",
-            "price",
-            "success",
-        ],
-        format,
-    )?;
+    let ledger = &mut sheets.ledger;
     let l = Ledger::new(store.clone(), &id);
     let mut all = Vec::new();
     let mut q = LedgerQuery::newest(PAGE);
@@ -645,6 +685,5 @@ async fn write_all(
             all.len()
         )));
     }
-    files.push(ledger.finish()?);
-    Ok(files)
+    Ok(())
 }

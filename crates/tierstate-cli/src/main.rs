@@ -157,10 +157,10 @@ enum Command {
     /// of them or none (each is written under a temporary name, then renamed).
     Export {
         /// `ID DIR`: one deployment into DIR; with `--all`, just `DIR`: every deployment
-        /// holding any record into DIR/ID (created if missing).
+        /// holding any record into DIR (created if missing), with a `deployment` column.
         #[arg(value_name = "ID DIR", num_args = 1..=2, required = true)]
         args: Vec<String>,
-        /// Every deployment, each into its own subdirectory.
+        /// Every deployment, in the same files with a `deployment` column first.
         #[arg(long)]
         all: bool,
         /// The format: csv, or ndjson (one JSON object per row, numbers as exact text).

@@ -563,7 +563,8 @@ fn exports_as_ndjson_and_since_a_time() {
 }
 
 /// `export --all DIR` writes every deployment holding any record (a journal-only one too)
-/// into its own subdirectory, refuses to overwrite, and takes exactly one directory.
+/// into the same five files with a `deployment` column first: each deployment's rows are its
+/// own export's rows. It refuses to overwrite, and takes exactly one directory.
 #[test]
 fn export_all_writes_every_deployment() {
     let (dir, db) = fixture_db();
@@ -582,20 +583,55 @@ fn export_all_writes_every_deployment() {
     let o = out.to_str().unwrap();
     let r = tierstate(&["--db", &db, "export", "--all", o]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    let mut subs = files(&out);
-    subs.sort();
-    assert_eq!(subs, ["fx", "fy", "journal%2Fonly"]);
+    assert!(r.stdout.contains("3 deployment(s)"), "{}", r.stdout);
+    let mut names = files(&out);
+    names.sort();
     assert_eq!(
-        std::fs::read_to_string(out.join("fx/trades.csv")).unwrap(),
-        std::fs::read_to_string({
-            let one = dir.path().join("one");
-            let r = tierstate(&["--db", &db, "export", "fx", one.to_str().unwrap()]);
-            assert_eq!(r.code, 0, "{}", r.stderr);
-            one.join("trades.csv")
-        })
-        .unwrap()
+        names,
+        [
+            "ledger.csv",
+            "metrics.csv",
+            "nav.csv",
+            "positions.csv",
+            "schema.json",
+            "trades.csv"
+        ]
     );
-    assert!(out.join("journal%2Fonly/ledger.csv").exists());
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("schema.json")).unwrap()).unwrap();
+    assert_eq!(
+        schema["files"][0]["columns"][0],
+        json!({"name": "deployment", "type": "VARCHAR"})
+    );
+    for id in ["fx", "fy"] {
+        let one = dir.path().join(format!("one-{id}"));
+        let r = tierstate(&["--db", &db, "export", id, one.to_str().unwrap()]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+    }
+    for f in ["trades", "ledger", "nav"] {
+        let all = std::fs::read_to_string(out.join(format!("{f}.csv"))).unwrap();
+        let mut lines = all.lines();
+        assert!(lines.next().unwrap().starts_with("deployment,"), "{f}");
+        let rows: Vec<&str> = lines.collect();
+        for id in ["fx", "fy"] {
+            let one = dir.path().join(format!("one-{id}"));
+            let own = std::fs::read_to_string(one.join(format!("{f}.csv"))).unwrap();
+            let theirs: Vec<&str> = rows
+                .iter()
+                .filter_map(|l| l.strip_prefix(&format!("{id},")))
+                .collect();
+            assert_eq!(
+                theirs,
+                own.lines().skip(1).collect::<Vec<_>>(),
+                "{f} of {id}"
+            );
+        }
+        assert!(
+            rows.iter()
+                .all(|l| l.starts_with("fx,") || l.starts_with("fy,")),
+            "{f}"
+        );
+    }
     let e = one_line_error(&tierstate(&["--db", &db, "export", "--all", o]));
     assert!(e.contains("--force"), "{e}");
     let e = one_line_error(&tierstate(&["--db", &db, "export", "--all", "fx", o]));
