@@ -430,4 +430,16 @@ async fn writes_outside_a_tick_and_reads_by_time_and_name(store: Arc<dyn StateSt
     assert_eq!(values("inventory.eth"), [0.25]);
     assert!(m["never"].is_empty());
     assert_eq!(s.metric_names().await.unwrap(), ["inventory.eth", "pnl"]);
+    // The newest point of each, as a dashboard shows it.
+    let latest = s.latest_metric("pnl").await.unwrap().unwrap();
+    assert_eq!((latest.time, latest.value), (t(30), 3.0));
+    assert_eq!(
+        s.latest_metric("inventory.eth")
+            .await
+            .unwrap()
+            .unwrap()
+            .value,
+        0.25
+    );
+    assert!(s.latest_metric("never").await.unwrap().is_none());
 }

@@ -286,12 +286,22 @@ async fn run(cli: Cli) -> Result<Option<Report>> {
             token,
             stale_after,
         } => {
-            let store = open::open_read(&url).await?;
+            // Every read goes through a handle (metered: the store's figures in /metrics), with
+            // no HOT tier: another process writes the database.
+            let raw = open::open_read(&url).await?;
+            let handle = tierstate::Tierstate::builder()
+                .warm(raw)
+                .without_hot()
+                .warm_up(false)
+                .open()
+                .await?;
+            let store = handle.records("serve");
             let opts = serve::Options {
                 listen,
                 token,
                 stale_after: stale_after.map(std::time::Duration::from_secs),
                 shown_url: url.shown(),
+                handle,
             };
             let rt = tokio::runtime::Handle::current();
             tokio::task::spawn_blocking(move || serve::run(rt, store, opts))

@@ -18,6 +18,7 @@ use prometheus_client::registry::Registry;
 use rust_decimal::prelude::ToPrimitive;
 use tierstate::accounting::{Ledger, LedgerQuery, Portfolio};
 use tierstate::orders::OrderStore;
+use tierstate::strategy::{StrategyState, StrategyStore};
 use tierstate::{DeploymentId, JournalQuery, StateStore, StreamAddr};
 use tiny_http::{Header, Method, Request, Response, Server};
 
@@ -43,6 +44,8 @@ pub struct Options {
     pub stale_after: Option<Duration>,
     /// Shown on the pages and in `/readyz` (password masked).
     pub shown_url: String,
+    /// The handle every read goes through: its metrics are the store's figures in `/metrics`.
+    pub handle: tierstate::Tierstate,
 }
 
 /// Serves until the process is stopped. Prints `listening on http://ADDR` first.
@@ -220,7 +223,9 @@ fn handle(
     let r = match path {
         "/healthz" => Ok((200, TEXT, "ok\n".into())),
         "/readyz" => rt.block_on(readyz(store, opts)),
-        "/metrics" => rt.block_on(metrics(store)).map(|m| (200, OPENMETRICS, m)),
+        "/metrics" => rt
+            .block_on(metrics(store, &opts.handle))
+            .map(|m| (200, OPENMETRICS, m)),
         "/" => rt.block_on(index(store, opts)).map(|h| (200, HTML, h)),
         p if p.starts_with("/d/") && p.contains("/tail/") => Ok((
             503,
@@ -255,6 +260,8 @@ struct Figures {
     nav: Option<tierstate::accounting::NavFold>,
     open_orders: usize,
     fills: u64,
+    /// The newest value of each strategy metric, by name.
+    metrics: Vec<(String, f64)>,
 }
 
 async fn figures(store: &Arc<dyn StateStore>, id: &DeploymentId) -> Result<Figures> {
@@ -267,6 +274,13 @@ async fn figures(store: &Arc<dyn StateStore>, id: &DeploymentId) -> Result<Figur
         .filter(|a| !a.order.status.is_terminal())
         .count();
     let fills = Ledger::new(store.clone(), id).stats().await?.count;
+    let strategy = StrategyStore::<StrategyState>::new(store.clone(), id);
+    let mut metrics = Vec::new();
+    for name in strategy.metric_names().await? {
+        if let Some(p) = strategy.latest_metric(&name).await? {
+            metrics.push((name, p.value));
+        }
+    }
     Ok(Figures {
         id: id.clone(),
         version: state.as_ref().map(|s| s.version),
@@ -274,6 +288,7 @@ async fn figures(store: &Arc<dyn StateStore>, id: &DeploymentId) -> Result<Figur
         nav: (nav.fold.points > 0).then_some(nav.fold),
         open_orders,
         fills,
+        metrics,
     })
 }
 
@@ -290,12 +305,36 @@ struct Labels {
     deployment: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MetricLabels {
+    deployment: String,
+    metric: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StoreLabels {
+    backend: String,
+    tier: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    backend: String,
+    tier: String,
+    outcome: String,
+}
+
+/// The name of the strategy metric a deployment records its venue errors under (a running
+/// count); `/metrics` shows it as `tierstate_venue_errors_total`.
+pub const VENUE_ERRORS_METRIC: &str = "venue_errors";
+
 fn f(d: tierstate::accounting::Decimal) -> f64 {
     d.to_f64().unwrap_or(f64::NAN)
 }
 
-/// `/metrics`: OpenMetrics text, per deployment.
-async fn metrics(store: &Arc<dyn StateStore>) -> Result<String> {
+/// `/metrics`: OpenMetrics text, per deployment, then the store as this server's handle sees
+/// it.
+async fn metrics(store: &Arc<dyn StateStore>, handle: &tierstate::Tierstate) -> Result<String> {
     let figures = all(store).await?;
     let mut reg = Registry::with_prefix("tierstate");
     let gauge = |reg: &mut Registry, name: &str, help: &str| {
@@ -336,6 +375,18 @@ async fn metrics(store: &Arc<dyn StateStore>) -> Result<String> {
         "Ledger entries recorded (fills and other actions)",
         fills.clone(),
     );
+    let strategy = Family::<MetricLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+    reg.register(
+        "strategy_metric",
+        "Newest value of each metric a strategy records with its ticks",
+        strategy.clone(),
+    );
+    let venue_errors = Family::<Labels, Counter>::default();
+    reg.register(
+        "venue_errors",
+        "Venue calls that failed (timeouts, rejects, outages), as the strategy counts them",
+        venue_errors.clone(),
+    );
     let count = Gauge::<i64>::default();
     reg.register(
         "deployments",
@@ -368,11 +419,96 @@ async fn metrics(store: &Arc<dyn StateStore>) -> Result<String> {
         }
         open.get_or_create(&l).set(fig.open_orders as f64);
         fills.get_or_create(&l).inc_by(fig.fills);
+        for (name, value) in &fig.metrics {
+            let m = MetricLabels {
+                deployment: fig.id.to_string(),
+                metric: name.clone(),
+            };
+            strategy.get_or_create(&m).set(*value);
+            if name == VENUE_ERRORS_METRIC && value.is_finite() && *value >= 0.0 {
+                venue_errors.get_or_create(&l).inc_by(*value as u64);
+            }
+        }
     }
+    store_metrics(&mut reg, store, handle);
     let mut out = String::new();
     prometheus_client::encoding::text::encode(&mut out, &reg)
         .map_err(|e| CliError::Other(format!("cannot encode metrics: {e}")))?;
     Ok(out)
+}
+
+/// The store's figures as this server's handle measured its own reads: operations by tier
+/// and outcome, latency quantiles, HOT's hit ratio, and whether the change feed is live.
+fn store_metrics(reg: &mut Registry, store: &Arc<dyn StateStore>, handle: &tierstate::Tierstate) {
+    let backend = store.backend().to_owned();
+    let ops = Family::<OutcomeLabels, Counter>::default();
+    reg.register(
+        "store_operations",
+        "Operations through this server's handle, by tier and outcome",
+        ops.clone(),
+    );
+    let p50 = Family::<StoreLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+    reg.register(
+        "store_p50_latency_seconds",
+        "Median latency of this server's recent operations, by tier",
+        p50.clone(),
+    );
+    let p99 = Family::<StoreLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+    reg.register(
+        "store_p99_latency_seconds",
+        "99th percentile latency of this server's recent operations, by tier",
+        p99.clone(),
+    );
+    let hit = Family::<StoreLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+    reg.register(
+        "store_hot_hit_ratio",
+        "HOT hits over HOT lookups (absent before the first lookup)",
+        hit.clone(),
+    );
+    for t in handle.metrics().summary() {
+        let tier = t.tier.to_string().to_lowercase();
+        let outcomes = match t.tier {
+            // A handle without HOT (this server's) has no HOT figures to show.
+            tierstate::Tier::Hot if t.total == 0 => continue,
+            tierstate::Tier::Hot => vec![("hit", t.hits), ("miss", t.misses)],
+            tierstate::Tier::Warm => vec![
+                ("ok", t.ok),
+                ("conflict", t.conflicts),
+                ("not_found", t.not_found),
+                ("error", t.errors),
+            ],
+        };
+        for (outcome, n) in outcomes {
+            ops.get_or_create(&OutcomeLabels {
+                backend: backend.clone(),
+                tier: tier.clone(),
+                outcome: outcome.into(),
+            })
+            .inc_by(n);
+        }
+        let labels = StoreLabels {
+            backend: backend.clone(),
+            tier: tier.clone(),
+        };
+        for (family, d) in [(&p50, t.p50), (&p99, t.p99)] {
+            if let Some(d) = d {
+                family.get_or_create(&labels).set(d.as_secs_f64());
+            }
+        }
+        if let Some(r) = t.hit_rate {
+            hit.get_or_create(&labels).set(r);
+        }
+    }
+    // Only a store shared by processes (PostgreSQL) has a change feed.
+    if let Some(feed) = store.changes() {
+        let live = Gauge::<i64>::default();
+        reg.register(
+            "store_change_feed_connected",
+            "1 while the store's change feed (PostgreSQL LISTEN) delivers other processes' commits",
+            live.clone(),
+        );
+        live.set(i64::from(feed.live));
+    }
 }
 
 /// `/readyz`: the store answers, its schema is current, and (with `--stale-after`) every

@@ -80,6 +80,16 @@ fn file_bytes(db: &str) -> Vec<u8> {
 #[test]
 fn health_metrics_and_pages_are_served_and_nothing_is_written() {
     let (_dir, db) = fixture_db();
+    // A strategy that counts its venue errors as a metric.
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let ts = tierstate::Tierstate::open(&db).await.unwrap();
+        let fx = tierstate::DeploymentId::new("fx").unwrap();
+        let s = ts.strategy::<tierstate::strategy::StrategyState>(&fx);
+        s.append_metrics(common::t(900), &[("venue_errors", 3.0)])
+            .await
+            .unwrap();
+        ts.close().await;
+    });
     let before = file_bytes(&db);
     let s = serve(&db, &[]);
     assert_eq!(get(&s.addr, "/healthz"), (200, "ok\n".into()));
@@ -99,6 +109,10 @@ fn health_metrics_and_pages_are_served_and_nothing_is_written() {
         "tierstate_open_orders{deployment=\"fx\"}",
         "tierstate_fills_total{deployment=\"fx\"}",
         "tierstate_deployments ",
+        "tierstate_strategy_metric{deployment=\"fx\",metric=\"nav\"}",
+        "tierstate_venue_errors_total{deployment=\"fx\"} 3\n",
+        "tierstate_store_operations_total{backend=\"sqlite\",tier=\"warm\",outcome=\"ok\"}",
+        "tierstate_store_p99_latency_seconds{backend=\"sqlite\",tier=\"warm\"}",
     ] {
         assert!(metrics.contains(name), "{name} missing:\n{metrics}");
     }
@@ -256,6 +270,30 @@ fn readyz_names_deployments_whose_last_commit_is_stale() {
     let stale = v["stale"].as_array().unwrap();
     assert!(stale.contains(&serde_json::json!("fx")), "{body}");
     assert_eq!(v["ready"], false);
+}
+
+/// On PostgreSQL, `/metrics` says whether the change feed is live (it is, on a healthy
+/// server) and labels the store's figures with the backend; promtool accepts the output.
+#[test]
+fn metrics_on_postgres_show_the_change_feed() {
+    let (_dir, db) = fixture_db();
+    let Some(pg) = common::pg_url(&format!("serve_{}", std::process::id())) else {
+        return;
+    };
+    let r = common::tierstate(&["copy", "--from", &db, "--to", &pg]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let s = serve(&pg, &[]);
+    let (code, metrics) = get(&s.addr, "/metrics");
+    assert_eq!(code, 200, "{metrics}");
+    for want in [
+        "tierstate_store_change_feed_connected 1\n",
+        "tierstate_store_operations_total{backend=\"postgres\",tier=\"warm\",outcome=\"ok\"}",
+        "tierstate_nav_usd{deployment=\"fx\"}",
+    ] {
+        assert!(metrics.contains(want), "{want} missing:\n{metrics}");
+    }
+    assert!(!metrics.contains("devpass"));
+    promtool_accepts(&metrics);
 }
 
 /// `promtool check metrics` on the output (Debian's `prometheus`; `.ci/run` installs it).

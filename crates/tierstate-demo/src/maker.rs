@@ -456,12 +456,17 @@ impl MarketMaker {
         let (guard, renewal) = lease.guard()?;
         extra.push(guard);
         let f = |d: Decimal| d.to_f64().unwrap_or(0.0);
-        let metrics = [
+        let mut metrics = vec![
             ("nav", f(nav)),
             ("drawdown_pct", f(dd_pct)),
             ("position", f(pos)),
             ("mid", f(step.mid)),
         ];
+        // The running count of failed venue calls, recorded when it moves (and on the first
+        // tick): `tierstate serve` shows its newest value as `tierstate_venue_errors_total`.
+        if book.venue_errors != self.book.venue_errors || book.tick == 1 {
+            metrics.push(("venue_errors", book.venue_errors as f64));
+        }
         let tick = self.strategy.plan_tick(Tick {
             time: now,
             expected: self.checkpoint.as_ref().map(|c| c.version),

@@ -638,23 +638,37 @@ impl<S: Serialize + DeserializeOwned> StrategyStore<S> {
                 JournalQuery::window(from, to, limit),
             )
             .await?;
+        page.entries.into_iter().map(|e| point(name, e)).collect()
+    }
+
+    /// A metric's newest point (by commit order), if it has any: what a dashboard shows.
+    ///
+    /// # Errors
+    /// As [`StrategyStore::metric`].
+    pub async fn latest_metric(&self, name: &str) -> Result<Option<MetricPoint>> {
+        let page = self
+            .store
+            .read_journal(&self.metric_stream(name)?, JournalQuery::Last)
+            .await?;
         page.entries
             .into_iter()
-            .map(|e| {
-                let value = e
-                    .value
-                    .get("value")
-                    .and_then(Value::as_f64)
-                    .ok_or_else(|| {
-                        Error::invalid("metric", format!("{name} #{} holds no value", e.seq))
-                    })?;
-                Ok(MetricPoint {
-                    time: e.event_time,
-                    value,
-                })
-            })
-            .collect()
+            .next()
+            .map(|e| point(name, e))
+            .transpose()
     }
+}
+
+/// A metric entry as its point.
+fn point(name: &str, e: tierstate_core::JournalEntry) -> Result<MetricPoint> {
+    let value = e
+        .value
+        .get("value")
+        .and_then(Value::as_f64)
+        .ok_or_else(|| Error::invalid("metric", format!("{name} #{} holds no value", e.seq)))?;
+    Ok(MetricPoint {
+        time: e.event_time,
+        value,
+    })
 }
 
 fn decode<T: DeserializeOwned + Serialize>(what: &'static str, v: Map<String, Value>) -> Result<T> {
