@@ -249,7 +249,7 @@ fn test(crash_cycles: u32, require_postgres: bool, require_python: bool) -> Resu
         return Err("the redb-only facade build pulls in SQLite".into());
     }
     let mut cmd = cargo();
-    cmd.args(["test", "--workspace"])
+    cmd.args(["test", "--workspace", "--features", "tierstate-cli/parquet"])
         .env("TIERSTATE_CRASH_CYCLES", crash_cycles.to_string());
     let _cluster = postgres_for(&mut cmd, require_postgres)?;
     let totals = run_counting(&mut cmd)?;

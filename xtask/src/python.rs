@@ -6,11 +6,14 @@ use std::process::Command;
 
 /// The tools the package is built and tested with (one line, kept in the venv to know when
 /// it must be refreshed).
-const PINS: [&str; 4] = [
+const PINS: [&str; 6] = [
     "maturin==1.16.0",
     "pytest==9.2.0",
     "pytest-asyncio==1.5.0",
     "hypothesis==6.170.27",
+    // Independent readers of `tierstate export --format parquet` (tests/test_export.py).
+    "duckdb==2.0.1",
+    "polars==2.1.0",
 ];
 
 /// pytest's counts.
@@ -82,7 +85,9 @@ pub fn test(
     pytest
         .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"])
         .current_dir(&crate_dir)
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        // The CLI `cargo test` just built (with Parquet), for the export test.
+        .env("TIERSTATE_CLI", root.join("target/debug/tierstate"));
     eprintln!("xtask: running {}", crate::shown(&pytest));
     let out = pytest
         .output()

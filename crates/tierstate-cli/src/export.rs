@@ -18,6 +18,9 @@ use crate::error::{CliError, Result};
 use crate::out::Report;
 use crate::records::{deployment, deployments, require_deployment, streams};
 
+#[cfg(feature = "parquet")]
+mod parquet;
+
 /// Entries read per page.
 const PAGE: usize = 5_000;
 
@@ -31,6 +34,8 @@ pub enum Format {
     Csv,
     /// One JSON object per line, keyed by column; money and quantities as decimal text.
     Ndjson,
+    /// Parquet (feature `parquet`): decimals as `DECIMAL(38, s)`, times as UTC microseconds.
+    Parquet,
 }
 
 impl Format {
@@ -42,8 +47,12 @@ impl Format {
         match s {
             "csv" => Ok(Self::Csv),
             "ndjson" => Ok(Self::Ndjson),
+            "parquet" if cfg!(feature = "parquet") => Ok(Self::Parquet),
+            "parquet" => Err(CliError::Usage(
+                "this build has no Parquet: build tierstate-cli with --features parquet".into(),
+            )),
             other => Err(CliError::Usage(format!(
-                "unknown export format {other:?}: csv or ndjson"
+                "unknown export format {other:?}: csv, ndjson or parquet"
             ))),
         }
     }
@@ -52,6 +61,7 @@ impl Format {
         match self {
             Self::Csv => "csv",
             Self::Ndjson => "ndjson",
+            Self::Parquet => "parquet",
         }
     }
 }
@@ -96,6 +106,8 @@ struct Sheet {
     kinds: Vec<Kind>,
     /// The deployment written first on each row (`export --all`), if there is that column.
     lead: Option<Option<String>>,
+    /// Parquet: the CSV written first, rewritten as Parquet into `tmp` once complete.
+    csv_tmp: Option<std::path::PathBuf>,
 }
 
 /// What a column's values have all been so far: what `schema.json` types it as.
@@ -156,9 +168,12 @@ impl Sheet {
         let name = format!("{base}.{}", format.ext());
         let path = dir.join(&name);
         let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-        let file = std::fs::File::create(&tmp).map_err(|e| CliError::io(&tmp, e))?;
+        let csv_tmp = (format == Format::Parquet)
+            .then(|| dir.join(format!(".{name}.csv.tmp-{}", std::process::id())));
+        let first = csv_tmp.as_ref().unwrap_or(&tmp);
+        let file = std::fs::File::create(first).map_err(|e| CliError::io(first, e))?;
         let out = match format {
-            Format::Csv => {
+            Format::Csv | Format::Parquet => {
                 let mut w = csv::Writer::from_writer(file);
                 w.write_record(header).map_err(|e| csv_error(&tmp, e))?;
                 Out::Csv(Box::new(w))
@@ -176,6 +191,7 @@ impl Sheet {
             names: header.iter().map(|h| (*h).to_owned()).collect(),
             kinds: vec![Kind::Empty; header.len()],
             lead: lead.then_some(None),
+            csv_tmp,
         })
     }
 
@@ -235,6 +251,22 @@ impl Sheet {
                 .map_err(|e| CliError::io(&self.tmp, e.into_error()))?,
         };
         file.sync_all().map_err(|e| CliError::io(&self.tmp, e))?;
+        #[cfg(feature = "parquet")]
+        if let Some(csv) = self.csv_tmp.take() {
+            let kinds: Vec<(String, Kind)> =
+                self.names.iter().cloned().zip(self.kinds.clone()).collect();
+            let table = self
+                .path
+                .file_stem()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let written = parquet::from_csv(&csv, &self.tmp, &table, &kinds);
+            let _ = std::fs::remove_file(&csv);
+            written?;
+            std::fs::File::open(&self.tmp)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| CliError::io(&self.tmp, e))?;
+        }
         let columns = self
             .names
             .iter()
@@ -254,6 +286,9 @@ impl Drop for Sheet {
     fn drop(&mut self) {
         if !self.tmp.as_os_str().is_empty() {
             let _ = std::fs::remove_file(&self.tmp);
+        }
+        if let Some(csv) = &self.csv_tmp {
+            let _ = std::fs::remove_file(csv);
         }
     }
 }

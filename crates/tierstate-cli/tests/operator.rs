@@ -562,6 +562,84 @@ fn exports_as_ndjson_and_since_a_time() {
     }
 }
 
+/// `export --format parquet` (feature `parquet`) writes the same rows as CSV, read back
+/// exactly by the parquet crate's own reader: decimals as `DECIMAL(38, s)` whose unscaled
+/// integers are the CSV's digits, times as UTC microseconds, empty cells as nulls.
+#[cfg(feature = "parquet")]
+#[test]
+fn parquet_exports_read_back_exactly() {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    use parquet::record::Field;
+    let (dir, db) = fixture_db();
+    let (pq, csv) = (dir.path().join("pq"), dir.path().join("csv"));
+    for (out, format) in [(&pq, "parquet"), (&csv, "csv")] {
+        let r = tierstate(&[
+            "--db",
+            &db,
+            "export",
+            "fx",
+            out.to_str().unwrap(),
+            "--format",
+            format,
+        ]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+    }
+    let mut decimals = 0;
+    for f in ["trades", "positions", "metrics", "nav", "ledger"] {
+        let text = std::fs::read_to_string(csv.join(format!("{f}.csv"))).unwrap();
+        let mut lines = text.lines();
+        let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+        let want: Vec<Vec<String>> = lines
+            .map(|l| l.split(',').map(str::to_owned).collect())
+            .collect();
+        let file = std::fs::File::open(pq.join(format!("{f}.parquet"))).unwrap();
+        let reader = SerializedFileReader::new(file).unwrap();
+        let got: Vec<Vec<String>> = reader
+            .get_row_iter(None)
+            .unwrap()
+            .map(|row| {
+                row.unwrap()
+                    .get_column_iter()
+                    .map(|(name, field)| match field {
+                        Field::Null => String::new(),
+                        Field::Str(s) => s.clone(),
+                        Field::Long(n) => n.to_string(),
+                        Field::TimestampMicros(us) => chrono::DateTime::from_timestamp_micros(*us)
+                            .unwrap()
+                            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                        Field::Decimal(d) => {
+                            decimals += 1;
+                            let n = i128::from_be_bytes(d.data().try_into().unwrap());
+                            let v =
+                                rust_decimal::Decimal::from_i128_with_scale(n, d.scale() as u32);
+                            format!("{name}={}", v.normalize())
+                        }
+                        other => panic!("{f}.{name}: unexpected {other:?}"),
+                    })
+                    .collect()
+            })
+            .collect();
+        assert_eq!(got.len(), want.len(), "{f}");
+        for (g, w) in got.iter().zip(&want) {
+            for ((g, w), name) in g.iter().zip(w).zip(&header) {
+                match g.strip_prefix(&format!("{name}=")) {
+                    // A decimal: the same number, exactly (scales may differ: 0.5 and 0.50).
+                    Some(d) => assert_eq!(
+                        d,
+                        w.parse::<rust_decimal::Decimal>()
+                            .unwrap()
+                            .normalize()
+                            .to_string(),
+                        "{f}.{name}"
+                    ),
+                    None => assert_eq!(g, w, "{f}.{name}"),
+                }
+            }
+        }
+    }
+    assert!(decimals > 10, "the fixture's money is written as decimals");
+}
+
 /// `export --all DIR` writes every deployment holding any record (a journal-only one too)
 /// into the same five files with a `deployment` column first: each deployment's rows are its
 /// own export's rows. It refuses to overwrite, and takes exactly one directory.
