@@ -431,7 +431,23 @@ pub enum JournalQuery {
     },
 }
 
+/// Pages of at most this many entries count as point reads ([`JournalQuery::is_point`]).
+pub const POINT_LIMIT: usize = 16;
+
 impl JournalQuery {
+    /// True if the read touches a handful of rows (one entry, or a page of at most
+    /// [`POINT_LIMIT`]): an embedded backend runs it on the calling task, since the hop to a
+    /// blocking thread costs more than the read.
+    pub fn is_point(&self) -> bool {
+        match self {
+            Self::AtOrBefore(_) | Self::First | Self::Last | Self::ByKey(_) => true,
+            Self::Range { limit, .. }
+            | Self::Window { limit, .. }
+            | Self::WindowNewestFirst { limit, .. }
+            | Self::Audit { limit, .. } => *limit <= POINT_LIMIT,
+        }
+    }
+
     /// Entries from `from` on, ascending, at most `limit`.
     pub fn from_seq(from: u64, limit: usize) -> Self {
         Self::Range {

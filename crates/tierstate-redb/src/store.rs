@@ -763,7 +763,8 @@ impl StateStore for RedbStore {
 
     async fn read_journal(&self, stream: &StreamAddr, query: JournalQuery) -> Result<JournalPage> {
         let s = stream.clone();
-        self.read(move |t| {
+        let point = query.is_point();
+        let read = move |t: &ReadTransaction| {
             let heads = t.open_table(J_HEAD).map_err(map)?;
             let head = crate::records::head_in(&heads, &s).map_err(map)??;
             let resolved = query.resolve(head, &s)?;
@@ -780,8 +781,12 @@ impl StateStore for RedbStore {
                 );
             }
             resolved.finish(&s, rows, linked, Tier::Warm)
-        })
-        .await
+        };
+        if point {
+            self.point_read(read).await
+        } else {
+            self.read(read).await
+        }
     }
 
     async fn truncate_journal(&self, stream: &StreamAddr, before: TruncateBefore) -> Result<u64> {

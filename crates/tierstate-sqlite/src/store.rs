@@ -424,7 +424,8 @@ impl StateStore for SqliteStore {
 
     async fn read_journal(&self, stream: &StreamAddr, query: JournalQuery) -> Result<JournalPage> {
         let s = stream.clone();
-        self.read(move |c| {
+        let point = query.is_point();
+        let read = move |c: &Connection| {
             // Head and rows from one snapshot, so a concurrent truncation cannot tear the read.
             c.execute_batch("BEGIN").map_err(crate::error::map)?;
             let out = (|| {
@@ -439,8 +440,12 @@ impl StateStore for SqliteStore {
             })();
             let _ = c.execute_batch("COMMIT");
             out
-        })
-        .await
+        };
+        if point {
+            self.point_read(read).await
+        } else {
+            self.read(read).await
+        }
     }
 
     async fn truncate_journal(&self, stream: &StreamAddr, before: TruncateBefore) -> Result<u64> {
