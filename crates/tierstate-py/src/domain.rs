@@ -29,6 +29,17 @@ const DECIMALS: &[&str] = &[
     "available_cash",
     "deposits",
     "withdrawals",
+    // Trades, positions and orders.
+    "price",
+    "size",
+    "fee",
+    "amount",
+    "value_usd",
+    "entry_price",
+    "mark_price",
+    "unrealized_pnl",
+    "leverage",
+    "liquidation_price",
 ];
 /// Fields holding a time.
 const TIMES: &[&str] = &[
@@ -37,6 +48,8 @@ const TIMES: &[&str] = &[
     "last_time",
     "updated_at",
     "initial_time",
+    "created_at",
+    "synced_at",
 ];
 
 /// A record of type `T` from a `dict` of its fields.
@@ -44,23 +57,49 @@ const TIMES: &[&str] = &[
 /// # Errors
 /// `InvalidInputError` naming what is wrong.
 pub fn record_of<T: DeserializeOwned>(what: &'static str, obj: &Bound<'_, PyAny>) -> PyResult<T> {
-    // A decimal field given as a float has already been rounded: refused, never stored.
+    // A decimal field given as a float has already been rounded: refused, never stored, at
+    // any depth (an intent's `spec.price`).
+    refuse_float_decimals(obj, what, &mut String::new())?;
+    let v = json_of_any(obj, what)?;
+    serde_json::from_value(v).map_err(|e| invalid(what, e))
+}
+
+/// Refuses a float under a decimal field's name anywhere in `obj`, naming its path.
+fn refuse_float_decimals(
+    obj: &Bound<'_, PyAny>,
+    what: &'static str,
+    path: &mut String,
+) -> PyResult<()> {
     if let Ok(d) = obj.cast::<PyDict>() {
-        for k in DECIMALS {
-            if let Some(v) = d.get_item(k)?
-                && v.is_instance_of::<pyo3::types::PyFloat>()
-            {
+        for (k, v) in d.iter() {
+            let Ok(k) = k.extract::<String>() else {
+                continue;
+            };
+            let len = path.len();
+            if !path.is_empty() {
+                path.push('.');
+            }
+            path.push_str(&k);
+            if DECIMALS.contains(&k.as_str()) && v.is_instance_of::<pyo3::types::PyFloat>() {
                 return Err(invalid(
                     what,
                     format!(
-                        "{k}: a float is refused (it has already been rounded); pass a Decimal or its text"
+                        "{path}: a float is refused (it has already been rounded); pass a Decimal or its text"
                     ),
                 ));
             }
+            refuse_float_decimals(&v, what, path)?;
+            path.truncate(len);
+        }
+    } else if let Ok(l) = obj.cast::<PyList>() {
+        for (i, v) in l.iter().enumerate() {
+            let len = path.len();
+            path.push_str(&format!("[{i}]"));
+            refuse_float_decimals(&v, what, path)?;
+            path.truncate(len);
         }
     }
-    let v = json_of_any(obj, what)?;
-    serde_json::from_value(v).map_err(|e| invalid(what, e))
+    Ok(())
 }
 
 /// A record as a `dict`, decimals as `Decimal` and times as aware `datetime`s.
@@ -94,6 +133,14 @@ fn typed<'py>(py: Python<'py>, key: Option<&str>, v: &Value) -> PyResult<Bound<'
                 d.set_item(k, typed(py, Some(k), x)?)?;
             }
             Ok(d.into_any())
+        }
+        // A list's items are typed by the list's own name (an order's `fills`: dicts).
+        (k, Value::Array(a)) => {
+            let l = PyList::empty(py);
+            for x in a {
+                l.append(typed(py, k, x)?)?;
+            }
+            Ok(l.into_any())
         }
         _ => py_of(py, v),
     }

@@ -7,6 +7,7 @@ mod domain;
 mod errors;
 mod runtime;
 mod store;
+mod trading;
 
 use pyo3::prelude::*;
 
@@ -15,6 +16,7 @@ use pyo3::prelude::*;
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<store::Store>()?;
     m.add_class::<store::State>()?;
+    m.add_class::<trading::SimVenue>()?;
     m.add_function(wrap_pyfunction!(store::open, m)?)?;
     m.add_function(wrap_pyfunction!(convert::roundtrip, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

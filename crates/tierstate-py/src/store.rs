@@ -11,6 +11,7 @@ use crate::convert::{dict_of, py_datetime, state_of};
 use crate::domain;
 use crate::errors::to_py;
 use crate::runtime::block_on;
+use crate::trading;
 
 /// Opens the store at `url` (`sqlite:PATH`, `redb:PATH`, `postgres://…`, `memory:`).
 ///
@@ -218,6 +219,239 @@ impl Store {
     #[getter]
     fn backend(&self) -> String {
         self.ts.warm().backend().to_owned()
+    }
+
+    /// One strategy tick in one transaction: the state (a dict) over version `expected`
+    /// (`None`: the first tick), the tick's trades, the positions as of now (optional) and
+    /// metric points (name to number). Returns `(version, new_trades, replayed_trades)`.
+    #[pyo3(signature = (deployment_id, state, *, expected, time, trades = None, positions = None, metrics = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn strategy_tick(
+        &self,
+        py: Python<'_>,
+        deployment_id: &str,
+        state: &Bound<'_, PyAny>,
+        expected: Option<u64>,
+        time: &Bound<'_, PyAny>,
+        trades: Option<&Bound<'_, PyAny>>,
+        positions: Option<&Bound<'_, PyAny>>,
+        metrics: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<(u64, usize, usize)> {
+        let (ts, id, state) = (self.ts.clone(), id_of(deployment_id)?, state_of(state)?);
+        let time = crate::convert::datetime_of(time)?;
+        let trades = trades
+            .map(trading::trades_of)
+            .transpose()?
+            .unwrap_or_default();
+        let positions = positions.map(trading::positions_of).transpose()?;
+        let metrics = metrics
+            .map(trading::metrics_of)
+            .transpose()?
+            .unwrap_or_default();
+        let done = block_on(py, async move {
+            let points: Vec<(&str, f64)> = metrics.iter().map(|(n, v)| (n.as_str(), *v)).collect();
+            ts.strategy::<trading::StateMap>(&id)
+                .tick(tierstate::strategy::Tick {
+                    time,
+                    expected,
+                    state: &state,
+                    trades: &trades,
+                    positions: positions.as_deref(),
+                    metrics: &points,
+                })
+                .await
+        })?
+        .map_err(to_py)?;
+        Ok((done.version, done.new_trades, done.replayed_trades))
+    }
+
+    /// The strategy's trades in commit order from the `from_seq`-th (1-based), at most `limit`.
+    #[pyo3(signature = (deployment_id, from_seq = 1, limit = 1000))]
+    fn strategy_trades<'py>(
+        &self,
+        py: Python<'py>,
+        deployment_id: &str,
+        from_seq: u64,
+        limit: usize,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let (ts, id) = (self.ts.clone(), id_of(deployment_id)?);
+        let trades = block_on(py, async move {
+            ts.strategy::<trading::StateMap>(&id)
+                .trades(from_seq, limit)
+                .await
+        })?
+        .map_err(to_py)?;
+        let out = PyList::empty(py);
+        for t in &trades {
+            out.append(domain::dict_of_record(py, t)?)?;
+        }
+        Ok(out)
+    }
+
+    /// A strategy metric's newest point as `(time, value)`, or `None`.
+    fn strategy_latest_metric<'py>(
+        &self,
+        py: Python<'py>,
+        deployment_id: &str,
+        name: &str,
+    ) -> PyResult<Option<(Bound<'py, PyAny>, f64)>> {
+        let (ts, id, name) = (self.ts.clone(), id_of(deployment_id)?, name.to_owned());
+        let p = block_on(py, async move {
+            ts.strategy::<trading::StateMap>(&id)
+                .latest_metric(&name)
+                .await
+        })?
+        .map_err(to_py)?;
+        p.map(|p| Ok((py_datetime(py, p.time)?, p.value)))
+            .transpose()
+    }
+
+    /// Stores a new order intent (a dict of `OrderIntent`'s fields); returns it with its
+    /// `version`. The same create again returns what is stored.
+    fn intent_create<'py>(
+        &self,
+        py: Python<'py>,
+        deployment_id: &str,
+        intent: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let (ts, id, intent) = (
+            self.ts.clone(),
+            id_of(deployment_id)?,
+            trading::intent_of(intent)?,
+        );
+        let stored = block_on(
+            py,
+            async move { ts.orders(&id).create_intent(&intent).await },
+        )?
+        .map_err(trading::orders)?;
+        trading::intent_dict(py, &stored)
+    }
+
+    /// Replaces an intent over its stored `expected_version` (a conflict if it moved).
+    fn intent_update<'py>(
+        &self,
+        py: Python<'py>,
+        deployment_id: &str,
+        intent: &Bound<'py, PyAny>,
+        expected_version: u64,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let (ts, id, next) = (
+            self.ts.clone(),
+            id_of(deployment_id)?,
+            trading::intent_of(intent)?,
+        );
+        let stored = block_on(py, async move {
+            let o = ts.orders(&id);
+            let current = o.intent(&next.intent_id).await?.ok_or_else(|| {
+                tierstate::orders::OrdersError::IntentNotFound {
+                    deployment: id.to_string(),
+                    intent: next.intent_id.clone(),
+                }
+            })?;
+            if current.version != expected_version {
+                return Err(tierstate::orders::OrdersError::Store(
+                    tierstate::Error::Conflict {
+                        deployment_id: id.clone(),
+                        target: tierstate::Target::Document {
+                            collection: tierstate::Name::collection("orders.intents")?,
+                            key: tierstate::Name::key(&next.intent_id)?,
+                        },
+                        expected: expected_version,
+                        actual: Some(current.version),
+                    },
+                ));
+            }
+            o.update_intent(&current, next).await
+        })?
+        .map_err(trading::orders)?;
+        trading::intent_dict(py, &stored)
+    }
+
+    /// Withdraws an intent (the engine cancels its order); `False` if there was none.
+    fn intent_delete(
+        &self,
+        py: Python<'_>,
+        deployment_id: &str,
+        intent_id: &str,
+    ) -> PyResult<bool> {
+        let (ts, id, intent_id) = (self.ts.clone(), id_of(deployment_id)?, intent_id.to_owned());
+        block_on(py, async move {
+            let o = ts.orders(&id);
+            match o.intent(&intent_id).await? {
+                Some(current) => o
+                    .delete_intent(&current, chrono::Utc::now())
+                    .await
+                    .map(|()| true),
+                None => Ok(false),
+            }
+        })?
+        .map_err(trading::orders)
+    }
+
+    /// The deployment's intents (each with its `version`), optionally of one symbol.
+    #[pyo3(signature = (deployment_id, symbol = None))]
+    fn intents<'py>(
+        &self,
+        py: Python<'py>,
+        deployment_id: &str,
+        symbol: Option<String>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let (ts, id) = (self.ts.clone(), id_of(deployment_id)?);
+        let all = block_on(py, async move {
+            ts.orders(&id).intents(symbol.as_deref(), None).await
+        })?
+        .map_err(trading::orders)?;
+        let out = PyList::empty(py);
+        for i in &all {
+            out.append(trading::intent_dict(py, i)?)?;
+        }
+        Ok(out)
+    }
+
+    /// The orders on the venue as last synced (each with `version`, `synced_at`, `recon`).
+    #[pyo3(signature = (deployment_id, symbol = None))]
+    fn actual_orders<'py>(
+        &self,
+        py: Python<'py>,
+        deployment_id: &str,
+        symbol: Option<String>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let (ts, id) = (self.ts.clone(), id_of(deployment_id)?);
+        let all = block_on(py, async move {
+            ts.orders(&id).actuals(symbol.as_deref(), None).await
+        })?
+        .map_err(trading::orders)?;
+        let out = PyList::empty(py);
+        for a in &all {
+            out.append(trading::actual_dict(py, a)?)?;
+        }
+        Ok(out)
+    }
+
+    /// One reconciliation pass of the deployment's intents against `venue`: places, syncs,
+    /// modifies (beyond `tolerance`, a price distance) and cancels; returns
+    /// `{"actions": [(kind, intent_id)], "errors": [(intent_id, message)]}`.
+    #[pyo3(signature = (deployment_id, venue, tolerance = None))]
+    fn reconcile<'py>(
+        &self,
+        py: Python<'py>,
+        deployment_id: &str,
+        venue: &trading::SimVenue,
+        tolerance: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let (ts, id) = (self.ts.clone(), id_of(deployment_id)?);
+        let tolerance = tolerance
+            .map(crate::convert::decimal_of)
+            .transpose()?
+            .unwrap_or_default();
+        let exchange: Arc<dyn tierstate::orders::Exchange> = venue.venue.clone();
+        let pass = block_on(py, async move {
+            tierstate::orders::Reconciler::new(ts.orders(&id), exchange, tolerance)
+                .reconcile_all()
+                .await
+        })?
+        .map_err(trading::orders)?;
+        trading::pass_dict(py, &pass)
     }
 
     /// Appends a ledger entry (a dict of `LedgerEntry`'s fields); idempotent by its id:

@@ -29,6 +29,7 @@ from .errors import (
 )
 
 State = _native.State
+SimVenue = _native.SimVenue
 roundtrip = _native.roundtrip
 __version__ = _native.__version__
 
@@ -185,6 +186,64 @@ class Store:
         """Snapshots with ``start <= time <= end`` (either open), oldest first."""
         return self._native.snapshots(deployment_id, start, end)
 
+    def strategy_tick(
+        self,
+        deployment_id: str,
+        state: dict[str, Any],
+        *,
+        expected: int | None,
+        time: Any,
+        trades: list[dict[str, Any]] | None = None,
+        positions: list[dict[str, Any]] | None = None,
+        metrics: dict[str, float] | None = None,
+    ) -> tuple[int, int, int]:
+        """One strategy tick in one transaction: the state over version ``expected`` (None:
+        the first tick), the tick's trades, the positions as of now and metric points.
+        Returns ``(version, new_trades, replayed_trades)``; a replayed tick writes nothing."""
+        return self._native.strategy_tick(
+            deployment_id,
+            state,
+            expected=expected,
+            time=time,
+            trades=trades,
+            positions=positions,
+            metrics=metrics,
+        )
+
+    def strategy_trades(self, deployment_id: str, from_seq: int = 1, limit: int = 1000) -> list[dict[str, Any]]:
+        """The strategy's trades in commit order from the ``from_seq``-th."""
+        return self._native.strategy_trades(deployment_id, from_seq, limit)
+
+    def strategy_latest_metric(self, deployment_id: str, name: str) -> tuple[Any, float] | None:
+        """A metric's newest ``(time, value)``, or None."""
+        return self._native.strategy_latest_metric(deployment_id, name)
+
+    def intent_create(self, deployment_id: str, intent: dict[str, Any]) -> dict[str, Any]:
+        """Stores a new order intent; returns it with its ``version`` (the same create again
+        returns what is stored)."""
+        return self._native.intent_create(deployment_id, intent)
+
+    def intent_update(self, deployment_id: str, intent: dict[str, Any], expected_version: int) -> dict[str, Any]:
+        """Replaces an intent over ``expected_version`` (ConflictError if it moved)."""
+        return self._native.intent_update(deployment_id, intent, expected_version)
+
+    def intent_delete(self, deployment_id: str, intent_id: str) -> bool:
+        """Withdraws an intent (the engine cancels its order); False if there was none."""
+        return self._native.intent_delete(deployment_id, intent_id)
+
+    def intents(self, deployment_id: str, symbol: str | None = None) -> list[dict[str, Any]]:
+        """The deployment's intents, each with its ``version``."""
+        return self._native.intents(deployment_id, symbol)
+
+    def actual_orders(self, deployment_id: str, symbol: str | None = None) -> list[dict[str, Any]]:
+        """The orders on the venue as last synced (``version``, ``synced_at``, ``recon``)."""
+        return self._native.actual_orders(deployment_id, symbol)
+
+    def reconcile(self, deployment_id: str, venue: "SimVenue", tolerance: Any = None) -> dict[str, Any]:
+        """One reconciliation pass of the intents against ``venue``:
+        ``{"actions": [(kind, intent_id)], "errors": [(intent_id, message)]}``."""
+        return self._native.reconcile(deployment_id, venue, tolerance)
+
     @property
     def backend(self) -> str:
         """The WARM backend: sqlite, redb, postgres or memory."""
@@ -225,6 +284,14 @@ class Store:
     snapshot_save_async = _twin("snapshot_save")
     snapshot_latest_async = _twin("snapshot_latest")
     snapshots_async = _twin("snapshots")
+    strategy_tick_async = _twin("strategy_tick")
+    strategy_trades_async = _twin("strategy_trades")
+    intent_create_async = _twin("intent_create")
+    intent_update_async = _twin("intent_update")
+    intent_delete_async = _twin("intent_delete")
+    intents_async = _twin("intents")
+    actual_orders_async = _twin("actual_orders")
+    reconcile_async = _twin("reconcile")
 
 
 def open(url: str, *, hot: bool = True) -> Store:  # noqa: A001 - the library's front door
@@ -248,6 +315,7 @@ __all__ = [
     "NotFoundError",
     "RollbackError",
     "SchemaError",
+    "SimVenue",
     "State",
     "Store",
     "TierstateError",
