@@ -290,7 +290,10 @@ fn redb_tick(
 /// and each journal's new head. Restoring it into a store holding the same records before the
 /// commit writes what the commit wrote with none of the work before it (no JSON encoding, no
 /// SHA-256, no planning, no reads of heads): tierstate's layout through its own backend.
-pub fn rows_of(done: &tierstate_core::Committed, retention: tierstate_core::Retention) -> tierstate_core::plan::Plan {
+pub fn rows_of(
+    done: &tierstate_core::Committed,
+    retention: tierstate_core::Retention,
+) -> tierstate_core::plan::Plan {
     use tierstate_core::journal::{JournalHead, StoredEntry};
     use tierstate_core::plan::{Committed, Plan, RowWrite};
     use tierstate_core::{canonical_json, compress};

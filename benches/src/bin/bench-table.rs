@@ -1929,8 +1929,15 @@ async fn strategy_tick(dir: &Path, backend: Warm, scale: usize) -> Vec<Row> {
                     .map(|d| (d.address.to_string(), canonical(&d.value))),
             )
             .collect();
-        let rows: Vec<(&str, &[u8])> = bodies.iter().map(|(k, b)| (k.as_str(), b.as_slice())).collect();
-        let entries: Vec<Vec<u8>> = done.entries.iter().map(|a| canonical(&a.entry.value)).collect();
+        let rows: Vec<(&str, &[u8])> = bodies
+            .iter()
+            .map(|(k, b)| (k.as_str(), b.as_slice()))
+            .collect();
+        let entries: Vec<Vec<u8>> = done
+            .entries
+            .iter()
+            .map(|a| canonical(&a.entry.value))
+            .collect();
         let entries: Vec<(u64, &[u8])> = entries
             .iter()
             .map(|b| {

@@ -15,7 +15,8 @@ use tierstate::accounting::{
 use crate::convert::{json_of_any, py_datetime, py_decimal, py_of};
 use crate::errors::{invalid, raise_named, to_py};
 
-/// Fields holding a decimal (as text in the record's JSON form).
+/// Fields holding a decimal (as text in the record's JSON form) in accounting records. Only
+/// these are typed: a snapshot's free-form maps (positions, balances) come back as stored.
 const DECIMALS: &[&str] = &[
     "initial_value",
     "gas_spent",
@@ -29,7 +30,10 @@ const DECIMALS: &[&str] = &[
     "available_cash",
     "deposits",
     "withdrawals",
-    // Trades, positions and orders.
+];
+/// The decimal fields of trades, positions and orders (records with no free-form maps of
+/// money but `metadata`, which is left as stored).
+pub const TRADING_DECIMALS: &[&str] = &[
     "price",
     "size",
     "fee",
@@ -41,6 +45,8 @@ const DECIMALS: &[&str] = &[
     "leverage",
     "liquidation_price",
 ];
+/// Lists of typed records inside a trading record (an order's fills).
+const TRADING_LISTS: &[&str] = &["fills", "prior"];
 /// Fields holding a time.
 const TIMES: &[&str] = &[
     "time",
@@ -80,7 +86,9 @@ fn refuse_float_decimals(
                 path.push('.');
             }
             path.push_str(&k);
-            if DECIMALS.contains(&k.as_str()) && v.is_instance_of::<pyo3::types::PyFloat>() {
+            if (DECIMALS.contains(&k.as_str()) || TRADING_DECIMALS.contains(&k.as_str()))
+                && v.is_instance_of::<pyo3::types::PyFloat>()
+            {
                 return Err(invalid(
                     what,
                     format!(
@@ -108,12 +116,29 @@ fn refuse_float_decimals(
 /// If the record cannot be serialized (it always can).
 pub fn dict_of_record<'py, T: Serialize>(py: Python<'py>, r: &T) -> PyResult<Bound<'py, PyAny>> {
     let v = serde_json::to_value(r).map_err(|e| invalid("record", e))?;
-    typed(py, None, &v)
+    typed(py, None, &v, DECIMALS, false)
 }
 
-fn typed<'py>(py: Python<'py>, key: Option<&str>, v: &Value) -> PyResult<Bound<'py, PyAny>> {
+/// A trade, position or order as a `dict`: its decimal fields as `Decimal` (its fills'
+/// too), times as aware `datetime`s, `metadata` as stored.
+///
+/// # Errors
+/// If the record cannot be serialized (it always can).
+pub fn dict_of_trading<'py, T: Serialize>(py: Python<'py>, r: &T) -> PyResult<Bound<'py, PyAny>> {
+    let v = serde_json::to_value(r).map_err(|e| invalid("record", e))?;
+    typed(py, None, &v, TRADING_DECIMALS, true)
+}
+
+fn typed<'py>(
+    py: Python<'py>,
+    key: Option<&str>,
+    v: &Value,
+    decimals: &[&str],
+    lists: bool,
+) -> PyResult<Bound<'py, PyAny>> {
     match (key, v) {
-        (Some(k), Value::String(s)) if DECIMALS.contains(&k) && s != "unmeasured" => {
+        (Some("metadata"), _) => py_of(py, v),
+        (Some(k), Value::String(s)) if decimals.contains(&k) && s != "unmeasured" => {
             py_decimal(py, tierstate::parse_decimal("decimal", s).map_err(to_py)?)
         }
         (Some(k), Value::String(s)) if TIMES.contains(&k) => {
@@ -123,22 +148,25 @@ fn typed<'py>(py: Python<'py>, key: Option<&str>, v: &Value) -> PyResult<Bound<'
         (Some("volume"), Value::Object(m)) => {
             let d = PyDict::new(py);
             for (token, amount) in m {
-                d.set_item(token, typed(py, Some("amount_in"), amount)?)?;
+                d.set_item(
+                    token,
+                    typed(py, Some("amount_in"), amount, DECIMALS, false)?,
+                )?;
             }
             Ok(d.into_any())
         }
         (_, Value::Object(m)) => {
             let d = PyDict::new(py);
             for (k, x) in m {
-                d.set_item(k, typed(py, Some(k), x)?)?;
+                d.set_item(k, typed(py, Some(k), x, decimals, lists)?)?;
             }
             Ok(d.into_any())
         }
-        // A list's items are typed by the list's own name (an order's `fills`: dicts).
-        (k, Value::Array(a)) => {
+        // A trading record's lists of records (an order's `fills`).
+        (Some(k), Value::Array(a)) if lists && TRADING_LISTS.contains(&k) => {
             let l = PyList::empty(py);
             for x in a {
-                l.append(typed(py, k, x)?)?;
+                l.append(typed(py, None, x, decimals, lists)?)?;
             }
             Ok(l.into_any())
         }

@@ -283,7 +283,7 @@ impl Store {
         .map_err(to_py)?;
         let out = PyList::empty(py);
         for t in &trades {
-            out.append(domain::dict_of_record(py, t)?)?;
+            out.append(domain::dict_of_trading(py, t)?)?;
         }
         Ok(out)
     }

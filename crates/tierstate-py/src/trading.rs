@@ -13,7 +13,7 @@ use tierstate::orders::{
 };
 use tierstate::strategy::{PositionRecord, Trade};
 
-use crate::domain::{dict_of_record, record_of};
+use crate::domain::{dict_of_trading, record_of};
 use crate::errors::{invalid, raise_named, to_py};
 
 /// An orders error as the Python exception.
@@ -104,9 +104,9 @@ pub fn intent_of(obj: &Bound<'_, PyAny>) -> PyResult<OrderIntent> {
 /// A stored intent as a `dict`: the intent's fields and its document `version`.
 ///
 /// # Errors
-/// As [`dict_of_record`].
+/// As [`dict_of_trading`].
 pub fn intent_dict<'py>(py: Python<'py>, s: &StoredIntent) -> PyResult<Bound<'py, PyAny>> {
-    let d = dict_of_record(py, &s.intent)?;
+    let d = dict_of_trading(py, &s.intent)?;
     d.set_item("version", s.version)?;
     Ok(d)
 }
@@ -114,9 +114,9 @@ pub fn intent_dict<'py>(py: Python<'py>, s: &StoredIntent) -> PyResult<Bound<'py
 /// An actual order as a `dict`: the order's fields, its `version`, `synced_at` and `recon`.
 ///
 /// # Errors
-/// As [`dict_of_record`].
+/// As [`dict_of_trading`].
 pub fn actual_dict<'py>(py: Python<'py>, a: &StoredActual) -> PyResult<Bound<'py, PyAny>> {
-    let d = dict_of_record(py, &a.order)?;
+    let d = dict_of_trading(py, &a.order)?;
     d.set_item("version", a.version)?;
     d.set_item("synced_at", crate::convert::py_datetime(py, a.synced_at)?)?;
     d.set_item(
@@ -206,14 +206,14 @@ impl SimVenue {
             .venue
             .maker(symbol, side, price, size)
             .map_err(|e| raise_named("BackendError", e.to_string()))?;
-        dict_of_record(py, &o)
+        dict_of_trading(py, &o)
     }
 
     /// Every order placed with a client id, as the venue holds it.
     fn client_orders<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let out = PyList::empty(py);
         for o in self.venue.client_orders() {
-            out.append(dict_of_record(py, &o)?)?;
+            out.append(dict_of_trading(py, &o)?)?;
         }
         Ok(out)
     }
