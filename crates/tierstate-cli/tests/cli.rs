@@ -172,7 +172,14 @@ fn bad_urls_missing_files_and_bad_arguments_fail_in_one_line() {
     let e = one_line_error(&tierstate(&[
         "--db", &db, "export", "fx", "--format", "xlsx", "x",
     ]));
-    assert!(e.contains("csv or ndjson"), "{e}");
+    assert!(e.contains("xlsx") && e.contains("csv, ndjson"), "{e}");
+    // A build without Parquet says how to get it.
+    if cfg!(not(feature = "parquet")) {
+        let e = one_line_error(&tierstate(&[
+            "--db", &db, "export", "fx", "--format", "parquet", "x",
+        ]));
+        assert!(e.contains("--features parquet"), "{e}");
+    }
     let e = one_line_error(&tierstate(&["--db", &db, "nav", "fx"]));
     assert!(e.contains("--svg"), "{e}");
 }
