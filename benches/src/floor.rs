@@ -295,80 +295,26 @@ pub fn rows_of(
     retention: tierstate_core::Retention,
 ) -> tierstate_core::plan::Plan {
     use tierstate_core::journal::{JournalHead, StoredEntry};
-    use tierstate_core::plan::{Committed, Plan, RowWrite};
-    use tierstate_core::{canonical_json, compress};
-    let body = |v: &serde_json::Map<String, serde_json::Value>| {
-        compress::pack(canonical_json(v).expect("canonical JSON"))
+    use tierstate_core::plan::{Plan, RowWrite};
+    let pruning = |version: u64| {
+        let below = retention.prune_below(version);
+        (below, below.is_some_and(|b| retention.reclaims_at(b)))
     };
-    let row = |version: u64, created: i64, updated: i64| {
-        let prune_below = retention.prune_below(version);
-        (
-            prune_below,
-            prune_below.is_some_and(|b| retention.reclaims_at(b)),
-            version == 1,
-            created,
-            updated,
-        )
-    };
-    let mut plan = Plan {
-        states: Vec::new(),
-        documents: Vec::new(),
-        removals: Vec::new(),
-        entries: Vec::new(),
-        heads: Vec::new(),
-        committed: Committed::default(),
-    };
+    let mut plan = Plan::empty();
     for s in &done.states {
-        let (prune_below, reclaim_now, is_new, created_us, updated_us) = row(
-            s.version,
-            s.created_at.timestamp_micros(),
-            s.updated_at.timestamp_micros(),
-        );
-        plan.states.push(RowWrite {
-            address: s.deployment_id.clone(),
-            version: s.version,
-            created_us,
-            updated_us,
-            schema_version: s.schema_version,
-            checksum: s.checksum.to_hex(),
-            body: body(&s.state),
-            prune_below,
-            reclaim_now,
-            is_new,
-        });
+        let (below, now) = pruning(s.version);
+        plan.states
+            .push(RowWrite::of_state(s, below, now).expect("a committed state re-encodes"));
     }
     for d in &done.documents {
-        let (prune_below, reclaim_now, is_new, created_us, updated_us) = row(
-            d.version,
-            d.created_at.timestamp_micros(),
-            d.updated_at.timestamp_micros(),
-        );
-        plan.documents.push(RowWrite {
-            address: d.address.clone(),
-            version: d.version,
-            created_us,
-            updated_us,
-            schema_version: 1,
-            checksum: d.checksum.to_hex(),
-            body: body(&d.value),
-            prune_below,
-            reclaim_now,
-            is_new,
-        });
+        let (below, now) = pruning(d.version);
+        plan.documents
+            .push(RowWrite::of_document(d, below, now).expect("a committed document re-encodes"));
     }
     for a in done.entries.iter().filter(|a| a.fresh) {
         let e = &a.entry;
-        plan.entries.push(StoredEntry {
-            stream: e.stream.clone(),
-            seq: e.seq,
-            event_us: e.event_time.timestamp_micros(),
-            commit_us: e.commit_time.timestamp_micros(),
-            key: e.key.as_ref().map(|k| k.as_str().to_owned()),
-            body: canonical_json(&e.value).expect("canonical JSON"),
-            checksum: e.checksum.to_hex(),
-            prev_hash: e.prev_hash.to_hex(),
-            hash: e.hash.to_hex(),
-        });
+        plan.entries
+            .push(StoredEntry::of_entry(e).expect("a committed entry re-encodes"));
         let mut head = JournalHead::empty(&e.stream);
         head.last_seq = e.seq;
         head.last_hash = e.hash;

@@ -7,11 +7,8 @@
 use std::collections::HashSet;
 
 use crate::journal::{JournalHead, JournalQuery, StoredEntry};
-use crate::plan::{Committed, Plan, RowWrite};
-use crate::{
-    Checksum, DeploymentId, DocAddr, Error, Name, Result, StateStore, StreamAddr, Target,
-    canonical_json, compress,
-};
+use crate::plan::{Plan, RowWrite};
+use crate::{Checksum, DeploymentId, DocAddr, Error, Name, Result, StateStore, StreamAddr};
 
 /// Rows written per restore transaction.
 pub const ROWS_PER_PLAN: usize = 1_000;
@@ -57,7 +54,7 @@ pub async fn copy_all(
     }
     let mut out = Batcher {
         to,
-        plan: empty_plan(),
+        plan: Plan::empty(),
         rows: 0,
         seen: HashSet::new(),
         copied: Copied::default(),
@@ -89,20 +86,11 @@ async fn copy_deployment(
     versions.reverse();
     let oldest = versions.first().map(|s| s.version);
     for s in versions {
-        let (body, checksum) = stored_body(&s.state, &s.checksum, id, Target::State, s.version)?;
+        let first = Some(s.version) == oldest;
+        let mut row = RowWrite::of_state(&s, oldest.filter(|&o| o > 1 && first), false)?;
+        row.is_new = first;
         out.key(Key::State(id.clone()), progress).await?;
-        out.plan.states.push(RowWrite {
-            address: id.clone(),
-            version: s.version,
-            created_us: s.created_at.timestamp_micros(),
-            updated_us: s.updated_at.timestamp_micros(),
-            schema_version: s.schema_version,
-            checksum,
-            body,
-            prune_below: oldest.filter(|&o| o > 1 && Some(s.version) == Some(o)),
-            reclaim_now: false,
-            is_new: Some(s.version) == oldest,
-        });
+        out.plan.states.push(row);
         out.copied.states += 1;
         out.rows += 1;
     }
@@ -159,27 +147,11 @@ async fn copy_document(
     versions.reverse();
     let oldest = versions.first().map(|d| d.version);
     for d in versions {
-        let target = Target::document(address);
-        let (body, checksum) = stored_body(
-            &d.value,
-            &d.checksum,
-            &address.deployment_id,
-            target,
-            d.version,
-        )?;
+        let first = Some(d.version) == oldest;
+        let mut row = RowWrite::of_document(&d, oldest.filter(|&o| o > 1 && first), false)?;
+        row.is_new = first;
         out.key(Key::Document(address.clone()), progress).await?;
-        out.plan.documents.push(RowWrite {
-            address: address.clone(),
-            version: d.version,
-            created_us: d.created_at.timestamp_micros(),
-            updated_us: d.updated_at.timestamp_micros(),
-            schema_version: 1,
-            checksum,
-            body,
-            prune_below: oldest.filter(|&o| o > 1 && Some(d.version) == Some(o)),
-            reclaim_now: false,
-            is_new: Some(d.version) == oldest,
-        });
+        out.plan.documents.push(row);
         out.copied.documents += 1;
         out.rows += 1;
     }
@@ -218,26 +190,8 @@ async fn copy_journal(
         query = page.next;
         for e in page.entries {
             let anchor = *base.get_or_insert((e.seq - 1, e.prev_hash));
-            let body = canonical_json(&e.value)?;
-            if Checksum::of(&body) != e.checksum {
-                return Err(reencode_failed(
-                    &stream.deployment_id,
-                    Target::journal(stream),
-                    e.seq,
-                ));
-            }
             out.key(Key::Journal(stream.clone()), progress).await?;
-            out.plan.entries.push(StoredEntry {
-                stream: stream.clone(),
-                seq: e.seq,
-                event_us: e.event_time.timestamp_micros(),
-                commit_us: e.commit_time.timestamp_micros(),
-                key: e.key.as_ref().map(|k| k.as_str().to_owned()),
-                body,
-                checksum: e.checksum.to_hex(),
-                prev_hash: e.prev_hash.to_hex(),
-                hash: e.hash.to_hex(),
-            });
+            out.plan.entries.push(StoredEntry::of_entry(&e)?);
             let head = JournalHead {
                 last_seq: e.seq,
                 last_hash: e.hash,
@@ -255,33 +209,6 @@ async fn copy_journal(
         }
     }
     Ok(())
-}
-
-/// The bytes a store keeps for a state or document body (canonical JSON, compressed above the
-/// threshold) and the checksum's hex, checked against what was read.
-fn stored_body(
-    value: &serde_json::Map<String, serde_json::Value>,
-    checksum: &Checksum,
-    id: &DeploymentId,
-    target: Target,
-    version: u64,
-) -> Result<(Vec<u8>, String)> {
-    let body = canonical_json(value)?;
-    if Checksum::of(&body) != *checksum {
-        return Err(reencode_failed(id, target, version));
-    }
-    Ok((compress::pack(body), checksum.to_hex()))
-}
-
-fn reencode_failed(id: &DeploymentId, target: Target, version: u64) -> Error {
-    Error::Integrity {
-        deployment_id: id.clone(),
-        target,
-        version,
-        tier: crate::Tier::Warm,
-        expected: "the stored checksum".into(),
-        actual: "a different checksum after re-encoding the verified value".into(),
-    }
 }
 
 /// The record a plan row belongs to: a plan holds at most one row per state or document (a
@@ -317,22 +244,11 @@ impl Batcher<'_> {
         if self.rows == 0 {
             return Ok(());
         }
-        let plan = std::mem::replace(&mut self.plan, empty_plan());
+        let plan = std::mem::replace(&mut self.plan, Plan::empty());
         self.to.restore(plan).await?;
         self.rows = 0;
         self.seen.clear();
         progress(&self.copied);
         Ok(())
-    }
-}
-
-fn empty_plan() -> Plan {
-    Plan {
-        states: Vec::new(),
-        documents: Vec::new(),
-        removals: Vec::new(),
-        entries: Vec::new(),
-        heads: Vec::new(),
-        committed: Committed::default(),
     }
 }

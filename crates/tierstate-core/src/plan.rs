@@ -11,8 +11,8 @@ use chrono::{DateTime, Utc};
 
 use crate::journal::{Appended, JournalHead, StoredEntry, chain_hash};
 use crate::{
-    DeploymentId, DocAddr, Document, Error, Name, PreparedBatch, Result, StateData, StoredDoc,
-    StoredRecord, StreamAddr, Target, Tier, cas, epoch_micros,
+    Checksum, DeploymentId, DocAddr, Document, Error, Name, PreparedBatch, Result, StateData,
+    StoredDoc, StoredRecord, StreamAddr, Target, Tier, cas, epoch_micros,
 };
 
 /// Everything a batch's plan depends on, each list sorted and without repeats (the order
@@ -102,6 +102,113 @@ pub struct RowWrite<A> {
     pub is_new: bool,
 }
 
+impl RowWrite<DeploymentId> {
+    /// The row a store keeps for a state version read back verified: its canonical JSON
+    /// (compressed as stored) and checksum, its times, pruning below `prune_below`.
+    ///
+    /// # Errors
+    /// `Integrity` naming the version if the re-encoded value does not match its checksum.
+    pub fn of_state(s: &StateData, prune_below: Option<u64>, reclaim_now: bool) -> Result<Self> {
+        let id = &s.deployment_id;
+        Ok(Self {
+            address: id.clone(),
+            version: s.version,
+            created_us: epoch_micros(s.created_at),
+            updated_us: epoch_micros(s.updated_at),
+            schema_version: s.schema_version,
+            checksum: s.checksum.to_hex(),
+            body: stored_body(&s.state, &s.checksum, id, Target::State, s.version)?,
+            prune_below,
+            reclaim_now,
+            is_new: s.version == 1,
+        })
+    }
+}
+
+impl RowWrite<DocAddr> {
+    /// The row a store keeps for a document version read back verified; see
+    /// [`RowWrite::of_state`].
+    ///
+    /// # Errors
+    /// As [`RowWrite::of_state`].
+    pub fn of_document(d: &Document, prune_below: Option<u64>, reclaim_now: bool) -> Result<Self> {
+        let a = &d.address;
+        Ok(Self {
+            address: a.clone(),
+            version: d.version,
+            created_us: epoch_micros(d.created_at),
+            updated_us: epoch_micros(d.updated_at),
+            schema_version: 1,
+            checksum: d.checksum.to_hex(),
+            body: stored_body(
+                &d.value,
+                &d.checksum,
+                &a.deployment_id,
+                Target::document(a),
+                d.version,
+            )?,
+            prune_below,
+            reclaim_now,
+            is_new: d.version == 1,
+        })
+    }
+}
+
+impl StoredEntry {
+    /// The row a store keeps for a journal entry read back verified.
+    ///
+    /// # Errors
+    /// `Integrity` naming the entry if the re-encoded value does not match its checksum.
+    pub fn of_entry(e: &crate::JournalEntry) -> Result<Self> {
+        let body = crate::canonical_json(&e.value)?;
+        if Checksum::of(&body) != e.checksum {
+            return Err(reencoded(
+                &e.stream.deployment_id,
+                Target::journal(&e.stream),
+                e.seq,
+            ));
+        }
+        Ok(Self {
+            stream: e.stream.clone(),
+            seq: e.seq,
+            event_us: epoch_micros(e.event_time),
+            commit_us: epoch_micros(e.commit_time),
+            key: e.key.as_ref().map(|k| k.as_str().to_owned()),
+            body,
+            checksum: e.checksum.to_hex(),
+            prev_hash: e.prev_hash.to_hex(),
+            hash: e.hash.to_hex(),
+        })
+    }
+}
+
+/// The bytes a store keeps for a state or document body (canonical JSON, compressed above
+/// the threshold), checked against the checksum it was read with.
+fn stored_body(
+    value: &serde_json::Map<String, serde_json::Value>,
+    checksum: &Checksum,
+    id: &DeploymentId,
+    target: Target,
+    version: u64,
+) -> Result<Vec<u8>> {
+    let body = crate::canonical_json(value)?;
+    if Checksum::of(&body) != *checksum {
+        return Err(reencoded(id, target, version));
+    }
+    Ok(crate::compress::pack(body))
+}
+
+fn reencoded(id: &DeploymentId, target: Target, version: u64) -> Error {
+    Error::Integrity {
+        deployment_id: id.clone(),
+        target,
+        version,
+        tier: Tier::Warm,
+        expected: "the stored checksum".into(),
+        actual: "a different checksum after re-encoding the verified value".into(),
+    }
+}
+
 /// Everything a batch writes, decided.
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -117,6 +224,20 @@ pub struct Plan {
     pub heads: Vec<(StreamAddr, JournalHead, bool)>,
     /// What the caller hears once the transaction commits.
     pub committed: Committed,
+}
+
+impl Plan {
+    /// A plan that writes nothing (what a restore fills in).
+    pub fn empty() -> Self {
+        Self {
+            states: Vec::new(),
+            documents: Vec::new(),
+            removals: Vec::new(),
+            entries: Vec::new(),
+            heads: Vec::new(),
+            committed: Committed::default(),
+        }
+    }
 }
 
 /// What a committed batch produced, each list in batch order of its kind.
