@@ -97,6 +97,8 @@ struct State {
     undo_accepted: HashMap<String, Option<u32>>,
     /// Changes in the log since the last snapshot.
     logged: u64,
+    /// Orders the last snapshot held: the next one is due after as many changes.
+    snapshot_orders: u64,
 }
 
 /// The counters a change may move, as they were before it.
@@ -152,6 +154,7 @@ impl SimExchange {
                 undo_orders: HashMap::new(),
                 undo_accepted: HashMap::new(),
                 logged: 0,
+                snapshot_orders: 0,
             }),
             _lock: None,
             storage: Mutex::new(None),
@@ -206,6 +209,7 @@ impl SimExchange {
             if logged > 0 || !file.exists() {
                 crate::venue_file::write_snapshot(&file, &s.snapshot())?;
             }
+            s.snapshot_orders = s.orders.len() as u64;
             s.file = Some(file);
             s.ack_delay = ack_delay;
         }
@@ -418,16 +422,21 @@ impl State {
         }
     }
 
-    /// Makes the running change durable: one synced line in the log, or, every
-    /// [`crate::venue_file::COMPACT_EVERY`] changes, a new snapshot that empties the log.
+    /// Makes the running change durable: one synced line in the log, or, once the log holds at
+    /// least [`crate::venue_file::COMPACT_EVERY`] changes and as many as the last snapshot
+    /// held orders, a new snapshot that empties the log. The snapshot grows with every order
+    /// ever placed, so rewriting it on a fixed count would cost O(history) per change; this
+    /// way a rewrite of N orders is paid once per N changes (O(1) each).
     fn save(&mut self) -> Result<(), ExchangeError> {
         let Some(file) = self.file.clone() else {
             return Ok(());
         };
         let storage = |e: std::io::Error| ExchangeError::Unavailable(format!("venue storage: {e}"));
-        if self.logged >= crate::venue_file::COMPACT_EVERY {
+        let due = crate::venue_file::COMPACT_EVERY.max(self.snapshot_orders);
+        if self.logged >= due {
             crate::venue_file::write_snapshot(&file, &self.snapshot()).map_err(storage)?;
             self.logged = 0;
+            self.snapshot_orders = self.orders.len() as u64;
         } else {
             let mut orders: Vec<_> = self
                 .undo_orders

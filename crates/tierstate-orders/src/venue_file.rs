@@ -1,8 +1,9 @@
 //! How a durable simulated venue keeps its state: a snapshot file (written to a temporary
 //! name, synced, renamed) and beside it an append-only log (`<file>.log`) of what each change
 //! did, one synced JSON line per change. A change costs one small append, whatever the
-//! venue's history; every [`COMPACT_EVERY`] changes the snapshot is rewritten and the log
-//! emptied. Opening reads the snapshot, then replays the log; a last line cut short by a
+//! venue's history; once the log holds [`COMPACT_EVERY`] changes and as many as the venue
+//! holds orders, the snapshot is rewritten and the log emptied (so a rewrite, which grows with
+//! history, is paid once per that many changes). Opening reads the snapshot, then replays the log; a last line cut short by a
 //! crash was never answered and is dropped.
 
 use std::collections::HashMap;
@@ -19,7 +20,7 @@ pub(crate) struct Resting {
     pub(crate) maker: bool,
 }
 
-/// Changes logged between two snapshots.
+/// The fewest changes logged between two snapshots.
 pub(crate) const COMPACT_EVERY: u64 = 1000;
 
 /// The venue's whole state, as the snapshot file holds it.

@@ -123,6 +123,20 @@ async fn a_change_costs_one_small_append_whatever_the_history() {
     }
     let lines = std::fs::read_to_string(&log).unwrap().lines().count();
     assert!(lines < 1000, "the log kept {lines} changes");
+    // Once a snapshot holds more orders than that, the next one (which holds them all) is
+    // written only after as many changes: a rewrite's cost per change stays flat. The snapshot
+    // at change 2,000 held 2,000 orders, so at change 3,500 the log holds 1,500 changes (a
+    // rewrite every thousand would have left 500).
+    for _ in 0..2_400 {
+        venue
+            .maker("ETH-USD", Side::Sell, d("1000"), d("1"))
+            .unwrap();
+    }
+    let lines = std::fs::read_to_string(&log).unwrap().lines().count();
+    assert!(
+        (1_400..=1_500).contains(&lines),
+        "{lines} changes logged since the last snapshot"
+    );
     // A crash mid-append leaves a partial line: it was never answered, so it is dropped.
     let answered = venue.client_orders();
     drop(venue);
