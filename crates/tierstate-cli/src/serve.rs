@@ -260,8 +260,6 @@ struct Figures {
     nav: Option<tierstate::accounting::NavFold>,
     open_orders: usize,
     fills: u64,
-    /// The newest value of each strategy metric, by name.
-    metrics: Vec<(String, f64)>,
 }
 
 async fn figures(store: &Arc<dyn StateStore>, id: &DeploymentId) -> Result<Figures> {
@@ -274,13 +272,6 @@ async fn figures(store: &Arc<dyn StateStore>, id: &DeploymentId) -> Result<Figur
         .filter(|a| !a.order.status.is_terminal())
         .count();
     let fills = Ledger::new(store.clone(), id).stats().await?.count;
-    let strategy = StrategyStore::<StrategyState>::new(store.clone(), id);
-    let mut metrics = Vec::new();
-    for name in strategy.metric_names().await? {
-        if let Some(p) = strategy.latest_metric(&name).await? {
-            metrics.push((name, p.value));
-        }
-    }
     Ok(Figures {
         id: id.clone(),
         version: state.as_ref().map(|s| s.version),
@@ -288,8 +279,23 @@ async fn figures(store: &Arc<dyn StateStore>, id: &DeploymentId) -> Result<Figur
         nav: (nav.fold.points > 0).then_some(nav.fold),
         open_orders,
         fills,
-        metrics,
     })
+}
+
+/// The newest value of each of a deployment's strategy metrics, by name: read for `/metrics`
+/// only (pages and probes do not show them).
+async fn latest_metrics(
+    store: &Arc<dyn StateStore>,
+    id: &DeploymentId,
+) -> Result<Vec<(String, f64)>> {
+    let strategy = StrategyStore::<StrategyState>::new(store.clone(), id);
+    let mut out = Vec::new();
+    for name in strategy.metric_names().await? {
+        if let Some(p) = strategy.latest_metric(&name).await? {
+            out.push((name, p.value));
+        }
+    }
+    Ok(out)
 }
 
 async fn all(store: &Arc<dyn StateStore>) -> Result<Vec<Figures>> {
@@ -419,7 +425,7 @@ async fn metrics(store: &Arc<dyn StateStore>, handle: &tierstate::Tierstate) -> 
         }
         open.get_or_create(&l).set(fig.open_orders as f64);
         fills.get_or_create(&l).inc_by(fig.fills);
-        for (name, value) in &fig.metrics {
+        for (name, value) in &latest_metrics(store, &fig.id).await? {
             let m = MetricLabels {
                 deployment: fig.id.to_string(),
                 metric: name.clone(),

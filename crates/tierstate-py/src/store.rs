@@ -348,20 +348,13 @@ impl Store {
                     intent: next.intent_id.clone(),
                 }
             })?;
-            if current.version != expected_version {
-                return Err(tierstate::orders::OrdersError::Store(
-                    tierstate::Error::Conflict {
-                        deployment_id: id.clone(),
-                        target: tierstate::Target::Document {
-                            collection: tierstate::Name::collection("orders.intents")?,
-                            key: tierstate::Name::key(&next.intent_id)?,
-                        },
-                        expected: expected_version,
-                        actual: Some(current.version),
-                    },
-                ));
-            }
-            o.update_intent(&current, next).await
+            // Over the version the caller read: the store's CAS refuses it with expected and
+            // actual if the intent moved since.
+            let read = tierstate::orders::StoredIntent {
+                version: expected_version,
+                ..current
+            };
+            o.update_intent(&read, next).await
         })?
         .map_err(trading::orders)?;
         trading::intent_dict(py, &stored)
