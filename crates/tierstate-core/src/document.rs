@@ -166,24 +166,16 @@ impl StoredDoc {
     /// # Errors
     /// `Integrity` naming the full address and `tier` if anything does not match.
     pub fn verify(self, tier: Tier) -> Result<Document> {
-        let integrity = |expected: String, actual: String| Error::Integrity {
-            deployment_id: self.address.deployment_id.clone(),
-            target: Target::document(&self.address),
-            tier,
-            version: self.version,
-            expected,
-            actual,
-        };
-        let (value, checksum) =
-            verify_object(&self.body, &self.checksum).map_err(|(e, a)| integrity(e, a))?;
+        let integrity = |(expected, actual)| self.integrity(tier, expected, actual);
+        let (value, checksum) = verify_object(&self.body, &self.checksum).map_err(integrity)?;
         let (Some(created_at), Some(updated_at)) = (
             DateTime::from_timestamp_micros(self.created_at_us),
             DateTime::from_timestamp_micros(self.updated_at_us),
         ) else {
-            return Err(integrity(
+            return Err(integrity((
                 checksum.to_hex(),
                 "timestamp out of range".into(),
-            ));
+            )));
         };
         Ok(Document {
             address: self.address,
@@ -194,5 +186,27 @@ impl StoredDoc {
             updated_at,
             loaded_from: tier,
         })
+    }
+
+    /// The body's canonical JSON bytes, once they match the stored checksum: for a caller
+    /// that decodes them straight into its own type (see [`crate::codec::decode_doc_bytes`]).
+    ///
+    /// # Errors
+    /// `Integrity` naming the full address and `tier` if the body does not match.
+    pub fn verified_body(&self, tier: Tier) -> Result<std::borrow::Cow<'_, [u8]>> {
+        crate::state::verify_bytes(&self.body, &self.checksum)
+            .map(|(body, _)| body)
+            .map_err(|(expected, actual)| self.integrity(tier, expected, actual))
+    }
+
+    fn integrity(&self, tier: Tier, expected: String, actual: String) -> Error {
+        Error::Integrity {
+            deployment_id: self.address.deployment_id.clone(),
+            target: Target::document(&self.address),
+            tier,
+            version: self.version,
+            expected,
+            actual,
+        }
     }
 }

@@ -93,6 +93,24 @@ pub fn check_round_trip<T: Serialize>(
     Ok(())
 }
 
+/// Whether `json` holds a run of characters of decimal text (digits, `.`, `e`, `E`, `+`, `-`,
+/// `_`) long enough to be rounded into a `Decimal`: if not, no string in it can be, and the
+/// check of [`from_map`] has nothing to find.
+pub(crate) fn may_round(json: &[u8]) -> bool {
+    let mut run = 0;
+    for &b in json {
+        if b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'+' | b'-' | b'_') {
+            run += 1;
+            if run >= SHORTEST_INEXACT {
+                return true;
+            }
+        } else {
+            run = 0;
+        }
+    }
+    false
+}
+
 /// Collects the strings that rust_decimal would parse with rounding, with their paths.
 fn find_inexact(v: &Value, path: &mut String, out: &mut Vec<(String, String)>) {
     match v {

@@ -146,23 +146,32 @@ pub(crate) fn verify_object(
     stored: &[u8],
     checksum: &str,
 ) -> std::result::Result<(Map<String, Value>, Checksum), (String, String)> {
-    let body = crate::compress::unpack(stored).map_err(|why| (checksum.to_owned(), why))?;
-    let body = body.as_ref();
-    let computed = Checksum::of(body);
-    match Checksum::from_hex(checksum) {
-        Some(stored) if stored == computed => {}
-        Some(_) => return Err((checksum.to_owned(), computed.to_hex())),
-        None => {
-            return Err((
-                format!("unreadable stored checksum {checksum:?}"),
-                computed.to_hex(),
-            ));
-        }
-    }
-    match serde_json::from_slice::<Value>(body) {
+    let (body, computed) = verify_bytes(stored, checksum)?;
+    match serde_json::from_slice::<Value>(&body) {
         Ok(Value::Object(map)) => Ok((map, computed)),
         Ok(_) => Err((computed.to_hex(), "body is not a JSON object".into())),
         Err(e) => Err((computed.to_hex(), format!("body is not JSON: {e}"))),
+    }
+}
+
+/// A failed check: (expected, actual), for an `Integrity` error.
+pub(crate) type Mismatch = (String, String);
+
+/// The checksum step of [`verify_object`]: the body's canonical bytes (decompressed), once
+/// they match the stored hex `checksum`.
+pub(crate) fn verify_bytes<'a>(
+    stored: &'a [u8],
+    checksum: &str,
+) -> std::result::Result<(std::borrow::Cow<'a, [u8]>, Checksum), Mismatch> {
+    let body = crate::compress::unpack(stored).map_err(|why| (checksum.to_owned(), why))?;
+    let computed = Checksum::of(&body);
+    match Checksum::from_hex(checksum) {
+        Some(stored) if stored == computed => Ok((body, computed)),
+        Some(_) => Err((checksum.to_owned(), computed.to_hex())),
+        None => Err((
+            format!("unreadable stored checksum {checksum:?}"),
+            computed.to_hex(),
+        )),
     }
 }
 

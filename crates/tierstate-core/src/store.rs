@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use crate::journal::{Append, Appended, JournalInfo, JournalPage, JournalQuery, TruncateBefore};
 use crate::{
     ChangeFeed, Committed, DeploymentId, DocAddr, DocWrite, Document, Error, KeyRange, Name,
-    Result, Retention, StateData, StateWrite, StreamAddr, Target, WriteBatch,
+    Result, Retention, StateData, StateWrite, StoredDoc, StreamAddr, Target, Tier, WriteBatch,
 };
 
 /// A durable store of versioned state, versioned documents and hash-chained journals, all
@@ -205,7 +205,29 @@ pub trait StateStore: Send + Sync + Debug + 'static {
         collection: &Name,
         range: &KeyRange,
         limit: usize,
-    ) -> Result<Vec<Result<Document>>>;
+    ) -> Result<Vec<Result<Document>>> {
+        let rows = self
+            .scan_stored_documents(id, collection, range, limit)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| r.and_then(|d| d.verify(Tier::Warm)))
+            .collect())
+    }
+
+    /// [`StateStore::scan_documents`] before verification: the rows as stored, for a caller
+    /// that verifies each with [`StoredDoc::verified_body`] and decodes it straight into its
+    /// own type (no JSON tree in between). A row that cannot be read is an error in place.
+    ///
+    /// # Errors
+    /// As [`StateStore::scan_documents`].
+    async fn scan_stored_documents(
+        &self,
+        id: &DeploymentId,
+        collection: &Name,
+        range: &KeyRange,
+        limit: usize,
+    ) -> Result<Vec<Result<StoredDoc>>>;
 
     /// Up to `limit` current documents of one collection in key order, starting after `after`;
     /// see [`StateStore::scan_documents`].

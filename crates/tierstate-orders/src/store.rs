@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tierstate_core::{
     Append, BatchOp, DeploymentId, DocAddr, DocWrite, Document, JournalQuery, KeyRange, Name,
-    PutMode, Retention, StateStore, StreamAddr, WriteBatch,
+    PutMode, Retention, StateStore, StoredDoc, StreamAddr, Tier, WriteBatch,
 };
 
 use crate::error::{OrdersError, Result};
@@ -466,7 +466,7 @@ impl OrderStore {
     ) -> Result<Vec<StoredIntent>> {
         let mut out = Vec::new();
         for d in self.scan(INTENTS).await? {
-            let i = decode_intent(d)?;
+            let i = decode_stored_intent(&d)?;
             if symbol.is_none_or(|s| s == i.intent.spec.symbol)
                 && group.is_none_or(|g| Some(g) == i.intent.oco_group.as_deref())
             {
@@ -487,8 +487,8 @@ impl OrderStore {
     ) -> Result<Vec<StoredIntent>> {
         self.page(INTENTS, after, limit)
             .await?
-            .into_iter()
-            .map(decode_intent)
+            .iter()
+            .map(decode_stored_intent)
             .collect()
     }
 
@@ -506,8 +506,8 @@ impl OrderStore {
             .await?
             .into_iter()
             .map(|d| {
-                let key = d.address.key.as_str().to_owned();
-                decode_actual(d).map(|a| (key, a))
+                let a = decode_stored_actual(&d)?;
+                Ok((d.address.key.as_str().to_owned(), a))
             })
             .collect()
     }
@@ -517,25 +517,27 @@ impl OrderStore {
         collection: &str,
         after: Option<&str>,
         limit: usize,
-    ) -> Result<Vec<Document>> {
+    ) -> Result<Vec<StoredDoc>> {
         let c = Name::collection(collection)?;
         let after = after.map(Name::key).transpose()?;
+        let range = KeyRange::after(after);
         self.store
-            .list_documents(&self.deployment, &c, after.as_ref(), limit)
+            .scan_stored_documents(&self.deployment, &c, &range, limit)
             .await?
             .into_iter()
             .map(|d| d.map_err(Into::into))
             .collect()
     }
 
-    async fn scan(&self, collection: &str) -> Result<Vec<Document>> {
+    async fn scan(&self, collection: &str) -> Result<Vec<StoredDoc>> {
         let c = Name::collection(collection)?;
         let mut out = Vec::new();
         let mut after: Option<Name> = None;
         loop {
+            let range = KeyRange::after(after.take());
             let page = self
                 .store
-                .list_documents(&self.deployment, &c, after.as_ref(), PAGE)
+                .scan_stored_documents(&self.deployment, &c, &range, PAGE)
                 .await?;
             let full = page.len() == PAGE;
             for d in page {
@@ -608,7 +610,7 @@ impl OrderStore {
     ) -> Result<Vec<StoredActual>> {
         let mut out = Vec::new();
         for d in self.scan(ACTUAL).await? {
-            let a = decode_actual(d)?;
+            let a = decode_stored_actual(&d)?;
             if symbol.is_none_or(|s| s == a.order.spec.symbol) && recon.is_none_or(|r| r == a.recon)
             {
                 out.push(a);
@@ -881,6 +883,38 @@ fn decode<T: DeserializeOwned + Serialize>(
 fn decode_intent(d: Document) -> Result<StoredIntent> {
     let version = d.version;
     let doc: IntentDoc = decode("intent", "a stored order intent", d)?;
+    intent_of(doc, version)
+}
+
+fn decode_actual(d: Document) -> Result<StoredActual> {
+    let version = d.version;
+    let doc: ActualDoc = decode("actual order", "a stored actual order", d)?;
+    Ok(actual_of(doc, version))
+}
+
+/// As [`decode_intent`], for a row a scan read: verified, then decoded from its bytes.
+fn decode_stored_intent(d: &StoredDoc) -> Result<StoredIntent> {
+    let doc: IntentDoc = decode_stored("intent", "a stored order intent", d)?;
+    intent_of(doc, d.version)
+}
+
+/// As [`decode_actual`], for a row a scan read.
+fn decode_stored_actual(d: &StoredDoc) -> Result<StoredActual> {
+    let doc: ActualDoc = decode_stored("actual order", "a stored actual order", d)?;
+    Ok(actual_of(doc, d.version))
+}
+
+fn decode_stored<T: DeserializeOwned + Serialize>(
+    what: &'static str,
+    record: &str,
+    d: &StoredDoc,
+) -> Result<T> {
+    let body = d.verified_body(Tier::Warm)?;
+    tierstate_core::codec::decode_doc_bytes(ORDERS_SCHEMA, &body)
+        .map_err(|e| OrdersError::stored(what, record, &d.address, e))
+}
+
+fn intent_of(doc: IntentDoc, version: u64) -> Result<StoredIntent> {
     doc.intent.validate()?;
     Ok(StoredIntent {
         intent: doc.intent,
@@ -888,13 +922,11 @@ fn decode_intent(d: Document) -> Result<StoredIntent> {
     })
 }
 
-fn decode_actual(d: Document) -> Result<StoredActual> {
-    let version = d.version;
-    let doc: ActualDoc = decode("actual order", "a stored actual order", d)?;
-    Ok(StoredActual {
+fn actual_of(doc: ActualDoc, version: u64) -> StoredActual {
+    StoredActual {
         order: doc.order,
         version,
         synced_at: DateTime::from_timestamp_micros(doc.synced_us).unwrap_or_default(),
         recon: doc.recon,
-    })
+    }
 }

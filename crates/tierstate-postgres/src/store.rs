@@ -9,8 +9,8 @@ use sqlx::postgres::{PgPool, PgRow};
 use tierstate_core::journal::{JournalInfo, JournalPage, JournalQuery, truncated_head};
 use tierstate_core::{
     BackendErrorKind, ChangeFeed, Committed, DeploymentId, DocAddr, Document, Error, KeyRange,
-    Name, Result, Signal, StateData, StateStore, StoredRecord, StreamAddr, Tier, TruncateBefore,
-    WriteBatch,
+    Name, Result, Signal, StateData, StateStore, StoredDoc, StoredRecord, StreamAddr, Tier,
+    TruncateBefore, WriteBatch,
 };
 use tokio::sync::watch;
 
@@ -352,21 +352,18 @@ impl StateStore for PostgresStore {
         tierstate_core::plan::document_as_of(address, at, rows.into_iter().next(), oldest)
     }
 
-    async fn scan_documents(
+    async fn scan_stored_documents(
         &self,
         id: &DeploymentId,
         collection: &Name,
         range: &KeyRange,
         limit: usize,
-    ) -> Result<Vec<Result<Document>>> {
+    ) -> Result<Vec<Result<StoredDoc>>> {
         let mut c = self.pool.acquire().await.map_err(map)?;
         let rows = crate::records::scan_docs(&mut c, id, collection, range, limit)
             .await
             .map_err(map)?;
-        Ok(rows
-            .into_iter()
-            .map(|r| r.and_then(|d| d.verify(Tier::Warm)))
-            .collect())
+        Ok(rows)
     }
 
     async fn collections(

@@ -10,7 +10,8 @@ use redb::{Database, ReadTransaction};
 use tierstate_core::journal::{JournalInfo, JournalPage, JournalQuery};
 use tierstate_core::{
     BackendErrorKind, Committed, DeploymentId, DocAddr, Document, Error, KeyRange, Name, Result,
-    Signal, StateData, StateStore, StoredRecord, StreamAddr, Tier, TruncateBefore, WriteBatch,
+    Signal, StateData, StateStore, StoredDoc, StoredRecord, StreamAddr, Tier, TruncateBefore,
+    WriteBatch,
 };
 use tokio::sync::{oneshot, watch};
 
@@ -676,21 +677,18 @@ impl StateStore for RedbStore {
         tierstate_core::plan::document_as_of(address, at, rows.into_iter().next(), oldest)
     }
 
-    async fn scan_documents(
+    async fn scan_stored_documents(
         &self,
         id: &DeploymentId,
         collection: &Name,
         range: &KeyRange,
         limit: usize,
-    ) -> Result<Vec<Result<Document>>> {
+    ) -> Result<Vec<Result<StoredDoc>>> {
         let (id, collection, range) = (id.clone(), collection.clone(), range.clone());
         let rows = self
             .read(move |t| crate::records::scan_docs(t, &id, &collection, &range, limit))
             .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| r.and_then(|d| d.verify(Tier::Warm)))
-            .collect())
+        Ok(rows)
     }
 
     async fn collections(

@@ -8,7 +8,7 @@ use rusqlite::Connection;
 use tierstate_core::journal::{Fetch, JournalInfo, JournalPage, JournalQuery};
 use tierstate_core::{
     BackendErrorKind, CommitProbe, Committed, DeploymentId, DocAddr, Document, KeyRange, Name,
-    Result, Signal, StateData, StateStore, StreamAddr, Tier, TruncateBefore, WriteBatch,
+    Result, Signal, StateData, StateStore, StoredDoc, StreamAddr, Tier, TruncateBefore, WriteBatch,
 };
 use tokio::sync::{oneshot, watch};
 
@@ -371,21 +371,18 @@ impl StateStore for SqliteStore {
         tierstate_core::plan::document_as_of(address, at, found, oldest)
     }
 
-    async fn scan_documents(
+    async fn scan_stored_documents(
         &self,
         id: &DeploymentId,
         collection: &Name,
         range: &KeyRange,
         limit: usize,
-    ) -> Result<Vec<Result<Document>>> {
+    ) -> Result<Vec<Result<StoredDoc>>> {
         let (id, collection, range) = (id.clone(), collection.clone(), range.clone());
         let rows = self
             .read(move |c| crate::records::scan_docs(c, id.as_str(), &collection, &range, limit))
             .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| r.and_then(|d| d.verify(Tier::Warm)))
-            .collect())
+        Ok(rows)
     }
 
     async fn collections(

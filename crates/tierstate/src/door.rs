@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use tierstate_core::journal::{JournalInfo, JournalPage, JournalQuery};
 use tierstate_core::{
     ChangeFeed, CommitProbe, Committed, DeploymentId, DocAddr, Document, KeyRange, Name, Result,
-    StateData, StateStore, StreamAddr, TruncateBefore, WriteBatch,
+    StateData, StateStore, StoredDoc, StreamAddr, TruncateBefore, WriteBatch,
 };
 use tokio::sync::watch;
 
@@ -167,16 +167,17 @@ impl StateStore for Door {
         .await
     }
 
-    async fn scan_documents(
+    async fn scan_stored_documents(
         &self,
         id: &DeploymentId,
         collection: &Name,
         range: &KeyRange,
         limit: usize,
-    ) -> Result<Vec<Result<Document>>> {
+    ) -> Result<Vec<Result<StoredDoc>>> {
         self.read(
             Op::ScanDocuments,
-            self.warm().scan_documents(id, collection, range, limit),
+            self.warm()
+                .scan_stored_documents(id, collection, range, limit),
             any,
         )
         .await
