@@ -204,25 +204,23 @@ impl Reconciler {
         };
         // Intents and orders are both keyed by intent id: one walk over the two in key
         // order, a page of each at a time.
-        let mut intents = Paged::default();
-        let mut actuals = Paged::default();
+        // Each side reads its next page while this one is worked on: a key's own action
+        // writes only that key, which an earlier page holds.
+        let mut intents = Paged::new(self.orders.clone(), |o, after| async move {
+            let page = o.intent_page(after.as_deref(), PASS_PAGE).await?;
+            Ok(page
+                .into_iter()
+                .map(|i| (i.intent.intent_id.clone(), i))
+                .collect())
+        });
+        let mut actuals = Paged::new(self.orders.clone(), |o, after| async move {
+            o.actual_page(after.as_deref(), PASS_PAGE).await
+        });
         let mut pass = Pass::default();
         let mut pending = 0u64;
         loop {
-            if intents.wants_page() {
-                let page = self
-                    .orders
-                    .intent_page(intents.after.as_deref(), PASS_PAGE)
-                    .await?;
-                intents.fill(page.into_iter().map(|i| (i.intent.intent_id.clone(), i)));
-            }
-            if actuals.wants_page() {
-                let page = self
-                    .orders
-                    .actual_page(actuals.after.as_deref(), PASS_PAGE)
-                    .await?;
-                actuals.fill(page);
-            }
+            intents.refill().await?;
+            actuals.refill().await?;
             let id = match (intents.next_key(), actuals.next_key()) {
                 (None, None) => break,
                 (Some(x), Some(y)) => x.min(y).to_owned(),
@@ -841,34 +839,59 @@ fn hold_recon(a: &Order) -> ReconStatus {
 /// Records read per page by a pass.
 const PASS_PAGE: usize = 1000;
 
-/// One side of a pass's walk: the page read ahead, and where the next page starts.
-struct Paged<T> {
+/// A page read in the background: its task, aborted if the pass stops early.
+type PageTask<T> = tokio::task::JoinHandle<Result<Vec<(String, T)>>>;
+
+/// One side of a pass's walk: the page in hand, and the next one already being read (on a
+/// worker, so reading and decoding overlap with deciding).
+struct Paged<T, F> {
     buf: std::collections::VecDeque<(String, T)>,
-    after: Option<String>,
-    done: bool,
+    ahead: Option<PageTask<T>>,
+    orders: OrderStore,
+    read: F,
 }
 
-impl<T> Default for Paged<T> {
-    fn default() -> Self {
+impl<T, F, Fut> Paged<T, F>
+where
+    T: Send + 'static,
+    F: Fn(OrderStore, Option<String>) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<(String, T)>>> + Send + 'static,
+{
+    fn new(orders: OrderStore, read: F) -> Self {
+        let ahead = Some(tokio::spawn(read(orders.clone(), None)));
         Self {
             buf: std::collections::VecDeque::new(),
-            after: None,
-            done: false,
+            ahead,
+            orders,
+            read,
         }
     }
-}
 
-impl<T> Paged<T> {
-    fn wants_page(&self) -> bool {
-        self.buf.is_empty() && !self.done
-    }
-
-    fn fill(&mut self, page: impl IntoIterator<Item = (String, T)>) {
+    /// With the page in hand used up, takes the page read ahead and starts the next.
+    async fn refill(&mut self) -> Result<()> {
+        if !self.buf.is_empty() {
+            return Ok(());
+        }
+        let Some(task) = self.ahead.take() else {
+            return Ok(());
+        };
+        let page = match task.await {
+            Ok(page) => page?,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            // Only a runtime shutting down cancels it: the pass stops with it.
+            Err(e) => {
+                let kind = tierstate_core::BackendErrorKind::Closed;
+                return Err(tierstate_core::Error::backend("runtime", kind, e).into());
+            }
+        };
+        if page.len() == PASS_PAGE
+            && let Some((k, _)) = page.last()
+        {
+            let next = (self.read)(self.orders.clone(), Some(k.clone()));
+            self.ahead = Some(tokio::spawn(next));
+        }
         self.buf.extend(page);
-        self.done = self.buf.len() < PASS_PAGE;
-        if let Some((k, _)) = self.buf.back() {
-            self.after = Some(k.clone());
-        }
+        Ok(())
     }
 
     fn next_key(&self) -> Option<&str> {
@@ -880,6 +903,14 @@ impl<T> Paged<T> {
             self.buf.pop_front().map(|(_, v)| v)
         } else {
             None
+        }
+    }
+}
+
+impl<T, F> Drop for Paged<T, F> {
+    fn drop(&mut self) {
+        if let Some(t) = self.ahead.take() {
+            t.abort();
         }
     }
 }
