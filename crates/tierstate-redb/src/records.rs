@@ -11,7 +11,8 @@ use tierstate_core::{DocAddr, Name, Result, StoredDoc, StreamAddr, TruncateBefor
 
 use crate::error::map;
 use crate::tables::{
-    DOC_HEAD, DOC_VERSIONS, EntryValue, HEAD, J_EVENTS, J_HEAD, J_KEYS, JOURNAL, VERSIONS,
+    DOC_HEAD, DOC_VERSIONS, DocVersionValue, EntryValue, HEAD, J_EVENTS, J_HEAD, J_KEYS, JOURNAL,
+    VERSIONS,
 };
 use crate::writer::Stop;
 
@@ -805,6 +806,9 @@ pub(crate) fn scan_docs(
         Box::new(rows)
     };
     let mut out = Vec::new();
+    // Ascending, the head versions are read by walking the version table beside the heads
+    // (both are in key order), not by one descent per document.
+    let mut walk: Option<Walk<'_>> = None;
     for r in rows.take(limit) {
         let (k, v) = r.map_err(map)?;
         let (_, _, key) = k.value();
@@ -821,10 +825,28 @@ pub(crate) fn scan_docs(
             collection: collection.clone(),
             key,
         };
-        let Some(row) = versions
-            .get((d, c, address.key.as_str(), version))
-            .map_err(map)?
-        else {
+        let want = (d, c, address.key.as_str(), version);
+        let row = match walk.as_mut().and_then(|w| w.take(want)) {
+            Some(row) => Some(row),
+            None if range.descending => versions.get(want).map_err(map)?,
+            None => {
+                // A seek, and the walk goes on from there.
+                let mut it = versions.range(want..).map_err(map)?.peekable();
+                let here = match it.peek() {
+                    Some(Ok((k, _))) => k.value() == want,
+                    Some(Err(_)) => true, // taken below, to report it
+                    None => false,
+                };
+                let row = if here {
+                    it.next().transpose().map_err(map)?.map(|(_, v)| v)
+                } else {
+                    None
+                };
+                walk = Some(Walk(it));
+                row
+            }
+        };
+        let Some(row) = row else {
             out.push(Err(tierstate_core::Error::missing_version(
                 &address, version,
             )));
@@ -841,4 +863,34 @@ pub(crate) fn scan_docs(
         }));
     }
     Ok(out)
+}
+
+/// Rows a walk over the version table passes before it seeks instead: old versions kept of
+/// one key, or of documents since deleted.
+const WALK_AHEAD: usize = 8;
+
+/// A walk over the document version table in key order.
+struct Walk<'t>(std::iter::Peekable<redb::Range<'t, DocVersionKey, DocVersionValue>>);
+
+impl<'t> Walk<'t> {
+    /// The row at `want`, if the walk reaches it within [`WALK_AHEAD`] rows (`None`: seek;
+    /// a read error is left for the seek to report).
+    fn take(
+        &mut self,
+        want: (&str, &str, &str, u64),
+    ) -> Option<redb::AccessGuard<'t, DocVersionValue>> {
+        for _ in 0..=WALK_AHEAD {
+            let Some(Ok((k, _))) = self.0.peek() else {
+                return None;
+            };
+            match k.value().cmp(&want) {
+                std::cmp::Ordering::Less => {
+                    self.0.next();
+                }
+                std::cmp::Ordering::Equal => return self.0.next()?.ok().map(|(_, v)| v),
+                std::cmp::Ordering::Greater => return None,
+            }
+        }
+        None
+    }
 }

@@ -186,6 +186,7 @@ macro_rules! conformance_tests {
             a_document_keeps_its_own_retention,
             documents_list_by_collection,
             documents_scan_by_key_range,
+            a_scan_reads_current_versions_whatever_the_history,
             record_damage_is_detected,
             large_bodies_are_compressed_and_still_checked,
             journal_sequences_are_contiguous,
