@@ -269,6 +269,28 @@ impl PositionBook {
         }
     }
 
+    pub(crate) fn clear_missing(&mut self) {
+        self.missing.clear();
+    }
+
+    /// Replaces the chains (checked as [`PositionBook::new`] checks them); every position held
+    /// must be on one of them.
+    pub(crate) fn set_chains(&mut self, chains: Vec<String>) -> Result<()> {
+        let fresh = Self::new(chains)?;
+        if let Some((chain, id)) = self
+            .positions
+            .keys()
+            .find(|(c, _)| !fresh.chains.contains(c))
+        {
+            return Err(PositionError::invalid(
+                "chains",
+                format!("position {id} is on {chain}, which the book no longer has"),
+            ));
+        }
+        self.chains = fresh.chains;
+        Ok(())
+    }
+
     pub(crate) fn take(&mut self, chain: &str, id: &str) -> Option<PositionRecord> {
         let key = (chain.to_owned(), id.to_owned());
         self.missing.remove(&key);

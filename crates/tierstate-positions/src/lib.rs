@@ -40,5 +40,7 @@ pub use reconcile::{
 };
 pub use record::{MAX_MAGNITUDE, PositionRecord};
 pub use rust_decimal::Decimal;
-pub use store::{BOOK_KEY, BOOK_SCHEMA, BookChange, COLLECTION, PositionStore, SavedBook};
+pub use store::{
+    BOOK_KEY, BOOK_SCHEMA, BookChange, CHANGES, COLLECTION, PositionStore, SNAPSHOT_KEY, SavedBook,
+};
 pub use totals::{ChainSummary, Exposure, Totals};
