@@ -9,8 +9,8 @@ use parking_lot::Mutex;
 use rust_decimal::Decimal;
 use serde_json::{Map, Value, json};
 use tierstate_core::{
-    DeploymentId, DocAddr, DocWrite, Error, JournalQuery, PutMode, StateStore, StateWrite,
-    StreamAddr, WriteBatch,
+    DeploymentId, DocWrite, Error, JournalQuery, PutMode, StateStore, StateWrite, StreamAddr,
+    WriteBatch,
 };
 use tierstate_positions::{
     BookReconciler, Mode, PositionBook, PositionError, PositionRecord, PositionStore, PositionType,
@@ -780,7 +780,7 @@ async fn random_edits_load_back_exactly(store: Arc<dyn StateStore>) {
         }
         for _ in 0..=next(4) {
             match next(6) {
-                0 | 1 | 2 if !b.is_empty() => {
+                0..=2 if !b.is_empty() => {
                     let i = next(b.len() as u64) as usize;
                     let mut p = b.iter().nth(i).unwrap().clone();
                     p.amount = Decimal::new(next(100_000) as i64, next(6) as u32);
