@@ -436,11 +436,90 @@ async fn metrics(store: &Arc<dyn StateStore>, handle: &tierstate::Tierstate) -> 
             }
         }
     }
+    let ids: Vec<DeploymentId> = figures.iter().map(|f| f.id.clone()).collect();
+    writer_metrics(&mut reg, store, &ids).await?;
     store_metrics(&mut reg, store, handle);
     let mut out = String::new();
     prometheus_client::encoding::text::encode(&mut out, &reg)
         .map_err(|e| CliError::Other(format!("cannot encode metrics: {e}")))?;
     Ok(out)
+}
+
+/// Each deployment's writer's own figures, as its process last published them
+/// ([`tierstate::StoreFigures`]): HOT hit ratio, WARM outcomes and latency, retries, and
+/// commits per transaction. A deployment whose writer publishes none has no such series.
+async fn writer_metrics(
+    reg: &mut Registry,
+    store: &Arc<dyn StateStore>,
+    ids: &[DeploymentId],
+) -> Result<()> {
+    type FGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
+    let gauge = |reg: &mut Registry, name: &str, help: &str| {
+        let g = Family::<Labels, FGauge>::default();
+        reg.register(name, help, g.clone());
+        g
+    };
+    let counter = |reg: &mut Registry, name: &str, help: &str| {
+        let c = Family::<Labels, Counter>::default();
+        reg.register(name, help, c.clone());
+        c
+    };
+    let age = gauge(reg, "writer_figures_age_seconds", "Age of the writer's published figures");
+    let hit = gauge(reg, "writer_hot_hit_ratio", "The writer's HOT hits over HOT lookups");
+    let p50 = gauge(
+        reg,
+        "writer_warm_p50_latency_seconds",
+        "Median latency of the writer's recent WARM operations",
+    );
+    let p99 = gauge(
+        reg,
+        "writer_warm_p99_latency_seconds",
+        "99th percentile latency of the writer's recent WARM operations",
+    );
+    let group = gauge(
+        reg,
+        "writer_commit_group_size",
+        "Commits per transaction the writer's grouped commits shared",
+    );
+    let ops = counter(reg, "writer_warm_operations", "The writer's WARM operations completed");
+    let conflicts = counter(
+        reg,
+        "writer_conflicts",
+        "The writer's compare-and-swap conflicts",
+    );
+    let errors = counter(reg, "writer_errors", "The writer's failed WARM operations");
+    let retries = counter(
+        reg,
+        "writer_retries",
+        "Retries the writer's process waited for after lost races",
+    );
+    let now = Utc::now();
+    for id in ids {
+        let Some(w) = tierstate::StoreFigures::read(&**store, id).await? else {
+            continue;
+        };
+        let l = Labels {
+            deployment: id.to_string(),
+        };
+        age.get_or_create(&l)
+            .set((now - w.at).num_milliseconds() as f64 / 1000.0);
+        if let Some(r) = w.hot_hit_ratio() {
+            hit.get_or_create(&l).set(r);
+        }
+        if let Some(g) = w.mean_group_size() {
+            group.get_or_create(&l).set(g);
+        }
+        for (family, us) in [(&p50, w.warm_p50_us), (&p99, w.warm_p99_us)] {
+            if let Some(us) = us {
+                family.get_or_create(&l).set(us as f64 / 1e6);
+            }
+        }
+        ops.get_or_create(&l).inc_by(w.warm_ok);
+        conflicts.get_or_create(&l).inc_by(w.warm_conflicts);
+        errors.get_or_create(&l).inc_by(w.warm_errors);
+        retries.get_or_create(&l).inc_by(w.retries);
+    }
+    Ok(())
 }
 
 /// The store's figures as this server's handle measured its own reads: operations by tier

@@ -88,6 +88,9 @@ fn health_metrics_and_pages_are_served_and_nothing_is_written() {
         s.append_metrics(common::t(900), &[("venue_errors", 3.0)])
             .await
             .unwrap();
+        // The writer publishes its own figures, as the demo does every 100 ticks.
+        let batch = tierstate::WriteBatch::new().with(&ts.plan_figures(&fx).unwrap());
+        ts.commit(batch).await.unwrap();
         ts.close().await;
     });
     let before = file_bytes(&db);
@@ -117,6 +120,20 @@ fn health_metrics_and_pages_are_served_and_nothing_is_written() {
         assert!(metrics.contains(name), "{name} missing:\n{metrics}");
     }
     assert!(metrics.trim_end().ends_with("# EOF"));
+    // The writer's own figures, as it published them: its append counted, none failed.
+    let value = |name: &str| -> f64 {
+        let line = metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{name} missing:\n{metrics}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    assert!(value("tierstate_writer_warm_operations_total{deployment=\"fx\"}") >= 1.0);
+    assert_eq!(value("tierstate_writer_errors_total{deployment=\"fx\"}"), 0.0);
+    assert_eq!(value("tierstate_writer_conflicts_total{deployment=\"fx\"}"), 0.0);
+    assert!(value("tierstate_writer_retries_total{deployment=\"fx\"}") >= 0.0);
+    assert!(value("tierstate_writer_figures_age_seconds{deployment=\"fx\"}") >= 0.0);
+    assert!(value("tierstate_writer_warm_p99_latency_seconds{deployment=\"fx\"}") > 0.0);
     promtool_accepts(&metrics);
 
     let (code, index) = get(&s.addr, "/");

@@ -7,6 +7,15 @@ use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 
+/// Retries waited for in this process, by every [`Backoff`] (what an operator's dashboard
+/// shows as contention).
+static RETRIES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Retries waited for in this process since it started.
+pub fn retries_total() -> u64 {
+    RETRIES.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// How a contended operation retries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
@@ -55,6 +64,7 @@ impl Backoff {
         match self.delays.next() {
             Some(d) => {
                 self.attempts += 1;
+                RETRIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tokio::time::sleep(d).await;
                 true
             }

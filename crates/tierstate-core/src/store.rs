@@ -25,6 +25,12 @@ pub trait StateStore: Send + Sync + Debug + 'static {
     /// Short backend name used in errors and metrics (`"sqlite"`, `"memory"`, ...).
     fn backend(&self) -> &'static str;
 
+    /// How this process's commits were grouped into transactions, for a backend with a
+    /// writer thread that groups them (`None` for one that does not).
+    fn group_stats(&self) -> Option<crate::group::GroupStats> {
+        None
+    }
+
     /// A feed of commits made by any process sharing this store, for HOT coherence; `None` for
     /// stores that only one process writes (embedded files).
     fn changes(&self) -> Option<ChangeFeed> {

@@ -30,6 +30,8 @@ use crate::run::{DemoArgs, money};
 pub const SYMBOL: &str = "ETH-USD";
 /// Cash at the start.
 const START_CASH: i64 = 100_000;
+/// Ticks between two publications of the handle's figures.
+const FIGURES_EVERY: u64 = 100;
 /// Price where the market starts.
 const START_MID: i64 = 2_500;
 /// Volatility per tick (a fraction of the price).
@@ -455,6 +457,11 @@ impl MarketMaker {
             .ok_or_else(|| DemoError::Other("the writer lease was given up".into()))?;
         let (guard, renewal) = lease.guard()?;
         extra.push(guard);
+        // The handle's own figures (HOT, WARM, retries, commit groups), every 100 ticks in
+        // the tick's batch: what `tierstate serve` shows as `tierstate_writer_*`.
+        if book.tick % FIGURES_EVERY == 1 {
+            extra = extra.with(&self.ts.plan_figures(&self.id)?);
+        }
         let f = |d: Decimal| d.to_f64().unwrap_or(0.0);
         let mut metrics = vec![
             ("nav", f(nav)),

@@ -516,6 +516,10 @@ impl StateStore for RedbStore {
         BACKEND
     }
 
+    fn group_stats(&self) -> Option<tierstate_core::group::GroupStats> {
+        Some(RedbStore::group_stats(self))
+    }
+
     async fn get(&self, id: &DeploymentId) -> Result<Option<StateData>> {
         let id = id.clone();
         self.point_read(move |t| {

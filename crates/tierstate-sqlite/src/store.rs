@@ -232,6 +232,10 @@ impl StateStore for SqliteStore {
         "sqlite"
     }
 
+    fn group_stats(&self) -> Option<tierstate_core::group::GroupStats> {
+        Some(SqliteStore::group_stats(self))
+    }
+
     fn commit_probe(&self) -> Option<Arc<dyn CommitProbe>> {
         self.inner.probe.clone().map(|p| p as Arc<dyn CommitProbe>)
     }

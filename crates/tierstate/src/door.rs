@@ -83,6 +83,10 @@ impl StateStore for Door {
         self.warm().backend()
     }
 
+    fn group_stats(&self) -> Option<tierstate_core::group::GroupStats> {
+        self.warm().group_stats()
+    }
+
     fn changes(&self) -> Option<ChangeFeed> {
         self.warm().changes()
     }

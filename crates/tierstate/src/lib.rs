@@ -31,6 +31,7 @@
 mod builder;
 mod bulk;
 mod door;
+mod figures;
 mod handle;
 mod hot;
 mod manager;
@@ -39,6 +40,7 @@ mod payload;
 mod url;
 
 pub use builder::StateManagerBuilder;
+pub use figures::{FiguresPlan, StoreFigures};
 pub use bulk::{MigrationReport, migrate_states};
 #[cfg(feature = "accounting")]
 pub use handle::DEFAULT_SNAPSHOT_RETENTION_DAYS;
