@@ -257,9 +257,15 @@ where
     });
     let pad = ((hi - lo) * 0.05).max(1e-6);
     let dd_min = data.iter().fold(0.0f64, |m, d| m.min(d.2)).min(-1e-6);
+    // Over a short run, whole seconds would repeat along the axis: milliseconds then.
+    let format = if x_max < 20.0 {
+        "%H:%M:%S%.3f"
+    } else {
+        "%H:%M:%S"
+    };
     let label = |s: &f64| {
         let t = start + chrono::Duration::milliseconds((s * 1000.0) as i64);
-        t.format("%H:%M:%S").to_string()
+        t.format(format).to_string()
     };
 
     // Without a font (an SVG drawn where none is installed) the chart has no text.

@@ -464,8 +464,16 @@ async fn writer_metrics(
         reg.register(name, help, c.clone());
         c
     };
-    let age = gauge(reg, "writer_figures_age_seconds", "Age of the writer's published figures");
-    let hit = gauge(reg, "writer_hot_hit_ratio", "The writer's HOT hits over HOT lookups");
+    let age = gauge(
+        reg,
+        "writer_figures_age_seconds",
+        "Age of the writer's published figures",
+    );
+    let hit = gauge(
+        reg,
+        "writer_hot_hit_ratio",
+        "The writer's HOT hits over HOT lookups",
+    );
     let p50 = gauge(
         reg,
         "writer_warm_p50_latency_seconds",
@@ -481,7 +489,11 @@ async fn writer_metrics(
         "writer_commit_group_size",
         "Commits per transaction the writer's grouped commits shared",
     );
-    let ops = counter(reg, "writer_warm_operations", "The writer's WARM operations completed");
+    let ops = counter(
+        reg,
+        "writer_warm_operations",
+        "The writer's WARM operations completed",
+    );
     let conflicts = counter(
         reg,
         "writer_conflicts",
@@ -680,7 +692,46 @@ async fn index(store: &Arc<dyn StateStore>, opts: &Options) -> Result<String> {
     Ok(page("tierstate", &b))
 }
 
-/// `/d/ID`: the NAV chart, intents beside orders, and the newest ledger entries.
+/// The strategy's latest positions snapshot as a table (nothing if it has none).
+async fn positions_table(
+    b: &mut String,
+    store: &Arc<dyn StateStore>,
+    id: &DeploymentId,
+) -> Result<()> {
+    let s = StrategyStore::<StrategyState>::new(store.clone(), id);
+    let Some(snap) = s.positions(None).await? else {
+        return Ok(());
+    };
+    let _ = writeln!(
+        b,
+        "<h2>Positions (as of {})</h2>\n<table id=\"positions\"><tr><th>id</th><th>chain</th>\
+         <th>type</th><th>token</th><th>amount</th><th>entry</th><th>mark</th>\
+         <th>unrealized</th><th>value USD</th></tr>",
+        crate::out::time(snap.time)
+    );
+    let opt = |d: Option<tierstate::positions::Decimal>| d.map_or("-".into(), |d| d.to_string());
+    for r in snap.positions.iter().take(ORDER_ROWS) {
+        let _ = writeln!(
+            b,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
+             <td>{}</td><td>{}</td></tr>",
+            esc(&r.id),
+            esc(&r.chain),
+            esc(&r.kind.to_string()),
+            esc(&r.token),
+            r.amount,
+            opt(r.entry_price),
+            opt(r.mark_price),
+            opt(r.unrealized_pnl),
+            r.value_usd,
+        );
+    }
+    b.push_str("</table>\n");
+    Ok(())
+}
+
+/// `/d/ID`: the NAV chart, positions, intents beside orders, the newest ledger entries and
+/// the live tail of the strategy's trades.
 async fn deployment(store: &Arc<dyn StateStore>, id: &DeploymentId) -> Result<Answer> {
     if !crate::records::deployments(store).await?.contains(id) {
         return Ok((404, TEXT, "404 no such deployment\n".into()));
@@ -702,6 +753,7 @@ async fn deployment(store: &Arc<dyn StateStore>, id: &DeploymentId) -> Result<An
         b.push_str(&svg);
         b.push_str("</div>\n");
     }
+    positions_table(&mut b, store, id).await?;
     let o = OrderStore::new(store.clone(), id);
     let mut actuals: std::collections::BTreeMap<String, _> = o
         .actuals(None, None)
@@ -767,12 +819,18 @@ async fn deployment(store: &Arc<dyn StateStore>, id: &DeploymentId) -> Result<An
     b.push_str("</table>\n");
     // The live tail of the strategy's trades (or the first journal): the newest entries as
     // HTML, then each new one as it commits (the page's one script).
-    let streams = store.streams(id, None, 100).await?;
-    let chosen = streams
-        .iter()
-        .find(|s| s.as_str() == "strategy.trades")
-        .or_else(|| streams.first());
-    if let Some(stream) = chosen {
+    // Asked for by name: a deployment can hold thousands of journals (one per order).
+    let trades = tierstate::Name::stream(tierstate::strategy::TRADES)?;
+    let chosen = if store
+        .journal_info(&StreamAddr::new(id.as_str(), trades.as_str())?)
+        .await?
+        .is_some()
+    {
+        Some(trades)
+    } else {
+        store.streams(id, None, 1).await?.into_iter().next()
+    };
+    if let Some(stream) = &chosen {
         let addr = StreamAddr::new(id.as_str(), stream.as_str())?;
         let last = store.journal_info(&addr).await?.map_or(0, |i| i.last_seq);
         let from = (last + 1).saturating_sub(TAIL_ROWS as u64).max(1);

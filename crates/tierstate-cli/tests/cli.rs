@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{fixture_db, one_line_error, tierstate};
+use common::{fixture_db, one_line_error, regex_escape, tierstate};
 
 /// Masks what differs between runs: commit times and the temporary directory.
 fn settings(dir: &std::path::Path) -> insta::Settings {
@@ -16,18 +16,6 @@ fn settings(dir: &std::path::Path) -> insta::Settings {
     s.add_filter(r"\b000\d{16}\|", "[us]|");
     s.set_prepend_module_to_snapshot(false);
     s
-}
-
-fn regex_escape(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '/' || c == '_' || c == '-' {
-                c.to_string()
-            } else {
-                format!("\\{c}")
-            }
-        })
-        .collect()
 }
 
 #[test]

@@ -129,8 +129,14 @@ fn health_metrics_and_pages_are_served_and_nothing_is_written() {
         line.rsplit(' ').next().unwrap().parse().unwrap()
     };
     assert!(value("tierstate_writer_warm_operations_total{deployment=\"fx\"}") >= 1.0);
-    assert_eq!(value("tierstate_writer_errors_total{deployment=\"fx\"}"), 0.0);
-    assert_eq!(value("tierstate_writer_conflicts_total{deployment=\"fx\"}"), 0.0);
+    assert_eq!(
+        value("tierstate_writer_errors_total{deployment=\"fx\"}"),
+        0.0
+    );
+    assert_eq!(
+        value("tierstate_writer_conflicts_total{deployment=\"fx\"}"),
+        0.0
+    );
     assert!(value("tierstate_writer_retries_total{deployment=\"fx\"}") >= 0.0);
     assert!(value("tierstate_writer_figures_age_seconds{deployment=\"fx\"}") >= 0.0);
     assert!(value("tierstate_writer_warm_p99_latency_seconds{deployment=\"fx\"}") > 0.0);
@@ -143,6 +149,7 @@ fn health_metrics_and_pages_are_served_and_nothing_is_written() {
     assert_eq!(code, 200);
     for part in [
         "<svg",
+        "id=\"positions\"",
         "id=\"orders\"",
         "id=\"ledger\"",
         "id=\"nav\"",
@@ -550,4 +557,56 @@ fn chromium() -> Option<&'static str> {
         eprintln!("skipped the browser check: chromium is not installed");
     }
     found
+}
+
+/// Every page on the fixture database, as served (insta snapshots; commit times, the temporary
+/// directory and this run's latencies and ages masked): the index, a deployment's page and
+/// `/metrics`.
+#[test]
+fn pages_match_their_snapshots() {
+    let (dir, db) = fixture_db();
+    let s = serve(&db, &[]);
+    let mut settings = insta::Settings::clone_current();
+    let shown = dir.path().display().to_string();
+    settings.add_filter(&common::regex_escape(&shown), "[dir]");
+    settings.add_filter(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z", "[time]");
+    settings.add_filter(r"(_seconds\{[^}]*\}) [0-9.e-]+", "$1 [s]");
+    settings.add_filter(r"(tierstate_store_operations_total\{[^}]*\}) \d+", "$1 [n]");
+    settings.add_filter(r"(/tail/[^?]+\?from=)\d+", "${1}[seq]");
+    settings.set_prepend_module_to_snapshot(false);
+    settings.bind(|| {
+        for (name, path) in [
+            ("page_index", "/"),
+            ("page_fx", "/d/fx"),
+            ("page_metrics", "/metrics"),
+        ] {
+            let (code, body) = get(&s.addr, path);
+            assert_eq!(code, 200, "{path}");
+            // A metric family's samples come in no fixed order: sorted within each family.
+            let body = if path == "/metrics" {
+                sorted_samples(&body)
+            } else {
+                body
+            };
+            insta::assert_snapshot!(name, body);
+        }
+    });
+}
+
+/// OpenMetrics text with each family's sample lines sorted.
+fn sorted_samples(text: &str) -> String {
+    let mut out = Vec::new();
+    let mut run: Vec<&str> = Vec::new();
+    for line in text.lines() {
+        if line.starts_with('#') {
+            run.sort_unstable();
+            out.append(&mut run);
+            out.push(line);
+        } else {
+            run.push(line);
+        }
+    }
+    run.sort_unstable();
+    out.append(&mut run);
+    out.join("\n") + "\n"
 }

@@ -139,8 +139,12 @@ impl crate::Tierstate {
         let value = tierstate_core::codec::encode_doc(SCHEMA, &self.figures())
             .map_err(|e| tierstate_core::Error::invalid("store figures", e))?;
         let keep = Retention::KeepLast(NonZeroU32::MIN);
-        let write = DocWrite::new(StoreFigures::address(deployment)?, PutMode::Overwrite, value)
-            .with_retention(keep);
+        let write = DocWrite::new(
+            StoreFigures::address(deployment)?,
+            PutMode::Overwrite,
+            value,
+        )
+        .with_retention(keep);
         Ok(FiguresPlan {
             ops: vec![BatchOp::Document(write)],
         })

@@ -40,8 +40,8 @@ mod payload;
 mod url;
 
 pub use builder::StateManagerBuilder;
-pub use figures::{FiguresPlan, StoreFigures};
 pub use bulk::{MigrationReport, migrate_states};
+pub use figures::{FiguresPlan, StoreFigures};
 #[cfg(feature = "accounting")]
 pub use handle::DEFAULT_SNAPSHOT_RETENTION_DAYS;
 pub use handle::Tierstate;

@@ -224,3 +224,16 @@ pub fn fixture_db() -> (tempfile::TempDir, String) {
     let url = format!("sqlite:{}", path.display());
     (dir, url)
 }
+
+/// `s` as a regular expression matching it literally (for insta filters).
+pub fn regex_escape(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '/' || c == '_' || c == '-' {
+                c.to_string()
+            } else {
+                format!("\\{c}")
+            }
+        })
+        .collect()
+}
