@@ -189,6 +189,14 @@ impl PositionStore {
                 actual: why,
             })
         };
+        // A save leaves at most MAX_CHANGES after the snapshot it names.
+        let wanted = match version.checked_sub(h.snapshot) {
+            Some(n) if n <= MAX_CHANGES => n,
+            _ => {
+                let why = format!("head names the snapshot of version {}", h.snapshot);
+                return Err(damaged(Target::document(&self.address), why));
+            }
+        };
         let snap = self.store.get_document(&self.snapshot).await?;
         let snap_of = snap
             .as_ref()
@@ -204,7 +212,6 @@ impl PositionStore {
         let mut value = snap.map(|d| d.value).unwrap_or_default();
         value.remove("version");
         let mut book = decode(value)?;
-        let wanted = version - h.snapshot;
         let mut pending = 0;
         if wanted > 0 {
             let page = self
@@ -286,10 +293,6 @@ impl PositionStore {
             let out = diff(&k.book, book);
             let pending = k.pending + out.upsert.len() + out.remove.len();
             if pending <= (book.len() / 2).max(32) {
-                let head = Head {
-                    snapshot: k.snapshot,
-                    count: book.len(),
-                };
                 let out = ChangeOut { version, ..out };
                 let entry = Append::new(self.changes.clone(), Utc::now(), stamp(1, &out)?);
                 let (chains, missing) = (
@@ -299,11 +302,7 @@ impl PositionStore {
                 return Ok(BookChange {
                     version,
                     ops: vec![
-                        BatchOp::Document(DocWrite::new(
-                            self.address.clone(),
-                            mode,
-                            stamp(HEAD_SCHEMA, &head)?,
-                        )),
+                        self.head_write(mode, k.snapshot, book.len())?,
                         BatchOp::Append(entry),
                     ],
                     next: Next::Changed {
@@ -318,20 +317,12 @@ impl PositionStore {
             }
         }
         // A snapshot: the whole book, and a head naming it.
-        let head = Head {
-            snapshot: version,
-            count: book.len(),
-        };
         let mut whole = encode(book)?;
         whole.insert("version".into(), Value::from(version));
         Ok(BookChange {
             version,
             ops: vec![
-                BatchOp::Document(DocWrite::new(
-                    self.address.clone(),
-                    mode,
-                    stamp(HEAD_SCHEMA, &head)?,
-                )),
+                self.head_write(mode, version, book.len())?,
                 BatchOp::Document(DocWrite::new(
                     self.snapshot.clone(),
                     PutMode::Overwrite,
@@ -345,6 +336,17 @@ impl PositionStore {
                 book: Arc::new(book.clone()),
             }),
         })
+    }
+
+    /// The head's write: the book at its next version names the snapshot of `snapshot`.
+    fn head_write(&self, mode: PutMode, snapshot: u64, count: usize) -> Result<BatchOp> {
+        let head = Head { snapshot, count };
+        let value = stamp(HEAD_SCHEMA, &head)?;
+        Ok(BatchOp::Document(DocWrite::new(
+            self.address.clone(),
+            mode,
+            value,
+        )))
     }
 
     fn remember(&self, known: Known) {

@@ -743,6 +743,24 @@ async fn changes_that_do_not_make_up_the_head_are_damage(store: Arc<dyn StateSto
         ps.load().await,
         Err(PositionError::Store(Error::Integrity { .. }))
     ));
+    // A head naming a snapshot after its own version.
+    for snapshot in [v + 10, u64::MAX] {
+        let head = json!({"schema": 2, "snapshot": snapshot, "count": 1});
+        store
+            .put_document(DocWrite::new(
+                ps.address().clone(),
+                PutMode::Overwrite,
+                head.as_object().unwrap().clone(),
+            ))
+            .await
+            .unwrap();
+        match ps.load().await {
+            Err(PositionError::Store(Error::Integrity { target, .. })) => {
+                assert_eq!(target, tierstate_core::Target::document(ps.address()));
+            }
+            other => panic!("head naming snapshot {snapshot}: {other:?}"),
+        }
+    }
 }
 
 /// Random edits (positions changed, added and removed, chains added, missing runs) saved by
