@@ -31,6 +31,8 @@ const TAIL_ROWS: usize = 20;
 
 /// Ledger entries on a deployment's page.
 const LEDGER_ROWS: usize = 50;
+/// Deployments per page of the index.
+const INDEX_ROWS: usize = 100;
 /// Intents on a deployment's page.
 const ORDER_ROWS: usize = 200;
 
@@ -219,22 +221,26 @@ fn handle(
     if *req.method() != Method::Get && *req.method() != Method::Head {
         return (405, TEXT, "405 read-only: only GET\n".into());
     }
-    let path = req.url().split('?').next().unwrap_or("/");
+    let (path, query) = req.url().split_once('?').unwrap_or((req.url(), ""));
     let r = match path {
         "/healthz" => Ok((200, TEXT, "ok\n".into())),
         "/readyz" => rt.block_on(readyz(store, opts)),
         "/metrics" => rt
             .block_on(metrics(store, &opts.handle))
             .map(|m| (200, OPENMETRICS, m)),
-        "/" => rt.block_on(index(store, opts)).map(|h| (200, HTML, h)),
+        "/" => match Cursors::parse(query) {
+            Ok(c) => rt.block_on(index(store, opts, &c)).map(|h| (200, HTML, h)),
+            Err(why) => Ok((400, TEXT, format!("400 {why}\n"))),
+        },
         p if p.starts_with("/d/") && p.contains("/tail/") => Ok((
             503,
             TEXT,
             "503 too many live tails; try again later\n".into(),
         )),
-        p if p.starts_with("/d/") => match DeploymentId::new(&p[3..]) {
-            Ok(id) => rt.block_on(deployment(store, &id)),
-            Err(_) => Ok((404, TEXT, "404 no such deployment\n".into())),
+        p if p.starts_with("/d/") => match (DeploymentId::new(&p[3..]), Cursors::parse(query)) {
+            (Err(_), _) => Ok((404, TEXT, "404 no such deployment\n".into())),
+            (Ok(_), Err(why)) => Ok((400, TEXT, format!("400 {why}\n"))),
+            (Ok(id), Ok(c)) => rt.block_on(deployment(store, &id, &c)),
         },
         _ => Ok((404, TEXT, "404 not found\n".into())),
     };
@@ -245,6 +251,75 @@ fn handle(
             format!("500 {}\n", tierstate::redact(&e.to_string())),
         )
     })
+}
+
+/// Where a page of a longer list starts: `?after=ID` (deployments), `?ledger=US-SEQ` (older
+/// ledger entries) and `?orders=ID` (intents in id order after ID; empty: from the first).
+#[derive(Debug, Default)]
+struct Cursors {
+    after: Option<DeploymentId>,
+    ledger: Option<tierstate::accounting::LedgerCursor>,
+    orders: Option<Option<String>>,
+}
+
+impl Cursors {
+    /// The cursors of a query string; a malformed one is refused (a 400), never guessed.
+    fn parse(query: &str) -> std::result::Result<Self, String> {
+        let mut c = Cursors::default();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let bad = || format!("bad cursor {k}={v:?}");
+            let v = &pct_decode(v).ok_or_else(bad)?;
+            match k {
+                "after" => c.after = Some(DeploymentId::new(v).map_err(|_| bad())?),
+                "ledger" => {
+                    let (us, seq) = v.split_once('-').ok_or_else(bad)?;
+                    let time = us
+                        .parse::<i64>()
+                        .ok()
+                        .and_then(chrono::DateTime::from_timestamp_micros)
+                        .ok_or_else(bad)?;
+                    let seq = seq.parse::<u64>().map_err(|_| bad())?;
+                    c.ledger = Some(tierstate::accounting::LedgerCursor { time, seq });
+                }
+                "orders" if v.is_empty() => c.orders = Some(None),
+                "orders" => {
+                    tierstate::Name::key(v).map_err(|_| bad())?;
+                    c.orders = Some(Some(v.to_owned()));
+                }
+                _ => {} // other parameters are not ours (a `limit` a scraper sends, say)
+            }
+        }
+        Ok(c)
+    }
+}
+
+/// `s` for a URL's query: every byte but `[A-Za-z0-9._~-]` as `%XX`.
+fn pct_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'~' | b'-' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A query value with its `%XX` escapes decoded (`None` for a bad escape or bytes that are
+/// not UTF-8).
+fn pct_decode(s: &str) -> Option<String> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut bytes = s.bytes();
+    while let Some(b) = bytes.next() {
+        if b == b'%' {
+            let hex = [bytes.next()?, bytes.next()?];
+            out.push(u8::from_str_radix(std::str::from_utf8(&hex).ok()?, 16).ok()?);
+        } else {
+            out.push(b);
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 /// Compares in time independent of where they differ.
@@ -663,9 +738,19 @@ fn page(title: &str, body: &str) -> String {
     )
 }
 
-/// `/`: every deployment with its version, last commit and NAV.
-async fn index(store: &Arc<dyn StateStore>, opts: &Options) -> Result<String> {
-    let figures = all(store).await?;
+/// `/`: the deployments with their version, last commit and NAV, a page at a time.
+async fn index(store: &Arc<dyn StateStore>, opts: &Options, c: &Cursors) -> Result<String> {
+    let mut ids: Vec<DeploymentId> = crate::records::deployments(store)
+        .await?
+        .into_iter()
+        .filter(|id| c.after.as_ref().is_none_or(|a| id > a))
+        .collect();
+    let more = ids.len() > INDEX_ROWS;
+    ids.truncate(INDEX_ROWS);
+    let mut figures = Vec::with_capacity(ids.len());
+    for id in &ids {
+        figures.push(self::figures(store, id).await?);
+    }
     let mut b = format!(
         "<h1>tierstate</h1>\n<p>{} (read-only)</p>\n<table id=\"deployments\">\n\
          <tr><th>deployment</th><th>version</th><th>last commit</th><th>NAV</th>\
@@ -689,7 +774,101 @@ async fn index(store: &Arc<dyn StateStore>, opts: &Options) -> Result<String> {
         );
     }
     b.push_str("</table>\n");
+    if let (true, Some(last)) = (more, ids.last()) {
+        let _ = writeln!(
+            b,
+            "<p><a href=\"/?after={}\">next →</a></p>",
+            pct_encode(last.as_str())
+        );
+    }
     Ok(page("tierstate", &b))
+}
+
+/// Intents beside their orders: open ones first (intents still wanted, or with an order still
+/// working: what an operator looks for), or with `by_id`, a page in id order after its key.
+async fn orders_table(
+    b: &mut String,
+    store: &Arc<dyn StateStore>,
+    id: &DeploymentId,
+    by_id: Option<&Option<String>>,
+) -> Result<()> {
+    let o = OrderStore::new(store.clone(), id);
+    let (intents, mut actuals, title) = match by_id {
+        Some(after) => {
+            let page = o.intent_page(after.as_deref(), ORDER_ROWS).await?;
+            let mut actuals = std::collections::BTreeMap::new();
+            for i in &page {
+                if let Some(a) = o.actual(&i.intent.intent_id).await? {
+                    actuals.insert(i.intent.intent_id.clone(), a);
+                }
+            }
+            (page, actuals, "Intents and orders (by id)")
+        }
+        None => {
+            let actuals: std::collections::BTreeMap<String, _> = o
+                .actuals(None, None)
+                .await?
+                .into_iter()
+                .filter_map(|a| a.order.intent_id.clone().map(|i| (i, a)))
+                .collect();
+            let mut intents = o.intents(None, None).await?;
+            intents.sort_by_key(|i| {
+                let working = actuals
+                    .get(&i.intent.intent_id)
+                    .is_some_and(|a| !a.order.status.is_terminal());
+                let active = i.intent.status == tierstate::orders::IntentStatus::Active;
+                !(working || active)
+            });
+            (intents, actuals, "Intents and orders (open first)")
+        }
+    };
+    let _ = writeln!(
+        b,
+        "<h2>{title}</h2>\n<table id=\"orders\"><tr><th>intent</th><th>symbol</th>\
+         <th>side</th><th>price</th><th>size</th><th>intent status</th><th>order status</th>\
+         <th>filled</th></tr>"
+    );
+    let more = intents.len() >= ORDER_ROWS;
+    let mut last = None;
+    for i in intents.into_iter().take(ORDER_ROWS) {
+        let a = actuals.remove(&i.intent.intent_id);
+        let s = &i.intent.spec;
+        let _ = writeln!(
+            b,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&i.intent.intent_id),
+            esc(&s.symbol),
+            esc(&crate::domain::name(&s.side)),
+            s.price.map_or("-".into(), |p| p.to_string()),
+            s.size,
+            esc(&crate::domain::name(&i.intent.status)),
+            a.as_ref()
+                .map_or("-".into(), |a| esc(&crate::domain::name(&a.order.status))),
+            a.as_ref()
+                .map_or("-".into(), |a| a.order.filled().to_string()),
+        );
+        last = Some(i.intent.intent_id);
+    }
+    b.push_str("</table>\n");
+    match (by_id, last) {
+        (Some(_), Some(last)) if more => {
+            let _ = writeln!(
+                b,
+                "<p><a href=\"/d/{}?orders={}\">next →</a></p>",
+                esc(id.as_str()),
+                pct_encode(&last)
+            );
+        }
+        (None, _) if more => {
+            let _ = writeln!(
+                b,
+                "<p><a href=\"/d/{}?orders=\">every intent, in id order →</a></p>",
+                esc(id.as_str())
+            );
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// The strategy's latest positions snapshot as a table (nothing if it has none).
@@ -732,7 +911,7 @@ async fn positions_table(
 
 /// `/d/ID`: the NAV chart, positions, intents beside orders, the newest ledger entries and
 /// the live tail of the strategy's trades.
-async fn deployment(store: &Arc<dyn StateStore>, id: &DeploymentId) -> Result<Answer> {
+async fn deployment(store: &Arc<dyn StateStore>, id: &DeploymentId, c: &Cursors) -> Result<Answer> {
     if !crate::records::deployments(store).await?.contains(id) {
         return Ok((404, TEXT, "404 no such deployment\n".into()));
     }
@@ -754,50 +933,14 @@ async fn deployment(store: &Arc<dyn StateStore>, id: &DeploymentId) -> Result<An
         b.push_str("</div>\n");
     }
     positions_table(&mut b, store, id).await?;
-    let o = OrderStore::new(store.clone(), id);
-    let mut actuals: std::collections::BTreeMap<String, _> = o
-        .actuals(None, None)
-        .await?
-        .into_iter()
-        .filter_map(|a| a.order.intent_id.clone().map(|i| (i, a)))
-        .collect();
-    b.push_str(
-        "<h2>Intents and orders (open first)</h2>\n<table id=\"orders\"><tr><th>intent</th><th>symbol</th>\
-         <th>side</th><th>price</th><th>size</th><th>intent status</th><th>order status</th>\
-         <th>filled</th></tr>\n",
-    );
-    // Intents still wanted, or with an order still working, first: what an operator looks for.
-    let mut intents = o.intents(None, None).await?;
-    intents.sort_by_key(|i| {
-        let working = actuals
-            .get(&i.intent.intent_id)
-            .is_some_and(|a| !a.order.status.is_terminal());
-        let active = i.intent.status == tierstate::orders::IntentStatus::Active;
-        !(working || active)
-    });
-    for i in intents.into_iter().take(ORDER_ROWS) {
-        let a = actuals.remove(&i.intent.intent_id);
-        let s = &i.intent.spec;
-        let _ = writeln!(
-            b,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            esc(&i.intent.intent_id),
-            esc(&s.symbol),
-            esc(&crate::domain::name(&s.side)),
-            s.price.map_or("-".into(), |p| p.to_string()),
-            s.size,
-            esc(&crate::domain::name(&i.intent.status)),
-            a.as_ref()
-                .map_or("-".into(), |a| esc(&crate::domain::name(&a.order.status))),
-            a.as_ref()
-                .map_or("-".into(), |a| a.order.filled().to_string()),
-        );
-    }
-    b.push_str("</table>\n<h2>Ledger (newest first)</h2>\n<table id=\"ledger\"><tr><th>#</th>\
+    orders_table(&mut b, store, id, c.orders.as_ref()).await?;
+    b.push_str("<h2>Ledger (newest first)</h2>\n<table id=\"ledger\"><tr><th>#</th>\
                 <th>time</th><th>intent</th><th>in</th><th>out</th><th>price</th><th>ok</th></tr>\n");
-    let page_ = Ledger::new(store.clone(), id)
-        .entries(&LedgerQuery::newest(LEDGER_ROWS))
-        .await?;
+    let query = LedgerQuery {
+        before: c.ledger.clone(),
+        ..LedgerQuery::newest(LEDGER_ROWS)
+    };
+    let page_ = Ledger::new(store.clone(), id).entries(&query).await?;
     for e in &page_.entries {
         let x = &e.entry;
         let amt = |t: &Option<String>, a: &Option<tierstate::accounting::Decimal>| match (t, a) {
@@ -817,6 +960,15 @@ async fn deployment(store: &Arc<dyn StateStore>, id: &DeploymentId) -> Result<An
         );
     }
     b.push_str("</table>\n");
+    if let Some(next) = &page_.next {
+        let _ = writeln!(
+            b,
+            "<p><a href=\"/d/{}?ledger={}-{}\">older entries →</a></p>",
+            esc(id.as_str()),
+            next.time.timestamp_micros(),
+            next.seq
+        );
+    }
     // The live tail of the strategy's trades (or the first journal): the newest entries as
     // HTML, then each new one as it commits (the page's one script).
     // Asked for by name: a deployment can hold thousands of journals (one per order).

@@ -62,11 +62,30 @@ fn request(addr: &str, method: &str, path: &str, headers: &[&str]) -> (u16, Stri
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or_else(|| panic!("no status in {text:?}"));
-    let body = text
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, b)| b)
-        .to_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let chunked = head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked");
+    let body = if chunked {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
     (status, body)
+}
+
+/// A chunked HTTP body's content.
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or_else(|_| panic!("chunk {size:?}"));
+        if n == 0 {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = rest[n..].strip_prefix("\r\n").unwrap_or(&rest[n..]);
+    }
+    out
 }
 
 fn get(addr: &str, path: &str) -> (u16, String) {
@@ -609,4 +628,117 @@ fn sorted_samples(text: &str) -> String {
     run.sort_unstable();
     out.append(&mut run);
     out.join("\n") + "\n"
+}
+
+/// Longer lists come a page at a time, each with a link to the next: deployments (100 a
+/// page), ledger entries (50, older ones) and intents (200, in id order); a malformed cursor
+/// is a 400, not a guess.
+#[test]
+fn long_lists_page_with_cursors() {
+    use tierstate::accounting::{ExecutionMode, LedgerEntry};
+    use tierstate::orders::{OrderIntent, OrderSpec, Side};
+    let (_dir, db) = fixture_db();
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let ts = tierstate::Tierstate::open(&db).await.unwrap();
+        for i in 0..101 {
+            let id = tierstate::DeploymentId::new(format!("z{i:03}")).unwrap();
+            let state = serde_json::json!({"i": i}).as_object().unwrap().clone();
+            ts.state().create(&id, state).await.unwrap();
+        }
+        let fx = tierstate::DeploymentId::new("fx").unwrap();
+        let ledger = ts.ledger(&fx);
+        for n in 0..60 {
+            let e = LedgerEntry::new(
+                &format!("x-{n}"),
+                "fx",
+                ExecutionMode::Paper,
+                common::t(1000 + n),
+                "MM_FILL",
+                true,
+            )
+            .unwrap();
+            ledger.append(&e).await.unwrap();
+        }
+        let orders = ts.orders(&fx);
+        for n in 0..205 {
+            let spec = OrderSpec::limit(
+                "ETH-USD",
+                Side::Buy,
+                "2000".parse().unwrap(),
+                "1".parse().unwrap(),
+            )
+            .unwrap();
+            let intent =
+                OrderIntent::new(format!("k {n:03}&"), "fx", spec, common::t(900)).unwrap();
+            orders.create_intent(&intent).await.unwrap();
+        }
+        ts.close().await;
+    });
+    let s = serve(&db, &[]);
+    let link = |page: &str, text: &str| -> String {
+        let at = page
+            .find(text)
+            .unwrap_or_else(|| panic!("no {text:?} link"));
+        let start = page[..at].rfind("href=\"").unwrap() + 6;
+        page[start..]
+            .split('"')
+            .next()
+            .unwrap()
+            .replace("&amp;", "&")
+    };
+    // Deployments: 100, then the rest.
+    let (code, first) = get(&s.addr, "/");
+    assert_eq!(code, 200);
+    assert_eq!(first.matches("<tr><td><a href=\"/d/").count(), 100);
+    let (_, second) = get(&s.addr, &link(&first, "next →"));
+    assert_eq!(second.matches("<tr><td><a href=\"/d/").count(), 103 - 100);
+    assert!(second.contains("/d/z100") && !second.contains("next →"));
+    // The ledger: the newest 50 of 63, then older ones.
+    let (_, page) = get(&s.addr, "/d/fx");
+    let ledger_rows = |p: &str| {
+        p.split("id=\"ledger\"")
+            .nth(1)
+            .unwrap()
+            .split("</table>")
+            .next()
+            .unwrap()
+            .matches("<tr><td>")
+            .count()
+    };
+    assert_eq!(ledger_rows(&page), 50);
+    let (code, older) = get(&s.addr, &link(&page, "older entries →"));
+    assert_eq!(code, 200);
+    assert_eq!(ledger_rows(&older), 13);
+    assert!(older.contains("<td>1</td>"), "down to the first entry");
+    // Intents: a link to every intent in id order, 200 a page; keys are escaped in links.
+    let (_, all) = get(&s.addr, &link(&page, "every intent, in id order →"));
+    assert!(all.contains("Intents and orders (by id)"));
+    let (code, rest) = get(&s.addr, &link(&all, "next →"));
+    assert_eq!(code, 200);
+    let order_rows = |p: &str| {
+        p.split("id=\"orders\"")
+            .nth(1)
+            .unwrap()
+            .split("</table>")
+            .next()
+            .unwrap()
+            .matches("<tr><td>")
+            .count()
+    };
+    assert_eq!(
+        order_rows(&all) + order_rows(&rest),
+        205 + 2,
+        "every intent once"
+    );
+    assert!(rest.contains("k 204&amp;"));
+    for bad in [
+        "/d/fx?ledger=abc",
+        "/d/fx?ledger=1-x",
+        "/d/fx?ledger=99999999999999999999-1",
+        "/?after=%ZZ",
+        "/d/fx?orders=%00",
+        "/d/fx?orders=%FF",
+    ] {
+        assert_eq!(get(&s.addr, bad).0, 400, "{bad}");
+    }
 }
