@@ -937,7 +937,7 @@ async fn deployment(store: &Arc<dyn StateStore>, id: &DeploymentId, c: &Cursors)
     b.push_str("<h2>Ledger (newest first)</h2>\n<table id=\"ledger\"><tr><th>#</th>\
                 <th>time</th><th>intent</th><th>in</th><th>out</th><th>price</th><th>ok</th></tr>\n");
     let query = LedgerQuery {
-        before: c.ledger.clone(),
+        before: c.ledger,
         ..LedgerQuery::newest(LEDGER_ROWS)
     };
     let page_ = Ledger::new(store.clone(), id).entries(&query).await?;
