@@ -649,7 +649,7 @@ fn long_lists_page_with_cursors() {
         let ledger = ts.ledger(&fx);
         for n in 0..60 {
             let e = LedgerEntry::new(
-                &format!("x-{n}"),
+                format!("x-{n}"),
                 "fx",
                 ExecutionMode::Paper,
                 common::t(1000 + n),
