@@ -549,15 +549,25 @@ async fn writer_metrics(
         "writer_hot_hit_ratio",
         "The writer's HOT hits over HOT lookups",
     );
-    let p50 = gauge(
+    let read_p50 = gauge(
         reg,
-        "writer_warm_p50_latency_seconds",
-        "Median latency of the writer's recent WARM operations",
+        "writer_warm_read_p50_latency_seconds",
+        "Median latency of the writer's recent WARM reads",
     );
-    let p99 = gauge(
+    let read_p99 = gauge(
         reg,
-        "writer_warm_p99_latency_seconds",
-        "99th percentile latency of the writer's recent WARM operations",
+        "writer_warm_read_p99_latency_seconds",
+        "99th percentile latency of the writer's recent WARM reads",
+    );
+    let write_p50 = gauge(
+        reg,
+        "writer_warm_write_p50_latency_seconds",
+        "Median latency of the writer's recent WARM writes",
+    );
+    let write_p99 = gauge(
+        reg,
+        "writer_warm_write_p99_latency_seconds",
+        "99th percentile latency of the writer's recent WARM writes",
     );
     let group = gauge(
         reg,
@@ -596,7 +606,13 @@ async fn writer_metrics(
         if let Some(g) = w.mean_group_size() {
             group.get_or_create(&l).set(g);
         }
-        for (family, us) in [(&p50, w.warm_p50_us), (&p99, w.warm_p99_us)] {
+        let latencies = [
+            (&read_p50, w.read_p50_us),
+            (&read_p99, w.read_p99_us),
+            (&write_p50, w.write_p50_us),
+            (&write_p99, w.write_p99_us),
+        ];
+        for (family, us) in latencies {
             if let Some(us) = us {
                 family.get_or_create(&l).set(us as f64 / 1e6);
             }

@@ -107,7 +107,10 @@ fn health_metrics_and_pages_are_served_and_nothing_is_written() {
         s.append_metrics(common::t(900), &[("venue_errors", 3.0)])
             .await
             .unwrap();
-        // The writer publishes its own figures, as the demo does every 100 ticks.
+        // It reads (the last metric it wrote) and publishes its own figures, as the demo does
+        // every 100 ticks.
+        let last = s.latest_metric("venue_errors").await.unwrap();
+        assert_eq!(last.map(|m| m.value), Some(3.0));
         let batch = tierstate::WriteBatch::new().with(&ts.plan_figures(&fx).unwrap());
         ts.commit(batch).await.unwrap();
         ts.close().await;
@@ -158,7 +161,8 @@ fn health_metrics_and_pages_are_served_and_nothing_is_written() {
     );
     assert!(value("tierstate_writer_retries_total{deployment=\"fx\"}") >= 0.0);
     assert!(value("tierstate_writer_figures_age_seconds{deployment=\"fx\"}") >= 0.0);
-    assert!(value("tierstate_writer_warm_p99_latency_seconds{deployment=\"fx\"}") > 0.0);
+    assert!(value("tierstate_writer_warm_write_p99_latency_seconds{deployment=\"fx\"}") > 0.0);
+    assert!(value("tierstate_writer_warm_read_p50_latency_seconds{deployment=\"fx\"}") > 0.0);
     promtool_accepts(&metrics);
 
     let (code, index) = get(&s.addr, "/");

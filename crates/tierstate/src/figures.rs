@@ -4,6 +4,7 @@
 
 use std::num::NonZeroU32;
 
+use crate::metrics::Op;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tierstate_core::{
@@ -36,10 +37,14 @@ pub struct StoreFigures {
     pub warm_not_found: u64,
     /// WARM operations that failed.
     pub warm_errors: u64,
-    /// Median WARM latency over recent operations, µs.
-    pub warm_p50_us: Option<u64>,
-    /// 99th percentile WARM latency over recent operations, µs.
-    pub warm_p99_us: Option<u64>,
+    /// Median latency of recent WARM reads, µs.
+    pub read_p50_us: Option<u64>,
+    /// 99th percentile latency of recent WARM reads, µs.
+    pub read_p99_us: Option<u64>,
+    /// Median latency of recent WARM writes (saves, commits, deletes, truncations), µs.
+    pub write_p50_us: Option<u64>,
+    /// 99th percentile latency of recent WARM writes, µs.
+    pub write_p99_us: Option<u64>,
     /// Retries waited for after lost races, in the whole process.
     pub retries: u64,
     /// Transactions of grouped commits (a backend that groups them).
@@ -91,6 +96,16 @@ impl StoreFigures {
     }
 }
 
+/// The median and 99th percentile of `v` (`None` if empty), nearest rank.
+fn quantiles(v: &mut [u64]) -> (Option<u64>, Option<u64>) {
+    v.sort_unstable();
+    let at = |q: f64| {
+        v.get(((v.len() as f64 * q).ceil() as usize).saturating_sub(1))
+            .copied()
+    };
+    (at(0.5), at(0.99))
+}
+
 /// Publishing a handle's figures ([`crate::Tierstate::plan_figures`]): one document write,
 /// keeping only the newest version, for the caller's batch.
 #[derive(Debug, Clone)]
@@ -110,7 +125,17 @@ impl crate::Tierstate {
     pub fn figures(&self) -> StoreFigures {
         let m = self.metrics();
         let (hot, warm) = (m.tier(Tier::Hot), m.tier(Tier::Warm));
-        let us = |d: Option<std::time::Duration>| d.map(|d| d.as_micros() as u64);
+        // Latency of the operations still in the ring buffer, reads apart from writes.
+        let (mut reads, mut writes) = (Vec::new(), Vec::new());
+        for r in m.recent().iter().filter(|r| r.tier == Tier::Warm) {
+            let us = r.latency.as_micros() as u64;
+            match r.op {
+                Op::Save | Op::Commit | Op::Delete | Op::Truncate => writes.push(us),
+                _ => reads.push(us),
+            }
+        }
+        let (read_p50_us, read_p99_us) = quantiles(&mut reads);
+        let (write_p50_us, write_p99_us) = quantiles(&mut writes);
         let groups = self.warm().group_stats();
         StoreFigures {
             at: Utc::now(),
@@ -121,8 +146,10 @@ impl crate::Tierstate {
             warm_conflicts: warm.conflicts,
             warm_not_found: warm.not_found,
             warm_errors: warm.errors,
-            warm_p50_us: us(warm.p50),
-            warm_p99_us: us(warm.p99),
+            read_p50_us,
+            read_p99_us,
+            write_p50_us,
+            write_p99_us,
             retries: tierstate_core::retry::retries_total(),
             groups: groups.map(|g| g.groups),
             grouped: groups.map(|g| g.grouped),
