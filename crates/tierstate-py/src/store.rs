@@ -615,6 +615,18 @@ impl Store {
         .map_err(domain::acct)
     }
 
+    /// Removes every deployment's portfolio snapshots older than `retention_days` days (each
+    /// deployment's lifetime NAV fold is kept) and returns how many went.
+    #[pyo3(signature = (retention_days = 7))]
+    fn cleanup_old_snapshots(&self, py: Python<'_>, retention_days: u32) -> PyResult<u64> {
+        let ts = self.ts.clone();
+        block_on(
+            py,
+            async move { ts.cleanup_old_snapshots(retention_days).await },
+        )?
+        .map_err(domain::acct)
+    }
+
     /// Snapshots with `start <= time <= end` (either open), oldest first.
     #[pyo3(signature = (deployment_id, start = None, end = None))]
     fn snapshots<'py>(

@@ -237,6 +237,56 @@ def test_portfolio_snapshots_and_metrics_as_the_seed_has_them(config):
     asyncio.run(main())
 
 
+def test_nav_series_and_snapshot_cleanup_as_the_seed_has_them(config):
+    from datetime import datetime, timedelta, timezone
+    from decimal import Decimal
+
+    from tierstate.compat.almanak import PortfolioSnapshot, ValueConfidence
+
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    # Ten snapshots an hour apart, the oldest 20 days ago, then six in the last six hours.
+    times = [now - timedelta(days=20) + timedelta(hours=i) for i in range(10)]
+    times += [now - timedelta(hours=6 - i) for i in range(6)]
+
+    async def main():
+        m = StateManager(config)
+        await m.initialize()
+        for i, t in enumerate(times):
+            await m.save_portfolio_snapshot(
+                PortfolioSnapshot(
+                    timestamp=t,
+                    deployment_id="strat-1",
+                    total_value_usd=Decimal("1000.10") + i,
+                    available_cash_usd=Decimal("250.50"),
+                    value_confidence=ValueConfidence.HIGH if i % 2 else ValueConfidence.ESTIMATED,
+                )
+            )
+        rows, cut = await m.get_nav_series("strat-1")
+        assert (len(rows), cut) == (16, False)
+        assert [r[0] for r in rows] == times, "oldest first"
+        assert rows[3][1:3] == ("1003.10", "250.50"), "raw text, scale kept"
+        assert rows[0][5] == ValueConfidence.ESTIMATED and rows[1][5] == ValueConfidence.HIGH
+        ids = [r[3] for r in rows]
+        assert ids == sorted(ids) and len(set(ids)) == 16
+        # The newest scan_cap without a cursor; the oldest scan_cap after one, and no gap.
+        newest, cut = await m.get_nav_series("strat-1", scan_cap=4)
+        assert (newest, cut) == (rows[-4:], True)
+        after, cut = await m.get_nav_series("strat-1", since=(rows[5][0], rows[5][3]), scan_cap=4)
+        assert (after, cut) == (rows[6:10], True)
+        rest, cut = await m.get_nav_series("strat-1", since=(after[-1][0], after[-1][3]))
+        assert (rest, cut) == (rows[10:], False)
+        with pytest.raises(ValueError):
+            await m.get_nav_series("strat-1", scan_cap=0)
+        # Cleanup removes the ten older than a week and keeps the lifetime fold.
+        assert await m.cleanup_old_snapshots(retention_days=7) == 10
+        rows, _ = await m.get_nav_series("strat-1")
+        assert [r[0] for r in rows] == times[10:]
+        assert await m.cleanup_old_snapshots(retention_days=7) == 0
+        await m.close()
+
+    asyncio.run(main())
+
+
 def test_the_ledger_as_the_seed_has_it(config):
     from datetime import datetime, timedelta, timezone
 

@@ -158,6 +158,11 @@ class Store:
         (``upsert``) ``("replaced", seq)``."""
         return self._native.snapshot_save(deployment_id, snapshot, upsert)
 
+    def cleanup_old_snapshots(self, retention_days: int = 7) -> int:
+        """Removes every deployment's portfolio snapshots older than ``retention_days`` days
+        (their lifetime NAV fold is kept); returns how many went."""
+        return self._native.cleanup_old_snapshots(retention_days)
+
     def snapshot_first(self, deployment_id: str) -> dict[str, Any] | None:
         """The oldest portfolio snapshot, or None."""
         return self._native.snapshot_first(deployment_id)
@@ -275,6 +280,7 @@ class Store:
     overwrite_async = _twin("overwrite")
     delete_async = _twin("delete")
     history_async = _twin("history")
+    cleanup_old_snapshots_async = _twin("cleanup_old_snapshots")
     load_version_async = _twin("load_version")
     deployments_async = _twin("deployments")
     close_async = _twin("close")

@@ -13,7 +13,7 @@ import hashlib
 import json
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import Enum, IntEnum, auto
 from pathlib import Path
@@ -674,6 +674,64 @@ class StateManager:
         """The snapshot at or before ``timestamp``, or None."""
         r = await _in_pool((await self._ready()).snapshot_at, deployment_id, timestamp)
         return None if r is None else PortfolioSnapshot._of(deployment_id, r)
+
+    async def get_nav_series(
+        self,
+        deployment_id: str,
+        *,
+        since: tuple[datetime, int] | None = None,
+        scan_cap: int = 200_000,
+    ) -> tuple[
+        list[tuple[datetime, str | None, str | None, int, str | None, ValueConfidence | None]],
+        bool,
+    ]:
+        """The NAV components of every snapshot, oldest first, and whether ``scan_cap`` cut
+        them: ``(time, total value text, available cash text, id, positions JSON text,
+        confidence)`` per snapshot. The id is the snapshot's time in microseconds (a
+        deployment holds one snapshot per time). Without ``since``, the newest ``scan_cap``
+        are kept; with ``since=(time, id)``, only snapshots after that cursor, the oldest
+        ``scan_cap`` of them. Unlike the seed, a damaged store raises instead of returning
+        ``([], False)``."""
+        if scan_cap <= 0:
+            raise ValueError(f"scan_cap must be positive, got {scan_cap}")
+        start = since[0] if since is not None else None
+        rows = await _in_pool((await self._ready()).snapshots, deployment_id, start, None)
+
+        def ident(r: dict[str, Any]) -> int:
+            return (r["time"] - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+
+        if since is not None:
+            cursor = (since[0], since[1])
+            rows = [r for r in rows if (r["time"], ident(r)) > cursor]
+            cut, rows = len(rows) > scan_cap, rows[:scan_cap]
+        else:
+            cut, rows = len(rows) > scan_cap, rows[-scan_cap:]
+
+        def text(v: Any) -> str | None:
+            # An unmeasured amount is None, never "0": the caller tells empty from zero.
+            return str(v) if isinstance(v, Decimal) else None
+
+        out = []
+        for r in rows:
+            s = PortfolioSnapshot._of(deployment_id, r)
+            positions = json.dumps(s.positions, default=str) if s.positions else None
+            out.append(
+                (
+                    r["time"],
+                    text(r["total_value"]),
+                    text(r["available_cash"]),
+                    ident(r),
+                    positions,
+                    s.value_confidence,
+                )
+            )
+        return out, cut
+
+    async def cleanup_old_snapshots(self, retention_days: int = 7) -> int:
+        """Removes portfolio snapshots older than ``retention_days`` days (every deployment's,
+        as the seed's does); returns how many went. Each deployment keeps its lifetime NAV
+        fold, so its high-water mark and drawdown survive the cleanup."""
+        return await _in_pool((await self._ready()).cleanup_old_snapshots, retention_days)
 
     async def save_portfolio_metrics(self, metrics: PortfolioMetrics) -> bool:
         """Saves the metrics (over what is stored: a lost race is retried, never lost)."""
