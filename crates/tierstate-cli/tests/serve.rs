@@ -699,16 +699,17 @@ fn long_lists_page_with_cursors() {
     assert!(second.contains("/d/z100") && !second.contains("next →"));
     // The ledger: the newest 50 of 63, then older ones.
     let (_, page) = get(&s.addr, "/d/fx");
-    let ledger_rows = |p: &str| {
-        p.split("id=\"ledger\"")
-            .nth(1)
-            .unwrap()
-            .split("</table>")
+    // The rows of one table of a page.
+    let rows = |p: &str, table: &str| {
+        let at = format!("id=\"{table}\"");
+        let body = p.split(at.as_str()).nth(1).unwrap();
+        body.split("</table>")
             .next()
             .unwrap()
             .matches("<tr><td>")
             .count()
     };
+    let ledger_rows = |p: &str| rows(p, "ledger");
     assert_eq!(ledger_rows(&page), 50);
     let (code, older) = get(&s.addr, &link(&page, "older entries →"));
     assert_eq!(code, 200);
@@ -719,16 +720,7 @@ fn long_lists_page_with_cursors() {
     assert!(all.contains("Intents and orders (by id)"));
     let (code, rest) = get(&s.addr, &link(&all, "next →"));
     assert_eq!(code, 200);
-    let order_rows = |p: &str| {
-        p.split("id=\"orders\"")
-            .nth(1)
-            .unwrap()
-            .split("</table>")
-            .next()
-            .unwrap()
-            .matches("<tr><td>")
-            .count()
-    };
+    let order_rows = |p: &str| rows(p, "orders");
     assert_eq!(
         order_rows(&all) + order_rows(&rest),
         205 + 2,
