@@ -615,6 +615,74 @@ impl Store {
         .map_err(domain::acct)
     }
 
+    /// A versioned document of `deployment_id` (any collection and key the caller names), as
+    /// `{"value": dict, "version": int, "created_at": datetime, "updated_at": datetime}`, or
+    /// `None`. Its checksum is verified on the read.
+    fn document<'py>(
+        &self,
+        py: Python<'py>,
+        deployment_id: &str,
+        collection: &str,
+        key: &str,
+    ) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let (ts, addr) = (self.ts.clone(), doc_addr(deployment_id, collection, key)?);
+        let got = block_on(py, async move {
+            ts.records("documents").get_document(&addr).await
+        })?
+        .map_err(to_py)?;
+        got.map(|d| doc_dict(py, &d)).transpose()
+    }
+
+    /// Writes a document: the first version (`expected=None`), over exactly version
+    /// `expected` (`ConflictError` with both versions otherwise), or with `overwrite=True`
+    /// whatever is there. Returns the document as stored.
+    #[pyo3(signature = (deployment_id, collection, key, value, expected = None, overwrite = false))]
+    #[allow(clippy::too_many_arguments)]
+    fn document_put<'py>(
+        &self,
+        py: Python<'py>,
+        deployment_id: &str,
+        collection: &str,
+        key: &str,
+        value: &Bound<'py, PyAny>,
+        expected: Option<u64>,
+        overwrite: bool,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let (ts, addr) = (self.ts.clone(), doc_addr(deployment_id, collection, key)?);
+        let value = state_of(value)?;
+        let mode = match (overwrite, expected) {
+            (true, _) => tierstate::PutMode::Overwrite,
+            (false, Some(v)) => tierstate::PutMode::Update { expected: v },
+            (false, None) => tierstate::PutMode::Create,
+        };
+        let write = tierstate::DocWrite::new(addr, mode, value);
+        let done = block_on(py, async move {
+            ts.records("documents").put_document(write).await
+        })?
+        .map_err(to_py)?;
+        doc_dict(py, &done)
+    }
+
+    /// Removes a document and its history (only at version `expected` if given); whether
+    /// there was one.
+    #[pyo3(signature = (deployment_id, collection, key, expected = None))]
+    fn document_delete(
+        &self,
+        py: Python<'_>,
+        deployment_id: &str,
+        collection: &str,
+        key: &str,
+        expected: Option<u64>,
+    ) -> PyResult<bool> {
+        let (ts, addr) = (self.ts.clone(), doc_addr(deployment_id, collection, key)?);
+        block_on(py, async move {
+            ts.records("documents")
+                .delete_document(&addr, expected)
+                .await
+        })?
+        .map_err(to_py)
+    }
+
     /// Removes every deployment's portfolio snapshots older than `retention_days` days (each
     /// deployment's lifetime NAV fold is kept) and returns how many went.
     #[pyo3(signature = (retention_days = 7))]
@@ -670,6 +738,21 @@ impl Store {
         let ts = self.ts.clone();
         block_on(py, async move { ts.close().await })
     }
+}
+
+/// A document's address from the caller's names (each checked).
+fn doc_addr(deployment_id: &str, collection: &str, key: &str) -> PyResult<tierstate::DocAddr> {
+    tierstate::DocAddr::new(deployment_id, collection, key).map_err(to_py)
+}
+
+/// A document as the dict the Python calls return.
+fn doc_dict<'py>(py: Python<'py>, d: &tierstate::Document) -> PyResult<Bound<'py, PyDict>> {
+    let out = PyDict::new(py);
+    out.set_item("value", crate::convert::dict_of(py, &d.value)?)?;
+    out.set_item("version", d.version)?;
+    out.set_item("created_at", crate::convert::py_datetime(py, d.created_at)?)?;
+    out.set_item("updated_at", crate::convert::py_datetime(py, d.updated_at)?)?;
+    Ok(out)
 }
 
 /// One stored version of a deployment's state.

@@ -287,6 +287,53 @@ def test_nav_series_and_snapshot_cleanup_as_the_seed_has_them(config):
     asyncio.run(main())
 
 
+def test_migration_state_as_the_seed_has_it(config):
+    from tierstate.compat.almanak import MigrationStateRow, StateNotFoundError
+
+    async def main():
+        m = StateManager(config)
+        await m.initialize()
+        ids = dict(deployment_id="strat-1", primitive="univ3/lp", cutover_key="2026&q4")
+        assert await m.get_migration_state(**ids) is None
+        await m.upsert_migration_state(**ids)
+        first = await m.get_migration_state(**ids)
+        assert isinstance(first, MigrationStateRow)
+        assert (first.position_registry_backfill_complete, first.rows_synthesized) == (False, 0)
+        assert (first.backfill_source_table, first.backfill_reader_version, first.notes) == ("position_events", 1, {})
+        # Idempotent: a second upsert changes nothing.
+        await m.upsert_migration_state(**ids)
+        assert await m.get_migration_state(**ids) == first
+        await m.update_migration_state(**ids, backfill_started_at="2026-12-07T10:00:00+00:00", rows_synthesized=5)
+        got = await m.get_migration_state(**ids)
+        assert (got.backfill_started_at, got.rows_synthesized, got.rows_skipped_already_present) == (
+            "2026-12-07T10:00:00+00:00",
+            5,
+            0,
+        )
+        # Concurrent updates of different fields are both kept.
+        await asyncio.gather(
+            m.update_migration_state(**ids, rows_synthesized=7),
+            m.update_migration_state(**ids, rows_skipped_already_present=3),
+        )
+        got = await m.get_migration_state(**ids)
+        assert (got.rows_synthesized, got.rows_skipped_already_present) == (7, 3)
+        await m.mark_backfill_complete(
+            **ids, rows_synthesized=9, rows_skipped_already_present=4, backfill_completed_at="2026-12-07T11:00:00+00:00"
+        )
+        done = await m.get_migration_state(**ids)
+        assert done.position_registry_backfill_complete and done.rows_synthesized == 9
+        assert done.backfill_completed_at == "2026-12-07T11:00:00+00:00"
+        assert done.backfill_started_at == "2026-12-07T10:00:00+00:00", "kept"
+        # Another primitive is another row; a row never created is not updated silently.
+        other = dict(ids, primitive="univ3")
+        assert await m.get_migration_state(**other) is None
+        with pytest.raises(StateNotFoundError):
+            await m.update_migration_state(**other, rows_synthesized=1)
+        await m.close()
+
+    asyncio.run(main())
+
+
 def test_the_ledger_as_the_seed_has_it(config):
     from datetime import datetime, timedelta, timezone
 

@@ -294,6 +294,38 @@ def test_the_ledger_is_exact_and_idempotent(url):
             s.ledger_append("mm-1", {**entry(3, "1"), "colour": "red"})
 
 
+def test_documents_are_versioned_and_checked(url):
+    with tierstate.open(url) as s:
+        assert s.document("d-1", "notes", "a/b c") is None
+        first = s.document_put("d-1", "notes", "a/b c", {"n": 1, "price": Decimal("2500.10")})
+        # A free-form value keeps a Decimal as its exact text, as a state does.
+        assert first["version"] == 1 and first["value"] == {"n": 1, "price": "2500.10"}
+        with pytest.raises(tierstate.AlreadyExistsError):
+            s.document_put("d-1", "notes", "a/b c", {"n": 2})
+        second = s.document_put("d-1", "notes", "a/b c", {"n": 2}, expected=1)
+        assert second["version"] == 2 and second["created_at"] == first["created_at"]
+        with pytest.raises(tierstate.ConflictError) as e:
+            s.document_put("d-1", "notes", "a/b c", {"n": 3}, expected=1)
+        assert (e.value.expected, e.value.actual) == (1, 2)
+        assert s.document_put("d-1", "notes", "a/b c", {"n": 4}, overwrite=True)["version"] == 3
+        assert s.document("d-1", "notes", "a/b c")["value"] == {"n": 4}
+        with pytest.raises(tierstate.InvalidInputError):
+            s.document_put("d-1", "bad collection!", "k", {"n": 1})
+        with pytest.raises(tierstate.InvalidInputError):
+            s.document_put("d-1", "notes", "k", {"x": float("nan")})
+        assert s.document("d-1", "notes", "k") is None, "bad input changes nothing"
+        assert not s.document_delete("d-1", "notes", "missing")
+        assert s.document_delete("d-1", "notes", "a/b c", expected=3)
+        assert s.document("d-1", "notes", "a/b c") is None
+
+        async def twins():
+            d = await s.document_put_async("d-1", "notes", "x", {"n": 1})
+            assert (await s.document_async("d-1", "notes", "x"))["version"] == d["version"]
+            assert await s.document_delete_async("d-1", "notes", "x")
+
+        asyncio.run(twins())
+
+
 def test_portfolio_snapshots_round_trip_exactly(url):
     with tierstate.open(url) as s:
         t = datetime(2026, 11, 1, 10, tzinfo=timezone.utc)

@@ -158,6 +158,32 @@ class Store:
         (``upsert``) ``("replaced", seq)``."""
         return self._native.snapshot_save(deployment_id, snapshot, upsert)
 
+    def document(self, deployment_id: str, collection: str, key: str) -> dict[str, Any] | None:
+        """A versioned document (any collection and key you name): ``{"value", "version",
+        "created_at", "updated_at"}``, checksum verified, or None."""
+        return self._native.document(deployment_id, collection, key)
+
+    def document_put(
+        self,
+        deployment_id: str,
+        collection: str,
+        key: str,
+        value: dict[str, Any],
+        expected: int | None = None,
+        overwrite: bool = False,
+    ) -> dict[str, Any]:
+        """Writes a document: the first version (``expected=None``; ``AlreadyExistsError`` if
+        there is one), over exactly version ``expected`` (``ConflictError`` otherwise), or
+        with ``overwrite=True`` whatever is there. Returns it as stored."""
+        return self._native.document_put(deployment_id, collection, key, value, expected, overwrite)
+
+    def document_delete(
+        self, deployment_id: str, collection: str, key: str, expected: int | None = None
+    ) -> bool:
+        """Removes a document and its history (only at ``expected`` if given); whether there
+        was one."""
+        return self._native.document_delete(deployment_id, collection, key, expected)
+
     def cleanup_old_snapshots(self, retention_days: int = 7) -> int:
         """Removes every deployment's portfolio snapshots older than ``retention_days`` days
         (their lifetime NAV fold is kept); returns how many went."""
@@ -281,6 +307,9 @@ class Store:
     delete_async = _twin("delete")
     history_async = _twin("history")
     cleanup_old_snapshots_async = _twin("cleanup_old_snapshots")
+    document_async = _twin("document")
+    document_put_async = _twin("document_put")
+    document_delete_async = _twin("document_delete")
     load_version_async = _twin("load_version")
     deployments_async = _twin("deployments")
     close_async = _twin("close")

@@ -524,6 +524,36 @@ class TierMetrics:
     timestamp: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
+@dataclass
+class MigrationStateRow:
+    """A migration-state row, as the seed's ``get_migration_state`` returns it (``notes``
+    parsed)."""
+
+    deployment_id: str
+    primitive: str
+    cutover_key: str
+    position_registry_backfill_complete: bool
+    backfill_started_at: str | None
+    backfill_completed_at: str | None
+    backfill_source_table: str
+    backfill_reader_version: int
+    rows_synthesized: int
+    rows_skipped_already_present: int
+    notes: dict[str, Any] = field(default_factory=dict)
+    created_at: str = ""
+    updated_at: str = ""
+
+
+#: The collection migration-state rows are kept in (one document per primitive and cutover
+#: key, in the deployment's records).
+_MIGRATION_STATE = "migration_state"
+
+
+def _migration_key(primitive: str, cutover_key: str) -> str:
+    # The parts are joined with a character neither can hold unescaped.
+    return quote(primitive, safe="") + "/" + quote(cutover_key, safe="")
+
+
 class StateManager:
     """Tiered state (HOT in-process, WARM SQLite or PostgreSQL) with compare-and-swap saves,
     as the seed's, on tierstate: durable on return, checksummed, exact under contention."""
@@ -732,6 +762,107 @@ class StateManager:
         as the seed's does); returns how many went. Each deployment keeps its lifetime NAV
         fold, so its high-water mark and drawdown survive the cleanup."""
         return await _in_pool((await self._ready()).cleanup_old_snapshots, retention_days)
+
+    async def upsert_migration_state(self, *, deployment_id: str, primitive: str, cutover_key: str) -> None:
+        """Creates the migration-state row at its baseline (backfill not complete) unless it
+        exists: idempotent, as the seed's."""
+        now = datetime.now(UTC).isoformat()
+        row = {
+            "deployment_id": deployment_id,
+            "primitive": primitive,
+            "cutover_key": cutover_key,
+            "position_registry_backfill_complete": False,
+            "backfill_started_at": None,
+            "backfill_completed_at": None,
+            "backfill_source_table": "position_events",
+            "backfill_reader_version": 1,
+            "rows_synthesized": 0,
+            "rows_skipped_already_present": 0,
+            "notes": {},
+            "created_at": now,
+            "updated_at": now,
+        }
+        store = await self._ready()
+        key = _migration_key(primitive, cutover_key)
+        try:
+            await _in_pool(store.document_put, deployment_id, _MIGRATION_STATE, key, row)
+        except AlreadyExistsError:
+            pass
+
+    async def get_migration_state(
+        self, *, deployment_id: str, primitive: str, cutover_key: str
+    ) -> MigrationStateRow | None:
+        """The migration-state row, or None when it has not been created."""
+        store = await self._ready()
+        key = _migration_key(primitive, cutover_key)
+        doc = await _in_pool(store.document, deployment_id, _MIGRATION_STATE, key)
+        return None if doc is None else MigrationStateRow(**doc["value"])
+
+    async def update_migration_state(
+        self,
+        *,
+        deployment_id: str,
+        primitive: str,
+        cutover_key: str,
+        backfill_started_at: str | None = None,
+        rows_synthesized: int | None = None,
+        rows_skipped_already_present: int | None = None,
+    ) -> None:
+        """Sets the given fields of an existing row (the others are kept), over the version
+        read: a concurrent update is re-read and applied again, never lost. Unlike the seed
+        (whose UPDATE matches nothing), a row never created raises ``StateNotFoundError``."""
+        await self._change_migration_state(
+            deployment_id,
+            primitive,
+            cutover_key,
+            backfill_started_at=backfill_started_at,
+            rows_synthesized=rows_synthesized,
+            rows_skipped_already_present=rows_skipped_already_present,
+        )
+
+    async def mark_backfill_complete(
+        self,
+        *,
+        deployment_id: str,
+        primitive: str,
+        cutover_key: str,
+        rows_synthesized: int,
+        rows_skipped_already_present: int,
+        backfill_completed_at: str,
+    ) -> None:
+        """Marks the row's backfill complete with its counts and completion time."""
+        await self._change_migration_state(
+            deployment_id,
+            primitive,
+            cutover_key,
+            position_registry_backfill_complete=True,
+            rows_synthesized=rows_synthesized,
+            rows_skipped_already_present=rows_skipped_already_present,
+            backfill_completed_at=backfill_completed_at,
+        )
+
+    async def _change_migration_state(
+        self, deployment_id: str, primitive: str, cutover_key: str, **fields: Any
+    ) -> None:
+        store = await self._ready()
+        key = _migration_key(primitive, cutover_key)
+        for _ in range(16):
+            doc = await _in_pool(store.document, deployment_id, _MIGRATION_STATE, key)
+            if doc is None:
+                raise StateNotFoundError(
+                    deployment_id, f"{deployment_id}: no migration state {primitive}/{cutover_key}"
+                )
+            row = dict(doc["value"])
+            row.update({k: v for k, v in fields.items() if v is not None})
+            row["updated_at"] = datetime.now(UTC).isoformat()
+            try:
+                await _in_pool(
+                    store.document_put, deployment_id, _MIGRATION_STATE, key, row, doc["version"]
+                )
+                return
+            except ConflictError:
+                continue
+        raise StateConflictError(deployment_id, 0, 0, "migration state: too many concurrent updates")
 
     async def save_portfolio_metrics(self, metrics: PortfolioMetrics) -> bool:
         """Saves the metrics (over what is stored: a lost race is retried, never lost)."""
