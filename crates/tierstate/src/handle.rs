@@ -188,7 +188,9 @@ impl Tierstate {
         tierstate_accounting::Events::new(self.records("events"), deployment)
     }
 
-    /// `deployment`'s multi-chain position book.
+    /// `deployment`'s multi-chain position book. Keep the returned store (or a clone) for the
+    /// strategy's life: it remembers the book it last loaded or saved, so each save writes only
+    /// the positions that changed; a store made afresh for each save writes a whole snapshot.
     ///
     /// # Errors
     /// As [`tierstate_positions::PositionStore::new`].
