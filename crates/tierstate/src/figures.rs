@@ -4,7 +4,6 @@
 
 use std::num::NonZeroU32;
 
-use crate::metrics::Op;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tierstate_core::{
@@ -96,16 +95,6 @@ impl StoreFigures {
     }
 }
 
-/// The median and 99th percentile of `v` (`None` if empty), nearest rank.
-fn quantiles(v: &mut [u64]) -> (Option<u64>, Option<u64>) {
-    v.sort_unstable();
-    let at = |q: f64| {
-        v.get(((v.len() as f64 * q).ceil() as usize).saturating_sub(1))
-            .copied()
-    };
-    (at(0.5), at(0.99))
-}
-
 /// Publishing a handle's figures ([`crate::Tierstate::plan_figures`]): one document write,
 /// keeping only the newest version, for the caller's batch.
 #[derive(Debug, Clone)]
@@ -126,16 +115,10 @@ impl crate::Tierstate {
         let m = self.metrics();
         let (hot, warm) = (m.tier(Tier::Hot), m.tier(Tier::Warm));
         // Latency of the operations still in the ring buffer, reads apart from writes.
-        let (mut reads, mut writes) = (Vec::new(), Vec::new());
-        for r in m.recent().iter().filter(|r| r.tier == Tier::Warm) {
-            let us = r.latency.as_micros() as u64;
-            match r.op {
-                Op::Save | Op::Commit | Op::Delete | Op::Truncate => writes.push(us),
-                _ => reads.push(us),
-            }
-        }
-        let (read_p50_us, read_p99_us) = quantiles(&mut reads);
-        let (write_p50_us, write_p99_us) = quantiles(&mut writes);
+        let us = |d: Option<std::time::Duration>| d.map(|d| d.as_micros() as u64);
+        let ((r50, r99), (w50, w99)) = (m.latency(Tier::Warm, false), m.latency(Tier::Warm, true));
+        let (read_p50_us, read_p99_us, write_p50_us, write_p99_us) =
+            (us(r50), us(r99), us(w50), us(w99));
         let groups = self.warm().group_stats();
         StoreFigures {
             at: Utc::now(),

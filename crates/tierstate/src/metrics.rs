@@ -61,6 +61,11 @@ pub enum Op {
 }
 
 impl Op {
+    /// Whether the operation writes (a save, a commit, a delete, a truncation); the others read.
+    pub fn writes(self) -> bool {
+        matches!(self, Op::Save | Op::Commit | Op::Delete | Op::Truncate)
+    }
+
     /// The operation's name, as metrics report it.
     pub fn name(self) -> &'static str {
         match self {
@@ -315,7 +320,7 @@ impl Metrics {
             .map(|((domain, op, _), recs)| {
                 let mut lat: Vec<Duration> = recs.iter().map(|r| r.latency).collect();
                 lat.sort_unstable();
-                let pick = |q: f64| lat[((lat.len() - 1) as f64 * q).round() as usize];
+                let pick = |q: f64| quantile(&lat, q).unwrap_or_default();
                 let total: Duration = lat.iter().sum();
                 OpSummary {
                     domain,
@@ -357,8 +362,7 @@ impl Metrics {
             .map(|r| r.latency)
             .collect();
         lat.sort_unstable();
-        let pick =
-            |q: f64| (!lat.is_empty()).then(|| lat[((lat.len() - 1) as f64 * q).round() as usize]);
+        let pick = |q: f64| quantile(&lat, q);
         TierSummary {
             tier,
             total,
@@ -376,15 +380,59 @@ impl Metrics {
         }
     }
 
+    /// Median and 99th percentile latency of the ring's records of `tier` that write (`writes`)
+    /// or that read; `None` without any.
+    pub fn latency(&self, tier: Tier, writes: bool) -> (Option<Duration>, Option<Duration>) {
+        let mut lat: Vec<Duration> = self
+            .ring
+            .lock()
+            .iter()
+            .filter(|r| r.tier == tier && r.op.writes() == writes)
+            .map(|r| r.latency)
+            .collect();
+        lat.sort_unstable();
+        (quantile(&lat, 0.50), quantile(&lat, 0.99))
+    }
+
     /// Summaries of both tiers, HOT first.
     pub fn summary(&self) -> [TierSummary; 2] {
         [self.tier(Tier::Hot), self.tier(Tier::Warm)]
     }
 }
 
+/// The `q` quantile of sorted latencies (the one rule every summary here uses); `None` if
+/// there are none.
+fn quantile(sorted: &[Duration], q: f64) -> Option<Duration> {
+    let last = sorted.len().checked_sub(1)?;
+    Some(sorted[(last as f64 * q).round() as usize])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn latency_is_split_between_reads_and_writes() {
+        let m = Metrics::new(16, None);
+        for us in [10, 30, 20] {
+            m.record(
+                Tier::Warm,
+                Op::Commit,
+                Duration::from_micros(us),
+                Outcome::Ok,
+            );
+        }
+        m.record(
+            Tier::Warm,
+            Op::ReadDocument,
+            Duration::from_micros(2),
+            Outcome::Ok,
+        );
+        let us = Duration::from_micros;
+        assert_eq!(m.latency(Tier::Warm, true), (Some(us(20)), Some(us(30))));
+        assert_eq!(m.latency(Tier::Warm, false), (Some(us(2)), Some(us(2))));
+        assert_eq!(m.latency(Tier::Hot, true), (None, None));
+    }
 
     #[test]
     fn ring_is_bounded_and_counters_are_not() {
