@@ -219,8 +219,8 @@ impl PositionStore {
                 .read_journal(&self.changes, JournalQuery::newest(wanted as usize))
                 .await?;
             let mut changes = Vec::with_capacity(page.entries.len());
-            for e in page.entries.iter().rev() {
-                let mut value = e.value.clone();
+            for e in page.entries.into_iter().rev() {
+                let mut value = e.value;
                 tierstate_core::codec::check_schema(&value, 1)
                     .map_err(|err| stored("book change", err))?;
                 value.remove(tierstate_core::codec::SCHEMA_KEY);
