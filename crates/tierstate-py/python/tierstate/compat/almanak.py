@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import Enum, IntEnum, auto
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 from urllib.parse import quote
 
 from .. import _POOL, Store, _in_pool
@@ -846,7 +846,8 @@ class StateManager:
     ) -> None:
         store = await self._ready()
         key = _migration_key(primitive, cutover_key)
-        for _ in range(16):
+
+        async def attempt() -> None:
             doc = await _in_pool(store.document, deployment_id, _MIGRATION_STATE, key)
             if doc is None:
                 raise StateNotFoundError(
@@ -855,32 +856,22 @@ class StateManager:
             row = dict(doc["value"])
             row.update({k: v for k, v in fields.items() if v is not None})
             row["updated_at"] = datetime.now(UTC).isoformat()
-            try:
-                await _in_pool(
-                    store.document_put, deployment_id, _MIGRATION_STATE, key, row, doc["version"]
-                )
-                return
-            except ConflictError:
-                continue
-        raise StateConflictError(deployment_id, 0, 0, "migration state: too many concurrent updates")
+            await _in_pool(store.document_put, deployment_id, _MIGRATION_STATE, key, row, doc["version"])
+
+        await _until_saved(deployment_id, "migration state", attempt)
 
     async def save_portfolio_metrics(self, metrics: PortfolioMetrics) -> bool:
         """Saves the metrics (over what is stored: a lost race is retried, never lost)."""
         store = await self._ready()
-        for _ in range(16):
+
+        async def attempt() -> None:
             got = await _in_pool(store.metrics_load, metrics.deployment_id)
             initial = got[0]["initial_time"] if got else metrics.timestamp
-            try:
-                await _in_pool(
-                    store.metrics_save,
-                    metrics.deployment_id,
-                    metrics._record(initial),
-                    got[1] if got else None,
-                )
-                return True
-            except (ConflictError, AlreadyExistsError):
-                continue  # another writer saved meanwhile: read again
-        raise StateConflictError(metrics.deployment_id, 0, 0, "portfolio metrics: too many concurrent saves")
+            expected = got[1] if got else None
+            await _in_pool(store.metrics_save, metrics.deployment_id, metrics._record(initial), expected)
+
+        await _until_saved(metrics.deployment_id, "portfolio metrics", attempt)
+        return True
 
     async def get_portfolio_metrics(self, deployment_id: str) -> PortfolioMetrics | None:
         """The stored metrics, or None."""
@@ -968,6 +959,18 @@ def _tier_metric(m: dict[str, Any]) -> TierMetrics:
         success=outcome in ("ok", "hit", "miss", "notfound"),
         error=None if outcome in ("ok", "hit", "miss", "notfound") else outcome,
     )
+
+
+async def _until_saved(deployment_id: str, what: str, attempt: Callable[[], Awaitable[None]]) -> None:
+    """Runs ``attempt`` (a read, then a compare-and-swap over what it read) until it lands: a
+    lost race (another writer saved meanwhile) reads again, up to 16 times in all."""
+    for _ in range(16):
+        try:
+            await attempt()
+            return
+        except (ConflictError, AlreadyExistsError):
+            continue
+    raise StateConflictError(deployment_id, 0, 0, f"{what}: too many concurrent saves")
 
 
 async def _cas(store: Store, state: StateData, expected_version: int | None) -> Any:
